@@ -1,0 +1,37 @@
+// Package gateway implements the containers' default router as a port of
+// the switch (a vswitch.Port named "gateway").
+//
+// In this issue the gateway is an L2/L3 endpoint only. It
+//
+//   - answers ARP requests for its address (RFC 826) and learns the sender
+//     of every valid ARP packet, and the source of every IPv4 datagram sent
+//     to it, into a neighbour table of the hosts of its subnet;
+//   - replies to ICMP echo requests to its address (RFC 792);
+//   - answers UDP to its address with ICMP port unreachable, TCP with a
+//     reset as a host in the CLOSED state (RFC 9293 3.10.7.1), and other
+//     protocols with ICMP protocol unreachable;
+//   - answers datagrams for every other destination with ICMP network
+//     unreachable, since it has no routes yet;
+//   - ignores (and counts) IPv6, frames for other MACs that are not ARP,
+//     and everything it cannot parse.
+//
+// ICMP errors follow RFC 1812: at most 576 bytes quoting as much of the
+// offending datagram as fits (4.3.2.3), never about an ICMP error, a
+// non-first fragment, a broadcast or multicast, or a source that is not a
+// single host (4.3.2.7), and rate limited by a token bucket like the
+// kernel's icmp_ratelimit. TCP resets share that bucket.
+//
+// The gateway does not reassemble fragments: fragments addressed to it are
+// dropped and counted. Offloads are off: a frame whose virtio_net_hdr asks
+// for checksum completion or carries a GSO super-frame is dropped and
+// counted; a later issue makes the switch segment such frames before it
+// delivers them to a port without offloads.
+//
+// Write parses every frame by hand, bounds-checking each offset, handles it
+// synchronously and never blocks: replies are built in pooled buffers and
+// wait in a bounded queue for Read, which copies them into the caller's
+// buffer behind a zero virtio_net_hdr. A full queue drops the reply and
+// counts it. Packets that NAT and the uplinks will later hand to the
+// gateway for a container take the same way out, their destination MAC
+// resolved through the neighbour table (Lookup).
+package gateway

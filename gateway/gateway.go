@@ -1,0 +1,386 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	vswitch "github.com/tapswitch/tapswitch/switch"
+)
+
+// Defaults applied by New to zero fields of Config.
+const (
+	DefaultMTU          = 1500
+	DefaultNeighTimeout = 5 * time.Minute
+	DefaultErrorRate    = 100
+	DefaultQueueLen     = 256
+	DefaultMaxNeighbors = 4096
+)
+
+// ErrInvalidConfig is returned by New when the Config cannot describe a
+// gateway; the error wrapping it says which field is wrong.
+var ErrInvalidConfig = errors.New("invalid gateway config")
+
+// Config configures a Gateway. Zero values select the documented defaults.
+type Config struct {
+	// MAC is the gateway's unicast hardware address (the daemon picks a
+	// locally administered one).
+	MAC net.HardwareAddr
+
+	// Addr is the gateway's IPv4 address and the subnet of the
+	// containers, e.g. 10.90.0.1/16. The prefix must be between /1 and
+	// /30, and the address a host address in it (neither the network nor
+	// the broadcast address).
+	Addr netip.Prefix
+
+	// MTU is the largest IPv4 datagram the gateway accepts and sends;
+	// 0 means DefaultMTU (1500). It must be between 576 and 65535.
+	MTU int
+
+	// NeighTimeout is how long a neighbour stays valid after it was last
+	// heard from; 0 means DefaultNeighTimeout (5 minutes). The kernel
+	// keeps an entry REACHABLE for about 30 s (base_reachable_time) and
+	// then re-verifies it with ARP before use; the gateway does not send
+	// ARP requests yet, so it keeps entries as long as the Linux bridge
+	// keeps an FDB entry (300 s) and relies on the daemon calling Forget
+	// when a container is detached.
+	NeighTimeout time.Duration
+
+	// ErrorRate is the number of ICMP errors (and TCP resets) per second
+	// the gateway sends, with a burst of one second's worth; 0 means
+	// DefaultErrorRate (100). Like the kernel's icmp_ratelimit, it keeps
+	// a misbehaving container from turning the gateway into an amplifier.
+	ErrorRate int
+
+	// QueueLen is the number of replies that can wait for Read; 0 means
+	// DefaultQueueLen (256). When the queue is full, replies are dropped
+	// and counted in Stats.QueueDrops.
+	QueueLen int
+
+	// MaxNeighbors bounds the neighbour table; 0 means
+	// DefaultMaxNeighbors (4096, the order of the kernel's gc_thresh3).
+	// A new neighbour in a full table evicts the least recently heard
+	// one.
+	MaxNeighbors int
+
+	// Now is the clock used for neighbour ages and rate limiting; nil
+	// means time.Now. Tests inject a fake clock here.
+	Now func() time.Time
+}
+
+// Gateway is the containers' default router as a port of the switch. It
+// answers ARP for its address, keeps a neighbour table, replies to pings and
+// answers everything else with the ICMP error or TCP reset a host or router
+// would send. Its replies wait in a bounded queue for Read.
+//
+// Write is safe for concurrent use; Read is called by one goroutine at a
+// time; all other methods are safe for concurrent use.
+type Gateway struct {
+	mac    [6]byte
+	prefix netip.Prefix
+	addr   [4]byte // gateway address
+	bcast  [4]byte // directed broadcast address of the subnet
+	mtu    int
+	now    func() time.Time
+
+	neigh   *neighTable
+	limiter *tokenBucket
+	ipID    atomic.Uint32 // identification of the next originated datagram
+
+	pool  sync.Pool    // of *[]byte, cap ethHdrLen+mtu
+	queue chan *[]byte // replies waiting for Read; len is the frame length
+
+	done      chan struct{} // closed by Close
+	closeOnce sync.Once
+
+	stats counters
+}
+
+var _ vswitch.Port = (*Gateway)(nil)
+
+// New returns a Gateway configured by cfg, after applying defaults and
+// validating it. Errors wrap ErrInvalidConfig.
+func New(cfg Config) (*Gateway, error) {
+	if len(cfg.MAC) != 6 {
+		return nil, fmt.Errorf("mac %q is not 6 bytes: %w", cfg.MAC, ErrInvalidConfig)
+	}
+	var mac [6]byte
+	copy(mac[:], cfg.MAC)
+	if !isUnicastMAC(mac) {
+		return nil, fmt.Errorf("mac %s is not unicast: %w", cfg.MAC, ErrInvalidConfig)
+	}
+	p := cfg.Addr
+	if !p.IsValid() || !p.Addr().Is4() {
+		return nil, fmt.Errorf("addr %s is not an IPv4 prefix: %w", p, ErrInvalidConfig)
+	}
+	if p.Bits() < 1 || p.Bits() > 30 {
+		return nil, fmt.Errorf("addr %s: prefix length must be between 1 and 30: %w", p, ErrInvalidConfig)
+	}
+	g := &Gateway{
+		mac:    mac,
+		prefix: p,
+		addr:   p.Addr().As4(),
+		mtu:    cfg.MTU,
+		now:    cfg.Now,
+		done:   make(chan struct{}),
+	}
+	g.bcast = broadcastOf(p)
+	network := p.Masked().Addr().As4()
+	if g.addr == network || g.addr == g.bcast || !isHostAddr(g.addr) {
+		return nil, fmt.Errorf("addr %s is not a host address of its subnet: %w", p, ErrInvalidConfig)
+	}
+	if g.mtu == 0 {
+		g.mtu = DefaultMTU
+	}
+	if g.mtu < maxICMPErrorLen || g.mtu > 65535 {
+		return nil, fmt.Errorf("mtu %d out of range [576, 65535]: %w", g.mtu, ErrInvalidConfig)
+	}
+	if g.now == nil {
+		g.now = time.Now
+	}
+	timeout := cfg.NeighTimeout
+	if timeout == 0 {
+		timeout = DefaultNeighTimeout
+	}
+	rate := cfg.ErrorRate
+	if rate == 0 {
+		rate = DefaultErrorRate
+	}
+	qlen := cfg.QueueLen
+	if qlen == 0 {
+		qlen = DefaultQueueLen
+	}
+	maxNeigh := cfg.MaxNeighbors
+	if maxNeigh == 0 {
+		maxNeigh = DefaultMaxNeighbors
+	}
+	if timeout < 0 || rate < 0 || qlen < 0 || maxNeigh < 0 {
+		return nil, fmt.Errorf("negative NeighTimeout, ErrorRate, QueueLen or MaxNeighbors: %w", ErrInvalidConfig)
+	}
+	g.neigh = newNeighTable(timeout, maxNeigh)
+	g.limiter = newTokenBucket(rate, g.now())
+	g.queue = make(chan *[]byte, qlen)
+	size := ethHdrLen + g.mtu
+	g.pool.New = func() any {
+		b := make([]byte, size)
+		return &b
+	}
+	return g, nil
+}
+
+// Name returns "gateway".
+func (g *Gateway) Name() string { return "gateway" }
+
+// MAC returns the gateway's hardware address. The caller may modify the
+// returned slice.
+func (g *Gateway) MAC() net.HardwareAddr { return net.HardwareAddr(append([]byte(nil), g.mac[:]...)) }
+
+// Addr returns the gateway's address and subnet.
+func (g *Gateway) Addr() netip.Prefix { return g.prefix }
+
+// MTU returns the largest IPv4 datagram the gateway accepts and sends.
+func (g *Gateway) MTU() int { return g.mtu }
+
+// Stats returns a snapshot of the gateway's counters.
+func (g *Gateway) Stats() Stats { return g.stats.snapshot() }
+
+// Neighbors returns the unexpired entries of the neighbour table, sorted by
+// IP address. The result is the caller's.
+func (g *Gateway) Neighbors() []Neighbor { return g.neigh.snapshot(g.now()) }
+
+// Lookup returns the MAC of the neighbour ip if it is known and has not
+// expired.
+func (g *Gateway) Lookup(ip netip.Addr) (net.HardwareAddr, bool) {
+	if !ip.Is4() {
+		return nil, false
+	}
+	mac, ok := g.neigh.lookup(ip.As4(), g.now())
+	if !ok {
+		return nil, false
+	}
+	return net.HardwareAddr(mac[:]), true
+}
+
+// Forget removes the neighbour ip, if present. The daemon calls it when a
+// container is detached.
+func (g *Gateway) Forget(ip netip.Addr) {
+	if ip.Is4() {
+		g.neigh.forget(ip.As4())
+	}
+}
+
+// Close makes a blocked Read, and every later Read and Write, return
+// net.ErrClosed. Replies still queued are discarded. Close is idempotent
+// and safe to call while Write runs on other goroutines.
+func (g *Gateway) Close() error {
+	g.closeOnce.Do(func() { close(g.done) })
+	return nil
+}
+
+// Read blocks until a reply frame is ready and copies it into buf[offset:]
+// behind a zero virtio_net_hdr, returning VnetHdrLen plus the frame length.
+// It does not keep buf. After Close it returns an error wrapping
+// net.ErrClosed. If buf[offset:] is too small for the frame, the frame is
+// dropped and Read returns io.ErrShortBuffer.
+func (g *Gateway) Read(buf []byte, offset int) (int, error) {
+	if offset < 0 || offset > len(buf) {
+		return 0, fmt.Errorf("gateway read: offset %d out of range: %w", offset, io.ErrShortBuffer)
+	}
+	select {
+	case <-g.done:
+		return 0, fmt.Errorf("gateway read: %w", net.ErrClosed)
+	default:
+	}
+	select {
+	case <-g.done:
+		return 0, fmt.Errorf("gateway read: %w", net.ErrClosed)
+	case p := <-g.queue:
+		defer g.putBuf(p)
+		frame := *p
+		out := buf[offset:]
+		if len(out) < vswitch.VnetHdrLen+len(frame) {
+			return 0, fmt.Errorf("gateway read: %d bytes for a %d-byte frame: %w",
+				len(out), vswitch.VnetHdrLen+len(frame), io.ErrShortBuffer)
+		}
+		clear(out[:vswitch.VnetHdrLen])
+		n := copy(out[vswitch.VnetHdrLen:], frame)
+		return vswitch.VnetHdrLen + n, nil
+	}
+}
+
+// Offsets and values of struct virtio_net_hdr
+// (include/uapi/linux/virtio_net.h).
+const (
+	vnetFlagsOff      = 0
+	vnetGSOTypeOff    = 1
+	vnetFlagNeedsCsum = 1 // VIRTIO_NET_HDR_F_NEEDS_CSUM
+	vnetGSONone       = 0 // VIRTIO_NET_HDR_GSO_NONE
+)
+
+// Write handles the frame buf[offset:] (virtio_net_hdr and Ethernet frame)
+// synchronously and queues any reply; it never blocks and does not keep
+// buf. Frames the gateway ignores or finds malformed are counted in Stats
+// and are not errors. Write returns vswitch.ErrFrameTooBig for a frame
+// larger than the MTU allows, and an error wrapping net.ErrClosed after
+// Close.
+//
+// Offloads are off in this issue: a frame whose virtio_net_hdr has
+// VIRTIO_NET_HDR_F_NEEDS_CSUM set or a gso_type other than
+// VIRTIO_NET_HDR_GSO_NONE is counted (Stats.Offload) and dropped. A later
+// issue makes the switch segment and complete checksums before it delivers
+// a frame to a port without offloads, such as the gateway.
+//
+// Write is safe for concurrent use.
+func (g *Gateway) Write(buf []byte, offset int) (int, error) {
+	if offset < 0 || offset > len(buf) {
+		return 0, fmt.Errorf("gateway write: offset %d out of range", offset)
+	}
+	select {
+	case <-g.done:
+		return 0, fmt.Errorf("gateway write: %w", net.ErrClosed)
+	default:
+	}
+	frame := buf[offset:]
+	n := len(frame)
+	if len(frame) < vswitch.VnetHdrLen {
+		g.stats.inc(cntMalformed)
+		return n, nil
+	}
+	if frame[vnetFlagsOff]&vnetFlagNeedsCsum != 0 || frame[vnetGSOTypeOff] != vnetGSONone {
+		g.stats.inc(cntOffload)
+		return n, nil
+	}
+	eth := frame[vswitch.VnetHdrLen:]
+	// 4 bytes of slack for a VLAN tag, which the gateway does not
+	// interpret but must not call too big.
+	if len(eth) > ethHdrLen+4+g.mtu {
+		g.stats.inc(cntTooBig)
+		return 0, vswitch.ErrFrameTooBig
+	}
+	g.handleEthernet(eth)
+	return n, nil
+}
+
+// getBuf returns a reply buffer of length ethHdrLen+mtu.
+func (g *Gateway) getBuf() *[]byte {
+	p := g.pool.Get().(*[]byte)
+	*p = (*p)[:cap(*p)]
+	return p
+}
+
+func (g *Gateway) putBuf(p *[]byte) { g.pool.Put(p) }
+
+// enqueue queues the first n bytes of the reply p for Read and takes
+// ownership of p. It reports whether the reply was queued; a full queue
+// drops it and counts Stats.QueueDrops.
+func (g *Gateway) enqueue(p *[]byte, n int) bool {
+	*p = (*p)[:n]
+	select {
+	case g.queue <- p:
+		return true
+	default:
+		g.stats.inc(cntQueueDrops)
+		g.putBuf(p)
+		return false
+	}
+}
+
+// nextID returns the IPv4 identification of the next datagram the gateway
+// originates.
+func (g *Gateway) nextID() uint16 { return uint16(g.ipID.Add(1)) }
+
+// learn records ip at mac if ip is a host address of the subnet other than
+// the gateway's own.
+func (g *Gateway) learn(ip [4]byte, mac [6]byte) {
+	if !g.isNeighborAddr(ip) || !isUnicastMAC(mac) {
+		return
+	}
+	added, evicted := g.neigh.learn(ip, mac, g.now())
+	if added {
+		g.stats.inc(cntNeighLearned)
+	}
+	if evicted {
+		g.stats.inc(cntNeighEvicted)
+	}
+}
+
+// isNeighborAddr reports whether ip can be a neighbour: inside the subnet,
+// neither the gateway's own address nor the network or broadcast address.
+func (g *Gateway) isNeighborAddr(ip [4]byte) bool {
+	a := netip.AddrFrom4(ip)
+	return g.prefix.Contains(a) && ip != g.addr && ip != g.bcast && a != g.prefix.Masked().Addr()
+}
+
+// broadcastOf returns the directed broadcast address of the IPv4 prefix p.
+func broadcastOf(p netip.Prefix) [4]byte {
+	a := p.Masked().Addr().As4()
+	host := uint32(1)<<(32-p.Bits()) - 1
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	v |= host
+	return [4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}
+}
+
+// isUnicastMAC reports whether mac is neither multicast (broadcast
+// included) nor all zeros.
+func isUnicastMAC(mac [6]byte) bool {
+	return mac[0]&1 == 0 && mac != [6]byte{}
+}
+
+// isHostAddr reports whether ip can be the address of a single host: not
+// 0.0.0.0/8, loopback, multicast, class E or the limited broadcast (RFC 1812
+// 4.3.2.7 and 5.3.7).
+func isHostAddr(ip [4]byte) bool {
+	switch {
+	case ip[0] == 0, ip[0] == 127, ip[0] >= 224:
+		return false
+	}
+	return true
+}
+
+// Queued returns the number of replies waiting for Read.
+func (g *Gateway) Queued() int { return len(g.queue) }

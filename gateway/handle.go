@@ -1,0 +1,373 @@
+package gateway
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+
+	"github.com/mdlayher/arp"
+)
+
+// handleEthernet dispatches one Ethernet frame (virtio_net_hdr removed).
+func (g *Gateway) handleEthernet(eth []byte) {
+	if len(eth) < ethHdrLen {
+		g.stats.inc(cntMalformed)
+		return
+	}
+	dst := [6]byte(eth[0:6])
+	src := [6]byte(eth[6:12])
+	if !isUnicastMAC(src) || src == g.mac {
+		g.stats.inc(cntMartian)
+		return
+	}
+	switch binary.BigEndian.Uint16(eth[12:14]) {
+	case etherTypeARP:
+		// ARP is handled whatever the destination MAC: requests are
+		// broadcast, and the switch floods unknown unicast.
+		g.handleARP(eth[ethHdrLen:])
+		return
+	case etherTypeIPv6:
+		g.stats.inc(cntIPv6)
+		return
+	}
+	if dst != g.mac {
+		g.stats.inc(cntNotForUs)
+		return
+	}
+	if binary.BigEndian.Uint16(eth[12:14]) != etherTypeIPv4 {
+		g.stats.inc(cntOtherEtherType)
+		return
+	}
+	g.handleIPv4(eth[ethHdrLen:], src)
+}
+
+// handleARP answers ARP requests for the gateway's address and learns the
+// sender of every valid ARP packet (RFC 826) as a neighbour when its address
+// is a host of the subnet. ARP probes (sender 0.0.0.0, RFC 5227) for the
+// gateway's address are answered too, as the kernel does, so that a host
+// does not take it.
+func (g *Gateway) handleARP(b []byte) {
+	var p arp.Packet
+	if err := p.UnmarshalBinary(b); err != nil {
+		g.stats.inc(cntMalformed)
+		return
+	}
+	if p.HardwareType != 1 || p.ProtocolType != etherTypeIPv4 ||
+		p.HardwareAddrLength != 6 || p.IPLength != 4 ||
+		(p.Operation != arp.OperationRequest && p.Operation != arp.OperationReply) {
+		g.stats.inc(cntMalformed)
+		return
+	}
+	sha := [6]byte(p.SenderHardwareAddr)
+	spa := p.SenderIP.As4()
+	if !isUnicastMAC(sha) || sha == g.mac {
+		g.stats.inc(cntMartian)
+		return
+	}
+	if spa == g.addr {
+		g.stats.inc(cntARPConflicts)
+		return
+	}
+	g.learn(spa, sha)
+	if p.Operation != arp.OperationRequest || p.TargetIP.As4() != g.addr {
+		g.stats.inc(cntARPOther)
+		return
+	}
+	g.stats.inc(cntARPRequests)
+
+	reply := arp.Packet{
+		HardwareType:       1,
+		ProtocolType:       etherTypeIPv4,
+		HardwareAddrLength: 6,
+		IPLength:           4,
+		Operation:          arp.OperationReply,
+		SenderHardwareAddr: net.HardwareAddr(g.mac[:]),
+		SenderIP:           netip.AddrFrom4(g.addr),
+		TargetHardwareAddr: p.SenderHardwareAddr,
+		TargetIP:           p.SenderIP,
+	}
+	body, _ := reply.MarshalBinary() // never fails
+	buf := g.getBuf()
+	out := *buf
+	putEthernet(out, sha, g.mac, etherTypeARP)
+	n := ethHdrLen + copy(out[ethHdrLen:], body)
+	if g.enqueue(buf, n) {
+		g.stats.inc(cntARPReplies)
+	}
+}
+
+// handleIPv4 handles a datagram sent to the gateway's MAC from ethSrc.
+func (g *Gateway) handleIPv4(b []byte, ethSrc [6]byte) {
+	v, reason := parseIPv4(b)
+	if reason != cntNone {
+		g.stats.inc(reason)
+		return
+	}
+	if len(v.datagram) > g.mtu {
+		g.stats.inc(cntTooBig)
+		return
+	}
+	if v.src == g.addr || v.src == g.bcast || !isHostAddr(v.src) {
+		g.stats.inc(cntMartian)
+		return
+	}
+	g.learn(v.src, ethSrc)
+	switch {
+	case v.dst == g.addr:
+		g.handleLocal(&v, ethSrc)
+	case g.isBroadcastOrMulticast(v.dst):
+		// Nothing the gateway serves is sent to a broadcast or
+		// multicast address, and RFC 1812 4.3.2.7 forbids an error.
+		g.stats.inc(cntNoErrorAllowed)
+	case !isHostAddr(v.dst):
+		g.stats.inc(cntMartian)
+	default:
+		// The gateway has no routes yet: every other destination is
+		// unreachable. A later issue routes to the uplink and between
+		// containers here.
+		g.sendUnreachable(&v, ethSrc, codeNetUnreachable)
+	}
+}
+
+// handleLocal handles a datagram addressed to the gateway's own address.
+func (g *Gateway) handleLocal(v *ipv4View, ethSrc [6]byte) {
+	if v.isFragment() {
+		g.stats.inc(cntFragments)
+		return
+	}
+	switch v.proto {
+	case protoICMP:
+		g.handleICMP(v, ethSrc)
+	case protoUDP:
+		if !g.validUDP(v) {
+			return
+		}
+		// No UDP service listens on the gateway (RFC 1122 3.2.2.1).
+		g.sendUnreachable(v, ethSrc, codePortUnreachable)
+	case protoTCP:
+		g.handleTCP(v, ethSrc)
+	default:
+		g.sendUnreachable(v, ethSrc, codeProtoUnreachable)
+	}
+}
+
+// handleICMP answers echo requests (RFC 792) and ignores all other ICMP.
+func (g *Gateway) handleICMP(v *ipv4View, ethSrc [6]byte) {
+	m := v.payload
+	if len(m) < icmpHdrLen {
+		g.stats.inc(cntMalformed)
+		return
+	}
+	if icmpChecksum(m) != 0 {
+		g.stats.inc(cntBadChecksum)
+		return
+	}
+	if m[0] != icmpEchoRequest {
+		g.stats.inc(cntIgnored)
+		return
+	}
+	buf := g.getBuf()
+	out := *buf
+	putEthernet(out, ethSrc, g.mac, etherTypeIPv4)
+	ip := out[ethHdrLen:]
+	h := ipv4Header{
+		tos:      v.hdr[1] &^ 0x03, // the request's DSCP; ECN is not echoed
+		totalLen: uint16(ipv4MinHdr + len(m)),
+		id:       g.nextID(),
+		ttl:      defaultTTL,
+		proto:    protoICMP,
+		src:      g.addr,
+		dst:      v.src,
+	}
+	h.put(ip)
+	reply := ip[ipv4MinHdr : ipv4MinHdr+len(m)]
+	copy(reply, m) // identifier, sequence number and data stay the same
+	reply[0] = icmpEchoReply
+	reply[1] = 0
+	binary.BigEndian.PutUint16(reply[2:4], 0)
+	binary.BigEndian.PutUint16(reply[2:4], icmpChecksum(reply))
+	if g.enqueue(buf, ethHdrLen+ipv4MinHdr+len(m)) {
+		g.stats.inc(cntEchoReplies)
+	}
+}
+
+// validUDP checks the UDP header and checksum of v, counting failures.
+func (g *Gateway) validUDP(v *ipv4View) bool {
+	u := v.payload
+	if len(u) < udpHdrLen {
+		g.stats.inc(cntMalformed)
+		return false
+	}
+	ulen := int(binary.BigEndian.Uint16(u[4:6]))
+	if ulen < udpHdrLen || ulen > len(u) {
+		g.stats.inc(cntMalformed)
+		return false
+	}
+	// A zero checksum means the sender computed none (RFC 768).
+	if binary.BigEndian.Uint16(u[6:8]) != 0 && transportChecksum(u[:ulen], protoUDP, v.src, v.dst) != 0 {
+		g.stats.inc(cntBadChecksum)
+		return false
+	}
+	return true
+}
+
+// handleTCP answers a segment to the gateway, where nothing listens, as a
+// host in the CLOSED state does (RFC 9293 3.10.7.1): a reset unless the
+// segment is one.
+func (g *Gateway) handleTCP(v *ipv4View, ethSrc [6]byte) {
+	s := v.payload
+	if len(s) < tcpMinHdr {
+		g.stats.inc(cntMalformed)
+		return
+	}
+	doff := int(s[12]>>4) * 4
+	if doff < tcpMinHdr || doff > len(s) {
+		g.stats.inc(cntMalformed)
+		return
+	}
+	if transportChecksum(s, protoTCP, v.src, v.dst) != 0 {
+		g.stats.inc(cntBadChecksum)
+		return
+	}
+	flags := s[13]
+	if flags&tcpRST != 0 {
+		g.stats.inc(cntIgnored)
+		return
+	}
+	if !g.limiter.allow(g.now()) {
+		g.stats.inc(cntRateLimited)
+		return
+	}
+	var seq, ack uint32
+	var rflags uint8
+	if flags&tcpACK != 0 {
+		// <SEQ=SEG.ACK><CTL=RST>
+		seq = binary.BigEndian.Uint32(s[8:12])
+		rflags = tcpRST
+	} else {
+		// <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>, where SYN and FIN
+		// count in SEG.LEN.
+		segLen := uint32(len(s) - doff)
+		if flags&tcpSYN != 0 {
+			segLen++
+		}
+		if flags&tcpFIN != 0 {
+			segLen++
+		}
+		ack = binary.BigEndian.Uint32(s[4:8]) + segLen
+		rflags = tcpRST | tcpACK
+	}
+
+	buf := g.getBuf()
+	out := *buf
+	putEthernet(out, ethSrc, g.mac, etherTypeIPv4)
+	ip := out[ethHdrLen:]
+	h := ipv4Header{
+		tos:      v.hdr[1] &^ 0x03, // the ECN field is not echoed
+		totalLen: ipv4MinHdr + tcpMinHdr,
+		id:       g.nextID(),
+		ttl:      defaultTTL,
+		proto:    protoTCP,
+		src:      g.addr,
+		dst:      v.src,
+	}
+	h.put(ip)
+	t := ip[ipv4MinHdr : ipv4MinHdr+tcpMinHdr]
+	copy(t[0:2], s[2:4]) // source port: the segment's destination port
+	copy(t[2:4], s[0:2])
+	binary.BigEndian.PutUint32(t[4:8], seq)
+	binary.BigEndian.PutUint32(t[8:12], ack)
+	t[12] = (tcpMinHdr / 4) << 4
+	t[13] = rflags
+	binary.BigEndian.PutUint16(t[14:16], 0) // window
+	binary.BigEndian.PutUint16(t[16:18], 0) // checksum, below
+	binary.BigEndian.PutUint16(t[18:20], 0) // urgent pointer
+	binary.BigEndian.PutUint16(t[16:18], transportChecksum(t, protoTCP, g.addr, v.src))
+	if g.enqueue(buf, ethHdrLen+ipv4MinHdr+tcpMinHdr) {
+		g.stats.inc(cntTCPResets)
+	}
+}
+
+// sendUnreachable answers v with an ICMP destination unreachable of the
+// given code, if RFC 1812 4.3.2.7 allows an error about v and the rate
+// limiter has a token. The message quotes as much of v as fits in 576 bytes
+// (RFC 1812 4.3.2.3), at least its header and 8 bytes of payload (RFC 792).
+func (g *Gateway) sendUnreachable(v *ipv4View, ethSrc [6]byte, code uint8) {
+	if !g.errorAllowed(v) {
+		g.stats.inc(cntNoErrorAllowed)
+		return
+	}
+	if !g.limiter.allow(g.now()) {
+		g.stats.inc(cntRateLimited)
+		return
+	}
+	quote := v.datagram
+	if limit := maxICMPErrorLen - ipv4MinHdr - icmpHdrLen; len(quote) > limit {
+		quote = quote[:limit]
+	}
+	buf := g.getBuf()
+	out := *buf
+	putEthernet(out, ethSrc, g.mac, etherTypeIPv4)
+	ip := out[ethHdrLen:]
+	h := ipv4Header{
+		tos:      tosInternetControl,
+		totalLen: uint16(ipv4MinHdr + icmpHdrLen + len(quote)),
+		id:       g.nextID(),
+		ttl:      defaultTTL,
+		proto:    protoICMP,
+		src:      g.addr,
+		dst:      v.src,
+	}
+	h.put(ip)
+	m := ip[ipv4MinHdr : ipv4MinHdr+icmpHdrLen+len(quote)]
+	m[0] = icmpUnreachable
+	m[1] = code
+	clear(m[2:icmpHdrLen]) // checksum and the unused word
+	copy(m[icmpHdrLen:], quote)
+	binary.BigEndian.PutUint16(m[2:4], icmpChecksum(m))
+	if g.enqueue(buf, ethHdrLen+ipv4MinHdr+len(m)) {
+		g.stats.inc(cntICMPErrors)
+	}
+}
+
+// errorAllowed reports whether an ICMP error may be sent about v (RFC 1812
+// 4.3.2.7): not about an ICMP error, a fragment other than the first, a
+// datagram to a broadcast or multicast address, or one whose source is not
+// a single host. Link-layer broadcasts never get here.
+func (g *Gateway) errorAllowed(v *ipv4View) bool {
+	if v.fragOff != 0 {
+		return false
+	}
+	if !isHostAddr(v.src) || v.src == g.bcast || g.isBroadcastOrMulticast(v.dst) {
+		return false
+	}
+	if v.proto == protoICMP {
+		// A first fragment too short to show its type is treated as
+		// an error message.
+		if len(v.payload) < 1 || !isICMPQuery(v.payload[0]) {
+			return false
+		}
+	}
+	return true
+}
+
+// isICMPQuery reports whether the ICMP type t is a query or a reply to one,
+// about which errors may be sent. Error types and unknown types are not
+// (the kernel's icmp_pointers[].error and its NR_ICMP_TYPES check).
+func isICMPQuery(t uint8) bool {
+	switch t {
+	case 0, 8, // echo reply, echo request
+		9, 10, // router advertisement, solicitation
+		13, 14, // timestamp, timestamp reply
+		15, 16, // information request, reply
+		17, 18: // address mask request, reply
+		return true
+	}
+	return false
+}
+
+// isBroadcastOrMulticast reports whether ip is the limited broadcast, the
+// subnet's directed broadcast or a multicast address.
+func (g *Gateway) isBroadcastOrMulticast(ip [4]byte) bool {
+	return ip == [4]byte{255, 255, 255, 255} || ip == g.bcast || ip[0]&0xf0 == 224
+}

@@ -1,0 +1,77 @@
+// Package checksum implements the Internet checksum of RFC 1071 and the IPv4
+// pseudo-header sum that TCP, UDP and ICMP checksums need.
+//
+// Sums are carried between calls as unfolded uint32 partial sums, so a
+// checksum over several discontiguous pieces (a pseudo-header, a header, a
+// payload) is computed without copying:
+//
+//	sum := checksum.PseudoHeaderIPv4(src, dst, 6, uint16(len(seg)))
+//	csum := checksum.Checksum(seg, sum) // store big-endian at seg[16:18]
+//
+// A piece of odd length must be the last one: RFC 1071 pads a trailing odd
+// byte with zero on its right, which is only correct at the very end.
+//
+// All functions are pure, allocate nothing and are safe for concurrent use.
+package checksum
+
+import "encoding/binary"
+
+// Sum adds the 16-bit big-endian words of b to the partial sum initial and
+// returns the new partial sum, folded to at most 17 bits so that it can be
+// passed as initial again any number of times without overflow. A trailing
+// odd byte is padded with zero (RFC 1071 section 4.1).
+func Sum(b []byte, initial uint32) uint32 {
+	acc := uint64(initial)
+	// Adding 32-bit words into a 64-bit accumulator is the same one's
+	// complement sum as adding 16-bit words (RFC 1071 section 2 (B)),
+	// once the carries are folded back.
+	for len(b) >= 8 {
+		acc += uint64(binary.BigEndian.Uint32(b)) + uint64(binary.BigEndian.Uint32(b[4:]))
+		b = b[8:]
+	}
+	if len(b) >= 4 {
+		acc += uint64(binary.BigEndian.Uint32(b))
+		b = b[4:]
+	}
+	if len(b) >= 2 {
+		acc += uint64(binary.BigEndian.Uint16(b))
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		acc += uint64(b[0]) << 8
+	}
+	// Fold 64 -> 32 bits twice (the first fold can carry once more), then
+	// leave one 16-bit fold to Fold.
+	acc = (acc >> 32) + (acc & 0xffffffff)
+	acc = (acc >> 32) + (acc & 0xffffffff)
+	return uint32(acc>>16) + uint32(acc&0xffff)
+}
+
+// Fold folds the carries of the partial sum back into its low 16 bits and
+// returns the one's complement sum (not yet complemented).
+func Fold(sum uint32) uint16 {
+	sum = (sum >> 16) + (sum & 0xffff)
+	sum = (sum >> 16) + (sum & 0xffff)
+	return uint16(sum)
+}
+
+// Checksum returns the Internet checksum of b added to the partial sum
+// initial: the one's complement of the folded one's complement sum, ready to
+// be stored big-endian in a header whose checksum field was zero while
+// summing. Over data that already contains a correct checksum, Checksum
+// returns 0 (the receiver's check of RFC 1071).
+func Checksum(b []byte, initial uint32) uint16 {
+	return ^Fold(Sum(b, initial))
+}
+
+// PseudoHeaderIPv4 returns the partial sum of the IPv4 pseudo-header
+// (RFC 9293 section 3.1, RFC 768): source and destination address, the
+// protocol number and the length of the transport header plus data.
+func PseudoHeaderIPv4(src, dst [4]byte, proto uint8, length uint16) uint32 {
+	return uint32(binary.BigEndian.Uint16(src[0:])) +
+		uint32(binary.BigEndian.Uint16(src[2:])) +
+		uint32(binary.BigEndian.Uint16(dst[0:])) +
+		uint32(binary.BigEndian.Uint16(dst[2:])) +
+		uint32(proto) +
+		uint32(length)
+}
