@@ -1,0 +1,115 @@
+// Package api defines tapswitch's control API: the JSON bodies exchanged over
+// the daemon's unix socket, and a client for it.
+//
+// The API is HTTP/1.1 over a unix socket, so curl can speak it:
+//
+//	curl --unix-socket /run/tapswitch/tapswitch.sock http://tapswitch/v1/ports
+//
+// Endpoints (all bodies JSON):
+//
+//	GET    /v1/info          Info
+//	GET    /v1/ports         []Port (the gateway included)
+//	POST   /v1/ports         AttachRequest -> Port (201)
+//	GET    /v1/ports/{name}  Port
+//	DELETE /v1/ports/{name}  204
+//	GET    /v1/fdb           []FDBEntry
+//
+// Errors are a status code of 400 (bad input), 404 (no such port or
+// namespace), 409 (a name, address or MAC already in use) or 500, with an
+// Error body.
+package api
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+)
+
+// Version is tapswitch's version, reported by the CLI and the daemon.
+const Version = "0.1.0"
+
+// AttachRequest asks the daemon to create a TAP in a network namespace and
+// attach it to the switch. Exactly one of Netns and PID is set.
+type AttachRequest struct {
+	Netns  string `json:"netns,omitempty"`  // path of the namespace, e.g. /run/netns/c1
+	PID    int    `json:"pid,omitempty"`    // a process whose namespace to use (/proc/PID/ns/net)
+	Name   string `json:"name,omitempty"`   // port name; default: the namespace's file name, or pid-PID
+	IfName string `json:"ifname,omitempty"` // interface name in the namespace; default eth0
+	IP     string `json:"ip,omitempty"`     // address in the subnet; default: the next free one from .2 up
+	MAC    string `json:"mac,omitempty"`    // default: 02:42 followed by the IPv4 address, as Docker did
+	MTU    int    `json:"mtu,omitempty"`    // default: the daemon's MTU
+}
+
+// Port describes a port of the switch.
+type Port struct {
+	Name   string    `json:"name"`
+	Kind   string    `json:"kind"` // "tap" or "gateway"
+	IfName string    `json:"ifname,omitempty"`
+	Netns  string    `json:"netns,omitempty"`
+	MAC    string    `json:"mac"`
+	IP     string    `json:"ip"` // with the subnet's prefix length, as `ip addr` shows it
+	MTU    int       `json:"mtu"`
+	Stats  PortStats `json:"stats"`
+}
+
+// PortStats are a port's counters as the switch sees them: rx is what the
+// switch received from the port, tx what it sent to it.
+type PortStats struct {
+	RxPackets  uint64 `json:"rx_packets"`
+	RxBytes    uint64 `json:"rx_bytes"`
+	RxErrors   uint64 `json:"rx_errors"`   // frames too short, or from a multicast or zero MAC
+	RxFiltered uint64 `json:"rx_filtered"` // destination behind the ingress port
+	TxPackets  uint64 `json:"tx_packets"`
+	TxBytes    uint64 `json:"tx_bytes"`
+	TxDropped  uint64 `json:"tx_dropped"` // the port could not take the frame
+}
+
+// Drops is the sum of every drop counter.
+func (s PortStats) Drops() uint64 { return s.RxErrors + s.RxFiltered + s.TxDropped }
+
+// FDBEntry is one entry of the MAC table, as `bridge fdb show` lists them.
+type FDBEntry struct {
+	MAC    string  `json:"mac"`
+	VLAN   uint16  `json:"vlan,omitempty"`
+	Port   string  `json:"port"`
+	Static bool    `json:"static"`
+	Age    float64 `json:"age_seconds"` // since last seen; 0 for static entries
+}
+
+// Info describes the running daemon.
+type Info struct {
+	Version    string  `json:"version"`
+	PID        int     `json:"pid"`
+	Subnet     string  `json:"subnet"`
+	Gateway    string  `json:"gateway"`
+	GatewayMAC string  `json:"gateway_mac"`
+	MTU        int     `json:"mtu"`
+	FDBAgeing  float64 `json:"fdb_ageing_seconds"`
+	FDBEntries int     `json:"fdb_entries"`
+}
+
+// Error is the body of every error response.
+type Error struct {
+	Message string `json:"error"`
+}
+
+// SockEnv is the environment variable that overrides the default socket.
+const SockEnv = "TAPSWITCH_SOCK"
+
+// DefaultSocket is the control socket used when none is given:
+// $TAPSWITCH_SOCK, else /run/tapswitch/tapswitch.sock for root, else
+// $XDG_RUNTIME_DIR/tapswitch.sock (falling back to the system temporary
+// directory when XDG_RUNTIME_DIR is unset).
+func DefaultSocket() string {
+	if s := os.Getenv(SockEnv); s != "" {
+		return s
+	}
+	if os.Geteuid() == 0 {
+		return "/run/tapswitch/tapswitch.sock"
+	}
+	dir := os.Getenv("XDG_RUNTIME_DIR")
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "tapswitch-"+strconv.Itoa(os.Geteuid()))
+	}
+	return filepath.Join(dir, "tapswitch.sock")
+}

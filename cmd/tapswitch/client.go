@@ -1,0 +1,178 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tapswitch/tapswitch/api"
+)
+
+func cmdAttach(args []string, stdout io.Writer) error {
+	fs := newFlags("attach")
+	var req api.AttachRequest
+	fs.StringVar(&req.Netns, "netns", "", "path of the container's network namespace, e.g. /run/netns/c1")
+	fs.IntVar(&req.PID, "pid", 0, "a process in the container's network namespace")
+	fs.StringVar(&req.Name, "name", "", "port name (default: the namespace's file name, or pid-PID)")
+	fs.StringVar(&req.IfName, "ifname", "eth0", "interface name inside the namespace")
+	fs.StringVar(&req.IP, "ip", "", "address in the subnet (default: the next free one)")
+	fs.StringVar(&req.MAC, "mac", "", "MAC address (default: 02:42 followed by the IPv4 address)")
+	fs.IntVar(&req.MTU, "mtu", 0, "MTU (default: the daemon's)")
+	asJSON := fs.Bool("json", false, "print the port as JSON")
+	control := controlFlag(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(pos); err != nil {
+		return err
+	}
+	if (req.Netns == "") == (req.PID == 0) {
+		return usagef("give exactly one of --netns PATH and --pid PID")
+	}
+	if req.PID < 0 {
+		return usagef("--pid %d: must be positive", req.PID)
+	}
+	if req.MTU < 0 {
+		return usagef("--mtu %d: must be positive", req.MTU)
+	}
+	ctx, cancel := timeout()
+	defer cancel()
+	p, err := client(*control).Attach(ctx, req)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(stdout, p)
+	}
+	fmt.Fprintf(stdout, "attached %s: %s in %s, mac %s, ip %s, mtu %d\n", p.Name, p.IfName, p.Netns, p.MAC, p.IP, p.MTU)
+	return nil
+}
+
+func cmdDetach(args []string, stdout io.Writer) error {
+	fs := newFlags("detach")
+	control := controlFlag(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("give exactly one port name")
+	}
+	ctx, cancel := timeout()
+	defer cancel()
+	return client(*control).Detach(ctx, pos[0])
+}
+
+func cmdPorts(args []string, stdout io.Writer) error {
+	fs := newFlags("ports")
+	asJSON := fs.Bool("json", false, "print JSON")
+	control := controlFlag(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(pos); err != nil {
+		return err
+	}
+	ctx, cancel := timeout()
+	defer cancel()
+	ports, err := client(*control).Ports(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(stdout, ports)
+	}
+	printPorts(stdout, ports)
+	return nil
+}
+
+// printPorts prints ports as an aligned table.
+func printPorts(w io.Writer, ports []api.Port) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tIFNAME\tMAC\tIP\tRX-PKTS\tRX-BYTES\tTX-PKTS\tTX-BYTES\tDROPS")
+	for _, p := range ports {
+		ifname := p.IfName
+		if ifname == "" {
+			ifname = "-"
+		}
+		s := p.Stats
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", p.Name, ifname, p.MAC, p.IP,
+			s.RxPackets, s.RxBytes, s.TxPackets, s.TxBytes, s.Drops())
+	}
+	tw.Flush()
+}
+
+func cmdFDB(args []string, stdout io.Writer) error {
+	fs := newFlags("fdb")
+	asJSON := fs.Bool("json", false, "print JSON")
+	control := controlFlag(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(pos); err != nil {
+		return err
+	}
+	ctx, cancel := timeout()
+	defer cancel()
+	entries, err := client(*control).FDB(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(stdout, entries)
+	}
+	printFDB(stdout, entries)
+	return nil
+}
+
+// printFDB prints the MAC table as an aligned table, one entry a line as
+// `bridge fdb show` does.
+func printFDB(w io.Writer, entries []api.FDBEntry) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "MAC\tPORT\tVLAN\tAGE\tTYPE")
+	for _, e := range entries {
+		age, typ := (time.Duration(e.Age * float64(time.Second))).Round(time.Second).String(), "learned"
+		if e.Static {
+			age, typ = "-", "static"
+		}
+		vlan := "-"
+		if e.VLAN != 0 {
+			vlan = strconv.Itoa(int(e.VLAN))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.MAC, e.Port, vlan, age, typ)
+	}
+	tw.Flush()
+}
+
+func cmdVersion(args []string, stdout io.Writer) error {
+	fs := newFlags("version")
+	control := controlFlag(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(pos); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "client: tapswitch %s\n", api.Version)
+	ctx, cancel := timeout()
+	defer cancel()
+	info, err := client(*control).Info(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "daemon: tapswitch %s (pid %d, subnet %s, gateway %s)\n", info.Version, info.PID, info.Subnet, info.Gateway)
+	return nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

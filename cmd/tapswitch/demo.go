@@ -1,0 +1,294 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tapswitch/tapswitch/api"
+	"github.com/tapswitch/tapswitch/internal/netnsutil"
+)
+
+// cmdDemo runs tapswitch end to end on network namespaces it creates, and
+// removes everything it made, also when it fails or is interrupted. Its
+// traffic goes only to addresses inside those namespaces.
+func cmdDemo(args []string, stdout io.Writer) error {
+	fs := newFlags("demo")
+	containers := fs.Int("containers", 3, "how many namespaces to attach as containers (2 to 9)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(pos); err != nil {
+		return err
+	}
+	if *containers < 2 || *containers > 9 {
+		return usagef("--containers %d: must be between 2 and 9", *containers)
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("the demo creates network namespaces and TAP devices and needs root: run `sudo make demo`")
+	}
+	for _, tool := range []string{"ip", "ping"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("the demo needs %s: run `sudo make deps` first", tool)
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	d := &demo{out: stdout, ctx: ctx, prefix: fmt.Sprintf("tsdemo%d", os.Getpid())}
+	defer d.cleanup()
+	return d.run(*containers)
+}
+
+type demo struct {
+	out    io.Writer
+	ctx    context.Context
+	prefix string
+	dir    string
+	daemon *exec.Cmd
+	exited chan error
+	client *api.Client
+	ns     []string // namespaces created, to delete
+}
+
+func (d *demo) say(format string, a ...any) { fmt.Fprintf(d.out, format+"\n", a...) }
+
+func (d *demo) run(n int) error {
+	var err error
+	if d.dir, err = os.MkdirTemp("", "tapswitch-demo-"); err != nil {
+		return err
+	}
+	sock := filepath.Join(d.dir, "tapswitch.sock")
+	if err := d.startDaemon(sock); err != nil {
+		return err
+	}
+	info, err := d.client.Info(d.ctx)
+	if err != nil {
+		return err
+	}
+	d.say("== tapswitch %s running (pid %d): subnet %s, gateway %s (%s)", info.Version, info.PID, info.Subnet, info.Gateway, info.GatewayMAC)
+
+	var ports []api.Port
+	d.say("\n== attaching %d network namespaces as containers", n)
+	for i := 1; i <= n; i++ {
+		name := fmt.Sprintf("c%d", i)
+		ns := d.prefix + name
+		if err := netnsutil.Add(ns); err != nil {
+			return err
+		}
+		d.ns = append(d.ns, ns)
+		d.say("$ ip netns add %s", ns)
+		d.say("$ tapswitch attach --netns %s --name %s", netnsutil.Path(ns), name)
+		p, err := d.client.Attach(d.ctx, api.AttachRequest{Netns: netnsutil.Path(ns), Name: name})
+		if err != nil {
+			return err
+		}
+		d.say("  attached %s: %s, mac %s, ip %s", p.Name, p.IfName, p.MAC, p.IP)
+		ports = append(ports, p)
+	}
+
+	d.say("\n== ping every pair and the gateway (ping -c 3)")
+	for _, from := range ports {
+		targets := []string{info.Gateway}
+		names := []string{"gateway"}
+		for _, to := range ports {
+			if to.Name != from.Name {
+				targets = append(targets, addrOf(to.IP))
+				names = append(names, to.Name)
+			}
+		}
+		for i, ip := range targets {
+			line, err := d.ping(d.prefix+from.Name, ip)
+			if err != nil {
+				return fmt.Errorf("%s -> %s (%s): %w", from.Name, names[i], ip, err)
+			}
+			d.say("  %-3s -> %-8s %-12s %s", from.Name, names[i], ip, line)
+		}
+	}
+
+	server, client := ports[0], ports[1]
+	d.say("\n== HTTP: a server in %s on port 80, fetched from %s", server.Name, client.Name)
+	body, err := d.http(d.prefix+server.Name, d.prefix+client.Name, server)
+	if err != nil {
+		return err
+	}
+	d.say("  GET http://%s/ from %s: %s", addrOf(server.IP), client.Name, body)
+
+	d.say("\n$ tapswitch ports")
+	all, err := d.client.Ports(d.ctx)
+	if err != nil {
+		return err
+	}
+	printPorts(d.out, all)
+	d.say("\n$ tapswitch fdb")
+	entries, err := d.client.FDB(d.ctx)
+	if err != nil {
+		return err
+	}
+	printFDB(d.out, entries)
+
+	last := ports[len(ports)-1].Name
+	d.say("\n$ tapswitch detach %s", last)
+	if err := d.client.Detach(d.ctx, last); err != nil {
+		return err
+	}
+	out, _ := exec.Command("ip", "-n", d.prefix+last, "-br", "link").CombinedOutput()
+	d.say("  links left in %s: %s", d.prefix+last, strings.Join(strings.Fields(string(out)), " "))
+	d.say("\n== demo passed; removing the daemon and the namespaces")
+	return nil
+}
+
+// startDaemon starts `tapswitch run` on sock and waits until it answers.
+func (d *demo) startDaemon(sock string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	logf, err := os.Create(filepath.Join(d.dir, "daemon.log"))
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	d.say("$ tapswitch run --control %s &", sock)
+	d.daemon = exec.Command(self, "run", "--control", sock)
+	d.daemon.Stdout, d.daemon.Stderr = logf, logf
+	// Its own process group: a Ctrl-C reaches the demo, which stops the
+	// daemon itself, in order.
+	d.daemon.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := d.daemon.Start(); err != nil {
+		return fmt.Errorf("start daemon: %w", err)
+	}
+	d.exited = make(chan error, 1)
+	go func() { d.exited <- d.daemon.Wait() }()
+	d.client = api.NewClient(sock)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(d.ctx, time.Second)
+		_, err := d.client.Info(ctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case werr := <-d.exited:
+			d.exited <- werr
+			return fmt.Errorf("daemon exited (%v): %s", werr, d.daemonLog())
+		case <-d.ctx.Done():
+			return d.ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("daemon did not answer within 10s: %w", err)
+		}
+	}
+}
+
+func (d *demo) daemonLog() string {
+	b, _ := os.ReadFile(filepath.Join(d.dir, "daemon.log"))
+	return strings.TrimSpace(string(b))
+}
+
+var pingRE = regexp.MustCompile(`(\d+) packets transmitted, (\d+) received.*\n.*= [\d.]+/([\d.]+)/`)
+
+// ping runs ping in the namespace and returns a one-line summary.
+func (d *demo) ping(ns, ip string) (string, error) {
+	ctx, cancel := context.WithTimeout(d.ctx, 15*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "ping", "-c", "3", "-i", "0.2", "-W", "2", "-q", ip).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("ping: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	m := pingRE.FindStringSubmatch(string(out))
+	if m == nil {
+		return strings.TrimSpace(string(out)), nil
+	}
+	return fmt.Sprintf("%s/%s replies, rtt avg %s ms", m[2], m[1], m[3]), nil
+}
+
+// http serves one page from a listener opened inside serverNS and fetches it
+// with a connection dialed from inside clientNS.
+func (d *demo) http(serverNS, clientNS string, server api.Port) (string, error) {
+	var ln net.Listener
+	err := netnsutil.Do(netnsutil.Path(serverNS), func() (err error) {
+		ln, err = net.Listen("tcp4", ":80")
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("listen in %s: %w", serverNS, err)
+	}
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "hello from %s; you are %s\n", server.Name, r.RemoteAddr)
+		}),
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+		err = netnsutil.Do(netnsutil.Path(clientNS), func() error {
+			var dl net.Dialer
+			c, err = dl.DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}}
+	defer tr.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(d.ctx, 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addrOf(server.IP)+"/", nil)
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return "", fmt.Errorf("fetch from %s: %w", clientNS, err)
+	}
+	defer resp.Body.Close()
+	line, _ := bufio.NewReader(resp.Body).ReadString('\n')
+	return resp.Status + ": " + strings.TrimSpace(line), nil
+}
+
+// cleanup stops the daemon (which removes its TAPs) and deletes the
+// namespaces and files the demo made.
+func (d *demo) cleanup() {
+	if d.daemon != nil && d.daemon.Process != nil {
+		d.daemon.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-d.exited:
+			if err != nil {
+				fmt.Fprintf(d.out, "daemon exited with %v: %s\n", err, d.daemonLog())
+			}
+		case <-time.After(10 * time.Second):
+			d.daemon.Process.Kill()
+			<-d.exited
+			fmt.Fprintln(d.out, "daemon did not stop within 10s after SIGTERM; killed")
+		}
+	}
+	for _, ns := range d.ns {
+		if err := netnsutil.Del(ns); err != nil {
+			fmt.Fprintln(d.out, err)
+		}
+	}
+	if d.dir != "" {
+		os.RemoveAll(d.dir)
+	}
+}
+
+// addrOf strips the prefix length from "10.90.0.2/16".
+func addrOf(cidr string) string {
+	if p, err := netip.ParsePrefix(cidr); err == nil {
+		return p.Addr().String()
+	}
+	return cidr
+}

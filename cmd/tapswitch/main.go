@@ -1,0 +1,144 @@
+// Command tapswitch is a userspace virtual switch for containers: `tapswitch
+// run` is the daemon, and every other subcommand is a client of its control
+// socket.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/tapswitch/tapswitch/api"
+)
+
+const usage = `tapswitch: a userspace virtual switch for containers
+
+Usage:
+  tapswitch run [--subnet CIDR] [--gateway IP] [--mtu N] [--fdb-ageing DURATION] [--control PATH]
+  tapswitch attach (--netns PATH | --pid PID) [--name NAME] [--ifname eth0] [--ip IP] [--mac MAC] [--mtu N] [--json]
+  tapswitch detach NAME
+  tapswitch ports [--json]
+  tapswitch fdb [--json]
+  tapswitch version
+  tapswitch demo
+
+Every subcommand but run and demo talks to the daemon's control socket:
+--control PATH, else $TAPSWITCH_SOCK, else /run/tapswitch/tapswitch.sock as
+root or $XDG_RUNTIME_DIR/tapswitch.sock otherwise.
+`
+
+// errUsage marks an error in the command line: exit status 2.
+var errUsage = errors.New("usage")
+
+func main() {
+	os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// runMain runs one command line and returns the exit status.
+func runMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmds := map[string]func([]string, io.Writer) error{
+		"run":     cmdRun,
+		"attach":  cmdAttach,
+		"detach":  cmdDetach,
+		"ports":   cmdPorts,
+		"fdb":     cmdFDB,
+		"version": cmdVersion,
+		"demo":    cmdDemo,
+	}
+	name := args[0]
+	if name == "help" || name == "-h" || name == "--help" {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	cmd, ok := cmds[name]
+	if !ok {
+		fmt.Fprintf(stderr, "tapswitch: unknown command %q\n\n%s", name, usage)
+		return 2
+	}
+	err := cmd(args[1:], stdout)
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "tapswitch %s: %v\n", name, errors.Unwrap(err))
+		return 2
+	default:
+		fmt.Fprintf(stderr, "tapswitch %s: %v\n", name, err)
+		return 1
+	}
+}
+
+// usageError wraps a command-line mistake.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+func (e usageError) Is(target error) bool {
+	return target == errUsage
+}
+
+func usagef(format string, a ...any) error {
+	return usageError{fmt.Errorf(format, a...)}
+}
+
+// newFlags returns a flag set that reports errors instead of exiting.
+func newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("tapswitch "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+// parse parses args with fs, allowing flags after positional arguments
+// (`tapswitch detach c1 --control x`), and returns the positional ones.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fs.SetOutput(os.Stdout)
+				fs.PrintDefaults()
+				return nil, err
+			}
+			return nil, usageError{err}
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// controlFlag adds --control to fs.
+func controlFlag(fs *flag.FlagSet) *string {
+	return fs.String("control", "", "control socket (default $TAPSWITCH_SOCK, /run/tapswitch/tapswitch.sock as root, $XDG_RUNTIME_DIR/tapswitch.sock otherwise)")
+}
+
+func client(control string) *api.Client {
+	if control == "" {
+		control = api.DefaultSocket()
+	}
+	return api.NewClient(control)
+}
+
+func timeout() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 60*time.Second)
+}
+
+func noArgs(pos []string) error {
+	if len(pos) > 0 {
+		return usagef("unexpected argument %q", pos[0])
+	}
+	return nil
+}

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"bytes"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestArgumentErrors checks that command-line mistakes exit 2 with one line
+// naming the mistake, before anything talks to a daemon.
+func TestArgumentErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no command", nil, 2, "Usage:"},
+		{"unknown command", []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{"attach without namespace", []string{"attach"}, 2, "give exactly one of --netns PATH and --pid PID"},
+		{"attach with both", []string{"attach", "--netns", "/run/netns/x", "--pid", "1"}, 2, "give exactly one of"},
+		{"attach negative pid", []string{"attach", "--pid", "-3"}, 2, "--pid -3: must be positive"},
+		{"attach bad pid", []string{"attach", "--pid", "abc"}, 2, `invalid value "abc" for flag -pid`},
+		{"attach negative mtu", []string{"attach", "--netns", "/x", "--mtu", "-1"}, 2, "--mtu -1"},
+		{"attach unknown flag", []string{"attach", "--vlan", "3"}, 2, "flag provided but not defined: -vlan"},
+		{"attach extra argument", []string{"attach", "--netns", "/x", "extra"}, 2, `unexpected argument "extra"`},
+		{"detach without name", []string{"detach"}, 2, "give exactly one port name"},
+		{"detach two names", []string{"detach", "a", "b"}, 2, "give exactly one port name"},
+		{"ports extra argument", []string{"ports", "x"}, 2, `unexpected argument "x"`},
+		{"fdb extra argument", []string{"fdb", "x"}, 2, `unexpected argument "x"`},
+		{"run bad subnet", []string{"run", "--subnet", "10.90.0.0"}, 2, `--subnet "10.90.0.0": not a CIDR prefix`},
+		{"run bad gateway", []string{"run", "--gateway", "ten"}, 2, `--gateway "ten": not an IP address`},
+		{"run bad ageing", []string{"run", "--fdb-ageing", "-1s"}, 2, "--fdb-ageing -1s: must be positive"},
+		{"run bad ageing syntax", []string{"run", "--fdb-ageing", "5"}, 2, "invalid value"},
+		{"demo too many", []string{"demo", "--containers", "12"}, 2, "--containers 12"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := runMain(tt.args, &stdout, &stderr)
+			if code != tt.code {
+				t.Errorf("exit status: got %d, want %d", code, tt.code)
+			}
+			if !strings.Contains(stderr.String(), tt.want) {
+				t.Errorf("stderr: got %q, want it to contain %q", stderr.String(), tt.want)
+			}
+		})
+	}
+}
+
+// TestNoDaemon checks that a client with nobody on its socket says so in one
+// line and exits 1.
+func TestNoDaemon(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "none.sock")
+	for _, args := range [][]string{
+		{"ports"}, {"fdb", "--json"}, {"detach", "c1"}, {"attach", "--netns", "/run/netns/x"}, {"version"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := runMain(append(args, "--control", sock), &stdout, &stderr)
+		if code != 1 {
+			t.Errorf("%v: exit status: got %d, want 1", args, code)
+		}
+		msg := stderr.String()
+		if !strings.Contains(msg, "cannot reach the tapswitch daemon at "+sock) || strings.Count(msg, "\n") != 1 {
+			t.Errorf("%v: stderr: got %q, want one line saying the daemon cannot be reached", args, msg)
+		}
+	}
+}
+
+func TestHelp(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := runMain([]string{"help"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "tapswitch attach") {
+		t.Errorf("help: exit %d, stdout %q", code, stdout.String())
+	}
+}

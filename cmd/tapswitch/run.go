@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/tapswitch/tapswitch/api"
+	"github.com/tapswitch/tapswitch/daemon"
+	"github.com/tapswitch/tapswitch/fdb"
+)
+
+func cmdRun(args []string, stdout io.Writer) error {
+	fs := newFlags("run")
+	subnet := fs.String("subnet", daemon.DefaultSubnet.String(), "the containers' IPv4 subnet")
+	gateway := fs.String("gateway", "", "the gateway's address (default: the subnet's first address)")
+	mtu := fs.Int("mtu", daemon.DefaultMTU, "MTU of the gateway and, unless attach says otherwise, of container interfaces")
+	ageing := fs.Duration("fdb-ageing", fdb.DefaultAgeing, "how long a learned MAC is kept without traffic")
+	control := controlFlag(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(pos); err != nil {
+		return err
+	}
+	cfg := daemon.Config{MTU: *mtu, FDBAgeing: *ageing}
+	if cfg.Subnet, err = netip.ParsePrefix(*subnet); err != nil {
+		return usagef("--subnet %q: not a CIDR prefix such as 10.90.0.0/16", *subnet)
+	}
+	if *gateway != "" {
+		if cfg.Gateway, err = netip.ParseAddr(*gateway); err != nil {
+			return usagef("--gateway %q: not an IP address", *gateway)
+		}
+	}
+	if *ageing <= 0 {
+		return usagef("--fdb-ageing %s: must be positive", *ageing)
+	}
+	path := *control
+	if path == "" {
+		path = api.DefaultSocket()
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	cfg.Log = log
+	d, err := daemon.New(cfg)
+	if err != nil {
+		return err
+	}
+	ln, err := daemon.Listen(path)
+	if err != nil {
+		d.Close()
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	info := d.Info()
+	log.Info("tapswitch running", "version", api.Version, "control", path, "subnet", info.Subnet, "gateway", info.Gateway, "pid", info.PID)
+	if err := d.Serve(ctx, ln); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	log.Info("tapswitch stopped: every TAP it created is removed")
+	return nil
+}

@@ -1,0 +1,176 @@
+package daemon
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/tapswitch/tapswitch/api"
+)
+
+func newTestDaemon(t *testing.T, cfg Config) *Daemon {
+	t.Helper()
+	cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	d, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+func TestConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     Config
+		wantErr string
+		gw      string
+	}{
+		{"defaults", Config{}, "", "10.90.0.1"},
+		{"explicit gateway", Config{Subnet: netip.MustParsePrefix("10.66.0.0/24"), Gateway: netip.MustParseAddr("10.66.0.254")}, "", "10.66.0.254"},
+		{"ipv6 subnet", Config{Subnet: netip.MustParsePrefix("fd00::/64")}, "only IPv4", ""},
+		{"host bits", Config{Subnet: netip.MustParsePrefix("10.66.0.5/24")}, "did you mean 10.66.0.0/24", ""},
+		{"too small", Config{Subnet: netip.MustParsePrefix("10.66.0.0/31")}, "too small", ""},
+		{"gateway outside", Config{Subnet: netip.MustParsePrefix("10.66.0.0/24"), Gateway: netip.MustParseAddr("10.67.0.1")}, "outside the subnet", ""},
+		{"gateway is broadcast", Config{Subnet: netip.MustParsePrefix("10.66.0.0/24"), Gateway: netip.MustParseAddr("10.66.0.255")}, "broadcast", ""},
+		{"bad mtu", Config{MTU: 20}, "mtu 20", ""},
+		{"negative ageing", Config{FDBAgeing: -1}, "must not be negative", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := tt.cfg
+			err := cfg.fill()
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, ErrInvalid) {
+					t.Fatalf("got %v, want an ErrInvalid containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Gateway.String() != tt.gw {
+				t.Errorf("gateway: got %s, want %s", cfg.Gateway, tt.gw)
+			}
+		})
+	}
+}
+
+func TestNextFree(t *testing.T) {
+	d := newTestDaemon(t, Config{Subnet: netip.MustParsePrefix("10.66.0.0/29")}) // .1 gateway, .2-.6 hosts, .7 broadcast
+	used := map[netip.Addr]string{}
+	var got []string
+	for {
+		ip, err := d.nextFree(used)
+		if err != nil {
+			if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "no free address left in 10.66.0.0/29") {
+				t.Fatalf("exhausted: got %v", err)
+			}
+			break
+		}
+		used[ip] = "x"
+		got = append(got, ip.String())
+	}
+	if want := "10.66.0.2 10.66.0.3 10.66.0.4 10.66.0.5 10.66.0.6"; strings.Join(got, " ") != want {
+		t.Errorf("allocated %v, want %s", got, want)
+	}
+	delete(used, netip.MustParseAddr("10.66.0.4"))
+	if ip, _ := d.nextFree(used); ip.String() != "10.66.0.4" {
+		t.Errorf("after release: got %s, want 10.66.0.4", ip)
+	}
+}
+
+func TestMACFor(t *testing.T) {
+	if got := macFor(netip.MustParseAddr("172.17.0.2")).String(); got != "02:42:ac:11:00:02" {
+		t.Errorf("got %s, want Docker's 02:42:ac:11:00:02", got)
+	}
+}
+
+// TestAPIErrors drives the control API with requests that fail before any
+// TAP is created, so it needs no privileges.
+func TestAPIErrors(t *testing.T) {
+	d := newTestDaemon(t, Config{})
+	srv := httptest.NewServer(d.Handler())
+	defer srv.Close()
+	tests := []struct {
+		name, method, path, body string
+		status                   int
+		want                     string
+	}{
+		{"malformed body", "POST", "/v1/ports", "{", 400, "request body"},
+		{"unknown field", "POST", "/v1/ports", `{"netns":"/x","vlan":3}`, 400, `unknown field "vlan"`},
+		{"neither netns nor pid", "POST", "/v1/ports", `{}`, 400, "a namespace path (--netns) or a pid (--pid) is required"},
+		{"both", "POST", "/v1/ports", `{"netns":"/x","pid":1}`, 400, "not both"},
+		{"bad name", "POST", "/v1/ports", `{"netns":"/x","name":"-x"}`, 400, `port name "-x"`},
+		{"reserved name", "POST", "/v1/ports", `{"netns":"/x","name":"gateway"}`, 409, "reserved for the gateway"},
+		{"bad ifname", "POST", "/v1/ports", `{"netns":"/x","ifname":"0123456789abcdef"}`, 400, "0123456789abcdef"},
+		{"ip outside", "POST", "/v1/ports", `{"netns":"/x","ip":"192.0.2.9"}`, 400, "outside the subnet"},
+		{"ip network", "POST", "/v1/ports", `{"netns":"/x","ip":"10.90.0.0"}`, 400, "network address"},
+		{"ip gateway", "POST", "/v1/ports", `{"netns":"/x","ip":"10.90.0.1"}`, 409, "the gateway's address"},
+		{"ipv6", "POST", "/v1/ports", `{"netns":"/x","ip":"fd00::1"}`, 400, "not an IPv4 address"},
+		{"mac malformed", "POST", "/v1/ports", `{"netns":"/x","mac":"02:42"}`, 400, "mac"},
+		{"mac multicast", "POST", "/v1/ports", `{"netns":"/x","mac":"33:33:00:00:00:01"}`, 400, "multicast"},
+		{"mac zero", "POST", "/v1/ports", `{"netns":"/x","mac":"00:00:00:00:00:00"}`, 400, "zero"},
+		{"mac of the gateway", "POST", "/v1/ports", `{"netns":"/x","mac":"02:42:0a:5a:00:01"}`, 409, "taken by the gateway"},
+		{"mtu", "POST", "/v1/ports", `{"netns":"/x","mtu":70000}`, 400, "mtu 70000"},
+		{"namespace missing", "POST", "/v1/ports", `{"netns":"/nonexistent/ns"}`, 404, "/nonexistent/ns"},
+		{"detach unknown", "DELETE", "/v1/ports/nope", "", 404, `no port named "nope"`},
+		{"get unknown", "GET", "/v1/ports/nope", "", 404, `no port named "nope"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, srv.URL+tt.path, strings.NewReader(tt.body))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var e api.Error
+			json.NewDecoder(resp.Body).Decode(&e)
+			if resp.StatusCode != tt.status || !strings.Contains(e.Message, tt.want) {
+				t.Errorf("got %d %q, want %d and %q", resp.StatusCode, e.Message, tt.status, tt.want)
+			}
+		})
+	}
+}
+
+func TestAPIListings(t *testing.T) {
+	d := newTestDaemon(t, Config{})
+	srv := httptest.NewServer(d.Handler())
+	defer srv.Close()
+	get := func(path string, v any) {
+		t.Helper()
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %s", path, resp.Status)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ports []api.Port
+	get("/v1/ports", &ports)
+	if len(ports) != 1 || ports[0].Name != "gateway" || ports[0].IP != "10.90.0.1/16" || ports[0].MAC != "02:42:0a:5a:00:01" {
+		t.Errorf("ports: got %+v, want the gateway alone", ports)
+	}
+	var fdb []api.FDBEntry
+	get("/v1/fdb", &fdb)
+	if len(fdb) != 1 || fdb[0].Port != "gateway" || !fdb[0].Static {
+		t.Errorf("fdb: got %+v, want the gateway's static entry", fdb)
+	}
+	var info api.Info
+	get("/v1/info", &info)
+	if info.Subnet != "10.90.0.0/16" || info.Gateway != "10.90.0.1" || info.FDBAgeing != 300 {
+		t.Errorf("info: got %+v", info)
+	}
+}

@@ -1,0 +1,72 @@
+// Package netnsutil runs code inside named network namespaces, for the demo
+// and the integration tests.
+package netnsutil
+
+import (
+	"fmt"
+	"os/exec"
+	"runtime"
+	"strings"
+
+	"github.com/vishvananda/netns"
+)
+
+// Path returns the file of the named namespace, as `ip netns` keeps it.
+func Path(name string) string { return "/run/netns/" + name }
+
+// Add creates the named namespace with `ip netns add` and brings its
+// loopback up.
+func Add(name string) error {
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		return fmt.Errorf("ip netns add %s: %v: %s", name, err, strings.TrimSpace(string(out)))
+	}
+	if out, err := exec.Command("ip", "-n", name, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		Del(name)
+		return fmt.Errorf("ip -n %s link set lo up: %v: %s", name, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// Del deletes the named namespace with `ip netns del`.
+func Del(name string) error {
+	if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+		return fmt.Errorf("ip netns del %s: %v: %s", name, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// Do runs fn on an OS thread that has entered the network namespace at
+// path. Sockets fn creates stay in that namespace for their lifetime, and
+// may be used from any goroutine after Do returns.
+func Do(path string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		// The thread is locked and never unlocked if it cannot return to
+		// its namespace: the runtime then ends it with the goroutine.
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- fmt.Errorf("current netns: %w", err)
+			return
+		}
+		defer orig.Close()
+		target, err := netns.GetFromPath(path)
+		if err != nil {
+			errc <- fmt.Errorf("open netns %s: %w", path, err)
+			return
+		}
+		defer target.Close()
+		if err := netns.Set(target); err != nil {
+			errc <- fmt.Errorf("enter netns %s: %w", path, err)
+			return
+		}
+		ferr := fn()
+		if err := netns.Set(orig); err != nil {
+			errc <- fmt.Errorf("return from netns %s: %w", path, err)
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
