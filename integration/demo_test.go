@@ -1,0 +1,46 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestDemo runs `tapswitch demo` (what `make demo` runs) and checks what it
+// reports and that it leaves no namespace, TAP or daemon behind.
+func TestDemo(t *testing.T) {
+	requireRoot(t, "ping")
+	hostBefore := links(t, "")
+	out, errOut, code := run(t, "demo")
+	if code != 0 {
+		t.Fatalf("demo: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"3/3 replies", "200 OK: hello from c1", "demo passed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	if n := strings.Count(out, "3/3 replies"); n != 9 {
+		t.Errorf("complete pings: got %d, want 9 (3 containers x 2 peers and the gateway)", n)
+	}
+	nsList, err := exec.Command("ip", "netns", "list").CombinedOutput()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(nsList), "tsdemo") {
+		t.Errorf("demo left namespaces behind:\n%s", nsList)
+	}
+	if after := links(t, ""); fmt.Sprint(after) != fmt.Sprint(hostBefore) {
+		t.Errorf("host links changed: %v -> %v", hostBefore, after)
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err == nil && strings.HasPrefix(string(b), bin+"\x00run\x00") {
+			t.Errorf("a daemon the demo started is still running: %s", p)
+		}
+	}
+}

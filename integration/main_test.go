@@ -1,0 +1,268 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tapswitch/tapswitch/api"
+	"github.com/tapswitch/tapswitch/internal/netnsutil"
+)
+
+// bin is the tapswitch binary under test, built by TestMain.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tapswitch-it-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin = filepath.Join(dir, "tapswitch")
+	build := exec.Command("go", "build", "-o", bin, "../cmd/tapswitch")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build tapswitch:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// requireRoot skips the test without root and the tools it needs, or fails
+// it when CI=true: in CI a missing privilege is a failure, not a skip.
+func requireRoot(t *testing.T, tools ...string) {
+	t.Helper()
+	miss := func(why string) {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI=true: %s", why)
+		}
+		t.Skip(why)
+	}
+	if os.Geteuid() != 0 {
+		miss("needs root to create network namespaces and TAP devices")
+	}
+	for _, tool := range append([]string{"ip"}, tools...) {
+		if _, err := exec.LookPath(tool); err != nil {
+			miss(fmt.Sprintf("needs %s (make deps installs it)", tool))
+		}
+	}
+}
+
+var nsSeq int
+
+// newNS creates a uniquely named namespace for the test and deletes it when
+// the test ends. It returns the name.
+func newNS(t *testing.T) string {
+	t.Helper()
+	nsSeq++
+	name := fmt.Sprintf("tswi%d-%d", os.Getpid(), nsSeq)
+	if err := netnsutil.Add(name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := os.Stat(netnsutil.Path(name)); err == nil {
+			if err := netnsutil.Del(name); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	return name
+}
+
+// syncBuffer is a bytes.Buffer safe for the daemon's writes and the test's
+// reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// daemon is a `tapswitch run` process started by a test.
+type daemon struct {
+	cmd    *exec.Cmd
+	sock   string
+	log    *syncBuffer
+	exited chan struct{}
+	err    error // Wait's result, once exited is closed
+	client *api.Client
+}
+
+// startDaemon runs `tapswitch run` with args on a fresh control socket and
+// waits until it answers. The test's cleanup stops it.
+func startDaemon(t *testing.T, args ...string) *daemon {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "tsw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	d := &daemon{sock: filepath.Join(dir, "ctl.sock"), log: &syncBuffer{}, exited: make(chan struct{})}
+	d.cmd = exec.Command(bin, append([]string{"run", "--control", d.sock}, args...)...)
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.err = d.cmd.Wait(); close(d.exited) }()
+	t.Cleanup(func() {
+		d.stop(t)
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", d.log.String())
+		}
+	})
+	d.client = api.NewClient(d.sock)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := d.client.Info(ctx)
+		cancel()
+		if err == nil {
+			return d
+		}
+		select {
+		case <-d.exited:
+			t.Fatalf("daemon exited (%v): %s", d.err, d.log.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon did not answer within 10s: %v\n%s", err, d.log.String())
+		}
+	}
+}
+
+// stop sends SIGTERM and waits for the daemon to exit; it returns Wait's
+// error. It is safe to call more than once.
+func (d *daemon) stop(t *testing.T) error {
+	t.Helper()
+	select {
+	case <-d.exited:
+		return d.err
+	default:
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(10 * time.Second):
+		d.cmd.Process.Kill()
+		<-d.exited
+		t.Errorf("daemon did not exit within 10s of SIGTERM")
+	}
+	return d.err
+}
+
+// cli runs the tapswitch CLI against d and returns stdout, stderr and the
+// exit status.
+func (d *daemon) cli(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	return run(t, append(args, "--control", d.sock)...)
+}
+
+func run(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run %v: %v", args, err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+// attach attaches the namespace ns as a port called name and returns it.
+func (d *daemon) attach(t *testing.T, ns, name string, extra ...string) api.Port {
+	t.Helper()
+	args := append([]string{"attach", "--netns", netnsutil.Path(ns), "--name", name, "--json"}, extra...)
+	out, errOut, code := d.cli(t, args...)
+	if code != 0 {
+		t.Fatalf("tapswitch %s: exit %d: %s", strings.Join(args, " "), code, errOut)
+	}
+	var p api.Port
+	if err := json.Unmarshal([]byte(out), &p); err != nil {
+		t.Fatalf("attach --json output %q: %v", out, err)
+	}
+	return p
+}
+
+func (d *daemon) ports(t *testing.T) []api.Port {
+	t.Helper()
+	out, errOut, code := d.cli(t, "ports", "--json")
+	if code != 0 {
+		t.Fatalf("tapswitch ports: exit %d: %s", code, errOut)
+	}
+	var ps []api.Port
+	if err := json.Unmarshal([]byte(out), &ps); err != nil {
+		t.Fatalf("ports --json output %q: %v", out, err)
+	}
+	return ps
+}
+
+// ip returns the address of a port without its prefix length.
+func ip(p api.Port) string { return strings.SplitN(p.IP, "/", 2)[0] }
+
+// ping runs ping inside ns and fails the test if no reply comes back.
+func ping(t *testing.T, ns, addr string) {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", ns, "ping", "-c", "2", "-i", "0.2", "-W", "2", addr).CombinedOutput()
+	if err != nil {
+		t.Errorf("ping %s from %s: %v\n%s", addr, ns, err, out)
+	}
+}
+
+// links lists the interface names of a namespace ("" for the test's own).
+func links(t *testing.T, ns string) []string {
+	t.Helper()
+	args := []string{"-o", "link", "show"}
+	if ns != "" {
+		args = append([]string{"-n", ns}, args...)
+	}
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip %v: %v: %s", args, err, out)
+	}
+	var names []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 1 {
+			names = append(names, strings.SplitN(strings.TrimSuffix(f[1], ":"), "@", 2)[0])
+		}
+	}
+	return names
+}
+
+// eventually polls cond every 20 ms until it holds or the deadline passes.
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
