@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what tapswitch's demo, tests and benchmarks need and is missing:
+# Debian packages with apt-get when we are root, Go modules through go.mod.
+# Idempotent: it installs nothing when everything is there.
+set -euo pipefail
+
+# package:command pairs; the command tells whether the package is there.
+need=(
+	iproute2:ip
+	iputils-ping:ping
+	iperf3:iperf3
+	tcpdump:tcpdump
+	curl:curl
+	util-linux:nsenter
+)
+
+missing=()
+for pair in "${need[@]}"; do
+	pkg=${pair%%:*} cmd=${pair##*:}
+	command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+done
+
+if ((${#missing[@]})); then
+	if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+		echo "deps: installing ${missing[*]}"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq
+		apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	else
+		echo "deps: missing ${missing[*]}; run 'sudo make deps' to install them." >&2
+		echo "deps: the integration tests and the demo need them (and root); unit tests do not." >&2
+	fi
+fi
+
+go mod download
