@@ -28,7 +28,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	bin = filepath.Join(dir, "tapswitch")
-	build := exec.Command("go", "build", "-o", bin, "../cmd/tapswitch")
+	build := exec.Command("go", "build", "-buildvcs=false", "-o", bin, "../cmd/tapswitch")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build tapswitch:", err)
