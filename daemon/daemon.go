@@ -528,16 +528,12 @@ func apiStats(s vswitch.PortStats) api.PortStats { return api.PortStats(s) }
 
 // FDB lists the MAC table with port names.
 func (d *Daemon) FDB() []api.FDBEntry {
-	names := map[fdb.PortID]string{}
-	for _, p := range d.sw.Ports() {
-		names[p.ID] = p.Name
-	}
+	names := map[fdb.PortID]string{d.gwID: "gateway"}
 	d.mu.Lock()
 	for _, a := range d.ports {
 		names[a.id] = a.name
 	}
 	d.mu.Unlock()
-	names[d.gwID] = "gateway"
 	entries := d.sw.FDB().Entries(d.sw.Now())
 	out := make([]api.FDBEntry, 0, len(entries))
 	for _, e := range entries {

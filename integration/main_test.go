@@ -209,6 +209,18 @@ func (d *daemon) attach(t *testing.T, ns, name string, extra ...string) api.Port
 	return p
 }
 
+// attachN attaches n new namespaces as ports prefix1..prefixN.
+func (d *daemon) attachN(t *testing.T, n int, prefix string) ([]string, []api.Port) {
+	t.Helper()
+	var ns []string
+	var ports []api.Port
+	for i := range n {
+		ns = append(ns, newNS(t))
+		ports = append(ports, d.attach(t, ns[i], fmt.Sprintf("%s%d", prefix, i+1)))
+	}
+	return ns, ports
+}
+
 func (d *daemon) ports(t *testing.T) []api.Port {
 	t.Helper()
 	out, errOut, code := d.cli(t, "ports", "--json")

@@ -18,7 +18,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/internal/netnsutil"
 )
 
@@ -27,13 +26,7 @@ import (
 func TestPingMesh(t *testing.T) {
 	requireRoot(t, "ping")
 	d := startDaemon(t)
-	var ns []string
-	var ports []api.Port
-	for i := range 3 {
-		n := newNS(t)
-		ns = append(ns, n)
-		ports = append(ports, d.attach(t, n, fmt.Sprintf("c%d", i+1)))
-	}
+	ns, ports := d.attachN(t, 3, "c")
 	if want := "10.90.0.2/16"; ports[0].IP != want {
 		t.Errorf("first port's address: got %s, want %s (Docker's .2 first)", ports[0].IP, want)
 	}
@@ -208,13 +201,7 @@ func received(fd int, marker [4]byte, wait time.Duration) int {
 func TestBroadcastARP(t *testing.T) {
 	requireRoot(t)
 	d := startDaemon(t)
-	var ns []string
-	var ports []api.Port
-	for i := range 3 {
-		n := newNS(t)
-		ns = append(ns, n)
-		ports = append(ports, d.attach(t, n, fmt.Sprintf("b%d", i+1)))
-	}
+	ns, ports := d.attachN(t, 3, "b")
 	fds := make([]int, 3)
 	var ifindex0 int
 	for i, n := range ns {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -68,7 +69,14 @@ func cmdDetach(args []string, stdout io.Writer) error {
 }
 
 func cmdPorts(args []string, stdout io.Writer) error {
-	fs := newFlags("ports")
+	return listing(args, stdout, "ports", (*api.Client).Ports, printPorts)
+}
+
+// listing runs a subcommand that fetches a list from the daemon and prints
+// it as a table, or as JSON with --json.
+func listing[T any](args []string, stdout io.Writer, name string,
+	fetch func(*api.Client, context.Context) ([]T, error), table func(io.Writer, []T)) error {
+	fs := newFlags(name)
 	asJSON := fs.Bool("json", false, "print JSON")
 	control := controlFlag(fs)
 	pos, err := parse(fs, args)
@@ -80,14 +88,14 @@ func cmdPorts(args []string, stdout io.Writer) error {
 	}
 	ctx, cancel := timeout()
 	defer cancel()
-	ports, err := client(*control).Ports(ctx)
+	list, err := fetch(client(*control), ctx)
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		return printJSON(stdout, ports)
+		return printJSON(stdout, list)
 	}
-	printPorts(stdout, ports)
+	table(stdout, list)
 	return nil
 }
 
@@ -108,27 +116,7 @@ func printPorts(w io.Writer, ports []api.Port) {
 }
 
 func cmdFDB(args []string, stdout io.Writer) error {
-	fs := newFlags("fdb")
-	asJSON := fs.Bool("json", false, "print JSON")
-	control := controlFlag(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
-		return err
-	}
-	ctx, cancel := timeout()
-	defer cancel()
-	entries, err := client(*control).FDB(ctx)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(stdout, entries)
-	}
-	printFDB(stdout, entries)
-	return nil
+	return listing(args, stdout, "fdb", (*api.Client).FDB, printFDB)
 }
 
 // printFDB prints the MAC table as an aligned table, one entry a line as
