@@ -89,6 +89,8 @@ type Daemon struct {
 	mu sync.Mutex // guards ports and the address and MAC sets derived from it
 	// ports are the attached containers by port name.
 	ports map[string]*attachment
+
+	obs observe // captures, capture points that are not ports (capture.go)
 }
 
 // attachment is a container's TAP attached to the switch.

@@ -59,6 +59,7 @@ func (d *Daemon) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/fdb", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, d.FDB())
 	})
+	d.observeRoutes(mux) // capture and stats: observe.go
 	return mux
 }
 
@@ -149,6 +150,7 @@ func (l *Listener) Close() error {
 // server and closes d (removing every TAP it created).
 func (d *Daemon) Serve(ctx context.Context, ln *Listener) error {
 	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv.RegisterOnShutdown(d.stopCaptures) // end capture streams cleanly
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	var err error

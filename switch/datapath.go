@@ -3,6 +3,7 @@ package vswitch
 import (
 	"sync/atomic"
 
+	"github.com/tapswitch/tapswitch/capture"
 	"github.com/tapswitch/tapswitch/fdb"
 )
 
@@ -48,6 +49,7 @@ func (s *Switch) forward(in *port, buf []byte, off, n int) {
 	in.stats.rxPackets.Add(1)
 	in.stats.rxBytes.Add(uint64(n - VnetHdrLen))
 	eth := frame[VnetHdrLen:]
+	in.capture.Deliver(capture.In, eth)
 	dst := fdb.MAC(eth[0:6])
 	src := fdb.MAC(eth[6:12])
 	if src.IsMulticast() || src.IsZero() {
@@ -90,6 +92,7 @@ func (s *Switch) flood(t *portTable, in *port, buf []byte, off int) {
 
 // transmit writes one frame to out and counts the outcome.
 func (s *Switch) transmit(out *port, buf []byte, off int) {
+	out.capture.Deliver(capture.Out, buf[off+VnetHdrLen:])
 	n, err := out.p.Write(buf, off)
 	if err != nil {
 		out.stats.txDropped.Add(1)

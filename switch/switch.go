@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tapswitch/tapswitch/capture"
 	"github.com/tapswitch/tapswitch/fdb"
 )
 
@@ -64,6 +65,9 @@ type port struct {
 	p     Port
 	stats counters
 	done  chan struct{} // closed when the ingress loop has returned
+	// capture is the port's capture point: frames it receives (In) and
+	// is sent (Out), fed by forward and transmit.
+	capture capture.Point
 }
 
 // New returns a switch with no ports, and starts its FDB ageing loop, which

@@ -147,6 +147,9 @@ func (d *demo) run(n int) error {
 	}
 	out, _ := exec.Command("ip", "-n", d.prefix+last, "-br", "link").CombinedOutput()
 	d.say("  links left in %s: %s", d.prefix+last, strings.Join(strings.Fields(string(out)), " "))
+	if err := d.captureDemo(ports[0], ports[1]); err != nil {
+		return err
+	}
 	d.say("\n== demo passed; removing the daemon and the namespaces")
 	return nil
 }

@@ -18,11 +18,13 @@ import (
 const usage = `tapswitch: a userspace virtual switch for containers
 
 Usage:
-  tapswitch run [--subnet CIDR] [--gateway IP] [--mtu N] [--fdb-ageing DURATION] [--control PATH]
+  tapswitch run [--subnet CIDR] [--gateway IP] [--mtu N] [--fdb-ageing DURATION] [--control PATH] [--metrics ADDR]
   tapswitch attach (--netns PATH | --pid PID) [--name NAME] [--ifname eth0] [--ip IP] [--mac MAC] [--mtu N] [--json]
   tapswitch detach NAME
   tapswitch ports [--json]
   tapswitch fdb [--json]
+  tapswitch capture PORT[,PORT...]|--all -w FILE|- [-c N] [--duration D] [--format pcapng|pcap] [-s SNAPLEN] [FILTER...]
+  tapswitch stats [--json]
   tapswitch version
   tapswitch demo
 
@@ -50,6 +52,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		"detach":  cmdDetach,
 		"ports":   cmdPorts,
 		"fdb":     cmdFDB,
+		"capture": cmdCapture,
+		"stats":   cmdStats,
 		"version": cmdVersion,
 		"demo":    cmdDemo,
 	}

@@ -34,6 +34,12 @@ func TestArgumentErrors(t *testing.T) {
 		{"run bad ageing", []string{"run", "--fdb-ageing", "-1s"}, 2, "--fdb-ageing -1s: must be positive"},
 		{"run bad ageing syntax", []string{"run", "--fdb-ageing", "5"}, 2, "invalid value"},
 		{"demo too many", []string{"demo", "--containers", "12"}, 2, "--containers 12"},
+		{"capture without -w", []string{"capture", "c1"}, 2, "give -w FILE"},
+		{"capture without port", []string{"capture", "-w", "x"}, 2, "give a port name"},
+		{"capture bad filter", []string{"capture", "c1", "-w", "-", "tcp", "port"}, 2, "bad filter: port: a value is expected"},
+		{"capture bad format", []string{"capture", "c1", "-w", "-", "--format", "erf"}, 2, "format"},
+		{"stats extra argument", []string{"stats", "x"}, 2, `unexpected argument "x"`},
+		{"run bad metrics", []string{"run", "--metrics", "nine"}, 2, "--metrics"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

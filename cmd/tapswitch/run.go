@@ -22,6 +22,7 @@ func cmdRun(args []string, stdout io.Writer) error {
 	mtu := fs.Int("mtu", daemon.DefaultMTU, "MTU of the gateway and, unless attach says otherwise, of container interfaces")
 	ageing := fs.Duration("fdb-ageing", fdb.DefaultAgeing, "how long a learned MAC is kept without traffic")
 	control := controlFlag(fs)
+	metrics := fs.String("metrics", "", "serve Prometheus metrics on `ADDR` (HOST:PORT, or PORT for 127.0.0.1:PORT); off by default")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -36,6 +37,11 @@ func cmdRun(args []string, stdout io.Writer) error {
 	if *gateway != "" {
 		if cfg.Gateway, err = netip.ParseAddr(*gateway); err != nil {
 			return usagef("--gateway %q: not an IP address", *gateway)
+		}
+	}
+	if *metrics != "" {
+		if _, err := daemon.MetricsAddr(*metrics); err != nil {
+			return usagef("--metrics: %v", err)
 		}
 	}
 	if *ageing <= 0 {
@@ -58,6 +64,15 @@ func cmdRun(args []string, stdout io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if *metrics != "" {
+		addr, err := d.ServeMetrics(ctx, *metrics)
+		if err != nil {
+			ln.Close()
+			d.Close()
+			return err
+		}
+		log.Info("metrics", "url", "http://"+addr.String()+"/metrics")
+	}
 	info := d.Info()
 	log.Info("tapswitch running", "version", api.Version, "control", path, "subnet", info.Subnet, "gateway", info.Gateway, "pid", info.PID)
 	if err := d.Serve(ctx, ln); err != nil {

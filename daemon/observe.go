@@ -1,0 +1,52 @@
+package daemon
+
+import (
+	"net/http"
+
+	"github.com/tapswitch/tapswitch/api"
+	"github.com/tapswitch/tapswitch/fdb"
+	vswitch "github.com/tapswitch/tapswitch/switch"
+)
+
+// observeRoutes adds the capture and statistics endpoints to the control API.
+func (d *Daemon) observeRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/capture", d.serveCapture)
+	mux.HandleFunc("GET /v1/captures", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, d.Captures())
+	})
+	mux.HandleFunc("DELETE /v1/captures/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if err := d.StopCapture(r.PathValue("id")); err != nil {
+			writeError(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, d.Stats())
+	})
+}
+
+// Stats returns the counters of every port and capture point, of the FDB
+// and of the gateway, and the running captures. Each counter is read
+// atomically; together they are not one instant's snapshot.
+func (d *Daemon) Stats() api.Stats {
+	byID := map[uint32]vswitch.PortStats{}
+	for _, p := range d.sw.Ports() {
+		byID[uint32(p.ID)] = p.Stats
+	}
+	s := api.Stats{
+		FDB:      api.FDBStats(d.sw.FDB().Stats()),
+		Gateway:  api.GatewayStats(d.gw.Stats()),
+		Captures: d.Captures(),
+	}
+	for _, p := range d.capturePoints() {
+		cs := p.p.Stats()
+		pc := api.PortCounters{Name: p.name, Kind: p.kind, Capture: api.CaptureStats{Captured: cs.Captured, Dropped: cs.Dropped}}
+		if ps, ok := byID[uint32(p.id)]; ok && p.id != fdb.NoPort {
+			pc.Stats = apiStats(ps)
+		}
+		s.Ports = append(s.Ports, pc)
+	}
+	// The NAT work adds s.NAT here.
+	return s
+}
