@@ -22,6 +22,8 @@ func cmdRun(args []string, stdout io.Writer) error {
 	mtu := fs.Int("mtu", daemon.DefaultMTU, "MTU of the gateway and, unless attach says otherwise, of container interfaces")
 	ageing := fs.Duration("fdb-ageing", fdb.DefaultAgeing, "how long a learned MAC is kept without traffic")
 	control := controlFlag(fs)
+	var nf natFlags
+	nf.add(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -41,6 +43,9 @@ func cmdRun(args []string, stdout io.Writer) error {
 	if *ageing <= 0 {
 		return usagef("--fdb-ageing %s: must be positive", *ageing)
 	}
+	if err := nf.apply(&cfg); err != nil {
+		return err
+	}
 	path := *control
 	if path == "" {
 		path = api.DefaultSocket()
@@ -59,7 +64,7 @@ func cmdRun(args []string, stdout io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	info := d.Info()
-	log.Info("tapswitch running", "version", api.Version, "control", path, "subnet", info.Subnet, "gateway", info.Gateway, "pid", info.PID)
+	log.Info("tapswitch running", "version", api.Version, "control", path, "subnet", info.Subnet, "gateway", info.Gateway, "uplink", info.Uplink, "pid", info.PID)
 	if err := d.Serve(ctx, ln); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
