@@ -8,7 +8,7 @@ BIN         := bin/tapswitch
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TESTFLAGS   ?= -race -count=1 -timeout 9m
 
-.PHONY: all deps build test lint unit demo bench clean
+.PHONY: all deps build test lint unit demo bench bench-nat clean
 
 all: build
 
@@ -38,6 +38,10 @@ demo: deps build
 # benchmark harness is bench/'s own issue.
 bench: deps build
 	bench/compare.sh $(BIN)
+
+# The same for NAT: bridge + nftables masquerade/dnat against the TAP uplink.
+bench-nat: deps build
+	bench/nat-compare.sh $(BIN)
 
 clean:
 	rm -rf bin

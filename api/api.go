@@ -14,6 +14,8 @@
 //	DELETE /v1/ports/{name}  204
 //	GET    /v1/fdb           []FDBEntry
 //
+// and those of NAT, listed in nat.go.
+//
 // Errors are a status code of 400 (bad input), 404 (no such port or
 // namespace), 409 (a name, address or MAC already in use) or 500, with an
 // Error body.
@@ -38,6 +40,8 @@ type AttachRequest struct {
 	IP     string `json:"ip,omitempty"`     // address in the subnet; default: the next free one from .2 up
 	MAC    string `json:"mac,omitempty"`    // default: 02:42 followed by the IPv4 address, as Docker did
 	MTU    int    `json:"mtu,omitempty"`    // default: the daemon's MTU
+	// Publish are published ports in Docker's -p syntax (needs an uplink).
+	Publish []string `json:"publish,omitempty"`
 }
 
 // Port describes a port of the switch.
@@ -50,6 +54,8 @@ type Port struct {
 	IP     string    `json:"ip"` // with the subnet's prefix length, as `ip addr` shows it
 	MTU    int       `json:"mtu"`
 	Stats  PortStats `json:"stats"`
+	// Publish are the port's published ports, e.g. "8080:80/tcp".
+	Publish []string `json:"publish,omitempty"`
 }
 
 // PortStats are a port's counters as the switch sees them: rx is what the
@@ -86,6 +92,7 @@ type Info struct {
 	MTU        int     `json:"mtu"`
 	FDBAgeing  float64 `json:"fdb_ageing_seconds"`
 	FDBEntries int     `json:"fdb_entries"`
+	Uplink     string  `json:"uplink"` // "none" or the uplink's spec
 }
 
 // Error is the body of every error response.

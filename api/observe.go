@@ -192,9 +192,8 @@ type Stats struct {
 	FDB      FDBStats       `json:"fdb"`
 	Gateway  GatewayStats   `json:"gateway"`
 	Captures []CaptureInfo  `json:"captures"`
-	// The NAT work adds its counters here (conntrack entries by protocol
-	// and state, mappings, allocation failures), as a field of its own
-	// type, e.g. NAT *NATStats `json:"nat,omitempty"`.
+	// NAT is the connection tracking's counters; nil without an uplink.
+	NAT *ConntrackStats `json:"nat,omitempty"`
 }
 
 // PortCounters are one port's counters, and those of its capture point
@@ -228,27 +227,39 @@ type FDBStats struct {
 
 // GatewayStats are the gateway's counters (see gateway.Stats).
 type GatewayStats struct {
-	ARPRequests    uint64 `json:"arp_requests"`
-	ARPReplies     uint64 `json:"arp_replies"`
-	ARPOther       uint64 `json:"arp_other"`
-	ARPConflicts   uint64 `json:"arp_conflicts"`
-	EchoReplies    uint64 `json:"echo_replies"`
-	ICMPErrors     uint64 `json:"icmp_errors"`
-	TCPResets      uint64 `json:"tcp_resets"`
-	RateLimited    uint64 `json:"rate_limited"`
-	QueueDrops     uint64 `json:"queue_drops"`
-	NeighLearned   uint64 `json:"neigh_learned"`
-	NeighEvicted   uint64 `json:"neigh_evicted"`
-	Offload        uint64 `json:"offload"`
-	TooBig         uint64 `json:"too_big"`
-	Malformed      uint64 `json:"malformed"`
-	BadIPv4        uint64 `json:"bad_ipv4"`
-	BadChecksum    uint64 `json:"bad_checksum"`
-	Martian        uint64 `json:"martian"`
-	Fragments      uint64 `json:"fragments"`
-	NotForUs       uint64 `json:"not_for_us"`
-	IPv6           uint64 `json:"ipv6"`
-	OtherEtherType uint64 `json:"other_ethertype"`
-	NoErrorAllowed uint64 `json:"no_error_allowed"`
-	Ignored        uint64 `json:"ignored"`
+	ARPRequests     uint64 `json:"arp_requests"`
+	ARPReplies      uint64 `json:"arp_replies"`
+	ARPOther        uint64 `json:"arp_other"`
+	ARPConflicts    uint64 `json:"arp_conflicts"`
+	EchoReplies     uint64 `json:"echo_replies"`
+	ICMPErrors      uint64 `json:"icmp_errors"`
+	TCPResets       uint64 `json:"tcp_resets"`
+	RateLimited     uint64 `json:"rate_limited"`
+	QueueDrops      uint64 `json:"queue_drops"`
+	NeighLearned    uint64 `json:"neigh_learned"`
+	NeighEvicted    uint64 `json:"neigh_evicted"`
+	Forwarded       uint64 `json:"forwarded"`
+	FragmentsSent   uint64 `json:"fragments_sent"`
+	UplinkIn        uint64 `json:"uplink_in"`
+	ToContainer     uint64 `json:"to_container"`
+	NATDrops        uint64 `json:"nat_drops"`
+	UplinkErrors    uint64 `json:"uplink_errors"`
+	TTLExceeded     uint64 `json:"ttl_exceeded"`
+	FragNeeded      uint64 `json:"frag_needed"`
+	PendingQueued   uint64 `json:"pending_queued"`
+	PendingDropped  uint64 `json:"pending_dropped"`
+	PendingExpired  uint64 `json:"pending_expired"`
+	ARPRequestsSent uint64 `json:"arp_requests_sent"`
+	Offload         uint64 `json:"offload"`
+	TooBig          uint64 `json:"too_big"`
+	Malformed       uint64 `json:"malformed"`
+	BadIPv4         uint64 `json:"bad_ipv4"`
+	BadChecksum     uint64 `json:"bad_checksum"`
+	Martian         uint64 `json:"martian"`
+	Fragments       uint64 `json:"fragments"`
+	NotForUs        uint64 `json:"not_for_us"`
+	IPv6            uint64 `json:"ipv6"`
+	OtherEtherType  uint64 `json:"other_ethertype"`
+	NoErrorAllowed  uint64 `json:"no_error_allowed"`
+	Ignored         uint64 `json:"ignored"`
 }

@@ -19,8 +19,10 @@ import (
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/fdb"
 	"github.com/tapswitch/tapswitch/gateway"
+	"github.com/tapswitch/tapswitch/nat"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/switch/tap"
+	"github.com/tapswitch/tapswitch/uplink"
 )
 
 // DefaultSubnet is the subnet used when none is given: neither Docker
@@ -72,6 +74,12 @@ type Config struct {
 	MTU       int           // zero means DefaultMTU
 	FDBAgeing time.Duration // zero means fdb.DefaultAgeing
 	Log       *slog.Logger  // nil means slog.Default()
+	// Uplink is the routed TAP uplink; nil means none (no NAT, no
+	// published ports, outside destinations unreachable).
+	Uplink *uplink.Config
+	// NAT configures connection tracking (MaxEntries, Timeouts, port
+	// range); External and Internal are set from Uplink and Subnet.
+	NAT nat.Config
 }
 
 // Daemon is a running switch with its gateway and attached containers. Its
@@ -85,6 +93,7 @@ type Daemon struct {
 	gwMAC  fdb.MAC
 	closed chan struct{}
 	once   sync.Once
+	nat    *natState // nil without an uplink; see nat.go
 
 	mu sync.Mutex // guards ports and the address and MAC sets derived from it
 	// ports are the attached containers by port name.
@@ -128,13 +137,25 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	d.sw = sw
 	d.gwMAC = macFor(cfg.Gateway)
-	gw, err := gateway.New(gateway.Config{
+	gcfg := gateway.Config{
 		MAC:  net.HardwareAddr(d.gwMAC[:]),
 		Addr: netip.PrefixFrom(cfg.Gateway, cfg.Subnet.Bits()),
 		MTU:  cfg.MTU,
-	})
+	}
+	if d.nat, err = d.openUplink(); err != nil {
+		sw.Close()
+		return nil, err
+	}
+	if d.nat != nil {
+		gcfg.NAT, gcfg.Uplink, gcfg.Clock = d.nat.table, d.nat.up, sw.Now
+		gcfg.QueueLen = 1024 // room for bursts from the uplink
+	}
+	gw, err := gateway.New(gcfg)
 	if err != nil {
 		sw.Close()
+		if d.nat != nil {
+			d.nat.up.Close()
+		}
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	d.gw = gw
@@ -146,8 +167,12 @@ func New(cfg Config) (*Daemon, error) {
 	// over by sending with it as source.
 	if err := sw.FDB().AddStatic(fdb.Key{MAC: d.gwMAC}, d.gwID); err != nil {
 		sw.Close()
+		if d.nat != nil {
+			d.nat.up.Close()
+		}
 		return nil, fmt.Errorf("gateway fdb entry: %w", err)
 	}
+	d.startNAT()
 	return d, nil
 }
 
@@ -260,6 +285,7 @@ func (d *Daemon) Close() error {
 	var err error
 	d.once.Do(func() {
 		close(d.closed)
+		d.closeNAT()
 		err = d.sw.Close()
 		d.mu.Lock()
 		clear(d.ports)
@@ -288,6 +314,7 @@ func (d *Daemon) portGone(id fdb.PortID, name string, err error) {
 		return
 	}
 	d.gw.Forget(gone.ip)
+	d.forgetNAT(gone.ip)
 	d.log.Info("port gone: its interface or namespace was deleted", "port", gone.name, "ip", gone.ip, "err", err)
 }
 
@@ -298,6 +325,10 @@ var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
 // to the switch. On error nothing is left behind.
 func (d *Daemon) Attach(req api.AttachRequest) (api.Port, error) {
 	a, err := d.parseAttach(req)
+	if err != nil {
+		return api.Port{}, err
+	}
+	pubs, err := d.parsePublishes(req.Publish)
 	if err != nil {
 		return api.Port{}, err
 	}
@@ -312,6 +343,18 @@ func (d *Daemon) Attach(req api.AttachRequest) (api.Port, error) {
 	}
 	if err := d.reserveLocked(a, req); err != nil {
 		return api.Port{}, err
+	}
+	if len(pubs) > 0 {
+		// Published first, so that a conflict leaves nothing behind;
+		// withdrawn if the TAP cannot be made.
+		if err := d.addPublishes(a, pubs); err != nil {
+			return api.Port{}, err
+		}
+		defer func() {
+			if _, ok := d.ports[a.name]; !ok {
+				d.nat.table.RemovePublishesTo(a.ip)
+			}
+		}()
 	}
 	dev, err := tap.Create(tap.Config{
 		Netns:   a.netns,
@@ -335,8 +378,13 @@ func (d *Daemon) Attach(req api.AttachRequest) (api.Port, error) {
 		return api.Port{}, err
 	}
 	d.ports[a.name] = a
-	d.log.Info("attached", "port", a.name, "netns", a.netns, "ifname", a.ifname, "mac", a.mac, "ip", a.ip)
-	return d.describe(a, vswitch.PortStats{}), nil
+	d.log.Info("attached", "port", a.name, "netns", a.netns, "ifname", a.ifname, "mac", a.mac, "ip", a.ip, "publish", req.Publish)
+	p := d.describe(a, vswitch.PortStats{})
+	for _, q := range pubs {
+		q.Target = a.ip
+		p.Publish = append(p.Publish, q.String())
+	}
+	return p, nil
 }
 
 // parseAttach checks the parts of req that need no state.
@@ -363,8 +411,8 @@ func (d *Daemon) parseAttach(req api.AttachRequest) (*attachment, error) {
 	if !nameRE.MatchString(a.name) {
 		return nil, invalid("port name %q: must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit", a.name)
 	}
-	if a.name == "gateway" {
-		return nil, conflict("port name %q is reserved for the gateway", a.name)
+	if a.name == "gateway" || a.name == "uplink" {
+		return nil, conflict("port name %q is reserved for the %s", a.name, a.name)
 	}
 	if a.ifname == "" {
 		a.ifname = "eth0"
@@ -471,6 +519,7 @@ func (d *Daemon) Detach(name string) error {
 	}
 	err := d.sw.RemovePort(a.id)
 	d.gw.Forget(a.ip)
+	d.forgetNAT(a.ip)
 	if err != nil && !errors.Is(err, vswitch.ErrNoPort) {
 		return err
 	}
@@ -485,10 +534,13 @@ func (d *Daemon) Ports() []api.Port {
 	for _, p := range d.sw.Ports() {
 		stats[p.ID] = p.Stats
 	}
+	pubs := d.publishesOf()
 	d.mu.Lock()
 	out := make([]api.Port, 0, len(d.ports)+1)
 	for _, a := range d.ports {
-		out = append(out, d.describe(a, stats[a.id]))
+		p := d.describe(a, stats[a.id])
+		p.Publish = pubs[a.name]
+		out = append(out, p)
 	}
 	d.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -565,5 +617,6 @@ func (d *Daemon) Info() api.Info {
 		MTU:        d.cfg.MTU,
 		FDBAgeing:  d.cfg.FDBAgeing.Seconds(),
 		FDBEntries: d.sw.FDB().Len(),
+		Uplink:     d.cfg.Uplink.String(),
 	}
 }

@@ -114,6 +114,15 @@ var (
 	mGwNeighbors   = desc("gateway_neighbors", "Entries in the gateway's neighbour table.")
 	mGwNeighEvents = desc("gateway_neighbor_events_total", "Neighbour table events: learned, evicted.", "event")
 	mGwDropped     = desc("gateway_dropped_total", "Frames the gateway dropped or did not answer, by reason.", "reason")
+	mGwRouted      = desc("gateway_routed_packets_total", "Packets the gateway routed, by direction: out (to the uplink), in (from the uplink to a container).", "direction")
+
+	mCTEntries    = desc("conntrack_entries", "Tracked connections, by protocol and state.", "proto", "state")
+	mCTMax        = desc("conntrack_max_entries", "The size bound of the connection table.")
+	mNATMappings  = desc("nat_mappings", "External ports in use by NAT mappings.")
+	mCTEvents     = desc("conntrack_events_total", "Connection table events: created, expired, evicted (to make room), refused (table full, so allocation failed), flushed.", "event")
+	mNATPackets   = desc("nat_translated_packets_total", "Packets translated by NAT, by direction.", "direction")
+	mNATICMPError = desc("nat_icmp_errors_translated_total", "ICMP errors translated with their embedded headers (RFC 5508).")
+	mNATDropped   = desc("nat_dropped_total", "Packets NAT did not translate, by reason.", "reason")
 )
 
 // collector reads the daemon's counters at scrape time.
@@ -125,7 +134,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		mCapCaptured, mCapDropped, mCaptures, mPorts,
 		mFDBEntries, mFDBStatic, mFDBEvents, mFDBRefused,
 		mGwARPRequests, mGwARPReplies, mGwARPConflict, mGwEcho, mGwICMPErrors, mGwResets, mGwRateLimited,
-		mGwQueueDrops, mGwNeighbors, mGwNeighEvents, mGwDropped,
+		mGwQueueDrops, mGwNeighbors, mGwNeighEvents, mGwDropped, mGwRouted,
+		mCTEntries, mCTMax, mNATMappings, mCTEvents, mNATPackets, mNATICMPError, mNATDropped,
 	} {
 		ch <- d
 	}
@@ -194,7 +204,32 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	} {
 		counter(mGwDropped, r.v, strings.ToLower(r.reason))
 	}
-	// NAT metrics (conntrack entries by protocol and state, mappings,
-	// allocation failures) are added here by the NAT work, read from its
-	// counters in the same way.
+	counter(mGwRouted, g.Forwarded, "out")
+	counter(mGwRouted, g.ToContainer, "in")
+
+	if s.NAT == nil {
+		return
+	}
+	n := s.NAT
+	// States are counted from the listing: scrape time only.
+	byState := map[[2]string]int{}
+	for _, e := range c.d.Conntrack() {
+		byState[[2]string{e.Proto, e.State}]++
+	}
+	for k, v := range byState {
+		gauge(mCTEntries, float64(v), k[0], k[1])
+	}
+	gauge(mCTMax, float64(n.Max))
+	gauge(mNATMappings, float64(n.Mappings))
+	counter(mCTEvents, n.Created, "created")
+	counter(mCTEvents, n.Expired, "expired")
+	counter(mCTEvents, n.Evicted, "evicted")
+	counter(mCTEvents, n.Refused, "refused")
+	counter(mCTEvents, n.Flushed, "flushed")
+	counter(mNATPackets, n.TranslatedOut, "out")
+	counter(mNATPackets, n.TranslatedIn, "in")
+	counter(mNATICMPError, n.ICMPErrors)
+	for reason, v := range n.Drops {
+		counter(mNATDropped, v, reason)
+	}
 }

@@ -47,6 +47,9 @@ func (d *Daemon) Stats() api.Stats {
 		}
 		s.Ports = append(s.Ports, pc)
 	}
-	// The NAT work adds s.NAT here.
+	if d.nat != nil {
+		cs := d.ConntrackStats()
+		s.NAT = &cs
+	}
 	return s
 }

@@ -60,6 +60,7 @@ func (d *Daemon) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, d.FDB())
 	})
 	d.observeRoutes(mux) // capture and stats: observe.go
+	d.natHandlers(mux)
 	return mux
 }
 
@@ -169,4 +170,43 @@ func (d *Daemon) Serve(ctx context.Context, ln *Listener) error {
 		err = nil
 	}
 	return err
+}
+
+// natHandlers adds the NAT endpoints (api/nat.go) to mux.
+func (d *Daemon) natHandlers(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/publish", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, d.Publishes())
+	})
+	mux.HandleFunc("POST /v1/publish", func(w http.ResponseWriter, r *http.Request) {
+		var req api.PublishRequest
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			writeError(w, invalid("request body: %v", err))
+			return
+		}
+		p, err := d.Publish(req)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, p)
+	})
+	mux.HandleFunc("DELETE /v1/publish/{port}/{proto}", func(w http.ResponseWriter, r *http.Request) {
+		p, err := d.Unpublish(r.PathValue("port"), r.PathValue("proto"))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, p)
+	})
+	mux.HandleFunc("GET /v1/conntrack", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, d.Conntrack())
+	})
+	mux.HandleFunc("GET /v1/conntrack/stats", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, d.ConntrackStats())
+	})
+	mux.HandleFunc("DELETE /v1/conntrack", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, d.FlushConntrack())
+	})
 }

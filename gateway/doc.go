@@ -10,8 +10,22 @@
 //   - answers UDP to its address with ICMP port unreachable, TCP with a
 //     reset as a host in the CLOSED state (RFC 9293 3.10.7.1), and other
 //     protocols with ICMP protocol unreachable;
-//   - answers datagrams for every other destination with ICMP network
-//     unreachable, since it has no routes yet;
+//   - with NAT and an uplink (Config.NAT, Config.Uplink), routes datagrams
+//     to destinations outside its subnet (RFC 1812 5.3): TTL 1 is answered
+//     with ICMP time exceeded, DF over the uplink's MTU with fragmentation
+//     needed (RFC 1191), the TTL is decremented, NAT translates
+//     (nat.Table.FromInternal) and the datagram goes out through the uplink,
+//     fragmented if it has no DF and is over the MTU, or, hairpinned, to a
+//     container; datagrams the uplink receives come in through FromUplink
+//     (nat.Table.FromExternal; those with TTL 1 or larger than the
+//     gateway's MTU are dropped and counted, without an ICMP error to the
+//     outside); echo requests to the uplink's address are
+//     answered (a host on that link does). A container's MAC comes from the neighbour
+//     table; when it is unknown the gateway broadcasts an ARP request and
+//     holds the datagrams in a small bounded queue (32 per host, 256 in all,
+//     3 s) until the reply, counting what it drops;
+//   - without an uplink, answers datagrams for every other destination with
+//     ICMP network unreachable;
 //   - ignores (and counts) IPv6, frames for other MACs that are not ARP,
 //     and everything it cannot parse.
 //

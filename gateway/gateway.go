@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tapswitch/tapswitch/nat"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 )
 
@@ -71,6 +72,20 @@ type Config struct {
 	// Now is the clock used for neighbour ages and rate limiting; nil
 	// means time.Now. Tests inject a fake clock here.
 	Now func() time.Time
+
+	// NAT and Uplink, both set or both nil, make the gateway a router:
+	// datagrams to destinations outside the subnet (and to the uplink's
+	// own address: hairpin) go through NAT.FromInternal, and datagrams
+	// the uplink receives come in through FromUplink (see route.go).
+	// Without them, every destination outside the subnet is answered
+	// with ICMP network unreachable.
+	NAT    *nat.Table
+	Uplink Uplink
+
+	// Clock is the monotonic clock, in nanoseconds, passed to NAT; nil
+	// means one of the process's own. The daemon passes the clock it
+	// runs NAT.Expire with.
+	Clock func() int64
 }
 
 // Gateway is the containers' default router as a port of the switch. It
@@ -92,8 +107,11 @@ type Gateway struct {
 	limiter *tokenBucket
 	ipID    atomic.Uint32 // identification of the next originated datagram
 
-	pool  sync.Pool    // of *[]byte, cap ethHdrLen+mtu
-	queue chan *[]byte // replies waiting for Read; len is the frame length
+	pool  sync.Pool   // of *[]byte, cap UplinkHeadroom+mtu
+	queue chan qframe // frames waiting for Read
+
+	route   *route        // nil without NAT and uplink
+	pending *pendingQueue // forwarded datagrams waiting for a container's MAC
 
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
@@ -164,11 +182,20 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g.neigh = newNeighTable(timeout, maxNeigh)
 	g.limiter = newTokenBucket(rate, g.now())
-	g.queue = make(chan *[]byte, qlen)
-	size := ethHdrLen + g.mtu
+	g.queue = make(chan qframe, qlen)
+	// Room for a datagram of the MTU behind the uplink's headers; an
+	// Ethernet frame the gateway builds starts at 0.
+	size := UplinkHeadroom + g.mtu
 	g.pool.New = func() any {
 		b := make([]byte, size)
 		return &b
+	}
+	if (cfg.NAT == nil) != (cfg.Uplink == nil) {
+		return nil, fmt.Errorf("NAT and Uplink must be set together: %w", ErrInvalidConfig)
+	}
+	g.pending = newPendingQueue()
+	if cfg.NAT != nil {
+		g.route = newRoute(cfg.NAT, cfg.Uplink, cfg.Clock)
 	}
 	return g, nil
 }
@@ -206,11 +233,15 @@ func (g *Gateway) Lookup(ip netip.Addr) (net.HardwareAddr, bool) {
 	return net.HardwareAddr(mac[:]), true
 }
 
-// Forget removes the neighbour ip, if present. The daemon calls it when a
-// container is detached.
+// Forget removes the neighbour ip, if present, and drops the datagrams
+// waiting for it. The daemon calls it when a container is detached.
 func (g *Gateway) Forget(ip netip.Addr) {
 	if ip.Is4() {
 		g.neigh.forget(ip.As4())
+		for _, q := range g.pending.take(ip.As4()) {
+			g.stats.inc(cntPendingExpired)
+			g.putBuf(q.p)
+		}
 	}
 }
 
@@ -239,9 +270,9 @@ func (g *Gateway) Read(buf []byte, offset int) (int, error) {
 	select {
 	case <-g.done:
 		return 0, fmt.Errorf("gateway read: %w", net.ErrClosed)
-	case p := <-g.queue:
-		defer g.putBuf(p)
-		frame := *p
+	case q := <-g.queue:
+		defer g.putBuf(q.p)
+		frame := (*q.p)[q.off : q.off+q.n]
 		out := buf[offset:]
 		if len(out) < vswitch.VnetHdrLen+len(frame) {
 			return 0, fmt.Errorf("gateway read: %d bytes for a %d-byte frame: %w",
@@ -315,13 +346,23 @@ func (g *Gateway) getBuf() *[]byte {
 
 func (g *Gateway) putBuf(p *[]byte) { g.pool.Put(p) }
 
+// qframe is a frame waiting for Read: (*p)[off:off+n].
+type qframe struct {
+	p      *[]byte
+	off, n int
+}
+
 // enqueue queues the first n bytes of the reply p for Read and takes
 // ownership of p. It reports whether the reply was queued; a full queue
 // drops it and counts Stats.QueueDrops.
 func (g *Gateway) enqueue(p *[]byte, n int) bool {
-	*p = (*p)[:n]
+	return g.enqueueAt(p, 0, n)
+}
+
+// enqueueAt is enqueue for the frame (*p)[off:off+n].
+func (g *Gateway) enqueueAt(p *[]byte, off, n int) bool {
 	select {
-	case g.queue <- p:
+	case g.queue <- qframe{p, off, n}:
 		return true
 	default:
 		g.stats.inc(cntQueueDrops)
@@ -346,6 +387,9 @@ func (g *Gateway) learn(ip [4]byte, mac [6]byte) {
 	}
 	if evicted {
 		g.stats.inc(cntNeighEvicted)
+	}
+	if g.pending.n.Load() > 0 {
+		g.release(ip, mac)
 	}
 }
 

@@ -121,10 +121,14 @@ func (g *Gateway) handleIPv4(b []byte, ethSrc [6]byte) {
 		g.stats.inc(cntNoErrorAllowed)
 	case !isHostAddr(v.dst):
 		g.stats.inc(cntMartian)
+	case g.route != nil && !g.prefix.Contains(netip.AddrFrom4(v.dst)):
+		// Outside the subnet (the uplink's address included):
+		// through NAT to the uplink, or hairpinned back in.
+		g.forward(&v, ethSrc)
 	default:
-		// The gateway has no routes yet: every other destination is
-		// unreachable. A later issue routes to the uplink and between
-		// containers here.
+		// No route: without an uplink every other destination is
+		// unreachable, and the gateway does not route between hosts
+		// of its own subnet.
 		g.sendUnreachable(&v, ethSrc, codeNetUnreachable)
 	}
 }
@@ -293,6 +297,13 @@ func (g *Gateway) handleTCP(v *ipv4View, ethSrc [6]byte) {
 // limiter has a token. The message quotes as much of v as fits in 576 bytes
 // (RFC 1812 4.3.2.3), at least its header and 8 bytes of payload (RFC 792).
 func (g *Gateway) sendUnreachable(v *ipv4View, ethSrc [6]byte, code uint8) {
+	g.sendError(v, ethSrc, icmpUnreachable, code, 0)
+}
+
+// sendError answers v with an ICMP error of type typ and code; rest is the
+// second word of the ICMP header (the next-hop MTU of fragmentation needed,
+// RFC 1191). Otherwise as sendUnreachable.
+func (g *Gateway) sendError(v *ipv4View, ethSrc [6]byte, typ, code uint8, rest uint32) {
 	if !g.errorAllowed(v) {
 		g.stats.inc(cntNoErrorAllowed)
 		return
@@ -320,9 +331,10 @@ func (g *Gateway) sendUnreachable(v *ipv4View, ethSrc [6]byte, code uint8) {
 	}
 	h.put(ip)
 	m := ip[ipv4MinHdr : ipv4MinHdr+icmpHdrLen+len(quote)]
-	m[0] = icmpUnreachable
+	m[0] = typ
 	m[1] = code
-	clear(m[2:icmpHdrLen]) // checksum and the unused word
+	clear(m[2:4]) // checksum
+	binary.BigEndian.PutUint32(m[4:8], rest)
 	copy(m[icmpHdrLen:], quote)
 	binary.BigEndian.PutUint16(m[2:4], icmpChecksum(m))
 	if g.enqueue(buf, ethHdrLen+ipv4MinHdr+len(m)) {

@@ -20,6 +20,19 @@ const (
 	cntNeighLearned
 	cntNeighEvicted
 
+	cntForwarded
+	cntFragmentsSent
+	cntUplinkIn
+	cntToContainer
+	cntNATDrops
+	cntUplinkErrors
+	cntTTLExceeded
+	cntFragNeeded
+	cntPendingQueued
+	cntPendingDropped
+	cntPendingExpired
+	cntARPRequestsSent
+
 	cntOffload
 	cntTooBig
 	cntMalformed
@@ -57,7 +70,8 @@ type Stats struct {
 	ARPConflicts uint64
 	// EchoReplies counts ICMP echo replies queued.
 	EchoReplies uint64
-	// ICMPErrors counts ICMP destination unreachable messages queued.
+	// ICMPErrors counts ICMP errors queued (destination unreachable,
+	// time exceeded).
 	ICMPErrors uint64
 	// TCPResets counts TCP resets queued for segments to the gateway.
 	TCPResets uint64
@@ -70,6 +84,35 @@ type Stats struct {
 	NeighLearned uint64
 	// NeighEvicted counts neighbours evicted to make room in a full table.
 	NeighEvicted uint64
+
+	// Routing through NAT and the uplink (zero without an uplink).
+
+	// Forwarded counts datagrams sent through the uplink.
+	Forwarded uint64
+	// FragmentsSent counts fragments sent for datagrams over the
+	// uplink's MTU without DF.
+	FragmentsSent uint64
+	// UplinkIn counts datagrams the uplink handed to the gateway.
+	UplinkIn uint64
+	// ToContainer counts translated datagrams delivered to a container
+	// (from the uplink, or hairpinned).
+	ToContainer uint64
+	// NATDrops counts datagrams NAT dropped (its own counters say why).
+	NATDrops uint64
+	// UplinkErrors counts datagrams the uplink failed to send.
+	UplinkErrors uint64
+	// TTLExceeded counts datagrams whose TTL ran out at the gateway
+	// (answered with ICMP time exceeded when they came from a container).
+	TTLExceeded uint64
+	// FragNeeded counts datagrams with DF over the uplink's MTU,
+	// answered with ICMP fragmentation needed.
+	FragNeeded uint64
+	// PendingQueued, PendingDropped and PendingExpired count datagrams
+	// for a container whose MAC was unknown: queued while the gateway
+	// ARPed, refused by a full queue, dropped unanswered.
+	PendingQueued, PendingDropped, PendingExpired uint64
+	// ARPRequestsSent counts ARP requests the gateway sent.
+	ARPRequestsSent uint64
 
 	// Frames dropped or ignored, by reason.
 
@@ -116,28 +159,40 @@ type Stats struct {
 
 func (c *counters) snapshot() Stats {
 	return Stats{
-		ARPRequests:    c[cntARPRequests].Load(),
-		ARPReplies:     c[cntARPReplies].Load(),
-		ARPOther:       c[cntARPOther].Load(),
-		ARPConflicts:   c[cntARPConflicts].Load(),
-		EchoReplies:    c[cntEchoReplies].Load(),
-		ICMPErrors:     c[cntICMPErrors].Load(),
-		TCPResets:      c[cntTCPResets].Load(),
-		RateLimited:    c[cntRateLimited].Load(),
-		QueueDrops:     c[cntQueueDrops].Load(),
-		NeighLearned:   c[cntNeighLearned].Load(),
-		NeighEvicted:   c[cntNeighEvicted].Load(),
-		Offload:        c[cntOffload].Load(),
-		TooBig:         c[cntTooBig].Load(),
-		Malformed:      c[cntMalformed].Load(),
-		BadIPv4:        c[cntBadIPv4].Load(),
-		BadChecksum:    c[cntBadChecksum].Load(),
-		Martian:        c[cntMartian].Load(),
-		Fragments:      c[cntFragments].Load(),
-		NotForUs:       c[cntNotForUs].Load(),
-		IPv6:           c[cntIPv6].Load(),
-		OtherEtherType: c[cntOtherEtherType].Load(),
-		NoErrorAllowed: c[cntNoErrorAllowed].Load(),
-		Ignored:        c[cntIgnored].Load(),
+		ARPRequests:     c[cntARPRequests].Load(),
+		ARPReplies:      c[cntARPReplies].Load(),
+		ARPOther:        c[cntARPOther].Load(),
+		ARPConflicts:    c[cntARPConflicts].Load(),
+		EchoReplies:     c[cntEchoReplies].Load(),
+		ICMPErrors:      c[cntICMPErrors].Load(),
+		TCPResets:       c[cntTCPResets].Load(),
+		RateLimited:     c[cntRateLimited].Load(),
+		QueueDrops:      c[cntQueueDrops].Load(),
+		NeighLearned:    c[cntNeighLearned].Load(),
+		NeighEvicted:    c[cntNeighEvicted].Load(),
+		Forwarded:       c[cntForwarded].Load(),
+		FragmentsSent:   c[cntFragmentsSent].Load(),
+		UplinkIn:        c[cntUplinkIn].Load(),
+		ToContainer:     c[cntToContainer].Load(),
+		NATDrops:        c[cntNATDrops].Load(),
+		UplinkErrors:    c[cntUplinkErrors].Load(),
+		TTLExceeded:     c[cntTTLExceeded].Load(),
+		FragNeeded:      c[cntFragNeeded].Load(),
+		PendingQueued:   c[cntPendingQueued].Load(),
+		PendingDropped:  c[cntPendingDropped].Load(),
+		PendingExpired:  c[cntPendingExpired].Load(),
+		ARPRequestsSent: c[cntARPRequestsSent].Load(),
+		Offload:         c[cntOffload].Load(),
+		TooBig:          c[cntTooBig].Load(),
+		Malformed:       c[cntMalformed].Load(),
+		BadIPv4:         c[cntBadIPv4].Load(),
+		BadChecksum:     c[cntBadChecksum].Load(),
+		Martian:         c[cntMartian].Load(),
+		Fragments:       c[cntFragments].Load(),
+		NotForUs:        c[cntNotForUs].Load(),
+		IPv6:            c[cntIPv6].Load(),
+		OtherEtherType:  c[cntOtherEtherType].Load(),
+		NoErrorAllowed:  c[cntNoErrorAllowed].Load(),
+		Ignored:         c[cntIgnored].Load(),
 	}
 }

@@ -488,3 +488,43 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("tapswitch_ports %v, want 3", v)
 	}
 }
+
+// TestCaptureUplink captures at the uplink while a container pings the lan:
+// the file holds the packets after NAT, from the uplink's address, as
+// tcpdump behind MASQUERADE would show them.
+func TestCaptureUplink(t *testing.T) {
+	requireRoot(t, "ping")
+	d, _ := startNAT(t)
+	c1 := newNS(t)
+	p1 := d.attach(t, c1, "c1")
+	ping(t, c1, lanIP) // resolve the next hop first: the capture holds the echoes alone
+	file := filepath.Join(t.TempDir(), "uplink.pcapng")
+	c := d.startCapture(t, nil, "uplink", "-w", file, "icmp")
+	ping(t, c1, lanIP)
+	c.stop(t)
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	pkts, names := readPCAPNG(t, f)
+	if len(names) != 1 || names[0] != "uplink" {
+		t.Errorf("interfaces: %v, want [uplink]", names)
+	}
+	want := map[string]int{
+		fmt.Sprintf("%s > %s request", upIP, lanIP): 2,
+		fmt.Sprintf("%s > %s reply", lanIP, upIP):   2,
+	}
+	got := map[string]int{}
+	for _, p := range pkts {
+		got[p.icmpEcho()]++
+	}
+	for k, n := range want {
+		if got[k] != n {
+			t.Errorf("%q: %d in the capture, want %d (all: %v)", k, got[k], n, got)
+		}
+	}
+	if got[fmt.Sprintf("%s > %s request", ip(p1), lanIP)] != 0 {
+		t.Errorf("the container's own address leaked to the uplink: %v", got)
+	}
+}

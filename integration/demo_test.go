@@ -18,7 +18,9 @@ func TestDemo(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("demo: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
-	for _, want := range []string{"3/3 replies", "200 OK: hello from c1", "demo passed"} {
+	for _, want := range []string{"3/3 replies", "200 OK: hello from c1", "demo passed",
+		"GET http://198.51.100.2:8080/ from lan: 200 OK: hello from c1; you are 198.51.100.1:", "3/3 echo replies",
+		"tcp      6 ", "flow entries have been shown"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}

@@ -12,6 +12,7 @@ need=(
 	tcpdump:tcpdump
 	curl:curl
 	util-linux:nsenter
+	nftables:nft
 )
 
 missing=()

@@ -275,6 +275,12 @@ func printStats(w io.Writer, s api.Stats) {
 		g.ARPRequests, g.ARPReplies, g.ARPConflicts, g.EchoReplies, g.ICMPErrors, g.TCPResets, g.RateLimited, g.QueueDrops, g.NeighLearned, g.NeighEvicted)
 	fmt.Fprintf(w, "gateway dropped: offload %d, too big %d, malformed %d, bad ipv4 %d, bad checksum %d, martian %d, fragments %d, not for us %d, ipv6 %d, other ethertype %d, no error allowed %d, ignored %d\n",
 		g.Offload, g.TooBig, g.Malformed, g.BadIPv4, g.BadChecksum, g.Martian, g.Fragments, g.NotForUs, g.IPv6, g.OtherEtherType, g.NoErrorAllowed, g.Ignored)
+	fmt.Fprintf(w, "gateway routing: forwarded out %d, to containers %d, fragments sent %d; ttl exceeded %d, frag needed %d; nat drops %d, uplink errors %d; pending queued %d, dropped %d, expired %d; arp requests sent %d\n",
+		g.Forwarded, g.ToContainer, g.FragmentsSent, g.TTLExceeded, g.FragNeeded, g.NATDrops, g.UplinkErrors, g.PendingQueued, g.PendingDropped, g.PendingExpired, g.ARPRequestsSent)
+	if s.NAT != nil {
+		fmt.Fprint(w, "nat: ")
+		printConntrackStats(w, *s.NAT)
+	}
 	if len(s.Captures) > 0 {
 		fmt.Fprintln(w)
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

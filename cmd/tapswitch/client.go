@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/tapswitch/tapswitch/api"
+	"github.com/tapswitch/tapswitch/nat"
 )
 
 func cmdAttach(args []string, stdout io.Writer) error {
@@ -23,6 +25,7 @@ func cmdAttach(args []string, stdout io.Writer) error {
 	fs.StringVar(&req.MAC, "mac", "", "MAC address (default: 02:42 followed by the IPv4 address)")
 	fs.IntVar(&req.MTU, "mtu", 0, "MTU (default: the daemon's)")
 	asJSON := fs.Bool("json", false, "print the port as JSON")
+	fs.Var((*stringList)(&req.Publish), "p", "publish a port: [HOSTIP:]HOSTPORT[-END]:CONTAINERPORT[-END][/tcp|/udp] (repeatable; needs an uplink)")
 	control := controlFlag(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -40,6 +43,11 @@ func cmdAttach(args []string, stdout io.Writer) error {
 	if req.MTU < 0 {
 		return usagef("--mtu %d: must be positive", req.MTU)
 	}
+	for _, spec := range req.Publish {
+		if _, err := nat.ParsePublish(spec); err != nil {
+			return usagef("-p: %v", err)
+		}
+	}
 	ctx, cancel := timeout()
 	defer cancel()
 	p, err := client(*control).Attach(ctx, req)
@@ -50,6 +58,9 @@ func cmdAttach(args []string, stdout io.Writer) error {
 		return printJSON(stdout, p)
 	}
 	fmt.Fprintf(stdout, "attached %s: %s in %s, mac %s, ip %s, mtu %d\n", p.Name, p.IfName, p.Netns, p.MAC, p.IP, p.MTU)
+	if len(p.Publish) > 0 {
+		fmt.Fprintf(stdout, "published %s\n", strings.Join(p.Publish, ", "))
+	}
 	return nil
 }
 
@@ -102,15 +113,19 @@ func listing[T any](args []string, stdout io.Writer, name string,
 // printPorts prints ports as an aligned table.
 func printPorts(w io.Writer, ports []api.Port) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tIFNAME\tMAC\tIP\tRX-PKTS\tRX-BYTES\tTX-PKTS\tTX-BYTES\tDROPS")
+	fmt.Fprintln(tw, "NAME\tIFNAME\tMAC\tIP\tRX-PKTS\tRX-BYTES\tTX-PKTS\tTX-BYTES\tDROPS\tPUBLISH")
 	for _, p := range ports {
 		ifname := p.IfName
 		if ifname == "" {
 			ifname = "-"
 		}
 		s := p.Stats
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", p.Name, ifname, p.MAC, p.IP,
-			s.RxPackets, s.RxBytes, s.TxPackets, s.TxBytes, s.Drops())
+		pub := "-"
+		if len(p.Publish) > 0 {
+			pub = strings.Join(p.Publish, ",")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", p.Name, ifname, p.MAC, p.IP,
+			s.RxPackets, s.RxBytes, s.TxPackets, s.TxBytes, s.Drops(), pub)
 	}
 	tw.Flush()
 }

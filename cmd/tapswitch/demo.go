@@ -72,14 +72,28 @@ func (d *demo) run(n int) error {
 		return err
 	}
 	sock := filepath.Join(d.dir, "tapswitch.sock")
-	if err := d.startDaemon(sock); err != nil {
+	// The outside world: a "lan" namespace, on the other end of the
+	// switch's routed TAP uplink.
+	lan := d.prefix + "lan"
+	if err := netnsutil.Add(lan); err != nil {
 		return err
+	}
+	d.ns = append(d.ns, lan)
+	d.say("$ ip netns add %s", lan)
+	uplinkSpec := "tap,netns=" + netnsutil.Path(lan) + ",ifname=ts0,ip=" + demoUplinkIP + "/24,gw=" + demoLanIP
+	if err := d.startDaemon(sock, "--uplink", uplinkSpec); err != nil {
+		return err
+	}
+	d.say("$ ip -n %s addr add %s/24 dev ts0", lan, demoLanIP)
+	if out, err := exec.Command("ip", "-n", lan, "addr", "add", demoLanIP+"/24", "dev", "ts0").CombinedOutput(); err != nil {
+		return fmt.Errorf("ip addr add in %s: %v: %s", lan, err, strings.TrimSpace(string(out)))
 	}
 	info, err := d.client.Info(d.ctx)
 	if err != nil {
 		return err
 	}
 	d.say("== tapswitch %s running (pid %d): subnet %s, gateway %s (%s)", info.Version, info.PID, info.Subnet, info.Gateway, info.GatewayMAC)
+	d.say("   uplink %s", info.Uplink)
 
 	var ports []api.Port
 	d.say("\n== attaching %d network namespaces as containers", n)
@@ -91,8 +105,14 @@ func (d *demo) run(n int) error {
 		}
 		d.ns = append(d.ns, ns)
 		d.say("$ ip netns add %s", ns)
-		d.say("$ tapswitch attach --netns %s --name %s", netnsutil.Path(ns), name)
-		p, err := d.client.Attach(d.ctx, api.AttachRequest{Netns: netnsutil.Path(ns), Name: name})
+		req := api.AttachRequest{Netns: netnsutil.Path(ns), Name: name}
+		if i == 1 {
+			req.Publish = []string{"8080:80"}
+			d.say("$ tapswitch attach --netns %s --name %s -p 8080:80", netnsutil.Path(ns), name)
+		} else {
+			d.say("$ tapswitch attach --netns %s --name %s", netnsutil.Path(ns), name)
+		}
+		p, err := d.client.Attach(d.ctx, req)
 		if err != nil {
 			return err
 		}
@@ -121,11 +141,33 @@ func (d *demo) run(n int) error {
 
 	server, client := ports[0], ports[1]
 	d.say("\n== HTTP: a server in %s on port 80, fetched from %s", server.Name, client.Name)
-	body, err := d.http(d.prefix+server.Name, d.prefix+client.Name, server)
+	url := "http://" + addrOf(server.IP) + "/"
+	body, err := d.http(d.prefix+server.Name, d.prefix+client.Name, server, url)
 	if err != nil {
 		return err
 	}
-	d.say("  GET http://%s/ from %s: %s", addrOf(server.IP), client.Name, body)
+	d.say("  GET %s from %s: %s", url, client.Name, body)
+
+	d.say("\n== NAT: %s's port 80 published as %s:8080, fetched from the lan namespace", server.Name, demoUplinkIP)
+	url = "http://" + demoUplinkIP + ":8080/"
+	d.say("  (what `ip netns exec %s curl %s` does)", lan, url)
+	body, err = d.http(d.prefix+server.Name, lan, server, url)
+	if err != nil {
+		return err
+	}
+	d.say("  GET %s from lan: %s", url, body)
+	d.say("$ ip netns exec %s ping -c 3 %s   # out through the uplink, masqueraded", d.prefix+client.Name, demoLanIP)
+	line, err := d.ping(d.prefix+client.Name, demoLanIP)
+	if err != nil {
+		return fmt.Errorf("%s -> lan (%s): %w", client.Name, demoLanIP, err)
+	}
+	d.say("  %s -> lan %s: %s", client.Name, demoLanIP, strings.Replace(line, " replies", " echo replies", 1))
+	d.say("\n$ tapswitch conntrack")
+	flows, err := d.client.Conntrack(d.ctx)
+	if err != nil {
+		return err
+	}
+	printConntrack(d.out, flows)
 
 	d.say("\n$ tapswitch ports")
 	all, err := d.client.Ports(d.ctx)
@@ -154,8 +196,16 @@ func (d *demo) run(n int) error {
 	return nil
 }
 
-// startDaemon starts `tapswitch run` on sock and waits until it answers.
-func (d *demo) startDaemon(sock string) error {
+// The addresses of the demo's uplink link: the lan namespace and the
+// switch.
+const (
+	demoLanIP    = "198.51.100.1"
+	demoUplinkIP = "198.51.100.2"
+)
+
+// startDaemon starts `tapswitch run` on sock with extra arguments and waits
+// until it answers.
+func (d *demo) startDaemon(sock string, extra ...string) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -165,8 +215,8 @@ func (d *demo) startDaemon(sock string) error {
 		return err
 	}
 	defer logf.Close()
-	d.say("$ tapswitch run --control %s &", sock)
-	d.daemon = exec.Command(self, "run", "--control", sock)
+	d.say("$ tapswitch run --control %s %s &", sock, strings.Join(extra, " "))
+	d.daemon = exec.Command(self, append([]string{"run", "--control", sock}, extra...)...)
 	d.daemon.Stdout, d.daemon.Stderr = logf, logf
 	// Its own process group: a Ctrl-C reaches the demo, which stops the
 	// daemon itself, in order.
@@ -221,9 +271,9 @@ func (d *demo) ping(ns, ip string) (string, error) {
 	return fmt.Sprintf("%s/%s replies, rtt avg %s ms", m[2], m[1], m[3]), nil
 }
 
-// http serves one page from a listener opened inside serverNS and fetches it
-// with a connection dialed from inside clientNS.
-func (d *demo) http(serverNS, clientNS string, server api.Port) (string, error) {
+// http serves one page from a listener opened inside serverNS and fetches
+// url with a connection dialed from inside clientNS.
+func (d *demo) http(serverNS, clientNS string, server api.Port, url string) (string, error) {
 	var ln net.Listener
 	err := netnsutil.Do(netnsutil.Path(serverNS), func() (err error) {
 		ln, err = net.Listen("tcp4", ":80")
@@ -252,7 +302,7 @@ func (d *demo) http(serverNS, clientNS string, server api.Port) (string, error) 
 	defer tr.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(d.ctx, 10*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addrOf(server.IP)+"/", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
 		return "", fmt.Errorf("fetch from %s: %w", clientNS, err)

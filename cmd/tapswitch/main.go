@@ -19,7 +19,14 @@ const usage = `tapswitch: a userspace virtual switch for containers
 
 Usage:
   tapswitch run [--subnet CIDR] [--gateway IP] [--mtu N] [--fdb-ageing DURATION] [--control PATH] [--metrics ADDR]
-  tapswitch attach (--netns PATH | --pid PID) [--name NAME] [--ifname eth0] [--ip IP] [--mac MAC] [--mtu N] [--json]
+                [--uplink none|tap,netns=PATH,ip=ADDR/LEN[,gw=ADDR][,ifname=ts0][,mac=MAC][,mtu=N]]
+                [--ct-max N] [--ct-tcp-timeout D] [--ct-tcp-transitory-timeout D] [--ct-udp-timeout D]
+                [--ct-udp-unreplied-timeout D] [--ct-icmp-timeout D] [--ct-endpoint-independent-filtering]
+  tapswitch attach (--netns PATH | --pid PID) [--name NAME] [--ifname eth0] [--ip IP] [--mac MAC] [--mtu N]
+                [-p [HOSTIP:]HOSTPORT[-END]:CONTAINERPORT[-END][/tcp|/udp]]... [--json]
+  tapswitch publish SPEC --to NAME | tapswitch publish --list [--json]
+  tapswitch unpublish HOSTPORT[/tcp|/udp]
+  tapswitch conntrack [--json] | --flush | --stats
   tapswitch detach NAME
   tapswitch ports [--json]
   tapswitch fdb [--json]
@@ -56,6 +63,10 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		"stats":   cmdStats,
 		"version": cmdVersion,
 		"demo":    cmdDemo,
+
+		"publish":   cmdPublish,
+		"unpublish": cmdUnpublish,
+		"conntrack": cmdConntrack,
 	}
 	name := args[0]
 	if name == "help" || name == "-h" || name == "--help" {

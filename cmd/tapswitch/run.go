@@ -23,6 +23,8 @@ func cmdRun(args []string, stdout io.Writer) error {
 	ageing := fs.Duration("fdb-ageing", fdb.DefaultAgeing, "how long a learned MAC is kept without traffic")
 	control := controlFlag(fs)
 	metrics := fs.String("metrics", "", "serve Prometheus metrics on `ADDR` (HOST:PORT, or PORT for 127.0.0.1:PORT); off by default")
+	var nf natFlags
+	nf.add(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -46,6 +48,9 @@ func cmdRun(args []string, stdout io.Writer) error {
 	}
 	if *ageing <= 0 {
 		return usagef("--fdb-ageing %s: must be positive", *ageing)
+	}
+	if err := nf.apply(&cfg); err != nil {
+		return err
 	}
 	path := *control
 	if path == "" {
@@ -74,7 +79,7 @@ func cmdRun(args []string, stdout io.Writer) error {
 		log.Info("metrics", "url", "http://"+addr.String()+"/metrics")
 	}
 	info := d.Info()
-	log.Info("tapswitch running", "version", api.Version, "control", path, "subnet", info.Subnet, "gateway", info.Gateway, "pid", info.PID)
+	log.Info("tapswitch running", "version", api.Version, "control", path, "subnet", info.Subnet, "gateway", info.Gateway, "uplink", info.Uplink, "pid", info.PID)
 	if err := d.Serve(ctx, ln); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}

@@ -75,3 +75,36 @@ func PseudoHeaderIPv4(src, dst [4]byte, proto uint8, length uint16) uint32 {
 		uint32(proto) +
 		uint32(length)
 }
+
+// Incremental updates (RFC 1624). A delta is the partial sum of ~old + new
+// over every 16-bit word that changed; Update applies it to a checksum field
+// (equation 3: HC' = ~(~HC + ~m + m')), which never turns a correct checksum
+// into the -0 form (0x0000 where 0xffff is meant) unlike equation 2. Deltas
+// of several words are added together (up to 16 384 words before the sum can
+// overflow).
+
+// Delta16 returns the delta of one 16-bit word changing from old to new.
+func Delta16(old, new uint16) uint32 {
+	return uint32(^old) + uint32(new)
+}
+
+// DeltaAddr4 returns the delta of an IPv4 address (two words) changing from
+// old to new.
+func DeltaAddr4(old, new [4]byte) uint32 {
+	return Delta16(binary.BigEndian.Uint16(old[0:]), binary.BigEndian.Uint16(new[0:])) +
+		Delta16(binary.BigEndian.Uint16(old[2:]), binary.BigEndian.Uint16(new[2:]))
+}
+
+// Update returns the checksum field value csum adjusted by delta, for a
+// field that holds a complete (inverted) checksum: RFC 1624 equation 3.
+func Update(csum uint16, delta uint32) uint16 {
+	return ^Fold(uint32(^csum) + delta)
+}
+
+// UpdatePartial returns the field value sum adjusted by delta, for a field
+// that holds a folded partial sum that is not inverted, such as the
+// pseudo-header sum of a CHECKSUM_PARTIAL (virtio NEEDS_CSUM) packet that a
+// device completes later.
+func UpdatePartial(sum uint16, delta uint32) uint16 {
+	return Fold(uint32(sum) + delta)
+}

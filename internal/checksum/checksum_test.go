@@ -160,3 +160,48 @@ func BenchmarkChecksum1500(b *testing.B) {
 		Checksum(buf, 0)
 	}
 }
+
+// TestUpdateRFC1624 is the example of RFC 1624 section 4: a header whose
+// checksum is 0xdd2f has a word change from 0x5555 to 0x3285; equation 3
+// gives 0x0000 (equation 2 would give the -0 form 0xffff).
+func TestUpdateRFC1624(t *testing.T) {
+	if got := Update(0xdd2f, Delta16(0x5555, 0x3285)); got != 0x0000 {
+		t.Errorf("Update = %#04x, want 0x0000", got)
+	}
+	if got := UpdatePartial(0x1234, Delta16(0x0001, 0x0003)); got != 0x1236 {
+		t.Errorf("UpdatePartial = %#04x, want 0x1236", got)
+	}
+}
+
+// FuzzUpdate checks that an incremental update equals a full recompute
+// after changing an address and a port of data that carries a checksum.
+func FuzzUpdate(f *testing.F) {
+	f.Add([]byte("0123456789abcdefghij"), []byte{10, 0, 0, 1}, uint16(80), uint8(3))
+	f.Fuzz(func(t *testing.T, b []byte, addr []byte, port uint16, at uint8) {
+		if len(b) < 8 || len(addr) != 4 {
+			return
+		}
+		b = append([]byte(nil), b...)
+		b = b[:len(b)&^1]
+		o := int(at) % (len(b) - 6) &^ 1 // word aligned: 4 address bytes and a port
+		// The checksum lives in the first word; the rest is data.
+		if o < 2 {
+			o = 2
+		}
+		if o+6 > len(b) {
+			return
+		}
+		binary.BigEndian.PutUint16(b, 0)
+		binary.BigEndian.PutUint16(b, Checksum(b, 0))
+		var old, nw [4]byte
+		copy(old[:], b[o:o+4])
+		copy(nw[:], addr)
+		d := DeltaAddr4(old, nw) + Delta16(binary.BigEndian.Uint16(b[o+4:]), port)
+		copy(b[o:], nw[:])
+		binary.BigEndian.PutUint16(b[o+4:], port)
+		binary.BigEndian.PutUint16(b, Update(binary.BigEndian.Uint16(b), d))
+		if got := Checksum(b, 0); got != 0 {
+			t.Fatalf("after update the data does not verify: %#x", got)
+		}
+	})
+}

@@ -1,0 +1,181 @@
+package uplink
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// DefaultIfName is the name of the uplink's interface in its namespace
+// unless the spec says otherwise.
+const DefaultIfName = "ts0"
+
+// DefaultMTU is the uplink's MTU unless the spec says otherwise.
+const DefaultMTU = 1500
+
+// ErrInvalidSpec is returned (wrapped, with the reason) by ParseSpec and
+// Config.Validate.
+var ErrInvalidSpec = errors.New("invalid uplink")
+
+// Config describes a routed TAP uplink.
+type Config struct {
+	// Netns is the path of the namespace the TAP is created in. Required.
+	Netns string
+	// IfName is the TAP's name there; "" means DefaultIfName.
+	IfName string
+	// Addr is the switch's own address on the link, with the link's
+	// prefix length, e.g. 198.51.100.2/24. Required.
+	Addr netip.Prefix
+	// Gateway is the next hop for destinations outside Addr's prefix; the
+	// zero Addr means only destinations on the link are reachable.
+	Gateway netip.Addr
+	// MAC is the switch's MAC on the link; nil means 02:42 followed by
+	// the IPv4 address of Addr.
+	MAC net.HardwareAddr
+	// MTU is the link's MTU; 0 means DefaultMTU.
+	MTU int
+}
+
+// ParseSpec parses the value of `tapswitch run --uplink`:
+//
+//	none
+//	tap,netns=PATH,ip=ADDR/LEN[,gw=ADDR][,ifname=NAME][,mac=MAC][,mtu=N]
+//
+// It returns nil for "none" (or ""). Errors wrap ErrInvalidSpec and say
+// which key is wrong.
+func ParseSpec(spec string) (*Config, error) {
+	spec = strings.TrimSpace(spec)
+	if spec == "" || spec == "none" {
+		return nil, nil
+	}
+	parts := strings.Split(spec, ",")
+	switch parts[0] {
+	case "tap":
+	case "host":
+		return nil, fmt.Errorf("%w: %q: the host-socket uplink is not implemented yet (use none, or tap with its keys)", ErrInvalidSpec, spec)
+	default:
+		return nil, fmt.Errorf("%w: %q: the kind must be none or tap (tap,netns=PATH,ip=ADDR/LEN,gw=ADDR)", ErrInvalidSpec, parts[0])
+	}
+	var c Config
+	seen := map[string]bool{}
+	for _, kv := range parts[1:] {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || v == "" {
+			return nil, fmt.Errorf("%w: %q: want key=value", ErrInvalidSpec, kv)
+		}
+		if seen[k] {
+			return nil, fmt.Errorf("%w: %s given twice", ErrInvalidSpec, k)
+		}
+		seen[k] = true
+		var err error
+		switch k {
+		case "netns":
+			c.Netns = v
+		case "ifname":
+			c.IfName = v
+		case "ip":
+			if c.Addr, err = netip.ParsePrefix(v); err != nil {
+				return nil, fmt.Errorf("%w: ip=%s: not an address with a prefix length such as 198.51.100.2/24", ErrInvalidSpec, v)
+			}
+		case "gw":
+			if c.Gateway, err = netip.ParseAddr(v); err != nil {
+				return nil, fmt.Errorf("%w: gw=%s: not an IP address", ErrInvalidSpec, v)
+			}
+		case "mac":
+			if c.MAC, err = net.ParseMAC(v); err != nil {
+				return nil, fmt.Errorf("%w: mac=%s: %v", ErrInvalidSpec, v, err)
+			}
+		case "mtu":
+			if c.MTU, err = strconv.Atoi(v); err != nil {
+				return nil, fmt.Errorf("%w: mtu=%s: not a number", ErrInvalidSpec, v)
+			}
+		default:
+			return nil, fmt.Errorf("%w: unknown key %q (known: netns, ifname, ip, gw, mac, mtu)", ErrInvalidSpec, k)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Validate checks c without I/O and fills in its defaults. Errors wrap
+// ErrInvalidSpec.
+func (c *Config) Validate() error {
+	if c.Netns == "" {
+		return fmt.Errorf("%w: netns=PATH is required (the namespace the uplink's TAP goes into)", ErrInvalidSpec)
+	}
+	if c.IfName == "" {
+		c.IfName = DefaultIfName
+	}
+	if !c.Addr.IsValid() {
+		return fmt.Errorf("%w: ip=ADDR/LEN is required (the switch's address on the link)", ErrInvalidSpec)
+	}
+	a := c.Addr.Addr()
+	switch {
+	case !a.Is4():
+		return fmt.Errorf("%w: ip=%s: only IPv4 is supported", ErrInvalidSpec, c.Addr)
+	case c.Addr.Bits() < 1 || c.Addr.Bits() > 30:
+		return fmt.Errorf("%w: ip=%s: the prefix length must be between 1 and 30", ErrInvalidSpec, c.Addr)
+	case a == c.Addr.Masked().Addr() || a == lastAddr(c.Addr):
+		return fmt.Errorf("%w: ip=%s: the network or broadcast address of the prefix", ErrInvalidSpec, c.Addr)
+	case !hostAddr(a.As4()):
+		return fmt.Errorf("%w: ip=%s: not a unicast host address", ErrInvalidSpec, c.Addr)
+	}
+	if c.Gateway.IsValid() {
+		g := c.Gateway
+		switch {
+		case !g.Is4():
+			return fmt.Errorf("%w: gw=%s: only IPv4 is supported", ErrInvalidSpec, g)
+		case !c.Addr.Contains(g):
+			return fmt.Errorf("%w: gw=%s: not on the link %s", ErrInvalidSpec, g, c.Addr.Masked())
+		case g == a:
+			return fmt.Errorf("%w: gw=%s: the uplink's own address", ErrInvalidSpec, g)
+		case g == c.Addr.Masked().Addr() || g == lastAddr(c.Addr):
+			return fmt.Errorf("%w: gw=%s: the network or broadcast address of %s", ErrInvalidSpec, g, c.Addr.Masked())
+		}
+	}
+	if c.MAC == nil {
+		b := a.As4()
+		c.MAC = net.HardwareAddr{0x02, 0x42, b[0], b[1], b[2], b[3]}
+	}
+	if len(c.MAC) != 6 || c.MAC[0]&1 != 0 || [6]byte(c.MAC) == [6]byte{} {
+		return fmt.Errorf("%w: mac=%s: not a unicast Ethernet address", ErrInvalidSpec, c.MAC)
+	}
+	if c.MTU == 0 {
+		c.MTU = DefaultMTU
+	}
+	if c.MTU < 576 || c.MTU > 65535-14 {
+		return fmt.Errorf("%w: mtu=%d: must be between 576 and %d", ErrInvalidSpec, c.MTU, 65535-14)
+	}
+	return nil
+}
+
+// String returns c in the syntax of ParseSpec.
+func (c *Config) String() string {
+	if c == nil {
+		return "none"
+	}
+	s := fmt.Sprintf("tap,netns=%s,ifname=%s,ip=%s", c.Netns, c.IfName, c.Addr)
+	if c.Gateway.IsValid() {
+		s += ",gw=" + c.Gateway.String()
+	}
+	return s + fmt.Sprintf(",mac=%s,mtu=%d", c.MAC, c.MTU)
+}
+
+// lastAddr returns the broadcast address of the IPv4 prefix p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	v |= uint32(1)<<(32-p.Bits()) - 1
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// hostAddr reports whether ip can be one host's address: not 0.0.0.0/8,
+// loopback, multicast or class E.
+func hostAddr(ip [4]byte) bool {
+	return ip[0] != 0 && ip[0] != 127 && ip[0] < 224
+}

@@ -1,0 +1,550 @@
+package uplink
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mdlayher/arp"
+
+	"github.com/tapswitch/tapswitch/capture"
+	vswitch "github.com/tapswitch/tapswitch/switch"
+	"github.com/tapswitch/tapswitch/switch/tap"
+)
+
+// Headroom is the space Send needs in front of a packet: a virtio_net_hdr
+// and an Ethernet header.
+const Headroom = vswitch.VnetHdrLen + ethHdrLen
+
+// Limits of the resolution queue and the neighbour cache.
+const (
+	// PendingPerHop is how many packets wait for one next hop's MAC.
+	PendingPerHop = 32
+	// PendingTotal is how many packets wait in all.
+	PendingTotal = 256
+	// ResolveTimeout is how long packets wait for an ARP reply before
+	// they are dropped (the kernel retries 3 times a second apart).
+	ResolveTimeout = 3 * time.Second
+	// NeighTimeout is how long a neighbour stays usable after it was
+	// last heard from; past half of it, using it sends a unicast ARP
+	// request to refresh it (the kernel's STALE -> PROBE).
+	NeighTimeout = 60 * time.Second
+	// maxNeighbors bounds the cache; a full cache forgets its oldest
+	// entry.
+	maxNeighbors = 1024
+)
+
+const (
+	ethHdrLen     = 14
+	etherTypeIPv4 = 0x0800
+	etherTypeARP  = 0x0806
+)
+
+var broadcastMAC = [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+
+// ErrNoRoute is returned by Send for a destination off the link when the
+// uplink has no gateway.
+var ErrNoRoute = errors.New("no route to host")
+
+// ErrQueueFull is returned by Send when the packet could not wait for its
+// next hop's MAC: the resolution queue is full.
+var ErrQueueFull = errors.New("resolution queue full")
+
+// device is the part of tap.Device the uplink uses; tests replace it.
+type device interface {
+	Read(buf []byte, offset int) (int, error)
+	Write(buf []byte, offset int) (int, error)
+	Close() error
+}
+
+// TAP is a routed uplink through a TAP device. Send is safe for concurrent
+// use; Start is called once.
+type TAP struct {
+	// Capture is the uplink's capture point (`tapswitch capture
+	// uplink`): frames as they leave and arrive, after NAT, as tcpdump
+	// sees them behind MASQUERADE.
+	Capture capture.Point
+
+	cfg    Config
+	dev    device
+	mac    [6]byte
+	addr   [4]byte
+	prefix netip.Prefix
+	gw     [4]byte
+	hasGW  bool
+	clock  func() int64
+
+	mu    sync.RWMutex // guards neigh
+	neigh map[[4]byte]*neighbor
+
+	pmu     sync.Mutex // guards pending and npending
+	pending map[[4]byte]*waiting
+	npend   int
+
+	stats counters
+
+	done      chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+// neighbor is a resolved next hop. mac is written under TAP.mu; seen and
+// probed are atomics so that a read-locked Send can refresh them.
+type neighbor struct {
+	mac    [6]byte
+	seen   atomic.Int64 // clock of the last ARP heard from it
+	probed atomic.Int64 // clock of the last refresh request
+}
+
+// waiting holds the packets waiting for one next hop.
+type waiting struct {
+	pkts    [][]byte // each Headroom bytes of room followed by the packet
+	since   int64    // clock of the first request
+	lastReq int64    // clock of the last request
+}
+
+// Open creates the uplink's TAP in cfg.Netns (its namespace side named
+// cfg.IfName, up, without an address) and returns the uplink, not yet
+// reading: call Start. cfg is validated first.
+func Open(cfg Config) (*TAP, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	// The namespace side of the link has a MAC of its own, different from
+	// the switch's: they are the two ends of a cable.
+	var devMAC [6]byte
+	if _, err := rand.Read(devMAC[:]); err != nil {
+		return nil, err
+	}
+	devMAC[0] = devMAC[0]&^1 | 2
+	dev, err := tap.Create(tap.Config{Netns: cfg.Netns, Name: cfg.IfName, MAC: net.HardwareAddr(devMAC[:]), MTU: cfg.MTU})
+	if err != nil {
+		return nil, fmt.Errorf("uplink: %w", err)
+	}
+	return newTAP(cfg, dev, nil), nil
+}
+
+// newTAP returns an uplink on dev; cfg is valid. clock nil means a
+// monotonic clock of the process.
+func newTAP(cfg Config, dev device, clock func() int64) *TAP {
+	if clock == nil {
+		epoch := time.Now()
+		clock = func() int64 { return int64(time.Since(epoch)) }
+	}
+	u := &TAP{
+		cfg:     cfg,
+		dev:     dev,
+		mac:     [6]byte(cfg.MAC),
+		addr:    cfg.Addr.Addr().As4(),
+		prefix:  cfg.Addr.Masked(),
+		clock:   clock,
+		neigh:   map[[4]byte]*neighbor{},
+		pending: map[[4]byte]*waiting{},
+		done:    make(chan struct{}),
+	}
+	if cfg.Gateway.IsValid() {
+		u.gw, u.hasGW = cfg.Gateway.As4(), true
+	}
+	return u
+}
+
+// Config returns the uplink's configuration, defaults filled in.
+func (u *TAP) Config() Config { return u.cfg }
+
+// Addr returns the switch's address on the link.
+func (u *TAP) Addr() netip.Addr { return u.cfg.Addr.Addr() }
+
+// MTU returns the link's MTU.
+func (u *TAP) MTU() int { return u.cfg.MTU }
+
+// Start starts reading the TAP. handle is called, on the reading goroutine,
+// with each IPv4 datagram addressed to the uplink (Ethernet padding
+// removed); it may modify the packet in place but must not keep it after it
+// returns. gone, if not nil, is called once if the TAP fails (its namespace
+// was deleted); it is not called after Close.
+func (u *TAP) Start(handle func(pkt []byte), gone func(error)) {
+	u.wg.Add(2)
+	go u.readLoop(handle, gone)
+	go u.expireLoop()
+}
+
+// Close closes the TAP (the kernel deletes it from its namespace) and waits
+// for the reading goroutine to return.
+func (u *TAP) Close() error {
+	var err error
+	u.closeOnce.Do(func() {
+		close(u.done)
+		err = u.dev.Close()
+		u.wg.Wait()
+	})
+	return err
+}
+
+func (u *TAP) readLoop(handle func(pkt []byte), gone func(error)) {
+	defer u.wg.Done()
+	buf := make([]byte, vswitch.BufSize)
+	for {
+		n, err := u.dev.Read(buf, 0)
+		if err != nil {
+			select {
+			case <-u.done:
+			default:
+				if gone != nil {
+					gone(err)
+				}
+			}
+			return
+		}
+		u.input(buf[:n], handle)
+	}
+}
+
+// expireLoop drops packets that waited too long for a next hop.
+func (u *TAP) expireLoop() {
+	defer u.wg.Done()
+	t := time.NewTicker(ResolveTimeout / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-u.done:
+			return
+		case <-t.C:
+			u.expire(u.clock())
+		}
+	}
+}
+
+// input handles one frame read from the TAP: virtio_net_hdr and Ethernet.
+func (u *TAP) input(frame []byte, handle func(pkt []byte)) {
+	u.stats.rxFrames.Add(1)
+	if len(frame) < vswitch.VnetHdrLen+ethHdrLen {
+		u.stats.rxIgnored.Add(1)
+		return
+	}
+	// Offloads are off on the uplink's TAP, so the header is zero.
+	if frame[0] != 0 || frame[1] != 0 {
+		u.stats.rxIgnored.Add(1)
+		return
+	}
+	eth := frame[vswitch.VnetHdrLen:]
+	u.Capture.Deliver(capture.In, eth)
+	dst := [6]byte(eth[0:6])
+	switch binary.BigEndian.Uint16(eth[12:14]) {
+	case etherTypeARP:
+		u.handleARP(eth[ethHdrLen:])
+	case etherTypeIPv4:
+		if dst != u.mac {
+			u.stats.rxIgnored.Add(1)
+			return
+		}
+		p := eth[ethHdrLen:]
+		if len(p) < 20 || p[0]>>4 != 4 {
+			u.stats.rxIgnored.Add(1)
+			return
+		}
+		total := int(binary.BigEndian.Uint16(p[2:4]))
+		if total < 20 || total > len(p) || [4]byte(p[16:20]) != u.addr {
+			u.stats.rxIgnored.Add(1)
+			return
+		}
+		u.stats.rxPackets.Add(1)
+		u.stats.rxBytes.Add(uint64(total))
+		handle(p[:total])
+	default:
+		u.stats.rxIgnored.Add(1)
+	}
+}
+
+// handleARP answers requests for the uplink's address and learns senders
+// on the link.
+func (u *TAP) handleARP(b []byte) {
+	var p arp.Packet
+	if err := p.UnmarshalBinary(b); err != nil || p.HardwareType != 1 || p.ProtocolType != etherTypeIPv4 ||
+		p.HardwareAddrLength != 6 || p.IPLength != 4 || !p.SenderIP.Is4() || !p.TargetIP.Is4() {
+		u.stats.rxIgnored.Add(1)
+		return
+	}
+	u.stats.arpIn.Add(1)
+	sha := [6]byte(p.SenderHardwareAddr)
+	spa := p.SenderIP.As4()
+	if sha[0]&1 == 0 && sha != [6]byte{} && sha != u.mac && spa != u.addr && u.prefix.Contains(p.SenderIP) {
+		// RFC 826: update the sender if known; add it if the request
+		// is for us, or if a packet waits for it.
+		u.learn(spa, sha, p.Operation == arp.OperationRequest && p.TargetIP.As4() == u.addr)
+	}
+	if p.Operation == arp.OperationRequest && p.TargetIP.As4() == u.addr {
+		reply := arp.Packet{
+			HardwareType: 1, ProtocolType: etherTypeIPv4, HardwareAddrLength: 6, IPLength: 4,
+			Operation:          arp.OperationReply,
+			SenderHardwareAddr: net.HardwareAddr(u.mac[:]),
+			SenderIP:           netip.AddrFrom4(u.addr),
+			TargetHardwareAddr: p.SenderHardwareAddr,
+			TargetIP:           p.SenderIP,
+		}
+		u.sendARP(reply, sha)
+	}
+}
+
+// sendARP writes an ARP packet to dst.
+func (u *TAP) sendARP(p arp.Packet, dst [6]byte) {
+	body, err := p.MarshalBinary()
+	if err != nil {
+		return
+	}
+	frame := make([]byte, Headroom+len(body))
+	putEthernet(frame[vswitch.VnetHdrLen:], dst, u.mac, etherTypeARP)
+	copy(frame[Headroom:], body)
+	u.Capture.Deliver(capture.Out, frame[vswitch.VnetHdrLen:])
+	if _, err := u.dev.Write(frame, 0); err != nil {
+		u.stats.txErrors.Add(1)
+		return
+	}
+	u.stats.arpOut.Add(1)
+}
+
+// request sends an ARP request for ip, broadcast, or unicast to dst when
+// refreshing a known neighbour.
+func (u *TAP) request(ip [4]byte, dst [6]byte) {
+	u.sendARP(arp.Packet{
+		HardwareType: 1, ProtocolType: etherTypeIPv4, HardwareAddrLength: 6, IPLength: 4,
+		Operation:          arp.OperationRequest,
+		SenderHardwareAddr: net.HardwareAddr(u.mac[:]),
+		SenderIP:           netip.AddrFrom4(u.addr),
+		TargetHardwareAddr: net.HardwareAddr(make([]byte, 6)),
+		TargetIP:           netip.AddrFrom4(ip),
+	}, dst)
+}
+
+// learn records ip at mac. A new neighbour is added only if add is true or
+// packets wait for it; those packets are then sent.
+func (u *TAP) learn(ip [4]byte, mac [6]byte, add bool) {
+	now := u.clock()
+	u.mu.Lock()
+	n := u.neigh[ip]
+	if n == nil {
+		u.pmu.Lock()
+		_, waited := u.pending[ip]
+		u.pmu.Unlock()
+		if !add && !waited {
+			u.mu.Unlock()
+			return
+		}
+		if len(u.neigh) >= maxNeighbors {
+			u.evictOldestLocked()
+		}
+		n = &neighbor{}
+		u.neigh[ip] = n
+	}
+	n.mac = mac
+	n.seen.Store(now)
+	u.mu.Unlock()
+
+	u.pmu.Lock()
+	w := u.pending[ip]
+	if w != nil {
+		delete(u.pending, ip)
+		u.npend -= len(w.pkts)
+	}
+	u.pmu.Unlock()
+	if w != nil {
+		for _, p := range w.pkts {
+			u.transmit(p, Headroom, mac)
+		}
+	}
+}
+
+func (u *TAP) evictOldestLocked() {
+	var oldest [4]byte
+	var seen int64
+	first := true
+	for ip, n := range u.neigh {
+		if s := n.seen.Load(); first || s < seen {
+			oldest, seen, first = ip, s, false
+		}
+	}
+	delete(u.neigh, oldest)
+}
+
+// Send sends the IPv4 packet buf[off:] to its next hop on the link. The
+// Headroom bytes before off are overwritten with the virtio_net_hdr and the
+// Ethernet header. Send does not keep buf; when the next hop is not
+// resolved yet it queues a copy and sends an ARP request. Send is safe for
+// concurrent use and, for a resolved next hop, allocates nothing.
+func (u *TAP) Send(buf []byte, off int) error {
+	pkt := buf[off:]
+	if off < Headroom || len(pkt) < 20 {
+		return fmt.Errorf("uplink send: %d bytes at offset %d: bad packet or headroom", len(pkt), off)
+	}
+	if len(pkt) > u.cfg.MTU {
+		u.stats.txErrors.Add(1)
+		return fmt.Errorf("uplink send: %d bytes: %w", len(pkt), vswitch.ErrFrameTooBig)
+	}
+	dst := [4]byte(pkt[16:20])
+	hop := dst
+	if !u.prefix.Contains(netip.AddrFrom4(dst)) {
+		if !u.hasGW {
+			u.stats.noRoute.Add(1)
+			return ErrNoRoute
+		}
+		hop = u.gw
+	}
+	now := u.clock()
+	u.mu.RLock()
+	n := u.neigh[hop]
+	var mac [6]byte
+	var seen int64
+	if n != nil {
+		mac, seen = n.mac, n.seen.Load()
+	}
+	u.mu.RUnlock()
+	if n != nil && now-seen <= int64(NeighTimeout) {
+		if now-seen > int64(NeighTimeout/2) {
+			// Still good, but refresh it, at most once a second.
+			if p := n.probed.Load(); now-p > int64(time.Second) && n.probed.CompareAndSwap(p, now) {
+				u.request(hop, mac)
+			}
+		}
+		return u.transmit(buf[off-Headroom:], Headroom, mac)
+	}
+	return u.queue(hop, pkt, now)
+}
+
+// transmit writes frame[off:] behind a zero virtio_net_hdr and an Ethernet
+// header to dst, written into frame[off-Headroom:off].
+func (u *TAP) transmit(frame []byte, off int, dst [6]byte) error {
+	h := frame[off-Headroom : off]
+	clear(h[:vswitch.VnetHdrLen])
+	putEthernet(h[vswitch.VnetHdrLen:], dst, u.mac, etherTypeIPv4)
+	u.Capture.Deliver(capture.Out, frame[off-Headroom+vswitch.VnetHdrLen:])
+	if _, err := u.dev.Write(frame, off-Headroom); err != nil {
+		u.stats.txErrors.Add(1)
+		return err
+	}
+	u.stats.txPackets.Add(1)
+	u.stats.txBytes.Add(uint64(len(frame) - off))
+	return nil
+}
+
+// queue holds a copy of pkt until hop is resolved, and asks for hop's MAC
+// (at most once a second).
+func (u *TAP) queue(hop [4]byte, pkt []byte, now int64) error {
+	u.pmu.Lock()
+	w := u.pending[hop]
+	if w == nil {
+		w = &waiting{since: now, lastReq: now - int64(time.Hour)}
+		u.pending[hop] = w
+	}
+	if len(w.pkts) >= PendingPerHop || u.npend >= PendingTotal {
+		u.pmu.Unlock()
+		u.stats.pendingDropped.Add(1)
+		return ErrQueueFull
+	}
+	p := make([]byte, Headroom+len(pkt))
+	copy(p[Headroom:], pkt)
+	w.pkts = append(w.pkts, p)
+	u.npend++
+	ask := now-w.lastReq >= int64(time.Second)
+	if ask {
+		w.lastReq = now
+	}
+	u.pmu.Unlock()
+	u.stats.pendingQueued.Add(1)
+	if ask {
+		u.request(hop, broadcastMAC)
+	}
+	return nil
+}
+
+// expire drops the packets of next hops unresolved for ResolveTimeout, and
+// forgets neighbours not heard from for NeighTimeout.
+func (u *TAP) expire(now int64) {
+	u.pmu.Lock()
+	for ip, w := range u.pending {
+		if now-w.since >= int64(ResolveTimeout) {
+			u.stats.pendingExpired.Add(uint64(len(w.pkts)))
+			u.npend -= len(w.pkts)
+			delete(u.pending, ip)
+		} else if now-w.lastReq >= int64(time.Second) {
+			w.lastReq = now
+			defer u.request(ip, broadcastMAC)
+		}
+	}
+	u.pmu.Unlock()
+	u.mu.Lock()
+	for ip, n := range u.neigh {
+		if now-n.seen.Load() > int64(NeighTimeout) {
+			delete(u.neigh, ip)
+		}
+	}
+	u.mu.Unlock()
+}
+
+// Neighbor is one entry of the uplink's ARP cache.
+type Neighbor struct {
+	IP  netip.Addr
+	MAC net.HardwareAddr
+	Age time.Duration
+}
+
+// Neighbors returns the ARP cache.
+func (u *TAP) Neighbors() []Neighbor {
+	now := u.clock()
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	out := make([]Neighbor, 0, len(u.neigh))
+	for ip, n := range u.neigh {
+		out = append(out, Neighbor{IP: netip.AddrFrom4(ip), MAC: net.HardwareAddr(append([]byte(nil), n.mac[:]...)), Age: time.Duration(now - n.seen.Load())})
+	}
+	return out
+}
+
+func putEthernet(b []byte, dst, src [6]byte, etherType uint16) {
+	copy(b[0:6], dst[:])
+	copy(b[6:12], src[:])
+	binary.BigEndian.PutUint16(b[12:14], etherType)
+}
+
+// counters are the uplink's atomic counters.
+type counters struct {
+	rxFrames, rxPackets, rxBytes, rxIgnored       atomic.Uint64
+	txPackets, txBytes, txErrors, noRoute         atomic.Uint64
+	arpIn, arpOut                                 atomic.Uint64
+	pendingQueued, pendingDropped, pendingExpired atomic.Uint64
+}
+
+// Stats are the uplink's counters.
+type Stats struct {
+	RxFrames  uint64 `json:"rx_frames"`  // frames read from the TAP
+	RxPackets uint64 `json:"rx_packets"` // IPv4 datagrams to the uplink's address, handed on
+	RxBytes   uint64 `json:"rx_bytes"`
+	RxIgnored uint64 `json:"rx_ignored"` // frames neither ARP nor IPv4 for us, or malformed
+	TxPackets uint64 `json:"tx_packets"`
+	TxBytes   uint64 `json:"tx_bytes"`
+	TxErrors  uint64 `json:"tx_errors"` // writes that failed, packets over the MTU
+	NoRoute   uint64 `json:"no_route"`  // off-link destinations without a gateway
+	ARPIn     uint64 `json:"arp_in"`
+	ARPOut    uint64 `json:"arp_out"`
+	// PendingQueued counts packets that waited for ARP; PendingDropped
+	// those refused by a full queue; PendingExpired those dropped after
+	// ResolveTimeout without a reply.
+	PendingQueued  uint64 `json:"pending_queued"`
+	PendingDropped uint64 `json:"pending_dropped"`
+	PendingExpired uint64 `json:"pending_expired"`
+}
+
+// Stats returns a snapshot of the counters.
+func (u *TAP) Stats() Stats {
+	c := &u.stats
+	return Stats{
+		RxFrames: c.rxFrames.Load(), RxPackets: c.rxPackets.Load(), RxBytes: c.rxBytes.Load(), RxIgnored: c.rxIgnored.Load(),
+		TxPackets: c.txPackets.Load(), TxBytes: c.txBytes.Load(), TxErrors: c.txErrors.Load(), NoRoute: c.noRoute.Load(),
+		ARPIn: c.arpIn.Load(), ARPOut: c.arpOut.Load(),
+		PendingQueued: c.pendingQueued.Load(), PendingDropped: c.pendingDropped.Load(), PendingExpired: c.pendingExpired.Load(),
+	}
+}
