@@ -2,6 +2,8 @@
 # Installs what tapswitch's demo, tests and benchmarks need and is missing:
 # Debian packages with apt-get when we are root, Go modules through go.mod.
 # Idempotent: it installs nothing when everything is there.
+# `deps.sh bench` installs the optional switches `make bench` compares with
+# (Open vSwitch, vde2) too.
 set -euo pipefail
 
 # package:command pairs; the command tells whether the package is there.
@@ -13,6 +15,9 @@ need=(
 	curl:curl
 	util-linux:nsenter
 )
+if [ "${1:-}" = bench ]; then
+	need+=(openvswitch-switch:ovs-vswitchd vde2:vde_switch)
+fi
 
 missing=()
 for pair in "${need[@]}"; do
