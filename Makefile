@@ -2,13 +2,15 @@
 #   make demo   build, then run the demo on network namespaces (root)
 #   make test   formatting, vet, staticcheck, unit and integration tests
 #   make deps   install missing tools (apt-get, as root) and Go modules
+#   make bench  tapswitch against the Linux bridge (and OVS, vde2), root;
+#               ROUNDS=n (default 5), QUICK=1 (one short round), VARIANTS=nooffload
 
 GO          ?= go
 BIN         := bin/tapswitch
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TESTFLAGS   ?= -race -count=1 -timeout 9m
 
-.PHONY: all deps build test lint unit demo bench bench-nat clean
+.PHONY: all deps bench-deps build test lint unit demo bench bench-nat clean
 
 all: build
 
@@ -34,13 +36,19 @@ test: deps lint build
 demo: deps build
 	$(BIN) demo
 
-# A quick comparison with the Linux bridge (iperf3 TCP and ping); the full
-# benchmark harness is bench/'s own issue.
+# Optional switches to compare with (Open vSwitch, vde2): only for bench,
+# never needed by make test.
+bench-deps:
+	@scripts/deps.sh bench
+
+# The benchmark harness (bench/): builds its own namespaces, runs interleaved
+# rounds, prints a table, writes JSON and SVG under bench/results/.
 bench: deps build
-	bench/compare.sh $(BIN)
+	$(GO) build -o bin/tsbench ./bench
+	bin/tsbench -bin $(BIN) $(if $(ROUNDS),-rounds $(ROUNDS)) $(if $(filter-out 0,$(QUICK)),-quick)
 
 # The same for NAT: bridge + nftables masquerade/dnat against the TAP uplink.
-bench-nat: deps build
+bench-nat: deps bench-deps build
 	bench/nat-compare.sh $(BIN)
 
 clean:

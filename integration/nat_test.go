@@ -518,3 +518,25 @@ func TestNATNoUplink(t *testing.T) {
 		t.Errorf("run with a bad --uplink: exit %d %q", code, errOut)
 	}
 }
+
+// TestNATBulk moves 32 MiB each way through NAT, so the kernels on both
+// sides send TSO super-frames: container -> lan (masquerade) and lan -> a
+// published port (DNAT) keep their sha256.
+func TestNATBulk(t *testing.T) {
+	requireRoot(t)
+	d, lan := startNAT(t)
+	c1 := newNS(t)
+	d.attach(t, c1, "c1", "-p", "15201:5201")
+	t.Run("container to lan", func(t *testing.T) {
+		sent, got := transferVia(t, c1, lan, lanIP+":5202", lanIP+":5202", 32<<20, nil)
+		if sent != got {
+			t.Errorf("sha256: sent %x, received %x", sent, got)
+		}
+	})
+	t.Run("lan to published port", func(t *testing.T) {
+		sent, got := transferVia(t, lan, c1, ":5201", upIP+":15201", 32<<20, nil)
+		if sent != got {
+			t.Errorf("sha256: sent %x, received %x", sent, got)
+		}
+	})
+}

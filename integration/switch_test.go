@@ -72,9 +72,16 @@ func TestPingMesh(t *testing.T) {
 // and of what arrived. progress, if not nil, counts bytes received.
 func transfer(t *testing.T, clientNS, serverNS, serverIP string, size int64, progress *atomic.Int64) (sent, got [32]byte) {
 	t.Helper()
+	return transferVia(t, clientNS, serverNS, ":5201", net.JoinHostPort(serverIP, "5201"), size, progress)
+}
+
+// transferVia is transfer with the server listening on listen in serverNS
+// and the client dialling dial, which may be a NAT's published address.
+func transferVia(t *testing.T, clientNS, serverNS, listen, dial string, size int64, progress *atomic.Int64) (sent, got [32]byte) {
+	t.Helper()
 	var ln net.Listener
 	if err := netnsutil.Do(netnsutil.Path(serverNS), func() (err error) {
-		ln, err = net.Listen("tcp4", ":5201")
+		ln, err = net.Listen("tcp4", listen)
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -105,7 +112,7 @@ func transfer(t *testing.T, clientNS, serverNS, serverIP string, size int64, pro
 
 	var conn net.Conn
 	if err := netnsutil.Do(netnsutil.Path(clientNS), func() (err error) {
-		conn, err = net.DialTimeout("tcp4", net.JoinHostPort(serverIP, "5201"), 10*time.Second)
+		conn, err = net.DialTimeout("tcp4", dial, 10*time.Second)
 		return err
 	}); err != nil {
 		t.Fatal(err)

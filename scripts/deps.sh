@@ -2,6 +2,8 @@
 # Installs what tapswitch's demo, tests and benchmarks need and is missing:
 # Debian packages with apt-get when we are root, Go modules through go.mod.
 # Idempotent: it installs nothing when everything is there.
+# `deps.sh bench` also installs what the benchmarks compare with: Open
+# vSwitch and vde2 (make bench), nftables (make bench-nat).
 set -euo pipefail
 
 # package:command pairs; the command tells whether the package is there.
@@ -12,8 +14,10 @@ need=(
 	tcpdump:tcpdump
 	curl:curl
 	util-linux:nsenter
-	nftables:nft
 )
+if [ "${1:-}" = bench ]; then
+	need+=(openvswitch-switch:ovs-vswitchd vde2:vde_switch nftables:nft)
+fi
 
 missing=()
 for pair in "${need[@]}"; do

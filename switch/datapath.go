@@ -17,6 +17,7 @@ func (s *Switch) ingress(pt *port) {
 	defer close(pt.done)
 	buf := s.bufs.Get().(*[BufSize]byte)
 	defer s.bufs.Put(buf)
+	defer pt.putSeg(&s.bufs)
 	for {
 		n, err := pt.p.Read(buf[:], Headroom)
 		if err != nil {
@@ -60,6 +61,7 @@ func (s *Switch) forward(in *port, buf []byte, off, n int) {
 	}
 	now := s.clock()
 	s.fdb.Learn(fdb.Key{MAC: src}, in.id, now)
+	need := frameNeeds(frame)
 
 	t := s.ports.Load()
 	if !dst.IsMulticast() {
@@ -71,21 +73,21 @@ func (s *Switch) forward(in *port, buf []byte, off, n int) {
 				return
 			}
 			if out := t.byID[id]; out != nil {
-				s.transmit(out, buf, off)
+				s.send(in, out, buf, off, need)
 				return
 			}
 		}
 	}
-	s.flood(t, in, buf, off)
+	s.flood(t, in, buf, off, need)
 }
 
 // flood sends the frame to every port but the one it came in on. A port
 // whose write fails does not stop the flood: its drop is counted and the
 // next port gets the frame.
-func (s *Switch) flood(t *portTable, in *port, buf []byte, off int) {
+func (s *Switch) flood(t *portTable, in *port, buf []byte, off int, need Offloads) {
 	for _, out := range t.list {
 		if out != in {
-			s.transmit(out, buf, off)
+			s.send(in, out, buf, off, need)
 		}
 	}
 }

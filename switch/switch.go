@@ -20,8 +20,9 @@ type Config struct {
 	FDB fdb.Config
 
 	// Clock returns nanoseconds on a monotonic clock; it is read once per
-	// frame and by the ageing loop. Nil means the process's monotonic clock.
-	// Tests set it to control ageing.
+	// frame and by the ageing loop. Nil means the process's monotonic clock,
+	// read every 100 ms rather than per frame (see Switch.coarse). Tests set
+	// it to control ageing.
 	Clock func() int64
 
 	// PortGone, if set, is called (on the port's ingress goroutine) after a
@@ -37,6 +38,14 @@ type Switch struct {
 	cfg   Config
 	clock func() int64
 	fdb   *fdb.Table
+
+	// coarse is the default clock: the monotonic time, refreshed every
+	// coarseTick by the ageing loop, so that a frame pays an atomic load
+	// instead of a clock_gettime (time.Since). FDB ages are counted in
+	// seconds; 100 ms of lag changes nothing (the Linux bridge uses
+	// jiffies), and the daemon wakes only 10 times a second for it when idle.
+	coarse atomic.Int64
+	tick   func() int64 // the precise clock behind coarse; nil with Config.Clock
 
 	// ports is the port table the datapath reads, replaced whole on change.
 	ports atomic.Pointer[portTable]
@@ -61,10 +70,16 @@ type portTable struct {
 
 // port is the switch's state for one Port.
 type port struct {
-	id    fdb.PortID
-	p     Port
-	stats counters
-	done  chan struct{} // closed when the ingress loop has returned
+	id       fdb.PortID
+	p        Port
+	offloads Offloads // what p accepts on Write (Offloader), fixed at AddPort
+	stats    counters
+	done     chan struct{} // closed when the ingress loop has returned
+
+	// seg is the buffer software GSO writes segments of frames read
+	// from this port into; taken from the pool the first time one is
+	// needed, used only by the port's ingress goroutine (offload.go).
+	seg *[BufSize]byte
 	// capture is the port's capture point: frames it receives (In) and
 	// is sent (Out), fed by forward and transmit.
 	capture capture.Point
@@ -86,7 +101,9 @@ func New(cfg Config) (*Switch, error) {
 	}
 	if s.clock == nil {
 		epoch := time.Now()
-		s.clock = func() int64 { return int64(time.Since(epoch)) }
+		s.tick = func() int64 { return int64(time.Since(epoch)) }
+		s.coarse.Store(s.tick())
+		s.clock = s.coarse.Load
 	}
 	s.bufs.New = func() any { return new([BufSize]byte) }
 	s.ports.Store(&portTable{byID: map[fdb.PortID]*port{}})
@@ -107,15 +124,26 @@ func (s *Switch) ageLoop(ageing time.Duration) {
 	every := min(max(ageing/10, 100*time.Millisecond), time.Second)
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var tick <-chan time.Time
+	if s.tick != nil {
+		c := time.NewTicker(coarseTick)
+		defer c.Stop()
+		tick = c.C
+	}
 	for {
 		select {
 		case <-s.stop:
 			return
+		case <-tick:
+			s.coarse.Store(s.tick())
 		case <-t.C:
 			s.fdb.Expire(s.clock())
 		}
 	}
 }
+
+// coarseTick is how often the default clock is refreshed.
+const coarseTick = 100 * time.Millisecond
 
 // FDB returns the switch's MAC table, for listings and static entries.
 func (s *Switch) FDB() *fdb.Table { return s.fdb }
@@ -132,7 +160,7 @@ func (s *Switch) AddPort(p Port) (fdb.PortID, error) {
 		p.Close()
 		return fdb.NoPort, fmt.Errorf("add port %s: switch closed", p.Name())
 	}
-	np := &port{id: s.nextID, p: p, done: make(chan struct{})}
+	np := &port{id: s.nextID, p: p, offloads: offloadsOf(p), done: make(chan struct{})}
 	s.nextID++
 	old := s.ports.Load()
 	t := &portTable{byID: make(map[fdb.PortID]*port, len(old.byID)+1), list: make([]*port, 0, len(old.list)+1)}
@@ -207,9 +235,11 @@ func (s *Switch) Close() error {
 
 // PortInfo describes a port of the switch.
 type PortInfo struct {
-	ID    fdb.PortID
-	Name  string
-	Stats PortStats
+	ID   fdb.PortID
+	Name string
+	// Offloads is what the port accepts on Write (see Offloader).
+	Offloads Offloads
+	Stats    PortStats
 }
 
 // Ports lists the switch's ports in ID order.
@@ -217,7 +247,7 @@ func (s *Switch) Ports() []PortInfo {
 	list := s.ports.Load().list
 	out := make([]PortInfo, len(list))
 	for i, pt := range list {
-		out[i] = PortInfo{ID: pt.id, Name: pt.p.Name(), Stats: pt.stats.snapshot()}
+		out[i] = PortInfo{ID: pt.id, Name: pt.p.Name(), Offloads: pt.offloads, Stats: pt.stats.snapshot()}
 	}
 	return out
 }

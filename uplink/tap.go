@@ -123,7 +123,11 @@ func Open(cfg Config) (*TAP, error) {
 		return nil, err
 	}
 	devMAC[0] = devMAC[0]&^1 | 2
-	dev, err := tap.Create(tap.Config{Netns: cfg.Netns, Name: cfg.IfName, MAC: net.HardwareAddr(devMAC[:]), MTU: cfg.MTU})
+	// Offloads off: the uplink parses and rewrites every packet itself
+	// (NAT), so it takes only plain frames with complete checksums from
+	// the kernel, and writes such frames. Taking TSO frames whole through
+	// NAT is a later optimisation.
+	dev, err := tap.Create(tap.Config{Netns: cfg.Netns, Name: cfg.IfName, MAC: net.HardwareAddr(devMAC[:]), MTU: cfg.MTU, NoOffloads: true})
 	if err != nil {
 		return nil, fmt.Errorf("uplink: %w", err)
 	}

@@ -78,6 +78,13 @@ func cmdRun(args []string, stdout io.Writer) error {
 		}
 		log.Info("metrics", "url", "http://"+addr.String()+"/metrics")
 	}
+	stopProfile, err := startProfile()
+	if err != nil {
+		ln.Close()
+		d.Close()
+		return err
+	}
+	defer stopProfile()
 	info := d.Info()
 	log.Info("tapswitch running", "version", api.Version, "control", path, "subnet", info.Subnet, "gateway", info.Gateway, "uplink", info.Uplink, "pid", info.PID)
 	if err := d.Serve(ctx, ln); err != nil {

@@ -35,6 +35,8 @@ type Port struct {
 	gone   chan struct{}
 	vanish sync.Once
 	fail   atomic.Bool
+
+	offloads vswitch.Offloads // set before AddPort, read by it
 }
 
 var _ vswitch.Port = (*Port)(nil)
@@ -85,6 +87,14 @@ func (p *Port) Recv(wait time.Duration) ([]byte, bool) {
 		return nil, false
 	}
 }
+
+// SetOffloads sets the offloads the port says it accepts on Write
+// (vswitch.Offloader); none by default. Call it before adding the port to a
+// switch, which reads it once.
+func (p *Port) SetOffloads(o vswitch.Offloads) { p.offloads = o }
+
+// Offloads implements vswitch.Offloader.
+func (p *Port) Offloads() vswitch.Offloads { return p.offloads }
 
 // Fail makes every later Write fail (true) or succeed again (false).
 func (p *Port) Fail(on bool) { p.fail.Store(on) }

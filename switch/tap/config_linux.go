@@ -55,6 +55,12 @@ type Config struct {
 	// Gateway is optional; if set, Addr must be set too, Gateway must be
 	// inside Addr's prefix, and a default route via Gateway is added.
 	Gateway netip.Addr
+
+	// NoOffloads turns checksum and segmentation offloads off: the
+	// container's stack then sends ordinary MTU-sized frames with full
+	// checksums. By default Create enables what the kernel accepts (see
+	// Device.Offloads).
+	NoOffloads bool
 }
 
 // Validate checks every field of c without any I/O. Each error wraps

@@ -33,12 +33,24 @@ var ErrLinkExists = errors.New("interface already exists")
 // instead of attaching to an existing device that has the same name.
 const tunFlags = unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR | unix.IFF_TUN_EXCL
 
-// offloadFlags are the TUNSETOFFLOAD flags (TUN_F_CSUM, TUN_F_TSO4, ...): the
-// offloads the switch accepts in frames it reads, announced to the kernel as
-// the device's features. None for now, so every frame read has a zero
-// virtio_net_hdr (no GSO, complete checksums). This is the one place to
-// change when the datapath handles offloads.
-const offloadFlags = 0
+// offloadSets are the TUNSETOFFLOAD flags (TUN_F_*) Create asks for, best
+// first: the offloads the kernel may use in frames the switch reads, and the
+// features the TAP announces, so the container's stack hands it TCP
+// segments of up to 64 KiB (TSO) and UDP super-datagrams (USO) with partial
+// checksums, which cross the switch whole to another TAP (one write of
+// about 4.5 µs instead of 45 writes of about 2 µs). Kernels before 6.2
+// refuse USO4/USO6 (EINVAL) and get the next set. TSO needs CSUM.
+var offloadSets = []struct {
+	flags int
+	o     vswitch.Offloads
+}{
+	{unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6 | unix.TUN_F_TSO_ECN | unix.TUN_F_USO4 | unix.TUN_F_USO6,
+		vswitch.OffloadCsum | vswitch.OffloadTSO4 | vswitch.OffloadTSO6 | vswitch.OffloadTSOECN | vswitch.OffloadUSO4 | vswitch.OffloadUSO6},
+	{unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6 | unix.TUN_F_TSO_ECN,
+		vswitch.OffloadCsum | vswitch.OffloadTSO4 | vswitch.OffloadTSO6 | vswitch.OffloadTSOECN},
+	{unix.TUN_F_CSUM, vswitch.OffloadCsum},
+	{0, 0},
+}
 
 // tempPrefix starts the name a TAP has in the caller's namespace between its
 // creation and its rename to Config.Name.
@@ -55,13 +67,17 @@ var testHook func(step string) error
 // called by one goroutine at a time; Write, Close, Name and Netns are safe for
 // concurrent use.
 type Device struct {
-	f         *os.File // the /dev/net/tun file, non-blocking, in Go's netpoller
+	f         *os.File // the /dev/net/tun file, non-blocking, in Go's netpoller (io_linux.go)
 	name      string   // interface name inside the namespace
 	netns     string   // namespace path, "" for the caller's own
+	offloads  vswitch.Offloads
 	closeOnce sync.Once
 }
 
-var _ vswitch.Port = (*Device)(nil)
+var (
+	_ vswitch.Port      = (*Device)(nil)
+	_ vswitch.Offloader = (*Device)(nil)
+)
 
 // Create creates a TAP device as described by cfg: named cfg.Name inside the
 // namespace cfg.Netns, with cfg.MAC and cfg.MTU, cfg.Addr, up, and a default
@@ -77,7 +93,9 @@ var _ vswitch.Port = (*Device)(nil)
 //  2. fail with ErrLinkExists if cfg.Name is taken in the namespace;
 //  3. open /dev/net/tun (O_CLOEXEC, O_NONBLOCK) in the caller's namespace and
 //     create a TAP there with a unique temporary name "tsw<pid>_<n>",
-//     IFF_VNET_HDR, a 10-byte vnet header and the offloads of offloadFlags;
+//     IFF_VNET_HDR, a 10-byte little-endian vnet header and the best
+//     offloads of offloadSets the kernel accepts (none with
+//     Config.NoOffloads);
 //  4. set the MAC and MTU, move the TAP into the namespace, rename it to
 //     cfg.Name, add the address, set it up, add the default route.
 //
@@ -129,11 +147,15 @@ func Create(cfg Config) (*Device, error) {
 		return nil, fmt.Errorf("create tap %s: look up name in %s: %w", cfg.Name, where, err)
 	}
 
-	f, tmp, err := openTap()
+	fd, tmp, offloads, err := openTap(!cfg.NoOffloads && !offloadsOff)
 	if err != nil {
 		return nil, fmt.Errorf("create tap %s: %w", cfg.Name, err)
 	}
-	d := &Device{f: f, name: cfg.Name, netns: cfg.Netns}
+	// os.NewFile sees O_NONBLOCK and registers the fd with Go's
+	// netpoller: a Read parks its goroutine instead of a thread, and
+	// Close wakes it (io_linux.go says why this strategy).
+	f := os.NewFile(uintptr(fd), "/dev/net/tun")
+	d := &Device{f: f, name: cfg.Name, netns: cfg.Netns, offloads: offloads}
 	if err := d.configure(cfg, mtu, tmp, host, target, ns); err != nil {
 		// Closing the only file of a non-persistent TAP deletes it,
 		// in the caller's namespace or in the target one.
@@ -226,24 +248,28 @@ func openNetns(path string) (netns.NsHandle, error) {
 	return ns, nil
 }
 
-// openTap opens /dev/net/tun in the caller's network namespace and creates a
-// TAP there under a new temporary name, which it returns.
-func openTap() (*os.File, string, error) {
+// openTap opens /dev/net/tun (non-blocking) in the caller's network
+// namespace and creates a TAP there under a new temporary name; it returns
+// the fd, the name and the offloads the kernel accepted (none unless
+// offloads).
+func openTap(offloads bool) (int, string, vswitch.Offloads, error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, "", fmt.Errorf("open /dev/net/tun: %w", err)
+		return -1, "", 0, fmt.Errorf("open /dev/net/tun: %w", err)
 	}
+	var o vswitch.Offloads
 	name, err := setIff(fd)
 	if err == nil {
 		err = setVnetHdr(fd)
 	}
+	if err == nil {
+		o, err = setOffloads(fd, offloads)
+	}
 	if err != nil {
 		unix.Close(fd)
-		return nil, "", err
+		return -1, "", 0, err
 	}
-	// os.NewFile sees O_NONBLOCK and registers the fd with Go's netpoller:
-	// a Read parks its goroutine instead of a thread, and Close wakes it.
-	return os.NewFile(uintptr(fd), "/dev/net/tun"), name, nil
+	return fd, name, o, nil
 }
 
 // setIff creates the TAP of fd (TUNSETIFF) under a temporary name, trying
@@ -278,15 +304,31 @@ func tempName(pid string, seq uint32) string {
 }
 
 // setVnetHdr sets the size of the header in front of every frame to that of
-// struct virtio_net_hdr (TUNSETVNETHDRSZ) and the offloads (TUNSETOFFLOAD).
+// struct virtio_net_hdr (TUNSETVNETHDRSZ), little-endian (TUNSETVNETLE, what
+// package gso reads, and the default on little-endian hosts anyway).
 func setVnetHdr(fd int) error {
 	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, vswitch.VnetHdrLen); err != nil {
 		return fmt.Errorf("TUNSETVNETHDRSZ %d: %w", vswitch.VnetHdrLen, err)
 	}
-	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, offloadFlags); err != nil {
-		return fmt.Errorf("TUNSETOFFLOAD %#x: %w", offloadFlags, err)
+	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETLE, 1); err != nil {
+		return fmt.Errorf("TUNSETVNETLE: %w", err)
 	}
 	return nil
+}
+
+// setOffloads sets the best offloads of offloadSets the kernel accepts
+// (TUNSETOFFLOAD), or none if !want, and returns them.
+func setOffloads(fd int, want bool) (vswitch.Offloads, error) {
+	var err error
+	for _, set := range offloadSets {
+		if !want && set.flags != 0 {
+			continue
+		}
+		if err = unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, set.flags); err == nil {
+			return set.o, nil
+		}
+	}
+	return 0, fmt.Errorf("TUNSETOFFLOAD: %w", err)
 }
 
 // Read reads one frame into buf[offset:] and returns its length: the
@@ -346,6 +388,11 @@ func (d *Device) Close() error {
 	}
 	return nil
 }
+
+// Offloads returns the offloads the kernel accepted for the device
+// (vswitch.Offloader): frames read from it may need them, and frames
+// written to it may use them.
+func (d *Device) Offloads() vswitch.Offloads { return d.offloads }
 
 // Name returns the interface name of the device inside its namespace.
 func (d *Device) Name() string { return d.name }

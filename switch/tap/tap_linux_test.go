@@ -441,8 +441,17 @@ func TestVnetHdr(t *testing.T) {
 // switch would, and the datagram follows to the MAC of the answer.
 func TestFramesARP(t *testing.T) {
 	requireRoot(t)
+	t.Run("offloads", func(t *testing.T) { framesARP(t, false) })
+	t.Run("no offloads", func(t *testing.T) { framesARP(t, true) })
+}
+
+// framesARP is TestFramesARP with offloads on or off: with them on, the
+// datagram comes with a partial checksum (checkPartialUDP).
+func framesARP(t *testing.T, noOffloads bool) {
 	_, path := newNetns(t)
-	d := create(t, testConfig(path))
+	cfg := testConfig(path)
+	cfg.NoOffloads = noOffloads
+	d := create(t, cfg)
 
 	var fd int
 	if err := inNetns(t, path, func() (err error) {
@@ -474,7 +483,11 @@ func TestFramesARP(t *testing.T) {
 		e := f[vswitch.VnetHdrLen:]
 		return bytes.Equal(e[:6], peerMAC) && e[12] == 0x08 && e[13] == 0x00
 	})
-	zeroVnetHdr(t, ip)
+	if noOffloads {
+		zeroVnetHdr(t, ip)
+	} else {
+		checkPartialUDP(t, ip)
+	}
 	pkt := ip[vswitch.VnetHdrLen+14:]
 	if len(pkt) < 28 {
 		t.Fatalf("IPv4 packet of %d bytes", len(pkt))
