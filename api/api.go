@@ -46,14 +46,17 @@ type AttachRequest struct {
 
 // Port describes a port of the switch.
 type Port struct {
-	Name   string    `json:"name"`
-	Kind   string    `json:"kind"` // "tap" or "gateway"
-	IfName string    `json:"ifname,omitempty"`
-	Netns  string    `json:"netns,omitempty"`
-	MAC    string    `json:"mac"`
-	IP     string    `json:"ip"` // with the subnet's prefix length, as `ip addr` shows it
-	MTU    int       `json:"mtu"`
-	Stats  PortStats `json:"stats"`
+	Name   string `json:"name"`
+	Kind   string `json:"kind"` // "tap" or "gateway"
+	IfName string `json:"ifname,omitempty"`
+	Netns  string `json:"netns,omitempty"`
+	MAC    string `json:"mac"`
+	IP     string `json:"ip"` // with the subnet's prefix length, as `ip addr` shows it
+	MTU    int    `json:"mtu"`
+	// Offloads are what the switch may hand the port whole: "csum,tso4,..."
+	// for a TAP that negotiated them, "none" for the gateway.
+	Offloads string    `json:"offloads"`
+	Stats    PortStats `json:"stats"`
 	// Publish are the port's published ports, e.g. "8080:80/tcp".
 	Publish []string `json:"publish,omitempty"`
 }

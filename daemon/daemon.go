@@ -379,7 +379,7 @@ func (d *Daemon) Attach(req api.AttachRequest) (api.Port, error) {
 	}
 	d.ports[a.name] = a
 	d.log.Info("attached", "port", a.name, "netns", a.netns, "ifname", a.ifname, "mac", a.mac, "ip", a.ip, "publish", req.Publish)
-	p := d.describe(a, vswitch.PortStats{})
+	p := d.describe(a, d.portInfo(a.id))
 	for _, q := range pubs {
 		q.Target = a.ip
 		p.Publish = append(p.Publish, q.String())
@@ -530,27 +530,28 @@ func (d *Daemon) Detach(name string) error {
 // Ports lists the gateway and the attached containers, the gateway first,
 // then by name.
 func (d *Daemon) Ports() []api.Port {
-	stats := map[fdb.PortID]vswitch.PortStats{}
+	infos := map[fdb.PortID]vswitch.PortInfo{}
 	for _, p := range d.sw.Ports() {
-		stats[p.ID] = p.Stats
+		infos[p.ID] = p
 	}
 	pubs := d.publishesOf()
 	d.mu.Lock()
 	out := make([]api.Port, 0, len(d.ports)+1)
 	for _, a := range d.ports {
-		p := d.describe(a, stats[a.id])
+		p := d.describe(a, infos[a.id])
 		p.Publish = pubs[a.name]
 		out = append(out, p)
 	}
 	d.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	gw := api.Port{
-		Name:  "gateway",
-		Kind:  "gateway",
-		MAC:   d.gwMAC.String(),
-		IP:    netip.PrefixFrom(d.cfg.Gateway, d.cfg.Subnet.Bits()).String(),
-		MTU:   d.cfg.MTU,
-		Stats: apiStats(stats[d.gwID]),
+		Name:     "gateway",
+		Kind:     "gateway",
+		MAC:      d.gwMAC.String(),
+		IP:       netip.PrefixFrom(d.cfg.Gateway, d.cfg.Subnet.Bits()).String(),
+		MTU:      d.cfg.MTU,
+		Offloads: infos[d.gwID].Offloads.String(),
+		Stats:    apiStats(infos[d.gwID].Stats),
 	}
 	return append([]api.Port{gw}, out...)
 }
@@ -565,17 +566,28 @@ func (d *Daemon) Port(name string) (api.Port, error) {
 	return api.Port{}, notFound("no port named %q", name)
 }
 
-func (d *Daemon) describe(a *attachment, s vswitch.PortStats) api.Port {
+func (d *Daemon) describe(a *attachment, info vswitch.PortInfo) api.Port {
 	return api.Port{
-		Name:   a.name,
-		Kind:   "tap",
-		IfName: a.ifname,
-		Netns:  a.netns,
-		MAC:    a.mac.String(),
-		IP:     netip.PrefixFrom(a.ip, d.cfg.Subnet.Bits()).String(),
-		MTU:    a.mtu,
-		Stats:  apiStats(s),
+		Name:     a.name,
+		Kind:     "tap",
+		IfName:   a.ifname,
+		Netns:    a.netns,
+		MAC:      a.mac.String(),
+		IP:       netip.PrefixFrom(a.ip, d.cfg.Subnet.Bits()).String(),
+		MTU:      a.mtu,
+		Offloads: info.Offloads.String(),
+		Stats:    apiStats(info.Stats),
 	}
+}
+
+// portInfo returns the switch's description of port id.
+func (d *Daemon) portInfo(id fdb.PortID) vswitch.PortInfo {
+	for _, p := range d.sw.Ports() {
+		if p.ID == id {
+			return p
+		}
+	}
+	return vswitch.PortInfo{}
 }
 
 func apiStats(s vswitch.PortStats) api.PortStats { return api.PortStats(s) }

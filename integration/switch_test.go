@@ -52,6 +52,13 @@ func TestPingMesh(t *testing.T) {
 		if p.Stats.RxPackets == 0 || p.Stats.TxPackets == 0 {
 			t.Errorf("port %s: rx %d tx %d packets after pings, want both > 0", p.Name, p.Stats.RxPackets, p.Stats.TxPackets)
 		}
+		// TAPs negotiate TSO; the gateway takes plain frames only.
+		if want := "tso4"; p.Kind == "tap" && !strings.Contains(p.Offloads, want) {
+			t.Errorf("port %s: offloads %q, want them to include %s", p.Name, p.Offloads, want)
+		}
+		if p.Kind == "gateway" && p.Offloads != "none" {
+			t.Errorf("gateway: offloads %q, want none", p.Offloads)
+		}
 	}
 	out, _, code = d.cli(t, "fdb")
 	if code != 0 {
