@@ -234,27 +234,7 @@ func (b *blockWriter) unit() int {
 }
 
 func cmdStats(args []string, stdout io.Writer) error {
-	fs := newFlags("stats")
-	asJSON := fs.Bool("json", false, "print JSON")
-	control := controlFlag(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
-		return err
-	}
-	ctx, cancel := timeout()
-	defer cancel()
-	s, err := client(*control).Stats(ctx)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(stdout, s)
-	}
-	printStats(stdout, s)
-	return nil
+	return listing(args, stdout, "stats", (*api.Client).Stats, printStats)
 }
 
 // printStats prints the counters as aligned tables.

@@ -83,10 +83,10 @@ func cmdPorts(args []string, stdout io.Writer) error {
 	return listing(args, stdout, "ports", (*api.Client).Ports, printPorts)
 }
 
-// listing runs a subcommand that fetches a list from the daemon and prints
-// it as a table, or as JSON with --json.
+// listing runs a subcommand that fetches something from the daemon and
+// prints it with table, or as JSON with --json.
 func listing[T any](args []string, stdout io.Writer, name string,
-	fetch func(*api.Client, context.Context) ([]T, error), table func(io.Writer, []T)) error {
+	fetch func(*api.Client, context.Context) (T, error), table func(io.Writer, T)) error {
 	fs := newFlags(name)
 	asJSON := fs.Bool("json", false, "print JSON")
 	control := controlFlag(fs)
@@ -99,14 +99,19 @@ func listing[T any](args []string, stdout io.Writer, name string,
 	}
 	ctx, cancel := timeout()
 	defer cancel()
-	list, err := fetch(client(*control), ctx)
+	v, err := fetch(client(*control), ctx)
+	return show(stdout, *asJSON, v, err, table)
+}
+
+// show prints v, just fetched with err, as JSON or with table.
+func show[T any](w io.Writer, asJSON bool, v T, err error, table func(io.Writer, T)) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		return printJSON(stdout, list)
+	if asJSON {
+		return printJSON(w, v)
 	}
-	table(stdout, list)
+	table(w, v)
 	return nil
 }
 

@@ -90,14 +90,7 @@ func cmdPublish(args []string, stdout io.Writer) error {
 			return err
 		}
 		ps, err := client(*control).Publishes(ctx)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSON(stdout, ps)
-		}
-		printPublishes(stdout, ps)
-		return nil
+		return show(stdout, *asJSON, ps, err, printPublishes)
 	}
 	if len(pos) != 1 {
 		return usagef("give one published port, [HOSTIP:]HOSTPORT[-END]:CONTAINERPORT[-END][/tcp|/udp], and --to NAME")
@@ -191,24 +184,10 @@ func cmdConntrack(args []string, stdout io.Writer) error {
 		return nil
 	case *stats:
 		s, err := c.ConntrackStats(ctx)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSON(stdout, s)
-		}
-		printConntrackStats(stdout, s)
-		return nil
+		return show(stdout, *asJSON, s, err, printConntrackStats)
 	}
 	entries, err := c.Conntrack(ctx)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(stdout, entries)
-	}
-	printConntrack(stdout, entries)
-	return nil
+	return show(stdout, *asJSON, entries, err, printConntrack)
 }
 
 // printConntrack prints entries as `conntrack -L` does: protocol name and
