@@ -346,6 +346,28 @@ func (g *Gateway) getBuf() *[]byte {
 
 func (g *Gateway) putBuf(p *[]byte) { g.pool.Put(p) }
 
+// answer takes a buffer for a packet from the gateway to dst (at MAC
+// ethDst), writes its Ethernet and IPv4 headers for a payload of n bytes of
+// proto, and returns the buffer and the payload to fill in. The frame is
+// ethHdrLen+ipv4MinHdr+n bytes long.
+func (g *Gateway) answer(ethDst [6]byte, dst [4]byte, tos, proto uint8, n int) (*[]byte, []byte) {
+	buf := g.getBuf()
+	out := *buf
+	putEthernet(out, ethDst, g.mac, etherTypeIPv4)
+	ip := out[ethHdrLen:]
+	h := ipv4Header{
+		tos:      tos,
+		totalLen: uint16(ipv4MinHdr + n),
+		id:       g.nextID(),
+		ttl:      defaultTTL,
+		proto:    proto,
+		src:      g.addr,
+		dst:      dst,
+	}
+	h.put(ip)
+	return buf, ip[ipv4MinHdr : ipv4MinHdr+n]
+}
+
 // qframe is a frame waiting for Read: (*p)[off:off+n].
 type qframe struct {
 	p      *[]byte

@@ -170,21 +170,8 @@ func (g *Gateway) handleICMP(v *ipv4View, ethSrc [6]byte) {
 		g.stats.inc(cntIgnored)
 		return
 	}
-	buf := g.getBuf()
-	out := *buf
-	putEthernet(out, ethSrc, g.mac, etherTypeIPv4)
-	ip := out[ethHdrLen:]
-	h := ipv4Header{
-		tos:      v.hdr[1] &^ 0x03, // the request's DSCP; ECN is not echoed
-		totalLen: uint16(ipv4MinHdr + len(m)),
-		id:       g.nextID(),
-		ttl:      defaultTTL,
-		proto:    protoICMP,
-		src:      g.addr,
-		dst:      v.src,
-	}
-	h.put(ip)
-	reply := ip[ipv4MinHdr : ipv4MinHdr+len(m)]
+	// The request's DSCP; ECN is not echoed.
+	buf, reply := g.answer(ethSrc, v.src, v.hdr[1]&^0x03, protoICMP, len(m))
 	copy(reply, m) // identifier, sequence number and data stay the same
 	reply[0] = icmpEchoReply
 	reply[1] = 0
@@ -262,21 +249,8 @@ func (g *Gateway) handleTCP(v *ipv4View, ethSrc [6]byte) {
 		rflags = tcpRST | tcpACK
 	}
 
-	buf := g.getBuf()
-	out := *buf
-	putEthernet(out, ethSrc, g.mac, etherTypeIPv4)
-	ip := out[ethHdrLen:]
-	h := ipv4Header{
-		tos:      v.hdr[1] &^ 0x03, // the ECN field is not echoed
-		totalLen: ipv4MinHdr + tcpMinHdr,
-		id:       g.nextID(),
-		ttl:      defaultTTL,
-		proto:    protoTCP,
-		src:      g.addr,
-		dst:      v.src,
-	}
-	h.put(ip)
-	t := ip[ipv4MinHdr : ipv4MinHdr+tcpMinHdr]
+	// The ECN field is not echoed.
+	buf, t := g.answer(ethSrc, v.src, v.hdr[1]&^0x03, protoTCP, tcpMinHdr)
 	copy(t[0:2], s[2:4]) // source port: the segment's destination port
 	copy(t[2:4], s[0:2])
 	binary.BigEndian.PutUint32(t[4:8], seq)
@@ -316,21 +290,7 @@ func (g *Gateway) sendError(v *ipv4View, ethSrc [6]byte, typ, code uint8, rest u
 	if limit := maxICMPErrorLen - ipv4MinHdr - icmpHdrLen; len(quote) > limit {
 		quote = quote[:limit]
 	}
-	buf := g.getBuf()
-	out := *buf
-	putEthernet(out, ethSrc, g.mac, etherTypeIPv4)
-	ip := out[ethHdrLen:]
-	h := ipv4Header{
-		tos:      tosInternetControl,
-		totalLen: uint16(ipv4MinHdr + icmpHdrLen + len(quote)),
-		id:       g.nextID(),
-		ttl:      defaultTTL,
-		proto:    protoICMP,
-		src:      g.addr,
-		dst:      v.src,
-	}
-	h.put(ip)
-	m := ip[ipv4MinHdr : ipv4MinHdr+icmpHdrLen+len(quote)]
+	buf, m := g.answer(ethSrc, v.src, tosInternetControl, protoICMP, icmpHdrLen+len(quote))
 	m[0] = typ
 	m[1] = code
 	clear(m[2:4]) // checksum
