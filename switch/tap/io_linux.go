@@ -36,10 +36,40 @@ import "os"
 // offloads: one TSO super-frame of 64 KiB is one write of about 4.5 µs
 // instead of 45 writes of about 2 µs (tap_linux.go, offloadSets).
 //
-// Multiqueue TAP (IFF_MULTI_QUEUE, a reader per queue) is not used and was
-// not measured: a TCP flow hashes to one queue, so one stream gains nothing,
-// and with two cores the iperf3 client and server already take what the
-// switch's two busy ingress goroutines (one per direction) leave.
+// Multiqueue TAP (IFF_MULTI_QUEUE) was measured too, and is not used. The
+// experiment gave every TAP 2 queues (TUNSETIFF with IFF_MULTI_QUEUE and the
+// same name on a second /dev/net/tun fd, same vnet header and offloads,
+// before the move into the namespace) and the switch an ingress goroutine
+// per queue (each with its own buffer and GSO segment buffer). The kernel
+// steers a flow the container sends to the queue its frames were last
+// written to (tun_automq_select_queue, tun_flow_update), so writing every
+// frame to queue 0 leaves queue 1 idle (42 of 8.3 million packets in one
+// run); the experiment therefore wrote a frame read from queue i of one port
+// to queue i of the other, and then both queues carried the traffic (6.7 and
+// 8.3 GB sent by one container over a run). Same machine, load average 1.6
+// to 3.0 at start, both variants interleaved in every round by the bench
+// harness (bin/tsbench -quick -rounds 5 -only
+// linux-bridge,tapswitch,tapswitch-mq2 with a variant mq2 that started the
+// daemon with 2 queues), two runs, medians [min-max] of the 10 rounds:
+//
+//	                     1 queue              2 queues
+//	TCP 1 stream Gbit/s  7.20 [5.67-7.84]     6.59 [5.58-7.17]
+//	TCP 2 streams        8.67 [7.59-9.97]     8.34 [7.14-9.55]
+//	UDP 64 B kpps        95.7 [82.8-120]      91.3 [84.1-99.8]
+//	UDP loss-free kpps   79.9 [59.5-99.9]     79.6 [59.8-79.9]
+//	ping avg µs          159 [121-217]        180 [154-266]
+//
+// (the Linux bridge in the same rounds: 9.74, 14.3, 121, 104, 73.5; switch
+// CPU during TCP 1 stream 83 % and 81 %). Writing everything to queue 0 was
+// no better (one run of 3 rounds, load 0.9, 1 queue / 2 queues): TCP 7.08 /
+// 6.63 and 8.17 / 8.30 Gbit/s, UDP 98.6 / 93.0 kpps, ping 174 / 161 µs. Two
+// queues win nothing and lose a little: the machine is the limit, not the
+// one reader (machine CPU 133 % to 194 % in the TCP and UDP tests), one
+// stream stays on one queue anyway, and with two cores the iperf3 client and
+// server take what the switch's two busy ingress goroutines (one per
+// direction) leave; a second reader per port only adds goroutines competing
+// for the same two cores. One queue is kept. On a machine with more cores
+// than busy threads this would be worth measuring again.
 //
 // A CPU profile of the daemon under iperf3 (TAPSWITCH_CPUPROFILE) puts
 // 85 % of its time in the read(2) and write(2) system calls (a TAP write
