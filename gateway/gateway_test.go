@@ -117,10 +117,7 @@ func TestARPRequestForGateway(t *testing.T) {
 	if !ok {
 		t.Fatalf("reply is not ARP: %v", p)
 	}
-	checks := []struct {
-		name      string
-		got, want any
-	}{
+	checkFields(t, []field{
 		{"eth dst", eth.DstMAC.String(), aMAC.String()},
 		{"eth src", eth.SrcMAC.String(), gwMAC.String()},
 		{"eth type", eth.EthernetType, layers.EthernetTypeARP},
@@ -133,12 +130,7 @@ func TestARPRequestForGateway(t *testing.T) {
 		{"spa", net.IP(a.SourceProtAddress).String(), gwIP.String()},
 		{"tha", net.HardwareAddr(a.DstHwAddress).String(), aMAC.String()},
 		{"tpa", net.IP(a.DstProtAddress).String(), aIP.String()},
-	}
-	for _, c := range checks {
-		if c.got != c.want {
-			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
-		}
-	}
+	})
 	st := g.Stats()
 	if st.ARPRequests != 1 || st.ARPReplies != 1 {
 		t.Errorf("ARPRequests, ARPReplies = %d, %d, want 1, 1", st.ARPRequests, st.ARPReplies)
@@ -291,36 +283,16 @@ func TestEchoReply(t *testing.T) {
 	g, _ := newGateway(t, nil)
 	req := echoRequest(t)
 	write(t, g, req)
-	p := decode(t, read(t, g))
-
-	eth := p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
-	ip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
-	icmp, _ := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
-	if ip == nil || icmp == nil {
-		t.Fatalf("reply is not ICMPv4: %v", p)
-	}
-	checks := []struct {
-		name      string
-		got, want any
-	}{
-		{"eth dst", eth.DstMAC.String(), aMAC.String()},
-		{"eth src", eth.SrcMAC.String(), gwMAC.String()},
-		{"ip src", ip.SrcIP.String(), gwIP.String()},
-		{"ip dst", ip.DstIP.String(), aIP.String()},
-		{"ttl", ip.TTL, uint8(64)},
-		{"ihl", ip.IHL, uint8(5)},
-		{"length", ip.Length, uint16(44)},
-		{"protocol", ip.Protocol, layers.IPProtocolICMPv4},
-		{"type/code", icmp.TypeCode, layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoReply, 0)},
-		{"id", icmp.Id, uint16(42)},
-		{"seq", icmp.Seq, uint16(1)},
-		{"payload", string(icmp.Payload), "tapswitch ping!!"},
-	}
-	for _, c := range checks {
-		if c.got != c.want {
-			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
-		}
-	}
+	eth, ip, icmp := icmpReply(t, read(t, g))
+	checkFields(t, append(toA(eth, ip),
+		field{"ihl", ip.IHL, uint8(5)},
+		field{"length", ip.Length, uint16(44)},
+		field{"protocol", ip.Protocol, layers.IPProtocolICMPv4},
+		field{"type/code", icmp.TypeCode, layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoReply, 0)},
+		field{"id", icmp.Id, uint16(42)},
+		field{"seq", icmp.Seq, uint16(1)},
+		field{"payload", string(icmp.Payload), "tapswitch ping!!"},
+	))
 	if got := g.Stats().EchoReplies; got != 1 {
 		t.Errorf("EchoReplies = %d, want 1", got)
 	}
@@ -428,32 +400,13 @@ func TestDropped(t *testing.T) {
 // quoteLen bytes of the datagram in the Ethernet frame orig.
 func checkUnreachable(t *testing.T, reply, orig []byte, code uint8, quoteLen int) {
 	t.Helper()
-	p := decode(t, reply)
-	eth := p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
-	ip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
-	icmp, _ := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
-	if ip == nil || icmp == nil {
-		t.Fatalf("reply is not ICMPv4: %v", p)
-	}
-	checks := []struct {
-		name      string
-		got, want any
-	}{
-		{"eth dst", eth.DstMAC.String(), aMAC.String()},
-		{"eth src", eth.SrcMAC.String(), gwMAC.String()},
-		{"ip src", ip.SrcIP.String(), gwIP.String()},
-		{"ip dst", ip.DstIP.String(), aIP.String()},
-		{"ttl", ip.TTL, uint8(64)},
-		{"tos", ip.TOS, uint8(0xc0)},
-		{"length", int(ip.Length), 20 + 8 + quoteLen},
-		{"type/code", icmp.TypeCode, layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, code)},
-		{"unused", uint32(icmp.Id)<<16 | uint32(icmp.Seq), uint32(0)},
-	}
-	for _, c := range checks {
-		if c.got != c.want {
-			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
-		}
-	}
+	eth, ip, icmp := icmpReply(t, reply)
+	checkFields(t, append(toA(eth, ip),
+		field{"tos", ip.TOS, uint8(0xc0)},
+		field{"length", int(ip.Length), 20 + 8 + quoteLen},
+		field{"type/code", icmp.TypeCode, layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, code)},
+		field{"unused", uint32(icmp.Id)<<16 | uint32(icmp.Seq), uint32(0)},
+	))
 	if want := orig[14 : 14+quoteLen]; !bytes.Equal(icmp.Payload, want) {
 		t.Errorf("quote:\ngot  %x\nwant %x", icmp.Payload, want)
 	}
@@ -607,10 +560,7 @@ func TestTCPReset(t *testing.T) {
 			if tcp.SYN || tcp.FIN || tcp.PSH || tcp.URG || !tcp.RST {
 				flags += ",other"
 			}
-			checks := []struct {
-				name      string
-				got, want any
-			}{
+			checkFields(t, []field{
 				{"ip src", ip.SrcIP.String(), gwIP.String()},
 				{"ip dst", ip.DstIP.String(), aIP.String()},
 				{"ttl", ip.TTL, uint8(64)},
@@ -622,12 +572,7 @@ func TestTCPReset(t *testing.T) {
 				{"window", tcp.Window, uint16(0)},
 				{"data offset", tcp.DataOffset, uint8(5)},
 				{"payload", len(tcp.Payload), 0},
-			}
-			for _, c := range checks {
-				if c.got != c.want {
-					t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
-				}
-			}
+			})
 			if got := g.Stats().TCPResets; got != 1 {
 				t.Errorf("TCPResets = %d, want 1", got)
 			}

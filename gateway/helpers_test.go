@@ -332,3 +332,44 @@ func toElsewhere(t testing.TB, dst netip.Addr, n int) []byte {
 	copy(b[30:34], a[:])
 	return fixChecksums(b)
 }
+
+// field is one field of a decoded packet: its name, its value and the value
+// it should have.
+type field struct {
+	name      string
+	got, want any
+}
+
+// checkFields reports every field whose value is not the one wanted.
+func checkFields(t *testing.T, fields []field) {
+	t.Helper()
+	for _, f := range fields {
+		if f.got != f.want {
+			t.Errorf("%s = %v, want %v", f.name, f.got, f.want)
+		}
+	}
+}
+
+// icmpReply decodes reply as an ICMPv4 packet in an Ethernet frame.
+func icmpReply(t *testing.T, reply []byte) (*layers.Ethernet, *layers.IPv4, *layers.ICMPv4) {
+	t.Helper()
+	p := decode(t, reply)
+	eth := p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
+	ip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	icmp, _ := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+	if ip == nil || icmp == nil {
+		t.Fatalf("reply is not ICMPv4: %v", p)
+	}
+	return eth, ip, icmp
+}
+
+// toA are the fields every IPv4 answer of the gateway to container A has.
+func toA(eth *layers.Ethernet, ip *layers.IPv4) []field {
+	return []field{
+		{"eth dst", eth.DstMAC.String(), aMAC.String()},
+		{"eth src", eth.SrcMAC.String(), gwMAC.String()},
+		{"ip src", ip.SrcIP.String(), gwIP.String()},
+		{"ip dst", ip.DstIP.String(), aIP.String()},
+		{"ttl", ip.TTL, uint8(64)},
+	}
+}
