@@ -79,21 +79,9 @@ func equalSeen[T comparable](a, b []T) bool {
 // TestForwardAllocsCapturing: forwarding allocates nothing while a capture
 // runs either.
 func TestForwardAllocsCapturing(t *testing.T) {
-	s, ports := allocRig(t, 2)
+	s, ports, sess, buf, n := capturingRig(t, capture.Config{Filter: "not arp", Slots: 8})
 	defer s.Close()
-	sess, err := capture.NewSession(capture.Config{Filter: "not arp", Slots: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer sess.Close()
-	for _, pt := range ports {
-		p, _ := s.CapturePoint(pt.id)
-		sess.Attach(p, pt.p.Name())
-	}
-	macA, macB := fdb.MAC{2, 0, 0, 0, 0, 0xa}, fdb.MAC{2, 0, 0, 0, 0, 0xb}
-	buf := make([]byte, BufSize)
-	s.forward(ports[1], buf, Headroom, testFrame(buf, fdb.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, macB))
-	n := testFrame(buf, macB, macA)
 	allocs := testing.AllocsPerRun(1000, func() {
 		s.forward(ports[0], buf, Headroom, n)
 		for r := sess.TryNext(); r != nil; r = sess.TryNext() {
@@ -108,21 +96,9 @@ func TestForwardAllocsCapturing(t *testing.T) {
 // BenchmarkForwardCapturing is BenchmarkForward's known-unicast case with a
 // capture running at both ports, read as fast as it fills.
 func BenchmarkForwardCapturing(b *testing.B) {
-	s, ports := allocRig(b, 2)
+	s, ports, sess, buf, n := capturingRig(b, capture.Config{})
 	defer s.Close()
-	sess, err := capture.NewSession(capture.Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
 	defer sess.Close()
-	for _, pt := range ports {
-		p, _ := s.CapturePoint(pt.id)
-		sess.Attach(p, pt.p.Name())
-	}
-	macA, macB := fdb.MAC{2, 0, 0, 0, 0, 0xa}, fdb.MAC{2, 0, 0, 0, 0, 0xb}
-	buf := make([]byte, BufSize)
-	s.forward(ports[1], buf, Headroom, testFrame(buf, fdb.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, macB))
-	n := testFrame(buf, macB, macA)
 	b.ReportAllocs()
 	for b.Loop() {
 		s.forward(ports[0], buf, Headroom, n)
@@ -130,4 +106,25 @@ func BenchmarkForwardCapturing(b *testing.B) {
 			sess.Release(r)
 		}
 	}
+}
+
+// capturingRig is a two-port switch with a capture session of cfg attached
+// to both ports, B learned on the second port, and in buf a known-unicast
+// frame of length n from A to B to forward from the first.
+func capturingRig(tb testing.TB, cfg capture.Config) (*Switch, []*port, *capture.Session, []byte, int) {
+	tb.Helper()
+	s, ports := allocRig(tb, 2)
+	sess, err := capture.NewSession(cfg)
+	if err != nil {
+		s.Close()
+		tb.Fatal(err)
+	}
+	for _, pt := range ports {
+		p, _ := s.CapturePoint(pt.id)
+		sess.Attach(p, pt.p.Name())
+	}
+	macA, macB := fdb.MAC{2, 0, 0, 0, 0, 0xa}, fdb.MAC{2, 0, 0, 0, 0, 0xb}
+	buf := make([]byte, BufSize)
+	s.forward(ports[1], buf, Headroom, testFrame(buf, fdb.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, macB))
+	return s, ports, sess, buf, testFrame(buf, macB, macA)
 }
