@@ -120,7 +120,7 @@ func startDaemon(t *testing.T, args ...string) *daemon {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	d := &daemon{sock: filepath.Join(dir, "ctl.sock"), log: &syncBuffer{}, exited: make(chan struct{})}
-	d.cmd = exec.Command(bin, append([]string{"run", "--control", d.sock}, args...)...)
+	d.cmd = exec.Command(bin, append([]string{"run", "--control", d.sock}, withUplink(args)...)...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -150,6 +150,19 @@ func startDaemon(t *testing.T, args ...string) *daemon {
 			t.Fatalf("daemon did not answer within 10s: %v\n%s", err, d.log.String())
 		}
 	}
+}
+
+// withUplink returns args with `--uplink none` added when they choose no
+// uplink: the tests of the switch alone predate the host uplink, which is
+// tapswitch run's default, and must not open host sockets in the test's
+// namespace.
+func withUplink(args []string) []string {
+	for _, a := range args {
+		if a == "--uplink" || strings.HasPrefix(a, "--uplink=") {
+			return args
+		}
+	}
+	return append([]string{"--uplink", "none"}, args...)
 }
 
 // stop sends SIGTERM and waits for the daemon to exit; it returns Wait's
