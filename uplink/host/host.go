@@ -221,6 +221,11 @@ func (u *Uplink) Send(buf []byte, off int) error {
 	u.Capture.Deliver(capture.Out, pkt)
 	u.stats.txPackets.Add(1)
 	u.stats.txBytes.Add(uint64(tl))
+	if pkt[16] == 127 {
+		// Never the host's loopback itself (see target).
+		u.stats.loopbackRefused.Add(1)
+		return nil
+	}
 	fragment := binary.BigEndian.Uint16(pkt[6:8])&0x3fff != 0
 	switch pkt[9] {
 	case protoTCP:
