@@ -114,13 +114,25 @@ type daemon struct {
 // waits until it answers. The test's cleanup stops it.
 func startDaemon(t *testing.T, args ...string) *daemon {
 	t.Helper()
+	return startDaemonIn(t, "", args...)
+}
+
+// startDaemonIn is startDaemon with the daemon running inside the
+// namespace ns (`ip netns exec NS tapswitch run`), so that ns is its host;
+// "" means the test's own namespace.
+func startDaemonIn(t *testing.T, ns string, args ...string) *daemon {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "tsw")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	d := &daemon{sock: filepath.Join(dir, "ctl.sock"), log: &syncBuffer{}, exited: make(chan struct{})}
-	d.cmd = exec.Command(bin, append([]string{"run", "--control", d.sock}, withUplink(args)...)...)
+	argv := append([]string{bin, "run", "--control", d.sock}, withUplink(args)...)
+	if ns != "" {
+		argv = append([]string{"ip", "netns", "exec", ns}, argv...)
+	}
+	d.cmd = exec.Command(argv[0], argv[1:]...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
