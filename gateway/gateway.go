@@ -319,11 +319,11 @@ const (
 // larger than the MTU allows, and an error wrapping net.ErrClosed after
 // Close.
 //
-// Offloads are off in this issue: a frame whose virtio_net_hdr has
-// VIRTIO_NET_HDR_F_NEEDS_CSUM set or a gso_type other than
-// VIRTIO_NET_HDR_GSO_NONE is counted (Stats.Offload) and dropped. A later
-// issue makes the switch segment and complete checksums before it delivers
-// a frame to a port without offloads, such as the gateway.
+// Offloads: without a GSOUplink the gateway accepts none (see Offloads),
+// and a frame whose virtio_net_hdr has VIRTIO_NET_HDR_F_NEEDS_CSUM set or
+// a gso_type other than VIRTIO_NET_HDR_GSO_NONE is counted (Stats.Offload)
+// and dropped. With one, TCP super-frames to the outside are forwarded
+// whole and other such frames are completed and segmented first.
 //
 // Write is safe for concurrent use.
 func (g *Gateway) Write(buf []byte, offset int) (int, error) {
@@ -342,7 +342,7 @@ func (g *Gateway) Write(buf []byte, offset int) (int, error) {
 		return n, nil
 	}
 	if frame[vnetFlagsOff]&vnetFlagNeedsCsum != 0 || frame[vnetGSOTypeOff] != vnetGSONone {
-		g.stats.inc(cntOffload)
+		g.writeOffloaded(frame)
 		return n, nil
 	}
 	eth := frame[vswitch.VnetHdrLen:]

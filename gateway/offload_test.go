@@ -1,0 +1,160 @@
+package gateway_test
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"testing"
+
+	"github.com/gopacket/gopacket/layers"
+
+	"github.com/tapswitch/tapswitch/gateway"
+	"github.com/tapswitch/tapswitch/internal/checksum"
+	"github.com/tapswitch/tapswitch/nat"
+	vswitch "github.com/tapswitch/tapswitch/switch"
+	"github.com/tapswitch/tapswitch/switch/gso"
+)
+
+// gsoUplink is a fakeUplink that takes super-segments.
+type gsoUplink struct {
+	fakeUplink
+	gso [][]byte
+}
+
+func (u *gsoUplink) SendGSO(buf []byte, off int) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.gso = append(u.gso, append([]byte(nil), buf[off:]...))
+	return nil
+}
+
+func newGSORouter(t *testing.T, hostLo netip.Addr) (*gateway.Gateway, *gsoUplink) {
+	t.Helper()
+	tbl, err := nat.New(nat.Config{External: extIP, Internal: gwNet.Masked()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := &gsoUplink{fakeUplink: fakeUplink{mtu: 1500, keep: true}}
+	g, _ := newGateway(t, func(c *gateway.Config) { c.NAT, c.Uplink, c.HostLoopback = tbl, up, hostLo })
+	return g, up
+}
+
+// tsoFrame returns a TCP/IPv4 super-frame from container A to dst:80 with
+// n bytes of payload, in segments of mss, behind its virtio_net_hdr
+// (GSO_TCPV4, NEEDS_CSUM: the TCP checksum field holds the pseudo-header
+// sum, as Linux hands it to a TAP).
+func tsoFrame(dst netip.Addr, n, mss int) []byte {
+	eth := make([]byte, 14+20+20+n)
+	copy(eth[0:6], gwMAC)
+	copy(eth[6:12], aMAC)
+	eth[12], eth[13] = 0x08, 0x00
+	ip := eth[14:]
+	ip[0] = 0x45
+	binary.BigEndian.PutUint16(ip[2:4], uint16(len(ip)))
+	ip[6] = 0x40 // DF
+	ip[8], ip[9] = 64, 6
+	copy(ip[12:16], aIP.AsSlice())
+	copy(ip[16:20], dst.AsSlice())
+	binary.BigEndian.PutUint16(ip[10:12], checksum.Checksum(ip[:20], 0))
+	tcp := ip[20:]
+	binary.BigEndian.PutUint16(tcp[0:2], 40000)
+	binary.BigEndian.PutUint16(tcp[2:4], 80)
+	tcp[12], tcp[13] = 0x50, 0x18 // data offset 5, PSH ACK
+	binary.BigEndian.PutUint16(tcp[16:18], checksum.Fold(checksum.PseudoHeaderIPv4(aIP.As4(), dst.As4(), 6, uint16(len(tcp)))))
+	for i := range n {
+		tcp[20+i] = byte(i)
+	}
+	buf := make([]byte, vswitch.Headroom+gso.HdrLen+len(eth))
+	gso.Hdr{Flags: gso.FlagNeedsCsum, GSOType: gso.TypeTCPv4, HdrLen: 54, GSOSize: uint16(mss), CsumStart: 34, CsumOffset: 16}.Put(buf[vswitch.Headroom:])
+	copy(buf[vswitch.Headroom+gso.HdrLen:], eth)
+	return buf
+}
+
+// openTCP lets container A's connection to dst:80 exist in NAT, with a SYN.
+func openTCP(t *testing.T, g *gateway.Gateway, dst netip.Addr) {
+	t.Helper()
+	syn := tcpSYN(t)
+	copy(syn[14+16:14+20], dst.AsSlice())
+	binary.BigEndian.PutUint16(syn[14+20:], 40000)
+	write(t, g, fixChecksums(syn))
+}
+
+func TestGSOForwardedWhole(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		dst     netip.Addr
+		wantDst netip.Addr
+	}{
+		{"outside", lanIP, lanIP},
+		{"host loopback through the gateway", gwIP, netip.MustParseAddr("192.0.0.1")},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			g, up := newGSORouter(t, netip.MustParseAddr("192.0.0.1"))
+			if got := g.Offloads(); got != vswitch.OffloadCsum|vswitch.OffloadTSO4 {
+				t.Fatalf("Offloads: got %s, want csum,tso4", got)
+			}
+			openTCP(t, g, tt.dst)
+			up.take()
+			up.gso = nil
+			if _, err := g.Write(tsoFrame(tt.dst, 20000, 1460), vswitch.Headroom); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(up.take()); n != 0 {
+				t.Fatalf("%d ordinary datagrams sent, want the super-segment whole", n)
+			}
+			if len(up.gso) != 1 {
+				t.Fatalf("%d super-segments sent, want 1", len(up.gso))
+			}
+			p := up.gso[0]
+			if len(p) != 20+20+20000 {
+				t.Fatalf("super-segment of %d bytes, want %d", len(p), 20+20+20000)
+			}
+			if checksum.Checksum(p[:20], 0) != 0 {
+				t.Errorf("bad IPv4 header checksum")
+			}
+			src, dst := [4]byte(p[12:16]), [4]byte(p[16:20])
+			if netip.AddrFrom4(src) != extIP || netip.AddrFrom4(dst) != tt.wantDst || p[8] != 63 {
+				t.Errorf("sent %v -> %v ttl %d, want %s -> %s ttl 63", netip.AddrFrom4(src), netip.AddrFrom4(dst), p[8], extIP, tt.wantDst)
+			}
+			// The partial checksum is the pseudo-header sum of the
+			// translated addresses: completing it gives a valid segment.
+			tcp := p[20:]
+			want := checksum.Fold(checksum.PseudoHeaderIPv4(src, dst, 6, uint16(len(tcp))))
+			if got := binary.BigEndian.Uint16(tcp[16:18]); got != want {
+				t.Errorf("partial checksum %#04x, want %#04x", got, want)
+			}
+		})
+	}
+}
+
+func TestGSOToGatewaySegmented(t *testing.T) {
+	// Without host loopback a super-frame to the gateway itself is
+	// segmented in software and answered segment by segment (resets).
+	g, up := newGSORouter(t, netip.Addr{})
+	if _, err := g.Write(tsoFrame(gwIP, 3000, 1000), vswitch.Headroom); err != nil {
+		t.Fatal(err)
+	}
+	if len(up.gso) != 0 || len(up.take()) != 0 {
+		t.Fatalf("a frame to the gateway went to the uplink")
+	}
+	for i := range 3 {
+		p := decode(t, read(t, g))
+		tcp, ok := p.Layer(layers.LayerTypeTCP).(*layers.TCP)
+		if !ok || !tcp.RST {
+			t.Fatalf("reply %d: %v, want a reset", i, p)
+		}
+	}
+	expectNoReply(t, g)
+}
+
+func TestNoOffloadsWithoutGSOUplink(t *testing.T) {
+	g, _, _ := newRouter(t, 1500)
+	if got := g.Offloads(); got != 0 {
+		t.Fatalf("Offloads: got %s, want none", got)
+	}
+	if _, err := g.Write(tsoFrame(lanIP, 3000, 1000), vswitch.Headroom); err != nil {
+		t.Fatal(err)
+	}
+	if s := g.Stats(); s.Offload != 1 {
+		t.Errorf("offload drops: got %d, want 1", s.Offload)
+	}
+}
