@@ -57,7 +57,7 @@ func (g *Gateway) writeOffloaded(frame []byte) {
 		return
 	}
 	bp := bigPool.Get().(*[]byte)
-	defer bigPool.Put(bp)
+	defer g.putBuf(bp)
 	buf := *bp
 	if h.GSOType == gso.TypeNone {
 		// A partial checksum only: completed on a copy (the switch
@@ -143,7 +143,7 @@ func (g *Gateway) forwardGSO(h gso.Hdr, eth []byte) bool {
 	}
 	g.learn(v.src, src)
 	bp := bigPool.Get().(*[]byte)
-	defer bigPool.Put(bp)
+	defer g.putBuf(bp)
 	pkt := (*bp)[UplinkHeadroom : UplinkHeadroom+len(v.datagram)]
 	copy(pkt, v.datagram)
 	decTTL(pkt)
@@ -162,4 +162,83 @@ func (g *Gateway) forwardGSO(h gso.Hdr, eth []byte) bool {
 	}
 	g.stats.inc(cntForwarded)
 	return true
+}
+
+// FromUplinkGSO is FromUplink for a TCP super-segment from the uplink (the
+// host uplink's netstack, GSO): pkt is an IPv4 TCP datagram of up to 64
+// KiB whose TCP checksum field holds the pseudo-header sum only
+// (CHECKSUM_PARTIAL), to be cut into segments of mss bytes of payload. It
+// goes through NAT with csumPartial and reaches the container as one frame
+// with a virtio_net_hdr (GSO_TCPV4, NEEDS_CSUM): the switch hands it whole
+// to a port with TSO and segments it for the others. The container's
+// address must be resolved (it is, for a connection it takes part in);
+// otherwise the segment is dropped and counted, and TCP sends it again.
+// pkt may be modified and is not kept. It is safe for concurrent use.
+func (g *Gateway) FromUplinkGSO(pkt []byte, mss int) {
+	r := g.route
+	if r == nil {
+		return
+	}
+	g.stats.inc(cntUplinkIn)
+	v, reason := parseIPv4(pkt)
+	if reason != cntNone {
+		g.stats.inc(reason)
+		return
+	}
+	if v.proto != protoTCP || v.isFragment() || len(v.payload) < tcpMinHdr {
+		g.stats.inc(cntMalformed)
+		return
+	}
+	if v.hdr[8] <= 1 {
+		g.stats.inc(cntTTLExceeded)
+		return
+	}
+	ihl := len(v.hdr)
+	thl := int(v.payload[12]>>4) * 4
+	if thl < tcpMinHdr || thl > len(v.payload) || mss <= 0 {
+		g.stats.inc(cntMalformed)
+		return
+	}
+	if ihl+thl+min(mss, len(v.payload)-thl) > g.mtu {
+		g.stats.inc(cntTooBig)
+		return
+	}
+	res := r.nat.FromExternal(v.datagram, true, r.clock())
+	if res.Action != nat.ToInternal {
+		g.stats.inc(cntNATDrops)
+		return
+	}
+	bp := bigPool.Get().(*[]byte)
+	out := (*bp)[UplinkHeadroom : UplinkHeadroom+len(v.datagram)]
+	copy(out, v.datagram)
+	decTTL(out)
+	if r.hasHostLo && [4]byte(out[12:16]) == r.hostLo {
+		rewriteAddr(out, 12, g.addr, true)
+	}
+	dst := [4]byte(out[16:20])
+	if !g.isNeighborAddr(dst) {
+		g.stats.inc(cntMartian)
+		g.putBuf(bp)
+		return
+	}
+	mac, ok := g.neigh.lookup(dst, g.now())
+	if !ok {
+		g.stats.inc(cntPendingDropped)
+		g.putBuf(bp)
+		return
+	}
+	h := gso.Hdr{Flags: gso.FlagNeedsCsum, CsumStart: uint16(ethHdrLen + ihl), CsumOffset: 16}
+	if len(out) > ihl+thl+mss {
+		h.GSOType, h.GSOSize, h.HdrLen = gso.TypeTCPv4, uint16(mss), uint16(ethHdrLen+ihl+thl)
+	}
+	h.Put((*bp)[0:gso.HdrLen])
+	off := UplinkHeadroom - ethHdrLen
+	putEthernet((*bp)[off:], mac, g.mac, etherTypeIPv4)
+	g.stats.inc(cntToContainer)
+	select {
+	case g.queue <- qframe{p: bp, off: off, n: ethHdrLen + len(out), vnet: true}:
+	default:
+		g.stats.inc(cntQueueDrops)
+		g.putBuf(bp)
+	}
 }

@@ -158,3 +158,76 @@ func TestNoOffloadsWithoutGSOUplink(t *testing.T) {
 		t.Errorf("offload drops: got %d, want 1", s.Offload)
 	}
 }
+
+func TestFromUplinkGSO(t *testing.T) {
+	g, up := newGSORouter(t, netip.Addr{})
+	openTCP(t, g, lanIP) // also teaches the gateway A's MAC
+	sent := up.take()
+	if len(sent) != 1 {
+		t.Fatalf("SYN: %d datagrams sent", len(sent))
+	}
+	sport := binary.BigEndian.Uint16(sent[0][20:22])
+	// A 20000-byte super-segment from the lan back to the mapping, with a
+	// partial checksum, in segments of 1000 bytes.
+	const n, mss = 20000, 1000
+	p := make([]byte, 40+n)
+	p[0] = 0x45
+	binary.BigEndian.PutUint16(p[2:4], uint16(len(p)))
+	p[8], p[9] = 64, 6
+	copy(p[12:16], lanIP.AsSlice())
+	copy(p[16:20], extIP.AsSlice())
+	binary.BigEndian.PutUint16(p[10:12], checksum.Checksum(p[:20], 0))
+	tcp := p[20:]
+	binary.BigEndian.PutUint16(tcp[0:2], 80)
+	binary.BigEndian.PutUint16(tcp[2:4], sport)
+	tcp[12], tcp[13] = 0x50, 0x10
+	binary.BigEndian.PutUint16(tcp[16:18], checksum.Fold(checksum.PseudoHeaderIPv4(lanIP.As4(), extIP.As4(), 6, uint16(len(tcp)))))
+	g.FromUplinkGSO(p, mss)
+	if g.Queued() != 1 {
+		t.Fatalf("%d frames queued, want 1", g.Queued())
+	}
+	buf := make([]byte, vswitch.Headroom+vswitch.MaxFrame)
+	got, err := g.Read(buf, vswitch.Headroom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := buf[vswitch.Headroom : vswitch.Headroom+got]
+	h := gso.ParseHdr(frame)
+	want := gso.Hdr{Flags: gso.FlagNeedsCsum, GSOType: gso.TypeTCPv4, HdrLen: 54, GSOSize: mss, CsumStart: 34, CsumOffset: 16}
+	if h != want {
+		t.Errorf("virtio_net_hdr %+v, want %+v", h, want)
+	}
+	eth := frame[gso.HdrLen:]
+	if len(eth) != 14+40+n || string(eth[0:6]) != string(aMAC) {
+		t.Fatalf("frame of %d bytes to %x", len(eth), eth[0:6])
+	}
+	ip := eth[14:]
+	if netip.AddrFrom4([4]byte(ip[16:20])) != aIP || binary.BigEndian.Uint16(ip[22:24]) != 40000 {
+		t.Errorf("delivered to %v:%d, want %s:40000", netip.AddrFrom4([4]byte(ip[16:20])), binary.BigEndian.Uint16(ip[22:24]), aIP)
+	}
+	wantSum := checksum.Fold(checksum.PseudoHeaderIPv4([4]byte(ip[12:16]), [4]byte(ip[16:20]), 6, uint16(len(ip)-20)))
+	if got := binary.BigEndian.Uint16(ip[36:38]); got != wantSum {
+		t.Errorf("partial checksum %#04x, want %#04x", got, wantSum)
+	}
+	// Segmented as the switch does for a port without TSO: every segment
+	// is valid.
+	var s gso.Segmenter
+	if err := s.Reset(frame); err != nil {
+		t.Fatal(err)
+	}
+	seg := make([]byte, s.MaxLen())
+	count := 0
+	for {
+		k := s.Next(seg)
+		if k == 0 {
+			break
+		}
+		count++
+		if err := checkPacket(seg[gso.HdrLen:k]); err != nil {
+			t.Fatalf("segment %d: %v", count, err)
+		}
+	}
+	if count != n/mss {
+		t.Errorf("%d segments, want %d", count, n/mss)
+	}
+}

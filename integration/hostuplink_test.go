@@ -110,7 +110,7 @@ func TestHostUplink(t *testing.T) {
 	requireRoot(t, "ping", "sysctl")
 	d, host, far := startHost(t, true, "--host-loopback")
 	c1 := newNS(t)
-	d.attach(t, c1, "c1", "-p", "8080:80", "-p", "8081:81/udp")
+	d.attach(t, c1, "c1", "-p", "8080:80", "-p", "8081:81/udp", "-p", "8082:82")
 
 	t.Run("TCP 100 MiB, sha256 equal", func(t *testing.T) {
 		hashServer(t, far, farIP+":7000")
@@ -173,6 +173,27 @@ func TestHostUplink(t *testing.T) {
 		}
 		if got, want := strings.TrimSpace(line), c.LocalAddr().String(); got != want {
 			t.Errorf("the container saw the client as %s, want %s", got, want)
+		}
+	})
+	t.Run("published TCP 50 MiB into the container, sha256 equal", func(t *testing.T) {
+		hashServer(t, c1, ":82")
+		data := make([]byte, 50<<20)
+		rand.Read(data)
+		want := sha256.Sum256(data)
+		var c net.Conn
+		inNS(t, far, func() (err error) { c, err = net.DialTimeout("tcp4", hostVethIP+":8082", 5*time.Second); return err })
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(120 * time.Second))
+		if _, err := c.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		c.(*net.TCPConn).CloseWrite()
+		got, err := io.ReadAll(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != hex.EncodeToString(want[:]) {
+			t.Fatalf("container's sha256 %q, want %x", got, want)
 		}
 	})
 	t.Run("published UDP: the container sees the client", func(t *testing.T) {

@@ -53,8 +53,9 @@ type Uplink struct {
 	stack *stack.Stack
 	link  *linkEndpoint
 
-	handle atomic.Pointer[func(pkt []byte)]
-	pool   sync.Pool // *[]byte of maxPacket+headroom, for packets built for handle
+	handle    atomic.Pointer[func(pkt []byte)]
+	handleGSO atomic.Pointer[func(pkt []byte, mss int)]
+	pool      sync.Pool // *[]byte of maxPacket+headroom, for packets built for handle
 
 	mu     sync.Mutex // guards closed, conns, pubs
 	closed bool
@@ -155,6 +156,15 @@ func (u *Uplink) Start(handle func(pkt []byte), gone func(error)) {
 	u.handle.Store(&handle)
 	u.wg.Add(1)
 	go u.expireLoop()
+}
+
+// SetGSOHandler makes the netstack send TCP super-segments (up to 64 KiB,
+// with a partial checksum: the pseudo-header sum only) to h instead of
+// MTU-sized segments to Start's handle; mss is the payload size of the
+// segments they stand for. h has the same rules as handle (gateway's
+// FromUplinkGSO is one). It must be called before Start, if at all.
+func (u *Uplink) SetGSOHandler(h func(pkt []byte, mss int)) {
+	u.handleGSO.Store(&h)
 }
 
 // Close ends every connection, socket and listener of the uplink and waits
@@ -312,6 +322,19 @@ func (u *Uplink) deliver(pkt []byte) {
 	(*h)(pkt)
 }
 
+// deliverGSO hands pkt, a TCP super-segment with a partial checksum, to
+// the GSO handler.
+func (u *Uplink) deliverGSO(pkt []byte, mss int) {
+	h := u.handleGSO.Load()
+	if h == nil {
+		return
+	}
+	u.stats.rxPackets.Add(1)
+	u.stats.rxBytes.Add(uint64(len(pkt)))
+	u.Capture.Deliver(capture.In, pkt)
+	(*h)(pkt, mss)
+}
+
 func (u *Uplink) getBuf() *[]byte  { return u.pool.Get().(*[]byte) }
 func (u *Uplink) putBuf(b *[]byte) { u.pool.Put(b) }
 
@@ -340,6 +363,22 @@ type linkEndpoint struct {
 	u *Uplink
 }
 
+// gsoMaxSize is the largest super-segment the netstack sends, headers
+// included, below the IPv4 limit.
+const gsoMaxSize = 65000
+
+// SupportedGSO implements stack.GSOEndpoint: the netstack sends TCP
+// super-segments (with a partial checksum) when a GSO handler is set.
+func (l *linkEndpoint) SupportedGSO() stack.SupportedGSO {
+	if l.u.handleGSO.Load() != nil {
+		return stack.HostGSOSupported
+	}
+	return stack.GSONotSupported
+}
+
+// GSOMaxSize implements stack.GSOEndpoint.
+func (l *linkEndpoint) GSOMaxSize() uint32 { return gsoMaxSize }
+
 // WritePackets hands the netstack's packets to the gateway, synchronously.
 func (l *linkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	n := 0
@@ -349,7 +388,11 @@ func (l *linkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Err
 		for _, s := range pkt.AsSlices() {
 			b = append(b, s...)
 		}
-		l.u.deliver(b)
+		if g := pkt.GSOOptions; g.Type == stack.GSOTCPv4 && g.NeedsCsum {
+			l.u.deliverGSO(b, int(g.MSS))
+		} else {
+			l.u.deliver(b)
+		}
 		l.u.putBuf(bp)
 		n++
 	}

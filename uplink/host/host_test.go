@@ -110,6 +110,32 @@ func TestTCPThroughHostLoopback(t *testing.T) {
 	waitFor(t, "tcp active back to 0", func() bool { return r.u.Stats().TCPActive == 0 })
 }
 
+func TestTCPSuperSegmentsToTheContainer(t *testing.T) {
+	r := newRigGSO(t, Config{HostLoopback: true}, true)
+	srv := echoServer(t)
+	c, err := gonet.DialTCP(r.peer, r.full(srv), ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	data := make([]byte, 8<<20)
+	rand.Read(data)
+	go func() {
+		c.Write(data)
+		c.CloseWrite()
+	}()
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if sha256.Sum256(got) != sha256.Sum256(data) {
+		t.Fatalf("echo: got %d bytes, want %d, with sha256 equal", len(got), len(data))
+	}
+	if r.gsoSeen.Load() == 0 {
+		t.Errorf("no super-segment larger than the MTU came back")
+	}
+}
+
 func TestTCPRefusedIsReset(t *testing.T) {
 	r := newRig(t, Config{HostLoopback: true})
 	// A port nobody listens on: listen, note it, close.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,9 +29,20 @@ type rig struct {
 	in     chan []byte
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// gsoSeen counts super-segments larger than the MTU (newRigGSO).
+	gsoSeen *atomic.Int64
 }
 
 func newRig(t *testing.T, cfg Config) *rig {
+	t.Helper()
+	return newRigGSO(t, cfg, false)
+}
+
+// newRigGSO is newRig with, when gso is set, the uplink's super-segments
+// (SetGSOHandler) handed to the peer whole; the peer then trusts
+// checksums (RX checksum offload), as the container's kernel does for a
+// NEEDS_CSUM frame from its TAP.
+func newRigGSO(t *testing.T, cfg Config, gso bool) *rig {
 	t.Helper()
 	u, err := New(cfg)
 	if err != nil {
@@ -42,6 +54,16 @@ func newRig(t *testing.T, cfg Config) *rig {
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol},
 	})
 	r.ep = channel.New(4096, uint32(u.MTU()), "")
+	if gso {
+		r.ep.LinkEPCapabilities = stack.CapabilityRXChecksumOffload
+		r.gsoSeen = new(atomic.Int64)
+		u.SetGSOHandler(func(pkt []byte, mss int) {
+			if len(pkt) > u.MTU() {
+				r.gsoSeen.Add(1)
+			}
+			r.in <- append([]byte(nil), pkt...)
+		})
+	}
 	if err := r.peer.CreateNIC(1, r.ep); err != nil {
 		t.Fatal(err)
 	}
