@@ -175,6 +175,24 @@ func TestHostUplink(t *testing.T) {
 			t.Errorf("the container saw the client as %s, want %s", got, want)
 		}
 	})
+	t.Run("published TCP: a client on the host's loopback is the gateway", func(t *testing.T) {
+		// With --host-loopback the gateway's address stands for the
+		// host's loopback both ways.
+		tcpServer(t, c1, ":80")
+		if got := seenAs(t, host, "127.0.0.1:8080"); got.Addr().String() != gatewayIP {
+			t.Errorf("the container saw a loopback client as %s, want %s", got, gatewayIP)
+		}
+	})
+	t.Run("published UDP range", func(t *testing.T) {
+		udpServer(t, c1, ":9001")
+		if _, errOut, code := d.cli(t, "publish", "9000-9001:9000-9001/udp", "--to", "c1"); code != 0 {
+			t.Fatalf("publish: exit %d: %s", code, errOut)
+		}
+		s := udpSocket(t, far, "")
+		if got := mustUDP(t, s, hostVethIP+":9001"); got.Addr().String() != farIP {
+			t.Errorf("the container saw the client as %s, want %s", got, farIP)
+		}
+	})
 	t.Run("published TCP 50 MiB into the container, sha256 equal", func(t *testing.T) {
 		hashServer(t, c1, ":82")
 		data := make([]byte, 50<<20)
@@ -321,6 +339,15 @@ func TestHostUplinkDefaults(t *testing.T) {
 		}
 		if n := strings.Count(d.log.String(), "ping_group_range"); n != 1 {
 			t.Errorf("the warning appears %d times in the log, want once:\n%s", n, d.log.String())
+		}
+	})
+	t.Run("published TCP: a client on the host's loopback is 192.0.0.1", func(t *testing.T) {
+		if _, errOut, code := d.cli(t, "publish", "8080:80", "--to", "c1"); code != 0 {
+			t.Fatalf("publish: exit %d: %s", code, errOut)
+		}
+		tcpServer(t, c1, ":80")
+		if got := seenAs(t, host, "127.0.0.1:8080"); got.Addr().String() != "192.0.0.1" {
+			t.Errorf("the container saw a loopback client as %s, want 192.0.0.1", got)
 		}
 	})
 	t.Run("TCP still works", func(t *testing.T) {

@@ -73,9 +73,6 @@ type Uplink struct {
 	stats counters
 }
 
-// ErrClosed is returned by Send and Publish after Close.
-var ErrClosed = net.ErrClosed
-
 // New returns a host uplink, not yet started: call Start. cfg is validated
 // first.
 func New(cfg Config) (*Uplink, error) {
@@ -211,10 +208,11 @@ func (u *Uplink) isClosed() bool {
 }
 
 // Send carries the IPv4 datagram buf[off:], translated by NAT (its source
-// is the uplink's address), to the host. It does not keep buf.
+// is the uplink's address), to the host. It does not keep buf. It returns
+// net.ErrClosed after Close.
 func (u *Uplink) Send(buf []byte, off int) error {
 	if u.isClosed() {
-		return ErrClosed
+		return net.ErrClosed
 	}
 	pkt := buf[off:]
 	if len(pkt) < 20 || pkt[0]>>4 != 4 {

@@ -75,7 +75,7 @@ func (u *Uplink) Publish(p nat.Publish) error {
 	if u.closed {
 		u.mu.Unlock()
 		undo()
-		return ErrClosed
+		return net.ErrClosed
 	}
 	for _, l := range opened {
 		if u.pubs[l.key] != nil {
