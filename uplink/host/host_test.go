@@ -216,6 +216,7 @@ func TestHostResetIsReset(t *testing.T) {
 		t.Fatalf("read after the host reset: got %v, want connection reset", err)
 	}
 	waitFor(t, "reset counted", func() bool { return r.u.Stats().TCPResets == 1 })
+	waitFor(t, "the netstack endpoint freed", func() bool { return len(r.u.stack.RegisteredEndpoints()) == 0 })
 }
 
 func TestUDPEcho(t *testing.T) {
