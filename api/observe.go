@@ -209,30 +209,31 @@ type ProcessStats struct {
 
 // HostUplinkStats are the host uplink's counters (uplink/host.Stats).
 type HostUplinkStats struct {
-	TxPackets       uint64 `json:"tx_packets"`
-	TxBytes         uint64 `json:"tx_bytes"`
-	RxPackets       uint64 `json:"rx_packets"`
-	RxBytes         uint64 `json:"rx_bytes"`
-	TCPActive       uint64 `json:"tcp_active"`
-	TCPTotal        uint64 `json:"tcp_total"`
-	TCPRefused      uint64 `json:"tcp_refused"`
-	TCPResets       uint64 `json:"tcp_resets"`
-	TCPLimit        uint64 `json:"tcp_limit"`
-	UDPSockets      uint64 `json:"udp_sockets"`
-	UDPTotal        uint64 `json:"udp_total"`
-	UDPDropped      uint64 `json:"udp_dropped"`
-	UDPFragments    uint64 `json:"udp_fragments"`
-	ICMPSockets     uint64 `json:"icmp_sockets"`
-	ICMPTotal       uint64 `json:"icmp_total"`
-	ICMPDenied      uint64 `json:"icmp_denied"`
-	ICMPDropped     uint64 `json:"icmp_dropped"`
-	LoopbackRefused uint64 `json:"loopback_refused"`
-	Listeners       uint64 `json:"listeners"`
-	PublishAccepted uint64 `json:"publish_accepted"`
-	PublishFailed   uint64 `json:"publish_failed"`
-	Malformed       uint64 `json:"malformed"`
-	Other           uint64 `json:"other_dropped"`
-	Errors          uint64 `json:"errors"`
+	TxPackets        uint64 `json:"tx_packets"`
+	TxBytes          uint64 `json:"tx_bytes"`
+	RxPackets        uint64 `json:"rx_packets"`
+	RxBytes          uint64 `json:"rx_bytes"`
+	TCPActive        uint64 `json:"tcp_active"`
+	TCPTotal         uint64 `json:"tcp_total"`
+	TCPRefused       uint64 `json:"tcp_refused"`
+	TCPResets        uint64 `json:"tcp_resets"`
+	TCPLimit         uint64 `json:"tcp_limit"`
+	UDPSockets       uint64 `json:"udp_sockets"`
+	UDPTotal         uint64 `json:"udp_total"`
+	UDPDropped       uint64 `json:"udp_dropped"`
+	Reassembled      uint64 `json:"reassembled"`
+	FragmentsDropped uint64 `json:"fragments_dropped"`
+	ICMPSockets      uint64 `json:"icmp_sockets"`
+	ICMPTotal        uint64 `json:"icmp_total"`
+	ICMPDenied       uint64 `json:"icmp_denied"`
+	ICMPDropped      uint64 `json:"icmp_dropped"`
+	LoopbackRefused  uint64 `json:"loopback_refused"`
+	Listeners        uint64 `json:"listeners"`
+	PublishAccepted  uint64 `json:"publish_accepted"`
+	PublishFailed    uint64 `json:"publish_failed"`
+	Malformed        uint64 `json:"malformed"`
+	Other            uint64 `json:"other_dropped"`
+	Errors           uint64 `json:"errors"`
 }
 
 // PortCounters are one port's counters, and those of its capture point

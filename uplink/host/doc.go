@@ -43,6 +43,7 @@
 // Other addresses of the host (those of its interfaces) are reachable as
 // any outside address is, as with slirp4netns.
 //
-// Fragmented UDP datagrams from containers are not reassembled: they are
-// dropped and counted. UDP replies larger than the MTU are fragmented.
+// UDP and ICMP datagrams that containers send fragmented are reassembled
+// (the netstack reassembles TCP's); UDP replies and echo replies larger
+// than the MTU are fragmented.
 package host

@@ -62,8 +62,9 @@ type Uplink struct {
 	conns  map[*splice]struct{}
 	pubs   map[pubKey]*listener
 
-	udp  flows // UDP sockets by mapped port
-	icmp flows // ICMP sockets by mapped identifier
+	udp   flows      // UDP sockets by mapped port
+	icmp  flows      // ICMP sockets by mapped identifier
+	reasm reassembly // UDP and ICMP datagrams sent fragmented
 
 	pingWarn sync.Once
 
@@ -243,16 +244,20 @@ func (u *Uplink) Send(buf []byte, off int) error {
 		u.link.InjectInbound(ipv4.ProtocolNumber, pb)
 		pb.DecRef()
 		return nil
-	case protoUDP:
+	case protoUDP, protoICMP:
 		if fragment {
-			u.stats.udpFragments.Add(1)
-			return nil
+			whole, dropped := u.reasm.add(pkt, hl, time.Now())
+			if dropped {
+				u.stats.fragDropped.Add(1)
+			}
+			if whole == nil {
+				return nil
+			}
+			u.stats.reassembled.Add(1)
+			pkt, hl = whole, ipHdrLen
 		}
-		return u.sendUDP(pkt, hl)
-	case protoICMP:
-		if fragment {
-			u.stats.otherDropped.Add(1)
-			return nil
+		if pkt[9] == protoUDP {
+			return u.sendUDP(pkt, hl)
 		}
 		return u.sendICMP(pkt, hl)
 	}
@@ -350,6 +355,7 @@ func (u *Uplink) expireLoop() {
 		case now := <-t.C:
 			u.udp.expire(now, u.cfg.UDPTimeout)
 			u.icmp.expire(now, u.cfg.ICMPTimeout)
+			u.stats.fragDropped.Add(uint64(u.reasm.expire(now)))
 		}
 	}
 }

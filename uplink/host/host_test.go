@@ -267,11 +267,21 @@ func TestUDPEcho(t *testing.T) {
 	if s := r.u.Stats(); s.UDPSockets != 1 || s.UDPTotal != 1 {
 		t.Errorf("udp sockets %d, total %d: want 1 and 1 (one per mapping)", s.UDPSockets, s.UDPTotal)
 	}
-	// A datagram the container fragments is not reassembled: counted.
-	if _, err := c.Write(make([]byte, 3000)); err != nil {
+	// A datagram the container fragments is reassembled, and its echo
+	// fragmented on the way back.
+	big := make([]byte, 3000)
+	rand.Read(big)
+	if _, err := c.Write(big); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "fragments counted", func() bool { return r.u.Stats().UDPFragments == 3 })
+	b := make([]byte, 8192)
+	n, err := c.Read(b)
+	if err != nil || !bytes.Equal(b[:n], big) {
+		t.Fatalf("a 3000-byte datagram: got %d bytes back (%v)", n, err)
+	}
+	if s := r.u.Stats(); s.Reassembled != 1 || s.FragmentsDropped != 0 {
+		t.Errorf("reassembled %d, fragments dropped %d: want 1 and 0", s.Reassembled, s.FragmentsDropped)
+	}
 }
 
 func TestUDPIdleSocketCloses(t *testing.T) {

@@ -18,8 +18,12 @@ type Stats struct {
 	UDPSockets uint64 `json:"udp_sockets"` // host UDP sockets open now (one per mapping)
 	UDPTotal   uint64 `json:"udp_total"`   // host UDP sockets opened
 	UDPDropped uint64 `json:"udp_dropped"` // datagrams dropped: no socket (past MaxUDP or failed), send failed
-	// UDPFragments counts fragmented datagrams from containers, dropped.
-	UDPFragments uint64 `json:"udp_fragments"`
+	// Reassembled counts UDP and ICMP datagrams containers sent
+	// fragmented, reassembled; FragmentsDropped the fragments dropped
+	// (over the limits, inconsistent, or their datagram timed out,
+	// counted once per datagram).
+	Reassembled      uint64 `json:"reassembled"`
+	FragmentsDropped uint64 `json:"fragments_dropped"`
 
 	ICMPSockets uint64 `json:"icmp_sockets"` // ICMP echo sockets open now
 	ICMPTotal   uint64 `json:"icmp_total"`
@@ -42,12 +46,12 @@ type Stats struct {
 }
 
 type counters struct {
-	txPackets, txBytes, rxPackets, rxBytes               atomic.Uint64
-	tcpActive, tcpTotal, tcpRefused, tcpResets, tcpLimit atomic.Uint64
-	udpSockets, udpTotal, udpDropped, udpFragments       atomic.Uint64
-	icmpSockets, icmpTotal, icmpDenied, icmpDropped      atomic.Uint64
-	loopbackRefused, listeners, pubAccepted, pubFailed   atomic.Uint64
-	malformed, otherDropped, errors                      atomic.Uint64
+	txPackets, txBytes, rxPackets, rxBytes                     atomic.Uint64
+	tcpActive, tcpTotal, tcpRefused, tcpResets, tcpLimit       atomic.Uint64
+	udpSockets, udpTotal, udpDropped, reassembled, fragDropped atomic.Uint64
+	icmpSockets, icmpTotal, icmpDenied, icmpDropped            atomic.Uint64
+	loopbackRefused, listeners, pubAccepted, pubFailed         atomic.Uint64
+	malformed, otherDropped, errors                            atomic.Uint64
 }
 
 // Stats returns the uplink's counters.
@@ -59,8 +63,8 @@ func (u *Uplink) Stats() Stats {
 		TCPActive: c.tcpActive.Load(), TCPTotal: c.tcpTotal.Load(), TCPRefused: c.tcpRefused.Load(),
 		TCPResets: c.tcpResets.Load(), TCPLimit: c.tcpLimit.Load(),
 		UDPSockets: c.udpSockets.Load(), UDPTotal: c.udpTotal.Load(), UDPDropped: c.udpDropped.Load(),
-		UDPFragments: c.udpFragments.Load(),
-		ICMPSockets:  c.icmpSockets.Load(), ICMPTotal: c.icmpTotal.Load(), ICMPDenied: c.icmpDenied.Load(),
+		Reassembled: c.reassembled.Load(), FragmentsDropped: c.fragDropped.Load(),
+		ICMPSockets: c.icmpSockets.Load(), ICMPTotal: c.icmpTotal.Load(), ICMPDenied: c.icmpDenied.Load(),
 		ICMPDropped:     c.icmpDropped.Load(),
 		LoopbackRefused: c.loopbackRefused.Load(),
 		Listeners:       c.listeners.Load(), PublishAccepted: c.pubAccepted.Load(), PublishFailed: c.pubFailed.Load(),
