@@ -221,6 +221,7 @@ type HostUplinkStats struct {
 	UDPSockets       uint64 `json:"udp_sockets"`
 	UDPTotal         uint64 `json:"udp_total"`
 	UDPDropped       uint64 `json:"udp_dropped"`
+	UDPErrors        uint64 `json:"udp_errors"`
 	Reassembled      uint64 `json:"reassembled"`
 	FragmentsDropped uint64 `json:"fragments_dropped"`
 	ICMPSockets      uint64 `json:"icmp_sockets"`

@@ -132,6 +132,7 @@ var (
 	mHostOpened    = desc("host_uplink_sockets_opened_total", "Host sockets the host uplink opened, by kind: udp, icmp.", "kind")
 	mHostPublish   = desc("host_uplink_published_connections_total", "TCP connections accepted on published ports, by result: accepted, failed (not delivered to the container).", "result")
 	mHostDropped   = desc("host_uplink_dropped_total", "Datagrams the host uplink dropped, by reason.", "reason")
+	mHostUDPErrors = desc("host_uplink_udp_icmp_errors_total", "ICMP errors about UDP datagrams (port unreachable, ...) the host received and the host uplink handed back to the container.")
 	mHostReasm     = desc("host_uplink_reassembled_total", "UDP and ICMP datagrams containers sent fragmented, reassembled by the host uplink.")
 )
 
@@ -146,7 +147,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		mGwARPRequests, mGwARPReplies, mGwARPConflict, mGwEcho, mGwICMPErrors, mGwResets, mGwRateLimited,
 		mGwQueueDrops, mGwNeighbors, mGwNeighEvents, mGwDropped, mGwRouted,
 		mCTEntries, mCTMax, mNATMappings, mCTEvents, mNATPackets, mNATICMPError, mNATDropped,
-		mHostPackets, mHostBytes, mHostTCPActive, mHostTCPEvents, mHostSockets, mHostOpened, mHostPublish, mHostDropped, mHostReasm,
+		mHostPackets, mHostBytes, mHostTCPActive, mHostTCPEvents, mHostSockets, mHostOpened, mHostPublish, mHostDropped, mHostReasm, mHostUDPErrors,
 	} {
 		ch <- d
 	}
@@ -263,6 +264,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(mHostDropped, h.UDPDropped, "udp")
 		counter(mHostDropped, h.FragmentsDropped, "fragment")
 		counter(mHostReasm, h.Reassembled)
+		counter(mHostUDPErrors, h.UDPErrors)
 		counter(mHostDropped, h.ICMPDenied, "icmp_denied")
 		counter(mHostDropped, h.ICMPDropped, "icmp")
 		counter(mHostDropped, h.LoopbackRefused, "loopback_refused")

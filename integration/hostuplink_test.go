@@ -157,6 +157,20 @@ func TestHostUplink(t *testing.T) {
 			t.Errorf("far server saw %s, want %s", got, hostVethIP)
 		}
 	})
+	t.Run("UDP to a closed port: connection refused", func(t *testing.T) {
+		var c net.Conn
+		inNS(t, c1, func() (err error) { c, err = net.Dial("udp4", farIP+":7999"); return err })
+		defer c.Close()
+		var err error
+		for try := 0; try < 3 && !errors.Is(err, syscall.ECONNREFUSED); try++ {
+			c.Write([]byte("anyone?"))
+			c.SetReadDeadline(time.Now().Add(time.Second))
+			_, err = c.Read(make([]byte, 100))
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Errorf("read after sending to a closed far port: %v, want connection refused (the host's ICMP error, translated)", err)
+		}
+	})
 	t.Run("ping through ICMP sockets", func(t *testing.T) {
 		ping(t, c1, farIP)
 		if s := d.stats(t).HostUplink; s.ICMPTotal == 0 || s.ICMPDenied != 0 {

@@ -19,7 +19,10 @@
 //     source port): the socket sends to whatever destination the container
 //     uses, and a datagram from any sender is handed back as a packet to
 //     the mapping; NAT does the filtering (endpoint-independent mapping,
-//     RFC 4787 REQ-1). A socket idle for Config.UDPTimeout is closed.
+//     RFC 4787 REQ-1). ICMP errors about its datagrams (IP_RECVERR) are
+//     handed back as ICMP errors quoting them, which NAT translates to
+//     the container (RFC 5508). A socket idle for Config.UDPTimeout is
+//     closed.
 //   - ICMP echo uses unprivileged ICMP sockets (SOCK_DGRAM, IPPROTO_ICMP),
 //     one per echo identifier mapping. When the kernel does not permit
 //     them (net.ipv4.ping_group_range), the uplink logs one warning and

@@ -284,6 +284,28 @@ func TestUDPEcho(t *testing.T) {
 	}
 }
 
+func TestUDPPortUnreachable(t *testing.T) {
+	r := newRig(t, Config{HostLoopback: true})
+	pc, _ := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	closed := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	pc.Close()
+	dst := r.full(closed)
+	c, err := gonet.DialUDP(r.peer, nil, &dst, ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	c.Write([]byte("anyone?"))
+	_, err = c.Read(make([]byte, 100))
+	if err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("read after sending to a closed host port: %v, want connection refused (an ICMP port unreachable back)", err)
+	}
+	if s := r.u.Stats(); s.UDPErrors != 1 || s.UDPSockets != 1 {
+		t.Errorf("udp errors %d, sockets %d: want 1 and 1 (the socket lives on)", s.UDPErrors, s.UDPSockets)
+	}
+}
+
 func TestUDPIdleSocketCloses(t *testing.T) {
 	r := newRig(t, Config{HostLoopback: true, UDPTimeout: 200 * time.Millisecond})
 	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})

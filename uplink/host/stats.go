@@ -22,6 +22,10 @@ type Stats struct {
 	// fragmented, reassembled; FragmentsDropped the fragments dropped
 	// (over the limits, inconsistent, or their datagram timed out,
 	// counted once per datagram).
+	// UDPErrors counts ICMP errors about UDP datagrams (port
+	// unreachable, ...) that the host received and the uplink handed
+	// back to the mapping.
+	UDPErrors        uint64 `json:"udp_errors"`
 	Reassembled      uint64 `json:"reassembled"`
 	FragmentsDropped uint64 `json:"fragments_dropped"`
 
@@ -46,12 +50,12 @@ type Stats struct {
 }
 
 type counters struct {
-	txPackets, txBytes, rxPackets, rxBytes                     atomic.Uint64
-	tcpActive, tcpTotal, tcpRefused, tcpResets, tcpLimit       atomic.Uint64
-	udpSockets, udpTotal, udpDropped, reassembled, fragDropped atomic.Uint64
-	icmpSockets, icmpTotal, icmpDenied, icmpDropped            atomic.Uint64
-	loopbackRefused, listeners, pubAccepted, pubFailed         atomic.Uint64
-	malformed, otherDropped, errors                            atomic.Uint64
+	txPackets, txBytes, rxPackets, rxBytes                                atomic.Uint64
+	tcpActive, tcpTotal, tcpRefused, tcpResets, tcpLimit                  atomic.Uint64
+	udpSockets, udpTotal, udpDropped, udpErrors, reassembled, fragDropped atomic.Uint64
+	icmpSockets, icmpTotal, icmpDenied, icmpDropped                       atomic.Uint64
+	loopbackRefused, listeners, pubAccepted, pubFailed                    atomic.Uint64
+	malformed, otherDropped, errors                                       atomic.Uint64
 }
 
 // Stats returns the uplink's counters.
@@ -63,7 +67,7 @@ func (u *Uplink) Stats() Stats {
 		TCPActive: c.tcpActive.Load(), TCPTotal: c.tcpTotal.Load(), TCPRefused: c.tcpRefused.Load(),
 		TCPResets: c.tcpResets.Load(), TCPLimit: c.tcpLimit.Load(),
 		UDPSockets: c.udpSockets.Load(), UDPTotal: c.udpTotal.Load(), UDPDropped: c.udpDropped.Load(),
-		Reassembled: c.reassembled.Load(), FragmentsDropped: c.fragDropped.Load(),
+		UDPErrors: c.udpErrors.Load(), Reassembled: c.reassembled.Load(), FragmentsDropped: c.fragDropped.Load(),
 		ICMPSockets: c.icmpSockets.Load(), ICMPTotal: c.icmpTotal.Load(), ICMPDenied: c.icmpDenied.Load(),
 		ICMPDropped:     c.icmpDropped.Load(),
 		LoopbackRefused: c.loopbackRefused.Load(),

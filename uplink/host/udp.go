@@ -60,6 +60,9 @@ func (u *Uplink) newUDPFlow(port uint16) *flow {
 		u.stats.errors.Add(1)
 		return nil
 	}
+	if err := setRecvErr(c); err != nil {
+		u.stats.errors.Add(1)
+	}
 	f := &flow{key: port, conn: c}
 	f.touch()
 	got, added := u.udp.add(f, u.cfg.MaxUDP)
@@ -92,7 +95,12 @@ func (u *Uplink) readUDP(f *flow, c *net.UDPConn) {
 	for {
 		n, from, err := c.ReadFromUDPAddrPort(b[ipHdrLen+8 : maxPacket-ipHdrLen-8])
 		if err != nil {
-			return
+			if !transient(err) {
+				return
+			}
+			// An ICMP error about a datagram of the flow.
+			u.drainErrors(f, c, b)
+			continue
 		}
 		f.touch()
 		src, ok := nat.EndpointFrom(from)

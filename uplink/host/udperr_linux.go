@@ -1,0 +1,114 @@
+package host
+
+import (
+	"encoding/binary"
+	"errors"
+	"net"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tapswitch/tapswitch/internal/checksum"
+)
+
+// setRecvErr turns IP_RECVERR on for c: the ICMP errors about what it sends
+// (port unreachable, ...) are queued on the socket instead of lost, as
+// they are for an unconnected UDP socket otherwise (ip(7)).
+func setRecvErr(c *net.UDPConn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_RECVERR, 1)
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
+// transient reports whether err, from a read of a UDP socket, is an error
+// reported by the network (an ICMP error waiting on the error queue)
+// rather than the end of the socket.
+func transient(err error) bool {
+	var errno syscall.Errno
+	return !errors.Is(err, net.ErrClosed) && errors.As(err, &errno)
+}
+
+// sizeofSockExtendedErr is the size of struct sock_extended_err.
+const sizeofSockExtendedErr = 16
+
+// drainErrors reads the error queue of c, the socket of flow f, and hands
+// the gateway an ICMP error (RFC 792) for each ICMP error the host
+// received about a datagram of the flow, quoting that datagram's headers as
+// the container's NAT mapping sent them, so that NAT translates it to the
+// container (RFC 5508). b is scratch space of maxPacket bytes.
+func (u *Uplink) drainErrors(f *flow, c *net.UDPConn, b []byte) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return
+	}
+	oob := make([]byte, 256)
+	for {
+		var n, oobn int
+		var from unix.Sockaddr
+		var rerr error
+		if err := rc.Read(func(fd uintptr) bool {
+			n, oobn, _, from, rerr = unix.Recvmsg(int(fd), b[:maxPacket], oob, unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
+			return true
+		}); err != nil || rerr != nil {
+			return
+		}
+		to, ok := from.(*unix.SockaddrInet4)
+		if !ok {
+			continue
+		}
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil {
+			continue
+		}
+		for _, m := range msgs {
+			if m.Header.Level != unix.IPPROTO_IP || m.Header.Type != unix.IP_RECVERR || len(m.Data) < sizeofSockExtendedErr+8 {
+				continue
+			}
+			d := m.Data
+			if d[4] != unix.SO_EE_ORIGIN_ICMP {
+				continue
+			}
+			typ, code := d[5], d[6]
+			info := binary.NativeEndian.Uint32(d[8:12])
+			// The offender: a sockaddr_in after the extended error.
+			off := [4]byte(d[sizeofSockExtendedErr+4 : sizeofSockExtendedErr+8])
+			u.deliverUDPError(f.key, to.Addr, uint16(to.Port), n, off, typ, code, info)
+		}
+	}
+}
+
+// deliverUDPError builds the ICMP error typ/code from offender about a UDP
+// datagram of n payload bytes the mapping port sent to dst:dport, and
+// hands it to the gateway.
+func (u *Uplink) deliverUDPError(port uint16, dst [4]byte, dport uint16, n int, offender [4]byte, typ, code uint8, info uint32) {
+	if dst[0] == 127 {
+		dst = u.loopback
+	}
+	if offender[0] == 127 || offender == [4]byte{} {
+		offender = dst
+	}
+	var p [ipHdrLen + 8 + ipHdrLen + 8]byte
+	icmp := p[ipHdrLen:]
+	icmp[0], icmp[1] = typ, code
+	if typ == 3 && code == 4 {
+		// Fragmentation needed: the next-hop MTU (RFC 1191).
+		binary.BigEndian.PutUint16(icmp[6:8], uint16(info))
+	}
+	q := icmp[8:]
+	putIPv4(q, ipHdrLen+8+n, protoUDP, u.addr, dst, 0, 0)
+	binary.BigEndian.PutUint16(q[ipHdrLen:], port)
+	binary.BigEndian.PutUint16(q[ipHdrLen+2:], dport)
+	binary.BigEndian.PutUint16(q[ipHdrLen+4:], uint16(8+n))
+	binary.BigEndian.PutUint16(icmp[2:4], checksum.Checksum(icmp, 0))
+	putIPv4(p[:], len(p), protoICMP, offender, u.addr, uint16(ipID.Add(1)), 0)
+	u.stats.udpErrors.Add(1)
+	u.deliver(p[:])
+}
