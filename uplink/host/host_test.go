@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -20,6 +21,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 
+	"github.com/tapswitch/tapswitch/internal/checksum"
 	"github.com/tapswitch/tapswitch/nat"
 )
 
@@ -289,17 +291,38 @@ func TestUDPPortUnreachable(t *testing.T) {
 	pc, _ := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	closed := pc.LocalAddr().(*net.UDPAddr).AddrPort()
 	pc.Close()
-	dst := r.full(closed)
-	c, err := gonet.DialUDP(r.peer, nil, &dst, ipv4.ProtocolNumber)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	c.Write([]byte("anyone?"))
-	_, err = c.Read(make([]byte, 100))
-	if err == nil || !strings.Contains(err.Error(), "refused") {
-		t.Fatalf("read after sending to a closed host port: %v, want connection refused (an ICMP port unreachable back)", err)
+	// Watch the uplink's output directly: the error must quote the
+	// datagram as the mapping sent it.
+	got := make(chan []byte, 4)
+	r.u.handle.Store(ptr(func(p []byte) {
+		select {
+		case got <- append([]byte(nil), p...):
+		default:
+		}
+	}))
+	pkt := make([]byte, 28+7)
+	binary.BigEndian.PutUint16(pkt[20:], 40000)
+	binary.BigEndian.PutUint16(pkt[22:], closed.Port())
+	binary.BigEndian.PutUint16(pkt[24:], 15)
+	copy(pkt[28:], "anyone?")
+	putIPv4(pkt, len(pkt), protoUDP, r.u.addr, r.u.loopback, 9, 0)
+	r.u.Send(pkt, 0)
+	select {
+	case p := <-got:
+		if p[9] != protoICMP || [4]byte(p[12:16]) != r.u.loopback || [4]byte(p[16:20]) != r.u.addr {
+			t.Fatalf("error header %x: want ICMP from %v to %v", p[:20], r.u.loopback, r.u.addr)
+		}
+		m := p[20:]
+		if m[0] != 3 || m[1] != 3 || checksum.Checksum(m, 0) != 0 {
+			t.Fatalf("ICMP %d/%d (checksum ok: %v), want a valid port unreachable", m[0], m[1], checksum.Checksum(m, 0) == 0)
+		}
+		q := m[8:]
+		if [4]byte(q[12:16]) != r.u.addr || [4]byte(q[16:20]) != r.u.loopback || checksum.Checksum(q[:20], 0) != 0 ||
+			binary.BigEndian.Uint16(q[20:]) != 40000 || binary.BigEndian.Uint16(q[22:]) != closed.Port() {
+			t.Fatalf("quoted %x: want the datagram %v:40000 -> %v:%d", q, r.u.Addr(), r.u.Config().Loopback, closed.Port())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no ICMP error")
 	}
 	if s := r.u.Stats(); s.UDPErrors != 1 || s.UDPSockets != 1 {
 		t.Errorf("udp errors %d, sockets %d: want 1 and 1 (the socket lives on)", s.UDPErrors, s.UDPSockets)
