@@ -108,6 +108,9 @@ type daemon struct {
 	exited chan struct{}
 	err    error // Wait's result, once exited is closed
 	client *api.Client
+	// as is put in front of the CLI's command line (cli): e.g. setpriv
+	// to run it as another user. nil runs it as the test.
+	as []string
 }
 
 // startDaemon runs `tapswitch run` with args on a fresh control socket and
@@ -119,8 +122,16 @@ func startDaemon(t *testing.T, args ...string) *daemon {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
+	return startDaemonIn(t, dir, nil, args...)
+}
+
+// startDaemonIn is startDaemon with the control socket in dir and the
+// command line put after prefix (e.g. `ip netns exec NS setpriv ...`).
+func startDaemonIn(t *testing.T, dir string, prefix []string, args ...string) *daemon {
+	t.Helper()
 	d := &daemon{sock: filepath.Join(dir, "ctl.sock"), log: &syncBuffer{}, exited: make(chan struct{})}
-	d.cmd = exec.Command(bin, append([]string{"run", "--control", d.sock}, args...)...)
+	line := append(append(append([]string{}, prefix...), bin, "run", "--control", d.sock), args...)
+	d.cmd = exec.Command(line[0], line[1:]...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -176,13 +187,21 @@ func (d *daemon) stop(t *testing.T) error {
 // exit status.
 func (d *daemon) cli(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
-	return run(t, append(args, "--control", d.sock)...)
+	return runAs(t, d.as, append(args, "--control", d.sock)...)
 }
 
 func run(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
+	return runAs(t, nil, args...)
+}
+
+// runAs runs the tapswitch CLI after the command line prefix (nil: as the
+// test) and returns stdout, stderr and the exit status.
+func runAs(t *testing.T, prefix []string, args ...string) (string, string, int) {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(bin, args...)
+	line := append(append(append([]string{}, prefix...), bin), args...)
+	cmd := exec.Command(line[0], line[1:]...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	code := 0

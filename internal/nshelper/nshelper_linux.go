@@ -191,16 +191,28 @@ func Create(ctx context.Context, exe string, cfg tap.Config, privileged bool) (*
 		if fd >= 0 {
 			unix.Close(fd)
 		}
-		err := errors.New(rep.Err)
+		err := &helperError{msg: rep.Err}
 		switch rep.Kind {
 		case "exists":
-			err = fmt.Errorf("%w: %s", tap.ErrLinkExists, rep.Err)
+			err.kind = tap.ErrLinkExists
 		case "invalid":
-			err = fmt.Errorf("%w: %s", tap.ErrInvalidConfig, rep.Err)
+			err.kind = tap.ErrInvalidConfig
 		}
 		return nil, fmt.Errorf("in %s: %w", path, err)
 	}
 	return tap.FromFD(fd, cfg.Name, path, rep.Offloads)
+}
+
+// helperError is an error of the helper: its message, and the sentinel of
+// package tap it stood for (nil if none).
+type helperError struct {
+	msg  string
+	kind error
+}
+
+func (e *helperError) Error() string { return e.msg }
+func (e *helperError) Is(target error) bool {
+	return e.kind != nil && target == e.kind
 }
 
 // openNamespaces opens the network namespace at path and the user namespace

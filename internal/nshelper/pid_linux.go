@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -16,7 +17,8 @@ var ErrNoProcess = errors.New("no such process")
 // becomes readable when the process exits and, unlike a pid, never names
 // another process.
 type Process struct {
-	f *os.File // the pidfd, non-blocking, in Go's netpoller
+	f      *os.File // the pidfd, non-blocking, in Go's netpoller
+	closed atomic.Bool
 }
 
 // WatchPID opens a pidfd for pid.
@@ -51,7 +53,11 @@ func (p *Process) Wait() error {
 	if err != nil {
 		return err
 	}
-	return rc.Read(readable)
+	err = rc.Read(readable)
+	if err != nil && p.closed.Load() {
+		return fmt.Errorf("wait for process: %w", os.ErrClosed)
+	}
+	return err
 }
 
 // readable polls the pidfd fd without waiting: it is readable once the
@@ -63,4 +69,7 @@ func readable(fd uintptr) bool {
 }
 
 // Close closes the pidfd and ends a Wait.
-func (p *Process) Close() error { return p.f.Close() }
+func (p *Process) Close() error {
+	p.closed.Store(true)
+	return p.f.Close()
+}
