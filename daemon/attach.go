@@ -137,3 +137,14 @@ func privileged() bool {
 	has := func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
 	return has(unix.CAP_NET_ADMIN) && has(unix.CAP_SYS_ADMIN)
 }
+
+// checkPrivileges refuses what cfg asks for that needs root when the
+// daemon does not have it, with an error that says so: the routed TAP
+// uplink is created in another namespace and moved. Everything else of the
+// daemon works unprivileged.
+func checkPrivileges(cfg Config) error {
+	if cfg.Uplink != nil && !privileged() {
+		return &reqError{ErrForbidden, "--uplink tap needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN): it creates a TAP and moves it into another namespace"}
+	}
+	return nil
+}

@@ -141,6 +141,9 @@ func New(cfg Config) (*Daemon, error) {
 	if err := checkRoutes(cfg.Subnet); err != nil {
 		return nil, err
 	}
+	if err := checkPrivileges(cfg); err != nil {
+		return nil, err
+	}
 	d := &Daemon{
 		cfg:        cfg,
 		log:        cfg.Log,

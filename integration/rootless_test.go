@@ -328,3 +328,23 @@ func TestHelperAttachAsRoot(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRootlessTapUplinkRefused checks that an unprivileged daemon refuses
+// the routed TAP uplink, which needs root, with one clear line.
+func TestRootlessTapUplinkRefused(t *testing.T) {
+	requireRootless(t)
+	host, far := newNS(t), newNS(t)
+	dir := t.TempDir()
+	if err := os.Chown(dir, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	prefix := append([]string{"ip", "netns", "exec", host}, asNobody...)
+	_, errOut, code := runAs(t, prefix, "run", "--control", filepath.Join(dir, "ctl.sock"),
+		"--uplink", "tap,netns="+netnsutil.Path(far)+",ip=203.0.113.2/24")
+	if want := "--uplink tap needs root"; code != 1 || !strings.Contains(errOut, want) {
+		t.Errorf("run --uplink tap as nobody: exit %d, %q; want exit 1 and %q", code, errOut, want)
+	}
+	if got := links(t, far); len(got) != 1 || got[0] != "lo" {
+		t.Errorf("links in %s: got %v, want only lo", far, got)
+	}
+}
