@@ -194,6 +194,45 @@ type Stats struct {
 	Captures []CaptureInfo  `json:"captures"`
 	// NAT is the connection tracking's counters; nil without an uplink.
 	NAT *ConntrackStats `json:"nat,omitempty"`
+	// HostUplink is the host uplink's counters; nil with another uplink.
+	HostUplink *HostUplinkStats `json:"host_uplink,omitempty"`
+	// Process is the daemon process's own resources.
+	Process ProcessStats `json:"process"`
+}
+
+// ProcessStats are the daemon process's resources, to check that
+// connections leave nothing behind.
+type ProcessStats struct {
+	Goroutines int `json:"goroutines"`
+	OpenFDs    int `json:"open_fds"` // -1 when /proc/self/fd cannot be read
+}
+
+// HostUplinkStats are the host uplink's counters (uplink/host.Stats).
+type HostUplinkStats struct {
+	TxPackets       uint64 `json:"tx_packets"`
+	TxBytes         uint64 `json:"tx_bytes"`
+	RxPackets       uint64 `json:"rx_packets"`
+	RxBytes         uint64 `json:"rx_bytes"`
+	TCPActive       uint64 `json:"tcp_active"`
+	TCPTotal        uint64 `json:"tcp_total"`
+	TCPRefused      uint64 `json:"tcp_refused"`
+	TCPResets       uint64 `json:"tcp_resets"`
+	TCPLimit        uint64 `json:"tcp_limit"`
+	UDPSockets      uint64 `json:"udp_sockets"`
+	UDPTotal        uint64 `json:"udp_total"`
+	UDPDropped      uint64 `json:"udp_dropped"`
+	UDPFragments    uint64 `json:"udp_fragments"`
+	ICMPSockets     uint64 `json:"icmp_sockets"`
+	ICMPTotal       uint64 `json:"icmp_total"`
+	ICMPDenied      uint64 `json:"icmp_denied"`
+	ICMPDropped     uint64 `json:"icmp_dropped"`
+	LoopbackRefused uint64 `json:"loopback_refused"`
+	Listeners       uint64 `json:"listeners"`
+	PublishAccepted uint64 `json:"publish_accepted"`
+	PublishFailed   uint64 `json:"publish_failed"`
+	Malformed       uint64 `json:"malformed"`
+	Other           uint64 `json:"other_dropped"`
+	Errors          uint64 `json:"errors"`
 }
 
 // PortCounters are one port's counters, and those of its capture point

@@ -24,6 +24,7 @@ import (
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/switch/tap"
 	"github.com/tapswitch/tapswitch/uplink"
+	"github.com/tapswitch/tapswitch/uplink/host"
 )
 
 // DefaultSubnet is the subnet used when none is given: neither Docker
@@ -81,6 +82,9 @@ type Config struct {
 	// Uplink is the routed TAP uplink; nil means none (no NAT, no
 	// published ports, outside destinations unreachable).
 	Uplink *uplink.Config
+	// HostUplink is the host-socket uplink; nil means none. At most one
+	// of Uplink and HostUplink is set.
+	HostUplink *host.Config
 	// NAT configures connection tracking (MaxEntries, Timeouts, port
 	// range); External and Internal are set from Uplink and Subnet.
 	NAT nat.Config
@@ -172,6 +176,9 @@ func New(cfg Config) (*Daemon, error) {
 	if d.nat != nil {
 		gcfg.NAT, gcfg.Uplink, gcfg.Clock = d.nat.table, d.nat.up, sw.Now
 		gcfg.QueueLen = 1024 // room for bursts from the uplink
+		if hc := d.cfg.HostUplink; hc != nil && hc.HostLoopback {
+			gcfg.HostLoopback = hc.Loopback
+		}
 	}
 	gw, err := gateway.New(gcfg)
 	if err != nil {
@@ -379,7 +386,7 @@ func (d *Daemon) Attach(req api.AttachRequest) (api.Port, error) {
 		}
 		defer func() {
 			if _, ok := d.ports[a.name]; !ok {
-				d.nat.table.RemovePublishesTo(a.ip)
+				d.removePublishesTo(a.ip)
 			}
 		}()
 	}
@@ -647,6 +654,6 @@ func (d *Daemon) Info() api.Info {
 		MTU:        d.cfg.MTU,
 		FDBAgeing:  d.cfg.FDBAgeing.Seconds(),
 		FDBEntries: d.sw.FDB().Len(),
-		Uplink:     d.cfg.Uplink.String(),
+		Uplink:     d.uplinkString(),
 	}
 }

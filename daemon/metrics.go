@@ -123,6 +123,15 @@ var (
 	mNATPackets   = desc("nat_translated_packets_total", "Packets translated by NAT, by direction.", "direction")
 	mNATICMPError = desc("nat_icmp_errors_translated_total", "ICMP errors translated with their embedded headers (RFC 5508).")
 	mNATDropped   = desc("nat_dropped_total", "Packets NAT did not translate, by reason.", "reason")
+
+	mHostPackets   = desc("host_uplink_packets_total", "Datagrams the host uplink carried, by direction: out (to the host), in (back to the gateway).", "direction")
+	mHostBytes     = desc("host_uplink_bytes_total", "Bytes of datagrams the host uplink carried, by direction.", "direction")
+	mHostTCPActive = desc("host_uplink_tcp_connections", "TCP connections the host uplink splices now.")
+	mHostTCPEvents = desc("host_uplink_tcp_events_total", "Host uplink TCP events: connected, refused (host connect failed: RST to the container), reset (ended by a reset), limit (over the bound).", "event")
+	mHostSockets   = desc("host_uplink_sockets", "Host sockets the host uplink holds now, by kind: udp (one per mapping), icmp (echo), listener (published ports).", "kind")
+	mHostOpened    = desc("host_uplink_sockets_opened_total", "Host sockets the host uplink opened, by kind: udp, icmp.", "kind")
+	mHostPublish   = desc("host_uplink_published_connections_total", "TCP connections accepted on published ports, by result: accepted, failed (not delivered to the container).", "result")
+	mHostDropped   = desc("host_uplink_dropped_total", "Datagrams the host uplink dropped, by reason.", "reason")
 )
 
 // collector reads the daemon's counters at scrape time.
@@ -136,6 +145,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		mGwARPRequests, mGwARPReplies, mGwARPConflict, mGwEcho, mGwICMPErrors, mGwResets, mGwRateLimited,
 		mGwQueueDrops, mGwNeighbors, mGwNeighEvents, mGwDropped, mGwRouted,
 		mCTEntries, mCTMax, mNATMappings, mCTEvents, mNATPackets, mNATICMPError, mNATDropped,
+		mHostPackets, mHostBytes, mHostTCPActive, mHostTCPEvents, mHostSockets, mHostOpened, mHostPublish, mHostDropped,
 	} {
 		ch <- d
 	}
@@ -231,5 +241,31 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(mNATICMPError, n.ICMPErrors)
 	for reason, v := range n.Drops {
 		counter(mNATDropped, v, reason)
+	}
+	if h := s.HostUplink; h != nil {
+		counter(mHostPackets, h.TxPackets, "out")
+		counter(mHostPackets, h.RxPackets, "in")
+		counter(mHostBytes, h.TxBytes, "out")
+		counter(mHostBytes, h.RxBytes, "in")
+		gauge(mHostTCPActive, float64(h.TCPActive))
+		counter(mHostTCPEvents, h.TCPTotal, "connected")
+		counter(mHostTCPEvents, h.TCPRefused, "refused")
+		counter(mHostTCPEvents, h.TCPResets, "reset")
+		counter(mHostTCPEvents, h.TCPLimit, "limit")
+		gauge(mHostSockets, float64(h.UDPSockets), "udp")
+		gauge(mHostSockets, float64(h.ICMPSockets), "icmp")
+		gauge(mHostSockets, float64(h.Listeners), "listener")
+		counter(mHostOpened, h.UDPTotal, "udp")
+		counter(mHostOpened, h.ICMPTotal, "icmp")
+		counter(mHostPublish, h.PublishAccepted, "accepted")
+		counter(mHostPublish, h.PublishFailed, "failed")
+		counter(mHostDropped, h.UDPDropped, "udp")
+		counter(mHostDropped, h.UDPFragments, "udp_fragment")
+		counter(mHostDropped, h.ICMPDenied, "icmp_denied")
+		counter(mHostDropped, h.ICMPDropped, "icmp")
+		counter(mHostDropped, h.LoopbackRefused, "loopback_refused")
+		counter(mHostDropped, h.Malformed, "malformed")
+		counter(mHostDropped, h.Other, "other")
+		counter(mHostDropped, h.Errors, "socket_error")
 	}
 }

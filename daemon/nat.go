@@ -10,23 +10,41 @@ import (
 	"time"
 
 	"github.com/tapswitch/tapswitch/api"
+	"github.com/tapswitch/tapswitch/capture"
+	"github.com/tapswitch/tapswitch/gateway"
 	"github.com/tapswitch/tapswitch/nat"
 	"github.com/tapswitch/tapswitch/switch/tap"
 	"github.com/tapswitch/tapswitch/uplink"
+	"github.com/tapswitch/tapswitch/uplink/host"
 )
+
+// uplinkDev is what the daemon needs of an uplink (uplink.TAP, host.Uplink).
+type uplinkDev interface {
+	gateway.Uplink
+	Start(handle func(pkt []byte), gone func(error))
+	Close() error
+}
 
 // natState is the daemon's NAT and uplink; nil without an uplink.
 type natState struct {
 	table *nat.Table
-	up    *uplink.TAP
+	up    uplinkDev
+	host  *host.Uplink   // up, when it is the host uplink; else nil
+	tap   *uplink.TAP    // up, when it is a routed TAP; else nil
+	cap   *capture.Point // the uplink's capture point
 	max   int
 	stop  chan struct{}
 	done  chan struct{}
 }
 
-// openUplink creates the NAT table and the uplink's TAP of cfg, not yet
-// started. now is the clock NAT runs on.
+// openUplink creates the NAT table and the uplink of cfg, not yet started.
 func (d *Daemon) openUplink() (*natState, error) {
+	if d.cfg.HostUplink != nil {
+		if d.cfg.Uplink != nil {
+			return nil, invalid("give one uplink: host or tap")
+		}
+		return d.openHostUplink()
+	}
 	uc := d.cfg.Uplink
 	if uc == nil {
 		return nil, nil
@@ -55,11 +73,61 @@ func (d *Daemon) openUplink() (*natState, error) {
 	case err != nil:
 		return nil, err
 	}
-	max := nc.MaxEntries
+	return newNATState(table, up, nil, up, &up.Capture), nil
+}
+
+func newNATState(table *nat.Table, up uplinkDev, h *host.Uplink, t *uplink.TAP, cp *capture.Point) *natState {
+	max := table.Config().MaxEntries
 	if max == 0 {
 		max = nat.DefaultMaxEntries
 	}
-	return &natState{table: table, up: up, max: max, stop: make(chan struct{}), done: make(chan struct{})}, nil
+	return &natState{table: table, up: up, host: h, tap: t, cap: cp, max: max, stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// openHostUplink creates the NAT table and the host-socket uplink.
+func (d *Daemon) openHostUplink() (*natState, error) {
+	hc := *d.cfg.HostUplink
+	if hc.MTU == 0 {
+		hc.MTU = d.cfg.MTU
+	}
+	if hc.UDPTimeout == 0 {
+		hc.UDPTimeout = d.cfg.NAT.Timeouts.UDP
+	}
+	if hc.ICMPTimeout == 0 {
+		hc.ICMPTimeout = d.cfg.NAT.Timeouts.ICMP
+	}
+	if hc.Logger == nil {
+		hc.Logger = d.log
+	}
+	if err := hc.Validate(); err != nil {
+		return nil, invalid("%v", err)
+	}
+	for _, a := range []netip.Addr{hc.Addr, hc.Loopback} {
+		if d.cfg.Subnet.Contains(a) {
+			return nil, invalid("host uplink address %s is inside the containers' subnet %s", a, d.cfg.Subnet)
+		}
+	}
+	nc := d.cfg.NAT
+	nc.External = hc.Addr
+	nc.Internal = d.cfg.Subnet
+	table, err := nat.New(nc)
+	if err != nil {
+		return nil, invalid("%v", err)
+	}
+	up, err := host.New(hc)
+	if err != nil {
+		return nil, err
+	}
+	d.cfg.HostUplink = &hc
+	return newNATState(table, up, up, nil, &up.Capture), nil
+}
+
+// uplinkString describes the uplink for Info and logs.
+func (d *Daemon) uplinkString() string {
+	if d.cfg.HostUplink != nil {
+		return d.cfg.HostUplink.String()
+	}
+	return d.cfg.Uplink.String()
 }
 
 // startNAT starts the uplink's reader and the expiry loop.
@@ -69,11 +137,11 @@ func (d *Daemon) startNAT() {
 		return
 	}
 	// The name is reserved for it (parseAttach), so this cannot fail.
-	if err := d.AddCapturePoint("uplink", "uplink", &n.up.Capture); err != nil {
+	if err := d.AddCapturePoint("uplink", "uplink", n.cap); err != nil {
 		d.log.Error("uplink capture point", "err", err)
 	}
 	n.up.Start(d.gw.FromUplink, func(err error) {
-		d.log.Error("uplink gone: its TAP or namespace was deleted; outside traffic stops", "uplink", d.cfg.Uplink.String(), "err", err)
+		d.log.Error("uplink gone: its TAP or namespace was deleted; outside traffic stops", "uplink", d.uplinkString(), "err", err)
 	})
 	every := expireInterval(d.cfg.NAT.Timeouts)
 	go func() {
@@ -121,8 +189,18 @@ func (d *Daemon) forgetNAT(ip netip.Addr) {
 	if d.nat == nil {
 		return
 	}
-	d.nat.table.RemovePublishesTo(ip)
+	d.removePublishesTo(ip)
 	d.nat.table.FlushAddr(ip)
+}
+
+// removePublishesTo removes the publishes to the container ip, and their
+// host listeners.
+func (d *Daemon) removePublishesTo(ip netip.Addr) {
+	for _, p := range d.nat.table.RemovePublishesTo(ip) {
+		if d.nat.host != nil {
+			d.nat.host.Unpublish(p)
+		}
+	}
 }
 
 // parsePublishes parses -p specs; it fails without an uplink.
@@ -131,7 +209,7 @@ func (d *Daemon) parsePublishes(specs []string) ([]nat.Publish, error) {
 		return nil, nil
 	}
 	if d.nat == nil {
-		return nil, invalid("publishing ports needs an uplink: start the daemon with `tapswitch run --uplink tap,...`")
+		return nil, invalid("publishing ports needs an uplink: the daemon runs with --uplink none")
 	}
 	out := make([]nat.Publish, 0, len(specs))
 	for _, s := range specs {
@@ -144,18 +222,68 @@ func (d *Daemon) parsePublishes(specs []string) ([]nat.Publish, error) {
 	return out, nil
 }
 
-// addPublishes publishes pubs to the container a (all or none).
+// addPublishes publishes pubs to the container a (all or none): in NAT
+// and, with the host uplink, as host listeners.
 func (d *Daemon) addPublishes(a *attachment, pubs []nat.Publish) error {
 	for i, p := range pubs {
-		p.Target, p.Owner = a.ip, a.name
-		if err := d.nat.table.AddPublish(p); err != nil {
+		if err := d.addPublish(a, p); err != nil {
 			for _, q := range pubs[:i] {
-				d.nat.table.RemovePublish(q.Proto, q.HostPort)
+				d.removePublish(q.Proto, q.HostPort)
 			}
-			return publishError(err)
+			return err
 		}
 	}
 	return nil
+}
+
+// addPublish publishes p to a, in NAT and as host listeners, or not at
+// all. With the host uplink, HOSTIP is the address the host listens on;
+// NAT's publish has none (its external address is never on a wire).
+func (d *Daemon) addPublish(a *attachment, p nat.Publish) error {
+	p.Target, p.Owner = a.ip, a.name
+	np := p
+	if d.nat.host != nil {
+		np.HostIP = netip.Addr{}
+	}
+	if err := d.nat.table.AddPublish(np); err != nil {
+		return publishError(err)
+	}
+	if d.nat.host == nil {
+		return nil
+	}
+	if err := d.nat.host.Publish(p); err != nil {
+		d.nat.table.RemovePublish(p.Proto, p.HostPort)
+		if errors.Is(err, host.ErrHostPortInUse) {
+			return conflict("publish %s: %v", p, err)
+		}
+		return fmt.Errorf("publish %s: %w", p, err)
+	}
+	return nil
+}
+
+// removePublish removes the publish of proto containing hostPort from NAT
+// and closes its host listeners.
+func (d *Daemon) removePublish(proto nat.Proto, hostPort uint16) (nat.Publish, error) {
+	p, err := d.nat.table.RemovePublish(proto, hostPort)
+	if err != nil {
+		return p, err
+	}
+	if d.nat.host != nil {
+		p = d.withHostIP(p)
+		d.nat.host.Unpublish(p)
+	}
+	return p, nil
+}
+
+// withHostIP puts back the host address a publish's listeners use (the
+// host uplink's; NAT does not keep it).
+func (d *Daemon) withHostIP(p nat.Publish) nat.Publish {
+	if d.nat != nil && d.nat.host != nil {
+		if ip, ok := d.nat.host.HostIP(p.Proto, p.HostPort); ok {
+			p.HostIP = ip
+		}
+	}
+	return p
 }
 
 // publishError gives a NAT publish error its kind.
@@ -210,7 +338,7 @@ func (d *Daemon) Unpublish(hostPort, proto string) (api.Published, error) {
 	default:
 		return api.Published{}, invalid("protocol %q: must be tcp or udp", proto)
 	}
-	p, err := d.nat.table.RemovePublish(pr, uint16(n))
+	p, err := d.removePublish(pr, uint16(n))
 	if err != nil {
 		return api.Published{}, publishError(err)
 	}
@@ -225,7 +353,7 @@ func (d *Daemon) Publishes() []api.Published {
 		return out
 	}
 	for _, p := range d.nat.table.Publishes() {
-		out = append(out, apiPublished(p))
+		out = append(out, apiPublished(d.withHostIP(p)))
 	}
 	return out
 }
@@ -237,7 +365,7 @@ func (d *Daemon) publishesOf() map[string][]string {
 		return m
 	}
 	for _, p := range d.nat.table.Publishes() {
-		m[p.Owner] = append(m[p.Owner], p.String())
+		m[p.Owner] = append(m[p.Owner], d.withHostIP(p).String())
 	}
 	return m
 }

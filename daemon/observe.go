@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"net/http"
+	"os"
+	"runtime"
 
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/fdb"
@@ -50,6 +52,15 @@ func (d *Daemon) Stats() api.Stats {
 	if d.nat != nil {
 		cs := d.ConntrackStats()
 		s.NAT = &cs
+		if d.nat.host != nil {
+			hs := api.HostUplinkStats(d.nat.host.Stats())
+			s.HostUplink = &hs
+		}
+	}
+	s.Process.Goroutines = runtime.NumGoroutine()
+	s.Process.OpenFDs = -1
+	if fds, err := os.ReadDir("/proc/self/fd"); err == nil {
+		s.Process.OpenFDs = len(fds)
 	}
 	return s
 }

@@ -82,6 +82,17 @@ type Config struct {
 	NAT    *nat.Table
 	Uplink Uplink
 
+	// HostLoopback, with NAT and Uplink, makes the gateway's own address
+	// stand for the host's loopback (slirp4netns's 10.0.2.2): TCP and UDP
+	// datagrams a container sends to the gateway's address are routed
+	// with their destination rewritten to HostLoopback, the address the
+	// host uplink carries to 127.0.0.1, and datagrams from the uplink
+	// whose source is HostLoopback reach the container with the
+	// gateway's address as their source. ICMP to the gateway is still
+	// answered by the gateway. Zero: off, the gateway answers TCP with a
+	// reset and UDP with port unreachable.
+	HostLoopback netip.Addr
+
 	// Clock is the monotonic clock, in nanoseconds, passed to NAT; nil
 	// means one of the process's own. The daemon passes the clock it
 	// runs NAT.Expire with.
@@ -196,6 +207,14 @@ func New(cfg Config) (*Gateway, error) {
 	g.pending = newPendingQueue()
 	if cfg.NAT != nil {
 		g.route = newRoute(cfg.NAT, cfg.Uplink, cfg.Clock)
+		if cfg.HostLoopback.IsValid() {
+			if !cfg.HostLoopback.Is4() || cfg.Addr.Contains(cfg.HostLoopback) || !isHostAddr(cfg.HostLoopback.As4()) {
+				return nil, fmt.Errorf("host loopback %s: not an IPv4 host address outside the subnet: %w", cfg.HostLoopback, ErrInvalidConfig)
+			}
+			g.route.hostLo, g.route.hasHostLo = cfg.HostLoopback.As4(), true
+		}
+	} else if cfg.HostLoopback.IsValid() {
+		return nil, fmt.Errorf("HostLoopback needs NAT and Uplink: %w", ErrInvalidConfig)
 	}
 	return g, nil
 }

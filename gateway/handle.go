@@ -113,6 +113,9 @@ func (g *Gateway) handleIPv4(b []byte, ethSrc [6]byte) {
 	}
 	g.learn(v.src, ethSrc)
 	switch {
+	case v.dst == g.addr && g.toHostLoopback(&v):
+		// The host's loopback, through the uplink.
+		g.forward(&v, ethSrc)
 	case v.dst == g.addr:
 		g.handleLocal(&v, ethSrc)
 	case g.isBroadcastOrMulticast(v.dst):

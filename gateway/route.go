@@ -42,6 +42,9 @@ type route struct {
 	ext   [4]byte // the uplink's address
 	mtu   int     // the uplink's MTU
 	clock func() int64
+	// hostLo is Config.HostLoopback, when hasHostLo.
+	hostLo    [4]byte
+	hasHostLo bool
 }
 
 func newRoute(t *nat.Table, up Uplink, clock func() int64) *route {
@@ -74,6 +77,10 @@ func (g *Gateway) forward(v *ipv4View, ethSrc [6]byte) {
 	pkt := (*buf)[UplinkHeadroom : UplinkHeadroom+len(v.datagram)]
 	copy(pkt, v.datagram)
 	decTTL(pkt)
+	if v.dst == g.addr {
+		// toHostLoopback said so.
+		rewriteAddr(pkt, 16, r.hostLo)
+	}
 	res := r.nat.FromInternal(pkt, false, r.clock())
 	g.dispatch(buf, pkt, res)
 }
@@ -115,7 +122,48 @@ func (g *Gateway) FromUplink(pkt []byte) {
 	out := (*buf)[UplinkHeadroom : UplinkHeadroom+len(v.datagram)]
 	copy(out, v.datagram)
 	decTTL(out)
+	if r.hasHostLo && [4]byte(out[12:16]) == r.hostLo {
+		rewriteAddr(out, 12, g.addr)
+	}
 	g.dispatch(buf, out, res)
+}
+
+// toHostLoopback reports whether v, addressed to the gateway, goes to the
+// host's loopback instead (Config.HostLoopback): TCP and UDP, not
+// fragments (their later fragments could not follow).
+func (g *Gateway) toHostLoopback(v *ipv4View) bool {
+	r := g.route
+	return r != nil && r.hasHostLo && (v.proto == protoTCP || v.proto == protoUDP) && !v.isFragment()
+}
+
+// rewriteAddr replaces the IPv4 address at offset at (12: source, 16:
+// destination) of the datagram p with a, updating the header checksum and
+// the TCP or UDP checksum (its pseudo-header) incrementally (RFC 1624).
+func rewriteAddr(p []byte, at int, a [4]byte) {
+	old := [4]byte(p[at : at+4])
+	delta := checksum.DeltaAddr4(old, a)
+	copy(p[at:at+4], a[:])
+	binary.BigEndian.PutUint16(p[10:12], checksum.Update(binary.BigEndian.Uint16(p[10:12]), delta))
+	if binary.BigEndian.Uint16(p[6:8])&0x1fff != 0 {
+		return // a later fragment: no L4 header
+	}
+	hl := int(p[0]&0x0f) * 4
+	switch p[9] {
+	case protoTCP:
+		if len(p) >= hl+18 {
+			binary.BigEndian.PutUint16(p[hl+16:hl+18], checksum.Update(binary.BigEndian.Uint16(p[hl+16:hl+18]), delta))
+		}
+	case protoUDP:
+		if len(p) >= hl+8 {
+			if c := binary.BigEndian.Uint16(p[hl+6 : hl+8]); c != 0 {
+				c = checksum.Update(c, delta)
+				if c == 0 {
+					c = 0xffff
+				}
+				binary.BigEndian.PutUint16(p[hl+6:hl+8], c)
+			}
+		}
+	}
 }
 
 // dispatch sends the translated datagram pkt, which lives in buf at

@@ -130,7 +130,7 @@ func startDaemon(t *testing.T, args ...string) *daemon {
 func startDaemonIn(t *testing.T, dir string, prefix []string, args ...string) *daemon {
 	t.Helper()
 	d := &daemon{sock: filepath.Join(dir, "ctl.sock"), log: &syncBuffer{}, exited: make(chan struct{})}
-	line := append(append(append([]string{}, prefix...), bin, "run", "--control", d.sock), args...)
+	line := append(append(append([]string{}, prefix...), bin, "run", "--control", d.sock), withUplink(args)...)
 	d.cmd = exec.Command(line[0], line[1:]...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
@@ -161,6 +161,19 @@ func startDaemonIn(t *testing.T, dir string, prefix []string, args ...string) *d
 			t.Fatalf("daemon did not answer within 10s: %v\n%s", err, d.log.String())
 		}
 	}
+}
+
+// withUplink returns args with `--uplink none` added when they choose no
+// uplink: the tests of the switch alone predate the host uplink, which is
+// tapswitch run's default, and must not open host sockets in the test's
+// namespace.
+func withUplink(args []string) []string {
+	for _, a := range args {
+		if a == "--uplink" || strings.HasPrefix(a, "--uplink=") {
+			return args
+		}
+	}
+	return append([]string{"--uplink", "none"}, args...)
 }
 
 // stop sends SIGTERM and waits for the daemon to exit; it returns Wait's

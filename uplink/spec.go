@@ -55,9 +55,9 @@ func ParseSpec(spec string) (*Config, error) {
 	switch parts[0] {
 	case "tap":
 	case "host":
-		return nil, fmt.Errorf("%w: %q: the host-socket uplink is not implemented yet (use none, or tap with its keys)", ErrInvalidSpec, spec)
+		return nil, fmt.Errorf("%w: %q: the host uplink's spec is parsed by package uplink/host", ErrInvalidSpec, spec)
 	default:
-		return nil, fmt.Errorf("%w: %q: the kind must be none or tap (tap,netns=PATH,ip=ADDR/LEN,gw=ADDR)", ErrInvalidSpec, parts[0])
+		return nil, fmt.Errorf("%w: %q: the kind must be host, none or tap (tap,netns=PATH,ip=ADDR/LEN,gw=ADDR)", ErrInvalidSpec, parts[0])
 	}
 	var c Config
 	seen := map[string]bool{}

@@ -261,6 +261,13 @@ func printStats(w io.Writer, s api.Stats) {
 		fmt.Fprint(w, "nat: ")
 		printConntrackStats(w, *s.NAT)
 	}
+	if h := s.HostUplink; h != nil {
+		fmt.Fprintf(w, "host uplink: to host %d packets %d bytes, from host %d packets %d bytes; tcp active %d, total %d, refused %d, resets %d, over limit %d; udp sockets %d, total %d, dropped %d, fragments dropped %d; icmp sockets %d, total %d, denied %d, dropped %d; loopback refused %d; listeners %d, accepted %d, failed %d; malformed %d, other dropped %d, errors %d\n",
+			h.TxPackets, h.TxBytes, h.RxPackets, h.RxBytes, h.TCPActive, h.TCPTotal, h.TCPRefused, h.TCPResets, h.TCPLimit,
+			h.UDPSockets, h.UDPTotal, h.UDPDropped, h.UDPFragments, h.ICMPSockets, h.ICMPTotal, h.ICMPDenied, h.ICMPDropped,
+			h.LoopbackRefused, h.Listeners, h.PublishAccepted, h.PublishFailed, h.Malformed, h.Other, h.Errors)
+	}
+	fmt.Fprintf(w, "process: %d goroutines, %d open fds\n", s.Process.Goroutines, s.Process.OpenFDs)
 	if len(s.Captures) > 0 {
 		fmt.Fprintln(w)
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

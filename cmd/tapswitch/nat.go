@@ -13,6 +13,7 @@ import (
 	"github.com/tapswitch/tapswitch/daemon"
 	"github.com/tapswitch/tapswitch/nat"
 	"github.com/tapswitch/tapswitch/uplink"
+	"github.com/tapswitch/tapswitch/uplink/host"
 )
 
 // stringList is a repeatable string flag (-p A -p B).
@@ -27,6 +28,7 @@ type natFlags struct {
 	max                                    int
 	tcp, tcpTrans, udp, udpUnreplied, icmp time.Duration
 	eif                                    bool
+	hostLoopback                           bool
 }
 
 func (f *natFlags) add(fs interface {
@@ -35,7 +37,8 @@ func (f *natFlags) add(fs interface {
 	DurationVar(*time.Duration, string, time.Duration, string)
 	BoolVar(*bool, string, bool, string)
 }) {
-	fs.StringVar(&f.uplink, "uplink", "none", "the uplink: none, or tap,netns=PATH,ip=ADDR/LEN[,gw=ADDR][,ifname=ts0][,mac=MAC][,mtu=N]")
+	fs.StringVar(&f.uplink, "uplink", "host", "the uplink: host[,addr=ADDR][,loopback=ADDR][,mtu=N] (host sockets), none, or tap,netns=PATH,ip=ADDR/LEN[,gw=ADDR][,ifname=ts0][,mac=MAC][,mtu=N]")
+	fs.BoolVar(&f.hostLoopback, "host-loopback", false, "with the host uplink, let containers reach the host's 127.0.0.1 through the gateway's address")
 	fs.IntVar(&f.max, "ct-max", nat.DefaultMaxEntries, "the most connections NAT tracks")
 	fs.DurationVar(&f.tcp, "ct-tcp-timeout", nat.DefaultTCPEstablished, "idle timeout of an established TCP connection")
 	fs.DurationVar(&f.tcpTrans, "ct-tcp-transitory-timeout", nat.DefaultTCPTransitory, "idle timeout of an opening or closing TCP connection")
@@ -47,11 +50,23 @@ func (f *natFlags) add(fs interface {
 
 // apply checks the flags and sets them in cfg.
 func (f *natFlags) apply(cfg *daemon.Config) error {
-	up, err := uplink.ParseSpec(f.uplink)
-	if err != nil {
-		return usagef("--uplink: %v", err)
+	if kind, _, _ := strings.Cut(strings.TrimSpace(f.uplink), ","); kind == "host" {
+		hc, err := host.ParseSpec(f.uplink)
+		if err != nil {
+			return usagef("--uplink: %v", err)
+		}
+		hc.HostLoopback = f.hostLoopback
+		cfg.HostUplink = hc
+	} else {
+		if f.hostLoopback {
+			return usagef("--host-loopback needs the host uplink (--uplink host)")
+		}
+		up, err := uplink.ParseSpec(f.uplink)
+		if err != nil {
+			return usagef("--uplink: %v", err)
+		}
+		cfg.Uplink = up
 	}
-	cfg.Uplink = up
 	if f.max < 1 {
 		return usagef("--ct-max %d: must be at least 1", f.max)
 	}

@@ -16,7 +16,10 @@ func TestNATArgumentErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"uplink kind", []string{"run", "--uplink", "vde"}, "--uplink: invalid uplink: \"vde\": the kind must be none or tap"},
+		{"uplink kind", []string{"run", "--uplink", "vde"}, "--uplink: invalid uplink: \"vde\": the kind must be host, none or tap"},
+		{"host uplink key", []string{"run", "--uplink", "host,ip=1.2.3.4"}, `unknown key "ip"`},
+		{"host uplink addr", []string{"run", "--uplink", "host,addr=127.0.0.2"}, "addr=127.0.0.2: not a unicast host address"},
+		{"host-loopback without host", []string{"run", "--uplink", "none", "--host-loopback"}, "--host-loopback needs the host uplink"},
 		{"uplink without netns", []string{"run", "--uplink", "tap,ip=198.51.100.2/24"}, "netns=PATH is required"},
 		{"uplink gw off link", []string{"run", "--uplink", "tap,netns=/x,ip=198.51.100.2/24,gw=203.0.113.1"}, "gw=203.0.113.1: not on the link"},
 		{"ct-max", []string{"run", "--ct-max", "0"}, "--ct-max 0: must be at least 1"},

@@ -1,0 +1,179 @@
+package host
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults of Config.
+var (
+	// DefaultAddr is the uplink's address (NAT's external address): RFC
+	// 7600's IPv4 dummy address, 192.0.0.8, which never appears on a wire.
+	DefaultAddr = netip.MustParseAddr("192.0.0.8")
+	// DefaultLoopback stands for the host's loopback: clients on
+	// 127.0.0.0/8 of published ports appear with it as their address,
+	// and with HostLoopback connections to it reach 127.0.0.1. It is the
+	// first address of RFC 7335's IPv4 Service Continuity Prefix, which
+	// containers do not use.
+	DefaultLoopback = netip.MustParseAddr("192.0.0.1")
+)
+
+// Other defaults.
+const (
+	DefaultMTU         = 1500
+	DefaultDialTimeout = 10 * time.Second
+	DefaultUDPTimeout  = 120 * time.Second
+	DefaultICMPTimeout = 60 * time.Second
+	DefaultMaxUDP      = 4096
+	DefaultMaxICMP     = 1024
+	// DefaultMaxTCP bounds the spliced TCP connections (two sockets each).
+	DefaultMaxTCP = 16384
+)
+
+// ErrInvalidSpec is returned (wrapped, with the reason) by ParseSpec and
+// Config.Validate.
+var ErrInvalidSpec = errors.New("invalid uplink")
+
+// Config configures a host uplink.
+type Config struct {
+	// Addr is the uplink's own address, NAT's external address; zero
+	// means DefaultAddr. It must be outside the containers' subnet.
+	Addr netip.Addr
+	// Loopback stands for the host's loopback (see the package doc); zero
+	// means DefaultLoopback.
+	Loopback netip.Addr
+	// MTU is the largest datagram handed back to the gateway; zero means
+	// DefaultMTU.
+	MTU int
+	// HostLoopback lets containers reach the host's 127.0.0.1 through
+	// Loopback.
+	HostLoopback bool
+	// DialTimeout bounds a host connect; zero means DefaultDialTimeout.
+	DialTimeout time.Duration
+	// UDPTimeout and ICMPTimeout are how long an idle socket lives; zero
+	// means the defaults (NAT's).
+	UDPTimeout, ICMPTimeout time.Duration
+	// MaxTCP, MaxUDP and MaxICMP bound the connections and sockets; zero
+	// means the defaults. Past them, new flows are dropped and counted.
+	MaxTCP, MaxUDP, MaxICMP int
+	// Logger logs the uplink's rare events; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// ParseSpec parses the value of `tapswitch run --uplink` for this kind:
+//
+//	host[,addr=ADDR][,loopback=ADDR][,mtu=N]
+//
+// Errors wrap ErrInvalidSpec and say which key is wrong.
+func ParseSpec(spec string) (*Config, error) {
+	parts := strings.Split(strings.TrimSpace(spec), ",")
+	if parts[0] != "host" {
+		return nil, fmt.Errorf("%w: %q: not a host uplink", ErrInvalidSpec, spec)
+	}
+	var c Config
+	seen := map[string]bool{}
+	for _, kv := range parts[1:] {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || v == "" {
+			return nil, fmt.Errorf("%w: %q: want key=value", ErrInvalidSpec, kv)
+		}
+		if seen[k] {
+			return nil, fmt.Errorf("%w: %s given twice", ErrInvalidSpec, k)
+		}
+		seen[k] = true
+		var err error
+		switch k {
+		case "addr":
+			if c.Addr, err = netip.ParseAddr(v); err != nil {
+				return nil, fmt.Errorf("%w: addr=%s: not an IP address", ErrInvalidSpec, v)
+			}
+		case "loopback":
+			if c.Loopback, err = netip.ParseAddr(v); err != nil {
+				return nil, fmt.Errorf("%w: loopback=%s: not an IP address", ErrInvalidSpec, v)
+			}
+		case "mtu":
+			if c.MTU, err = strconv.Atoi(v); err != nil {
+				return nil, fmt.Errorf("%w: mtu=%s: not a number", ErrInvalidSpec, v)
+			}
+		default:
+			return nil, fmt.Errorf("%w: unknown key %q (known: addr, loopback, mtu)", ErrInvalidSpec, k)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Validate checks c without I/O and fills in its defaults. Errors wrap
+// ErrInvalidSpec.
+func (c *Config) Validate() error {
+	if !c.Addr.IsValid() {
+		c.Addr = DefaultAddr
+	}
+	if !c.Loopback.IsValid() {
+		c.Loopback = DefaultLoopback
+	}
+	for _, a := range []struct {
+		key string
+		ip  netip.Addr
+	}{{"addr", c.Addr}, {"loopback", c.Loopback}} {
+		if !a.ip.Is4() {
+			return fmt.Errorf("%w: %s=%s: only IPv4 is supported", ErrInvalidSpec, a.key, a.ip)
+		}
+		if !hostAddr(a.ip.As4()) {
+			return fmt.Errorf("%w: %s=%s: not a unicast host address (and not loopback)", ErrInvalidSpec, a.key, a.ip)
+		}
+	}
+	if c.Addr == c.Loopback {
+		return fmt.Errorf("%w: addr and loopback are both %s", ErrInvalidSpec, c.Addr)
+	}
+	if c.MTU == 0 {
+		c.MTU = DefaultMTU
+	}
+	if c.MTU < 576 || c.MTU > 65535 {
+		return fmt.Errorf("%w: mtu=%d: must be between 576 and 65535", ErrInvalidSpec, c.MTU)
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.UDPTimeout <= 0 {
+		c.UDPTimeout = DefaultUDPTimeout
+	}
+	if c.ICMPTimeout <= 0 {
+		c.ICMPTimeout = DefaultICMPTimeout
+	}
+	if c.MaxTCP <= 0 {
+		c.MaxTCP = DefaultMaxTCP
+	}
+	if c.MaxUDP <= 0 {
+		c.MaxUDP = DefaultMaxUDP
+	}
+	if c.MaxICMP <= 0 {
+		c.MaxICMP = DefaultMaxICMP
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// String returns c in the syntax of ParseSpec.
+func (c *Config) String() string {
+	s := "host,addr=" + c.Addr.String() + ",loopback=" + c.Loopback.String() + ",mtu=" + strconv.Itoa(c.MTU)
+	if c.HostLoopback {
+		s += " (host-loopback)"
+	}
+	return s
+}
+
+// hostAddr reports whether ip can be one host's address: not 0.0.0.0/8,
+// loopback, multicast or class E.
+func hostAddr(ip [4]byte) bool {
+	return ip[0] != 0 && ip[0] != 127 && ip[0] < 224
+}

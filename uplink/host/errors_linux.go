@@ -1,0 +1,6 @@
+package host
+
+import "syscall"
+
+// errAddrInUse is what listening on a taken port fails with.
+var errAddrInUse = syscall.EADDRINUSE

@@ -1,0 +1,91 @@
+package host
+
+import (
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// flow is a host socket of one NAT mapping: a UDP socket for a mapped
+// source port, or an ICMP echo socket for a mapped identifier.
+type flow struct {
+	key  uint16       // mapped port or identifier
+	conn io.Closer    // *net.UDPConn or *icmp.PacketConn
+	last atomic.Int64 // unix nanoseconds of the last datagram either way
+}
+
+func (f *flow) touch() { f.last.Store(time.Now().UnixNano()) }
+
+// flows are the sockets of one protocol by mapping.
+type flows struct {
+	proto int
+	mu    sync.RWMutex // guards m
+	m     map[uint16]*flow
+}
+
+func (fs *flows) init(proto int) {
+	fs.proto = proto
+	fs.m = map[uint16]*flow{}
+}
+
+// get returns the flow of key, or nil.
+func (fs *flows) get(key uint16) *flow {
+	fs.mu.RLock()
+	f := fs.m[key]
+	fs.mu.RUnlock()
+	return f
+}
+
+// add stores f unless a flow of its key exists or the set holds max
+// flows; it returns the flow to use and whether f was stored.
+func (fs *flows) add(f *flow, max int) (*flow, bool) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if g := fs.m[f.key]; g != nil {
+		return g, false
+	}
+	if len(fs.m) >= max {
+		return nil, false
+	}
+	fs.m[f.key] = f
+	return f, true
+}
+
+// remove forgets f if it is still the flow of its key.
+func (fs *flows) remove(f *flow) {
+	fs.mu.Lock()
+	if fs.m[f.key] == f {
+		delete(fs.m, f.key)
+	}
+	fs.mu.Unlock()
+}
+
+// expire closes the flows idle for longer than timeout; their readers
+// remove them.
+func (fs *flows) expire(now time.Time, timeout time.Duration) {
+	limit := now.Add(-timeout).UnixNano()
+	var idle []*flow
+	fs.mu.RLock()
+	for _, f := range fs.m {
+		if f.last.Load() < limit {
+			idle = append(idle, f)
+		}
+	}
+	fs.mu.RUnlock()
+	for _, f := range idle {
+		fs.remove(f)
+		f.conn.Close()
+	}
+}
+
+// closeAll closes every flow.
+func (fs *flows) closeAll() {
+	fs.mu.Lock()
+	all := fs.m
+	fs.m = map[uint16]*flow{}
+	fs.mu.Unlock()
+	for _, f := range all {
+		f.conn.Close()
+	}
+}

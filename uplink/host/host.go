@@ -1,0 +1,358 @@
+package host
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+
+	"github.com/tapswitch/tapswitch/capture"
+	"github.com/tapswitch/tapswitch/nat"
+)
+
+// nicID is the netstack's only NIC.
+const nicID tcpip.NICID = 1
+
+// maxPacket is the largest IPv4 datagram.
+const maxPacket = 65535
+
+// IP protocol numbers.
+const (
+	protoICMP = 1
+	protoTCP  = 6
+	protoUDP  = 17
+)
+
+// Uplink is the host-socket uplink. Send is safe for concurrent use; Start
+// is called once; Close ends every connection, socket, listener and
+// goroutine the uplink started.
+type Uplink struct {
+	// Capture is the uplink's capture point (`tapswitch capture
+	// uplink`): IPv4 packets (LINKTYPE_RAW) as they leave for the host and
+	// come back, after NAT.
+	Capture capture.Point
+
+	cfg      Config
+	log      *slog.Logger
+	addr     [4]byte
+	loopback [4]byte
+
+	stack *stack.Stack
+	link  *linkEndpoint
+
+	handle atomic.Pointer[func(pkt []byte)]
+	pool   sync.Pool // *[]byte of maxPacket+headroom, for packets built for handle
+
+	mu     sync.Mutex // guards closed, conns, pubs
+	closed bool
+	conns  map[*splice]struct{}
+	pubs   map[pubKey]*listener
+
+	udp  flows // UDP sockets by mapped port
+	icmp flows // ICMP sockets by mapped identifier
+
+	pingWarn sync.Once
+
+	done chan struct{}
+	wg   sync.WaitGroup
+
+	stats counters
+}
+
+// ErrClosed is returned by Send and Publish after Close.
+var ErrClosed = net.ErrClosed
+
+// New returns a host uplink, not yet started: call Start. cfg is validated
+// first.
+func New(cfg Config) (*Uplink, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	u := &Uplink{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		addr:     cfg.Addr.As4(),
+		loopback: cfg.Loopback.As4(),
+		conns:    map[*splice]struct{}{},
+		pubs:     map[pubKey]*listener{},
+		done:     make(chan struct{}),
+	}
+	u.Capture.Link = capture.LinkRaw
+	u.pool.New = func() any { b := make([]byte, maxPacket+64); return &b }
+	u.udp.init(protoUDP)
+	u.icmp.init(protoICMP)
+	if err := u.newStack(); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// newStack creates the netstack that terminates TCP: one NIC, promiscuous
+// and spoofing (it answers for every address), routes everything to it, and
+// hands every SYN to the forwarder.
+func (u *Uplink) newStack() error {
+	s := stack.New(stack.Options{
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol},
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol},
+	})
+	u.link = &linkEndpoint{Endpoint: channel.New(1, uint32(u.cfg.MTU), ""), u: u}
+	// The packets come from containers' kernels through NAT, whose
+	// incremental checksum updates are exact: the netstack need not
+	// verify them again.
+	u.link.LinkEPCapabilities = stack.CapabilityRXChecksumOffload
+	if err := s.CreateNIC(nicID, u.link); err != nil {
+		return fmt.Errorf("host uplink: netstack nic: %s", err)
+	}
+	if err := s.SetPromiscuousMode(nicID, true); err != nil {
+		return fmt.Errorf("host uplink: promiscuous: %s", err)
+	}
+	if err := s.SetSpoofing(nicID, true); err != nil {
+		return fmt.Errorf("host uplink: spoofing: %s", err)
+	}
+	s.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, NIC: nicID}})
+	sack := tcpip.TCPSACKEnabled(true)
+	s.SetTransportProtocolOption(tcp.ProtocolNumber, &sack)
+	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: 4096, Default: 1 << 20, Max: 8 << 20}
+	s.SetTransportProtocolOption(tcp.ProtocolNumber, &rcv)
+	snd := tcpip.TCPSendBufferSizeRangeOption{Min: 4096, Default: 1 << 20, Max: 8 << 20}
+	s.SetTransportProtocolOption(tcp.ProtocolNumber, &snd)
+	mod := tcpip.TCPModerateReceiveBufferOption(true)
+	s.SetTransportProtocolOption(tcp.ProtocolNumber, &mod)
+	fwd := tcp.NewForwarder(s, 0, 1024, u.forwardTCP)
+	s.SetTransportProtocolHandler(tcp.ProtocolNumber, fwd.HandlePacket)
+	u.stack = s
+	return nil
+}
+
+// Config returns the uplink's configuration, defaults filled in.
+func (u *Uplink) Config() Config { return u.cfg }
+
+// Addr returns the uplink's address (NAT's external address).
+func (u *Uplink) Addr() netip.Addr { return u.cfg.Addr }
+
+// MTU returns the largest datagram Send takes.
+func (u *Uplink) MTU() int { return u.cfg.MTU }
+
+// Start starts the uplink. handle is called with each IPv4 datagram that
+// comes back from the host for the uplink's address, from several
+// goroutines at once; it may modify the packet but must not keep it. gone
+// is never called (the host does not go away); it is there so that the
+// daemon treats every uplink alike.
+func (u *Uplink) Start(handle func(pkt []byte), gone func(error)) {
+	u.handle.Store(&handle)
+	u.wg.Add(1)
+	go u.expireLoop()
+}
+
+// Close ends every connection, socket and listener of the uplink and waits
+// for its goroutines.
+func (u *Uplink) Close() error {
+	u.mu.Lock()
+	if u.closed {
+		u.mu.Unlock()
+		return nil
+	}
+	u.closed = true
+	close(u.done)
+	conns := make([]*splice, 0, len(u.conns))
+	for c := range u.conns {
+		conns = append(conns, c)
+	}
+	pubs := make([]*listener, 0, len(u.pubs))
+	for _, l := range u.pubs {
+		pubs = append(pubs, l)
+	}
+	u.mu.Unlock()
+	for _, l := range pubs {
+		l.close()
+	}
+	for _, c := range conns {
+		c.abort()
+	}
+	u.udp.closeAll()
+	u.icmp.closeAll()
+	u.wg.Wait()
+	u.stack.Close()
+	u.stack.Wait()
+	return nil
+}
+
+// isClosed reports whether Close was called.
+func (u *Uplink) isClosed() bool {
+	select {
+	case <-u.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Send carries the IPv4 datagram buf[off:], translated by NAT (its source
+// is the uplink's address), to the host. It does not keep buf.
+func (u *Uplink) Send(buf []byte, off int) error {
+	if u.isClosed() {
+		return ErrClosed
+	}
+	pkt := buf[off:]
+	if len(pkt) < 20 || pkt[0]>>4 != 4 {
+		u.stats.malformed.Add(1)
+		return errMalformed
+	}
+	hl := int(pkt[0]&0x0f) * 4
+	tl := int(binary.BigEndian.Uint16(pkt[2:4]))
+	if hl < 20 || tl < hl || tl > len(pkt) {
+		u.stats.malformed.Add(1)
+		return errMalformed
+	}
+	pkt = pkt[:tl]
+	u.Capture.Deliver(capture.Out, pkt)
+	u.stats.txPackets.Add(1)
+	u.stats.txBytes.Add(uint64(tl))
+	fragment := binary.BigEndian.Uint16(pkt[6:8])&0x3fff != 0
+	switch pkt[9] {
+	case protoTCP:
+		// The netstack reassembles fragments.
+		v := buffer.NewViewWithData(pkt)
+		pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithView(v)})
+		u.link.InjectInbound(ipv4.ProtocolNumber, pb)
+		pb.DecRef()
+		return nil
+	case protoUDP:
+		if fragment {
+			u.stats.udpFragments.Add(1)
+			return nil
+		}
+		return u.sendUDP(pkt, hl)
+	case protoICMP:
+		if fragment {
+			u.stats.otherDropped.Add(1)
+			return nil
+		}
+		return u.sendICMP(pkt, hl)
+	}
+	u.stats.otherDropped.Add(1)
+	return nil
+}
+
+var errMalformed = errors.New("host uplink: malformed IPv4 packet")
+
+// target maps the destination a container asked for to the host's address
+// to use, and says whether it may be reached: Loopback is the host's
+// 127.0.0.1 with HostLoopback, and never otherwise; 127.0.0.0/8 itself, the
+// uplink's own address and non-unicast addresses are never reached.
+func (u *Uplink) target(dst [4]byte) (netip.Addr, bool) {
+	switch {
+	case dst == u.loopback:
+		if !u.cfg.HostLoopback {
+			u.stats.loopbackRefused.Add(1)
+			return netip.Addr{}, false
+		}
+		return netip.AddrFrom4([4]byte{127, 0, 0, 1}), true
+	case dst[0] == 127:
+		u.stats.loopbackRefused.Add(1)
+		return netip.Addr{}, false
+	case dst == u.addr || !hostAddr(dst):
+		u.stats.otherDropped.Add(1)
+		return netip.Addr{}, false
+	}
+	return netip.AddrFrom4(dst), true
+}
+
+// clientAddr maps the address of a host client of a published port to the
+// address the container sees: its own, or Loopback for the host's
+// loopback.
+func (u *Uplink) clientAddr(a netip.Addr) ([4]byte, bool) {
+	a = a.Unmap()
+	if !a.Is4() {
+		return [4]byte{}, false
+	}
+	b := a.As4()
+	if b[0] == 127 {
+		return u.loopback, true
+	}
+	return b, true
+}
+
+// hostAddrOf is clientAddr's inverse for replies: Loopback goes back to
+// 127.0.0.1.
+func (u *Uplink) hostAddrOf(b [4]byte) netip.Addr {
+	if b == u.loopback {
+		return netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
+	return netip.AddrFrom4(b)
+}
+
+// deliver hands pkt, a datagram for the uplink's address, to the gateway.
+func (u *Uplink) deliver(pkt []byte) {
+	h := u.handle.Load()
+	if h == nil {
+		return
+	}
+	u.stats.rxPackets.Add(1)
+	u.stats.rxBytes.Add(uint64(len(pkt)))
+	u.Capture.Deliver(capture.In, pkt)
+	(*h)(pkt)
+}
+
+func (u *Uplink) getBuf() *[]byte  { return u.pool.Get().(*[]byte) }
+func (u *Uplink) putBuf(b *[]byte) { u.pool.Put(b) }
+
+// expireLoop closes idle UDP and ICMP sockets.
+func (u *Uplink) expireLoop() {
+	defer u.wg.Done()
+	every := min(u.cfg.UDPTimeout, u.cfg.ICMPTimeout) / 4
+	every = min(max(every, 100*time.Millisecond), 5*time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-u.done:
+			return
+		case now := <-t.C:
+			u.udp.expire(now, u.cfg.UDPTimeout)
+			u.icmp.expire(now, u.cfg.ICMPTimeout)
+		}
+	}
+}
+
+// linkEndpoint is the netstack's NIC: packets the netstack sends go to the
+// gateway (through deliver), packets from the gateway are injected.
+type linkEndpoint struct {
+	*channel.Endpoint
+	u *Uplink
+}
+
+// WritePackets hands the netstack's packets to the gateway, synchronously.
+func (l *linkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+	n := 0
+	for _, pkt := range pkts.AsSlice() {
+		bp := l.u.getBuf()
+		b := (*bp)[:0]
+		for _, s := range pkt.AsSlices() {
+			b = append(b, s...)
+		}
+		l.u.deliver(b)
+		l.u.putBuf(bp)
+		n++
+	}
+	return n, nil
+}
+
+// pubKey names a published host port.
+type pubKey struct {
+	proto nat.Proto
+	port  uint16
+}

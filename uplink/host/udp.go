@@ -1,0 +1,109 @@
+package host
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+
+	"github.com/tapswitch/tapswitch/nat"
+)
+
+// sendUDP sends the payload of the UDP datagram pkt (header length hl)
+// from the host socket of its mapping, or, for a reply of a published
+// port, from that port's listener.
+func (u *Uplink) sendUDP(pkt []byte, hl int) error {
+	if len(pkt) < hl+8 {
+		u.stats.malformed.Add(1)
+		return errMalformed
+	}
+	udp := pkt[hl:]
+	sport := binary.BigEndian.Uint16(udp[0:2])
+	dport := binary.BigEndian.Uint16(udp[2:4])
+	ul := int(binary.BigEndian.Uint16(udp[4:6]))
+	if ul < 8 || ul > len(udp) {
+		u.stats.malformed.Add(1)
+		return errMalformed
+	}
+	payload := udp[8:ul]
+	dst := [4]byte(pkt[16:20])
+	if l := u.publishedUDP(sport); l != nil {
+		// A container's reply to a client of a published port.
+		to := netip.AddrPortFrom(u.hostAddrOf(dst), dport)
+		if _, err := l.udp.WriteToUDPAddrPort(payload, to); err != nil {
+			u.stats.udpDropped.Add(1)
+		}
+		return nil
+	}
+	addr, ok := u.target(dst)
+	if !ok {
+		return nil
+	}
+	f := u.udp.get(sport)
+	if f == nil {
+		if f = u.newUDPFlow(sport); f == nil {
+			u.stats.udpDropped.Add(1)
+			return nil
+		}
+	}
+	f.touch()
+	if _, err := f.conn.(*net.UDPConn).WriteToUDPAddrPort(payload, netip.AddrPortFrom(addr, dport)); err != nil {
+		u.stats.udpDropped.Add(1)
+	}
+	return nil
+}
+
+// newUDPFlow opens the host socket of the mapping of port and starts its
+// reader; nil past MaxUDP or when the socket cannot be opened.
+func (u *Uplink) newUDPFlow(port uint16) *flow {
+	c, err := net.ListenUDP("udp4", nil)
+	if err != nil {
+		u.stats.errors.Add(1)
+		return nil
+	}
+	f := &flow{key: port, conn: c}
+	f.touch()
+	got, added := u.udp.add(f, u.cfg.MaxUDP)
+	if !added {
+		c.Close()
+		return got
+	}
+	if u.isClosed() {
+		u.udp.remove(f)
+		c.Close()
+		return nil
+	}
+	u.stats.udpSockets.Add(1)
+	u.stats.udpTotal.Add(1)
+	u.wg.Add(1)
+	go u.readUDP(f, c)
+	return f
+}
+
+// readUDP hands every datagram the socket of f receives, from any sender,
+// back to the mapping (NAT filters), until the socket is closed.
+func (u *Uplink) readUDP(f *flow, c *net.UDPConn) {
+	defer u.wg.Done()
+	defer u.stats.udpSockets.Add(^uint64(0))
+	defer u.udp.remove(f)
+	defer c.Close()
+	bp := u.getBuf()
+	defer u.putBuf(bp)
+	b := *bp
+	for {
+		n, from, err := c.ReadFromUDPAddrPort(b[ipHdrLen+8 : maxPacket-ipHdrLen-8])
+		if err != nil {
+			return
+		}
+		f.touch()
+		src, ok := nat.EndpointFrom(from)
+		if !ok {
+			continue
+		}
+		if src.Addr[0] == 127 {
+			// Only a host loopback server answers from there; the
+			// container asked for Loopback.
+			src.Addr = u.loopback
+		}
+		u.deliverUDP(b, n, src.Addr, src.Port, u.addr, f.key)
+	}
+}
