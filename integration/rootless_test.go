@@ -1,9 +1,12 @@
 package integration
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -346,5 +349,79 @@ func TestRootlessTapUplinkRefused(t *testing.T) {
 	}
 	if got := links(t, far); len(got) != 1 || got[0] != "lo" {
 		t.Errorf("links in %s: got %v, want only lo", far, got)
+	}
+}
+
+// named gives the container's network namespace a name (`ip netns attach`),
+// so that the helpers that run code in named namespaces work in it; the
+// name goes when the test ends.
+func (c *container) named(t *testing.T) string {
+	t.Helper()
+	nsSeq++
+	name := fmt.Sprintf("tswi%d-%d", os.Getpid(), nsSeq)
+	if out, err := exec.Command("ip", "netns", "attach", name, strconv.Itoa(c.pid)).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns attach %s %d: %v: %s", name, c.pid, err, out)
+	}
+	t.Cleanup(func() { netnsutil.Del(name) })
+	return name
+}
+
+// TestRootlessHostUplink runs the daemon as nobody with the host uplink and
+// --host-loopback: a rootless container sends 100 MiB over TCP to a server
+// on the host namespace's 127.0.0.1 through the gateway's address, and gets
+// a UDP echo from there; a client in another namespace reaches the
+// container's published TCP and UDP ports through the host namespace's
+// address, and the container sees the client's own address.
+func TestRootlessHostUplink(t *testing.T) {
+	requireRootless(t)
+	d, host := startRootlessDaemon(t, "--uplink", "host", "--host-loopback")
+	c := startRootlessContainer(t)
+	d.attachPID(t, c, "-p", "18080:8080", "-p", "18081:8081/udp")
+	cname := c.named(t)
+	info, err := d.client.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := info.Gateway
+
+	sent, got := transferVia(t, cname, host, "127.0.0.1:15201", net.JoinHostPort(gw, "15201"), 100<<20, nil)
+	if sent != got {
+		t.Errorf("100 MiB to the host's 127.0.0.1: sha256 sent %x, received %x", sent, got)
+	}
+
+	udpServer(t, host, "127.0.0.1:15353")
+	if from := mustUDP(t, udpSocket(t, cname, ""), net.JoinHostPort(gw, "15353")); !from.Addr().IsLoopback() {
+		t.Errorf("UDP echo from the host's 127.0.0.1: the server saw %s, want a loopback address", from)
+	}
+
+	// A client namespace on a veth link to the host namespace.
+	client := newNS(t)
+	for _, args := range [][]string{
+		{"-n", host, "link", "add", "cl0", "type", "veth", "peer", "name", "eth0", "netns", client},
+		{"-n", host, "addr", "add", "198.51.100.1/24", "dev", "cl0"},
+		{"-n", host, "link", "set", "cl0", "up"},
+		{"-n", client, "addr", "add", "198.51.100.2/24", "dev", "eth0"},
+		{"-n", client, "link", "set", "eth0", "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	tcpServer(t, cname, ":8080")
+	if seen := seenAs(t, client, "198.51.100.1:18080"); seen.Addr() != netip.MustParseAddr("198.51.100.2") {
+		t.Errorf("published TCP port: the container saw the client as %s, want 198.51.100.2", seen)
+	}
+	udpServer(t, cname, ":8081")
+	if seen := mustUDP(t, udpSocket(t, client, ""), "198.51.100.1:18081"); seen.Addr() != netip.MustParseAddr("198.51.100.2") {
+		t.Errorf("published UDP port: the container saw the client as %s, want 198.51.100.2", seen)
+	}
+	// From the host's own loopback too (the container cannot be shown a
+	// loopback source; the uplink maps it).
+	conn, err := dialTCP(t, host, "127.0.0.1:18080", 5*time.Second)
+	if err != nil {
+		t.Fatalf("published TCP port from the host's 127.0.0.1: %v", err)
+	}
+	if _, err := bufio.NewReader(conn).ReadString('\n'); err != nil {
+		t.Errorf("published TCP port from the host's 127.0.0.1: %v", err)
 	}
 }
