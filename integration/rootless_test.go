@@ -122,13 +122,12 @@ func startContainer(t *testing.T, prefix []string, unshare ...string) *container
 	c.pid = c.proc.Process.Pid
 	go func() { c.proc.Wait(); close(c.exited) }()
 	t.Cleanup(c.kill)
-	self, err := os.Readlink("/proc/self/ns/net")
-	if err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 5*time.Second, "unshare created its namespace", func() bool {
-		theirs, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", c.pid))
-		return err == nil && theirs != self
+	// Once unshare has made the namespaces it execs sleep; before that, a
+	// process whose uid setpriv changed is not dumpable, and nobody could
+	// not open its namespaces.
+	eventually(t, 5*time.Second, "unshare ran sleep in its namespaces", func() bool {
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", c.pid))
+		return err == nil && strings.TrimSpace(string(comm)) == "sleep"
 	})
 	return c
 }
