@@ -202,6 +202,10 @@ func New(cfg Config) (*Daemon, error) {
 		}
 		return nil, fmt.Errorf("gateway fdb entry: %w", err)
 	}
+	if d.nat != nil && d.nat.host != nil {
+		// TCP super-segments from the netstack to the containers.
+		d.nat.host.SetGSOHandler(gw.FromUplinkGSO)
+	}
 	d.startNAT()
 	return d, nil
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/tapswitch/tapswitch/api"
+	"github.com/tapswitch/tapswitch/uplink"
+	"github.com/tapswitch/tapswitch/uplink/host"
 )
 
 func newTestDaemon(t *testing.T, cfg Config) *Daemon {
@@ -172,5 +174,49 @@ func TestAPIListings(t *testing.T) {
 	get("/v1/info", &info)
 	if info.Subnet != "10.90.0.0/16" || info.Gateway != "10.90.0.1" || info.FDBAgeing != 300 {
 		t.Errorf("info: got %+v", info)
+	}
+}
+
+func TestHostUplink(t *testing.T) {
+	t.Run("refused configs", func(t *testing.T) {
+		for _, tt := range []struct {
+			name string
+			cfg  Config
+			want string
+		}{
+			{"addr in the subnet", Config{HostUplink: &host.Config{Addr: netip.MustParseAddr("10.90.3.3")}}, "inside the containers' subnet"},
+			{"loopback in the subnet", Config{HostUplink: &host.Config{Loopback: netip.MustParseAddr("10.90.3.3")}}, "inside the containers' subnet"},
+			{"mtu over the gateway's", Config{HostUplink: &host.Config{MTU: 9000}}, "larger than the gateway's mtu 1500"},
+			{"two uplinks", Config{HostUplink: &host.Config{}, Uplink: &uplink.Config{}}, "give one uplink"},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				cfg := tt.cfg
+				cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+				d, err := New(cfg)
+				if err == nil {
+					d.Close()
+				}
+				if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.want) {
+					t.Fatalf("got %v, want an ErrInvalid containing %q", err, tt.want)
+				}
+			})
+		}
+	})
+	d := newTestDaemon(t, Config{HostUplink: &host.Config{HostLoopback: true}})
+	if got, want := d.Info().Uplink, "host,addr=192.0.0.8,loopback=192.0.0.1,mtu=1500 (host-loopback)"; got != want {
+		t.Errorf("info uplink: got %q, want %q", got, want)
+	}
+	if p, _ := d.Port("gateway"); p.Offloads != "csum,tso4" {
+		t.Errorf("gateway offloads: got %q, want csum,tso4 (the host uplink takes super-segments)", p.Offloads)
+	}
+	s := d.Stats()
+	if s.HostUplink == nil || s.NAT == nil {
+		t.Fatalf("stats without host_uplink or nat: %+v", s)
+	}
+	if s.Process.Goroutines == 0 || s.Process.OpenFDs <= 0 {
+		t.Errorf("process stats: %+v", s.Process)
+	}
+	if _, err := d.Publish(api.PublishRequest{Spec: "8080:80", To: "nope"}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("publish to no port: got %v, want ErrNotFound", err)
 	}
 }

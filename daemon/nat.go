@@ -102,6 +102,11 @@ func (d *Daemon) openHostUplink() (*natState, error) {
 	if err := hc.Validate(); err != nil {
 		return nil, invalid("%v", err)
 	}
+	if hc.MTU > d.cfg.MTU {
+		// What comes back from the host is handed to the gateway, which
+		// takes datagrams of its MTU at most.
+		return nil, invalid("host uplink mtu=%d: larger than the gateway's mtu %d", hc.MTU, d.cfg.MTU)
+	}
 	for _, a := range []netip.Addr{hc.Addr, hc.Loopback} {
 		if d.cfg.Subnet.Contains(a) {
 			return nil, invalid("host uplink address %s is inside the containers' subnet %s", a, d.cfg.Subnet)

@@ -36,15 +36,19 @@
 // kernel's icmp_ratelimit. TCP resets share that bucket.
 //
 // The gateway does not reassemble fragments: fragments addressed to it are
-// dropped and counted. Offloads are off: a frame whose virtio_net_hdr asks
-// for checksum completion or carries a GSO super-frame is dropped and
-// counted; a later issue makes the switch segment such frames before it
-// delivers them to a port without offloads.
+// dropped and counted. Offloads (offload.go) are on only with an uplink that
+// takes TCP super-segments whole (GSOUplink, the host uplink): then the
+// gateway's port takes csum and tso4, forwards a container's TCP
+// super-frame to the outside through NAT once, with its partial checksum
+// updated, completes or segments in software the other frames that carry
+// offloads, and FromUplinkGSO delivers the uplink's super-segments to
+// containers as one frame with a GSO virtio_net_hdr. Otherwise the switch
+// segments such frames before it delivers them to the gateway.
 //
 // Write parses every frame by hand, bounds-checking each offset, handles it
 // synchronously and never blocks: replies are built in pooled buffers and
 // wait in a bounded queue for Read, which copies them into the caller's
-// buffer behind a zero virtio_net_hdr. A full queue drops the reply and
+// buffer behind a zero virtio_net_hdr (or the super-segment's). A full queue drops the reply and
 // counts it. Packets that NAT and the uplinks will later hand to the
 // gateway for a container take the same way out, their destination MAC
 // resolved through the neighbour table (Lookup).

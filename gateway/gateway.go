@@ -297,7 +297,11 @@ func (g *Gateway) Read(buf []byte, offset int) (int, error) {
 			return 0, fmt.Errorf("gateway read: %d bytes for a %d-byte frame: %w",
 				len(out), vswitch.VnetHdrLen+len(frame), io.ErrShortBuffer)
 		}
-		clear(out[:vswitch.VnetHdrLen])
+		if q.vnet {
+			copy(out[:vswitch.VnetHdrLen], (*q.p)[q.off-vswitch.VnetHdrLen:q.off])
+		} else {
+			clear(out[:vswitch.VnetHdrLen])
+		}
 		n := copy(out[vswitch.VnetHdrLen:], frame)
 		return vswitch.VnetHdrLen + n, nil
 	}
@@ -319,11 +323,11 @@ const (
 // larger than the MTU allows, and an error wrapping net.ErrClosed after
 // Close.
 //
-// Offloads are off in this issue: a frame whose virtio_net_hdr has
-// VIRTIO_NET_HDR_F_NEEDS_CSUM set or a gso_type other than
-// VIRTIO_NET_HDR_GSO_NONE is counted (Stats.Offload) and dropped. A later
-// issue makes the switch segment and complete checksums before it delivers
-// a frame to a port without offloads, such as the gateway.
+// Offloads: without a GSOUplink the gateway accepts none (see Offloads),
+// and a frame whose virtio_net_hdr has VIRTIO_NET_HDR_F_NEEDS_CSUM set or
+// a gso_type other than VIRTIO_NET_HDR_GSO_NONE is counted (Stats.Offload)
+// and dropped. With one, TCP super-frames to the outside are forwarded
+// whole and other such frames are completed and segmented first.
 //
 // Write is safe for concurrent use.
 func (g *Gateway) Write(buf []byte, offset int) (int, error) {
@@ -342,7 +346,7 @@ func (g *Gateway) Write(buf []byte, offset int) (int, error) {
 		return n, nil
 	}
 	if frame[vnetFlagsOff]&vnetFlagNeedsCsum != 0 || frame[vnetGSOTypeOff] != vnetGSONone {
-		g.stats.inc(cntOffload)
+		g.writeOffloaded(frame)
 		return n, nil
 	}
 	eth := frame[vswitch.VnetHdrLen:]
@@ -363,7 +367,13 @@ func (g *Gateway) getBuf() *[]byte {
 	return p
 }
 
-func (g *Gateway) putBuf(p *[]byte) { g.pool.Put(p) }
+func (g *Gateway) putBuf(p *[]byte) {
+	if cap(*p) >= UplinkHeadroom+maxDatagram+8 {
+		bigPool.Put(p) // a super-segment's (offload.go)
+		return
+	}
+	g.pool.Put(p)
+}
 
 // answer takes a buffer for a packet from the gateway to dst (at MAC
 // ethDst), writes its Ethernet and IPv4 headers for a payload of n bytes of
@@ -391,6 +401,9 @@ func (g *Gateway) answer(ethDst [6]byte, dst [4]byte, tos, proto uint8, n int) (
 type qframe struct {
 	p      *[]byte
 	off, n int
+	// vnet: the virtio_net_hdr Read gives the frame is the VnetHdrLen
+	// bytes before off (a super-segment, FromUplinkGSO), not zero.
+	vnet bool
 }
 
 // enqueue queues the first n bytes of the reply p for Read and takes
@@ -403,7 +416,7 @@ func (g *Gateway) enqueue(p *[]byte, n int) bool {
 // enqueueAt is enqueue for the frame (*p)[off:off+n].
 func (g *Gateway) enqueueAt(p *[]byte, off, n int) bool {
 	select {
-	case g.queue <- qframe{p, off, n}:
+	case g.queue <- qframe{p: p, off: off, n: n}:
 		return true
 	default:
 		g.stats.inc(cntQueueDrops)

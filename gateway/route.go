@@ -42,6 +42,7 @@ type route struct {
 	ext   [4]byte // the uplink's address
 	mtu   int     // the uplink's MTU
 	clock func() int64
+	gso   GSOUplink // up, when it takes super-segments; else nil
 	// hostLo is Config.HostLoopback, when hasHostLo.
 	hostLo    [4]byte
 	hasHostLo bool
@@ -52,7 +53,9 @@ func newRoute(t *nat.Table, up Uplink, clock func() int64) *route {
 		epoch := time.Now()
 		clock = func() int64 { return int64(time.Since(epoch)) }
 	}
-	return &route{nat: t, up: up, ext: up.Addr().As4(), mtu: up.MTU(), clock: clock}
+	r := &route{nat: t, up: up, ext: up.Addr().As4(), mtu: up.MTU(), clock: clock}
+	r.gso, _ = up.(GSOUplink)
+	return r
 }
 
 // forward routes a datagram a container sent to the gateway's MAC for a
@@ -79,7 +82,7 @@ func (g *Gateway) forward(v *ipv4View, ethSrc [6]byte) {
 	decTTL(pkt)
 	if v.dst == g.addr {
 		// toHostLoopback said so.
-		rewriteAddr(pkt, 16, r.hostLo)
+		rewriteAddr(pkt, 16, r.hostLo, false)
 	}
 	res := r.nat.FromInternal(pkt, false, r.clock())
 	g.dispatch(buf, pkt, res)
@@ -123,7 +126,7 @@ func (g *Gateway) FromUplink(pkt []byte) {
 	copy(out, v.datagram)
 	decTTL(out)
 	if r.hasHostLo && [4]byte(out[12:16]) == r.hostLo {
-		rewriteAddr(out, 12, g.addr)
+		rewriteAddr(out, 12, g.addr, false)
 	}
 	g.dispatch(buf, out, res)
 }
@@ -139,7 +142,9 @@ func (g *Gateway) toHostLoopback(v *ipv4View) bool {
 // rewriteAddr replaces the IPv4 address at offset at (12: source, 16:
 // destination) of the datagram p with a, updating the header checksum and
 // the TCP or UDP checksum (its pseudo-header) incrementally (RFC 1624).
-func rewriteAddr(p []byte, at int, a [4]byte) {
+// With partial, the TCP or UDP checksum field holds the pseudo-header sum
+// only (VIRTIO_NET_HDR_F_NEEDS_CSUM), updated as such.
+func rewriteAddr(p []byte, at int, a [4]byte, partial bool) {
 	old := [4]byte(p[at : at+4])
 	delta := checksum.DeltaAddr4(old, a)
 	copy(p[at:at+4], a[:])
@@ -151,9 +156,21 @@ func rewriteAddr(p []byte, at int, a [4]byte) {
 	switch p[9] {
 	case protoTCP:
 		if len(p) >= hl+18 {
-			binary.BigEndian.PutUint16(p[hl+16:hl+18], checksum.Update(binary.BigEndian.Uint16(p[hl+16:hl+18]), delta))
+			c := binary.BigEndian.Uint16(p[hl+16 : hl+18])
+			if partial {
+				c = checksum.UpdatePartial(c, delta)
+			} else {
+				c = checksum.Update(c, delta)
+			}
+			binary.BigEndian.PutUint16(p[hl+16:hl+18], c)
 		}
 	case protoUDP:
+		if partial {
+			if len(p) >= hl+8 {
+				binary.BigEndian.PutUint16(p[hl+6:hl+8], checksum.UpdatePartial(binary.BigEndian.Uint16(p[hl+6:hl+8]), delta))
+			}
+			return
+		}
 		if len(p) >= hl+8 {
 			if c := binary.BigEndian.Uint16(p[hl+6 : hl+8]); c != 0 {
 				c = checksum.Update(c, delta)

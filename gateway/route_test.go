@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"encoding/binary"
+	"errors"
 	"net/netip"
 	"sync"
 	"testing"
@@ -305,4 +306,74 @@ func ipChecksumOK(h []byte) error {
 		return checkError("bad IPv4 header checksum")
 	}
 	return nil
+}
+
+// TestRouteHostLoopback: with HostLoopback, TCP and UDP to the gateway's
+// address go out to the host loopback address (checksums right), replies
+// come back from the gateway's address; ICMP is still the gateway's.
+func TestRouteHostLoopback(t *testing.T) {
+	hostLo := netip.MustParseAddr("192.0.0.1")
+	tbl, err := nat.New(nat.Config{External: extIP, Internal: gwNet.Masked()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := &fakeUplink{mtu: 1500, keep: true}
+	g, _ := newGateway(t, func(c *gateway.Config) { c.NAT, c.Uplink, c.HostLoopback = tbl, up, hostLo })
+	for _, tt := range []struct {
+		name  string
+		frame []byte
+	}{{"tcp", tcpSYN(t)}, {"udp", udpToGateway(t)}} {
+		t.Run(tt.name, func(t *testing.T) {
+			write(t, g, tt.frame)
+			expectNoReply(t, g)
+			sent := up.take()
+			if len(sent) != 1 {
+				t.Fatalf("uplink got %d datagrams, want 1", len(sent))
+			}
+			if err := checkPacket(withEth(sent[0])); err != nil {
+				t.Fatalf("sent: %v", err)
+			}
+			p := decode(t, withEth(sent[0]))
+			ip := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+			if ip.SrcIP.String() != extIP.String() || ip.DstIP.String() != hostLo.String() {
+				t.Fatalf("sent %s -> %s, want %s -> %s", ip.SrcIP, ip.DstIP, extIP, hostLo)
+			}
+			// The reply: from the host loopback address to the uplink.
+			reply := withEth(append([]byte(nil), sent[0]...))
+			r := reply[14:]
+			copy(r[12:16], hostLo.AsSlice())
+			copy(r[16:20], extIP.AsSlice())
+			hl := 20
+			sp, dp := binary.BigEndian.Uint16(r[hl:]), binary.BigEndian.Uint16(r[hl+2:])
+			binary.BigEndian.PutUint16(r[hl:], dp)
+			binary.BigEndian.PutUint16(r[hl+2:], sp)
+			if r[9] == 6 {
+				r[hl+13] = 0x12 // SYN ACK
+			}
+			fixChecksums(reply)
+			g.FromUplink(reply[14:])
+			got := read(t, g)
+			if err := checkPacket(got); err != nil {
+				t.Fatalf("delivered: %v", err)
+			}
+			ip = decode(t, got).Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+			if ip.SrcIP.String() != gwIP.String() || ip.DstIP.String() != aIP.String() {
+				t.Errorf("delivered %s -> %s, want %s -> %s", ip.SrcIP, ip.DstIP, gwIP, aIP)
+			}
+		})
+	}
+	t.Run("icmp stays the gateway's", func(t *testing.T) {
+		write(t, g, echoRequest(t))
+		read(t, g)
+		if n := len(up.take()); n != 0 {
+			t.Errorf("a ping to the gateway went to the uplink")
+		}
+	})
+}
+
+func TestHostLoopbackNeedsRoute(t *testing.T) {
+	_, err := gateway.New(gateway.Config{MAC: gwMAC, Addr: gwNet, HostLoopback: netip.MustParseAddr("192.0.0.1")})
+	if !errors.Is(err, gateway.ErrInvalidConfig) {
+		t.Errorf("HostLoopback without NAT: got %v, want ErrInvalidConfig", err)
+	}
 }

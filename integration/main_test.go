@@ -117,17 +117,29 @@ type daemon struct {
 // waits until it answers. The test's cleanup stops it.
 func startDaemon(t *testing.T, args ...string) *daemon {
 	t.Helper()
+	return startDaemonIn(t, "", args...)
+}
+
+// startDaemonIn is startDaemon with the daemon running inside the
+// namespace ns (`ip netns exec NS tapswitch run`), so that ns is its host;
+// "" means the test's own namespace.
+func startDaemonIn(t *testing.T, ns string, args ...string) *daemon {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "tsw")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	return startDaemonIn(t, dir, nil, args...)
+	var prefix []string
+	if ns != "" {
+		prefix = []string{"ip", "netns", "exec", ns}
+	}
+	return startDaemonWith(t, dir, prefix, args...)
 }
 
-// startDaemonIn is startDaemon with the control socket in dir and the
+// startDaemonWith is startDaemon with the control socket in dir and the
 // command line put after prefix (e.g. `ip netns exec NS setpriv ...`).
-func startDaemonIn(t *testing.T, dir string, prefix []string, args ...string) *daemon {
+func startDaemonWith(t *testing.T, dir string, prefix []string, args ...string) *daemon {
 	t.Helper()
 	d := &daemon{sock: filepath.Join(dir, "ctl.sock"), log: &syncBuffer{}, exited: make(chan struct{})}
 	line := append(append(append([]string{}, prefix...), bin, "run", "--control", d.sock), withUplink(args)...)

@@ -94,7 +94,7 @@ func startRootlessDaemon(t *testing.T, args ...string) (*daemon, string) {
 	}
 	prefix := append([]string{"ip", "netns", "exec", host}, asNobody...)
 	prefix = append(prefix, "env", "XDG_RUNTIME_DIR="+dir)
-	d := startDaemonIn(t, dir, prefix, args...)
+	d := startDaemonWith(t, dir, prefix, args...)
 	d.as = asNobody
 	return d, host
 }

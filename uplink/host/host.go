@@ -53,8 +53,9 @@ type Uplink struct {
 	stack *stack.Stack
 	link  *linkEndpoint
 
-	handle atomic.Pointer[func(pkt []byte)]
-	pool   sync.Pool // *[]byte of maxPacket+headroom, for packets built for handle
+	handle    atomic.Pointer[func(pkt []byte)]
+	handleGSO atomic.Pointer[func(pkt []byte, mss int)]
+	pool      sync.Pool // *[]byte of maxPacket+headroom, for packets built for handle
 
 	mu     sync.Mutex // guards closed, conns, pubs
 	closed bool
@@ -71,9 +72,6 @@ type Uplink struct {
 
 	stats counters
 }
-
-// ErrClosed is returned by Send and Publish after Close.
-var ErrClosed = net.ErrClosed
 
 // New returns a host uplink, not yet started: call Start. cfg is validated
 // first.
@@ -157,6 +155,15 @@ func (u *Uplink) Start(handle func(pkt []byte), gone func(error)) {
 	go u.expireLoop()
 }
 
+// SetGSOHandler makes the netstack send TCP super-segments (up to 64 KiB,
+// with a partial checksum: the pseudo-header sum only) to h instead of
+// MTU-sized segments to Start's handle; mss is the payload size of the
+// segments they stand for. h has the same rules as handle (gateway's
+// FromUplinkGSO is one). It must be called before Start, if at all.
+func (u *Uplink) SetGSOHandler(h func(pkt []byte, mss int)) {
+	u.handleGSO.Store(&h)
+}
+
 // Close ends every connection, socket and listener of the uplink and waits
 // for its goroutines.
 func (u *Uplink) Close() error {
@@ -201,10 +208,11 @@ func (u *Uplink) isClosed() bool {
 }
 
 // Send carries the IPv4 datagram buf[off:], translated by NAT (its source
-// is the uplink's address), to the host. It does not keep buf.
+// is the uplink's address), to the host. It does not keep buf. It returns
+// net.ErrClosed after Close.
 func (u *Uplink) Send(buf []byte, off int) error {
 	if u.isClosed() {
-		return ErrClosed
+		return net.ErrClosed
 	}
 	pkt := buf[off:]
 	if len(pkt) < 20 || pkt[0]>>4 != 4 {
@@ -221,6 +229,11 @@ func (u *Uplink) Send(buf []byte, off int) error {
 	u.Capture.Deliver(capture.Out, pkt)
 	u.stats.txPackets.Add(1)
 	u.stats.txBytes.Add(uint64(tl))
+	if pkt[16] == 127 {
+		// Never the host's loopback itself (see target).
+		u.stats.loopbackRefused.Add(1)
+		return nil
+	}
 	fragment := binary.BigEndian.Uint16(pkt[6:8])&0x3fff != 0
 	switch pkt[9] {
 	case protoTCP:
@@ -307,6 +320,19 @@ func (u *Uplink) deliver(pkt []byte) {
 	(*h)(pkt)
 }
 
+// deliverGSO hands pkt, a TCP super-segment with a partial checksum, to
+// the GSO handler.
+func (u *Uplink) deliverGSO(pkt []byte, mss int) {
+	h := u.handleGSO.Load()
+	if h == nil {
+		return
+	}
+	u.stats.rxPackets.Add(1)
+	u.stats.rxBytes.Add(uint64(len(pkt)))
+	u.Capture.Deliver(capture.In, pkt)
+	(*h)(pkt, mss)
+}
+
 func (u *Uplink) getBuf() *[]byte  { return u.pool.Get().(*[]byte) }
 func (u *Uplink) putBuf(b *[]byte) { u.pool.Put(b) }
 
@@ -335,6 +361,22 @@ type linkEndpoint struct {
 	u *Uplink
 }
 
+// gsoMaxSize is the largest super-segment the netstack sends, headers
+// included, below the IPv4 limit.
+const gsoMaxSize = 65000
+
+// SupportedGSO implements stack.GSOEndpoint: the netstack sends TCP
+// super-segments (with a partial checksum) when a GSO handler is set.
+func (l *linkEndpoint) SupportedGSO() stack.SupportedGSO {
+	if l.u.handleGSO.Load() != nil {
+		return stack.HostGSOSupported
+	}
+	return stack.GSONotSupported
+}
+
+// GSOMaxSize implements stack.GSOEndpoint.
+func (l *linkEndpoint) GSOMaxSize() uint32 { return gsoMaxSize }
+
 // WritePackets hands the netstack's packets to the gateway, synchronously.
 func (l *linkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	n := 0
@@ -344,7 +386,11 @@ func (l *linkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Err
 		for _, s := range pkt.AsSlices() {
 			b = append(b, s...)
 		}
-		l.u.deliver(b)
+		if g := pkt.GSOOptions; g.Type == stack.GSOTCPv4 && g.NeedsCsum {
+			l.u.deliverGSO(b, int(g.MSS))
+		} else {
+			l.u.deliver(b)
+		}
 		l.u.putBuf(bp)
 		n++
 	}
@@ -356,3 +402,8 @@ type pubKey struct {
 	proto nat.Proto
 	port  uint16
 }
+
+// SendGSO is Send for a TCP super-segment (gateway.GSOUplink): the
+// netstack takes it whole, larger than the MTU, and does not verify its
+// checksum (the NIC has RX checksum offload), which may be partial.
+func (u *Uplink) SendGSO(buf []byte, off int) error { return u.Send(buf, off) }

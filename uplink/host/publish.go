@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 
 	"github.com/tapswitch/tapswitch/nat"
@@ -67,6 +68,9 @@ func (u *Uplink) Publish(p nat.Publish) error {
 			if errors.Is(err, errAddrInUse) {
 				return fmt.Errorf("%w: %s/%s", ErrHostPortInUse, ap, p.Proto)
 			}
+			if errors.Is(err, os.ErrPermission) {
+				return fmt.Errorf("listen on %s/%s: %w (a port below net.ipv4.ip_unprivileged_port_start needs privilege)", ap, p.Proto, err)
+			}
 			return fmt.Errorf("listen on %s/%s: %w", ap, p.Proto, err)
 		}
 		opened = append(opened, l)
@@ -75,7 +79,7 @@ func (u *Uplink) Publish(p nat.Publish) error {
 	if u.closed {
 		u.mu.Unlock()
 		undo()
-		return ErrClosed
+		return net.ErrClosed
 	}
 	for _, l := range opened {
 		if u.pubs[l.key] != nil {

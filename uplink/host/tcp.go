@@ -158,10 +158,11 @@ func (u *Uplink) splice(ep tcpip.Endpoint, wq *waiter.Queue, out *net.TCPConn) {
 		s.out.CloseWrite()
 	}
 	wg.Wait()
-	s.once.Do(func() {
-		s.in.Close()
-		s.out.Close()
-	})
+	s.once.Do(func() {}) // ended: no reset from here on
+	// After a reset too: Abort resets a connected endpoint but leaves it
+	// to Close to free it.
+	s.in.Close()
+	s.out.Close()
 }
 
 // reset ends s with resets both ways, counted once.

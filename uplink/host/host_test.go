@@ -1,0 +1,475 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+
+	"github.com/tapswitch/tapswitch/nat"
+)
+
+func TestParseSpec(t *testing.T) {
+	tests := []struct {
+		spec, want string
+		ok         bool
+	}{
+		{"host", "host,addr=192.0.0.8,loopback=192.0.0.1,mtu=1500", true},
+		{"host,addr=198.51.100.9,loopback=198.51.100.10,mtu=9000", "host,addr=198.51.100.9,loopback=198.51.100.10,mtu=9000", true},
+		{"host,ip=1.2.3.4", `unknown key "ip"`, false},
+		{"host,addr=127.0.0.1", "not a unicast host address", false},
+		{"host,addr=fd00::1", "only IPv4", false},
+		{"host,addr=192.0.0.1", "addr and loopback are both", false},
+		{"host,mtu=100", "mtu=100", false},
+		{"host,mtu", "want key=value", false},
+		{"host,mtu=1500,mtu=1400", "given twice", false},
+		{"tap", "not a host uplink", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.spec, func(t *testing.T) {
+			c, err := ParseSpec(tt.spec)
+			if !tt.ok {
+				if err == nil || !errors.Is(err, ErrInvalidSpec) || !strings.Contains(err.Error(), tt.want) {
+					t.Fatalf("got %v, want an ErrInvalidSpec containing %q", err, tt.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.String(); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// echoServer serves TCP on 127.0.0.1 until the test ends: it copies what
+// it reads back, then closes its side.
+func echoServer(t *testing.T) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).AddrPort()
+}
+
+func TestTCPThroughHostLoopback(t *testing.T) {
+	r := newRig(t, Config{HostLoopback: true})
+	srv := echoServer(t)
+	c, err := gonet.DialTCP(r.peer, r.full(srv), ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	data := make([]byte, 4<<20)
+	rand.Read(data)
+	go func() {
+		c.Write(data)
+		c.CloseWrite() // half-close: the echo server sees EOF, then closes
+	}()
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if sha256.Sum256(got) != sha256.Sum256(data) {
+		t.Fatalf("echo: got %d bytes, want %d, with sha256 equal", len(got), len(data))
+	}
+	s := r.u.Stats()
+	if s.TCPTotal != 1 {
+		t.Errorf("tcp total: got %d, want 1", s.TCPTotal)
+	}
+	waitFor(t, "tcp active back to 0", func() bool { return r.u.Stats().TCPActive == 0 })
+}
+
+func TestTCPSuperSegmentsToTheContainer(t *testing.T) {
+	r := newRigGSO(t, Config{HostLoopback: true}, true)
+	srv := echoServer(t)
+	c, err := gonet.DialTCP(r.peer, r.full(srv), ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	data := make([]byte, 8<<20)
+	rand.Read(data)
+	go func() {
+		c.Write(data)
+		c.CloseWrite()
+	}()
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if sha256.Sum256(got) != sha256.Sum256(data) {
+		t.Fatalf("echo: got %d bytes, want %d, with sha256 equal", len(got), len(data))
+	}
+	if r.gsoSeen.Load() == 0 {
+		t.Errorf("no super-segment larger than the MTU came back")
+	}
+}
+
+func TestTCPRefusedIsReset(t *testing.T) {
+	r := newRig(t, Config{HostLoopback: true})
+	// A port nobody listens on: listen, note it, close.
+	ln, _ := net.Listen("tcp4", "127.0.0.1:0")
+	ap := ln.Addr().(*net.TCPAddr).AddrPort()
+	ln.Close()
+	_, err := gonet.DialTCP(r.peer, r.full(ap), ipv4.ProtocolNumber)
+	if err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("dial a closed host port: got %v, want connection refused", err)
+	}
+	if got := r.u.Stats().TCPRefused; got != 1 {
+		t.Errorf("tcp refused: got %d, want 1", got)
+	}
+}
+
+func TestLoopbackOffByDefault(t *testing.T) {
+	r := newRig(t, Config{})
+	srv := echoServer(t)
+	_, err := gonet.DialTCP(r.peer, r.full(srv), ipv4.ProtocolNumber)
+	if err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("dial the host's loopback without HostLoopback: got %v, want connection refused", err)
+	}
+	s := r.u.Stats()
+	if s.LoopbackRefused != 1 || s.TCPTotal != 0 {
+		t.Errorf("loopback refused %d, tcp total %d: want 1 and 0", s.LoopbackRefused, s.TCPTotal)
+	}
+}
+
+func TestLoopbackAddressesNeverReached(t *testing.T) {
+	// 127.0.0.0/8 itself is refused even with HostLoopback: only
+	// Loopback leads there.
+	r := newRig(t, Config{HostLoopback: true})
+	srv := echoServer(t)
+	fa := r.full(srv)
+	fa.Addr = tcpip.AddrFrom4(srv.Addr().As4())
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if _, err := gonet.DialContextTCP(ctx, r.peer, fa, ipv4.ProtocolNumber); err == nil {
+		t.Fatalf("dial %s: connected", srv)
+	}
+	c, err := gonet.DialUDP(r.peer, nil, &fa, ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("x"))
+	waitFor(t, "refusals counted", func() bool { return r.u.Stats().LoopbackRefused >= 2 })
+	if s := r.u.Stats(); s.TCPTotal != 0 || s.UDPTotal != 0 {
+		t.Errorf("tcp total %d, udp total %d: want 0 and 0", s.TCPTotal, s.UDPTotal)
+	}
+}
+
+func TestHostResetIsReset(t *testing.T) {
+	r := newRig(t, Config{HostLoopback: true})
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		buf := make([]byte, 5)
+		io.ReadFull(c, buf)
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close() // a RST
+	}()
+	c, err := gonet.DialTCP(r.peer, r.full(ln.Addr().(*net.TCPAddr).AddrPort()), ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("hello"))
+	_, err = io.ReadAll(c)
+	if err == nil || !strings.Contains(err.Error(), "reset") {
+		t.Fatalf("read after the host reset: got %v, want connection reset", err)
+	}
+	waitFor(t, "reset counted", func() bool { return r.u.Stats().TCPResets == 1 })
+	waitFor(t, "the netstack endpoint freed", func() bool { return len(r.u.stack.RegisteredEndpoints()) == 0 })
+}
+
+func TestUDPEcho(t *testing.T) {
+	r := newRig(t, Config{HostLoopback: true})
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	go func() {
+		b := make([]byte, 65536)
+		for {
+			n, from, err := pc.ReadFromUDPAddrPort(b)
+			if err != nil {
+				return
+			}
+			if string(b[:n]) == "big" { // a reply over the MTU
+				pc.WriteToUDPAddrPort(bytes.Repeat([]byte("b"), 4000), from)
+				continue
+			}
+			pc.WriteToUDPAddrPort(b[:n], from)
+		}
+	}()
+	dst := r.full(pc.LocalAddr().(*net.UDPAddr).AddrPort())
+	c, err := gonet.DialUDP(r.peer, nil, &dst, ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, tt := range []struct{ send, want []byte }{
+		{[]byte("1"), []byte("1")},
+		{bytes.Repeat([]byte("k"), 1400), bytes.Repeat([]byte("k"), 1400)},
+		{[]byte("big"), bytes.Repeat([]byte("b"), 4000)}, // fragmented by the uplink
+	} {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write(tt.send); err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 8192)
+		n, err := c.Read(b)
+		if err != nil {
+			t.Fatalf("send %d bytes: %v", len(tt.send), err)
+		}
+		if !bytes.Equal(b[:n], tt.want) {
+			t.Fatalf("send %d bytes: got %d bytes back, want %d", len(tt.send), n, len(tt.want))
+		}
+	}
+	if s := r.u.Stats(); s.UDPSockets != 1 || s.UDPTotal != 1 {
+		t.Errorf("udp sockets %d, total %d: want 1 and 1 (one per mapping)", s.UDPSockets, s.UDPTotal)
+	}
+	// A datagram the container fragments is not reassembled: counted.
+	if _, err := c.Write(make([]byte, 3000)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "fragments counted", func() bool { return r.u.Stats().UDPFragments == 3 })
+}
+
+func TestUDPIdleSocketCloses(t *testing.T) {
+	r := newRig(t, Config{HostLoopback: true, UDPTimeout: 200 * time.Millisecond})
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	dst := r.full(pc.LocalAddr().(*net.UDPAddr).AddrPort())
+	c, err := gonet.DialUDP(r.peer, nil, &dst, ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("x"))
+	waitFor(t, "a udp socket", func() bool { return r.u.Stats().UDPSockets == 1 })
+	waitFor(t, "the idle udp socket closed", func() bool { return r.u.Stats().UDPSockets == 0 })
+}
+
+// pingAllowed reports whether this process may open ICMP echo sockets.
+func pingAllowed() bool {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ping_group_range")
+	if err != nil {
+		return false
+	}
+	var lo, hi int
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return false
+	}
+	lo, hi = atoi(f[0]), atoi(f[1])
+	g := os.Getgid()
+	return lo <= g && g <= hi
+}
+
+func atoi(s string) int {
+	n := 0
+	for _, c := range s {
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
+func TestICMPEchoOrDenied(t *testing.T) {
+	r := newRig(t, Config{HostLoopback: true})
+	// An echo request from the uplink's address, identifier 0x1234, to
+	// Loopback (the host's 127.0.0.1).
+	pkt := make([]byte, 28+8)
+	m := pkt[20:]
+	m[0] = icmpEchoRequest
+	m[4], m[5] = 0x12, 0x34
+	m[7] = 1
+	copy(m[8:], "pingpong")
+	putIPv4(pkt, len(pkt), protoICMP, r.u.addr, r.u.loopback, 1, 0)
+	// The peer stack does not speak ICMP: watch the uplink's output.
+	got := make(chan []byte, 1)
+	r.u.handle.Store(ptr(func(p []byte) {
+		select {
+		case got <- append([]byte(nil), p...):
+		default:
+		}
+	}))
+	allowed := pingAllowed()
+	r.u.Send(pkt, 0)
+	if !allowed {
+		s := r.u.Stats()
+		if s.ICMPDenied != 1 || s.ICMPSockets != 0 {
+			t.Fatalf("ping not permitted: icmp denied %d, sockets %d: want 1 and 0", s.ICMPDenied, s.ICMPSockets)
+		}
+		return
+	}
+	select {
+	case p := <-got:
+		if p[9] != protoICMP || [4]byte(p[12:16]) != r.u.loopback || [4]byte(p[16:20]) != r.u.addr {
+			t.Fatalf("reply header %x", p[:20])
+		}
+		if p[20] != icmpEchoReply || p[24] != 0x12 || p[25] != 0x34 || string(p[28:]) != "pingpong" {
+			t.Fatalf("reply %x: want an echo reply with identifier 0x1234", p[20:])
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no echo reply")
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestPublishedTCPKeepsClientAddress(t *testing.T) {
+	r := newRig(t, Config{})
+	// The "container" listens on the host port itself (no NAT here).
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).AddrPort().Port()
+	ln.Close()
+	inner, err := gonet.ListenTCP(r.peer, r.full(netip.AddrPortFrom(r.u.Addr(), port)), ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inner.Close()
+	p := nat.Publish{Proto: nat.TCP, HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: port, HostPortEnd: port, TargetPort: 80}
+	if err := r.u.Publish(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.u.Publish(p); !errors.Is(err, ErrHostPortInUse) {
+		t.Fatalf("publish twice: got %v, want ErrHostPortInUse", err)
+	}
+	client, err := net.Dial("tcp4", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	sc, err := inner.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	want := netip.AddrPortFrom(DefaultLoopback, client.LocalAddr().(*net.TCPAddr).AddrPort().Port())
+	if got := sc.RemoteAddr().(*net.TCPAddr).AddrPort(); got != want {
+		t.Errorf("the container sees the client as %s, want %s", got, want)
+	}
+	client.Write([]byte("ping"))
+	b := make([]byte, 4)
+	if _, err := io.ReadFull(sc, b); err != nil || string(b) != "ping" {
+		t.Fatalf("read %q, %v", b, err)
+	}
+	sc.Write([]byte("pong"))
+	if _, err := io.ReadFull(client, b); err != nil || string(b) != "pong" {
+		t.Fatalf("read %q, %v", b, err)
+	}
+	r.u.Unpublish(p)
+	waitFor(t, "listener closed", func() bool { return r.u.Stats().Listeners == 0 })
+	if _, err := net.Dial("tcp4", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port).String()); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("dial after unpublish: got %v, want connection refused", err)
+	}
+}
+
+func TestPublishPortInUse(t *testing.T) {
+	r := newRig(t, Config{})
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).AddrPort().Port()
+	// A range whose last port is taken: nothing stays open.
+	p := nat.Publish{Proto: nat.TCP, HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: port - 2, HostPortEnd: port, TargetPort: 80}
+	err = r.u.Publish(p)
+	if !errors.Is(err, ErrHostPortInUse) || !strings.Contains(err.Error(), "127.0.0.1:") {
+		t.Fatalf("got %v, want ErrHostPortInUse naming the address", err)
+	}
+	if s := r.u.Stats(); s.Listeners != 0 {
+		t.Errorf("listeners: got %d, want 0", s.Listeners)
+	}
+}
+
+func TestNoLeaksAfterShortConnections(t *testing.T) {
+	r := newRig(t, Config{HostLoopback: true})
+	srv := echoServer(t)
+	run := func(n int) {
+		for range n {
+			c, err := gonet.DialTCP(r.peer, r.full(srv), ipv4.ProtocolNumber)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Write([]byte("x"))
+			c.CloseWrite()
+			io.ReadAll(c)
+			c.Close()
+		}
+	}
+	run(20)
+	waitFor(t, "connections ended", func() bool { return r.u.Stats().TCPActive == 0 })
+	base := runtime.NumGoroutine()
+	run(200)
+	waitFor(t, "connections ended", func() bool { return r.u.Stats().TCPActive == 0 })
+	waitFor(t, "goroutines back to the baseline", func() bool { return runtime.NumGoroutine() <= base+2 })
+	if s := r.u.Stats(); s.TCPTotal != 220 {
+		t.Errorf("tcp total: got %d, want 220", s.TCPTotal)
+	}
+}
+
+func TestCloseEndsEverything(t *testing.T) {
+	base := runtime.NumGoroutine()
+	r := newRig(t, Config{HostLoopback: true})
+	srv := echoServer(t)
+	c, err := gonet.DialTCP(r.peer, r.full(srv), ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("x"))
+	b := make([]byte, 1)
+	io.ReadFull(c, b)
+	r.close()
+	if s := r.u.Stats(); s.TCPActive != 0 {
+		t.Errorf("tcp active after Close: %d", s.TCPActive)
+	}
+	waitFor(t, "goroutines back", func() bool { return runtime.NumGoroutine() <= base+3 })
+}

@@ -1,0 +1,144 @@
+package host
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+)
+
+// rig is an uplink under test with a "container" in front of it: a second
+// netstack whose address is the uplink's, so that its packets look like
+// NAT's translated ones (source: the uplink's address) and the uplink's
+// replies reach it directly. No NAT and no gateway are in between.
+type rig struct {
+	u      *Uplink
+	peer   *stack.Stack
+	ep     *channel.Endpoint
+	in     chan []byte
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	// gsoSeen counts super-segments larger than the MTU (newRigGSO).
+	gsoSeen *atomic.Int64
+}
+
+func newRig(t *testing.T, cfg Config) *rig {
+	t.Helper()
+	return newRigGSO(t, cfg, false)
+}
+
+// newRigGSO is newRig with, when gso is set, the uplink's super-segments
+// (SetGSOHandler) handed to the peer whole; the peer then trusts
+// checksums (RX checksum offload), as the container's kernel does for a
+// NEEDS_CSUM frame from its TAP.
+func newRigGSO(t *testing.T, cfg Config, gso bool) *rig {
+	t.Helper()
+	u, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{u: u, in: make(chan []byte, 4096)}
+	r.peer = stack.New(stack.Options{
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol},
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol},
+	})
+	r.ep = channel.New(4096, uint32(u.MTU()), "")
+	if gso {
+		r.ep.LinkEPCapabilities = stack.CapabilityRXChecksumOffload
+		r.gsoSeen = new(atomic.Int64)
+		u.SetGSOHandler(func(pkt []byte, mss int) {
+			if len(pkt) > u.MTU() {
+				r.gsoSeen.Add(1)
+			}
+			r.in <- append([]byte(nil), pkt...)
+		})
+	}
+	if err := r.peer.CreateNIC(1, r.ep); err != nil {
+		t.Fatal(err)
+	}
+	pa := tcpip.ProtocolAddress{Protocol: ipv4.ProtocolNumber, AddressWithPrefix: tcpip.AddrFrom4(u.Addr().As4()).WithPrefix()}
+	if err := r.peer.AddProtocolAddress(1, pa, stack.AddressProperties{}); err != nil {
+		t.Fatal(err)
+	}
+	r.peer.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, NIC: 1}})
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	u.Start(func(pkt []byte) {
+		select {
+		case r.in <- append([]byte(nil), pkt...):
+		default:
+		}
+	}, nil)
+	r.wg.Add(2)
+	go func() { // peer -> uplink
+		defer r.wg.Done()
+		for {
+			pkt := r.ep.ReadContext(ctx)
+			if pkt == nil {
+				return
+			}
+			var b []byte
+			for _, s := range pkt.AsSlices() {
+				b = append(b, s...)
+			}
+			pkt.DecRef()
+			r.u.Send(b, 0)
+		}
+	}()
+	go func() { // uplink -> peer
+		defer r.wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case b := <-r.in:
+				pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(b)})
+				r.ep.InjectInbound(ipv4.ProtocolNumber, pb)
+				pb.DecRef()
+			}
+		}
+	}()
+	t.Cleanup(r.close)
+	return r
+}
+
+func (r *rig) close() {
+	r.u.Close()
+	r.cancel()
+	r.wg.Wait()
+	r.peer.Close()
+	r.peer.Wait()
+}
+
+// full returns the peer-side address of a host address: the uplink's
+// Loopback for 127.0.0.1.
+func (r *rig) full(ap netip.AddrPort) tcpip.FullAddress {
+	a := ap.Addr()
+	if a.IsLoopback() {
+		a = r.u.Config().Loopback
+	}
+	return tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFrom4(a.As4()), Port: ap.Port()}
+}
+
+// waitFor polls cond every 10 ms for up to 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
