@@ -237,6 +237,22 @@ func TestRootlessAttachByPID(t *testing.T) {
 	if !strings.Contains(d.log.String(), "helper=true") {
 		t.Errorf("daemon log does not say the helper attached:\n%s", d.log.String())
 	}
+
+	// By path there is no process to watch: the port outlives the
+	// process (its TAP keeps the namespace) until it is detached.
+	c4 := startRootlessContainer(t)
+	path := fmt.Sprintf("/proc/%d/ns/net", c4.pid)
+	if _, errOut, code := d.cli(t, "attach", "--netns", path, "--name", "bypath"); code != 0 {
+		t.Fatalf("attach --netns %s: exit %d: %s", path, code, errOut)
+	}
+	c4.ping(t, info.Gateway)
+	c4.kill()
+	if !slices.Contains(d.portNames(t), "bypath") {
+		t.Errorf("port attached by path gone after its process died; want it kept until detach")
+	}
+	if _, errOut, code := d.cli(t, "detach", "bypath"); code != 0 {
+		t.Errorf("detach bypath: exit %d: %s", code, errOut)
+	}
 }
 
 // TestRootlessAttachErrors checks that bad attaches by an unprivileged
@@ -422,5 +438,15 @@ func TestRootlessHostUplink(t *testing.T) {
 	}
 	if _, err := bufio.NewReader(conn).ReadString('\n'); err != nil {
 		t.Errorf("published TCP port from the host's 127.0.0.1: %v", err)
+	}
+
+	// The container dies: its port, publishes and their listeners go.
+	c.kill()
+	eventually(t, 10*time.Second, "port removed after its process died", func() bool {
+		return len(d.portNames(t)) == 1
+	})
+	if conn, err := dialTCP(t, client, "198.51.100.1:18080", 5*time.Second); err == nil {
+		conn.Close()
+		t.Errorf("published port 18080 still accepts connections after the container died")
 	}
 }
