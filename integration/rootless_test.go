@@ -388,8 +388,12 @@ func (c *container) named(t *testing.T) string {
 // container's published TCP and UDP ports through the host namespace's
 // address, and the container sees the client's own address.
 func TestRootlessHostUplink(t *testing.T) {
-	requireRootless(t)
-	d, host := startRootlessDaemon(t, "--uplink", "host", "--host-loopback")
+	requireRootless(t, "curl")
+	d, host := startRootlessDaemon(t, "--uplink", "host", "--host-loopback", "--metrics", "127.0.0.1:19100")
+	// Metrics are served by the unprivileged daemon in its namespace.
+	if out, err := exec.Command("ip", "netns", "exec", host, "curl", "-sS", "http://127.0.0.1:19100/metrics").CombinedOutput(); err != nil || !strings.Contains(string(out), "tapswitch_host_uplink_") {
+		t.Errorf("metrics of the unprivileged daemon: %v, %d bytes without tapswitch_host_uplink_", err, len(out))
+	}
 	c := startRootlessContainer(t)
 	d.attachPID(t, c, "-p", "18080:8080", "-p", "18081:8081/udp")
 	cname := c.named(t)
