@@ -4,13 +4,14 @@
 #   make deps   install missing tools (apt-get, as root) and Go modules
 #   make bench  tapswitch against the Linux bridge (and OVS, vde2), root;
 #               ROUNDS=n (default 5), QUICK=1 (one short round), VARIANTS=nooffload
+#   make bench-rootless  tapswitch against slirp4netns and pasta, run as nobody
 
 GO          ?= go
 BIN         := bin/tapswitch
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TESTFLAGS   ?= -race -count=1 -timeout 9m
 
-.PHONY: all deps bench-deps build test lint unit demo bench bench-nat clean
+.PHONY: all deps bench-deps build test lint unit demo bench bench-nat bench-rootless clean
 
 all: build
 
@@ -50,6 +51,12 @@ bench: deps build
 # The same for NAT: bridge + nftables masquerade/dnat against the TAP uplink.
 bench-nat: deps bench-deps build
 	bench/nat-compare.sh $(BIN)
+
+# Rootless networking: tapswitch's host uplink against slirp4netns and
+# pasta, as nobody in a namespace of its own; ROUNDS=n (default 3),
+# MTUS="1500 65520", SECONDS_PER_TEST=5. Table on stdout, JSON in bench/results/.
+bench-rootless: deps bench-deps build
+	bench/rootless-compare.sh $(BIN)
 
 clean:
 	rm -rf bin

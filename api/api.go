@@ -16,9 +16,10 @@
 //
 // and those of NAT, listed in nat.go.
 //
-// Errors are a status code of 400 (bad input), 404 (no such port or
-// namespace), 409 (a name, address or MAC already in use) or 500, with an
-// Error body.
+// Errors are a status code of 400 (bad input), 403 (a namespace the daemon
+// may not enter: without root, one of another user), 404 (no such port,
+// namespace or process), 409 (a name, address or MAC already in use) or 500,
+// with an Error body.
 package api
 
 import (

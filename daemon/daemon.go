@@ -19,6 +19,7 @@ import (
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/fdb"
 	"github.com/tapswitch/tapswitch/gateway"
+	"github.com/tapswitch/tapswitch/internal/nshelper"
 	"github.com/tapswitch/tapswitch/nat"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/switch/tap"
@@ -44,6 +45,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrConflict is returned when a name, address or MAC is already in use.
 	ErrConflict = errors.New("already in use")
+	// ErrForbidden is returned when the daemon may not act on a namespace:
+	// without root, one that belongs to another user.
+	ErrForbidden = errors.New("forbidden")
 )
 
 // reqError is an error with a kind (ErrInvalid, ErrNotFound, ErrConflict)
@@ -84,6 +88,12 @@ type Config struct {
 	// NAT configures connection tracking (MaxEntries, Timeouts, port
 	// range); External and Internal are set from Uplink and Subnet.
 	NAT nat.Config
+	// AttachHelper makes every attach go through the namespace helper
+	// (attach.go), as it does anyway when the daemon has no CAP_NET_ADMIN.
+	AttachHelper bool
+	// Exe is the tapswitch binary the helper runs; "" means the daemon's
+	// own (os.Executable).
+	Exe string
 }
 
 // Daemon is a running switch with its gateway and attached containers. Its
@@ -98,6 +108,9 @@ type Daemon struct {
 	closed chan struct{}
 	once   sync.Once
 	nat    *natState // nil without an uplink; see nat.go
+	// privileged is whether the daemon has CAP_NET_ADMIN and CAP_SYS_ADMIN
+	// in its user namespace: it then creates TAPs itself (attach.go).
+	privileged bool
 
 	mu sync.Mutex // guards ports and the address and MAC sets derived from it
 	// ports are the attached containers by port name.
@@ -115,6 +128,12 @@ type attachment struct {
 	ip     netip.Addr
 	mtu    int
 	id     fdb.PortID
+	// proc is the attached process when the TAP was made by the helper:
+	// such a TAP keeps its namespace alive, so the port is removed when
+	// the process exits instead (attach.go). nil otherwise.
+	proc *nshelper.Process
+	// helper is whether the TAP was made by the namespace helper.
+	helper bool
 }
 
 // New validates cfg, checks that the subnet does not overlap a route of the
@@ -126,11 +145,15 @@ func New(cfg Config) (*Daemon, error) {
 	if err := checkRoutes(cfg.Subnet); err != nil {
 		return nil, err
 	}
+	if err := checkPrivileges(cfg); err != nil {
+		return nil, err
+	}
 	d := &Daemon{
-		cfg:    cfg,
-		log:    cfg.Log,
-		ports:  map[string]*attachment{},
-		closed: make(chan struct{}),
+		cfg:        cfg,
+		log:        cfg.Log,
+		ports:      map[string]*attachment{},
+		closed:     make(chan struct{}),
+		privileged: privileged(),
 	}
 	sw, err := vswitch.New(vswitch.Config{
 		FDB:      fdb.Config{Ageing: cfg.FDBAgeing},
@@ -299,6 +322,9 @@ func (d *Daemon) Close() error {
 		d.closeNAT()
 		err = d.sw.Close()
 		d.mu.Lock()
+		for _, a := range d.ports {
+			a.stopWatch()
+		}
 		clear(d.ports)
 		d.mu.Unlock()
 	})
@@ -324,6 +350,7 @@ func (d *Daemon) portGone(id fdb.PortID, name string, err error) {
 		}
 		return
 	}
+	gone.stopWatch()
 	d.gw.Forget(gone.ip)
 	d.forgetNAT(gone.ip)
 	d.log.Info("port gone: its interface or namespace was deleted", "port", gone.name, "ip", gone.ip, "err", err)
@@ -367,29 +394,19 @@ func (d *Daemon) Attach(req api.AttachRequest) (api.Port, error) {
 			}
 		}()
 	}
-	dev, err := tap.Create(tap.Config{
-		Netns:   a.netns,
-		Name:    a.ifname,
-		MAC:     net.HardwareAddr(a.mac[:]),
-		MTU:     a.mtu,
-		Addr:    netip.PrefixFrom(a.ip, d.cfg.Subnet.Bits()),
-		Gateway: d.cfg.Gateway,
-	})
-	switch {
-	case errors.Is(err, tap.ErrNetnsNotFound):
-		return api.Port{}, notFound("%v", err)
-	case errors.Is(err, tap.ErrLinkExists):
-		return api.Port{}, conflict("%v", err)
-	case errors.Is(err, tap.ErrInvalidConfig):
-		return api.Port{}, invalid("%v", err)
-	case err != nil:
+	dev, err := d.createTap(a, req.PID)
+	if err != nil {
 		return api.Port{}, err
 	}
 	if a.id, err = d.sw.AddPort(dev); err != nil {
+		a.stopWatch()
 		return api.Port{}, err
 	}
 	d.ports[a.name] = a
-	d.log.Info("attached", "port", a.name, "netns", a.netns, "ifname", a.ifname, "mac", a.mac, "ip", a.ip, "publish", req.Publish)
+	if a.proc != nil {
+		go d.watch(a)
+	}
+	d.log.Info("attached", "port", a.name, "netns", a.netns, "ifname", a.ifname, "mac", a.mac, "ip", a.ip, "publish", req.Publish, "helper", a.helper)
 	p := d.describe(a, d.portInfo(a.id))
 	for _, q := range pubs {
 		q.Target = a.ip
@@ -528,6 +545,7 @@ func (d *Daemon) Detach(name string) error {
 	if !ok {
 		return notFound("no port named %q", name)
 	}
+	a.stopWatch()
 	err := d.sw.RemovePort(a.id)
 	d.gw.Forget(a.ip)
 	d.forgetNAT(a.ip)

@@ -81,6 +81,8 @@ func writeError(w http.ResponseWriter, err error) {
 		status = http.StatusNotFound
 	case errors.Is(err, ErrConflict):
 		status = http.StatusConflict
+	case errors.Is(err, ErrForbidden):
+		status = http.StatusForbidden
 	}
 	writeJSON(w, status, api.Error{Message: err.Error()})
 }

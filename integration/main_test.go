@@ -108,6 +108,9 @@ type daemon struct {
 	exited chan struct{}
 	err    error // Wait's result, once exited is closed
 	client *api.Client
+	// as is put in front of the CLI's command line (cli): e.g. setpriv
+	// to run it as another user. nil runs it as the test.
+	as []string
 }
 
 // startDaemon runs `tapswitch run` with args on a fresh control socket and
@@ -127,12 +130,20 @@ func startDaemonIn(t *testing.T, ns string, args ...string) *daemon {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	d := &daemon{sock: filepath.Join(dir, "ctl.sock"), log: &syncBuffer{}, exited: make(chan struct{})}
-	argv := append([]string{bin, "run", "--control", d.sock}, withUplink(args)...)
+	var prefix []string
 	if ns != "" {
-		argv = append([]string{"ip", "netns", "exec", ns}, argv...)
+		prefix = []string{"ip", "netns", "exec", ns}
 	}
-	d.cmd = exec.Command(argv[0], argv[1:]...)
+	return startDaemonWith(t, dir, prefix, args...)
+}
+
+// startDaemonWith is startDaemon with the control socket in dir and the
+// command line put after prefix (e.g. `ip netns exec NS setpriv ...`).
+func startDaemonWith(t *testing.T, dir string, prefix []string, args ...string) *daemon {
+	t.Helper()
+	d := &daemon{sock: filepath.Join(dir, "ctl.sock"), log: &syncBuffer{}, exited: make(chan struct{})}
+	line := append(append(append([]string{}, prefix...), bin, "run", "--control", d.sock), withUplink(args)...)
+	d.cmd = exec.Command(line[0], line[1:]...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -201,13 +212,21 @@ func (d *daemon) stop(t *testing.T) error {
 // exit status.
 func (d *daemon) cli(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
-	return run(t, append(args, "--control", d.sock)...)
+	return runAs(t, d.as, append(args, "--control", d.sock)...)
 }
 
 func run(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
+	return runAs(t, nil, args...)
+}
+
+// runAs runs the tapswitch CLI after the command line prefix (nil: as the
+// test) and returns stdout, stderr and the exit status.
+func runAs(t *testing.T, prefix []string, args ...string) (string, string, int) {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(bin, args...)
+	line := append(append(append([]string{}, prefix...), bin), args...)
+	cmd := exec.Command(line[0], line[1:]...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	code := 0

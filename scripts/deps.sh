@@ -3,7 +3,8 @@
 # Debian packages with apt-get when we are root, Go modules through go.mod.
 # Idempotent: it installs nothing when everything is there.
 # `deps.sh bench` also installs what the benchmarks compare with: Open
-# vSwitch and vde2 (make bench), nftables (make bench-nat).
+# vSwitch and vde2 (make bench), nftables (make bench-nat), slirp4netns and
+# passt's pasta (make bench-rootless).
 set -euo pipefail
 
 # package:command pairs; the command tells whether the package is there.
@@ -14,9 +15,10 @@ need=(
 	tcpdump:tcpdump
 	curl:curl
 	util-linux:nsenter
+	util-linux:setpriv
 )
 if [ "${1:-}" = bench ]; then
-	need+=(openvswitch-switch:ovs-vswitchd vde2:vde_switch nftables:nft)
+	need+=(openvswitch-switch:ovs-vswitchd vde2:vde_switch nftables:nft slirp4netns:slirp4netns passt:pasta)
 fi
 
 missing=()

@@ -13,12 +13,14 @@ import (
 	"time"
 
 	"github.com/tapswitch/tapswitch/api"
+	"github.com/tapswitch/tapswitch/internal/nshelper"
 )
 
 const usage = `tapswitch: a userspace virtual switch for containers
 
 Usage:
   tapswitch run [--subnet CIDR] [--gateway IP] [--mtu N] [--fdb-ageing DURATION] [--control PATH] [--metrics ADDR]
+                [--attach-helper]
                 [--uplink host[,addr=ADDR][,loopback=ADDR][,mtu=N]|none|tap,netns=PATH,ip=ADDR/LEN[,gw=ADDR][,ifname=ts0][,mac=MAC][,mtu=N]]
                 [--host-loopback]
                 [--ct-max N] [--ct-tcp-timeout D] [--ct-tcp-transitory-timeout D] [--ct-udp-timeout D]
@@ -70,6 +72,11 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		"conntrack": cmdConntrack,
 	}
 	name := args[0]
+	if name == nshelper.Command {
+		// Not for people: the daemon runs it inside a container's
+		// namespaces to create a TAP there (internal/nshelper).
+		return nshelper.Main(os.Stdin, stderr)
+	}
 	if name == "help" || name == "-h" || name == "--help" {
 		fmt.Fprint(stdout, usage)
 		return 0

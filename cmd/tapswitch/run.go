@@ -23,6 +23,7 @@ func cmdRun(args []string, stdout io.Writer) error {
 	ageing := fs.Duration("fdb-ageing", fdb.DefaultAgeing, "how long a learned MAC is kept without traffic")
 	control := controlFlag(fs)
 	metrics := fs.String("metrics", "", "serve Prometheus metrics on `ADDR` (HOST:PORT, or PORT for 127.0.0.1:PORT); off by default")
+	helper := fs.Bool("attach-helper", false, "create every container's TAP from a helper inside its namespaces, as without root (the default when the daemon has no CAP_NET_ADMIN)")
 	var nf natFlags
 	nf.add(fs)
 	pos, err := parse(fs, args)
@@ -32,7 +33,7 @@ func cmdRun(args []string, stdout io.Writer) error {
 	if err := noArgs(pos); err != nil {
 		return err
 	}
-	cfg := daemon.Config{MTU: *mtu, FDBAgeing: *ageing}
+	cfg := daemon.Config{MTU: *mtu, FDBAgeing: *ageing, AttachHelper: *helper}
 	if cfg.Subnet, err = netip.ParsePrefix(*subnet); err != nil {
 		return usagef("--subnet %q: not a CIDR prefix such as 10.90.0.0/16", *subnet)
 	}

@@ -14,5 +14,13 @@
 // Device.Read then fails, which is how the switch notices that the container
 // is gone.
 //
+// Without CAP_NET_ADMIN in both namespaces there is no moving: a helper
+// process that entered the container's user and network namespaces calls
+// Create for its own namespace and passes the descriptor (Device.File) to
+// the switch, which adopts it with FromFD (package internal/nshelper). Such
+// a TAP does keep its namespace alive, and its Read does not fail when the
+// container's last process exits; the caller must watch the container
+// another way.
+//
 // A Device implements vswitch.Port. Only Linux is supported.
 package tap

@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# bench/rootless-compare.sh BIN: rootless networking side by side, as an
+# unprivileged user: iperf3 TCP (1 stream) through tapswitch (host uplink,
+# --host-loopback), slirp4netns and pasta, at each MTU of MTUS (default
+# "1500 65520"), interleaved over ROUNDS rounds (default 3) of
+# SECONDS_PER_TEST seconds (default 5), in one run on this machine:
+#
+#   out       container -> a server on the host's 127.0.0.1 (tapswitch: the
+#             gateway 10.90.0.1 with --host-loopback; slirp4netns: 10.0.2.2,
+#             its default; pasta: its gateway address, which it maps to the
+#             host's loopback)
+#   in-lo     a client on the host's 127.0.0.1 -> a published port -> a
+#             server in the container (tapswitch -p, slirp4netns add_hostfwd
+#             through its API socket, pasta -t)
+#   in-addr   the same from the host's own address 203.0.113.1 instead of
+#             127.0.0.1 (pasta splices loopback connections but not these)
+#
+# It prints a table of medians and writes JSON to OUT (default
+# bench/results/rootless-DATE.json).
+#
+# The script needs root only to set the stage: it creates a namespace that
+# stands for the host (its own loopback, and a veth link 203.0.113.1/24 to a
+# second namespace with a default route, which pasta copies its addresses
+# from; nothing is sent there), makes /dev/net/tun 0666 as ordinary
+# distributions ship it (put back on exit), and runs everything else as
+# nobody (setpriv, uid/gid 65534) inside that namespace: the containers are
+# `unshare --user --map-root-user --net` processes of nobody's, and
+# tapswitch, slirp4netns and pasta run as nobody. Traffic stays on that
+# namespace's loopback and in the containers. Everything is removed on exit.
+set -euo pipefail
+
+bin=${1:-bin/tapswitch}
+rounds=${ROUNDS:-3}
+secs=${SECONDS_PER_TEST:-5}
+mtus=${MTUS:-1500 65520}
+out=${OUT:-bench/results}
+[ "$(id -u)" -eq 0 ] || { echo "rootless-compare.sh: needs root to create the stage (it runs the benchmark itself as nobody)" >&2; exit 1; }
+for t in ip iperf3 setpriv unshare nsenter slirp4netns pasta socat ss; do
+	command -v $t >/dev/null || { echo "rootless-compare.sh: needs $t (make bench-deps)" >&2; exit 1; }
+done
+
+p=tswr$$
+work=$(mktemp -d)
+tun_mode=$(stat -c %a /dev/net/tun)
+pids=()
+cleanup() {
+	local pid
+	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+	for ns in ${p}h ${p}x; do ip netns del "$ns" 2>/dev/null || true; done
+	chmod "$tun_mode" /dev/net/tun
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+chmod 0666 /dev/net/tun
+chmod 0755 "$work"
+u=$work/u # nobody's runtime directory
+mkdir "$u"
+chown 65534:65534 "$u"
+cp "$bin" "$work/tapswitch"
+chmod 0755 "$work/tapswitch"
+
+ip netns add ${p}h
+ip netns add ${p}x
+ip -n ${p}h link set lo up
+ip -n ${p}h link add eth0 type veth peer name eth0 netns ${p}x
+ip -n ${p}h addr add 203.0.113.1/24 dev eth0
+ip -n ${p}h link set eth0 up
+ip -n ${p}x addr add 203.0.113.254/24 dev eth0
+ip -n ${p}x link set eth0 up
+ip -n ${p}h route add default via 203.0.113.254
+
+# "${N[@]}" CMD...: run CMD as nobody in the host namespace. `ip netns
+# exec`, setpriv and env exec, so $! of `"${N[@]}" CMD &` is CMD's own PID
+# (a shell function would put a subshell in between).
+N=(ip netns exec ${p}h setpriv --reuid 65534 --regid 65534 --clear-groups env HOME="$u" XDG_RUNTIME_DIR="$u" PATH="$PATH")
+# "${E[@]}" PID CMD...: run CMD in the container PID's namespaces (root
+# inside); nsenter execs too.
+E=("${N[@]}" nsenter --preserve-credentials -U -n -t)
+
+# container: start a rootless container and print its PID.
+container() {
+	"${N[@]}" unshare --user --map-root-user --net sleep infinity >/dev/null 2>&1 &
+	local pid=$!
+	# Until unshare execs sleep, the process is not dumpable (setpriv
+	# changed its uid) and its namespaces cannot be opened by nobody.
+	for _ in $(seq 100); do
+		[ "$(cat /proc/$pid/comm 2>/dev/null)" = sleep ] && break
+		sleep 0.05
+	done
+	echo "$pid"
+}
+
+# listening WHERE PORT: wait until a TCP socket listens on PORT, in the host
+# namespace (WHERE=host) or in the container WHERE.
+listening() {
+	for _ in $(seq 100); do
+		if [ "$1" = host ]; then
+			[ -n "$(ip netns exec ${p}h ss -Hltn "sport = :$2")" ] && return
+		else
+			[ -n "$(nsenter -t "$1" -n ss -Hltn "sport = :$2")" ] && return
+		fi
+		sleep 0.05
+	done
+	echo "nothing listens on $2 in $1" >&2
+}
+
+# tcp SERVER_WHERE CLIENT_WHERE TARGET PORT: Gbit/s received by one iperf3
+# server on PORT (in the host namespace on 127.0.0.1, or in a container),
+# the client in the host namespace or a container ("fail" if it failed
+# twice).
+tcp() {
+	local try r srv
+	for try in 1 2; do
+		if [ "$1" = host ]; then
+			"${N[@]}" iperf3 -s -B 127.0.0.1 -p "$4" -1 >/dev/null 2>&1 &
+		else
+			"${E[@]}" "$1" iperf3 -s -p 5201 -1 >/dev/null 2>&1 &
+		fi
+		srv=$!
+		if [ "$1" = host ]; then listening host "$4"; else listening "$1" 5201; fi
+		if [ "$2" = host ]; then
+			r=$("${N[@]}" iperf3 -c "$3" -p "$4" -t "$secs" -f g 2>&1 | awk '/receiver/ {print $(NF-2)}')
+		else
+			r=$("${E[@]}" "$2" iperf3 -c "$3" -p "$4" -t "$secs" -f g 2>&1 | awk '/receiver/ {print $(NF-2)}')
+		fi
+		kill "$srv" 2>/dev/null || true
+		wait "$srv" 2>/dev/null || true
+		[ -n "$r" ] && { echo "$r"; return; }
+		echo "iperf3 $2 -> $3:$4 failed (try $try)" >&2
+	done
+	echo fail
+}
+
+# linkmtu PID DEV: the MTU of DEV in the container PID.
+linkmtu() { nsenter -t "$1" -n ip -o link show dev "$2" | sed -n 's/.* mtu \([0-9]*\) .*/\1/p'; }
+
+median() { printf '%s\n' "$@" | grep -v fail | sort -g | awk '{a[NR]=$1} END {if (NR == 0) print "fail"; else print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a != "fail" && b != "fail" && b > 0) printf "%.2f", a / b; else print "-"}'; }
+
+tools="tapswitch slirp4netns pasta"
+tests="out in-lo in-addr"
+declare -A res  # res[mtu,test,tool] = space-separated Gbit/s of every round
+declare -A ifmtu
+
+for mtu in $mtus; do
+	echo "MTU $mtu: setting up" >&2
+	ct=$(container)
+	cs=$(container)
+	cp=$(container)
+	pids+=("$ct" "$cs" "$cp")
+
+	"${N[@]}" "$work/tapswitch" run --control "$u/ts.sock" --mtu "$mtu" --host-loopback >"$work/tapswitch-$mtu.log" 2>&1 &
+	tsd=$!
+	pids+=("$tsd")
+	for _ in $(seq 100); do "${N[@]}" "$work/tapswitch" ports --control "$u/ts.sock" >/dev/null 2>&1 && break; sleep 0.05; done
+	"${N[@]}" "$work/tapswitch" attach --pid "$ct" -p 5311:5201 --control "$u/ts.sock" >/dev/null
+
+	"${N[@]}" slirp4netns --configure --mtu="$mtu" --api-socket "$u/slirp.sock" "$cs" tap0 >"$work/slirp-$mtu.log" 2>&1 &
+	sd=$!
+	pids+=("$sd")
+	for _ in $(seq 100); do [ -S "$u/slirp.sock" ] && break; sleep 0.05; done
+	echo '{"execute": "add_hostfwd", "arguments": {"proto": "tcp", "host_addr": "0.0.0.0", "host_port": 5312, "guest_port": 5201}}' |
+		"${N[@]}" socat - "UNIX-CONNECT:$u/slirp.sock" | grep -q '"return"' || { echo "slirp4netns add_hostfwd failed" >&2; exit 1; }
+
+	"${N[@]}" pasta -4 --config-net --mtu "$mtu" -t 5313:5201 -u none -T none -U none -f -q "$cp" >"$work/pasta-$mtu.log" 2>&1 &
+	pd=$!
+	pids+=("$pd")
+	for _ in $(seq 100); do [ -n "$(nsenter -t "$cp" -n ip -o -4 addr show dev eth0 2>/dev/null)" ] && break; sleep 0.05; done
+
+	for _ in $(seq 100); do [ -n "$(nsenter -t "$cs" -n ip -o -4 addr show dev tap0 2>/dev/null)" ] && break; sleep 0.05; done
+	ifmtu[$mtu,tapswitch]=$(linkmtu "$ct" eth0)
+	ifmtu[$mtu,slirp4netns]=$(linkmtu "$cs" tap0)
+	ifmtu[$mtu,pasta]=$(linkmtu "$cp" eth0)
+
+	for r in $(seq "$rounds"); do
+		echo "MTU $mtu: round $r/$rounds" >&2
+		for tool in $(printf '%s\n' $tools | shuf); do
+			case $tool in
+			tapswitch) c=$ct gw=10.90.0.1 port=5311 ;;
+			slirp4netns) c=$cs gw=10.0.2.2 port=5312 ;;
+			pasta) c=$cp gw=203.0.113.254 port=5313 ;;
+			esac
+			res[$mtu,out,$tool]+="$(tcp host "$c" "$gw" 5201) "
+			res[$mtu,in-lo,$tool]+="$(tcp "$c" host 127.0.0.1 "$port") "
+			res[$mtu,in-addr,$tool]+="$(tcp "$c" host 203.0.113.1 "$port") "
+		done
+	done
+
+	for pid in "$tsd" "$sd" "$pd" "$ct" "$cs" "$cp"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+	pids=()
+	rm -f "$u/ts.sock" "$u/slirp.sock"
+done
+
+declare -A med
+for mtu in $mtus; do
+	for test in $tests; do
+		for tool in $tools; do
+			# shellcheck disable=SC2086
+			med[$mtu,$test,$tool]=$(median ${res[$mtu,$test,$tool]})
+		done
+	done
+done
+
+echo
+printf '%-6s %-8s %10s %12s %8s %12s %12s\n' MTU test tapswitch slirp4netns pasta "ts/slirp" "ts/pasta"
+for mtu in $mtus; do
+	for test in $tests; do
+		printf '%-6s %-8s %10s %12s %8s %12s %12s\n' "$mtu" "$test" \
+			"${med[$mtu,$test,tapswitch]}" "${med[$mtu,$test,slirp4netns]}" "${med[$mtu,$test,pasta]}" \
+			"$(ratio "${med[$mtu,$test,tapswitch]}" "${med[$mtu,$test,slirp4netns]}")" \
+			"$(ratio "${med[$mtu,$test,tapswitch]}" "${med[$mtu,$test,pasta]}")"
+	done
+done
+echo "(Gbit/s, iperf3 TCP 1 stream, medians of $rounds rounds of ${secs}s, run as nobody; interface MTUs seen in the containers:" \
+	"$(for mtu in $mtus; do printf '%s: tapswitch %s, slirp4netns %s, pasta %s; ' "$mtu" "${ifmtu[$mtu,tapswitch]}" "${ifmtu[$mtu,slirp4netns]}" "${ifmtu[$mtu,pasta]}"; done))"
+
+mkdir -p "$out"
+file=$out/rootless-$(date -u +%Y%m%dT%H%M%SZ).json
+{
+	printf '{\n  "date": "%s",\n  "kernel": "%s",\n  "rounds": %s,\n  "seconds": %s,\n' "$(date -u +%FT%TZ)" "$(uname -r)" "$rounds" "$secs"
+	printf '  "versions": {"tapswitch": "%s", "slirp4netns": "%s", "pasta": "%s"},\n' \
+		"$("$bin" version 2>/dev/null | head -1 | sed "s/^client: //")" "$(slirp4netns --version | head -1)" "$(dpkg-query -W -f '${Version}' passt 2>/dev/null || echo unknown)"
+	printf '  "unit": "Gbit/s",\n  "results": ['
+	sep=
+	for mtu in $mtus; do
+		for test in $tests; do
+			for tool in $tools; do
+				runs=$(echo ${res[$mtu,$test,$tool]} | sed 's/fail/null/g; s/ /, /g')
+				m=${med[$mtu,$test,$tool]}
+				[ "$m" = fail ] && m=null
+				printf '%s\n    {"mtu": %s, "if_mtu": %s, "test": "%s", "tool": "%s", "median": %s, "runs": [%s]}' \
+					"$sep" "$mtu" "${ifmtu[$mtu,$tool]}" "$test" "$tool" "$m" "$runs"
+				sep=,
+			done
+		done
+	done
+	printf '\n  ]\n}\n'
+} >"$file"
+echo "wrote $file"

@@ -1,0 +1,372 @@
+// Package nshelper creates a TAP device inside a container's network
+// namespace from a helper process that has entered the namespace's user
+// namespace, and hands its file descriptor back to the daemon: the way an
+// unprivileged tapswitch attaches a rootless container.
+//
+// A process joins a user namespace with setns(CLONE_NEWUSER) only while it
+// is single-threaded, which a running Go program never is. So Create starts
+// nsenter (util-linux), which is, with the namespace files as descriptors:
+//
+//	nsenter --user=/proc/self/fd/4 --net=/proc/self/fd/5 [--preserve-credentials] -- EXE __tap-helper
+//
+// where EXE is the daemon's own binary. nsenter enters the user namespace
+// that owns the network namespace, then the network namespace, and runs the
+// binary there with every capability of that user namespace; its main
+// calls Main, which creates and configures the TAP with tap.Create (in its
+// own namespace, so nothing is moved) and sends the descriptor back over the
+// unix socket on descriptor 3 with SCM_RIGHTS (unix(7)), then exits.
+//
+// As root, nsenter switches to uid and gid 0 of the user namespace (root
+// outside is not mapped inside a rootless container's namespace, and an
+// unmapped uid loses its capabilities at exec). As another user, the
+// credentials are kept (--preserve-credentials): the user's uid is root
+// inside a namespace made with `unshare --user --map-root-user`, and a
+// user cannot switch to another uid.
+//
+// A TAP whose /dev/net/tun file was opened inside the namespace keeps that
+// namespace alive (see package tap): its Read never fails when the
+// container's last process exits. Callers that attach a process watch it
+// instead (WatchPID).
+package nshelper
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	vswitch "github.com/tapswitch/tapswitch/switch"
+	"github.com/tapswitch/tapswitch/switch/tap"
+)
+
+// Command is the hidden subcommand of the tapswitch binary that runs Main.
+const Command = "__tap-helper"
+
+// The descriptors the helper process gets (exec.Cmd.ExtraFiles from 3).
+const (
+	fdSock   = 3 // the unix socket to send the reply and the TAP on
+	fdUserns = 4 // the user namespace to enter (nsenter --user)
+	fdNetns  = 5 // the network namespace to enter (nsenter --net)
+)
+
+// ErrNotOwned is returned (wrapped, with the path) by Create when the
+// network namespace belongs to a user namespace the caller cannot enter, or
+// its file cannot be opened for lack of permission: it belongs to another
+// user.
+var ErrNotOwned = errors.New("namespace of another user")
+
+// request is the TAP the daemon asks for, JSON on the helper's stdin: a
+// tap.Config without Netns, the helper's own namespace being the target.
+type request struct {
+	Name       string `json:"name"`
+	MAC        string `json:"mac"`
+	MTU        int    `json:"mtu"`
+	Addr       string `json:"addr,omitempty"`
+	Gateway    string `json:"gateway,omitempty"`
+	NoOffloads bool   `json:"no_offloads,omitempty"`
+}
+
+// reply is the helper's one message on the socket; a successful one carries
+// the TAP's descriptor.
+type reply struct {
+	Offloads vswitch.Offloads `json:"offloads"`
+	Err      string           `json:"error,omitempty"`
+	// Kind says which sentinel of package tap Err stood for: "exists",
+	// "invalid" or "".
+	Kind string `json:"kind,omitempty"`
+}
+
+// Create creates the TAP described by cfg inside the network namespace at
+// cfg.Netns through a helper process (see the package doc) running the
+// binary exe, and returns it with its namespace path as Device.Netns. It is
+// all or nothing: when it fails, no TAP is left in the namespace. Errors
+// wrap tap.ErrNetnsNotFound, tap.ErrLinkExists, tap.ErrInvalidConfig or
+// ErrNotOwned where they apply, and are one line.
+//
+// ctx bounds the whole exchange; the helper is killed when it ends.
+// privileged tells whether the caller has CAP_NET_ADMIN and CAP_SYS_ADMIN
+// in its own user namespace (root): only then can it attach a namespace
+// that belongs to that user namespace, and it enters the others as their
+// root.
+func Create(ctx context.Context, exe string, cfg tap.Config, privileged bool) (*tap.Device, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	path := cfg.Netns
+	nsenter, err := exec.LookPath("nsenter")
+	if err != nil {
+		return nil, fmt.Errorf("attach %s without root needs nsenter (util-linux): %w", path, err)
+	}
+	netnsF, usernsF, sameUserns, err := openNamespaces(path)
+	if err != nil {
+		return nil, err
+	}
+	defer netnsF.Close()
+	defer usernsF.Close()
+	if sameUserns && !privileged {
+		return nil, fmt.Errorf("%s: %w: it belongs to the user namespace the daemon runs in, where the daemon has no CAP_NET_ADMIN; attach a process of a user namespace of your own (unshare --user --map-root-user --net, a rootless container) or run tapswitch as root", path, ErrNotOwned)
+	}
+
+	req := request{Name: cfg.Name, MAC: cfg.MAC.String(), MTU: cfg.MTU, NoOffloads: cfg.NoOffloads}
+	if cfg.Addr.IsValid() {
+		req.Addr = cfg.Addr.String()
+	}
+	if cfg.Gateway.IsValid() {
+		req.Gateway = cfg.Gateway.String()
+	}
+	in, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socketpair: %w", err)
+	}
+	ours := os.NewFile(uintptr(fds[0]), "tap-helper")
+	theirs := os.NewFile(uintptr(fds[1]), "tap-helper")
+	conn, err := net.FileConn(ours)
+	ours.Close()
+	if err != nil {
+		theirs.Close()
+		return nil, fmt.Errorf("socketpair: %w", err)
+	}
+	defer conn.Close()
+	uc := conn.(*net.UnixConn)
+
+	args := []string{"--net=/proc/self/fd/5"}
+	if !sameUserns {
+		args = append(args, "--user=/proc/self/fd/4")
+		if !privileged {
+			args = append(args, "--preserve-credentials")
+		}
+	}
+	args = append(args, "--", exe, Command)
+	cmd := exec.CommandContext(ctx, nsenter, args...)
+	cmd.Stdin = bytes.NewReader(in)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.ExtraFiles = []*os.File{theirs, usernsF, netnsF} // fdSock, fdUserns, fdNetns
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	cmd.WaitDelay = time.Second
+	err = cmd.Start()
+	theirs.Close()
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", nsenter, err)
+	}
+
+	rep, fd, rerr := receive(ctx, uc)
+	werr := cmd.Wait()
+	if rerr == nil && fd < 0 && rep.Err == "" {
+		rerr = errors.New("helper replied without a TAP")
+	}
+	if rerr != nil {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		// Nothing came back: nsenter failed to enter (its message is
+		// on stderr), or the helper died.
+		why := lastLine(stderr.String())
+		switch {
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("enter %s: %w", path, ctx.Err())
+		case why != "":
+			return nil, fmt.Errorf("enter %s: %s", path, why)
+		case werr != nil:
+			return nil, fmt.Errorf("enter %s: helper: %w", path, werr)
+		}
+		return nil, fmt.Errorf("enter %s: helper: %w", path, rerr)
+	}
+	if rep.Err != "" {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		err := &helperError{msg: rep.Err}
+		switch rep.Kind {
+		case "exists":
+			err.kind = tap.ErrLinkExists
+		case "invalid":
+			err.kind = tap.ErrInvalidConfig
+		}
+		return nil, fmt.Errorf("in %s: %w", path, err)
+	}
+	return tap.FromFD(fd, cfg.Name, path, rep.Offloads)
+}
+
+// helperError is an error of the helper: its message, and the sentinel of
+// package tap it stood for (nil if none).
+type helperError struct {
+	msg  string
+	kind error
+}
+
+func (e *helperError) Error() string { return e.msg }
+func (e *helperError) Is(target error) bool {
+	return e.kind != nil && target == e.kind
+}
+
+// openNamespaces opens the network namespace at path and the user namespace
+// that owns it (NS_GET_USERNS), and tells whether that is the caller's own.
+func openNamespaces(path string) (netnsF, usernsF *os.File, same bool, err error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return nil, nil, false, fmt.Errorf("%w: %s", tap.ErrNetnsNotFound, path)
+	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
+		return nil, nil, false, fmt.Errorf("%s: permission denied: %w", path, ErrNotOwned)
+	case err != nil:
+		return nil, nil, false, fmt.Errorf("open %s: %w", path, err)
+	}
+	netnsF = os.NewFile(uintptr(fd), path)
+	// NS_GET_NSTYPE fails with ENOTTY on a file that is not a namespace.
+	if typ, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE); err != nil || typ != unix.CLONE_NEWNET {
+		netnsF.Close()
+		return nil, nil, false, fmt.Errorf("%w: %s is not a network namespace", tap.ErrNetnsNotFound, path)
+	}
+	ufd, err := unix.IoctlRetInt(fd, unix.NS_GET_USERNS)
+	if err != nil {
+		netnsF.Close()
+		return nil, nil, false, fmt.Errorf("%s: %w: its user namespace: %w", path, ErrNotOwned, err)
+	}
+	unix.CloseOnExec(ufd)
+	usernsF = os.NewFile(uintptr(ufd), "userns")
+	var theirs, ours unix.Stat_t
+	if err := unix.Fstat(ufd, &theirs); err == nil {
+		if err := unix.Stat("/proc/self/ns/user", &ours); err == nil {
+			same = theirs.Dev == ours.Dev && theirs.Ino == ours.Ino
+		}
+	}
+	return netnsF, usernsF, same, nil
+}
+
+// receive reads the helper's reply and the descriptor it carries (-1 if
+// none) from c, until ctx ends.
+func receive(ctx context.Context, c *net.UnixConn) (reply, int, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetReadDeadline(dl)
+	}
+	buf := make([]byte, 4096)
+	oob := make([]byte, unix.CmsgSpace(4))
+	// Go reads with MSG_CMSG_CLOEXEC on Linux: the descriptor is not
+	// inherited by processes started meanwhile.
+	n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return reply{}, -1, err
+	}
+	fd := -1
+	if oobn > 0 {
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil {
+			return reply{}, -1, fmt.Errorf("control message: %w", err)
+		}
+		for _, m := range msgs {
+			rights, err := unix.ParseUnixRights(&m)
+			if err != nil {
+				continue
+			}
+			for _, r := range rights {
+				if fd < 0 {
+					fd = r
+				} else {
+					unix.Close(r)
+				}
+			}
+		}
+	}
+	if n == 0 {
+		return reply{}, fd, io.ErrUnexpectedEOF
+	}
+	var rep reply
+	if err := json.Unmarshal(buf[:n], &rep); err != nil {
+		return reply{}, fd, fmt.Errorf("helper reply: %w", err)
+	}
+	return rep, fd, nil
+}
+
+// lastLine returns the last non-empty line of s, trimmed.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+// Main is the helper side, run by the tapswitch binary for Command inside
+// the namespaces nsenter entered: it reads the request on stdin, creates
+// the TAP, sends it on descriptor 3 and returns the exit status. Errors go
+// back on the socket as one line (and to stderr if the socket is gone).
+func Main(stdin io.Reader, stderr io.Writer) int {
+	// The namespace descriptors were for nsenter.
+	unix.Close(fdUserns)
+	unix.Close(fdNetns)
+	rep, d := create(stdin)
+	data, err := json.Marshal(rep)
+	if err != nil {
+		fmt.Fprintln(stderr, "tap helper:", err)
+		return 1
+	}
+	var rights []byte
+	if d != nil {
+		defer d.Close()
+		rc, err := d.File().SyscallConn()
+		if err != nil {
+			fmt.Fprintln(stderr, "tap helper:", err)
+			return 1
+		}
+		rc.Control(func(fd uintptr) { rights = unix.UnixRights(int(fd)) })
+	}
+	if err := unix.Sendmsg(fdSock, data, rights, nil, 0); err != nil {
+		fmt.Fprintf(stderr, "tap helper: send reply: %v\n", err)
+		if rep.Err != "" {
+			fmt.Fprintln(stderr, "tap helper:", rep.Err)
+		}
+		return 1
+	}
+	if rep.Err != "" {
+		return 1
+	}
+	return 0
+}
+
+// create decodes the request and creates the TAP in the current namespace.
+func create(stdin io.Reader) (reply, *tap.Device) {
+	var req request
+	if err := json.NewDecoder(stdin).Decode(&req); err != nil {
+		return reply{Err: "read request: " + err.Error()}, nil
+	}
+	cfg := tap.Config{Name: req.Name, MTU: req.MTU, NoOffloads: req.NoOffloads}
+	var err error
+	if cfg.MAC, err = net.ParseMAC(req.MAC); err != nil {
+		return reply{Err: err.Error(), Kind: "invalid"}, nil
+	}
+	if req.Addr != "" {
+		if cfg.Addr, err = netip.ParsePrefix(req.Addr); err != nil {
+			return reply{Err: err.Error(), Kind: "invalid"}, nil
+		}
+	}
+	if req.Gateway != "" {
+		if cfg.Gateway, err = netip.ParseAddr(req.Gateway); err != nil {
+			return reply{Err: err.Error(), Kind: "invalid"}, nil
+		}
+	}
+	d, err := tap.Create(cfg)
+	if err != nil {
+		rep := reply{Err: strings.Replace(err.Error(), " in the caller's namespace", "", 1)}
+		switch {
+		case errors.Is(err, tap.ErrLinkExists):
+			rep.Kind = "exists"
+		case errors.Is(err, tap.ErrInvalidConfig):
+			rep.Kind = "invalid"
+		}
+		return rep, nil
+	}
+	return reply{Offloads: d.Offloads()}, d
+}
