@@ -71,6 +71,10 @@ type PortStats struct {
 	TxPackets  uint64 `json:"tx_packets"`
 	TxBytes    uint64 `json:"tx_bytes"`
 	TxDropped  uint64 `json:"tx_dropped"` // the port could not take the frame
+
+	RxSpoofed    uint64 `json:"rx_spoofed"`     // port security violations
+	RxVLANErrors uint64 `json:"rx_vlan_errors"` // bad or unexpected 802.1Q tags
+	RxDenied     uint64 `json:"rx_denied"`      // dropped by an ACL rule or isolation
 }
 
 // Drops is the sum of every drop counter.
