@@ -10,6 +10,14 @@ import (
 // ethHdrLen is the length of an untagged Ethernet header.
 const ethHdrLen = 14
 
+// EtherTypes the datapath reads.
+const (
+	etherIPv4 = 0x0800
+	etherARP  = 0x0806
+	etherVLAN = 0x8100 // IEEE 802.1Q
+	etherQinQ = 0x88a8 // IEEE 802.1ad service tag
+)
+
 // ingress is the loop of one port: read a frame, forward it, repeat. It
 // holds one pooled buffer for its lifetime and forwards on its own
 // goroutine, so a frame is never queued or copied.
@@ -110,6 +118,9 @@ type counters struct {
 	rxErrors, rxFiltered atomic.Uint64
 	txPackets, txBytes   atomic.Uint64
 	txDropped            atomic.Uint64
+	rxSpoofed            atomic.Uint64
+	rxVLANErrors         atomic.Uint64
+	rxDenied             atomic.Uint64
 }
 
 // PortStats are a port's counters, seen from the switch: rx is what the
@@ -129,6 +140,16 @@ type PortStats struct {
 	// TxDropped counts frames the port failed to take (its queue was full,
 	// it was being removed, or the frame was too big for it).
 	TxDropped uint64 `json:"tx_dropped"`
+	// RxSpoofed counts port security violations: a source MAC, IPv4
+	// source or ARP sender (hardware or protocol address) the port may
+	// not send from.
+	RxSpoofed uint64 `json:"rx_spoofed"`
+	// RxVLANErrors counts frames with a tag on an access port, more than
+	// one tag (802.1ad or two 802.1Q), or a VLAN the trunk does not carry.
+	RxVLANErrors uint64 `json:"rx_vlan_errors"`
+	// RxDenied counts frames dropped by an ACL rule or by isolation
+	// (Config.Isolate) for every port they would have gone to.
+	RxDenied uint64 `json:"rx_denied"`
 }
 
 func (c *counters) snapshot() PortStats {
@@ -140,5 +161,9 @@ func (c *counters) snapshot() PortStats {
 		TxPackets:  c.txPackets.Load(),
 		TxBytes:    c.txBytes.Load(),
 		TxDropped:  c.txDropped.Load(),
+
+		RxSpoofed:    c.rxSpoofed.Load(),
+		RxVLANErrors: c.rxVLANErrors.Load(),
+		RxDenied:     c.rxDenied.Load(),
 	}
 }

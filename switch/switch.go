@@ -30,6 +30,14 @@ type Config struct {
 	// the device or its namespace was deleted. It is not called for ports
 	// removed with RemovePort or Close.
 	PortGone func(id fdb.PortID, name string, err error)
+
+	// Mode selects the pipeline: ModeLearning (also "") or ModeHub.
+	Mode Mode
+
+	// Isolate is Docker's icc=false: a port without PortConfig.Gateway
+	// reaches only Gateway ports (and they reach it), unless an allow Rule
+	// matches the pair; its broadcasts go to Gateway ports only.
+	Isolate bool
 }
 
 // Switch is a learning Ethernet switch. All methods are safe for concurrent
@@ -50,10 +58,12 @@ type Switch struct {
 	// ports is the port table the datapath reads, replaced whole on change.
 	ports atomic.Pointer[portTable]
 
-	mu sync.Mutex // guards nextID and changes to ports
+	mu sync.Mutex // guards nextID, rules and changes to ports
 	// nextID is the ID the next port gets. IDs are never reused, so a
 	// lookup that raced with a removal can never reach a newer port.
 	nextID fdb.PortID
+	// rules is the rule set last given to SetRules.
+	rules *ruleSet
 
 	bufs sync.Pool // *[BufSize]byte, one held by each ingress loop
 
@@ -72,7 +82,8 @@ type portTable struct {
 type port struct {
 	id       fdb.PortID
 	p        Port
-	offloads Offloads // what p accepts on Write (Offloader), fixed at AddPort
+	cfg      PortConfig // fixed at AddPortConfig
+	offloads Offloads   // what p accepts on Write (Offloader), fixed at AddPort
 	stats    counters
 	done     chan struct{} // closed when the ingress loop has returned
 
@@ -88,6 +99,9 @@ type port struct {
 // New returns a switch with no ports, and starts its FDB ageing loop, which
 // Close stops.
 func New(cfg Config) (*Switch, error) {
+	if !cfg.Mode.valid() {
+		return nil, fmt.Errorf("unknown mode %q (want %s or %s)", cfg.Mode, ModeLearning, ModeHub)
+	}
 	table, err := fdb.New(cfg.FDB)
 	if err != nil {
 		return nil, fmt.Errorf("fdb: %w", err)
@@ -97,6 +111,7 @@ func New(cfg Config) (*Switch, error) {
 		clock:  cfg.Clock,
 		fdb:    table,
 		nextID: 1,
+		rules:  &ruleSet{},
 		stop:   make(chan struct{}),
 	}
 	if s.clock == nil {
@@ -151,16 +166,30 @@ func (s *Switch) FDB() *fdb.Table { return s.fdb }
 // Now returns the switch's clock, the one FDB ages are measured against.
 func (s *Switch) Now() int64 { return s.clock() }
 
-// AddPort attaches p and starts reading from it. The switch owns p from now
-// on: it closes p when the port is removed or the switch is closed.
+// AddPort attaches p as an access port of DefaultVLAN without port
+// security: AddPortConfig(p, PortConfig{}).
 func (s *Switch) AddPort(p Port) (fdb.PortID, error) {
+	return s.AddPortConfig(p, PortConfig{})
+}
+
+// AddPortConfig attaches p with the configuration pc and starts reading
+// from it. The switch owns p from now on, also when it returns an error:
+// it closes p when the port is removed, when the switch is closed, or at
+// once if the port cannot be added (the switch is closed, or pc is invalid:
+// an error wrapping ErrInvalidPortConfig).
+func (s *Switch) AddPortConfig(p Port, pc PortConfig) (fdb.PortID, error) {
+	pc, err := pc.normalize()
+	if err != nil {
+		p.Close()
+		return fdb.NoPort, fmt.Errorf("add port %s: %w", p.Name(), err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed.Load() {
 		p.Close()
 		return fdb.NoPort, fmt.Errorf("add port %s: switch closed", p.Name())
 	}
-	np := &port{id: s.nextID, p: p, offloads: offloadsOf(p), done: make(chan struct{})}
+	np := &port{id: s.nextID, p: p, cfg: pc, offloads: offloadsOf(p), done: make(chan struct{})}
 	s.nextID++
 	old := s.ports.Load()
 	t := &portTable{byID: make(map[fdb.PortID]*port, len(old.byID)+1), list: make([]*port, 0, len(old.list)+1)}
@@ -237,6 +266,9 @@ func (s *Switch) Close() error {
 type PortInfo struct {
 	ID   fdb.PortID
 	Name string
+	// Config is the port's configuration, VLAN 0 replaced by DefaultVLAN.
+	// Its slices are shared: do not modify them.
+	Config PortConfig
 	// Offloads is what the port accepts on Write (see Offloader).
 	Offloads Offloads
 	Stats    PortStats
@@ -247,7 +279,7 @@ func (s *Switch) Ports() []PortInfo {
 	list := s.ports.Load().list
 	out := make([]PortInfo, len(list))
 	for i, pt := range list {
-		out[i] = PortInfo{ID: pt.id, Name: pt.p.Name(), Offloads: pt.offloads, Stats: pt.stats.snapshot()}
+		out[i] = PortInfo{ID: pt.id, Name: pt.p.Name(), Config: pt.cfg, Offloads: pt.offloads, Stats: pt.stats.snapshot()}
 	}
 	return out
 }
