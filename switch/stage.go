@@ -76,7 +76,7 @@ type PipelineStage struct {
 // The built-in stages, each in its own file (stage_*.go). They read and
 // write the switch's state through the Frame.
 var (
-	stageParse = PipelineStage{"parse", "read MACs, VLAN tags, IPv4/ARP/TCP/UDP headers; drop runts and multicast or zero sources (rx_errors)", parseStage{}}
+	stageParse  = PipelineStage{"parse", "read MACs, VLAN tags, IPv4/ARP/TCP/UDP headers; drop runts and multicast or zero sources (rx_errors)", parseStage{}}
 	stageSecure = PipelineStage{"port-security", "source MAC, IPv4 source and ARP sender must be the port's (rx_spoofed)", securityStage{}}
 	stageVLAN   = PipelineStage{"vlan", "classify into the access/native VLAN or the trunk's tag and strip it; bad tags dropped (rx_vlan_errors)", vlanStage{}}
 	stageLearn  = PipelineStage{"learn", "learn the source MAC in the frame's VLAN", learnStage{}}
