@@ -258,6 +258,3 @@ func (s *Switch) Rules() []RuleStats {
 	}
 	return out
 }
-
-// publishLocked makes the datapath see the current rules. s.mu is held.
-func (s *Switch) publishLocked() {}
