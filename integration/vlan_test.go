@@ -122,9 +122,12 @@ func rawSender(t *testing.T, ns string) func(frame []byte) {
 	}
 }
 
-// frameSniffer opens an AF_PACKET socket on eth0 in ns that receives every
-// frame (ETH_P_ALL), with a 100 ms receive timeout.
-func frameSniffer(t *testing.T, ns string) int {
+// sniffer is an AF_PACKET socket on eth0 in a namespace that receives
+// every frame (ETH_P_ALL) with its VLAN.
+type sniffer struct{ fd int }
+
+// newSniffer opens a sniffer in ns, with a 100 ms receive timeout.
+func newSniffer(t *testing.T, ns string) *sniffer {
 	t.Helper()
 	var fd int
 	inNS(t, ns, func() error {
@@ -139,11 +142,72 @@ func frameSniffer(t *testing.T, ns string) int {
 		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
 			return err
 		}
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_AUXDATA, 1); err != nil {
+			return err
+		}
 		tv := unix.NsecToTimeval(int64(100 * time.Millisecond))
 		return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	})
 	t.Cleanup(func() { unix.Close(fd) })
-	return fd
+	return &sniffer{fd}
+}
+
+// find reads incoming frames for up to wait until match accepts one. vlan
+// is the 802.1Q VLAN the frame came with, -1 if untagged; frame is
+// untagged either way (the kernel moves a received tag into the packet's
+// metadata, which PACKET_AUXDATA reports).
+func (s *sniffer) find(wait time.Duration, match func(frame []byte, vlan int) bool) bool {
+	buf, oob := make([]byte, 65536), make([]byte, 256)
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		n, oobn, _, from, err := unix.Recvmsg(s.fd, buf, oob, 0)
+		if err != nil {
+			continue // the receive timeout
+		}
+		if ll, ok := from.(*unix.SockaddrLinklayer); !ok || ll.Pkttype == unix.PACKET_OUTGOING {
+			continue
+		}
+		f, vlan := buf[:n], -1
+		msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+		for _, m := range msgs {
+			if m.Header.Level == unix.SOL_PACKET && m.Header.Type == unix.PACKET_AUXDATA && len(m.Data) >= 20 {
+				status := binary.NativeEndian.Uint32(m.Data[0:])
+				if status&unix.TP_STATUS_VLAN_VALID != 0 {
+					vlan = int(binary.NativeEndian.Uint16(m.Data[16:]) & 0x0fff)
+				}
+			}
+		}
+		if len(f) >= 18 && binary.BigEndian.Uint16(f[12:]) == unix.ETH_P_8021Q { // a tag left in the frame
+			vlan = int(binary.BigEndian.Uint16(f[14:]) & 0x0fff)
+			f = append(f[:12:12], f[16:]...)
+		}
+		if match(f, vlan) {
+			return true
+		}
+	}
+	return false
+}
+
+// tagged returns frame with an 802.1Q tag for vlan after its MACs.
+func tagged(frame []byte, vlan uint16) []byte {
+	f := append([]byte{}, frame[:12]...)
+	f = binary.BigEndian.AppendUint16(f, unix.ETH_P_8021Q)
+	f = binary.BigEndian.AppendUint16(f, vlan)
+	return append(f, frame[12:]...)
+}
+
+// isARP reports whether f is an ARP packet of operation op (1 request, 2
+// reply) with sender address spa and target address tpa.
+func isARP(f []byte, op uint16, spa, tpa string) bool {
+	return len(f) >= 42 && binary.BigEndian.Uint16(f[12:]) == unix.ETH_P_ARP && binary.BigEndian.Uint16(f[20:]) == op &&
+		net.IP(f[28:32]).String() == spa && net.IP(f[38:42]).String() == tpa
+}
+
+// isEcho reports whether f is an IPv4 ICMP echo of type typ (8 request, 0
+// reply) from src to dst.
+func isEcho(f []byte, typ byte, src, dst string) bool {
+	return len(f) >= 42 && binary.BigEndian.Uint16(f[12:]) == unix.ETH_P_IP && f[14]>>4 == 4 && f[23] == 1 &&
+		f[14+int(f[14]&0xf)*4] == typ && net.IP(f[26:30]).String() == src && net.IP(f[30:34]).String() == dst
 }
 
 func mustMAC(t *testing.T, s string) net.HardwareAddr {
@@ -247,53 +311,62 @@ func TestVLANAccess(t *testing.T) {
 	}
 }
 
-// TestVLANTrunk attaches a trunk carrying VLANs 10 and 20 and an access
-// port on VLAN 10: a VLAN 10 interface on the trunk reaches the access
-// port, the trunk's untagged traffic (native VLAN 1) reaches the gateway,
-// and a tag the trunk does not carry, or any tag on an access port, is
-// dropped and counted.
+// TestVLANTrunk attaches a trunk carrying VLANs 10 and 20, and access
+// ports on VLANs 10 and 20. The trunk's frames tagged 10 reach the VLAN 10
+// port and its answers come back tagged 10, never seen on VLAN 20; the
+// trunk's untagged traffic (native VLAN 1) reaches the gateway; a VLAN the
+// trunk does not carry, two tags, or a tag on an access port is dropped and
+// counted.
 //
-// The trunk's VLAN 10 interface has an address of its own: port security
-// checks IPv4 sources on untagged frames only (an access port's, a trunk's
-// native VLAN's), so tagged frames may come from any address; their source
-// MAC (the trunk's, which eth0.10 inherits) is still checked.
+// This kernel has no 802.1Q devices (CONFIG_VLAN_8021Q is not set, so `ip
+// link add ... type vlan` fails): the trunk's tagged side is a raw socket
+// that sends tagged frames and reads the tag of received ones from
+// PACKET_AUXDATA.
+//
+// The tagged frames come from an address that is not the trunk's: port
+// security checks IPv4 sources on untagged frames only (an access port's,
+// a trunk's native VLAN's), so a trunk's VLANs may use any address; their
+// source MAC is still checked.
 func TestVLANTrunk(t *testing.T) {
 	requireRoot(t, "ping")
 	d := startDaemon(t)
-	tr, acc := newNS(t), newNS(t)
+	tr, a10, a20 := newNS(t), newNS(t), newNS(t)
 	pt := d.attach(t, tr, "t", "--trunk", "10,20")
-	pacc := d.attach(t, acc, "v10", "--vlan", "10")
+	p10 := d.attach(t, a10, "v10", "--vlan", "10")
+	d.attach(t, a20, "v20", "--vlan", "20")
 	if pt.VLANs() != "1,T:10,20" {
 		t.Errorf("trunk port VLANs: %q, want 1,T:10,20", pt.VLANs())
 	}
-	const trunkIP = "10.90.9.10"
-	nsRun(t, tr, "ip", "link", "add", "link", "eth0", "name", "eth0.10", "type", "vlan", "id", "10")
-	nsRun(t, tr, "ip", "addr", "add", trunkIP+"/32", "dev", "eth0.10")
-	nsRun(t, tr, "ip", "link", "set", "eth0.10", "up")
-	nsRun(t, tr, "ip", "route", "add", ip(pacc)+"/32", "dev", "eth0.10", "src", trunkIP)
-	ping(t, tr, ip(pacc))
-	ping(t, acc, trunkIP)
+	tMAC, mac10 := mustMAC(t, pt.MAC), mustMAC(t, p10.MAC)
+	const trunkIP = "10.90.9.10" // the trunk's address on VLAN 10
+	send, sn, sn20 := rawSender(t, tr), newSniffer(t, tr), newSniffer(t, a20)
+
+	send(tagged(arpFrame(tMAC, tMAC, trunkIP, ip(p10)), 10))
+	if !sn.find(3*time.Second, func(f []byte, vlan int) bool { return vlan == 10 && isARP(f, 2, ip(p10), trunkIP) }) {
+		t.Errorf("no ARP reply from v10 tagged with VLAN 10 on the trunk")
+	}
+	if sn20.find(300*time.Millisecond, func(f []byte, vlan int) bool { return isARP(f, 1, trunkIP, ip(p10)) }) {
+		t.Errorf("the VLAN 20 port saw the trunk's VLAN 10 broadcast")
+	}
+	send(tagged(echoFrame(tMAC, mac10, trunkIP, ip(p10)), 10))
+	if !sn.find(3*time.Second, func(f []byte, vlan int) bool { return vlan == 10 && isEcho(f, 0, ip(p10), trunkIP) }) {
+		t.Errorf("no echo reply from v10 tagged with VLAN 10 on the trunk")
+	}
 	ping(t, tr, "10.90.0.1") // untagged: native VLAN 1, the gateway's
 
-	// VLAN 30 is not carried by the trunk.
-	before := d.portStats(t, "t").RxVLANErrors
-	nsRun(t, tr, "ip", "link", "add", "link", "eth0", "name", "eth0.30", "type", "vlan", "id", "30")
-	nsRun(t, tr, "ip", "addr", "add", "10.90.9.30/32", "dev", "eth0.30")
-	nsRun(t, tr, "ip", "link", "set", "eth0.30", "up")
-	nsRun(t, tr, "ip", "route", "add", "10.90.9.31/32", "dev", "eth0.30")
-	noPing(t, tr, "10.90.9.31")
-	if after := d.portStats(t, "t").RxVLANErrors; after <= before {
-		t.Errorf("trunk rx_vlan_errors: %d before VLAN 30 traffic, %d after; want it to grow", before, after)
-	}
-	// A tag on an access port.
-	before = d.portStats(t, "v10").RxVLANErrors
-	nsRun(t, acc, "ip", "link", "add", "link", "eth0", "name", "eth0.10", "type", "vlan", "id", "10")
-	nsRun(t, acc, "ip", "addr", "add", "10.90.9.11/32", "dev", "eth0.10")
-	nsRun(t, acc, "ip", "link", "set", "eth0.10", "up")
-	nsRun(t, acc, "ip", "route", "add", "10.90.9.12/32", "dev", "eth0.10")
-	noPing(t, acc, "10.90.9.12")
-	if after := d.portStats(t, "v10").RxVLANErrors; after <= before {
-		t.Errorf("access port rx_vlan_errors: %d before tagged traffic, %d after; want it to grow", before, after)
+	errs := func(name string) uint64 { return d.portStats(t, name).RxVLANErrors }
+	for _, c := range []struct {
+		what, port string
+		send       func([]byte)
+		frame      []byte
+	}{
+		{"a VLAN the trunk does not carry", "t", send, tagged(arpFrame(tMAC, tMAC, trunkIP, ip(p10)), 30)},
+		{"two tags", "t", send, tagged(tagged(arpFrame(tMAC, tMAC, trunkIP, ip(p10)), 10), 10)},
+		{"a tag on an access port", "v10", rawSender(t, a10), tagged(arpFrame(mac10, mac10, ip(p10), "10.90.9.12"), 10)},
+	} {
+		before := errs(c.port)
+		c.send(c.frame)
+		eventually(t, 5*time.Second, c.what+": "+c.port+"'s rx_vlan_errors to count it", func() bool { return errs(c.port) == before+1 })
 	}
 }
 
@@ -303,24 +376,12 @@ func TestHubMode(t *testing.T) {
 	requireRoot(t, "ping")
 	d := startDaemon(t, "--mode", "hub")
 	ns, ports := d.attachN(t, 3, "h")
-	fd := frameSniffer(t, ns[2])
+	sn := newSniffer(t, ns[2])
 	ping(t, ns[0], ip(ports[1]))
-	dst, src := mustMAC(t, ports[1].MAC), mustMAC(t, ports[0].MAC)
-	seen := 0
-	buf := make([]byte, 2048)
-	deadline := time.Now().Add(2 * time.Second)
-	for seen == 0 && time.Now().Before(deadline) {
-		n, _, err := unix.Recvfrom(fd, buf, 0)
-		if err != nil || n < 14+20+1 {
-			continue
-		}
-		// An ICMP echo request from h1 to h2, unicast.
-		if net.HardwareAddr(buf[0:6]).String() == dst.String() && net.HardwareAddr(buf[6:12]).String() == src.String() &&
-			binary.BigEndian.Uint16(buf[12:]) == unix.ETH_P_IP && buf[14+9] == 1 && buf[14+20] == 8 {
-			seen++
-		}
-	}
-	if seen == 0 {
+	if !sn.find(2*time.Second, func(f []byte, vlan int) bool {
+		// h1's echo request to h2, unicast to h2's MAC.
+		return net.HardwareAddr(f[0:6]).String() == ports[1].MAC && isEcho(f, 8, ip(ports[0]), ip(ports[1]))
+	}) {
 		t.Errorf("h3 did not see h1's unicast echo request to h2 in hub mode")
 	}
 	out, _, code := d.cli(t, "pipeline")
