@@ -2,7 +2,7 @@ package daemon
 
 import (
 	"encoding/json"
-	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -75,10 +75,10 @@ func (d *Daemon) loadRules(path string) error {
 	}
 	srs, err := switchRules(st.Rules)
 	if err != nil {
-		return errors.Join(errors.New("state file "+path), err)
+		return fmt.Errorf("state file %s: %w", path, err)
 	}
 	if err := d.sw.SetRules(srs); err != nil {
-		return errors.Join(errors.New("state file "+path), err)
+		return fmt.Errorf("state file %s: %w", path, err)
 	}
 	d.rules.rules, d.rules.next = st.Rules, st.NextRuleID
 	if len(st.Rules) > 0 {

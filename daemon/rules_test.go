@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tapswitch/tapswitch/api"
 )
@@ -168,5 +169,50 @@ func TestRulesAPI(t *testing.T) {
 	}
 	if p.Mode != "learning" || !p.Isolate {
 		t.Errorf("pipeline: mode %q isolate %v, want learning and true", p.Mode, p.Isolate)
+	}
+}
+
+// TestRuleMetrics checks that rule and pipeline counters reach /metrics:
+// a count rule for the test port matches its ARP request to the gateway.
+func TestRuleMetrics(t *testing.T) {
+	d := newTestDaemon(t, Config{})
+	mp := testPort(t, d)
+	if _, err := d.AddRule(api.Rule{SrcPort: "m1", EtherType: api.EtherTypeARP, Action: "count"}); err != nil {
+		t.Fatal(err)
+	}
+	mp.Inject(arpWhoHas())
+	if _, ok := mp.Recv(5 * time.Second); !ok {
+		t.Fatal("no ARP reply")
+	}
+	h := d.MetricsHandler()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mf := scrape(t, h)
+		rule := value(mf, "tapswitch_rule_packets_total", "id", "1", "action", "count")
+		parse := value(mf, "tapswitch_pipeline_stage_frames_total", "stage", d.sw.Pipeline()[0].Name)
+		spoofed := value(mf, "tapswitch_port_rx_dropped_total", "port", "gateway", "reason", "spoofed")
+		if rule >= 1 && parse >= 1 && spoofed == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rule 1 packets %v, first stage's frames %v, gateway's spoofed drops %v; want >= 1, >= 1, 0", rule, parse, spoofed)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestRuleNotSaved makes the state file unwritable: the rule is refused and
+// the switch keeps the rules it had, so what runs is what a restart loads.
+func TestRuleNotSaved(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	d := newTestDaemon(t, Config{StatePath: filepath.Join(dir, "ts.state.json")})
+	if err := os.WriteFile(dir, nil, 0o600); err != nil { // the directory is now a regular file
+		t.Fatal(err)
+	}
+	if _, err := d.AddRule(api.Rule{Action: "drop"}); err == nil || !strings.Contains(err.Error(), "state file") {
+		t.Fatalf("AddRule: got %v, want a state file error", err)
+	}
+	if n, m := len(d.Rules()), len(d.sw.Rules()); n != 0 || m != 0 {
+		t.Errorf("after a failed save: daemon has %d rules, switch %d; want 0 and 0", n, m)
 	}
 }
