@@ -22,3 +22,6 @@ const (
 	EtherVLAN = etherVLAN
 	EtherQinQ = etherQinQ
 )
+
+// MkTag returns a VLAN tag for EthFrame.
+func MkTag(tpid, vid uint16) Tag { return tag{tpid, vid} }
