@@ -56,6 +56,9 @@ type Frame struct {
 	// before it, and in hub mode (frames are carried as they came).
 	VLAN uint16
 
+	// src32 and dst32 are SrcIP and DstIP as numbers, for rule prefixes.
+	src32, dst32 uint32
+
 	// need is what a port must accept to take the frame whole.
 	need Offloads
 	// now is the switch's clock, read once per frame.
@@ -155,6 +158,8 @@ func (f *Frame) parseIPv4(ip []byte) {
 	f.Proto = ip[9]
 	f.SrcIP = [4]byte(ip[12:16])
 	f.DstIP = [4]byte(ip[16:20])
+	f.src32 = binary.BigEndian.Uint32(ip[12:])
+	f.dst32 = binary.BigEndian.Uint32(ip[16:])
 	if binary.BigEndian.Uint16(ip[6:])&0x1fff != 0 {
 		return // not the first fragment: no transport header
 	}

@@ -67,8 +67,21 @@ const (
 	numClasses
 )
 
-// crule is a Rule compiled against a port table.
+// crule is a Rule compiled against a port table; the fields match reads
+// first come first.
 type crule struct {
+	ip      bool // matches IPv4 only
+	ports   bool // matches TCP/UDP with ports only
+	anyL2   bool // no VLAN, MAC or EtherType to match
+	proto   uint8
+	src     uint32
+	srcMask uint32
+	dst     uint32
+	dstMask uint32
+	sLo     uint16
+	sHi     uint16
+	dLo     uint16
+	dHi     uint16
 	act     Action
 	ctr     *ruleCounters
 	srcPos  int // ingress position, -1 any
@@ -81,17 +94,6 @@ type crule struct {
 	dstMAC  fdb.MAC
 	anySMAC bool
 	anyDMAC bool
-	ip      bool // matches IPv4 only
-	src     uint32
-	srcMask uint32
-	dst     uint32
-	dstMask uint32
-	proto   uint8
-	ports   bool // matches TCP/UDP with ports only
-	sLo     uint16
-	sHi     uint16
-	dLo     uint16
-	dHi     uint16
 }
 
 // ruleList is a list of compiled rules (indices into compiledRules.rules,
@@ -153,6 +155,7 @@ func compileRules(rs *ruleSet, list []*port) *compiledRules {
 			cr.dst, cr.dstMask = prefixBits(r.Dst.Addr().As4(), r.Dst.Bits())
 		}
 		cr.ports = r.SPortHi != 0 || r.DPortHi != 0
+		cr.anyL2 = r.VLAN == 0 && cr.anySMAC && cr.anyDMAC && r.EtherType == 0
 		cr.ip = cr.ports || r.Proto != 0 || r.Src.IsValid() || r.Dst.IsValid() || r.EtherType == etherIPv4
 		c.rules = append(c.rules, cr)
 		idx := int32(len(c.rules) - 1)
@@ -258,29 +261,57 @@ func (ri *ruleIndex) list(f *Frame) []int32 {
 	return l.any
 }
 
-// match reports whether r matches f, leaving aside the port names.
+// match reports whether r matches f, leaving aside the port names. It
+// checks the IPv4 fields first: in a long list of rules they are what
+// usually differs.
 func (r *crule) match(f *Frame) bool {
-	if r.vlan != 0 && r.vlan != f.VLAN ||
-		!r.anySMAC && r.srcMAC != f.Src ||
-		!r.anyDMAC && r.dstMAC != f.Dst ||
-		r.etype != 0 && r.etype != f.EtherType {
+	if r.ip {
+		if !f.IPv4 || f.src32&r.srcMask != r.src || f.dst32&r.dstMask != r.dst ||
+			r.proto != 0 && r.proto != f.Proto {
+			return false
+		}
+		if r.ports && !(f.HasPorts &&
+			(r.sHi == 0 || f.SPort >= r.sLo && f.SPort <= r.sHi) &&
+			(r.dHi == 0 || f.DPort >= r.dLo && f.DPort <= r.dHi)) {
+			return false
+		}
+	}
+	return r.anyL2 ||
+		(r.vlan == 0 || r.vlan == f.VLAN) &&
+			(r.anySMAC || r.srcMAC == f.Src) &&
+			(r.anyDMAC || r.dstMAC == f.Dst) &&
+			(r.etype == 0 || r.etype == f.EtherType)
+}
+
+// try matches rule ri against f in the first pass of apply: a rule that
+// depends on the output port is kept for the second; one that does not is
+// applied. It reports whether ri is terminal (allow or drop).
+func (c *compiledRules) try(f *Frame, ri int32) bool {
+	r := &c.rules[ri]
+	// The prefixes first, inline: in a long list they are what usually
+	// differs, and this is the loop a long list costs.
+	if r.ip && (f.src32&r.srcMask != r.src || f.dst32&r.dstMask != r.dst) || !r.match(f) {
 		return false
 	}
-	if !r.ip {
-		return true
+	out := r.dstPos
+	if r.portPos >= 0 && r.portPos != f.inPos {
+		if out >= 0 && out != r.portPos {
+			return false // Port names neither the ingress nor DstPort
+		}
+		out = r.portPos
 	}
-	if !f.IPv4 ||
-		binary.BigEndian.Uint32(f.SrcIP[:])&r.srcMask != r.src ||
-		binary.BigEndian.Uint32(f.DstIP[:])&r.dstMask != r.dst ||
-		r.proto != 0 && r.proto != f.Proto {
+	if out >= 0 {
+		f.pending = append(f.pending, pendingRule{ri, out})
 		return false
 	}
-	if !r.ports {
+	r.ctr.add(f.in.id, len(f.Data)-VnetHdrLen)
+	switch r.act {
+	case ActionMirror:
+		f.sw.egress(f, f.t.list[r.mirror])
+	case ActionAllow, ActionDrop:
 		return true
 	}
-	return f.HasPorts && (f.Proto == protoTCP || f.Proto == protoUDP) &&
-		(r.sHi == 0 || f.SPort >= r.sLo && f.SPort <= r.sHi) &&
-		(r.dHi == 0 || f.DPort >= r.dLo && f.DPort <= r.dHi)
+	return false
 }
 
 // apply runs the rules on f: a first pass over the candidates settles the
@@ -295,41 +326,32 @@ func (c *compiledRules) apply(f *Frame) Verdict {
 			l2 = ri.list(f)
 		}
 	}
-	bytes := len(f.Data) - VnetHdrLen
 	term := int32(-1)
-	for i, j := 0, 0; i < len(l1) || j < len(l2); {
-		var ri int32
-		if j >= len(l2) || i < len(l1) && l1[i] < l2[j] {
-			ri = l1[i]
-			i++
-		} else {
-			ri = l2[j]
-			j++
-		}
-		r := &c.rules[ri]
-		if !r.match(f) {
-			continue
-		}
-		out := r.dstPos
-		if r.portPos >= 0 && r.portPos != f.inPos {
-			if out >= 0 && out != r.portPos {
-				continue // Port names neither the ingress nor DstPort
+	if len(l2) == 0 {
+		for _, ri := range l1 {
+			if c.try(f, ri) {
+				term = ri
+				break
 			}
-			out = r.portPos
 		}
-		if out >= 0 {
-			f.pending = append(f.pending, pendingRule{ri, out})
-			continue
-		}
-		r.ctr.add(f.in.id, bytes)
-		if r.act == ActionMirror {
-			f.sw.egress(f, t.list[r.mirror])
-		} else if r.act == ActionAllow || r.act == ActionDrop {
-			term = ri
-			break
+	} else {
+		for i, j := 0, 0; i < len(l1) || j < len(l2); {
+			var ri int32
+			if j >= len(l2) || i < len(l1) && l1[i] < l2[j] {
+				ri = l1[i]
+				i++
+			} else {
+				ri = l2[j]
+				j++
+			}
+			if c.try(f, ri) {
+				term = ri
+				break
+			}
 		}
 	}
 
+	bytes := len(f.Data) - VnetHdrLen
 	f.decided.reset(len(t.list))
 	for _, p := range f.pending {
 		if !f.out.has(p.out) || f.decided.has(p.out) {
