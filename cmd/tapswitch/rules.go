@@ -197,7 +197,11 @@ func printPipeline(w io.Writer, p api.Pipeline) {
 	if p.Isolate {
 		icc = "off (containers reach the gateway only, and what allow rules permit)"
 	}
-	fmt.Fprintf(w, "mode: %s\ninter-container communication: %s\n\n", p.Mode, icc)
+	fmt.Fprintf(w, "mode: %s\ninter-container communication: %s\n", p.Mode, icc)
+	if p.Mode == "hub" {
+		fmt.Fprintln(w, "rules: kept, but a hub applies none (nor VLANs or isolation)")
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "#\tSTAGE\tHITS\tDROPS\tWHAT IT DOES")
 	for i, s := range p.Stages {
