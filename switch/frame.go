@@ -28,7 +28,7 @@ type Frame struct {
 	// Fields set by the parse stage. Offsets count from the start of
 	// Data (the virtio_net_hdr).
 	Dst, Src  fdb.MAC
-	Tags      int    // VLAN tags (0x8100 or 0x88a8) seen, at most 2 are skipped
+	Tags      int    // VLAN tags (0x8100 or 0x88a8) seen; L3 is after the first two that fit
 	OuterTPID uint16 // the first tag's TPID (0x8100 or 0x88a8) if Tags > 0
 	TagVID    uint16 // the first tag's VLAN ID if Tags > 0
 	EtherType uint16 // after the tags
@@ -132,7 +132,12 @@ func (f *Frame) parse() bool {
 		typ = binary.BigEndian.Uint16(d[o:])
 	}
 	if typ == etherVLAN || typ == etherQinQ {
-		f.Tags++ // a third tag, or one cut short: the frame is dropped by VLAN stages
+		// A third tag, or one cut short (L3 then points at it): the
+		// VLAN stage drops the frame.
+		if f.Tags == 0 {
+			f.OuterTPID = typ
+		}
+		f.Tags++
 	}
 	f.EtherType = typ
 	f.L3 = o + 2

@@ -282,6 +282,7 @@ func TestVLANStage(t *testing.T) {
 		{"trunk not carried", "trunk", ethFrame(mB, mA, []tag{{etherVLAN, 30}}, 0x88b5, payload), DropVLAN, 0},
 		{"trunk native tagged", "trunk", ethFrame(mB, mA, []tag{{etherVLAN, 5}}, 0x88b5, payload), DropVLAN, 0},
 		{"trunk 802.1ad", "trunk", ethFrame(mB, mA, []tag{{etherQinQ, 10}}, 0x88b5, payload), DropVLAN, 0},
+		{"trunk tag cut short", "trunk", ethFrame(mB, mA, nil, etherVLAN, nil)[:VnetHdrLen+14], DropVLAN, 0},
 		{"trunk two tags", "trunk", ethFrame(mB, mA, []tag{{etherVLAN, 10}, {etherVLAN, 20}}, 0x88b5, payload), DropVLAN, 0},
 	}
 	for _, tt := range tests {

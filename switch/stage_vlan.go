@@ -25,7 +25,7 @@ func (vlanStage) Process(f *Frame) Verdict {
 		f.VLAN = pt.cfg.VLAN
 		return Continue
 	}
-	if f.Tags > 1 || f.OuterTPID != etherVLAN || pt.trunk == nil || f.L3 > len(f.Data) {
+	if f.Tags > 1 || f.OuterTPID != etherVLAN || pt.trunk == nil || f.L3 != VnetHdrLen+ethHdrLen+4 {
 		return DropVLAN
 	}
 	vid := f.TagVID
