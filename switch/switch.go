@@ -91,7 +91,11 @@ type portTable struct {
 	list []*port // in ID order; the flood list
 	pos  map[fdb.PortID]int
 
-	members  map[uint16]bitset // ports carrying each VLAN (access, native or trunk)
+	// members are the ports carrying each VLAN (access, native or
+	// trunk), indexed by VLAN ID up to the highest in use: a slice, not
+	// a map, because every frame looks its VLAN up (a map[uint16] hash
+	// was a quarter of a frame's cost).
+	members  []bitset
 	all      bitset            // every port (hub mode)
 	gateways bitset            // Gateway ports
 	isolate  bool              // Config.Isolate
@@ -141,13 +145,15 @@ func (s *Switch) publishLocked() {
 		byID:     make(map[fdb.PortID]*port, n),
 		list:     slices.Clone(s.list),
 		pos:      make(map[fdb.PortID]int, n),
-		members:  map[uint16]bitset{},
 		all:      newBitset(n),
 		gateways: newBitset(n),
 		isolate:  s.cfg.Isolate,
 		pipe:     s.pipe,
 	}
 	member := func(vlan uint16, i int) {
+		if int(vlan) >= len(t.members) {
+			t.members = append(t.members, make([]bitset, int(vlan)+1-len(t.members))...)
+		}
 		m := t.members[vlan]
 		if m == nil {
 			m = newBitset(n)
