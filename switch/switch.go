@@ -96,10 +96,10 @@ type portTable struct {
 	// a map, because every frame looks its VLAN up (a map[uint16] hash
 	// was a quarter of a frame's cost).
 	members  []bitset
-	all      bitset            // every port (hub mode)
-	gateways bitset            // Gateway ports
-	isolate  bool              // Config.Isolate
-	acl      *compiledRules    // nil: no rule can match
+	all      bitset         // every port (hub mode)
+	gateways bitset         // Gateway ports
+	isolate  bool           // Config.Isolate
+	acl      *compiledRules // nil: no rule can match
 	pipe     *pipeline
 }
 
