@@ -66,7 +66,7 @@ func (s *Switch) forward(in *port, buf []byte, off, n int) {
 	p := pl.t.pipe
 	p.entered.add(in.id)
 	for i := range p.stages {
-		if v := p.stages[i].Stage.Process(f); v != Continue {
+		if v := p.run(i, f); v != Continue {
 			p.drops[i].add(in.id)
 			v.count(&in.stats)
 			return
