@@ -45,8 +45,9 @@ type Config struct {
 	Isolate bool
 }
 
-// Switch is a learning Ethernet switch. All methods are safe for concurrent
-// use.
+// Switch is an Ethernet switch whose forwarding is a pipeline of stages
+// (a learning switch by default, a hub in ModeHub). All methods are safe
+// for concurrent use.
 type Switch struct {
 	cfg   Config
 	clock func() int64
