@@ -104,8 +104,11 @@ type prefixes struct{ src, srcMask, dst, dstMask uint32 }
 // ruleList is a list of compiled rules (indices into compiledRules.rules,
 // ascending, i.e. in ID order) for one protocol class.
 type ruleList struct {
-	any     []int32
-	byDPort map[uint16][]int32 // TCP/UDP: rules for exactly this port, merged with any
+	any []int32
+	// byDPort holds, for TCP and UDP, the rules for exactly one
+	// destination port, merged with any. Keyed by uint32: Go's maps have
+	// a fast path for 4-byte keys, not for 2-byte ones.
+	byDPort map[uint32][]int32
 }
 
 // ruleIndex holds the candidate lists of one ingress key (a port, or the
@@ -183,9 +186,9 @@ func compileRules(rs *ruleSet, list []*port) *compiledRules {
 			l := &ri[class]
 			if (class == classTCP || class == classUDP) && cr.dLo != 0 && cr.dLo == cr.dHi {
 				if l.byDPort == nil {
-					l.byDPort = map[uint16][]int32{}
+					l.byDPort = map[uint32][]int32{}
 				}
-				l.byDPort[cr.dLo] = append(l.byDPort[cr.dLo], idx)
+				l.byDPort[uint32(cr.dLo)] = append(l.byDPort[uint32(cr.dLo)], idx)
 				continue
 			}
 			l.any = append(l.any, idx)
@@ -261,7 +264,7 @@ func (ri *ruleIndex) list(f *Frame) []int32 {
 	}
 	l := &ri[class]
 	if f.HasPorts && l.byDPort != nil {
-		if exact, ok := l.byDPort[f.DPort]; ok {
+		if exact, ok := l.byDPort[uint32(f.DPort)]; ok {
 			return exact
 		}
 	}
