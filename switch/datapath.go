@@ -66,7 +66,7 @@ func (s *Switch) forward(in *port, buf []byte, off, n int) {
 	p := pl.t.pipe
 	p.entered.add(in.id)
 	for i := range p.stages {
-		if v := p.stages[i].Stage.Process(f); v != Continue {
+		if v := p.run(i, f); v != Continue {
 			p.drops[i].add(in.id)
 			v.count(&in.stats)
 			return
@@ -88,13 +88,20 @@ func (s *Switch) transmit(out *port, buf []byte, off int) {
 
 // counters are a port's counters, updated atomically by the datapath.
 type counters struct {
+	// rx counters are written by the port's own ingress goroutine, tx
+	// counters by the goroutines of the ports that send to it: each group
+	// is on cache lines of its own, so that they do not contend (nor
+	// with the port's Frame, which the ingress goroutine writes).
+	_                    [cacheLine]byte
 	rxPackets, rxBytes   atomic.Uint64
 	rxErrors, rxFiltered atomic.Uint64
-	txPackets, txBytes   atomic.Uint64
-	txDropped            atomic.Uint64
 	rxSpoofed            atomic.Uint64
 	rxVLANErrors         atomic.Uint64
 	rxDenied             atomic.Uint64
+	_                    [cacheLine - 8]byte
+	txPackets, txBytes   atomic.Uint64
+	txDropped            atomic.Uint64
+	_                    [cacheLine - 24]byte
 }
 
 // PortStats are a port's counters, seen from the switch: rx is what the

@@ -112,6 +112,7 @@ func (f *Frame) parse() bool {
 	d := f.Data
 	f.Tags, f.OuterTPID, f.TagVID, f.EtherType, f.L3 = 0, 0, 0, 0, 0
 	f.IPv4, f.HasPorts, f.ARP = false, false, false
+	f.src32, f.dst32 = 0, 0
 	f.Proto, f.SPort, f.DPort, f.ARPOp = 0, 0, 0, 0
 	if len(d) < VnetHdrLen+ethHdrLen {
 		return false

@@ -2,6 +2,7 @@ package vswitch
 
 import (
 	"net/netip"
+	"sync"
 	"testing"
 
 	"github.com/tapswitch/tapswitch/fdb"
@@ -182,4 +183,30 @@ func BenchmarkCounterShards(b *testing.B) {
 			}
 		})
 	})
+}
+
+// BenchmarkPipelineParallel forwards between a and b in both directions
+// at once, one goroutine per ingress port as in the switch: each writes
+// its own rx counters and the other port's tx counters. ns/op is per
+// frame pair.
+func BenchmarkPipelineParallel(b *testing.B) {
+	r := newSinkRig(b, false)
+	ins := []*port{r.port["a"], r.port["b"]}
+	raws := [][]byte{tcp4(mB, mA, ipA, ipB, 40000, 80), tcp4(mA, mB, ipB, ipA, 80, 40000)}
+	b.ReportAllocs()
+	var wg sync.WaitGroup
+	n := b.N
+	b.ResetTimer()
+	for i := range ins {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, BufSize)
+			size := copy(buf[Headroom:], raws[i])
+			for range n {
+				r.s.forward(ins[i], buf, Headroom, size)
+			}
+		}()
+	}
+	wg.Wait()
 }

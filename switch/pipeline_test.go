@@ -285,6 +285,7 @@ func (p *countPort) Name() string { return p.name }
 func TestSetRulesUnderTraffic(t *testing.T) {
 	r := newRig(t, vswitch.Config{})
 	a := r.addConfig(t, "a", vswitch.PortConfig{MAC: macA, IPs: addrs(ipA)})
+	c := r.addConfig(t, "c", vswitch.PortConfig{MAC: macC, IPs: addrs(ipG)})
 	b := &countPort{name: "b", closed: make(chan struct{})}
 	bID, err := r.sw.AddPort(b)
 	if err != nil {
@@ -297,7 +298,7 @@ func TestSetRulesUnderTraffic(t *testing.T) {
 	sets := [][]vswitch.Rule{
 		nil,
 		{{ID: 1, Proto: vswitch.ProtoTCP, DPortLo: 22, Action: vswitch.ActionDrop}},
-		{{ID: 1, Action: vswitch.ActionCount}, {ID: 2, Proto: vswitch.ProtoUDP, Action: vswitch.ActionDrop}, {ID: 3, SrcPort: "a", DPortLo: 80, Action: vswitch.ActionAllow}, {ID: 4, Action: vswitch.ActionDrop}},
+		{{ID: 1, Action: vswitch.ActionCount}, {ID: 2, Proto: vswitch.ProtoUDP, Action: vswitch.ActionDrop}, {ID: 3, DPortLo: 80, Action: vswitch.ActionAllow}, {ID: 4, Action: vswitch.ActionDrop}},
 		many,
 		{{ID: 1, DstPort: "nope", Action: vswitch.ActionDrop}, {ID: 2, Port: "b", Proto: vswitch.ProtoTCP, DPortLo: 81, DPortHi: 65535, Action: vswitch.ActionDrop}},
 	}
@@ -325,11 +326,25 @@ func TestSetRulesUnderTraffic(t *testing.T) {
 	if err := r.sw.FDB().AddStatic(fdb.Key{MAC: macB, VLAN: vswitch.DefaultVLAN}, bID); err != nil {
 		t.Fatal(err)
 	}
-	for range frames {
-		if err := a.Inject(vswitch.TCP4(macB, macA, ipA, ipB, 40000, 80)); err != nil {
-			t.Fatal(err)
-		}
+	// Two senders, so that two ingress goroutines match rules at once.
+	var senders sync.WaitGroup
+	for _, s := range []struct {
+		p   *memport.Port
+		mac fdb.MAC
+		ip  [4]byte
+	}{{a, macA, ipA}, {c, macC, ipG}} {
+		senders.Add(1)
+		go func() {
+			defer senders.Done()
+			for range frames / 2 {
+				if err := s.p.Inject(vswitch.TCP4(macB, s.mac, s.ip, ipB, 40000, 80)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
 	}
+	senders.Wait()
 	deadline := time.Now().Add(10 * wait)
 	for b.n.Load() < frames && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
@@ -337,8 +352,9 @@ func TestSetRulesUnderTraffic(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	if got := b.n.Load(); got != frames {
-		st, _ := r.sw.Stats(r.ids["a"])
-		t.Errorf("b received %d of %d frames (a: %+v)", got, frames, st)
+		sa, _ := r.sw.Stats(r.ids["a"])
+		sc, _ := r.sw.Stats(r.ids["c"])
+		t.Errorf("b received %d of %d frames (a: %+v, c: %+v)", got, frames, sa, sc)
 	}
 	if swaps.Load() < 10 {
 		t.Errorf("only %d rule swaps happened during the traffic", swaps.Load())

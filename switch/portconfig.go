@@ -18,8 +18,10 @@ const (
 	// a VLAN. The empty Mode means ModeLearning.
 	ModeLearning Mode = "learning"
 	// ModeHub floods every frame to every other port, as vde_switch -x
-	// does: no learning, no VLANs, no rules. Port security still applies:
-	// a hub must not let a container send as another one.
+	// does: no learning, no VLANs (frames keep their tags), no rules and
+	// no isolation (Config.Isolate and SetRules have no effect). Port
+	// security still applies: a hub must not let a container send as
+	// another one.
 	ModeHub Mode = "hub"
 )
 
@@ -51,7 +53,8 @@ type PortConfig struct {
 	// MAC is the address the port was attached with. Set and without
 	// AllowSpoof, it turns port security on: every frame from the port
 	// must have it as Ethernet source (and ARP sender hardware address).
-	// The zero MAC means no port security.
+	// The zero MAC means no port security. IPv6 sources (and NDP) are not
+	// checked.
 	MAC fdb.MAC
 	// IPs are the IPv4 addresses the port may send from (IPv4 source, ARP
 	// sender), checked with port security on, on untagged frames (an

@@ -23,7 +23,9 @@ const (
 	// ActionCount only counts the frame; evaluation goes on.
 	ActionCount
 	// ActionMirror sends a copy of the frame to the port Rule.MirrorTo
-	// (counted in that port's tx counters); evaluation goes on.
+	// (counted in that port's tx counters), tagged with the frame's VLAN
+	// unless that is the mirror port's own; evaluation goes on, and the
+	// copy is sent even if a later rule drops the frame.
 	ActionMirror
 )
 

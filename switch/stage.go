@@ -111,8 +111,71 @@ var ErrInvalidPipeline = errors.New("invalid pipeline")
 // stage.
 type pipeline struct {
 	stages  []PipelineStage
+	kinds   []stageKind // kinds[i] says which built-in stages[i] is, if any
 	entered shardedCounter
 	drops   []shardedCounter
+}
+
+// stageKind names the built-in stages, so that the datapath calls them
+// directly (and the compiler can inline them) instead of through the
+// Stage interface: seven indirect calls were about 15% of a frame.
+type stageKind uint8
+
+const (
+	kindOther stageKind = iota
+	kindParse
+	kindSecure
+	kindVLAN
+	kindLearn
+	kindForward
+	kindACL
+	kindHub
+	kindOutput
+)
+
+func kindOf(st Stage) stageKind {
+	switch st.(type) {
+	case parseStage:
+		return kindParse
+	case securityStage:
+		return kindSecure
+	case vlanStage:
+		return kindVLAN
+	case learnStage:
+		return kindLearn
+	case forwardStage:
+		return kindForward
+	case aclStage:
+		return kindACL
+	case hubStage:
+		return kindHub
+	case outputStage:
+		return kindOutput
+	}
+	return kindOther
+}
+
+// run runs stage i of p on f.
+func (p *pipeline) run(i int, f *Frame) Verdict {
+	switch p.kinds[i] {
+	case kindParse:
+		return parseStage{}.Process(f)
+	case kindSecure:
+		return securityStage{}.Process(f)
+	case kindVLAN:
+		return vlanStage{}.Process(f)
+	case kindLearn:
+		return learnStage{}.Process(f)
+	case kindForward:
+		return forwardStage{}.Process(f)
+	case kindACL:
+		return aclStage{}.Process(f)
+	case kindHub:
+		return hubStage{}.Process(f)
+	case kindOutput:
+		return outputStage{}.Process(f)
+	}
+	return p.stages[i].Stage.Process(f)
 }
 
 func newPipeline(stages []PipelineStage) (*pipeline, error) {
@@ -124,7 +187,11 @@ func newPipeline(stages []PipelineStage) (*pipeline, error) {
 			return nil, fmt.Errorf("%w: stage %d has no name or no Stage", ErrInvalidPipeline, i)
 		}
 	}
-	return &pipeline{stages: append([]PipelineStage(nil), stages...), drops: make([]shardedCounter, len(stages))}, nil
+	p := &pipeline{stages: append([]PipelineStage(nil), stages...), kinds: make([]stageKind, len(stages)), drops: make([]shardedCounter, len(stages))}
+	for i, st := range stages {
+		p.kinds[i] = kindOf(st.Stage)
+	}
+	return p, nil
 }
 
 // SetPipeline replaces the pipeline with stages, in one atomic swap: a

@@ -96,11 +96,19 @@ type crule struct {
 	anyDMAC bool
 }
 
+// prefixes are a rule's IPv4 prefixes. A frame that is not IPv4 has
+// zero addresses, which a rule with a prefix of length 0 (or none: mask 0)
+// matches, and match checks the rest.
+type prefixes struct{ src, srcMask, dst, dstMask uint32 }
+
 // ruleList is a list of compiled rules (indices into compiledRules.rules,
 // ascending, i.e. in ID order) for one protocol class.
 type ruleList struct {
-	any     []int32
-	byDPort map[uint16][]int32 // TCP/UDP: rules for exactly this port, merged with any
+	any []int32
+	// byDPort holds, for TCP and UDP, the rules for exactly one
+	// destination port, merged with any. Keyed by uint32: Go's maps have
+	// a fast path for 4-byte keys, not for 2-byte ones.
+	byDPort map[uint32][]int32
 }
 
 // ruleIndex holds the candidate lists of one ingress key (a port, or the
@@ -110,6 +118,7 @@ type ruleIndex [numClasses]ruleList
 // compiledRules is a rule set compiled against one port table.
 type compiledRules struct {
 	rules  []crule
+	pre    []prefixes // pre[i] are rules[i]'s prefixes, 16 bytes each
 	common ruleIndex
 	byPort []*ruleIndex // by ingress position; nil if no rule names it as SrcPort
 }
@@ -158,6 +167,7 @@ func compileRules(rs *ruleSet, list []*port) *compiledRules {
 		cr.anyL2 = r.VLAN == 0 && cr.anySMAC && cr.anyDMAC && r.EtherType == 0
 		cr.ip = cr.ports || r.Proto != 0 || r.Src.IsValid() || r.Dst.IsValid() || r.EtherType == etherIPv4
 		c.rules = append(c.rules, cr)
+		c.pre = append(c.pre, prefixes{cr.src, cr.srcMask, cr.dst, cr.dstMask})
 		idx := int32(len(c.rules) - 1)
 		ri := &c.common
 		if cr.srcPos >= 0 {
@@ -176,9 +186,9 @@ func compileRules(rs *ruleSet, list []*port) *compiledRules {
 			l := &ri[class]
 			if (class == classTCP || class == classUDP) && cr.dLo != 0 && cr.dLo == cr.dHi {
 				if l.byDPort == nil {
-					l.byDPort = map[uint16][]int32{}
+					l.byDPort = map[uint32][]int32{}
 				}
-				l.byDPort[cr.dLo] = append(l.byDPort[cr.dLo], idx)
+				l.byDPort[uint32(cr.dLo)] = append(l.byDPort[uint32(cr.dLo)], idx)
 				continue
 			}
 			l.any = append(l.any, idx)
@@ -254,7 +264,7 @@ func (ri *ruleIndex) list(f *Frame) []int32 {
 	}
 	l := &ri[class]
 	if f.HasPorts && l.byDPort != nil {
-		if exact, ok := l.byDPort[f.DPort]; ok {
+		if exact, ok := l.byDPort[uint32(f.DPort)]; ok {
 			return exact
 		}
 	}
@@ -283,14 +293,13 @@ func (r *crule) match(f *Frame) bool {
 			(r.etype == 0 || r.etype == f.EtherType)
 }
 
-// try matches rule ri against f in the first pass of apply: a rule that
+// try matches rule ri, whose prefixes the caller has checked, against f
+// in the first pass of apply: a rule that
 // depends on the output port is kept for the second; one that does not is
 // applied. It reports whether ri is terminal (allow or drop).
 func (c *compiledRules) try(f *Frame, ri int32) bool {
 	r := &c.rules[ri]
-	// The prefixes first, inline: in a long list they are what usually
-	// differs, and this is the loop a long list costs.
-	if r.ip && (f.src32&r.srcMask != r.src || f.dst32&r.dstMask != r.dst) || !r.match(f) {
+	if !r.match(f) {
 		return false
 	}
 	out := r.dstPos
@@ -328,7 +337,14 @@ func (c *compiledRules) apply(f *Frame) Verdict {
 	}
 	term := int32(-1)
 	if len(l2) == 0 {
+		pre := c.pre
 		for _, ri := range l1 {
+			// The prefixes first, inline and from a compact array: in
+			// a long list they are what usually differs, and this is
+			// the loop a long list costs.
+			if p := &pre[ri]; f.src32&p.srcMask != p.src || f.dst32&p.dstMask != p.dst {
+				continue
+			}
 			if c.try(f, ri) {
 				term = ri
 				break
@@ -343,6 +359,9 @@ func (c *compiledRules) apply(f *Frame) Verdict {
 			} else {
 				ri = l2[j]
 				j++
+			}
+			if p := &c.pre[ri]; f.src32&p.srcMask != p.src || f.dst32&p.dstMask != p.dst {
+				continue
 			}
 			if c.try(f, ri) {
 				term = ri

@@ -13,7 +13,10 @@ import "github.com/tapswitch/tapswitch/fdb"
 type forwardStage struct{}
 
 func (forwardStage) Process(f *Frame) Verdict {
-	members := f.t.members[f.VLAN]
+	var members bitset
+	if int(f.VLAN) < len(f.t.members) {
+		members = f.t.members[f.VLAN]
+	}
 	if !f.Dst.IsMulticast() {
 		if id, ok := f.sw.fdb.Lookup(fdb.Key{MAC: f.Dst, VLAN: f.VLAN}, f.now); ok {
 			if id == f.in.id {

@@ -404,3 +404,48 @@ func TestOutputStage(t *testing.T) {
 		t.Errorf("frame not restored after a tagged write: got %x", f.Data)
 	}
 }
+
+func TestLearnStage(t *testing.T) {
+	r := newStageRig(t, Config{},
+		sp{"a", PortConfig{VLAN: 10}},
+		sp{"t", PortConfig{Trunk: []uint16{20}}},
+	)
+	tests := []struct {
+		name string
+		from string
+		raw  []byte
+		key  fdb.Key
+	}{
+		{"access port: its VLAN", "a", ethFrame(bcast, mA, nil, 0x88b5, nil), fdb.Key{MAC: mA, VLAN: 10}},
+		{"trunk: the tag's VLAN", "t", ethFrame(bcast, mB, []tag{{etherVLAN, 20}}, 0x88b5, nil), fdb.Key{MAC: mB, VLAN: 20}},
+		{"trunk: native VLAN untagged", "t", ethFrame(bcast, mC, nil, 0x88b5, nil), fdb.Key{MAC: mC, VLAN: DefaultVLAN}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := r.frame(tt.from, tt.raw)
+			if v := run(f, parseStage{}, vlanStage{}, learnStage{}); v != Continue {
+				t.Fatalf("verdict %d", v)
+			}
+			id, ok := r.s.fdb.Lookup(tt.key, f.Now())
+			if !ok || id != r.port[tt.from].id {
+				t.Errorf("lookup %v: got port %d (%v), want %d", tt.key, id, ok, r.port[tt.from].id)
+			}
+			if n := len(r.s.fdb.Entries(f.Now())); n != 1 {
+				t.Errorf("got %d FDB entries, want 1", n)
+			}
+			r.s.fdb.FlushPort(r.port[tt.from].id)
+		})
+	}
+}
+
+func TestHubStage(t *testing.T) {
+	r := newStageRig(t, Config{Mode: ModeHub},
+		sp{"a", PortConfig{}}, sp{"b", PortConfig{VLAN: 10}}, sp{"c", PortConfig{Trunk: []uint16{20}}})
+	f := r.frame("a", ethFrame(mB, mA, []tag{{etherVLAN, 20}}, 0x88b5, nil))
+	if v := run(f, HubStages()[0].Stage, hubStage{}); v != Continue {
+		t.Fatalf("verdict %d", v)
+	}
+	if got := r.outs(f); !slices.Equal(got, []string{"b", "c"}) {
+		t.Errorf("got outputs %v, want every other port", got)
+	}
+}
