@@ -3,6 +3,7 @@ package daemon
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -214,5 +215,41 @@ func TestRuleNotSaved(t *testing.T) {
 	}
 	if n, m := len(d.Rules()), len(d.sw.Rules()); n != 0 || m != 0 {
 		t.Errorf("after a failed save: daemon has %d rules, switch %d; want 0 and 0", n, m)
+	}
+}
+
+func TestParseAttachVLAN(t *testing.T) {
+	d := newTestDaemon(t, Config{})
+	for _, tt := range []struct {
+		name  string
+		req   api.AttachRequest
+		want  string // in the error; "" for valid
+		vlan  uint16
+		trunk string
+	}{
+		{"default", api.AttachRequest{Netns: "/x"}, "", 1, "[]"},
+		{"access", api.AttachRequest{Netns: "/x", VLAN: 10}, "", 10, "[]"},
+		{"trunk", api.AttachRequest{Netns: "/x", Trunk: []uint16{10, 20}}, "", 1, "[10 20]"},
+		{"trunk with native", api.AttachRequest{Netns: "/x", VLAN: 5, Trunk: []uint16{20}}, "", 5, "[20]"},
+		{"vlan 4095", api.AttachRequest{Netns: "/x", VLAN: 4095}, "VLAN 4095", 0, ""},
+		{"trunk 0", api.AttachRequest{Netns: "/x", Trunk: []uint16{0}}, "trunk VLAN 0", 0, ""},
+		{"trunk has native", api.AttachRequest{Netns: "/x", Trunk: []uint16{1, 10}}, "trunk VLAN 1 is the port's native", 0, ""},
+		{"trunk twice", api.AttachRequest{Netns: "/x", Trunk: []uint16{10, 10}}, "trunk VLAN 10 given twice", 0, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			a, err := d.parseAttach(tt.req)
+			if tt.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, ErrInvalid) {
+					t.Fatalf("got %v, want an ErrInvalid containing %q", err, tt.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.vlan != tt.vlan || fmt.Sprint(a.trunk) != tt.trunk {
+				t.Errorf("vlan %d trunk %v, want %d %s", a.vlan, a.trunk, tt.vlan, tt.trunk)
+			}
+		})
 	}
 }
