@@ -14,7 +14,8 @@
 //	DELETE /v1/ports/{name}  204
 //	GET    /v1/fdb           []FDBEntry
 //
-// and those of NAT, listed in nat.go.
+// and those of NAT, listed in nat.go, of captures and statistics, in
+// observe.go, and of ACL rules and the pipeline, in rules.go.
 //
 // Errors are a status code of 400 (bad input), 403 (a namespace the daemon
 // may not enter: without root, one of another user), 404 (no such port,
@@ -26,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 )
 
 // Version is tapswitch's version, reported by the CLI and the daemon.
@@ -43,6 +45,15 @@ type AttachRequest struct {
 	MTU    int    `json:"mtu,omitempty"`    // default: the daemon's MTU
 	// Publish are published ports in Docker's -p syntax (needs an uplink).
 	Publish []string `json:"publish,omitempty"`
+	// VLAN is the port's access VLAN, or a trunk's native (untagged) VLAN;
+	// 0 means 1.
+	VLAN uint16 `json:"vlan,omitempty"`
+	// Trunk are the VLANs the port carries 802.1Q-tagged; empty: an access
+	// port.
+	Trunk []uint16 `json:"trunk,omitempty"`
+	// AllowSpoof turns port security off for the port: it may send from
+	// any MAC and IP (routers, labs).
+	AllowSpoof bool `json:"allow_spoof,omitempty"`
 }
 
 // Port describes a port of the switch.
@@ -60,6 +71,26 @@ type Port struct {
 	Stats    PortStats `json:"stats"`
 	// Publish are the port's published ports, e.g. "8080:80/tcp".
 	Publish []string `json:"publish,omitempty"`
+	// VLAN is the access VLAN, or a trunk's native VLAN.
+	VLAN uint16 `json:"vlan"`
+	// Trunk are the VLANs carried tagged; empty for an access port.
+	Trunk []uint16 `json:"trunk,omitempty"`
+	// AllowSpoof: port security is off for this port.
+	AllowSpoof bool `json:"allow_spoof,omitempty"`
+}
+
+// VLANs describes a port's VLANs as `tapswitch ports` shows them: "10" for
+// an access port, "1,T:10,20" for a trunk with native VLAN 1.
+func (p Port) VLANs() string {
+	s := strconv.Itoa(int(p.VLAN))
+	if len(p.Trunk) == 0 {
+		return s
+	}
+	t := make([]string, len(p.Trunk))
+	for i, v := range p.Trunk {
+		t[i] = strconv.Itoa(int(v))
+	}
+	return s + ",T:" + strings.Join(t, ",")
 }
 
 // PortStats are a port's counters as the switch sees them: rx is what the
@@ -72,10 +103,20 @@ type PortStats struct {
 	TxPackets  uint64 `json:"tx_packets"`
 	TxBytes    uint64 `json:"tx_bytes"`
 	TxDropped  uint64 `json:"tx_dropped"` // the port could not take the frame
+	// RxSpoofed counts port security violations: a source MAC, IPv4
+	// source or ARP sender the port was not attached with.
+	RxSpoofed uint64 `json:"rx_spoofed"`
+	// RxVLANErrors counts frames tagged on an access port, with more than
+	// one tag, or for a VLAN the trunk does not carry.
+	RxVLANErrors uint64 `json:"rx_vlan_errors"`
+	// RxDenied counts frames dropped by an ACL rule or by isolation.
+	RxDenied uint64 `json:"rx_denied"`
 }
 
 // Drops is the sum of every drop counter.
-func (s PortStats) Drops() uint64 { return s.RxErrors + s.RxFiltered + s.TxDropped }
+func (s PortStats) Drops() uint64 {
+	return s.RxErrors + s.RxFiltered + s.TxDropped + s.RxSpoofed + s.RxVLANErrors + s.RxDenied
+}
 
 // FDBEntry is one entry of the MAC table, as `bridge fdb show` lists them.
 type FDBEntry struct {
@@ -96,7 +137,13 @@ type Info struct {
 	MTU        int     `json:"mtu"`
 	FDBAgeing  float64 `json:"fdb_ageing_seconds"`
 	FDBEntries int     `json:"fdb_entries"`
-	Uplink     string  `json:"uplink"` // "none" or the uplink's spec
+	Uplink     string  `json:"uplink"`  // "none" or the uplink's spec
+	Mode       string  `json:"mode"`    // "learning" or "hub"
+	Isolate    bool    `json:"isolate"` // run --icc=false
+	// GatewayVLAN is the VLAN the gateway is on.
+	GatewayVLAN uint16 `json:"gateway_vlan"`
+	// StateFile is where the daemon keeps its rules; "" for none.
+	StateFile string `json:"state_file,omitempty"`
 }
 
 // Error is the body of every error response.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -94,6 +95,16 @@ type Config struct {
 	// Exe is the tapswitch binary the helper runs; "" means the daemon's
 	// own (os.Executable).
 	Exe string
+	// Mode is the switch's pipeline: learning ("" means it) or hub.
+	Mode vswitch.Mode
+	// Isolate is Docker's icc=false: containers reach the gateway only,
+	// unless an allow rule names a pair of them.
+	Isolate bool
+	// GatewayVLAN is the VLAN the gateway is on; 0 means vswitch.DefaultVLAN.
+	GatewayVLAN uint16
+	// StatePath is the state file, where ACL rules are kept across
+	// restarts (see StatePath); "" keeps them in memory only.
+	StatePath string
 }
 
 // Daemon is a running switch with its gateway and attached containers. Its
@@ -117,6 +128,8 @@ type Daemon struct {
 	ports map[string]*attachment
 
 	obs observe // captures, capture points that are not ports (capture.go)
+
+	rules rulesState // ACL rules and the state file (rules.go)
 }
 
 // attachment is a container's TAP attached to the switch.
@@ -134,7 +147,22 @@ type attachment struct {
 	proc *nshelper.Process
 	// helper is whether the TAP was made by the namespace helper.
 	helper bool
+	// vlan is the access VLAN, or the trunk's native one; trunk the VLANs
+	// carried tagged.
+	vlan       uint16
+	trunk      []uint16
+	allowSpoof bool
 }
+
+// namedPort is a container's TAP under its port name: the TAP's own Name is
+// its interface name in the namespace (eth0 for nearly every container),
+// and the switch matches ACL rules by Port.Name.
+type namedPort struct {
+	*tap.Device
+	name string
+}
+
+func (p namedPort) Name() string { return p.name }
 
 // New validates cfg, checks that the subnet does not overlap a route of the
 // current network namespace, and starts a switch with its gateway.
@@ -158,6 +186,8 @@ func New(cfg Config) (*Daemon, error) {
 	sw, err := vswitch.New(vswitch.Config{
 		FDB:      fdb.Config{Ageing: cfg.FDBAgeing},
 		PortGone: d.portGone,
+		Mode:     cfg.Mode,
+		Isolate:  cfg.Isolate,
 	})
 	if err != nil {
 		return nil, err
@@ -189,18 +219,29 @@ func New(cfg Config) (*Daemon, error) {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	d.gw = gw
-	if d.gwID, err = sw.AddPort(gw); err != nil {
+	// The gateway routes, so it sends from any IP; its MAC is still checked.
+	if d.gwID, err = sw.AddPortConfig(gw, vswitch.PortConfig{VLAN: cfg.GatewayVLAN, MAC: d.gwMAC, Gateway: true}); err != nil {
 		sw.Close()
+		if d.nat != nil {
+			d.nat.up.Close()
+		}
 		return nil, err
 	}
-	// The gateway never moves: pin its MAC so a container cannot take it
-	// over by sending with it as source.
-	if err := sw.FDB().AddStatic(fdb.Key{MAC: d.gwMAC}, d.gwID); err != nil {
+	// The gateway never moves: pin its MAC, in its VLAN, so a container
+	// cannot take it over by sending with it as source.
+	if err := sw.FDB().AddStatic(fdb.Key{MAC: d.gwMAC, VLAN: cfg.GatewayVLAN}, d.gwID); err != nil {
 		sw.Close()
 		if d.nat != nil {
 			d.nat.up.Close()
 		}
 		return nil, fmt.Errorf("gateway fdb entry: %w", err)
+	}
+	if err := d.loadRules(cfg.StatePath); err != nil {
+		sw.Close()
+		if d.nat != nil {
+			d.nat.up.Close()
+		}
+		return nil, err
 	}
 	if d.nat != nil && d.nat.host != nil {
 		// TCP super-segments from the netstack to the containers.
@@ -244,6 +285,19 @@ func (c *Config) fill() error {
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()
+	}
+	switch c.Mode {
+	case "":
+		c.Mode = vswitch.ModeLearning
+	case vswitch.ModeLearning, vswitch.ModeHub:
+	default:
+		return invalid("mode %q: learning or hub", c.Mode)
+	}
+	if c.GatewayVLAN == 0 {
+		c.GatewayVLAN = vswitch.DefaultVLAN
+	}
+	if err := api.ValidVLAN(int(c.GatewayVLAN)); err != nil {
+		return invalid("gateway %v", err)
 	}
 	return nil
 }
@@ -398,15 +452,27 @@ func (d *Daemon) Attach(req api.AttachRequest) (api.Port, error) {
 	if err != nil {
 		return api.Port{}, err
 	}
-	if a.id, err = d.sw.AddPort(dev); err != nil {
+	pc := vswitch.PortConfig{
+		VLAN:       a.vlan,
+		Trunk:      a.trunk,
+		MAC:        a.mac,
+		IPs:        []netip.Addr{a.ip},
+		AllowSpoof: a.allowSpoof,
+	}
+	if a.id, err = d.sw.AddPortConfig(namedPort{dev, a.name}, pc); err != nil {
+		// AddPortConfig has closed the TAP.
 		a.stopWatch()
+		if errors.Is(err, vswitch.ErrInvalidPortConfig) {
+			return api.Port{}, invalid("%v", err)
+		}
 		return api.Port{}, err
 	}
 	d.ports[a.name] = a
 	if a.proc != nil {
 		go d.watch(a)
 	}
-	d.log.Info("attached", "port", a.name, "netns", a.netns, "ifname", a.ifname, "mac", a.mac, "ip", a.ip, "publish", req.Publish, "helper", a.helper)
+	d.log.Info("attached", "port", a.name, "netns", a.netns, "ifname", a.ifname, "mac", a.mac, "ip", a.ip, "publish", req.Publish,
+		"vlan", a.vlan, "trunk", a.trunk, "allow_spoof", a.allowSpoof, "helper", a.helper)
 	p := d.describe(a, d.portInfo(a.id))
 	for _, q := range pubs {
 		q.Target = a.ip
@@ -417,7 +483,7 @@ func (d *Daemon) Attach(req api.AttachRequest) (api.Port, error) {
 
 // parseAttach checks the parts of req that need no state.
 func (d *Daemon) parseAttach(req api.AttachRequest) (*attachment, error) {
-	a := &attachment{name: req.Name, ifname: req.IfName, mtu: req.MTU}
+	a := &attachment{name: req.Name, ifname: req.IfName, mtu: req.MTU, vlan: req.VLAN, allowSpoof: req.AllowSpoof}
 	switch {
 	case req.Netns != "" && req.PID != 0:
 		return nil, invalid("give either a namespace path or a pid, not both")
@@ -479,6 +545,24 @@ func (d *Daemon) parseAttach(req api.AttachRequest) (*attachment, error) {
 			return nil, invalid("mac %s is the zero address", mac)
 		}
 		a.mac = mac
+	}
+	if a.vlan == 0 {
+		a.vlan = vswitch.DefaultVLAN
+	}
+	if err := api.ValidVLAN(int(a.vlan)); err != nil {
+		return nil, invalid("%v", err)
+	}
+	for _, v := range req.Trunk {
+		if err := api.ValidVLAN(int(v)); err != nil {
+			return nil, invalid("trunk %v", err)
+		}
+		if v == a.vlan {
+			return nil, invalid("trunk VLAN %d is the port's native (untagged) VLAN; leave it out of the trunk or choose another --vlan", v)
+		}
+		if slices.Contains(a.trunk, v) {
+			return nil, invalid("trunk VLAN %d given twice", v)
+		}
+		a.trunk = append(a.trunk, v)
 	}
 	return a, nil
 }
@@ -581,6 +665,7 @@ func (d *Daemon) Ports() []api.Port {
 		MTU:      d.cfg.MTU,
 		Offloads: infos[d.gwID].Offloads.String(),
 		Stats:    apiStats(infos[d.gwID].Stats),
+		VLAN:     d.cfg.GatewayVLAN,
 	}
 	return append([]api.Port{gw}, out...)
 }
@@ -597,15 +682,18 @@ func (d *Daemon) Port(name string) (api.Port, error) {
 
 func (d *Daemon) describe(a *attachment, info vswitch.PortInfo) api.Port {
 	return api.Port{
-		Name:     a.name,
-		Kind:     "tap",
-		IfName:   a.ifname,
-		Netns:    a.netns,
-		MAC:      a.mac.String(),
-		IP:       netip.PrefixFrom(a.ip, d.cfg.Subnet.Bits()).String(),
-		MTU:      a.mtu,
-		Offloads: info.Offloads.String(),
-		Stats:    apiStats(info.Stats),
+		Name:       a.name,
+		Kind:       "tap",
+		IfName:     a.ifname,
+		Netns:      a.netns,
+		MAC:        a.mac.String(),
+		IP:         netip.PrefixFrom(a.ip, d.cfg.Subnet.Bits()).String(),
+		MTU:        a.mtu,
+		Offloads:   info.Offloads.String(),
+		Stats:      apiStats(info.Stats),
+		VLAN:       a.vlan,
+		Trunk:      a.trunk,
+		AllowSpoof: a.allowSpoof,
 	}
 }
 
@@ -619,7 +707,20 @@ func (d *Daemon) portInfo(id fdb.PortID) vswitch.PortInfo {
 	return vswitch.PortInfo{}
 }
 
-func apiStats(s vswitch.PortStats) api.PortStats { return api.PortStats(s) }
+func apiStats(s vswitch.PortStats) api.PortStats {
+	return api.PortStats{
+		RxPackets:    s.RxPackets,
+		RxBytes:      s.RxBytes,
+		RxErrors:     s.RxErrors,
+		RxFiltered:   s.RxFiltered,
+		TxPackets:    s.TxPackets,
+		TxBytes:      s.TxBytes,
+		TxDropped:    s.TxDropped,
+		RxSpoofed:    s.RxSpoofed,
+		RxVLANErrors: s.RxVLANErrors,
+		RxDenied:     s.RxDenied,
+	}
+}
 
 // FDB lists the MAC table with port names.
 func (d *Daemon) FDB() []api.FDBEntry {
@@ -650,14 +751,21 @@ func (d *Daemon) FDB() []api.FDBEntry {
 // Info describes the daemon.
 func (d *Daemon) Info() api.Info {
 	return api.Info{
-		Version:    api.Version,
-		PID:        os.Getpid(),
-		Subnet:     d.cfg.Subnet.String(),
-		Gateway:    d.cfg.Gateway.String(),
-		GatewayMAC: d.gwMAC.String(),
-		MTU:        d.cfg.MTU,
-		FDBAgeing:  d.cfg.FDBAgeing.Seconds(),
-		FDBEntries: d.sw.FDB().Len(),
-		Uplink:     d.uplinkString(),
+		Version:     api.Version,
+		PID:         os.Getpid(),
+		Subnet:      d.cfg.Subnet.String(),
+		Gateway:     d.cfg.Gateway.String(),
+		GatewayMAC:  d.gwMAC.String(),
+		MTU:         d.cfg.MTU,
+		FDBAgeing:   d.cfg.FDBAgeing.Seconds(),
+		FDBEntries:  d.sw.FDB().Len(),
+		Uplink:      d.uplinkString(),
+		Mode:        string(d.cfg.Mode),
+		Isolate:     d.cfg.Isolate,
+		GatewayVLAN: d.cfg.GatewayVLAN,
+		StateFile:   d.cfg.StatePath,
 	}
 }
+
+// mode is the switch's mode.
+func (d *Daemon) mode() vswitch.Mode { return d.cfg.Mode }

@@ -106,7 +106,7 @@ func TestAPIErrors(t *testing.T) {
 		want                     string
 	}{
 		{"malformed body", "POST", "/v1/ports", "{", 400, "request body"},
-		{"unknown field", "POST", "/v1/ports", `{"netns":"/x","vlan":3}`, 400, `unknown field "vlan"`},
+		{"unknown field", "POST", "/v1/ports", `{"netns":"/x","vlna":3}`, 400, `unknown field "vlna"`},
 		{"neither netns nor pid", "POST", "/v1/ports", `{}`, 400, "a namespace path (--netns) or a pid (--pid) is required"},
 		{"both", "POST", "/v1/ports", `{"netns":"/x","pid":1}`, 400, "not both"},
 		{"bad name", "POST", "/v1/ports", `{"netns":"/x","name":"-x"}`, 400, `port name "-x"`},

@@ -91,12 +91,16 @@ var (
 	mPortRxBytes   = desc("port_rx_bytes_total", "Bytes of Ethernet frames the switch received from the port.", "port")
 	mPortTxPackets = desc("port_tx_packets_total", "Frames the switch sent to the port.", "port")
 	mPortTxBytes   = desc("port_tx_bytes_total", "Bytes of Ethernet frames the switch sent to the port.", "port")
-	mPortRxDropped = desc("port_rx_dropped_total", "Frames received from the port and dropped, by reason: invalid (too short, multicast or zero source MAC), same_port (destination behind the port it came from).", "port", "reason")
+	mPortRxDropped = desc("port_rx_dropped_total", "Frames received from the port and dropped, by reason: invalid (too short, multicast or zero source MAC), same_port (destination behind the port it came from), spoofed (port security: a source MAC, IPv4 source or ARP sender the port may not use), vlan_error (a tag on an access port, two tags, or a VLAN the trunk does not carry), denied (an ACL rule or isolation).", "port", "reason")
 	mPortTxDropped = desc("port_tx_dropped_total", "Frames the port could not take, by reason: write_failed (queue full, port being removed, frame too big).", "port", "reason")
 	mCapCaptured   = desc("capture_frames_total", "Frames copied to captures at the capture point.", "point")
 	mCapDropped    = desc("capture_dropped_total", "Frames lost from captures at the capture point because the reader was too slow.", "point")
 	mCaptures      = desc("captures_running", "Captures running.")
 	mPorts         = desc("ports", "Ports attached to the switch, the gateway included.")
+	mRulePackets   = desc("rule_packets_total", "Frames an ACL rule matched.", "id", "action")
+	mRuleBytes     = desc("rule_bytes_total", "Bytes of Ethernet frames an ACL rule matched.", "id", "action")
+	mStageHits     = desc("pipeline_stage_frames_total", "Frames a stage of the pipeline saw.", "stage")
+	mStageDrops    = desc("pipeline_stage_dropped_total", "Frames a stage of the pipeline dropped.", "stage")
 
 	mFDBEntries = desc("fdb_entries", "Entries in the MAC table (static ones included).")
 	mFDBStatic  = desc("fdb_static_entries", "Static entries in the MAC table.")
@@ -142,7 +146,7 @@ type collector struct{ d *Daemon }
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		mPortRxPackets, mPortRxBytes, mPortTxPackets, mPortTxBytes, mPortRxDropped, mPortTxDropped,
-		mCapCaptured, mCapDropped, mCaptures, mPorts,
+		mCapCaptured, mCapDropped, mCaptures, mPorts, mRulePackets, mRuleBytes, mStageHits, mStageDrops,
 		mFDBEntries, mFDBStatic, mFDBEvents, mFDBRefused,
 		mGwARPRequests, mGwARPReplies, mGwARPConflict, mGwEcho, mGwICMPErrors, mGwResets, mGwRateLimited,
 		mGwQueueDrops, mGwNeighbors, mGwNeighEvents, mGwDropped, mGwRouted,
@@ -177,6 +181,18 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(mPortRxDropped, st.RxErrors, p.Name, "invalid")
 		counter(mPortRxDropped, st.RxFiltered, p.Name, "same_port")
 		counter(mPortTxDropped, st.TxDropped, p.Name, "write_failed")
+		counter(mPortRxDropped, st.RxSpoofed, p.Name, "spoofed")
+		counter(mPortRxDropped, st.RxVLANErrors, p.Name, "vlan_error")
+		counter(mPortRxDropped, st.RxDenied, p.Name, "denied")
+	}
+	for _, r := range c.d.Rules() {
+		id := strconv.Itoa(r.ID)
+		counter(mRulePackets, r.Packets, id, r.Action)
+		counter(mRuleBytes, r.Bytes, id, r.Action)
+	}
+	for _, st := range c.d.sw.Pipeline() {
+		counter(mStageHits, st.Hits, st.Name)
+		counter(mStageDrops, st.Drops, st.Name)
 	}
 	gauge(mPorts, float64(ports))
 	gauge(mCaptures, float64(len(s.Captures)))

@@ -4,11 +4,18 @@ import (
 	"sync/atomic"
 
 	"github.com/tapswitch/tapswitch/capture"
-	"github.com/tapswitch/tapswitch/fdb"
 )
 
 // ethHdrLen is the length of an untagged Ethernet header.
 const ethHdrLen = 14
+
+// EtherTypes the datapath reads.
+const (
+	etherIPv4 = 0x0800
+	etherARP  = 0x0806
+	etherVLAN = 0x8100 // IEEE 802.1Q
+	etherQinQ = 0x88a8 // IEEE 802.1ad service tag
+)
 
 // ingress is the loop of one port: read a frame, forward it, repeat. It
 // holds one pooled buffer for its lifetime and forwards on its own
@@ -36,58 +43,33 @@ func (s *Switch) ingress(pt *port) {
 	}
 }
 
-// forward switches the frame buf[off:off+n] that arrived on in: learn its
-// source, then send it to the port its destination was learned on, or flood
-// it. It neither allocates nor takes an exclusive lock.
+// forward runs the frame buf[off:off+n] that arrived on in through the
+// pipeline of the port's snapshot. It neither allocates nor takes an
+// exclusive lock: one atomic load finds the snapshot, each stage is one
+// interface call on the port's reused Frame, and the pipeline's counters
+// cost one sharded atomic add per frame (and one per drop).
 func (s *Switch) forward(in *port, buf []byte, off, n int) {
 	// Ports write buf[off:]: cut the buffer at the frame's end.
 	buf = buf[:off+n]
-	frame := buf[off:]
-	if len(frame) < VnetHdrLen+ethHdrLen {
-		in.stats.rxErrors.Add(1)
-		return
+	if n >= VnetHdrLen+ethHdrLen {
+		// A runt is only counted in RxErrors, by the parse stage.
+		in.stats.rxPackets.Add(1)
+		in.stats.rxBytes.Add(uint64(n - VnetHdrLen))
+		in.capture.Deliver(capture.In, buf[off+VnetHdrLen:])
 	}
-	in.stats.rxPackets.Add(1)
-	in.stats.rxBytes.Add(uint64(n - VnetHdrLen))
-	eth := frame[VnetHdrLen:]
-	in.capture.Deliver(capture.In, eth)
-	dst := fdb.MAC(eth[0:6])
-	src := fdb.MAC(eth[6:12])
-	if src.IsMulticast() || src.IsZero() {
-		// No station sends from a group or the zero address;
-		// br_handle_frame drops such frames too.
-		in.stats.rxErrors.Add(1)
-		return
+	pl := in.where.Load()
+	if pl == nil {
+		return // detached while the frame was read
 	}
-	now := s.clock()
-	s.fdb.Learn(fdb.Key{MAC: src}, in.id, now)
-	need := frameNeeds(frame)
-
-	t := s.ports.Load()
-	if !dst.IsMulticast() {
-		if id, ok := s.fdb.Lookup(fdb.Key{MAC: dst}, now); ok {
-			if id == in.id {
-				// The destination is behind the port the frame came
-				// from (br_handle_frame_finish does the same): drop.
-				in.stats.rxFiltered.Add(1)
-				return
-			}
-			if out := t.byID[id]; out != nil {
-				s.send(in, out, buf, off, need)
-				return
-			}
-		}
-	}
-	s.flood(t, in, buf, off, need)
-}
-
-// flood sends the frame to every port but the one it came in on. A port
-// whose write fails does not stop the flood: its drop is counted and the
-// next port gets the frame.
-func (s *Switch) flood(t *portTable, in *port, buf []byte, off int, need Offloads) {
-	for _, out := range t.list {
-		if out != in {
-			s.send(in, out, buf, off, need)
+	f := &in.frame
+	f.reset(s, pl.t, in, pl.pos, buf, off)
+	p := pl.t.pipe
+	p.entered.add(in.id)
+	for i := range p.stages {
+		if v := p.run(i, f); v != Continue {
+			p.drops[i].add(in.id)
+			v.count(&in.stats)
+			return
 		}
 	}
 }
@@ -106,10 +88,20 @@ func (s *Switch) transmit(out *port, buf []byte, off int) {
 
 // counters are a port's counters, updated atomically by the datapath.
 type counters struct {
+	// rx counters are written by the port's own ingress goroutine, tx
+	// counters by the goroutines of the ports that send to it: each group
+	// is on cache lines of its own, so that they do not contend (nor
+	// with the port's Frame, which the ingress goroutine writes).
+	_                    [cacheLine]byte
 	rxPackets, rxBytes   atomic.Uint64
 	rxErrors, rxFiltered atomic.Uint64
+	rxSpoofed            atomic.Uint64
+	rxVLANErrors         atomic.Uint64
+	rxDenied             atomic.Uint64
+	_                    [cacheLine - 8]byte
 	txPackets, txBytes   atomic.Uint64
 	txDropped            atomic.Uint64
+	_                    [cacheLine - 24]byte
 }
 
 // PortStats are a port's counters, seen from the switch: rx is what the
@@ -129,6 +121,16 @@ type PortStats struct {
 	// TxDropped counts frames the port failed to take (its queue was full,
 	// it was being removed, or the frame was too big for it).
 	TxDropped uint64 `json:"tx_dropped"`
+	// RxSpoofed counts port security violations: a source MAC, IPv4
+	// source or ARP sender (hardware or protocol address) the port may
+	// not send from.
+	RxSpoofed uint64 `json:"rx_spoofed"`
+	// RxVLANErrors counts frames with a tag on an access port, more than
+	// one tag (802.1ad or two 802.1Q), or a VLAN the trunk does not carry.
+	RxVLANErrors uint64 `json:"rx_vlan_errors"`
+	// RxDenied counts frames dropped by an ACL rule or by isolation
+	// (Config.Isolate) for every port they would have gone to.
+	RxDenied uint64 `json:"rx_denied"`
 }
 
 func (c *counters) snapshot() PortStats {
@@ -140,5 +142,9 @@ func (c *counters) snapshot() PortStats {
 		TxPackets:  c.txPackets.Load(),
 		TxBytes:    c.txBytes.Load(),
 		TxDropped:  c.txDropped.Load(),
+
+		RxSpoofed:    c.rxSpoofed.Load(),
+		RxVLANErrors: c.rxVLANErrors.Load(),
+		RxDenied:     c.rxDenied.Load(),
 	}
 }

@@ -1,13 +1,30 @@
-// Package vswitch implements tapswitch's datapath: a learning Ethernet switch
-// over a set of Ports.
+// Package vswitch implements tapswitch's datapath: an Ethernet switch over
+// a set of Ports whose forwarding decision is a pipeline of stages.
 //
 // Every port has one ingress goroutine. It reads a frame into a buffer taken
-// from the switch's pool, learns the source MAC into the FDB, looks up the
-// destination and writes the frame to one port (known unicast) or to every
-// other port (broadcast, multicast, unknown unicast). The write happens on the
-// ingress goroutine, so a frame is never queued and never copied between read
-// and write. The port table is an immutable snapshot behind an atomic.Pointer:
-// the hot path takes no exclusive lock, logs nothing and allocates nothing.
+// from the switch's pool and runs it through the pipeline on that
+// goroutine, so a frame is never queued and never copied between read and
+// write. The default pipeline (ModeLearning, LearningStages) is
+//
+//	parse → port-security → vlan → learn → forward → acl → output
+//
+// parse builds the Frame (a parsed view, reused per port); port-security
+// drops frames whose source MAC, IPv4 source or ARP sender is not the
+// port's (PortConfig); vlan classifies the frame into a VLAN and strips
+// its 802.1Q tag; learn puts the source into the FDB under fdb.Key{MAC,
+// VLAN}; forward picks the learned port or floods the VLAN; acl applies the
+// rules (SetRules) and isolation (Config.Isolate) per output port; output
+// tags the frame for trunks and writes it to each port. ModeHub
+// (HubStages) floods every frame to every other port after port security.
+// Each stage is a small file (stage_*.go); a stage of one's own is any
+// Stage, inserted with Config.Stages or SetPipeline. switch/README.md
+// walks through it.
+//
+// Everything the hot path reads (ports, VLAN members, compiled rules,
+// pipeline) is an immutable snapshot behind an atomic.Pointer, replaced
+// whole by AddPort, RemovePort, SetRules and SetPipeline: a frame takes no
+// lock of its own (the FDB takes its read lock, and its write lock only for
+// a new or moved MAC), logs nothing and allocates nothing.
 //
 // A frame on the datapath is a virtio_net_hdr (VnetHdrLen bytes, as the
 // kernel's TAP driver reads and writes it with IFF_VNET_HDR) followed by an
@@ -19,6 +36,8 @@
 // transport checksum is partial. Such a frame goes whole to a port that
 // implements Offloader and accepts it (a TAP with the same offloads), and
 // is segmented or has its checksum completed by package gso, into a pooled
-// buffer of the ingress goroutine, for any other port (offload.go). The one
-// cost every frame pays is a look at two bytes of the header.
+// buffer of the ingress goroutine, for any other port (offload.go). Adding
+// or removing a VLAN tag moves the header's csum_start and hdr_len with the
+// headers. The one cost every frame pays is a look at two bytes of the
+// header.
 package vswitch

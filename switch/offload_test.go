@@ -187,3 +187,95 @@ func TestMalformedSuperFrameDropped(t *testing.T) {
 		t.Errorf("b tx_dropped: got %d, want 1", st.TxDropped)
 	}
 }
+
+// withTag returns f (virtio_net_hdr first) with an 802.1Q tag for vid
+// inserted after the MACs and the header's offsets moved with it, as a
+// TAP hands the switch a super-frame sent on a VLAN device.
+func withTag(f []byte, vid uint16) []byte {
+	const head = vswitch.VnetHdrLen + 12
+	out := append([]byte(nil), f[:head]...)
+	out = binary.BigEndian.AppendUint16(out, vswitch.EtherVLAN)
+	out = binary.BigEndian.AppendUint16(out, vid)
+	out = append(out, f[head:]...)
+	h := gso.ParseHdr(out)
+	h.CsumStart += 4
+	h.HdrLen += 4
+	h.Put(out)
+	return out
+}
+
+// TestTSOAcrossVLANTags sends super-frames between an access port and
+// trunks: to a trunk without offloads they arrive as tagged segments with
+// valid checksums, to a trunk with offloads whole and tagged with the
+// virtio_net_hdr offsets moved by 4, and from a trunk to an access port
+// whole and untagged with the offsets moved back.
+func TestTSOAcrossVLANTags(t *testing.T) {
+	r := newRig(t, vswitch.Config{})
+	const tso = vswitch.OffloadCsum | vswitch.OffloadTSO4 | vswitch.OffloadTSO6
+	for _, p := range []struct {
+		name string
+		off  vswitch.Offloads
+		pc   vswitch.PortConfig
+	}{
+		{"a", tso, vswitch.PortConfig{VLAN: 10}},
+		{"t", 0, vswitch.PortConfig{Trunk: []uint16{10}}},
+		{"o", tso, vswitch.PortConfig{Trunk: []uint16{10}}},
+	} {
+		mp := memport.New(p.name, 128)
+		mp.SetOffloads(p.off)
+		id, err := r.sw.AddPortConfig(mp, p.pc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.ports[p.name], r.ids[p.name] = mp, id
+	}
+	// B behind t, C behind o, A behind a, all in VLAN 10.
+	r.send(t, "t", withTag(frame(bcast, macB, 1), 10))
+	r.send(t, "o", withTag(frame(bcast, macC, 2), 10))
+	r.send(t, "a", frame(bcast, macA, 3))
+	for _, n := range []string{"a", "o", "a", "t", "t", "o"} {
+		if _, ok := r.ports[n].Recv(wait); !ok {
+			t.Fatalf("port %s: learning frame missing", n)
+		}
+	}
+
+	const mss = 1460
+	payload := payloadOf(20000)
+	// To the trunk without offloads: tagged segments.
+	r.send(t, "a", tsoFrame(macB, macA, mss, payload))
+	var got []byte
+	for i := 0; len(got) < len(payload); i++ {
+		f, ok := r.ports["t"].Recv(wait)
+		if !ok {
+			t.Fatalf("segment %d: none after %d payload bytes", i, len(got))
+		}
+		o := vswitch.VnetHdrLen + 12
+		if binary.BigEndian.Uint16(f[o:]) != vswitch.EtherVLAN || binary.BigEndian.Uint16(f[o+2:])&0xfff != 10 {
+			t.Fatalf("segment %d: not tagged for VLAN 10: % x", i, f[o:o+4])
+		}
+		got = append(got, verifyTCP4(t, append(append([]byte(nil), f[:o]...), f[o+4:]...))...)
+	}
+	if !bytes.Equal(got, payload) {
+		t.Fatal("segments' payload differs from the super-frame's")
+	}
+	// To the trunk with offloads: whole, tagged, offsets moved.
+	sent := tsoFrame(macC, macA, mss, payload)
+	r.send(t, "a", sent)
+	f, ok := r.ports["o"].Recv(wait)
+	if !ok {
+		t.Fatal("o: no super-frame")
+	}
+	if want := withTag(sent, 10); !bytes.Equal(f, want) {
+		t.Fatalf("o: got header % x, want % x", f[:40], want[:40])
+	}
+	// From the trunk to the access port: whole, untagged, offsets back.
+	sent = tsoFrame(macA, macC, mss, payload)
+	r.send(t, "o", withTag(sent, 10))
+	f, ok = r.ports["a"].Recv(wait)
+	if !ok {
+		t.Fatal("a: no super-frame")
+	}
+	if !bytes.Equal(f, sent) {
+		t.Fatalf("a: got header % x, want % x", f[:40], sent[:40])
+	}
+}

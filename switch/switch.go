@@ -3,6 +3,7 @@ package vswitch
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,10 +31,23 @@ type Config struct {
 	// the device or its namespace was deleted. It is not called for ports
 	// removed with RemovePort or Close.
 	PortGone func(id fdb.PortID, name string, err error)
+
+	// Mode selects the pipeline: ModeLearning (also "") or ModeHub.
+	Mode Mode
+
+	// Stages, if not nil, is the pipeline to use instead of the Mode's
+	// (LearningStages or HubStages); SetPipeline changes it later.
+	Stages []PipelineStage
+
+	// Isolate is Docker's icc=false: a port without PortConfig.Gateway
+	// reaches only Gateway ports (and they reach it), unless an allow Rule
+	// matches the pair; its broadcasts go to Gateway ports only.
+	Isolate bool
 }
 
-// Switch is a learning Ethernet switch. All methods are safe for concurrent
-// use.
+// Switch is an Ethernet switch whose forwarding is a pipeline of stages
+// (a learning switch by default, a hub in ModeHub). All methods are safe
+// for concurrent use.
 type Switch struct {
 	cfg   Config
 	clock func() int64
@@ -47,13 +61,21 @@ type Switch struct {
 	coarse atomic.Int64
 	tick   func() int64 // the precise clock behind coarse; nil with Config.Clock
 
-	// ports is the port table the datapath reads, replaced whole on change.
+	// ports is the snapshot the datapath reads (ports, VLAN members,
+	// compiled rules, pipeline), replaced whole on any change by
+	// publishLocked.
 	ports atomic.Pointer[portTable]
 
-	mu sync.Mutex // guards nextID and changes to ports
+	mu sync.Mutex // guards nextID, list, rules, pipe and publishing
 	// nextID is the ID the next port gets. IDs are never reused, so a
 	// lookup that raced with a removal can never reach a newer port.
 	nextID fdb.PortID
+	// list is the switch's ports in ID order.
+	list []*port
+	// rules is the rule set last given to SetRules.
+	rules *ruleSet
+	// pipe is the pipeline in use.
+	pipe *pipeline
 
 	bufs sync.Pool // *[BufSize]byte, one held by each ingress loop
 
@@ -62,19 +84,49 @@ type Switch struct {
 	wg     sync.WaitGroup // the ageing loop
 }
 
-// portTable is an immutable snapshot of the switch's ports.
+// portTable is an immutable snapshot of everything the datapath reads:
+// the ports, where each is in the list (its position, which port sets
+// use), the members of each VLAN, the compiled rules and the pipeline.
 type portTable struct {
 	byID map[fdb.PortID]*port
 	list []*port // in ID order; the flood list
+	pos  map[fdb.PortID]int
+
+	// members are the ports carrying each VLAN (access, native or
+	// trunk), indexed by VLAN ID up to the highest in use: a slice, not
+	// a map, because every frame looks its VLAN up (a map[uint16] hash
+	// was a quarter of a frame's cost).
+	members  []bitset
+	all      bitset         // every port (hub mode)
+	gateways bitset         // Gateway ports
+	isolate  bool           // Config.Isolate
+	acl      *compiledRules // nil: no rule can match
+	pipe     *pipeline
+}
+
+// placement is a port's view of a snapshot: the table and the port's
+// position in it, loaded with one atomic load per frame.
+type placement struct {
+	t   *portTable
+	pos int
 }
 
 // port is the switch's state for one Port.
 type port struct {
 	id       fdb.PortID
 	p        Port
-	offloads Offloads // what p accepts on Write (Offloader), fixed at AddPort
+	cfg      PortConfig  // fixed at AddPortConfig
+	ip4      [][4]byte   // cfg.IPs
+	trunk    *[64]uint64 // cfg.Trunk as a bit per VLAN; nil for an access port
+	offloads Offloads    // what p accepts on Write (Offloader), fixed at AddPort
 	stats    counters
 	done     chan struct{} // closed when the ingress loop has returned
+
+	// where is the snapshot the port's ingress loop uses; nil once the
+	// port is detached.
+	where atomic.Pointer[placement]
+	// frame is the parsed view the ingress loop reuses for every frame.
+	frame Frame
 
 	// seg is the buffer software GSO writes segments of frames read
 	// from this port into; taken from the pool the first time one is
@@ -85,9 +137,56 @@ type port struct {
 	capture capture.Point
 }
 
+// publishLocked builds a snapshot from the switch's ports, rules and
+// pipeline, and makes the datapath use it: one atomic store for the table,
+// then one per port for its placement. s.mu is held.
+func (s *Switch) publishLocked() {
+	n := len(s.list)
+	t := &portTable{
+		byID:     make(map[fdb.PortID]*port, n),
+		list:     slices.Clone(s.list),
+		pos:      make(map[fdb.PortID]int, n),
+		all:      newBitset(n),
+		gateways: newBitset(n),
+		isolate:  s.cfg.Isolate,
+		pipe:     s.pipe,
+	}
+	member := func(vlan uint16, i int) {
+		if int(vlan) >= len(t.members) {
+			t.members = append(t.members, make([]bitset, int(vlan)+1-len(t.members))...)
+		}
+		m := t.members[vlan]
+		if m == nil {
+			m = newBitset(n)
+			t.members[vlan] = m
+		}
+		m.set(i)
+	}
+	for i, pt := range t.list {
+		t.byID[pt.id] = pt
+		t.pos[pt.id] = i
+		t.all.set(i)
+		if pt.cfg.Gateway {
+			t.gateways.set(i)
+		}
+		member(pt.cfg.VLAN, i)
+		for _, v := range pt.cfg.Trunk {
+			member(v, i)
+		}
+	}
+	t.acl = compileRules(s.rules, t.list)
+	s.ports.Store(t)
+	for i, pt := range t.list {
+		pt.where.Store(&placement{t: t, pos: i})
+	}
+}
+
 // New returns a switch with no ports, and starts its FDB ageing loop, which
 // Close stops.
 func New(cfg Config) (*Switch, error) {
+	if !cfg.Mode.valid() {
+		return nil, fmt.Errorf("unknown mode %q (want %s or %s)", cfg.Mode, ModeLearning, ModeHub)
+	}
 	table, err := fdb.New(cfg.FDB)
 	if err != nil {
 		return nil, fmt.Errorf("fdb: %w", err)
@@ -97,6 +196,7 @@ func New(cfg Config) (*Switch, error) {
 		clock:  cfg.Clock,
 		fdb:    table,
 		nextID: 1,
+		rules:  &ruleSet{},
 		stop:   make(chan struct{}),
 	}
 	if s.clock == nil {
@@ -106,7 +206,19 @@ func New(cfg Config) (*Switch, error) {
 		s.clock = s.coarse.Load
 	}
 	s.bufs.New = func() any { return new([BufSize]byte) }
-	s.ports.Store(&portTable{byID: map[fdb.PortID]*port{}})
+	stages := cfg.Stages
+	if stages == nil {
+		stages = LearningStages()
+		if cfg.Mode == ModeHub {
+			stages = HubStages()
+		}
+	}
+	if s.pipe, err = newPipeline(stages); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.publishLocked()
+	s.mu.Unlock()
 	ageing := cfg.FDB.Ageing
 	if ageing == 0 {
 		ageing = fdb.DefaultAgeing
@@ -151,25 +263,42 @@ func (s *Switch) FDB() *fdb.Table { return s.fdb }
 // Now returns the switch's clock, the one FDB ages are measured against.
 func (s *Switch) Now() int64 { return s.clock() }
 
-// AddPort attaches p and starts reading from it. The switch owns p from now
-// on: it closes p when the port is removed or the switch is closed.
+// AddPort attaches p as an access port of DefaultVLAN without port
+// security: AddPortConfig(p, PortConfig{}).
 func (s *Switch) AddPort(p Port) (fdb.PortID, error) {
+	return s.AddPortConfig(p, PortConfig{})
+}
+
+// AddPortConfig attaches p with the configuration pc and starts reading
+// from it. The switch owns p from now on, also when it returns an error:
+// it closes p when the port is removed, when the switch is closed, or at
+// once if the port cannot be added (the switch is closed, or pc is invalid:
+// an error wrapping ErrInvalidPortConfig).
+func (s *Switch) AddPortConfig(p Port, pc PortConfig) (fdb.PortID, error) {
+	pc, err := pc.normalize()
+	if err != nil {
+		p.Close()
+		return fdb.NoPort, fmt.Errorf("add port %s: %w", p.Name(), err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed.Load() {
 		p.Close()
 		return fdb.NoPort, fmt.Errorf("add port %s: switch closed", p.Name())
 	}
-	np := &port{id: s.nextID, p: p, offloads: offloadsOf(p), done: make(chan struct{})}
-	s.nextID++
-	old := s.ports.Load()
-	t := &portTable{byID: make(map[fdb.PortID]*port, len(old.byID)+1), list: make([]*port, 0, len(old.list)+1)}
-	for id, q := range old.byID {
-		t.byID[id] = q
+	np := &port{id: s.nextID, p: p, cfg: pc, offloads: offloadsOf(p), done: make(chan struct{})}
+	for _, ip := range pc.IPs {
+		np.ip4 = append(np.ip4, ip.As4())
 	}
-	t.byID[np.id] = np
-	t.list = append(append(t.list, old.list...), np)
-	s.ports.Store(t)
+	if pc.Trunk != nil {
+		np.trunk = new([64]uint64)
+		for _, v := range pc.Trunk {
+			np.trunk[v>>6] |= 1 << (v & 63)
+		}
+	}
+	s.nextID++
+	s.list = append(s.list, np)
+	s.publishLocked()
 	go s.ingress(np)
 	return np.id, nil
 }
@@ -179,22 +308,13 @@ func (s *Switch) AddPort(p Port) (fdb.PortID, error) {
 func (s *Switch) detach(pt *port) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old := s.ports.Load()
-	if old.byID[pt.id] != pt {
+	i := slices.Index(s.list, pt)
+	if i < 0 {
 		return false
 	}
-	t := &portTable{byID: make(map[fdb.PortID]*port, len(old.byID)), list: make([]*port, 0, len(old.list))}
-	for id, q := range old.byID {
-		if q != pt {
-			t.byID[id] = q
-		}
-	}
-	for _, q := range old.list {
-		if q != pt {
-			t.list = append(t.list, q)
-		}
-	}
-	s.ports.Store(t)
+	s.list = slices.Delete(slices.Clone(s.list), i, i+1)
+	s.publishLocked()
+	pt.where.Store(nil)
 	return true
 }
 
@@ -237,6 +357,9 @@ func (s *Switch) Close() error {
 type PortInfo struct {
 	ID   fdb.PortID
 	Name string
+	// Config is the port's configuration, VLAN 0 replaced by DefaultVLAN.
+	// Its slices are shared: do not modify them.
+	Config PortConfig
 	// Offloads is what the port accepts on Write (see Offloader).
 	Offloads Offloads
 	Stats    PortStats
@@ -247,7 +370,7 @@ func (s *Switch) Ports() []PortInfo {
 	list := s.ports.Load().list
 	out := make([]PortInfo, len(list))
 	for i, pt := range list {
-		out[i] = PortInfo{ID: pt.id, Name: pt.p.Name(), Offloads: pt.offloads, Stats: pt.stats.snapshot()}
+		out[i] = PortInfo{ID: pt.id, Name: pt.p.Name(), Config: pt.cfg, Offloads: pt.offloads, Stats: pt.stats.snapshot()}
 	}
 	return out
 }

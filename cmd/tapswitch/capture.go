@@ -240,11 +240,11 @@ func cmdStats(args []string, stdout io.Writer) error {
 // printStats prints the counters as aligned tables.
 func printStats(w io.Writer, s api.Stats) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PORT\tKIND\tRX-PKTS\tRX-BYTES\tRX-INVALID\tRX-SAMEPORT\tTX-PKTS\tTX-BYTES\tTX-DROPPED\tCAPTURED\tCAPTURE-DROPPED")
+	fmt.Fprintln(tw, "PORT\tKIND\tRX-PKTS\tRX-BYTES\tRX-INVALID\tRX-SAMEPORT\tRX-SPOOFED\tRX-VLANERR\tRX-DENIED\tTX-PKTS\tTX-BYTES\tTX-DROPPED\tCAPTURED\tCAPTURE-DROPPED")
 	for _, p := range s.Ports {
 		st := p.Stats
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", p.Name, p.Kind, st.RxPackets, st.RxBytes, st.RxErrors, st.RxFiltered,
-			st.TxPackets, st.TxBytes, st.TxDropped, p.Capture.Captured, p.Capture.Dropped)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", p.Name, p.Kind, st.RxPackets, st.RxBytes, st.RxErrors, st.RxFiltered,
+			st.RxSpoofed, st.RxVLANErrors, st.RxDenied, st.TxPackets, st.TxBytes, st.TxDropped, p.Capture.Captured, p.Capture.Dropped)
 	}
 	tw.Flush()
 	f := s.FDB

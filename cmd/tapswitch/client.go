@@ -26,6 +26,9 @@ func cmdAttach(args []string, stdout io.Writer) error {
 	fs.IntVar(&req.MTU, "mtu", 0, "MTU (default: the daemon's)")
 	asJSON := fs.Bool("json", false, "print the port as JSON")
 	fs.Var((*stringList)(&req.Publish), "p", "publish a port: [HOSTIP:]HOSTPORT[-END]:CONTAINERPORT[-END][/tcp|/udp] (repeatable; needs an uplink)")
+	vlan := fs.Int("vlan", 0, "access VLAN (untagged inside the container), or a trunk's native VLAN (default 1)")
+	trunk := fs.String("trunk", "", "VLANs carried 802.1Q-tagged inside the container, e.g. 10,20")
+	fs.BoolVar(&req.AllowSpoof, "allow-spoof", false, "turn port security off: the container may send from any MAC and IP (routers, labs)")
 	control := controlFlag(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -43,6 +46,17 @@ func cmdAttach(args []string, stdout io.Writer) error {
 	if req.MTU < 0 {
 		return usagef("--mtu %d: must be positive", req.MTU)
 	}
+	if *vlan != 0 {
+		if err := api.ValidVLAN(*vlan); err != nil {
+			return usagef("--vlan: %v", err)
+		}
+		req.VLAN = uint16(*vlan)
+	}
+	if *trunk != "" {
+		if req.Trunk, err = parseVLANList(*trunk); err != nil {
+			return usagef("--trunk: %v", err)
+		}
+	}
 	for _, spec := range req.Publish {
 		if _, err := nat.ParsePublish(spec); err != nil {
 			return usagef("-p: %v", err)
@@ -57,7 +71,7 @@ func cmdAttach(args []string, stdout io.Writer) error {
 	if *asJSON {
 		return printJSON(stdout, p)
 	}
-	fmt.Fprintf(stdout, "attached %s: %s in %s, mac %s, ip %s, mtu %d\n", p.Name, p.IfName, p.Netns, p.MAC, p.IP, p.MTU)
+	fmt.Fprintf(stdout, "attached %s: %s in %s, mac %s, ip %s, mtu %d, vlan %s\n", p.Name, p.IfName, p.Netns, p.MAC, p.IP, p.MTU, p.VLANs())
 	if len(p.Publish) > 0 {
 		fmt.Fprintf(stdout, "published %s\n", strings.Join(p.Publish, ", "))
 	}
@@ -118,7 +132,7 @@ func show[T any](w io.Writer, asJSON bool, v T, err error, table func(io.Writer,
 // printPorts prints ports as an aligned table.
 func printPorts(w io.Writer, ports []api.Port) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tIFNAME\tMAC\tIP\tRX-PKTS\tRX-BYTES\tTX-PKTS\tTX-BYTES\tDROPS\tPUBLISH")
+	fmt.Fprintln(tw, "NAME\tIFNAME\tMAC\tIP\tVLAN\tRX-PKTS\tRX-BYTES\tTX-PKTS\tTX-BYTES\tDROPS\tPUBLISH")
 	for _, p := range ports {
 		ifname := p.IfName
 		if ifname == "" {
@@ -129,7 +143,11 @@ func printPorts(w io.Writer, ports []api.Port) {
 		if len(p.Publish) > 0 {
 			pub = strings.Join(p.Publish, ",")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", p.Name, ifname, p.MAC, p.IP,
+		mac := p.MAC
+		if p.AllowSpoof {
+			mac += " (spoof ok)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", p.Name, ifname, mac, p.IP, p.VLANs(),
 			s.RxPackets, s.RxBytes, s.TxPackets, s.TxBytes, s.Drops(), pub)
 	}
 	tw.Flush()

@@ -25,7 +25,9 @@ Usage:
                 [--host-loopback]
                 [--ct-max N] [--ct-tcp-timeout D] [--ct-tcp-transitory-timeout D] [--ct-udp-timeout D]
                 [--ct-udp-unreplied-timeout D] [--ct-icmp-timeout D] [--ct-endpoint-independent-filtering]
+                [--mode learning|hub] [--icc=true|false] [--gateway-vlan N] [--state PATH]
   tapswitch attach (--netns PATH | --pid PID) [--name NAME] [--ifname eth0] [--ip IP] [--mac MAC] [--mtu N]
+                [--vlan N] [--trunk N,M...] [--allow-spoof]
                 [-p [HOSTIP:]HOSTPORT[-END]:CONTAINERPORT[-END][/tcp|/udp]]... [--json]
   tapswitch publish SPEC --to NAME | tapswitch publish --list [--json]
   tapswitch unpublish HOSTPORT[/tcp|/udp]
@@ -35,6 +37,12 @@ Usage:
   tapswitch fdb [--json]
   tapswitch capture PORT[,PORT...]|--all -w FILE|- [-c N] [--duration D] [--format pcapng|pcap] [-s SNAPLEN] [FILTER...]
   tapswitch stats [--json]
+  tapswitch rule add [--port P] [--src-port P] [--dst-port P] [--vlan N] [--src-mac M] [--dst-mac M]
+                [--ethertype ipv4|arp|ipv6|0xNNNN] [--src CIDR] [--dst CIDR] [--proto tcp|udp|icmp|N]
+                [--sport N[-M]] [--dport N[-M]] allow|drop|count|mirror PORT
+  tapswitch rule list [--json]
+  tapswitch rule del ID
+  tapswitch pipeline [--json]
   tapswitch version
   tapswitch demo
 
@@ -70,6 +78,9 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		"publish":   cmdPublish,
 		"unpublish": cmdUnpublish,
 		"conntrack": cmdConntrack,
+
+		"rule":     cmdRule,
+		"pipeline": cmdPipeline,
 	}
 	name := args[0]
 	if name == nshelper.Command {

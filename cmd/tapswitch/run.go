@@ -13,6 +13,7 @@ import (
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/daemon"
 	"github.com/tapswitch/tapswitch/fdb"
+	vswitch "github.com/tapswitch/tapswitch/switch"
 )
 
 func cmdRun(args []string, stdout io.Writer) error {
@@ -24,6 +25,10 @@ func cmdRun(args []string, stdout io.Writer) error {
 	control := controlFlag(fs)
 	metrics := fs.String("metrics", "", "serve Prometheus metrics on `ADDR` (HOST:PORT, or PORT for 127.0.0.1:PORT); off by default")
 	helper := fs.Bool("attach-helper", false, "create every container's TAP from a helper inside its namespaces, as without root (the default when the daemon has no CAP_NET_ADMIN)")
+	mode := fs.String("mode", string(vswitch.ModeLearning), "the switch's pipeline: learning (MAC learning, VLANs, ACL) or hub (every frame to every port)")
+	icc := fs.Bool("icc", true, "inter-container communication; --icc=false lets containers reach only the gateway (and what allow rules permit)")
+	gwVLAN := fs.Int("gateway-vlan", vswitch.DefaultVLAN, "the VLAN the gateway is on")
+	statePath := fs.String("state", "", "the state file, where ACL rules are kept (default: beside the control socket, its .sock replaced by .state.json)")
 	var nf natFlags
 	nf.add(fs)
 	pos, err := parse(fs, args)
@@ -50,12 +55,27 @@ func cmdRun(args []string, stdout io.Writer) error {
 	if *ageing <= 0 {
 		return usagef("--fdb-ageing %s: must be positive", *ageing)
 	}
+	switch m := vswitch.Mode(*mode); m {
+	case vswitch.ModeLearning, vswitch.ModeHub:
+		cfg.Mode = m
+	default:
+		return usagef("--mode %q: learning or hub", *mode)
+	}
+	cfg.Isolate = !*icc
+	if err := api.ValidVLAN(*gwVLAN); err != nil {
+		return usagef("--gateway-vlan: %v", err)
+	}
+	cfg.GatewayVLAN = uint16(*gwVLAN)
 	if err := nf.apply(&cfg); err != nil {
 		return err
 	}
 	path := *control
 	if path == "" {
 		path = api.DefaultSocket()
+	}
+	cfg.StatePath = *statePath
+	if cfg.StatePath == "" {
+		cfg.StatePath = daemon.StatePath(path)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	cfg.Log = log
@@ -87,7 +107,8 @@ func cmdRun(args []string, stdout io.Writer) error {
 	}
 	defer stopProfile()
 	info := d.Info()
-	log.Info("tapswitch running", "version", api.Version, "control", path, "subnet", info.Subnet, "gateway", info.Gateway, "uplink", info.Uplink, "pid", info.PID)
+	log.Info("tapswitch running", "version", api.Version, "control", path, "subnet", info.Subnet, "gateway", info.Gateway, "uplink", info.Uplink,
+		"mode", info.Mode, "icc", !info.Isolate, "gateway_vlan", info.GatewayVLAN, "state", info.StateFile, "pid", info.PID)
 	if err := d.Serve(ctx, ln); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
