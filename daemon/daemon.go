@@ -166,7 +166,7 @@ func (p namedPort) Name() string { return p.name }
 
 // New validates cfg, checks that the subnet does not overlap a route of the
 // current network namespace, and starts a switch with its gateway.
-func New(cfg Config) (*Daemon, error) {
+func New(cfg Config) (_ *Daemon, err error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
@@ -193,6 +193,14 @@ func New(cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	d.sw = sw
+	defer func() {
+		if err != nil {
+			sw.Close()
+			if d.nat != nil {
+				d.nat.up.Close()
+			}
+		}
+	}()
 	d.gwMAC = macFor(cfg.Gateway)
 	gcfg := gateway.Config{
 		MAC:  net.HardwareAddr(d.gwMAC[:]),
@@ -200,7 +208,6 @@ func New(cfg Config) (*Daemon, error) {
 		MTU:  cfg.MTU,
 	}
 	if d.nat, err = d.openUplink(); err != nil {
-		sw.Close()
 		return nil, err
 	}
 	if d.nat != nil {
@@ -212,35 +219,20 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	gw, err := gateway.New(gcfg)
 	if err != nil {
-		sw.Close()
-		if d.nat != nil {
-			d.nat.up.Close()
-		}
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	d.gw = gw
 	// The gateway routes, so it sends from any IP; its MAC is still checked.
+	// AddPortConfig closes the gateway if it fails.
 	if d.gwID, err = sw.AddPortConfig(gw, vswitch.PortConfig{VLAN: cfg.GatewayVLAN, MAC: d.gwMAC, Gateway: true}); err != nil {
-		sw.Close()
-		if d.nat != nil {
-			d.nat.up.Close()
-		}
 		return nil, err
 	}
 	// The gateway never moves: pin its MAC, in its VLAN, so a container
 	// cannot take it over by sending with it as source.
 	if err := sw.FDB().AddStatic(fdb.Key{MAC: d.gwMAC, VLAN: cfg.GatewayVLAN}, d.gwID); err != nil {
-		sw.Close()
-		if d.nat != nil {
-			d.nat.up.Close()
-		}
 		return nil, fmt.Errorf("gateway fdb entry: %w", err)
 	}
 	if err := d.loadRules(cfg.StatePath); err != nil {
-		sw.Close()
-		if d.nat != nil {
-			d.nat.up.Close()
-		}
 		return nil, err
 	}
 	if d.nat != nil && d.nat.host != nil {
