@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -64,16 +63,9 @@ func startHost(t *testing.T, pingOK bool, args ...string) (d *daemon, host, far 
 
 func (d *daemon) stats(t *testing.T) api.Stats {
 	t.Helper()
-	out, errOut, code := d.cli(t, "stats", "--json")
-	if code != 0 {
-		t.Fatalf("stats --json: exit %d: %s", code, errOut)
-	}
-	var s api.Stats
-	if err := json.Unmarshal([]byte(out), &s); err != nil {
-		t.Fatalf("stats --json %q: %v", out, err)
-	}
+	s := cliJSON[api.Stats](t, d, "stats", "--json")
 	if s.HostUplink == nil {
-		t.Fatalf("stats without host_uplink: %s", out)
+		t.Fatalf("stats --json: no host_uplink in %+v", s)
 	}
 	return s
 }
@@ -101,6 +93,32 @@ func hashServer(t *testing.T, ns, addr string) {
 	}()
 }
 
+// upload sends size random bytes from ns to a hashServer at addr, closes
+// its sending side only (a half-close the uplink must carry), and wants the
+// server's answer, on the same connection, to be their sha256.
+func upload(t *testing.T, ns, addr string, size int) {
+	t.Helper()
+	data := make([]byte, size)
+	rand.Read(data)
+	want := sha256.Sum256(data)
+	c, err := dialTCP(t, ns, addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(120 * time.Second))
+	if _, err := c.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	c.(*net.TCPConn).CloseWrite()
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != hex.EncodeToString(want[:]) {
+		t.Fatalf("sha256 from the server at %s: %q, want %x", addr, got, want)
+	}
+}
+
 // TestHostUplink: a container reaches a server elsewhere on the host's
 // network through host sockets (TCP 100 MiB, UDP, ping), a refused host
 // connect is a refused connect in the container, published TCP and UDP
@@ -116,25 +134,7 @@ func TestHostUplink(t *testing.T) {
 
 	t.Run("TCP 100 MiB, sha256 equal", func(t *testing.T) {
 		hashServer(t, far, farIP+":7000")
-		data := make([]byte, 100<<20)
-		rand.Read(data)
-		want := sha256.Sum256(data)
-		c, err := dialTCP(t, c1, farIP+":7000", 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.SetDeadline(time.Now().Add(120 * time.Second))
-		if _, err := c.Write(data); err != nil {
-			t.Fatal(err)
-		}
-		c.(*net.TCPConn).CloseWrite()
-		got, err := io.ReadAll(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if string(got) != hex.EncodeToString(want[:]) {
-			t.Fatalf("server's sha256 %q, want %x", got, want)
-		}
+		upload(t, c1, farIP+":7000", 100<<20)
 	})
 	t.Run("TCP seen from the host's address", func(t *testing.T) {
 		tcpServer(t, far, farIP+":7001")
@@ -158,18 +158,7 @@ func TestHostUplink(t *testing.T) {
 		}
 	})
 	t.Run("UDP to a closed port: connection refused", func(t *testing.T) {
-		var c net.Conn
-		inNS(t, c1, func() (err error) { c, err = net.Dial("udp4", farIP+":7999"); return err })
-		defer c.Close()
-		var err error
-		for try := 0; try < 3 && !errors.Is(err, syscall.ECONNREFUSED); try++ {
-			c.Write([]byte("anyone?"))
-			c.SetReadDeadline(time.Now().Add(time.Second))
-			_, err = c.Read(make([]byte, 100))
-		}
-		if !errors.Is(err, syscall.ECONNREFUSED) {
-			t.Errorf("read after sending to a closed far port: %v, want connection refused (the host's ICMP error, translated)", err)
-		}
+		wantUDPRefused(t, c1, farIP+":7999")
 	})
 	t.Run("ping through ICMP sockets", func(t *testing.T) {
 		ping(t, c1, farIP)
@@ -211,24 +200,7 @@ func TestHostUplink(t *testing.T) {
 	})
 	t.Run("published TCP 50 MiB into the container, sha256 equal", func(t *testing.T) {
 		hashServer(t, c1, ":82")
-		data := make([]byte, 50<<20)
-		rand.Read(data)
-		want := sha256.Sum256(data)
-		var c net.Conn
-		inNS(t, far, func() (err error) { c, err = net.DialTimeout("tcp4", hostVethIP+":8082", 5*time.Second); return err })
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(120 * time.Second))
-		if _, err := c.Write(data); err != nil {
-			t.Fatal(err)
-		}
-		c.(*net.TCPConn).CloseWrite()
-		got, err := io.ReadAll(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if string(got) != hex.EncodeToString(want[:]) {
-			t.Fatalf("container's sha256 %q, want %x", got, want)
-		}
+		upload(t, far, hostVethIP+":8082", 50<<20)
 	})
 	t.Run("published UDP: the container sees the client", func(t *testing.T) {
 		udpServer(t, c1, ":81")

@@ -238,19 +238,25 @@ func runAs(t *testing.T, prefix []string, args ...string) (string, string, int) 
 	return stdout.String(), stderr.String(), code
 }
 
-// attach attaches the namespace ns as a port called name and returns it.
-func (d *daemon) attach(t *testing.T, ns, name string, extra ...string) api.Port {
+// cliJSON runs `tapswitch args...` (args include --json) against d, fails
+// the test unless it exits 0, and decodes its output into a T.
+func cliJSON[T any](t *testing.T, d *daemon, args ...string) T {
 	t.Helper()
-	args := append([]string{"attach", "--netns", netnsutil.Path(ns), "--name", name, "--json"}, extra...)
+	var v T
 	out, errOut, code := d.cli(t, args...)
 	if code != 0 {
 		t.Fatalf("tapswitch %s: exit %d: %s", strings.Join(args, " "), code, errOut)
 	}
-	var p api.Port
-	if err := json.Unmarshal([]byte(out), &p); err != nil {
-		t.Fatalf("attach --json output %q: %v", out, err)
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("tapswitch %s: output %q: %v", strings.Join(args, " "), out, err)
 	}
-	return p
+	return v
+}
+
+// attach attaches the namespace ns as a port called name and returns it.
+func (d *daemon) attach(t *testing.T, ns, name string, extra ...string) api.Port {
+	t.Helper()
+	return cliJSON[api.Port](t, d, append([]string{"attach", "--netns", netnsutil.Path(ns), "--name", name, "--json"}, extra...)...)
 }
 
 // attachN attaches n new namespaces as ports prefix1..prefixN.
@@ -267,15 +273,7 @@ func (d *daemon) attachN(t *testing.T, n int, prefix string) ([]string, []api.Po
 
 func (d *daemon) ports(t *testing.T) []api.Port {
 	t.Helper()
-	out, errOut, code := d.cli(t, "ports", "--json")
-	if code != 0 {
-		t.Fatalf("tapswitch ports: exit %d: %s", code, errOut)
-	}
-	var ps []api.Port
-	if err := json.Unmarshal([]byte(out), &ps); err != nil {
-		t.Fatalf("ports --json output %q: %v", out, err)
-	}
-	return ps
+	return cliJSON[[]api.Port](t, d, "ports", "--json")
 }
 
 // ip returns the address of a port without its prefix length.

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"net"
 	"net/netip"
@@ -181,28 +180,31 @@ func mustUDP(t *testing.T, c *net.UDPConn, addr string) netip.AddrPort {
 
 func (d *daemon) conntrack(t *testing.T) []api.ConntrackEntry {
 	t.Helper()
-	out, errOut, code := d.cli(t, "conntrack", "--json")
-	if code != 0 {
-		t.Fatalf("conntrack --json: exit %d: %s", code, errOut)
-	}
-	var es []api.ConntrackEntry
-	if err := json.Unmarshal([]byte(out), &es); err != nil {
-		t.Fatalf("conntrack --json %q: %v", out, err)
-	}
-	return es
+	return cliJSON[[]api.ConntrackEntry](t, d, "conntrack", "--json")
 }
 
 func (d *daemon) ctStats(t *testing.T) api.ConntrackStats {
 	t.Helper()
-	out, errOut, code := d.cli(t, "conntrack", "--stats", "--json")
-	if code != 0 {
-		t.Fatalf("conntrack --stats: exit %d: %s", code, errOut)
+	return cliJSON[api.ConntrackStats](t, d, "conntrack", "--stats", "--json")
+}
+
+// wantUDPRefused sends to the closed UDP port addr from ns until a read
+// fails (up to three tries) and wants that failure to be "connection
+// refused": the ICMP port unreachable, translated back to the container.
+func wantUDPRefused(t *testing.T, ns, addr string) {
+	t.Helper()
+	var c net.Conn
+	inNS(t, ns, func() (err error) { c, err = net.Dial("udp4", addr); return err })
+	defer c.Close()
+	var err error
+	for try := 0; try < 3 && !errors.Is(err, syscall.ECONNREFUSED); try++ {
+		c.Write([]byte("anyone?"))
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		_, err = c.Read(make([]byte, 100))
 	}
-	var s api.ConntrackStats
-	if err := json.Unmarshal([]byte(out), &s); err != nil {
-		t.Fatalf("conntrack --stats --json %q: %v", out, err)
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("read after sending to closed port %s: %v, want connection refused (the ICMP port unreachable, translated)", addr, err)
 	}
-	return s
 }
 
 func pingOut(ns string, args ...string) (string, error) {
@@ -250,18 +252,7 @@ func TestNATOutbound(t *testing.T) {
 		}
 	})
 	t.Run("UDP to a closed port: connection refused", func(t *testing.T) {
-		var c net.Conn
-		inNS(t, c1, func() (err error) { c, err = net.Dial("udp4", lanIP+":7999"); return err })
-		defer c.Close()
-		var err error
-		for try := 0; try < 3 && !errors.Is(err, syscall.ECONNREFUSED); try++ {
-			c.Write([]byte("anyone?"))
-			c.SetReadDeadline(time.Now().Add(time.Second))
-			_, err = c.Read(make([]byte, 100))
-		}
-		if !errors.Is(err, syscall.ECONNREFUSED) {
-			t.Errorf("read after sending to a closed lan port: %v, want connection refused (translated ICMP port unreachable)", err)
-		}
+		wantUDPRefused(t, c1, lanIP+":7999")
 	})
 	t.Run("TTL 1: time exceeded", func(t *testing.T) {
 		out, _ := pingOut(c1, "-t", "1", lanIP)

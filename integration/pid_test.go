@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"encoding/json"
 	"os"
 	"os/exec"
 	"strconv"
@@ -41,14 +40,7 @@ func TestAttachByPID(t *testing.T) {
 		return err == nil && theirs != self
 	})
 
-	out, errOut, code := d.cli(t, "attach", "--pid", pid, "--json")
-	if code != 0 {
-		t.Fatalf("attach --pid: exit %d: %s", code, errOut)
-	}
-	var p api.Port
-	if err := json.Unmarshal([]byte(out), &p); err != nil {
-		t.Fatal(err)
-	}
+	p := cliJSON[api.Port](t, d, "attach", "--pid", pid, "--json")
 	if p.Name != "pid-"+pid || p.Netns != "/proc/"+pid+"/ns/net" {
 		t.Errorf("port: got name %q netns %q, want pid-%s in /proc/%s/ns/net", p.Name, p.Netns, pid, pid)
 	}

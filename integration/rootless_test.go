@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io/fs"
 	"net"
@@ -179,16 +178,7 @@ func (c *container) links(t *testing.T) []string {
 // port.
 func (d *daemon) attachPID(t *testing.T, c *container, extra ...string) api.Port {
 	t.Helper()
-	args := append([]string{"attach", "--pid", strconv.Itoa(c.pid), "--json"}, extra...)
-	out, errOut, code := d.cli(t, args...)
-	if code != 0 {
-		t.Fatalf("tapswitch %s: exit %d: %s", strings.Join(args, " "), code, errOut)
-	}
-	var p api.Port
-	if err := json.Unmarshal([]byte(out), &p); err != nil {
-		t.Fatalf("attach --json output %q: %v", out, err)
-	}
-	return p
+	return cliJSON[api.Port](t, d, append([]string{"attach", "--pid", strconv.Itoa(c.pid), "--json"}, extra...)...)
 }
 
 // portNames lists the daemon's port names.

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"net"
 	"os/exec"
 	"strings"
@@ -62,15 +61,7 @@ func (d *daemon) gatewayStats(t *testing.T) api.GatewayStats {
 // rules lists the daemon's rules.
 func (d *daemon) rules(t *testing.T) []api.RuleStats {
 	t.Helper()
-	out, errOut, code := d.cli(t, "rule", "list", "--json")
-	if code != 0 {
-		t.Fatalf("rule list: exit %d: %s", code, errOut)
-	}
-	var rs []api.RuleStats
-	if err := json.Unmarshal([]byte(out), &rs); err != nil {
-		t.Fatalf("rule list --json output %q: %v", out, err)
-	}
-	return rs
+	return cliJSON[[]api.RuleStats](t, d, "rule", "list", "--json")
 }
 
 // addRule runs `tapswitch rule add args...` and returns the new rule's ID
@@ -292,11 +283,7 @@ func TestVLANAccess(t *testing.T) {
 		}
 	}
 	// The FDB is per VLAN: a2's MAC was learned on VLAN 10.
-	var fdb []api.FDBEntry
-	fout, _, _ := d.cli(t, "fdb", "--json")
-	if err := json.Unmarshal([]byte(fout), &fdb); err != nil {
-		t.Fatal(err)
-	}
+	fdb := cliJSON[[]api.FDBEntry](t, d, "fdb", "--json")
 	found := false
 	for _, e := range fdb {
 		if e.MAC == pa2.MAC {
@@ -307,7 +294,7 @@ func TestVLANAccess(t *testing.T) {
 		}
 	}
 	if !found {
-		t.Errorf("fdb lacks %s:\n%s", pa2.MAC, fout)
+		t.Errorf("fdb lacks %s:\n%+v", pa2.MAC, fdb)
 	}
 }
 
