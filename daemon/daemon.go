@@ -237,7 +237,7 @@ func New(cfg Config) (_ *Daemon, err error) {
 	}
 	if d.nat != nil && d.nat.host != nil {
 		// TCP super-segments from the netstack to the containers.
-		d.nat.host.SetGSOHandler(gw.FromUplinkGSO)
+		d.nat.host.SetGSOHandler(gw.FromUplinkGSOSlices)
 	}
 	d.startNAT()
 	return d, nil

@@ -173,59 +173,80 @@ func (g *Gateway) forwardGSO(h gso.Hdr, eth []byte) bool {
 // to a port with TSO and segments it for the others. The container's
 // address must be resolved (it is, for a connection it takes part in);
 // otherwise the segment is dropped and counted, and TCP sends it again.
-// pkt may be modified and is not kept. It is safe for concurrent use.
+// pkt is not modified nor kept. It is safe for concurrent use.
 func (g *Gateway) FromUplinkGSO(pkt []byte, mss int) {
+	g.FromUplinkGSOSlices([][]byte{pkt}, mss)
+}
+
+// FromUplinkGSOSlices is FromUplinkGSO for a super-segment given in parts
+// (the netstack's header and payload views, in order), gathered straight
+// into the frame queued for the container: one copy of the payload on the
+// way, not two. The parts are not modified nor kept.
+func (g *Gateway) FromUplinkGSOSlices(parts [][]byte, mss int) {
 	r := g.route
 	if r == nil {
 		return
 	}
 	g.stats.inc(cntUplinkIn)
-	v, reason := parseIPv4(pkt)
-	if reason != cntNone {
-		g.stats.inc(reason)
-		return
+	n := 0
+	for _, p := range parts {
+		n += len(p)
 	}
-	if v.proto != protoTCP || v.isFragment() || len(v.payload) < tcpMinHdr {
+	if n > maxDatagram {
 		g.stats.inc(cntMalformed)
 		return
 	}
+	bp := bigPool.Get().(*[]byte)
+	buf := (*bp)[UplinkHeadroom : UplinkHeadroom+n]
+	n = 0
+	for _, p := range parts {
+		n += copy(buf[n:], p)
+	}
+	if reason := g.uplinkGSO(bp, buf, mss); reason != cntNone {
+		g.stats.inc(reason)
+		g.putBuf(bp)
+	}
+}
+
+// uplinkGSO does FromUplinkGSOSlices's work on the gathered datagram buf,
+// which lies at UplinkHeadroom in *bp: it queues *bp for the container
+// (cntNone) or returns the reason to count, and then *bp is the caller's.
+func (g *Gateway) uplinkGSO(bp *[]byte, buf []byte, mss int) counter {
+	r := g.route
+	v, reason := parseIPv4(buf)
+	if reason != cntNone {
+		return reason
+	}
+	if v.proto != protoTCP || v.isFragment() || len(v.payload) < tcpMinHdr {
+		return cntMalformed
+	}
 	if v.hdr[8] <= 1 {
-		g.stats.inc(cntTTLExceeded)
-		return
+		return cntTTLExceeded
 	}
 	ihl := len(v.hdr)
 	thl := int(v.payload[12]>>4) * 4
 	if thl < tcpMinHdr || thl > len(v.payload) || mss <= 0 {
-		g.stats.inc(cntMalformed)
-		return
+		return cntMalformed
 	}
 	if ihl+thl+min(mss, len(v.payload)-thl) > g.mtu {
-		g.stats.inc(cntTooBig)
-		return
+		return cntTooBig
 	}
-	res := r.nat.FromExternal(v.datagram, true, r.clock())
+	out := v.datagram
+	res := r.nat.FromExternal(out, true, r.clock())
 	if res.Action != nat.ToInternal {
-		g.stats.inc(cntNATDrops)
-		return
+		return cntNATDrops
 	}
-	bp := bigPool.Get().(*[]byte)
-	out := (*bp)[UplinkHeadroom : UplinkHeadroom+len(v.datagram)]
-	copy(out, v.datagram)
 	decTTL(out)
 	if r.hasHostLo && [4]byte(out[12:16]) == r.hostLo {
 		rewriteAddr(out, 12, g.addr, true)
 	}
 	dst := [4]byte(out[16:20])
 	if !g.isNeighborAddr(dst) {
-		g.stats.inc(cntMartian)
-		g.putBuf(bp)
-		return
+		return cntMartian
 	}
 	mac, ok := g.neigh.lookup(dst, g.now())
 	if !ok {
-		g.stats.inc(cntPendingDropped)
-		g.putBuf(bp)
-		return
+		return cntPendingDropped
 	}
 	h := gso.Hdr{Flags: gso.FlagNeedsCsum, CsumStart: uint16(ethHdrLen + ihl), CsumOffset: 16}
 	if len(out) > ihl+thl+mss {
@@ -241,4 +262,5 @@ func (g *Gateway) FromUplinkGSO(pkt []byte, mss int) {
 		g.stats.inc(cntQueueDrops)
 		g.putBuf(bp)
 	}
+	return cntNone
 }

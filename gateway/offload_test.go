@@ -184,7 +184,20 @@ func TestFromUplinkGSO(t *testing.T) {
 	binary.BigEndian.PutUint16(tcp[2:4], sport)
 	tcp[12], tcp[13] = 0x50, 0x10
 	binary.BigEndian.PutUint16(tcp[16:18], checksum.Fold(checksum.PseudoHeaderIPv4(lanIP.As4(), extIP.As4(), 6, uint16(len(tcp)))))
-	g.FromUplinkGSO(p, mss)
+	orig := append([]byte(nil), p...)
+	// Whole, and in parts as the host uplink hands it (header and
+	// payload buffers): the same frame, and the input left alone.
+	for _, parts := range [][][]byte{{p}, {p[:40], p[40:1000], p[1000:7001], p[7001:]}} {
+		checkFromUplinkGSO(t, g, parts, n, mss)
+		if !bytes.Equal(p, orig) {
+			t.Fatalf("FromUplinkGSOSlices modified its input")
+		}
+	}
+}
+
+func checkFromUplinkGSO(t *testing.T, g *gateway.Gateway, parts [][]byte, n, mss int) {
+	t.Helper()
+	g.FromUplinkGSOSlices(parts, mss)
 	if g.Queued() != 1 {
 		t.Fatalf("%d frames queued, want 1", g.Queued())
 	}
@@ -195,7 +208,7 @@ func TestFromUplinkGSO(t *testing.T) {
 	}
 	frame := buf[vswitch.Headroom : vswitch.Headroom+got]
 	h := gso.ParseHdr(frame)
-	want := gso.Hdr{Flags: gso.FlagNeedsCsum, GSOType: gso.TypeTCPv4, HdrLen: 54, GSOSize: mss, CsumStart: 34, CsumOffset: 16}
+	want := gso.Hdr{Flags: gso.FlagNeedsCsum, GSOType: gso.TypeTCPv4, HdrLen: 54, GSOSize: uint16(mss), CsumStart: 34, CsumOffset: 16}
 	if h != want {
 		t.Errorf("virtio_net_hdr %+v, want %+v", h, want)
 	}

@@ -54,7 +54,7 @@ type Uplink struct {
 	link  *linkEndpoint
 
 	handle    atomic.Pointer[func(pkt []byte)]
-	handleGSO atomic.Pointer[func(pkt []byte, mss int)]
+	handleGSO atomic.Pointer[func(parts [][]byte, mss int)]
 	pool      sync.Pool // *[]byte of maxPacket+headroom, for packets built for handle
 
 	mu     sync.Mutex // guards closed, conns, pubs
@@ -159,9 +159,11 @@ func (u *Uplink) Start(handle func(pkt []byte), gone func(error)) {
 // SetGSOHandler makes the netstack send TCP super-segments (up to 64 KiB,
 // with a partial checksum: the pseudo-header sum only) to h instead of
 // MTU-sized segments to Start's handle; mss is the payload size of the
-// segments they stand for. h has the same rules as handle (gateway's
-// FromUplinkGSO is one). It must be called before Start, if at all.
-func (u *Uplink) SetGSOHandler(h func(pkt []byte, mss int)) {
+// segments they stand for. A super-segment comes in parts (the netstack's
+// header and payload buffers, in order) that h gathers, so that it is
+// copied once on its way. h must not modify nor keep the parts (gateway's
+// FromUplinkGSOSlices is one). It must be called before Start, if at all.
+func (u *Uplink) SetGSOHandler(h func(parts [][]byte, mss int)) {
 	u.handleGSO.Store(&h)
 }
 
@@ -325,17 +327,29 @@ func (u *Uplink) deliver(pkt []byte) {
 	(*h)(pkt)
 }
 
-// deliverGSO hands pkt, a TCP super-segment with a partial checksum, to
-// the GSO handler.
-func (u *Uplink) deliverGSO(pkt []byte, mss int) {
+// deliverGSO hands parts, a TCP super-segment with a partial checksum in
+// pieces, to the GSO handler.
+func (u *Uplink) deliverGSO(parts [][]byte, mss int) {
 	h := u.handleGSO.Load()
 	if h == nil {
 		return
 	}
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
 	u.stats.rxPackets.Add(1)
-	u.stats.rxBytes.Add(uint64(len(pkt)))
-	u.Capture.Deliver(capture.In, pkt)
-	(*h)(pkt, mss)
+	u.stats.rxBytes.Add(uint64(n))
+	if u.Capture.Active() {
+		bp := u.getBuf()
+		b := (*bp)[:0]
+		for _, p := range parts {
+			b = append(b, p...)
+		}
+		u.Capture.Deliver(capture.In, b)
+		u.putBuf(bp)
+	}
+	(*h)(parts, mss)
 }
 
 func (u *Uplink) getBuf() *[]byte  { return u.pool.Get().(*[]byte) }
@@ -384,19 +398,21 @@ func (l *linkEndpoint) SupportedGSO() stack.SupportedGSO {
 func (l *linkEndpoint) GSOMaxSize() uint32 { return gsoMaxSize }
 
 // WritePackets hands the netstack's packets to the gateway, synchronously.
+// Super-segments go in parts, which the gateway gathers into its frame.
 func (l *linkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	n := 0
 	for _, pkt := range pkts.AsSlice() {
+		if g := pkt.GSOOptions; g.Type == stack.GSOTCPv4 && g.NeedsCsum {
+			l.u.deliverGSO(pkt.AsSlices(), int(g.MSS))
+			n++
+			continue
+		}
 		bp := l.u.getBuf()
 		b := (*bp)[:0]
 		for _, s := range pkt.AsSlices() {
 			b = append(b, s...)
 		}
-		if g := pkt.GSOOptions; g.Type == stack.GSOTCPv4 && g.NeedsCsum {
-			l.u.deliverGSO(b, int(g.MSS))
-		} else {
-			l.u.deliver(b)
-		}
+		l.u.deliver(b)
 		l.u.putBuf(bp)
 		n++
 	}

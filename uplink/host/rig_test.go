@@ -57,11 +57,15 @@ func newRigGSO(t *testing.T, cfg Config, gso bool) *rig {
 	if gso {
 		r.ep.LinkEPCapabilities = stack.CapabilityRXChecksumOffload
 		r.gsoSeen = new(atomic.Int64)
-		u.SetGSOHandler(func(pkt []byte, mss int) {
+		u.SetGSOHandler(func(parts [][]byte, mss int) {
+			var pkt []byte
+			for _, p := range parts {
+				pkt = append(pkt, p...)
+			}
 			if len(pkt) > u.MTU() {
 				r.gsoSeen.Add(1)
 			}
-			r.in <- append([]byte(nil), pkt...)
+			r.in <- pkt
 		})
 	}
 	if err := r.peer.CreateNIC(1, r.ep); err != nil {
