@@ -79,6 +79,30 @@ func (fs *flows) expire(now time.Time, timeout time.Duration) {
 	}
 }
 
+// startFlow stores the new flow f in fs (which holds at most max) and runs
+// read, its socket's reader, on a goroutine of its own, counted in open and
+// total. If fs already has a flow of f's key (another goroutine opened it
+// first), f's socket is closed and that flow is returned; past max, or once
+// the uplink is closed, f's socket is closed and nil returned.
+func (u *Uplink) startFlow(fs *flows, f *flow, max int, open, total *atomic.Uint64, read func()) *flow {
+	f.touch()
+	got, added := fs.add(f, max)
+	if !added {
+		f.conn.Close()
+		return got
+	}
+	if u.isClosed() {
+		fs.remove(f)
+		f.conn.Close()
+		return nil
+	}
+	open.Add(1)
+	total.Add(1)
+	u.wg.Add(1)
+	go read()
+	return f
+}
+
 // closeAll closes every flow.
 func (fs *flows) closeAll() {
 	fs.mu.Lock()

@@ -61,25 +61,11 @@ func (u *Uplink) newICMPFlow(id uint16) *flow {
 		return nil
 	}
 	f := &flow{key: id, conn: c}
-	f.touch()
-	got, added := u.icmp.add(f, u.cfg.MaxICMP)
-	if !added {
-		c.Close()
-		if got == nil {
-			u.stats.icmpDropped.Add(1)
-		}
-		return got
+	got := u.startFlow(&u.icmp, f, u.cfg.MaxICMP, &u.stats.icmpSockets, &u.stats.icmpTotal, func() { u.readICMP(f, c) })
+	if got == nil {
+		u.stats.icmpDropped.Add(1)
 	}
-	if u.isClosed() {
-		u.icmp.remove(f)
-		c.Close()
-		return nil
-	}
-	u.stats.icmpSockets.Add(1)
-	u.stats.icmpTotal.Add(1)
-	u.wg.Add(1)
-	go u.readICMP(f, c)
-	return f
+	return got
 }
 
 // readICMP hands the echo replies the socket of f receives back to the

@@ -64,22 +64,7 @@ func (u *Uplink) newUDPFlow(port uint16) *flow {
 		u.stats.errors.Add(1)
 	}
 	f := &flow{key: port, conn: c}
-	f.touch()
-	got, added := u.udp.add(f, u.cfg.MaxUDP)
-	if !added {
-		c.Close()
-		return got
-	}
-	if u.isClosed() {
-		u.udp.remove(f)
-		c.Close()
-		return nil
-	}
-	u.stats.udpSockets.Add(1)
-	u.stats.udpTotal.Add(1)
-	u.wg.Add(1)
-	go u.readUDP(f, c)
-	return f
+	return u.startFlow(&u.udp, f, u.cfg.MaxUDP, &u.stats.udpSockets, &u.stats.udpTotal, func() { u.readUDP(f, c) })
 }
 
 // readUDP hands every datagram the socket of f receives, from any sender,
