@@ -1,6 +1,7 @@
 package host
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -69,7 +70,11 @@ type Uplink struct {
 	pingWarn sync.Once
 
 	done chan struct{}
-	wg   sync.WaitGroup
+	// life ends when the uplink is closed (endLife): dials in progress
+	// are abandoned.
+	life    context.Context
+	endLife context.CancelFunc
+	wg      sync.WaitGroup
 
 	stats counters
 }
@@ -89,6 +94,7 @@ func New(cfg Config) (*Uplink, error) {
 		pubs:     map[pubKey]*listener{},
 		done:     make(chan struct{}),
 	}
+	u.life, u.endLife = context.WithCancel(context.Background())
 	u.Capture.Link = capture.LinkRaw
 	u.pool.New = func() any { b := make([]byte, maxPacket+64); return &b }
 	u.udp.init(protoUDP)
@@ -177,6 +183,7 @@ func (u *Uplink) Close() error {
 	}
 	u.closed = true
 	close(u.done)
+	u.endLife()
 	conns := make([]*splice, 0, len(u.conns))
 	for c := range u.conns {
 		conns = append(conns, c)

@@ -1,7 +1,6 @@
 package host
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -182,14 +181,7 @@ func (u *Uplink) publishedTCP(c *net.TCPConn, hostPort uint16) {
 		abortHost(c)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), u.cfg.DialTimeout)
-	go func() {
-		select {
-		case <-u.done:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	ctx, cancel := u.dialContext()
 	ep, wq, err := u.dialContainer(ctx, client, from.Port(), hostPort)
 	cancel()
 	if err != nil {

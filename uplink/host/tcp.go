@@ -31,14 +31,7 @@ func (u *Uplink) forwardTCP(r *tcp.ForwarderRequest) {
 		r.Complete(true)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), u.cfg.DialTimeout)
-	go func() {
-		select {
-		case <-u.done:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	ctx, cancel := u.dialContext()
 	var d net.Dialer
 	hc, err := d.DialContext(ctx, "tcp4", netip.AddrPortFrom(dst, id.LocalPort).String())
 	cancel()
@@ -58,6 +51,12 @@ func (u *Uplink) forwardTCP(r *tcp.ForwarderRequest) {
 	}
 	r.Complete(false)
 	u.splice(ep, &wq, hc.(*net.TCPConn))
+}
+
+// dialContext is the context of one dial: it ends after DialTimeout, or
+// when the uplink is closed.
+func (u *Uplink) dialContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(u.life, u.cfg.DialTimeout)
 }
 
 // dialContainer opens a netstack connection from the client's address to
