@@ -3,6 +3,7 @@ package uplink
 import (
 	"errors"
 	"fmt"
+	"github.com/tapswitch/tapswitch/internal/options"
 	"net"
 	"net/netip"
 	"strconv"
@@ -60,17 +61,7 @@ func ParseSpec(spec string) (*Config, error) {
 		return nil, fmt.Errorf("%w: %q: the kind must be host, none or tap (tap,netns=PATH,ip=ADDR/LEN,gw=ADDR)", ErrInvalidSpec, parts[0])
 	}
 	var c Config
-	seen := map[string]bool{}
-	for _, kv := range parts[1:] {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || v == "" {
-			return nil, fmt.Errorf("%w: %q: want key=value", ErrInvalidSpec, kv)
-		}
-		if seen[k] {
-			return nil, fmt.Errorf("%w: %s given twice", ErrInvalidSpec, k)
-		}
-		seen[k] = true
-		var err error
+	err := options.Parse(parts[1:], ErrInvalidSpec, func(k, v string) (err error) {
 		switch k {
 		case "netns":
 			c.Netns = v
@@ -78,23 +69,27 @@ func ParseSpec(spec string) (*Config, error) {
 			c.IfName = v
 		case "ip":
 			if c.Addr, err = netip.ParsePrefix(v); err != nil {
-				return nil, fmt.Errorf("%w: ip=%s: not an address with a prefix length such as 198.51.100.2/24", ErrInvalidSpec, v)
+				return fmt.Errorf("%w: ip=%s: not an address with a prefix length such as 198.51.100.2/24", ErrInvalidSpec, v)
 			}
 		case "gw":
 			if c.Gateway, err = netip.ParseAddr(v); err != nil {
-				return nil, fmt.Errorf("%w: gw=%s: not an IP address", ErrInvalidSpec, v)
+				return fmt.Errorf("%w: gw=%s: not an IP address", ErrInvalidSpec, v)
 			}
 		case "mac":
 			if c.MAC, err = net.ParseMAC(v); err != nil {
-				return nil, fmt.Errorf("%w: mac=%s: %v", ErrInvalidSpec, v, err)
+				return fmt.Errorf("%w: mac=%s: %v", ErrInvalidSpec, v, err)
 			}
 		case "mtu":
 			if c.MTU, err = strconv.Atoi(v); err != nil {
-				return nil, fmt.Errorf("%w: mtu=%s: not a number", ErrInvalidSpec, v)
+				return fmt.Errorf("%w: mtu=%s: not a number", ErrInvalidSpec, v)
 			}
 		default:
-			return nil, fmt.Errorf("%w: unknown key %q (known: netns, ifname, ip, gw, mac, mtu)", ErrInvalidSpec, k)
+			return fmt.Errorf("%w: unknown key %q (known: netns, ifname, ip, gw, mac, mtu)", ErrInvalidSpec, k)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err

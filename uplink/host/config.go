@@ -3,6 +3,7 @@ package host
 import (
 	"errors"
 	"fmt"
+	"github.com/tapswitch/tapswitch/internal/options"
 	"log/slog"
 	"net/netip"
 	"strconv"
@@ -76,33 +77,27 @@ func ParseSpec(spec string) (*Config, error) {
 		return nil, fmt.Errorf("%w: %q: not a host uplink", ErrInvalidSpec, spec)
 	}
 	var c Config
-	seen := map[string]bool{}
-	for _, kv := range parts[1:] {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || v == "" {
-			return nil, fmt.Errorf("%w: %q: want key=value", ErrInvalidSpec, kv)
-		}
-		if seen[k] {
-			return nil, fmt.Errorf("%w: %s given twice", ErrInvalidSpec, k)
-		}
-		seen[k] = true
-		var err error
+	err := options.Parse(parts[1:], ErrInvalidSpec, func(k, v string) (err error) {
 		switch k {
 		case "addr":
 			if c.Addr, err = netip.ParseAddr(v); err != nil {
-				return nil, fmt.Errorf("%w: addr=%s: not an IP address", ErrInvalidSpec, v)
+				return fmt.Errorf("%w: addr=%s: not an IP address", ErrInvalidSpec, v)
 			}
 		case "loopback":
 			if c.Loopback, err = netip.ParseAddr(v); err != nil {
-				return nil, fmt.Errorf("%w: loopback=%s: not an IP address", ErrInvalidSpec, v)
+				return fmt.Errorf("%w: loopback=%s: not an IP address", ErrInvalidSpec, v)
 			}
 		case "mtu":
 			if c.MTU, err = strconv.Atoi(v); err != nil {
-				return nil, fmt.Errorf("%w: mtu=%s: not a number", ErrInvalidSpec, v)
+				return fmt.Errorf("%w: mtu=%s: not a number", ErrInvalidSpec, v)
 			}
 		default:
-			return nil, fmt.Errorf("%w: unknown key %q (known: addr, loopback, mtu)", ErrInvalidSpec, k)
+			return fmt.Errorf("%w: unknown key %q (known: addr, loopback, mtu)", ErrInvalidSpec, k)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
