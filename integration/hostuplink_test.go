@@ -74,23 +74,11 @@ func (d *daemon) stats(t *testing.T) api.Stats {
 // hex sha256 of what it read.
 func hashServer(t *testing.T, ns, addr string) {
 	t.Helper()
-	var ln net.Listener
-	inNS(t, ns, func() (err error) { ln, err = net.Listen("tcp4", addr); return err })
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				h := sha256.New()
-				io.Copy(h, c)
-				c.Write([]byte(hex.EncodeToString(h.Sum(nil))))
-			}()
-		}
-	}()
+	serveTCP(t, ns, addr, func(c net.Conn) {
+		h := sha256.New()
+		io.Copy(h, c)
+		c.Write([]byte(hex.EncodeToString(h.Sum(nil))))
+	})
 }
 
 // upload sends size random bytes from ns to a hashServer at addr, closes

@@ -57,6 +57,23 @@ func inNS(t *testing.T, ns string, fn func() error) {
 // what it sends.
 func tcpServer(t *testing.T, ns, addr string) {
 	t.Helper()
+	serveTCP(t, ns, addr, func(c net.Conn) {
+		c.Write([]byte(c.RemoteAddr().String() + "\n"))
+		buf := make([]byte, 4096)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			c.Write(buf[:n])
+		}
+	})
+}
+
+// serveTCP listens on addr in ns until the test ends and runs handle on
+// each connection, on a goroutine of its own, closing it after.
+func serveTCP(t *testing.T, ns, addr string, handle func(net.Conn)) {
+	t.Helper()
 	var ln net.Listener
 	inNS(t, ns, func() (err error) { ln, err = net.Listen("tcp4", addr); return err })
 	t.Cleanup(func() { ln.Close() })
@@ -68,15 +85,7 @@ func tcpServer(t *testing.T, ns, addr string) {
 			}
 			go func() {
 				defer c.Close()
-				c.Write([]byte(c.RemoteAddr().String() + "\n"))
-				buf := make([]byte, 4096)
-				for {
-					n, err := c.Read(buf)
-					if err != nil {
-						return
-					}
-					c.Write(buf[:n])
-				}
+				handle(c)
 			}()
 		}
 	}()
