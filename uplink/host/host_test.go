@@ -84,15 +84,19 @@ func echoServer(t *testing.T) netip.AddrPort {
 	return ln.Addr().(*net.TCPAddr).AddrPort()
 }
 
-func TestTCPThroughHostLoopback(t *testing.T) {
-	r := newRig(t, Config{HostLoopback: true})
+// echoThrough sends size random bytes from the container's side (the
+// rig's peer stack) to an echo server on the host's loopback, reached
+// through the uplink's Loopback address, half-closes, and wants the same bytes
+// back.
+func echoThrough(t *testing.T, r *rig, size int) {
+	t.Helper()
 	srv := echoServer(t)
 	c, err := gonet.DialTCP(r.peer, r.full(srv), ipv4.ProtocolNumber)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	data := make([]byte, 4<<20)
+	data := make([]byte, size)
 	rand.Read(data)
 	go func() {
 		c.Write(data)
@@ -105,6 +109,11 @@ func TestTCPThroughHostLoopback(t *testing.T) {
 	if sha256.Sum256(got) != sha256.Sum256(data) {
 		t.Fatalf("echo: got %d bytes, want %d, with sha256 equal", len(got), len(data))
 	}
+}
+
+func TestTCPThroughHostLoopback(t *testing.T) {
+	r := newRig(t, Config{HostLoopback: true})
+	echoThrough(t, r, 4<<20)
 	s := r.u.Stats()
 	if s.TCPTotal != 1 {
 		t.Errorf("tcp total: got %d, want 1", s.TCPTotal)
@@ -114,25 +123,7 @@ func TestTCPThroughHostLoopback(t *testing.T) {
 
 func TestTCPSuperSegmentsToTheContainer(t *testing.T) {
 	r := newRigGSO(t, Config{HostLoopback: true}, true)
-	srv := echoServer(t)
-	c, err := gonet.DialTCP(r.peer, r.full(srv), ipv4.ProtocolNumber)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	data := make([]byte, 8<<20)
-	rand.Read(data)
-	go func() {
-		c.Write(data)
-		c.CloseWrite()
-	}()
-	got, err := io.ReadAll(c)
-	if err != nil {
-		t.Fatalf("read: %v", err)
-	}
-	if sha256.Sum256(got) != sha256.Sum256(data) {
-		t.Fatalf("echo: got %d bytes, want %d, with sha256 equal", len(got), len(data))
-	}
+	echoThrough(t, r, 8<<20)
 	if r.gsoSeen.Load() == 0 {
 		t.Errorf("no super-segment larger than the MTU came back")
 	}
