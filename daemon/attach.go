@@ -7,11 +7,18 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tapswitch/tapswitch/api"
+	"github.com/tapswitch/tapswitch/fdb"
 	"github.com/tapswitch/tapswitch/internal/nshelper"
+	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/switch/tap"
 )
 
@@ -146,5 +153,260 @@ func checkPrivileges(cfg Config) error {
 	if cfg.Uplink != nil && !privileged() {
 		return &reqError{ErrForbidden, "--uplink tap needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN): it creates a TAP and moves it into another namespace"}
 	}
+	return nil
+}
+
+// portGone is called by the switch when a TAP's Read fails: its device or
+// namespace was deleted from outside.
+func (d *Daemon) portGone(id fdb.PortID, name string, err error) {
+	d.mu.Lock()
+	var gone *attachment
+	for _, a := range d.ports {
+		if a.id == id {
+			gone = a
+			delete(d.ports, a.name)
+			break
+		}
+	}
+	d.mu.Unlock()
+	if gone == nil {
+		if id == d.gwID {
+			d.log.Error("gateway port failed", "err", err)
+		}
+		return
+	}
+	gone.stopWatch()
+	d.gw.Forget(gone.ip)
+	d.forgetNAT(gone.ip)
+	d.log.Info("port gone: its interface or namespace was deleted", "port", gone.name, "ip", gone.ip, "err", err)
+}
+
+// nameRE is what a port name may look like (Docker's container name rule).
+var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
+
+// Attach creates a TAP in the namespace of req, configures it and attaches it
+// to the switch. On error nothing is left behind.
+func (d *Daemon) Attach(req api.AttachRequest) (api.Port, error) {
+	a, err := d.parseAttach(req)
+	if err != nil {
+		return api.Port{}, err
+	}
+	pubs, err := d.parsePublishes(req.Publish)
+	if err != nil {
+		return api.Port{}, err
+	}
+	// One attach at a time: addresses, names and MACs are checked and taken
+	// under the same lock.
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	select {
+	case <-d.closed:
+		return api.Port{}, errors.New("daemon is shutting down")
+	default:
+	}
+	if err := d.reserveLocked(a, req); err != nil {
+		return api.Port{}, err
+	}
+	if len(pubs) > 0 {
+		// Published first, so that a conflict leaves nothing behind;
+		// withdrawn if the TAP cannot be made.
+		if err := d.addPublishes(a, pubs); err != nil {
+			return api.Port{}, err
+		}
+		defer func() {
+			if _, ok := d.ports[a.name]; !ok {
+				d.removePublishesTo(a.ip)
+			}
+		}()
+	}
+	dev, err := d.createTap(a, req.PID)
+	if err != nil {
+		return api.Port{}, err
+	}
+	pc := vswitch.PortConfig{
+		VLAN:       a.vlan,
+		Trunk:      a.trunk,
+		MAC:        a.mac,
+		IPs:        []netip.Addr{a.ip},
+		AllowSpoof: a.allowSpoof,
+	}
+	if a.id, err = d.sw.AddPortConfig(namedPort{dev, a.name}, pc); err != nil {
+		// AddPortConfig has closed the TAP.
+		a.stopWatch()
+		if errors.Is(err, vswitch.ErrInvalidPortConfig) {
+			return api.Port{}, invalid("%v", err)
+		}
+		return api.Port{}, err
+	}
+	d.ports[a.name] = a
+	if a.proc != nil {
+		go d.watch(a)
+	}
+	d.log.Info("attached", "port", a.name, "netns", a.netns, "ifname", a.ifname, "mac", a.mac, "ip", a.ip, "publish", req.Publish,
+		"vlan", a.vlan, "trunk", a.trunk, "allow_spoof", a.allowSpoof, "helper", a.helper)
+	p := d.describe(a, d.portInfo(a.id))
+	for _, q := range pubs {
+		q.Target = a.ip
+		p.Publish = append(p.Publish, q.String())
+	}
+	return p, nil
+}
+
+// parseAttach checks the parts of req that need no state.
+func (d *Daemon) parseAttach(req api.AttachRequest) (*attachment, error) {
+	a := &attachment{name: req.Name, ifname: req.IfName, mtu: req.MTU, vlan: req.VLAN, allowSpoof: req.AllowSpoof}
+	switch {
+	case req.Netns != "" && req.PID != 0:
+		return nil, invalid("give either a namespace path or a pid, not both")
+	case req.Netns != "":
+		a.netns = req.Netns
+		if a.name == "" {
+			a.name = filepath.Base(req.Netns)
+		}
+	case req.PID > 0:
+		a.netns = "/proc/" + strconv.Itoa(req.PID) + "/ns/net"
+		if a.name == "" {
+			a.name = "pid-" + strconv.Itoa(req.PID)
+		}
+	case req.PID < 0:
+		return nil, invalid("pid %d: must be positive", req.PID)
+	default:
+		return nil, invalid("a namespace path (--netns) or a pid (--pid) is required")
+	}
+	if !nameRE.MatchString(a.name) {
+		return nil, invalid("port name %q: must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit", a.name)
+	}
+	if a.name == "gateway" || a.name == "uplink" {
+		return nil, conflict("port name %q is reserved for the %s", a.name, a.name)
+	}
+	if a.ifname == "" {
+		a.ifname = "eth0"
+	}
+	if err := tap.ValidIfName(a.ifname); err != nil {
+		return nil, invalid("%v", err)
+	}
+	if a.mtu == 0 {
+		a.mtu = d.cfg.MTU
+	}
+	if a.mtu < tap.MinMTU || a.mtu > tap.MaxMTU {
+		return nil, invalid("mtu %d: must be between %d and %d", a.mtu, tap.MinMTU, tap.MaxMTU)
+	}
+	if req.IP != "" {
+		ip, err := netip.ParseAddr(req.IP)
+		if err != nil {
+			return nil, invalid("ip %q: not an IP address", req.IP)
+		}
+		if err := hostAddr(d.cfg.Subnet, ip); err != nil {
+			return nil, fmt.Errorf("ip %s: %w", ip, err)
+		}
+		if ip == d.cfg.Gateway {
+			return nil, conflict("ip %s is the gateway's address", ip)
+		}
+		a.ip = ip
+	}
+	if req.MAC != "" {
+		mac, err := fdb.ParseMAC(req.MAC)
+		if err != nil {
+			return nil, invalid("mac %q: %v", req.MAC, err)
+		}
+		if mac.IsMulticast() {
+			return nil, invalid("mac %s is a multicast address; a port needs a unicast one", mac)
+		}
+		if mac.IsZero() {
+			return nil, invalid("mac %s is the zero address", mac)
+		}
+		a.mac = mac
+	}
+	if a.vlan == 0 {
+		a.vlan = vswitch.DefaultVLAN
+	}
+	if err := api.ValidVLAN(int(a.vlan)); err != nil {
+		return nil, invalid("%v", err)
+	}
+	for _, v := range req.Trunk {
+		if err := api.ValidVLAN(int(v)); err != nil {
+			return nil, invalid("trunk %v", err)
+		}
+		if v == a.vlan {
+			return nil, invalid("trunk VLAN %d is the port's native (untagged) VLAN; leave it out of the trunk or choose another --vlan", v)
+		}
+		if slices.Contains(a.trunk, v) {
+			return nil, invalid("trunk VLAN %d given twice", v)
+		}
+		a.trunk = append(a.trunk, v)
+	}
+	return a, nil
+}
+
+// reserveLocked checks a against the attached ports and fills in its address
+// and MAC. d.mu is held.
+func (d *Daemon) reserveLocked(a *attachment, req api.AttachRequest) error {
+	if _, ok := d.ports[a.name]; ok {
+		return conflict("port name %q is already in use", a.name)
+	}
+	used := make(map[netip.Addr]string, len(d.ports))
+	macs := make(map[fdb.MAC]string, len(d.ports)+1)
+	macs[d.gwMAC] = "the gateway"
+	for _, p := range d.ports {
+		used[p.ip] = p.name
+		macs[p.mac] = p.name
+		if p.netns == a.netns && p.ifname == a.ifname {
+			return conflict("interface %s in %s is already attached as port %s", a.ifname, a.netns, p.name)
+		}
+	}
+	if a.ip.IsValid() {
+		if owner, ok := used[a.ip]; ok {
+			return conflict("ip %s is taken by port %s", a.ip, owner)
+		}
+	} else {
+		ip, err := d.nextFree(used)
+		if err != nil {
+			return err
+		}
+		a.ip = ip
+	}
+	if req.MAC == "" {
+		a.mac = macFor(a.ip)
+	}
+	if owner, ok := macs[a.mac]; ok {
+		return conflict("mac %s is taken by %s", a.mac, owner)
+	}
+	return nil
+}
+
+// nextFree returns the lowest free host address of the subnet, from the
+// second one up (Docker's 172.17.0.2 first).
+func (d *Daemon) nextFree(used map[netip.Addr]string) (netip.Addr, error) {
+	bcast := broadcast(d.cfg.Subnet)
+	for ip := d.cfg.Subnet.Addr().Next(); ip != bcast && d.cfg.Subnet.Contains(ip); ip = ip.Next() {
+		if ip == d.cfg.Gateway {
+			continue
+		}
+		if _, ok := used[ip]; !ok {
+			return ip, nil
+		}
+	}
+	return netip.Addr{}, conflict("no free address left in %s", d.cfg.Subnet)
+}
+
+// Detach removes the port called name; its TAP disappears from its namespace.
+func (d *Daemon) Detach(name string) error {
+	d.mu.Lock()
+	a, ok := d.ports[name]
+	if ok {
+		delete(d.ports, name)
+	}
+	d.mu.Unlock()
+	if !ok {
+		return notFound("no port named %q", name)
+	}
+	a.stopWatch()
+	err := d.sw.RemovePort(a.id)
+	d.gw.Forget(a.ip)
+	d.forgetNAT(a.ip)
+	if err != nil && !errors.Is(err, vswitch.ErrNoPort) {
+		return err
+	}
+	d.log.Info("detached", "port", name)
 	return nil
 }

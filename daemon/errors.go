@@ -1,0 +1,42 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors the daemon's methods wrap, so that the control API can answer with
+// the right status.
+var (
+	// ErrInvalid is returned when a request has malformed or out-of-range input.
+	ErrInvalid = errors.New("invalid request")
+	// ErrNotFound is returned when a named port or namespace does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict is returned when a name, address or MAC is already in use.
+	ErrConflict = errors.New("already in use")
+	// ErrForbidden is returned when the daemon may not act on a namespace:
+	// without root, one that belongs to another user.
+	ErrForbidden = errors.New("forbidden")
+)
+
+// reqError is an error with a kind (ErrInvalid, ErrNotFound, ErrConflict)
+// that chooses the status code, and a message that stands alone.
+type reqError struct {
+	kind error
+	msg  string
+}
+
+func (e *reqError) Error() string        { return e.msg }
+func (e *reqError) Is(target error) bool { return target == e.kind }
+
+func invalid(format string, a ...any) error {
+	return &reqError{ErrInvalid, fmt.Sprintf(format, a...)}
+}
+
+func conflict(format string, a ...any) error {
+	return &reqError{ErrConflict, fmt.Sprintf(format, a...)}
+}
+
+func notFound(format string, a ...any) error {
+	return &reqError{ErrNotFound, fmt.Sprintf(format, a...)}
+}
