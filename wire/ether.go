@@ -13,15 +13,15 @@ const (
 	MaxVLANTags = 2
 
 	// EtherTypeIPv4 is IPv4's EtherType (RFC 894).
-	EtherTypeIPv4 uint16 = 0x0800
+	EtherTypeIPv4 = 0x0800
 	// EtherTypeARP is ARP's EtherType (RFC 826).
-	EtherTypeARP uint16 = 0x0806
+	EtherTypeARP = 0x0806
 	// EtherTypeIPv6 is IPv6's EtherType (RFC 2464).
-	EtherTypeIPv6 uint16 = 0x86dd
+	EtherTypeIPv6 = 0x86dd
 	// EtherTypeVLAN is the TPID of an 802.1Q tag.
-	EtherTypeVLAN uint16 = 0x8100
+	EtherTypeVLAN = 0x8100
 	// EtherTypeQinQ is the TPID of an 802.1ad service tag.
-	EtherTypeQinQ uint16 = 0x88a8
+	EtherTypeQinQ = 0x88a8
 
 	// VIDMask selects the VLAN ID in a tag's TCI.
 	VIDMask = 0x0fff

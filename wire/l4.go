@@ -8,17 +8,17 @@ import (
 
 // IP protocol numbers (IANA), which IPv6 calls next header values.
 const (
-	ProtoHopByHop uint8 = 0
-	ProtoICMP     uint8 = 1
-	ProtoTCP      uint8 = 6
-	ProtoUDP      uint8 = 17
-	ProtoRouting  uint8 = 43
-	ProtoFragment uint8 = 44
-	ProtoESP      uint8 = 50
-	ProtoAH       uint8 = 51
-	ProtoICMPv6   uint8 = 58
-	ProtoNoNext   uint8 = 59
-	ProtoDstOpts  uint8 = 60
+	ProtoHopByHop = 0
+	ProtoICMP     = 1
+	ProtoTCP      = 6
+	ProtoUDP      = 17
+	ProtoRouting  = 43
+	ProtoFragment = 44
+	ProtoESP      = 50
+	ProtoAH       = 51
+	ProtoICMPv6   = 58
+	ProtoNoNext   = 59
+	ProtoDstOpts  = 60
 )
 
 // TCP (RFC 9293 3.1).
