@@ -229,3 +229,24 @@ func (f *Fragmenter) Next(dst []byte) int {
 	f.done = end >= len(payload)
 	return n
 }
+
+// ParseIPv4Quoted returns the IPv4 header at the start of b, a datagram
+// quoted in an ICMP error (RFC 792, RFC 1812 4.3.2.3: its header and at
+// least the first 8 bytes of its payload, often not all of it). The total
+// length is not checked against b, and the view is not cut to it: Payload
+// returns what was quoted. It returns ErrTooShort if b is shorter than
+// IPv4MinLen or than the header and 8 bytes, and ErrBadHeader if the
+// version is not 4 or the IHL is under 5.
+func ParseIPv4Quoted(b []byte) (IPv4, error) {
+	if len(b) < IPv4MinLen {
+		return nil, ErrTooShort
+	}
+	ihl := int(b[0]&0x0f) * 4
+	if b[0]>>4 != 4 || ihl < IPv4MinLen {
+		return nil, ErrBadHeader
+	}
+	if len(b) < ihl+8 {
+		return nil, ErrTooShort
+	}
+	return IPv4(b), nil
+}
