@@ -12,6 +12,8 @@ import (
 
 	"github.com/tapswitch/tapswitch/nat"
 	vswitch "github.com/tapswitch/tapswitch/switch"
+	"github.com/tapswitch/tapswitch/switch/gso"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // Defaults applied by New to zero fields of Config.
@@ -307,15 +309,6 @@ func (g *Gateway) Read(buf []byte, offset int) (int, error) {
 	}
 }
 
-// Offsets and values of struct virtio_net_hdr
-// (include/uapi/linux/virtio_net.h).
-const (
-	vnetFlagsOff      = 0
-	vnetGSOTypeOff    = 1
-	vnetFlagNeedsCsum = 1 // VIRTIO_NET_HDR_F_NEEDS_CSUM
-	vnetGSONone       = 0 // VIRTIO_NET_HDR_GSO_NONE
-)
-
 // Write handles the frame buf[offset:] (virtio_net_hdr and Ethernet frame)
 // synchronously and queues any reply; it never blocks and does not keep
 // buf. Frames the gateway ignores or finds malformed are counted in Stats
@@ -345,14 +338,14 @@ func (g *Gateway) Write(buf []byte, offset int) (int, error) {
 		g.stats.inc(cntMalformed)
 		return n, nil
 	}
-	if frame[vnetFlagsOff]&vnetFlagNeedsCsum != 0 || frame[vnetGSOTypeOff] != vnetGSONone {
+	if h := gso.ParseHdr(frame); h.Flags&gso.FlagNeedsCsum != 0 || h.GSOType != gso.TypeNone {
 		g.writeOffloaded(frame)
 		return n, nil
 	}
 	eth := frame[vswitch.VnetHdrLen:]
 	// 4 bytes of slack for a VLAN tag, which the gateway does not
 	// interpret but must not call too big.
-	if len(eth) > ethHdrLen+4+g.mtu {
+	if len(eth) > wire.EthernetLen+4+g.mtu {
 		g.stats.inc(cntTooBig)
 		return 0, vswitch.ErrFrameTooBig
 	}
@@ -360,7 +353,7 @@ func (g *Gateway) Write(buf []byte, offset int) (int, error) {
 	return n, nil
 }
 
-// getBuf returns a reply buffer of length ethHdrLen+mtu.
+// getBuf returns a reply buffer of length wire.EthernetLen+mtu.
 func (g *Gateway) getBuf() *[]byte {
 	p := g.pool.Get().(*[]byte)
 	*p = (*p)[:cap(*p)]
@@ -378,23 +371,23 @@ func (g *Gateway) putBuf(p *[]byte) {
 // answer takes a buffer for a packet from the gateway to dst (at MAC
 // ethDst), writes its Ethernet and IPv4 headers for a payload of n bytes of
 // proto, and returns the buffer and the payload to fill in. The frame is
-// ethHdrLen+ipv4MinHdr+n bytes long.
+// wire.EthernetLen+wire.IPv4MinLen+n bytes long.
 func (g *Gateway) answer(ethDst [6]byte, dst [4]byte, tos, proto uint8, n int) (*[]byte, []byte) {
 	buf := g.getBuf()
 	out := *buf
-	putEthernet(out, ethDst, g.mac, etherTypeIPv4)
-	ip := out[ethHdrLen:]
-	h := ipv4Header{
-		tos:      tos,
-		totalLen: uint16(ipv4MinHdr + n),
-		id:       g.nextID(),
-		ttl:      defaultTTL,
-		proto:    proto,
-		src:      g.addr,
-		dst:      dst,
+	wire.PutEthernet(out, ethDst, g.mac, wire.EtherTypeIPv4)
+	ip := out[wire.EthernetLen:]
+	h := wire.IPv4Header{
+		TOS:      tos,
+		TotalLen: uint16(wire.IPv4MinLen + n),
+		ID:       g.nextID(),
+		TTL:      wire.DefaultTTL,
+		Protocol: proto,
+		Src:      g.addr,
+		Dst:      dst,
 	}
-	h.put(ip)
-	return buf, ip[ipv4MinHdr : ipv4MinHdr+n]
+	h.Put(ip)
+	return buf, ip[wire.IPv4MinLen : wire.IPv4MinLen+n]
 }
 
 // qframe is a frame waiting for Read: (*p)[off:off+n].

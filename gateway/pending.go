@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/mdlayher/arp"
+
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // Bounds of the queue of datagrams waiting for a container's MAC (the
@@ -109,7 +111,7 @@ func (g *Gateway) release(ip [4]byte, mac [6]byte) {
 func (g *Gateway) sendARPRequest(ip [4]byte) {
 	req := arp.Packet{
 		HardwareType:       1,
-		ProtocolType:       etherTypeIPv4,
+		ProtocolType:       wire.EtherTypeIPv4,
 		HardwareAddrLength: 6,
 		IPLength:           4,
 		Operation:          arp.OperationRequest,
@@ -121,8 +123,8 @@ func (g *Gateway) sendARPRequest(ip [4]byte) {
 	body, _ := req.MarshalBinary() // never fails
 	buf := g.getBuf()
 	out := *buf
-	putEthernet(out, [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, g.mac, etherTypeARP)
-	n := ethHdrLen + copy(out[ethHdrLen:], body)
+	wire.PutEthernet(out, [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, g.mac, wire.EtherTypeARP)
+	n := wire.EthernetLen + copy(out[wire.EthernetLen:], body)
 	if g.enqueue(buf, n) {
 		g.stats.inc(cntARPRequestsSent)
 	}
