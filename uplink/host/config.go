@@ -3,12 +3,13 @@ package host
 import (
 	"errors"
 	"fmt"
-	"github.com/tapswitch/tapswitch/internal/options"
 	"log/slog"
 	"net/netip"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tapswitch/tapswitch/internal/options"
 )
 
 // Defaults of Config.
