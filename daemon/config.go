@@ -13,8 +13,8 @@ import (
 	"github.com/tapswitch/tapswitch/nat"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/switch/tap"
-	"github.com/tapswitch/tapswitch/uplink"
 	"github.com/tapswitch/tapswitch/uplink/host"
+	taplink "github.com/tapswitch/tapswitch/uplink/tap"
 )
 
 // Config configures a Daemon.
@@ -26,7 +26,7 @@ type Config struct {
 	Log       *slog.Logger  // nil means slog.Default()
 	// Uplink is the routed TAP uplink; nil means none (no NAT, no
 	// published ports, outside destinations unreachable).
-	Uplink *uplink.Config
+	Uplink *taplink.Config
 	// HostUplink is the host-socket uplink; nil means none. At most one
 	// of Uplink and HostUplink is set.
 	HostUplink *host.Config

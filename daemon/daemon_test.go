@@ -12,8 +12,8 @@ import (
 	"testing"
 
 	"github.com/tapswitch/tapswitch/api"
-	"github.com/tapswitch/tapswitch/uplink"
 	"github.com/tapswitch/tapswitch/uplink/host"
+	taplink "github.com/tapswitch/tapswitch/uplink/tap"
 )
 
 func newTestDaemon(t *testing.T, cfg Config) *Daemon {
@@ -187,7 +187,7 @@ func TestHostUplink(t *testing.T) {
 			{"addr in the subnet", Config{HostUplink: &host.Config{Addr: netip.MustParseAddr("10.90.3.3")}}, "inside the containers' subnet"},
 			{"loopback in the subnet", Config{HostUplink: &host.Config{Loopback: netip.MustParseAddr("10.90.3.3")}}, "inside the containers' subnet"},
 			{"mtu over the gateway's", Config{HostUplink: &host.Config{MTU: 9000}}, "larger than the gateway's mtu 1500"},
-			{"two uplinks", Config{HostUplink: &host.Config{}, Uplink: &uplink.Config{}}, "give one uplink"},
+			{"two uplinks", Config{HostUplink: &host.Config{}, Uplink: &taplink.Config{}}, "give one uplink"},
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				cfg := tt.cfg

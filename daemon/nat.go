@@ -14,11 +14,11 @@ import (
 	"github.com/tapswitch/tapswitch/gateway"
 	"github.com/tapswitch/tapswitch/nat"
 	"github.com/tapswitch/tapswitch/switch/tap"
-	"github.com/tapswitch/tapswitch/uplink"
 	"github.com/tapswitch/tapswitch/uplink/host"
+	taplink "github.com/tapswitch/tapswitch/uplink/tap"
 )
 
-// uplinkDev is what the daemon needs of an uplink (uplink.TAP, host.Uplink).
+// uplinkDev is what the daemon needs of an uplink (taplink.TAP, host.Uplink).
 type uplinkDev interface {
 	gateway.Uplink
 	Start(handle func(pkt []byte), gone func(error))
@@ -30,7 +30,7 @@ type natState struct {
 	table *nat.Table
 	up    uplinkDev
 	host  *host.Uplink   // up, when it is the host uplink; else nil
-	tap   *uplink.TAP    // up, when it is a routed TAP; else nil
+	tap   *taplink.TAP   // up, when it is a routed TAP; else nil
 	cap   *capture.Point // the uplink's capture point
 	max   int
 	stop  chan struct{}
@@ -62,7 +62,7 @@ func (d *Daemon) openUplink() (*natState, error) {
 	if err != nil {
 		return nil, invalid("%v", err)
 	}
-	up, err := uplink.Open(*uc)
+	up, err := taplink.Open(*uc)
 	switch {
 	case errors.Is(err, tap.ErrNetnsNotFound):
 		return nil, notFound("%v", err)
@@ -76,7 +76,7 @@ func (d *Daemon) openUplink() (*natState, error) {
 	return newNATState(table, up, nil, up, &up.Capture), nil
 }
 
-func newNATState(table *nat.Table, up uplinkDev, h *host.Uplink, t *uplink.TAP, cp *capture.Point) *natState {
+func newNATState(table *nat.Table, up uplinkDev, h *host.Uplink, t *taplink.TAP, cp *capture.Point) *natState {
 	max := table.Config().MaxEntries
 	if max == 0 {
 		max = nat.DefaultMaxEntries

@@ -12,8 +12,8 @@ import (
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/daemon"
 	"github.com/tapswitch/tapswitch/nat"
-	"github.com/tapswitch/tapswitch/uplink"
 	"github.com/tapswitch/tapswitch/uplink/host"
+	taplink "github.com/tapswitch/tapswitch/uplink/tap"
 )
 
 // stringList is a repeatable string flag (-p A -p B).
@@ -61,7 +61,7 @@ func (f *natFlags) apply(cfg *daemon.Config) error {
 		if f.hostLoopback {
 			return usagef("--host-loopback needs the host uplink (--uplink host)")
 		}
-		up, err := uplink.ParseSpec(f.uplink)
+		up, err := taplink.ParseSpec(f.uplink)
 		if err != nil {
 			return usagef("--uplink: %v", err)
 		}

@@ -1,4 +1,4 @@
-// Package uplink implements the routed TAP uplink of tapswitch: the switch
+// Package tap implements the routed TAP uplink of tapswitch: the switch
 // owns a TAP device in another network namespace (a "lan" playing the
 // outside world in tests and labs) and is a host on that link, with its own
 // MAC and IPv4 address.
@@ -24,4 +24,4 @@
 // Sending a packet of a resolved next hop allocates nothing: the caller
 // leaves Headroom bytes in front of the packet for the virtio_net_hdr and
 // the Ethernet header.
-package uplink
+package tap
