@@ -13,8 +13,7 @@ import (
 	"github.com/tapswitch/tapswitch/nat"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/switch/tap"
-	"github.com/tapswitch/tapswitch/uplink/host"
-	taplink "github.com/tapswitch/tapswitch/uplink/tap"
+	"github.com/tapswitch/tapswitch/uplink"
 )
 
 // Config configures a Daemon.
@@ -24,12 +23,10 @@ type Config struct {
 	MTU       int           // zero means DefaultMTU
 	FDBAgeing time.Duration // zero means fdb.DefaultAgeing
 	Log       *slog.Logger  // nil means slog.Default()
-	// Uplink is the routed TAP uplink; nil means none (no NAT, no
+	// Uplink is the uplink, of any registered kind (uplink.Parse, or a
+	// kind's Config such as *host.Config); nil means none (no NAT, no
 	// published ports, outside destinations unreachable).
-	Uplink *taplink.Config
-	// HostUplink is the host-socket uplink; nil means none. At most one
-	// of Uplink and HostUplink is set.
-	HostUplink *host.Config
+	Uplink uplink.Spec
 	// NAT configures connection tracking (MaxEntries, Timeouts, port
 	// range); External and Internal are set from Uplink and Subnet.
 	NAT nat.Config

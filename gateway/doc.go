@@ -37,7 +37,7 @@
 //
 // The gateway does not reassemble fragments: fragments addressed to it are
 // dropped and counted. Offloads (offload.go) are on only with an uplink that
-// takes TCP super-segments whole (GSOUplink, the host uplink): then the
+// takes TCP super-segments whole (uplink.GSOSender, the host uplink): then the
 // gateway's port takes csum and tso4, forwards a container's TCP
 // super-frame to the outside through NAT once, with its partial checksum
 // updated, completes or segments in software the other frames that carry

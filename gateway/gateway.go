@@ -12,6 +12,7 @@ import (
 
 	"github.com/tapswitch/tapswitch/nat"
 	vswitch "github.com/tapswitch/tapswitch/switch"
+	"github.com/tapswitch/tapswitch/uplink"
 )
 
 // Defaults applied by New to zero fields of Config.
@@ -80,7 +81,7 @@ type Config struct {
 	// Without them, every destination outside the subnet is answered
 	// with ICMP network unreachable.
 	NAT    *nat.Table
-	Uplink Uplink
+	Uplink uplink.Sender
 
 	// HostLoopback, with NAT and Uplink, makes the gateway's own address
 	// stand for the host's loopback (slirp4netns's 10.0.2.2): TCP and UDP
@@ -323,7 +324,7 @@ const (
 // larger than the MTU allows, and an error wrapping net.ErrClosed after
 // Close.
 //
-// Offloads: without a GSOUplink the gateway accepts none (see Offloads),
+// Offloads: without an uplink.GSOSender the gateway accepts none (see Offloads),
 // and a frame whose virtio_net_hdr has VIRTIO_NET_HDR_F_NEEDS_CSUM set or
 // a gso_type other than VIRTIO_NET_HDR_GSO_NONE is counted (Stats.Offload)
 // and dropped. With one, TCP super-frames to the outside are forwarded
