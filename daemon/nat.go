@@ -1,10 +1,12 @@
 package daemon
 
 import (
+	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -334,13 +336,16 @@ func apiPublished(p nat.Publish) api.Published {
 }
 
 // Conntrack lists the tracked connections, oldest protocol first as
-// conntrack -L does not promise any order: sorted by protocol and tuple.
+// conntrack -L does not promise any order: sorted by protocol and original
+// tuple (compareEntries).
 func (d *Daemon) Conntrack() []api.ConntrackEntry {
 	out := []api.ConntrackEntry{}
 	if d.nat == nil {
 		return out
 	}
-	for _, e := range d.nat.table.Entries(d.sw.Now()) {
+	entries := d.nat.table.Entries(d.sw.Now())
+	slices.SortStableFunc(entries, compareEntries)
+	for _, e := range entries {
 		out = append(out, api.ConntrackEntry{
 			Proto:        e.Proto.String(),
 			State:        e.State,
@@ -353,13 +358,24 @@ func (d *Daemon) Conntrack() []api.ConntrackEntry {
 			ReplyBytes:   e.ReplyBytes,
 		})
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		if out[i].Proto != out[j].Proto {
-			return out[i].Proto < out[j].Proto
-		}
-		return fmt.Sprint(out[i].Orig) < fmt.Sprint(out[j].Orig)
-	})
 	return out
+}
+
+// compareEntries orders conntrack entries by protocol name, then by the
+// addresses and ports of their original tuple, as numbers (10.0.0.2
+// before 10.0.0.10): source address and port, then destination address
+// and port.
+func compareEntries(a, b nat.Entry) int {
+	if a.Proto != b.Proto {
+		return strings.Compare(a.Proto.String(), b.Proto.String())
+	}
+	x, y := a.Orig, b.Orig
+	return cmp.Or(
+		bytes.Compare(x.Src.Addr[:], y.Src.Addr[:]),
+		cmp.Compare(x.Src.Port, y.Src.Port),
+		bytes.Compare(x.Dst.Addr[:], y.Dst.Addr[:]),
+		cmp.Compare(x.Dst.Port, y.Dst.Port),
+	)
 }
 
 func apiTuple(t nat.Tuple) api.Tuple {
