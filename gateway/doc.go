@@ -1,7 +1,7 @@
 // Package gateway implements the containers' default router as a port of
 // the switch (a vswitch.Port named "gateway").
 //
-// In this issue the gateway is an L2/L3 endpoint only. It
+// The gateway is the containers' L2/L3 endpoint. It
 //
 //   - answers ARP requests for its address (RFC 826) and learns the sender
 //     of every valid ARP packet, and the source of every IPv4 datagram sent

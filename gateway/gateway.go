@@ -47,10 +47,11 @@ type Config struct {
 	// NeighTimeout is how long a neighbour stays valid after it was last
 	// heard from; 0 means DefaultNeighTimeout (5 minutes). The kernel
 	// keeps an entry REACHABLE for about 30 s (base_reachable_time) and
-	// then re-verifies it with ARP before use; the gateway does not send
-	// ARP requests yet, so it keeps entries as long as the Linux bridge
-	// keeps an FDB entry (300 s) and relies on the daemon calling Forget
-	// when a container is detached.
+	// then re-verifies it with ARP before use; the gateway sends ARP
+	// requests only for neighbours it does not know (pending.go), never
+	// to re-verify one it knows, so it keeps entries as long as the Linux
+	// bridge keeps an FDB entry (300 s) and relies on the daemon calling
+	// Forget when a container is detached.
 	NeighTimeout time.Duration
 
 	// ErrorRate is the number of ICMP errors (and TCP resets) per second
