@@ -212,7 +212,11 @@ func ValidVLAN(v int) error {
 
 // Validate checks r's fields and their combinations and returns the first
 // problem as one line. It needs no daemon: the CLI checks a rule with it
-// before sending it, the daemon again when it gets it.
+// before sending it, the daemon again when it gets it (from a client or
+// the state file); it is the one check of a rule given by a user. It is
+// stricter than the switch's (vswitch.Rule) on purpose in one place: a
+// port range needs --proto tcp or udp, where the switch reads protocol 0
+// with ports as "TCP or UDP", so that a rule says what it matches.
 func (r Rule) Validate() error {
 	switch {
 	case r.Action == "mirror" && r.MirrorTo == "":

@@ -20,6 +20,7 @@ import (
 	"github.com/tapswitch/tapswitch/internal/nshelper"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/switch/tap"
+	"github.com/tapswitch/tapswitch/uplink"
 )
 
 // helperTimeout bounds one run of the namespace helper.
@@ -150,8 +151,8 @@ func privileged() bool {
 // uplink is created in another namespace and moved. Everything else of the
 // daemon works unprivileged.
 func checkPrivileges(cfg Config) error {
-	if cfg.Uplink != nil && !privileged() {
-		return &reqError{ErrForbidden, "--uplink tap needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN): it creates a TAP and moves it into another namespace"}
+	if p, ok := cfg.Uplink.(uplink.Privileged); ok && !privileged() {
+		return &reqError{ErrForbidden, fmt.Sprintf("--uplink %s needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN): %s", cfg.Uplink.Kind(), p.Privileged())}
 	}
 	return nil
 }

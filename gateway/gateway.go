@@ -13,6 +13,7 @@ import (
 	"github.com/tapswitch/tapswitch/nat"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/switch/gso"
+	"github.com/tapswitch/tapswitch/uplink"
 	"github.com/tapswitch/tapswitch/wire"
 )
 
@@ -48,10 +49,11 @@ type Config struct {
 	// NeighTimeout is how long a neighbour stays valid after it was last
 	// heard from; 0 means DefaultNeighTimeout (5 minutes). The kernel
 	// keeps an entry REACHABLE for about 30 s (base_reachable_time) and
-	// then re-verifies it with ARP before use; the gateway does not send
-	// ARP requests yet, so it keeps entries as long as the Linux bridge
-	// keeps an FDB entry (300 s) and relies on the daemon calling Forget
-	// when a container is detached.
+	// then re-verifies it with ARP before use; the gateway sends ARP
+	// requests only for neighbours it does not know (pending.go), never
+	// to re-verify one it knows, so it keeps entries as long as the Linux
+	// bridge keeps an FDB entry (300 s) and relies on the daemon calling
+	// Forget when a container is detached.
 	NeighTimeout time.Duration
 
 	// ErrorRate is the number of ICMP errors (and TCP resets) per second
@@ -82,7 +84,7 @@ type Config struct {
 	// Without them, every destination outside the subnet is answered
 	// with ICMP network unreachable.
 	NAT    *nat.Table
-	Uplink Uplink
+	Uplink uplink.Sender
 
 	// HostLoopback, with NAT and Uplink, makes the gateway's own address
 	// stand for the host's loopback (slirp4netns's 10.0.2.2): TCP and UDP
@@ -316,7 +318,7 @@ func (g *Gateway) Read(buf []byte, offset int) (int, error) {
 // larger than the MTU allows, and an error wrapping net.ErrClosed after
 // Close.
 //
-// Offloads: without a GSOUplink the gateway accepts none (see Offloads),
+// Offloads: without an uplink.GSOSender the gateway accepts none (see Offloads),
 // and a frame whose virtio_net_hdr has VIRTIO_NET_HDR_F_NEEDS_CSUM set or
 // a gso_type other than VIRTIO_NET_HDR_GSO_NONE is counted (Stats.Offload)
 // and dropped. With one, TCP super-frames to the outside are forwarded

@@ -10,17 +10,6 @@ import (
 	"github.com/tapswitch/tapswitch/wire"
 )
 
-// GSOUplink is an Uplink that takes TCP super-segments whole (the host
-// uplink, whose netstack does not need wire-sized segments).
-type GSOUplink interface {
-	Uplink
-	// SendGSO sends the IPv4 TCP datagram buf[off:] as Send does, but it
-	// may be larger than MTU (a TSO super-segment, up to 64 KiB) and its
-	// TCP checksum may be partial (the pseudo-header sum only,
-	// VIRTIO_NET_HDR_F_NEEDS_CSUM): the uplink must not verify it.
-	SendGSO(buf []byte, off int) error
-}
-
 // maxDatagram is the largest IPv4 datagram.
 const maxDatagram = 65535
 
@@ -32,7 +21,8 @@ var bigPool = sync.Pool{New: func() any {
 }}
 
 // Offloads implements vswitch.Offloader: with an uplink that takes
-// super-segments (GSOUplink), the gateway takes TCP/IPv4 super-frames and
+// super-segments (uplink.GSOSender, the host uplink, whose netstack does
+// not need wire-sized segments), the gateway takes TCP/IPv4 super-frames and
 // partial checksums from the switch, so that a container's TSO frame
 // crosses the gateway and NAT once instead of once per segment. Other
 // offloaded frames (to the gateway itself, hairpinned, not TCP) are

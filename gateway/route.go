@@ -1,52 +1,38 @@
 package gateway
 
 import (
-	"net/netip"
 	"time"
 
 	"github.com/tapswitch/tapswitch/internal/checksum"
 	"github.com/tapswitch/tapswitch/nat"
-	vswitch "github.com/tapswitch/tapswitch/switch"
+	"github.com/tapswitch/tapswitch/uplink"
 	"github.com/tapswitch/tapswitch/wire"
 )
 
-// UplinkHeadroom is the room an Uplink's Send may use in front of a packet:
-// a virtio_net_hdr and an Ethernet header.
-const UplinkHeadroom = vswitch.VnetHdrLen + wire.EthernetLen
-
-// Uplink is where the gateway sends translated datagrams (package uplink's
-// TAP implements it).
-type Uplink interface {
-	// Send sends the IPv4 datagram buf[off:]; it may overwrite the
-	// UplinkHeadroom bytes before off and must not keep buf. It is safe
-	// for concurrent use.
-	Send(buf []byte, off int) error
-	// Addr is the uplink's own address (nat.Config.External).
-	Addr() netip.Addr
-	// MTU is the largest datagram Send takes.
-	MTU() int
-}
+// UplinkHeadroom is the room an uplink's Send may use in front of a
+// packet: uplink.Headroom, a virtio_net_hdr and an Ethernet header.
+const UplinkHeadroom = uplink.Headroom
 
 // route is the gateway's routing state: immutable after New.
 type route struct {
 	nat   *nat.Table
-	up    Uplink
+	up    uplink.Sender
 	ext   [4]byte // the uplink's address
 	mtu   int     // the uplink's MTU
 	clock func() int64
-	gso   GSOUplink // up, when it takes super-segments; else nil
+	gso   uplink.GSOSender // up, when it takes super-segments; else nil
 	// hostLo is Config.HostLoopback, when hasHostLo.
 	hostLo    [4]byte
 	hasHostLo bool
 }
 
-func newRoute(t *nat.Table, up Uplink, clock func() int64) *route {
+func newRoute(t *nat.Table, up uplink.Sender, clock func() int64) *route {
 	if clock == nil {
 		epoch := time.Now()
 		clock = func() int64 { return int64(time.Since(epoch)) }
 	}
 	r := &route{nat: t, up: up, ext: up.Addr().As4(), mtu: up.MTU(), clock: clock}
-	r.gso, _ = up.(GSOUplink)
+	r.gso, _ = up.(uplink.GSOSender)
 	return r
 }
 

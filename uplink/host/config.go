@@ -1,7 +1,6 @@
 package host
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tapswitch/tapswitch/internal/options"
+	"github.com/tapswitch/tapswitch/uplink"
 )
 
 // Defaults of Config.
@@ -38,8 +38,8 @@ const (
 )
 
 // ErrInvalidSpec is returned (wrapped, with the reason) by ParseSpec and
-// Config.Validate.
-var ErrInvalidSpec = errors.New("invalid uplink")
+// Config.Validate: uplink.ErrInvalidSpec.
+var ErrInvalidSpec = uplink.ErrInvalidSpec
 
 // Config configures a host uplink.
 type Config struct {
@@ -77,8 +77,13 @@ func ParseSpec(spec string) (*Config, error) {
 	if parts[0] != "host" {
 		return nil, fmt.Errorf("%w: %q: not a host uplink", ErrInvalidSpec, spec)
 	}
+	return parseOptions(parts[1:])
+}
+
+// parseOptions parses and validates the KEY=VALUE options of a host spec.
+func parseOptions(opts []string) (*Config, error) {
 	var c Config
-	err := options.Parse(parts[1:], ErrInvalidSpec, func(k, v string) (err error) {
+	err := options.Parse(opts, ErrInvalidSpec, func(k, v string) (err error) {
 		switch k {
 		case "addr":
 			if c.Addr, err = netip.ParseAddr(v); err != nil {

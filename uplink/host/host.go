@@ -200,6 +200,20 @@ func (u *Uplink) Close() error {
 	return nil
 }
 
+// hold counts a goroutine the uplink did not start (the netstack's
+// forwarder starts one per SYN) in u.wg, so that Close waits for it, and
+// reports whether it did: false once Close was called. A goroutine held
+// calls u.wg.Done when it returns.
+func (u *Uplink) hold() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.closed {
+		return false
+	}
+	u.wg.Add(1)
+	return true
+}
+
 // isClosed reports whether Close was called.
 func (u *Uplink) isClosed() bool {
 	select {

@@ -1,13 +1,14 @@
-package uplink
+package tap
 
 import (
-	"errors"
 	"fmt"
-	"github.com/tapswitch/tapswitch/internal/options"
 	"net"
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/tapswitch/tapswitch/internal/options"
+	"github.com/tapswitch/tapswitch/uplink"
 )
 
 // DefaultIfName is the name of the uplink's interface in its namespace
@@ -18,8 +19,8 @@ const DefaultIfName = "ts0"
 const DefaultMTU = 1500
 
 // ErrInvalidSpec is returned (wrapped, with the reason) by ParseSpec and
-// Config.Validate.
-var ErrInvalidSpec = errors.New("invalid uplink")
+// Config.Validate: uplink.ErrInvalidSpec.
+var ErrInvalidSpec = uplink.ErrInvalidSpec
 
 // Config describes a routed TAP uplink.
 type Config struct {
@@ -60,8 +61,13 @@ func ParseSpec(spec string) (*Config, error) {
 	default:
 		return nil, fmt.Errorf("%w: %q: the kind must be host, none or tap (tap,netns=PATH,ip=ADDR/LEN,gw=ADDR)", ErrInvalidSpec, parts[0])
 	}
+	return parseOptions(parts[1:])
+}
+
+// parseOptions parses and validates the KEY=VALUE options of a tap spec.
+func parseOptions(opts []string) (*Config, error) {
 	var c Config
-	err := options.Parse(parts[1:], ErrInvalidSpec, func(k, v string) (err error) {
+	err := options.Parse(opts, ErrInvalidSpec, func(k, v string) (err error) {
 		switch k {
 		case "netns":
 			c.Netns = v

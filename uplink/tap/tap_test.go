@@ -1,4 +1,4 @@
-package uplink
+package tap
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package uplink
+package tap
 
 import (
 	"crypto/rand"
@@ -15,7 +15,7 @@ import (
 
 	"github.com/tapswitch/tapswitch/capture"
 	vswitch "github.com/tapswitch/tapswitch/switch"
-	"github.com/tapswitch/tapswitch/switch/tap"
+	tapdev "github.com/tapswitch/tapswitch/switch/tap"
 )
 
 // Headroom is the space Send needs in front of a packet: a virtio_net_hdr
@@ -127,7 +127,7 @@ func Open(cfg Config) (*TAP, error) {
 	// (NAT), so it takes only plain frames with complete checksums from
 	// the kernel, and writes such frames. Taking TSO frames whole through
 	// NAT is a later optimisation.
-	dev, err := tap.Create(tap.Config{Netns: cfg.Netns, Name: cfg.IfName, MAC: net.HardwareAddr(devMAC[:]), MTU: cfg.MTU, NoOffloads: true})
+	dev, err := tapdev.Create(tapdev.Config{Netns: cfg.Netns, Name: cfg.IfName, MAC: net.HardwareAddr(devMAC[:]), MTU: cfg.MTU, NoOffloads: true})
 	if err != nil {
 		return nil, fmt.Errorf("uplink: %w", err)
 	}
