@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"sync"
 
+	"github.com/tapswitch/tapswitch/internal/neigh"
 	"github.com/tapswitch/tapswitch/nat"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/switch/gso"
@@ -236,8 +237,8 @@ func (g *Gateway) uplinkGSO(bp *[]byte, buf []byte, mss int) counter {
 	if !g.isNeighborAddr(dst) {
 		return cntMartian
 	}
-	mac, ok := g.neigh.lookup(dst, g.now())
-	if !ok {
+	mac, st := g.neigh.Lookup(dst, g.clock())
+	if st == neigh.Missing {
 		return cntPendingDropped
 	}
 	h := gso.Hdr{Flags: gso.FlagNeedsCsum, CsumStart: uint16(wire.EthernetLen + ihl), CsumOffset: wire.TCPChecksumOffset}

@@ -236,23 +236,8 @@ func (g *Gateway) deliver(buf *[]byte, n int) {
 		g.putBuf(buf)
 		return
 	}
-	if mac, ok := g.neigh.lookup(dst, g.now()); ok {
+	if mac, ok := g.resolve(dst, qframe{p: buf, off: UplinkHeadroom, n: n}); ok {
 		g.sendTo(buf, n, mac)
-		return
-	}
-	ask, ok := g.pending.add(dst, qframe{p: buf, off: UplinkHeadroom, n: n}, g.now())
-	if !ok {
-		g.stats.inc(cntPendingDropped)
-		g.putBuf(buf)
-	} else {
-		g.stats.inc(cntPendingQueued)
-	}
-	for _, q := range ask.expired {
-		g.stats.inc(cntPendingExpired)
-		g.putBuf(q.p)
-	}
-	if ask.request {
-		g.sendARPRequest(dst)
 	}
 }
 
