@@ -70,7 +70,14 @@ type Uplink struct {
 	wg      sync.WaitGroup
 
 	stats counters
+
+	// now is the clock flows are stamped with (unix nanoseconds),
+	// refreshed by expireLoop every tick rather than read per datagram.
+	now atomic.Int64
 }
+
+// clock returns the uplink's coarse clock (see Uplink.now).
+func (u *Uplink) clock() int64 { return u.now.Load() }
 
 // New returns a host uplink, not yet started: call Start. cfg is validated
 // first.
@@ -87,6 +94,7 @@ func New(cfg Config) (*Uplink, error) {
 		pubs:     map[pubKey]*listener{},
 		done:     make(chan struct{}),
 	}
+	u.now.Store(time.Now().UnixNano())
 	u.life, u.endLife = context.WithCancel(context.Background())
 	u.Capture.Link = capture.LinkRaw
 	u.pool.New = func() any { b := make([]byte, maxPacket+64); return &b }
@@ -377,8 +385,11 @@ func (u *Uplink) expireLoop() {
 		case <-u.done:
 			return
 		case now := <-t.C:
-			u.udp.expire(now, u.cfg.UDPTimeout)
-			u.icmp.expire(now, u.cfg.ICMPTimeout)
+			u.now.Store(now.UnixNano())
+			// A flow's stamp lags its last datagram by up to one
+			// tick: give it that tick, never less than its timeout.
+			u.udp.expire(now, u.cfg.UDPTimeout+every)
+			u.icmp.expire(now, u.cfg.ICMPTimeout+every)
 			u.stats.fragDropped.Add(uint64(u.reasm.expire(now)))
 		}
 	}

@@ -30,7 +30,7 @@ func (u *Uplink) sendICMP(pkt []byte, hl int) error {
 			return nil
 		}
 	}
-	f.touch()
+	f.touch(u.clock())
 	if _, err := f.conn.(*icmp.PacketConn).WriteTo(m, &net.UDPAddr{IP: addr.AsSlice()}); err != nil {
 		u.stats.icmpDropped.Add(1)
 	}
@@ -85,7 +85,7 @@ func (u *Uplink) readICMP(f *flow, c *icmp.PacketConn) {
 		if ip4 == nil {
 			continue
 		}
-		f.touch()
+		f.touch(u.clock())
 		src := [4]byte(ip4)
 		if src[0] == 127 {
 			src = u.loopback

@@ -43,7 +43,7 @@ func (u *Uplink) sendUDP(pkt []byte, hl int) error {
 			return nil
 		}
 	}
-	f.touch()
+	f.touch(u.clock())
 	if _, err := f.conn.(*net.UDPConn).WriteToUDPAddrPort(payload, netip.AddrPortFrom(addr, dport)); err != nil {
 		u.stats.udpDropped.Add(1)
 	}
@@ -85,7 +85,7 @@ func (u *Uplink) readUDP(f *flow, c *net.UDPConn) {
 			u.drainErrors(f, c, b)
 			continue
 		}
-		f.touch()
+		f.touch(u.clock())
 		src, ok := nat.EndpointFrom(from)
 		if !ok {
 			continue
