@@ -3,7 +3,6 @@ package gateway
 import (
 	"net"
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/mdlayher/arp"
@@ -16,16 +15,9 @@ import (
 // container's MAC: neigh's defaults (32 per container, 256 in all, 3 s).
 
 // Neighbor is one entry of the gateway's neighbour table: an IPv4 address
-// in the subnet and the MAC it was last heard from.
-type Neighbor struct {
-	// IP is the neighbour's IPv4 address.
-	IP netip.Addr
-	// MAC is the neighbour's hardware address.
-	MAC net.HardwareAddr
-	// Age is the time since the neighbour was last heard from (an ARP
-	// packet or an IPv4 datagram it sent to the gateway).
-	Age time.Duration
-}
+// in the subnet, the MAC it was last heard from, and the time since (an
+// ARP packet or an IPv4 datagram it sent to the gateway).
+type Neighbor = neigh.Neighbor
 
 // neighCache is the gateway's neighbour cache: containers' MACs, and the
 // forwarded datagrams waiting for one.
@@ -53,15 +45,7 @@ func neighClock(cfg *Config) func() int64 {
 
 // Neighbors returns the unexpired entries of the neighbour table, sorted by
 // IP address. The result is the caller's.
-func (g *Gateway) Neighbors() []Neighbor {
-	entries := g.neigh.Snapshot(g.clock())
-	out := make([]Neighbor, 0, len(entries))
-	for _, e := range entries {
-		out = append(out, Neighbor{IP: netip.AddrFrom4(e.IP), MAC: net.HardwareAddr(e.MAC[:]), Age: e.Age})
-	}
-	slices.SortFunc(out, func(a, b Neighbor) int { return a.IP.Compare(b.IP) })
-	return out
-}
+func (g *Gateway) Neighbors() []Neighbor { return g.neigh.Neighbors(g.clock(), netip.AddrFrom4) }
 
 // Lookup returns the MAC of the neighbour ip if it is known and has not
 // expired.

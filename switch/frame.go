@@ -145,18 +145,21 @@ func (f *Frame) parse() bool {
 	f.L3 = o + 2
 	switch typ {
 	case wire.EtherTypeIPv4:
-		f.parseIPv4(d[f.L3:])
+		if ip, err := wire.ParseIPv4(d[f.L3:]); err == nil {
+			f.setIPv4(ip)
+		}
 	case wire.EtherTypeARP:
-		f.parseARP(d[f.L3:])
+		if a, err := wire.ParseARP(d[f.L3:]); err == nil {
+			f.setARP(a)
+		}
 	}
 	return true
 }
 
-func (f *Frame) parseIPv4(b []byte) {
-	ip, err := wire.ParseIPv4(b)
-	if err != nil {
-		return
-	}
+// setIPv4 fills the IPv4 fields from ip, which wire.ParseIPv4 checked
+// (version 4, IHL >= 5, total length within the frame), and the ports of a
+// TCP or UDP first fragment whose payload holds them.
+func (f *Frame) setIPv4(ip wire.IPv4) {
 	f.IPv4 = true
 	f.Proto = ip.Protocol()
 	f.SrcIP, f.DstIP = ip.Src(), ip.Dst()
@@ -172,13 +175,9 @@ func (f *Frame) parseIPv4(b []byte) {
 	}
 }
 
-// parseARP reads an ARP packet for IPv4 over Ethernet (RFC 826: htype 1,
-// ptype 0x0800, hlen 6, plen 4).
-func (f *Frame) parseARP(b []byte) {
-	a, err := wire.ParseARP(b)
-	if err != nil {
-		return
-	}
+// setARP fills the ARP fields from an ARP packet for IPv4 over Ethernet
+// (RFC 826: htype 1, ptype 0x0800, hlen 6, plen 4).
+func (f *Frame) setARP(a wire.ARP) {
 	f.ARP = true
 	f.ARPOp = a.Op()
 	f.ARPSenderMAC = fdb.MAC(a.SenderMAC())

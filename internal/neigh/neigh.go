@@ -18,6 +18,9 @@
 package neigh
 
 import (
+	"net"
+	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -334,6 +337,29 @@ type Entry[K comparable] struct {
 	MAC [6]byte
 	// Age is the time since the entry was last confirmed.
 	Age time.Duration
+}
+
+// Neighbor is an entry as the listings of the gateway and the uplinks show
+// it.
+type Neighbor struct {
+	// IP is the neighbour's address.
+	IP netip.Addr
+	// MAC is the neighbour's hardware address.
+	MAC net.HardwareAddr
+	// Age is the time since the neighbour was last heard from.
+	Age time.Duration
+}
+
+// Neighbors returns Snapshot as Neighbors sorted by address; addr converts
+// a key (netip.AddrFrom4 for [4]byte). The result is the caller's.
+func (c *Cache[K, T]) Neighbors(now int64, addr func(K) netip.Addr) []Neighbor {
+	entries := c.Snapshot(now)
+	out := make([]Neighbor, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, Neighbor{IP: addr(e.IP), MAC: net.HardwareAddr(e.MAC[:]), Age: e.Age})
+	}
+	slices.SortFunc(out, func(a, b Neighbor) int { return a.IP.Compare(b.IP) })
+	return out
 }
 
 // Snapshot removes the expired entries and returns the others, in no

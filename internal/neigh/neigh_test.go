@@ -110,7 +110,7 @@ func TestQueue(t *testing.T) {
 		{ipA, sec / 2, true, false, 0, 2},
 		{ipA, sec, false, true, 0, 2}, // per host full; a second later: ask again
 		{ipB, sec, true, true, 0, 3},
-		{ipB, sec, false, false, 0, 3}, // total full
+		{ipB, sec, false, false, 0, 3},                // total full
 		{ip4{10, 0, 0, 9}, 4 * sec, true, true, 3, 1}, // full: A and B gave up
 		{ipA, 5 * sec, true, true, 0, 2},
 		{ipA, 8 * sec, true, true, 1, 2}, // A unanswered for 3 s: starts over
@@ -180,9 +180,7 @@ func TestConcurrent(t *testing.T) {
 	c := newCache(16)
 	var wg sync.WaitGroup
 	for g := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := range 2000 {
 				ip := ip4{10, 0, byte(g), byte(i % 32)}
 				now := int64(i) * sec / 10
@@ -199,7 +197,7 @@ func TestConcurrent(t *testing.T) {
 					}
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if c.Len() > 16 || c.Pending() > DefaultPendingTotal {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -402,22 +401,10 @@ func (u *TAP) expire(now int64) {
 }
 
 // Neighbor is one entry of the uplink's ARP cache.
-type Neighbor struct {
-	IP  netip.Addr
-	MAC net.HardwareAddr
-	Age time.Duration
-}
+type Neighbor = neigh.Neighbor
 
 // Neighbors returns the ARP cache, sorted by address.
-func (u *TAP) Neighbors() []Neighbor {
-	entries := u.neigh.Snapshot(u.clock())
-	out := make([]Neighbor, 0, len(entries))
-	for _, e := range entries {
-		out = append(out, Neighbor{IP: netip.AddrFrom4(e.IP), MAC: net.HardwareAddr(e.MAC[:]), Age: e.Age})
-	}
-	slices.SortFunc(out, func(a, b Neighbor) int { return a.IP.Compare(b.IP) })
-	return out
-}
+func (u *TAP) Neighbors() []Neighbor { return u.neigh.Neighbors(u.clock(), netip.AddrFrom4) }
 
 // counters are the uplink's atomic counters.
 type counters struct {
