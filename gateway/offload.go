@@ -135,14 +135,7 @@ func (g *Gateway) forwardGSO(h gso.Hdr, eth []byte) bool {
 	g.learn(v.src, src)
 	bp := bigPool.Get().(*[]byte)
 	defer g.putBuf(bp)
-	pkt := (*bp)[UplinkHeadroom : UplinkHeadroom+len(v.datagram)]
-	copy(pkt, v.datagram)
-	wire.IPv4(pkt).DecTTL()
-	if v.dst == g.addr {
-		// The host's loopback (Config.HostLoopback).
-		rewriteAddr(pkt, false, r.hostLo, partial)
-	}
-	res := r.nat.FromInternal(pkt, partial, r.clock())
+	pkt, res := g.outbound(&v, bp, partial)
 	if res.Action != nat.ToExternal {
 		g.stats.inc(cntNATDrops)
 		return true

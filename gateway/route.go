@@ -55,15 +55,24 @@ func (g *Gateway) forward(v *ipv4View, ethSrc [6]byte) {
 		return
 	}
 	buf := g.getBuf()
+	pkt, res := g.outbound(v, buf, false)
+	g.dispatch(buf, pkt, res)
+}
+
+// outbound copies the datagram v a container routes through the gateway
+// into buf at UplinkHeadroom, decrements its TTL, readdresses it to the
+// host's loopback when it is for the gateway's address (toHostLoopback or
+// forwardGSO decided so), and translates it (NAT FromInternal). With
+// partial, its TCP checksum field holds the pseudo-header sum only.
+func (g *Gateway) outbound(v *ipv4View, buf *[]byte, partial bool) ([]byte, nat.Result) {
+	r := g.route
 	pkt := (*buf)[UplinkHeadroom : UplinkHeadroom+len(v.datagram)]
 	copy(pkt, v.datagram)
 	wire.IPv4(pkt).DecTTL()
 	if v.dst == g.addr {
-		// toHostLoopback said so.
-		rewriteAddr(pkt, false, r.hostLo, false)
+		rewriteAddr(pkt, false, r.hostLo, partial)
 	}
-	res := r.nat.FromInternal(pkt, false, r.clock())
-	g.dispatch(buf, pkt, res)
+	return pkt, r.nat.FromInternal(pkt, partial, r.clock())
 }
 
 // FromUplink handles a datagram the uplink received for its address: NAT
