@@ -4,11 +4,6 @@ import "encoding/binary"
 
 // Ethernet II (IEEE 802.3 clause 3.2.6) and IEEE 802.1Q.
 const (
-	// EthernetLen is the length of an Ethernet II header: destination,
-	// source, EtherType.
-	EthernetLen = 14
-	// VLANTagLen is the length of one 802.1Q or 802.1ad tag (TPID, TCI).
-	VLANTagLen = 4
 	// MaxVLANTags is how many tags EtherType walks past (QinQ: two).
 	MaxVLANTags = 2
 
@@ -73,12 +68,8 @@ func PutEthernet(b []byte, dst, src [6]byte, typ uint16) {
 
 // ARP over Ethernet for IPv4 (RFC 826).
 const (
-	// ARPLen is the length of an Ethernet/IPv4 ARP packet.
-	ARPLen = 28
-	// ARPRequest is the request operation.
-	ARPRequest uint16 = 1
-	// ARPReply is the reply operation.
-	ARPReply uint16 = 2
+	ARPRequest uint16 = 1 // the request operation
+	ARPReply   uint16 = 2 // the reply operation
 )
 
 // ARP is a view of an ARP packet for IPv4 over Ethernet (hardware type 1,

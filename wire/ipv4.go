@@ -7,24 +7,16 @@ import (
 )
 
 // IPv4 (RFC 791).
+// The flags and fragment offset field.
 const (
-	// IPv4MinLen is the length of an IPv4 header without options.
-	IPv4MinLen = 20
-	// IPv4MaxLen is the largest IPv4 datagram (total length is 16 bits).
-	IPv4MaxLen = 65535
-
-	// IPv4FlagDF is the Don't Fragment flag in the flags and fragment
-	// offset field.
-	IPv4FlagDF = 0x4000
-	// IPv4FlagMF is the More Fragments flag in the same field.
-	IPv4FlagMF = 0x2000
-	// IPv4FragOffMask selects the fragment offset (8-byte units).
-	IPv4FragOffMask = 0x1fff
-
-	// DefaultTTL is the TTL of datagrams this program originates (the
-	// kernel's net.ipv4.ip_default_ttl).
-	DefaultTTL = 64
+	IPv4FlagDF      = 0x4000 // Don't Fragment
+	IPv4FlagMF      = 0x2000 // More Fragments
+	IPv4FragOffMask = 0x1fff // the fragment offset, in 8-byte units
 )
+
+// DefaultTTL is the TTL of datagrams this program originates (the kernel's
+// net.ipv4.ip_default_ttl).
+const DefaultTTL = 64
 
 // IPv4 is a view of an IPv4 datagram: a header whose version, IHL and total
 // length ParseIPv4 checked, and the payload up to the total length. Its

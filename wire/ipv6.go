@@ -8,10 +8,6 @@ import (
 
 // IPv6 (RFC 8200).
 const (
-	// IPv6Len is the length of the fixed IPv6 header.
-	IPv6Len = 40
-	// IPv6FragmentLen is the length of a Fragment extension header.
-	IPv6FragmentLen = 8
 	// IPv6MinMTU is the smallest link MTU IPv6 allows (RFC 8200 5).
 	IPv6MinMTU = 1280
 	// MaxExtHeaders bounds how many extension headers Upper walks; a

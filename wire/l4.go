@@ -21,11 +21,8 @@ const (
 	ProtoDstOpts  = 60
 )
 
-// TCP (RFC 9293 3.1).
+// TCP (RFC 9293 3.1): the flags byte, and where the checksum is.
 const (
-	// TCPMinLen is the length of a TCP header without options.
-	TCPMinLen = 20
-
 	TCPFlagFIN = 0x01
 	TCPFlagSYN = 0x02
 	TCPFlagRST = 0x04
@@ -35,7 +32,6 @@ const (
 	TCPFlagECE = 0x40
 	TCPFlagCWR = 0x80
 
-	// TCPChecksumOffset is the offset of the checksum in the header.
 	TCPChecksumOffset = 16
 )
 
@@ -98,13 +94,9 @@ func (t TCP) SetFlags(f uint8) { t[13] = f }
 // SetChecksum sets the checksum field.
 func (t TCP) SetChecksum(c uint16) { binary.BigEndian.PutUint16(t[16:18], c) }
 
-// UDP (RFC 768).
-const (
-	// UDPLen is the length of a UDP header.
-	UDPLen = 8
-	// UDPChecksumOffset is the offset of the checksum in the header.
-	UDPChecksumOffset = 6
-)
+// UDPChecksumOffset is the offset of the checksum in a UDP header (RFC
+// 768).
+const UDPChecksumOffset = 6
 
 // UDP is a view of a UDP datagram of at least UDPLen bytes.
 type UDP []byte
@@ -175,9 +167,6 @@ func UDPChecksum(seg []byte, pseudo uint32) uint16 {
 // bytes: type, code, checksum, and 4 bytes that are an identifier and a
 // sequence number for echo, a pointer, an MTU or unused for errors.
 const (
-	// ICMPLen is the length of an ICMP (v4 or v6) header.
-	ICMPLen = 8
-
 	ICMPEchoReply      uint8 = 0
 	ICMPUnreachable    uint8 = 3
 	ICMPEchoRequest    uint8 = 8
