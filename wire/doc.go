@@ -1,7 +1,8 @@
 // Package wire implements zero-allocation views and builders of the packet
 // headers tapswitch reads and writes: Ethernet and 802.1Q tags, ARP, IPv4
-// (with fragmentation), IPv6 (with an extension-header walk to the
-// upper-layer protocol and the Fragment header), TCP, UDP, and ICMPv4 and
+// (with a fragmenter), IPv6 (with an extension-header walk to the
+// upper-layer protocol, the Fragment header and a source's fragmenter),
+// TCP, UDP, and ICMPv4 and
 // ICMPv6. It is the one place where IP headers are parsed: every other
 // package asks it (a test in this package enforces that, the capture
 // filter's direct interpreter excepted, as it cross-checks the BPF

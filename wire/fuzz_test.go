@@ -56,12 +56,25 @@ func FuzzIPv6(f *testing.F) {
 		if len(h) != IPv6Len+h.PayloadLen() {
 			t.Fatalf("view of %d bytes, payload length %d", len(h), h.PayloadLen())
 		}
-		u, err := h.Upper()
-		if err != nil {
+		if u, err := h.Upper(); err == nil && (u.Offset < IPv6Len || u.Offset > len(h)) {
+			t.Fatalf("upper-layer offset %d outside a packet of %d bytes", u.Offset, len(h))
+		}
+		// Fragments of at most 1280 bytes carry the packet whole.
+		var f Fragmenter6
+		if f.Reset(h, IPv6MinMTU, 7) != nil {
 			return
 		}
-		if u.Offset < IPv6Len || u.Offset > len(h) {
-			t.Fatalf("upper-layer offset %d outside a packet of %d bytes", u.Offset, len(h))
+		dst := make([]byte, IPv6MinMTU)
+		total := 0
+		for n := f.Next(dst); n > 0; n = f.Next(dst) {
+			p, err := ParseIPv6(dst[:n])
+			if err != nil || n > IPv6MinMTU || len(p) != n {
+				t.Fatalf("fragment of %d bytes: %v", n, err)
+			}
+			total += n - f.unfrag - IPv6FragmentLen
+		}
+		if total != len(h)-f.unfrag {
+			t.Fatalf("fragments carry %d bytes of %d", total, len(h)-f.unfrag)
 		}
 	})
 }

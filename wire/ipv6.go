@@ -193,3 +193,81 @@ func PutIPv6Fragment(b []byte, next uint8, off uint16, more bool, id uint32) {
 	binary.BigEndian.PutUint16(b[2:4], v)
 	binary.BigEndian.PutUint32(b[4:8], id)
 }
+
+// Fragmenter6 cuts an IPv6 packet into fragments of at most an MTU, one per
+// call to Next, as its source does (RFC 8200 4.5; routers never fragment
+// IPv6): every fragment carries the unfragmentable part (the fixed header
+// and any Hop-by-Hop and Routing headers, with the Destination Options
+// headers before a Routing header), its last next header set to Fragment,
+// then a Fragment header and a piece of the rest, cut at multiples of 8
+// bytes.
+//
+// The zero value is ready for Reset. A Fragmenter6 keeps a reference to the
+// packet until the next Reset and does not modify it. It is not safe for
+// concurrent use.
+type Fragmenter6 struct {
+	p      IPv6
+	unfrag int   // length of the unfragmentable part
+	nhOff  int   // offset of the next header field that becomes Fragment
+	next   uint8 // next header of the fragmentable part
+	id     uint32
+	chunk  int
+	off    int // offset in the fragmentable part of the next fragment
+	done   bool
+}
+
+// Reset prepares f to fragment p for an MTU of mtu bytes with the
+// identification id. It returns ErrBadHeader if p's extension headers run
+// past it or include a Fragment header already, or if mtu leaves no room for
+// 8 bytes of data; Next then returns 0.
+func (f *Fragmenter6) Reset(p IPv6, mtu int, id uint32) error {
+	*f = Fragmenter6{done: true}
+	if len(p) < IPv6Len {
+		return ErrTooShort
+	}
+	nh, cur := p.NextHeader(), IPv6Len
+	unfrag, unfragNH := IPv6Len, 6
+	for n := 0; nh == ProtoHopByHop || nh == ProtoRouting || nh == ProtoDstOpts; n++ {
+		if n >= MaxExtHeaders || len(p) < cur+8 {
+			return ErrBadHeader
+		}
+		l := (int(p[cur+1]) + 1) * 8
+		if len(p) < cur+l {
+			return ErrBadHeader
+		}
+		if nh != ProtoDstOpts {
+			unfrag, unfragNH = cur+l, cur
+		}
+		nh, cur = p[cur], cur+l
+	}
+	if nh == ProtoFragment {
+		return ErrBadHeader
+	}
+	chunk := (mtu - unfrag - IPv6FragmentLen) &^ 7
+	if chunk <= 0 {
+		return ErrBadHeader
+	}
+	*f = Fragmenter6{p: p, unfrag: unfrag, nhOff: unfragNH, next: p[unfragNH], id: id, chunk: chunk}
+	return nil
+}
+
+// Next writes the next fragment into dst, which must not overlap the packet
+// and must have room for the MTU, and returns its length; 0 when every
+// fragment has been written.
+func (f *Fragmenter6) Next(dst []byte) int {
+	if f.done {
+		return 0
+	}
+	rest := f.p[f.unfrag:]
+	end := min(f.off+f.chunk, len(rest))
+	n := f.unfrag + IPv6FragmentLen + end - f.off
+	out := IPv6(dst[:n])
+	copy(out, f.p[:f.unfrag])
+	out[f.nhOff] = ProtoFragment
+	out.SetPayloadLen(n - IPv6Len)
+	PutIPv6Fragment(out[f.unfrag:], f.next, uint16(f.off/8), end < len(rest), f.id)
+	copy(out[f.unfrag+IPv6FragmentLen:], rest[f.off:end])
+	f.off = end
+	f.done = end >= len(rest)
+	return n
+}

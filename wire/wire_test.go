@@ -390,5 +390,98 @@ func TestViewsDoNotAllocate(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("%v allocations per parse, want 0", allocs)
 	}
+	big4 := make([]byte, 3000)
+	(&IPv4Header{TotalLen: 3000, TTL: 64, Protocol: ProtoUDP}).Put(big4)
+	big6 := make([]byte, 3000)
+	(&IPv6Header{PayloadLen: 3000 - IPv6Len, NextHeader: ProtoUDP}).Put(big6)
+	out := make([]byte, 1500)
+	var f4 Fragmenter
+	var f6 Fragmenter6
+	allocs = testing.AllocsPerRun(100, func() {
+		if f4.Reset(IPv4(big4), 1500) != nil || f6.Reset(IPv6(big6), 1500, 1) != nil {
+			t.Fatal("reset")
+		}
+		for f4.Next(out) > 0 {
+		}
+		for f6.Next(out) > 0 {
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per fragmentation, want 0", allocs)
+	}
 	_ = sink
+}
+
+func TestFragmenter6(t *testing.T) {
+	src := [16]byte{0x20, 0x01, 0x0d, 0xb8, 15: 1}
+	dst := [16]byte{0x20, 0x01, 0x0d, 0xb8, 15: 2}
+	for _, tc := range []struct {
+		name    string
+		exts    []byte // extension headers, the first one's type in first
+		first   uint8
+		unfrag  int // expected unfragmentable part
+		nhAt    int // where its last next header field is
+		payload int
+		mtu     int
+		frags   int
+	}{
+		{"no extension headers", nil, ProtoUDP, 40, 6, 3000, 1280, 3},
+		{"Hop-by-Hop stays in front, Destination Options travel", []byte{
+			ProtoDstOpts, 0, 1, 4, 0, 0, 0, 0, // HBH, PadN
+			ProtoUDP, 0, 1, 4, 0, 0, 0, 0, // DstOpts, PadN
+		}, ProtoHopByHop, 48, 40, 3000, 1280, 3},
+		{"Destination Options before Routing stay in front", []byte{
+			ProtoRouting, 0, 1, 4, 0, 0, 0, 0, // DstOpts
+			ProtoUDP, 0, 0, 0, 0, 0, 0, 0, // Routing, type 0, no segments left
+		}, ProtoDstOpts, 56, 48, 2000, 1280, 2},
+		{"fits", nil, ProtoUDP, 40, 6, 100, 1280, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := make([]byte, IPv6Len+len(tc.exts)+tc.payload)
+			(&IPv6Header{PayloadLen: uint16(len(p) - IPv6Len), NextHeader: tc.first, HopLimit: 64, Src: src, Dst: dst}).Put(p)
+			copy(p[IPv6Len:], tc.exts)
+			for i := IPv6Len + len(tc.exts); i < len(p); i++ {
+				p[i] = byte(i)
+			}
+			var f Fragmenter6
+			if err := f.Reset(IPv6(p), tc.mtu, 0xabcdef); err != nil {
+				t.Fatal(err)
+			}
+			out := make([]byte, tc.mtu)
+			var rest []byte
+			n := 0
+			for m := f.Next(out); m > 0; m = f.Next(out) {
+				n++
+				h, err := ParseIPv6(out[:m])
+				if err != nil || m > tc.mtu || len(h) != m {
+					t.Fatalf("fragment %d: %d bytes, %v", n, m, err)
+				}
+				u, err := h.Upper()
+				if err != nil || !u.Fragment || u.FragID != 0xabcdef || int(u.FragOff)*8 != len(rest) {
+					t.Fatalf("fragment %d: %+v, %v; want the Fragment header, offset %d", n, u, err, len(rest))
+				}
+				// The unfragmentable part is the packet's, but for its
+				// last next header, which is now Fragment.
+				nh := tc.nhAt
+				want := append([]byte(nil), p[IPv6Len:tc.unfrag]...)
+				got := append([]byte(nil), h[IPv6Len:tc.unfrag]...)
+				if nh >= IPv6Len {
+					want[nh-IPv6Len], got[nh-IPv6Len] = 0, 0
+				}
+				if h[nh] != ProtoFragment || string(got) != string(want) {
+					t.Fatalf("fragment %d: next header %d at %d; unfragmentable part %x, want %x", n, h[nh], nh, got, want)
+				}
+				rest = append(rest, h[tc.unfrag+IPv6FragmentLen:]...)
+			}
+			if n != tc.frags || string(rest) != string(p[tc.unfrag:]) {
+				t.Errorf("%d fragments (want %d); fragmentable part put back together: %v", n, tc.frags, string(rest) == string(p[tc.unfrag:]))
+			}
+		})
+	}
+	var f Fragmenter6
+	p := make([]byte, 48)
+	(&IPv6Header{PayloadLen: 8, NextHeader: ProtoFragment}).Put(p)
+	if err := f.Reset(IPv6(p), 1280, 1); !errors.Is(err, ErrBadHeader) {
+		t.Errorf("a fragment refragmented: %v", err)
+	}
 }
