@@ -2,9 +2,8 @@
 // headers tapswitch reads and writes: Ethernet and 802.1Q tags, ARP, IPv4
 // (with a fragmenter), IPv6 (with an extension-header walk to the
 // upper-layer protocol, the Fragment header and a source's fragmenter),
-// TCP, UDP, and ICMPv4 and
-// ICMPv6. It is the one place where IP headers are parsed: every other
-// package asks it (a test in this package enforces that, the capture
+// TCP, UDP, and ICMPv4 and ICMPv6. It is the one place where IP headers
+// are parsed: every other package asks it (a test in this package enforces that, the capture
 // filter's direct interpreter excepted, as it cross-checks the BPF
 // compiler). Checksums live in internal/checksum; the views add the
 // pseudo-header sums that need their fields (IPv4.PseudoSum,
