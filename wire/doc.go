@@ -3,11 +3,11 @@
 // (with a fragmenter), IPv6 (with an extension-header walk to the
 // upper-layer protocol, the Fragment header and a source's fragmenter),
 // TCP, UDP, and ICMPv4 and ICMPv6. It is the one place where IP headers
-// are parsed: every other package asks it (a test in this package enforces that, the capture
-// filter's direct interpreter excepted, as it cross-checks the BPF
-// compiler). Checksums live in internal/checksum; the views add the
-// pseudo-header sums that need their fields (IPv4.PseudoSum,
-// IPv6.PseudoSum).
+// are parsed: every other package asks it (a test in this package enforces
+// that, the capture filter's direct interpreter excepted, as it
+// cross-checks the BPF compiler). Checksums live in internal/checksum; the
+// views add the pseudo-header sums that need their fields
+// (IPv4.PseudoSum, IPv6.PseudoSum).
 //
 // A view is a byte slice type with accessors, as gVisor's
 // pkg/tcpip/header: ParseIPv4, ParseIPv6, ParseTCP, ParseUDP, ParseICMP
