@@ -1,5 +1,5 @@
 // Package checksum implements the Internet checksum of RFC 1071 and the IPv4
-// pseudo-header sum that TCP, UDP and ICMP checksums need.
+// and IPv6 pseudo-header sums that TCP, UDP and ICMPv6 checksums need.
 //
 // Sums are carried between calls as unfolded uint32 partial sums, so a
 // checksum over several discontiguous pieces (a pseudo-header, a header, a
