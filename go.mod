@@ -3,6 +3,7 @@ module github.com/tapswitch/tapswitch
 go 1.26.8
 
 require (
+	github.com/containernetworking/cni v1.3.1
 	github.com/gopacket/gopacket v1.7.7
 	github.com/mdlayher/arp v0.0.0-20260528070854-93566ba168e9
 	github.com/prometheus/client_golang v1.25.0
