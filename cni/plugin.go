@@ -332,7 +332,11 @@ func daemonError(socket, what string, err error) error {
 		}
 		return types.NewError(types.ErrInternal, msg, "")
 	case notRunning(err):
-		return types.NewError(ErrDaemonUnreachable, fmt.Sprintf("tapswitch daemon not running: no daemon answers on %s (start it: `tapswitch run`, or systemctl start tapswitch)", socket), err.Error())
+		detail := err
+		if u := errors.Unwrap(err); u != nil {
+			detail = u // the client's message repeats the socket's path
+		}
+		return types.NewError(ErrDaemonUnreachable, fmt.Sprintf("tapswitch daemon not running: no daemon answers on %s (start it: `tapswitch run`, or systemctl start tapswitch)", socket), detail.Error())
 	}
 	return types.NewError(types.ErrTryAgainLater, msg, "socket "+socket)
 }

@@ -25,6 +25,7 @@ func publishSpecs(pms []PortMapping) ([]string, error) {
 		hostEnd, contEnd int
 	}
 	ms := make([]mapping, 0, len(pms))
+	seen := make(map[string]bool, len(pms)) // proto/host port: NAT keeps one publish per host port and protocol, whatever the host address
 	for _, pm := range pms {
 		proto := strings.ToLower(pm.Protocol)
 		if proto == "" {
@@ -46,6 +47,11 @@ func publishSpecs(pms []PortMapping) ([]string, error) {
 				hostIP = a.String()
 			}
 		}
+		key := proto + "/" + strconv.Itoa(pm.HostPort)
+		if seen[key] {
+			return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("port mapping %d:%d/%s: host port %d/%s is mapped twice", pm.HostPort, pm.ContainerPort, proto, pm.HostPort, proto), "")
+		}
+		seen[key] = true
 		ms = append(ms, mapping{hostIP: hostIP, proto: proto, host: pm.HostPort, container: pm.ContainerPort, hostEnd: pm.HostPort, contEnd: pm.ContainerPort})
 	}
 	slices.SortStableFunc(ms, func(a, b mapping) int {
