@@ -173,16 +173,6 @@ func Check(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	if err := version.ParsePrevResult(&conf.PluginConf); err != nil {
-		return types.NewError(types.ErrDecodingFailure, "decode prevResult", err.Error())
-	}
-	if conf.PrevResult == nil {
-		return types.NewError(types.ErrInvalidNetworkConfig, "CHECK needs a prevResult", "")
-	}
-	prev, err := current.NewResultFromResult(conf.PrevResult)
-	if err != nil {
-		return types.NewError(types.ErrDecodingFailure, "convert prevResult", err.Error())
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	c := api.NewClient(conf.Control)
@@ -192,6 +182,16 @@ func Check(args *skel.CmdArgs) error {
 	}
 	if !found {
 		return types.NewError(types.ErrUnknownContainer, fmt.Sprintf("container %s has no port for %s on the switch", args.ContainerID, args.IfName), "")
+	}
+	if err := version.ParsePrevResult(&conf.PluginConf); err != nil {
+		return types.NewError(types.ErrDecodingFailure, "decode prevResult", err.Error())
+	}
+	if conf.PrevResult == nil {
+		return types.NewError(types.ErrInvalidNetworkConfig, "CHECK needs a prevResult", "")
+	}
+	prev, err := current.NewResultFromResult(conf.PrevResult)
+	if err != nil {
+		return types.NewError(types.ErrDecodingFailure, "convert prevResult", err.Error())
 	}
 	if p.Netns != args.Netns {
 		return types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("port %s is in %s, not in %s", p.Name, p.Netns, args.Netns), "")
