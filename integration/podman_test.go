@@ -271,4 +271,3 @@ func netnsNames(t *testing.T) []string {
 	}
 	return names
 }
-
