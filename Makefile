@@ -5,6 +5,8 @@
 #   make bench  tapswitch against the Linux bridge (and OVS, vde2), root;
 #               ROUNDS=n (default 5), QUICK=1 (one short round), VARIANTS=nooffload
 #   make bench-rootless  tapswitch against slirp4netns and pasta, run as nobody
+#   make bench-podman  `podman run` time: tapswitch's CNI plugin against
+#               podman's own CNI bridge; ROUNDS=n (default 10)
 #   make install    bin/tapswitch to $(PREFIX)/bin, the CNI plugin to
 #                   $(CNI_BIN_DIR)/tapswitch, the systemd units; DESTDIR honoured
 #   make uninstall  removes what install put there
@@ -19,7 +21,7 @@ USER_UNIT_DIR ?= $(PREFIX)/lib/systemd/user
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TESTFLAGS   ?= -race -count=1 -timeout 9m
 
-.PHONY: all deps bench-deps build test lint unit demo bench bench-nat bench-rootless install uninstall clean
+.PHONY: all deps bench-deps build test lint unit demo bench bench-nat bench-rootless bench-podman install uninstall clean
 
 all: build
 
@@ -81,6 +83,10 @@ bench-nat: deps bench-deps build
 # MTUS="1500 65520", SECONDS_PER_TEST=5. Table on stdout, JSON in bench/results/.
 bench-rootless: deps bench-deps build
 	bench/rootless-compare.sh $(BIN)
+
+# podman's `run` with tapswitch's CNI plugin against its own CNI bridge.
+bench-podman: deps bench-deps build
+	bench/podman-compare.sh $(BIN) bin/cni
 
 clean:
 	rm -rf bin
