@@ -66,7 +66,7 @@ func newPodman(t *testing.T, sock string) *podman {
 	p.conf = filepath.Join(p.dir, "containers.conf")
 	writeFile(t, p.conf, fmt.Sprintf(podmanConf, cniPluginDir(t), netd))
 	writeFile(t, filepath.Join(netd, "tsnet.conflist"), fmt.Sprintf(
-		`{"cniVersion":"1.0.0","name":"tsnet","plugins":[{"type":"tapswitch","control":%q,"capabilities":{"portMappings":true}}]}`, sock))
+		`{"cniVersion":"1.0.0","name":"tsnet","plugins":[{"type":"tapswitch","control":%q,"capabilities":{"portMappings":true,"ips":true}}]}`, sock))
 	t.Cleanup(func() {
 		// Removing the containers runs DEL; nothing else of podman's
 		// lives outside p.dir but their namespaces, which rm removes.
@@ -186,18 +186,28 @@ func httpGet(t *testing.T, ns, addr string) string {
 
 // TestPodman runs the walkthrough of the README's "With podman" section with
 // real podman: two containers on the tapswitch network, their addresses in
-// podman inspect, ping between them, -p reaching httpd from the host's
-// loopback, network disconnect while a container runs, and rm -f leaving
-// no port, listener or namespace. The daemon runs in a namespace of the
+// podman inspect (one chosen with --ip), ping between them, -p (a port and
+// a range) reaching httpd from the host's loopback, restart, a container
+// that exits by itself (DEL from podman's cleanup process), network
+// disconnect while a container runs, and rm -f leaving no port, listener
+// or namespace. The daemon runs in a namespace of the
 // test's own (its "host"), so its listeners are there.
 func TestPodman(t *testing.T) {
 	requireRoot(t, "podman")
 	d, host, _ := startHost(t, false)
 	p := newPodman(t, d.sock)
-	netnsBefore := netnsNames(t)
 
-	for _, c := range []struct{ name, publish string }{{"web1", "18180:80"}, {"web2", "18190:80"}} {
-		p.must(t, "run", "-d", "--network", "tsnet", "-p", c.publish, "--name", c.name, "localhost/tsbusybox", "httpd", "-f", "-p", "80", "-h", "/www")
+	// web2 asks for its address (--ip, the "ips" capability the conflist
+	// declares) and publishes a range, which podman sends port by port.
+	p.must(t, "run", "-d", "--network", "tsnet", "-p", "18180:80", "--name", "web1", "localhost/tsbusybox", "httpd", "-f", "-p", "80", "-h", "/www")
+	p.must(t, "run", "-d", "--network", "tsnet", "--ip", "10.90.0.77", "-p", "18190-18191:80-81", "--name", "web2", "localhost/tsbusybox", "httpd", "-f", "-p", "80", "-h", "/www")
+	var sandboxes []string // the containers' namespaces, /run/netns/netns-UUID
+	for _, c := range []string{"web1", "web2"} {
+		sb := p.must(t, "inspect", "-f", "{{.NetworkSettings.SandboxKey}}", c)
+		if !strings.HasPrefix(sb, "/") {
+			t.Fatalf("podman inspect %s: sandbox %q, want a namespace path", c, sb)
+		}
+		sandboxes = append(sandboxes, sb)
 	}
 	ip1 := p.must(t, "inspect", "-f", "{{.NetworkSettings.Networks.tsnet.IPAddress}}", "web1")
 	ip2 := p.must(t, "inspect", "-f", "{{.NetworkSettings.Networks.tsnet.IPAddress}}", "web2")
@@ -215,8 +225,13 @@ func TestPodman(t *testing.T) {
 		Publish []string `json:"publish"`
 	}](t, d, "ports", "--json")
 	t.Logf("tapswitch ports: %+v", ports)
-	if port, _ := d.portNamed(t, "web1"); !slices.Equal(port.Publish, []string{"18180:80/tcp"}) {
-		t.Errorf("web1 publishes %v, want [18180:80/tcp]", port.Publish)
+	if ip2 != "10.90.0.77" {
+		t.Errorf("web2 run with --ip 10.90.0.77 has %q", ip2)
+	}
+	for name, want := range map[string][]string{"web1": {"18180:80/tcp"}, "web2": {"18190-18191:80-81/tcp"}} {
+		if port, _ := d.portNamed(t, name); !slices.Equal(port.Publish, want) {
+			t.Errorf("%s publishes %v, want %v", name, port.Publish, want)
+		}
 	}
 	if out := p.must(t, "port", "web1"); !strings.Contains(out, "18180") {
 		t.Errorf("podman port web1 = %q, want 18180", out)
@@ -228,6 +243,30 @@ func TestPodman(t *testing.T) {
 			t.Errorf("GET 127.0.0.1:%s = %q, want the page", hp, body)
 		}
 	}
+
+	// restart is DEL then ADD: the port comes back under the same name.
+	p.must(t, "restart", "-t", "0", "web1")
+	if _, ok := d.portNamed(t, "web1"); !ok {
+		t.Errorf("no port web1 after podman restart: %v", d.ports(t))
+	}
+	eventually(t, 10*time.Second, "httpd of web1 back after restart", func() bool {
+		c, err := dialTCP(t, host, "127.0.0.1:18180", time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	if body := httpGet(t, host, "127.0.0.1:18180"); body != "hello from tapswitch\n" {
+		t.Errorf("GET 127.0.0.1:18180 after restart = %q", body)
+	}
+
+	// A container that exits by itself: podman's cleanup process runs DEL,
+	// with the conflist only.
+	p.must(t, "run", "-d", "--network", "tsnet", "--name", "once", "localhost/tsbusybox", "sleep", "1")
+	eventually(t, 30*time.Second, "port of the exited container removed by podman's cleanup", func() bool {
+		_, ok := d.portNamed(t, "once")
+		return !ok
+	})
 
 	// network disconnect runs DEL while the container lives on.
 	p.must(t, "network", "disconnect", "tsnet", "web2")
@@ -242,7 +281,7 @@ func TestPodman(t *testing.T) {
 		t.Errorf("127.0.0.1:18190 still accepts after disconnect")
 	}
 
-	p.must(t, "rm", "-f", "-t", "0", "web1", "web2")
+	p.must(t, "rm", "-f", "-t", "0", "web1", "web2", "once")
 	if got := d.ports(t); len(got) != 1 || got[0].Kind != "gateway" {
 		t.Errorf("tapswitch ports after podman rm -f = %+v, want the gateway only", got)
 	}
@@ -250,24 +289,9 @@ func TestPodman(t *testing.T) {
 		c.Close()
 		t.Errorf("127.0.0.1:18180 still accepts after rm -f")
 	}
-	if got := netnsNames(t); !slices.Equal(got, netnsBefore) {
-		t.Errorf("network namespaces after rm -f = %v, want %v as before", got, netnsBefore)
-	}
-}
-
-// netnsNames lists /run/netns, without the test's own namespaces, which
-// other tests running meanwhile may add.
-func netnsNames(t *testing.T) []string {
-	t.Helper()
-	ents, err := os.ReadDir("/run/netns")
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		if !strings.HasPrefix(e.Name(), "tswi") {
-			names = append(names, e.Name())
+	for _, sb := range sandboxes {
+		if _, err := os.Stat(sb); !os.IsNotExist(err) {
+			t.Errorf("namespace %s after rm -f: %v, want it gone", sb, err)
 		}
 	}
-	return names
 }
