@@ -17,6 +17,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
+	"golang.org/x/sys/unix"
 
 	"github.com/tapswitch/tapswitch/api"
 )
@@ -70,7 +71,7 @@ func Add(args *skel.CmdArgs) error {
 		return daemonError(conf.Control, "", err)
 	}
 	if !found {
-		p, err = c.Attach(ctx, api.AttachRequest{
+		ar := api.AttachRequest{
 			Netns:       args.Netns,
 			Name:        req.name,
 			IfName:      args.IfName,
@@ -79,20 +80,52 @@ func Add(args *skel.CmdArgs) error {
 			Publish:     req.publish,
 			ContainerID: args.ContainerID,
 			Network:     conf.Name,
-		})
+		}
+		p, err = c.Attach(ctx, ar)
+		if unseen(err) {
+			p, err = attachByFD(ctx, c, ar)
+		}
 		if err != nil {
 			return daemonError(conf.Control, "attach "+args.Netns+" as "+req.name, err)
 		}
 	}
-	res, err := result(p, info)
+	res, err := result(p, args.Netns, info)
 	if err != nil {
 		return err
 	}
 	return types.PrintResult(res, conf.CNIVersion)
 }
 
-// result describes port p of the daemon described by info as a CNI result.
-func result(p api.Port, info api.Info) (*current.Result, error) {
+// unseen tells whether the daemon answered an attach with "not a network
+// namespace": the path is a bind mount it cannot see, made in a mount
+// namespace of the runtime's own (rootless podman's).
+func unseen(err error) bool {
+	var se *api.StatusError
+	return errors.As(err, &se) && se.Status == http.StatusNotFound && strings.Contains(se.Message, "is not a network namespace")
+}
+
+// attachByFD attaches the namespace of ar.Netns as the plugin sees it, for
+// a daemon that cannot see that path: the plugin holds the namespace open
+// and names it by its own /proc/PID/fd/N, which the daemon (the same user,
+// or root) can open from any mount namespace for as long as the attach
+// request lasts. The first error is kept when the plugin cannot open the
+// path as a network namespace either.
+func attachByFD(ctx context.Context, c *api.Client, ar api.AttachRequest) (api.Port, error) {
+	f, err := os.Open(ar.Netns)
+	if err != nil {
+		return api.Port{}, &api.StatusError{Status: http.StatusNotFound, Message: fmt.Sprintf("network namespace %s: %v", ar.Netns, err)}
+	}
+	defer f.Close()
+	if typ, err := unix.IoctlRetInt(int(f.Fd()), unix.NS_GET_NSTYPE); err != nil || typ != unix.CLONE_NEWNET {
+		return api.Port{}, &api.StatusError{Status: http.StatusNotFound, Message: fmt.Sprintf("network namespace not found: %s is not a network namespace", ar.Netns)}
+	}
+	ar.Netns = fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd())
+	return c.Attach(ctx, ar)
+}
+
+// result describes port p, in the namespace at sandbox, of the daemon
+// described by info as a CNI result.
+func result(p api.Port, sandbox string, info api.Info) (*current.Result, error) {
 	addr, err := netip.ParsePrefix(p.IP)
 	if err != nil {
 		return nil, types.NewError(types.ErrInternal, fmt.Sprintf("daemon gave port %s the address %q", p.Name, p.IP), err.Error())
@@ -100,7 +133,7 @@ func result(p api.Port, info api.Info) (*current.Result, error) {
 	gw := net.ParseIP(info.Gateway)
 	return &current.Result{
 		CNIVersion: current.ImplementedSpecVersion,
-		Interfaces: []*current.Interface{{Name: p.IfName, Mac: p.MAC, Mtu: p.MTU, Sandbox: p.Netns}},
+		Interfaces: []*current.Interface{{Name: p.IfName, Mac: p.MAC, Mtu: p.MTU, Sandbox: sandbox}},
 		IPs: []*current.IPConfig{{
 			Address:   net.IPNet{IP: addr.Addr().AsSlice(), Mask: net.CIDRMask(addr.Bits(), 32)},
 			Gateway:   gw,
@@ -193,7 +226,9 @@ func Check(args *skel.CmdArgs) error {
 	if err != nil {
 		return types.NewError(types.ErrDecodingFailure, "convert prevResult", err.Error())
 	}
-	if p.Netns != args.Netns {
+	// A port attached through the plugin's /proc/PID/fd/N (attachByFD)
+	// has no path to compare.
+	if p.Netns != args.Netns && !strings.HasPrefix(p.Netns, "/proc/") {
 		return types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("port %s is in %s, not in %s", p.Name, p.Netns, args.Netns), "")
 	}
 	addr, _ := netip.ParsePrefix(p.IP)

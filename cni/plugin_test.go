@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -33,6 +34,9 @@ type fakeDaemon struct {
 	// detach answer instead of doing it.
 	failStatus int
 	failMsg    string
+	// unseen makes attach answer as a daemon that cannot see namespace
+	// paths but a /proc/PID/fd/N (rootless podman's bind mounts).
+	unseen bool
 }
 
 func newFakeDaemon(t *testing.T) *fakeDaemon {
@@ -83,6 +87,10 @@ func (f *fakeDaemon) handler() http.Handler {
 		}
 		f.attaches = append(f.attaches, req)
 		if failed(w) {
+			return
+		}
+		if f.unseen && !strings.Contains(req.Netns, "/fd/") {
+			reply(w, 404, api.Error{Message: "network namespace not found: " + req.Netns + " is not a network namespace"})
 			return
 		}
 		ip := req.IP
@@ -528,4 +536,46 @@ func jsonEqual(a, b any) bool {
 	ja, err1 := json.Marshal(a)
 	jb, err2 := json.Marshal(b)
 	return err1 == nil && err2 == nil && string(ja) == string(jb)
+}
+
+// TestAddByFD: a daemon that cannot see the namespace's path (rootless
+// podman's bind mount) gets the plugin's /proc/PID/fd/N of it instead; the
+// result still names the runtime's path.
+func TestAddByFD(t *testing.T) {
+	f := newFakeDaemon(t)
+	f.unseen = true
+	c := add(f.sock, "c1", "", "")
+	c.netns = "/proc/self/ns/net" // a network namespace the test may open
+	r := mustAdd(t, c)
+	if len(f.attaches) != 2 {
+		t.Fatalf("attach requests = %d, want 2 (the path, then the fd)", len(f.attaches))
+	}
+	if got, prefix := f.attaches[1].Netns, "/proc/"+strconv.Itoa(os.Getpid())+"/fd/"; !strings.HasPrefix(got, prefix) {
+		t.Errorf("second attach's netns = %q, want %sN", got, prefix)
+	}
+	if got := r.Interfaces[0].Sandbox; got != "/proc/self/ns/net" {
+		t.Errorf("sandbox = %q, want the runtime's path", got)
+	}
+	// CHECK cannot compare the fd's path: it checks the rest.
+	prev, _ := json.Marshal(r)
+	chk := call{cmd: "CHECK", containerID: "c1", netns: "/proc/self/ns/net", ifname: "eth0", conf: conf("1.0.0", f.sock, "", `"prevResult":`+string(prev))}
+	if _, e := chk.run(t); e != nil {
+		t.Errorf("CHECK of a port attached by fd: %v", e)
+	}
+
+	// A path that is no namespace for the plugin either keeps the error.
+	f2 := newFakeDaemon(t)
+	f2.unseen = true
+	notNS := filepath.Join(t.TempDir(), "netns-x")
+	if err := os.WriteFile(notNS, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c = add(f2.sock, "c2", "", "")
+	c.netns = notNS
+	if _, e := c.run(t); e == nil || e.Code != types.ErrInvalidNetNS || !strings.Contains(e.Msg, "not a network namespace") {
+		t.Errorf("ADD of a file that is no namespace = %v, want code %d", e, types.ErrInvalidNetNS)
+	}
+	if n := f2.names(); len(n) != 0 {
+		t.Errorf("ports = %v, want none", n)
+	}
 }

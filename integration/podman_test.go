@@ -7,6 +7,7 @@ import (
 	"debug/elf"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +24,10 @@ import (
 type podman struct {
 	dir  string
 	conf string // CONTAINERS_CONF
+	// as is put in front of podman's command line (rootless: setpriv to
+	// nobody), with env added to its environment; nil for root.
+	as  []string
+	env []string
 }
 
 // podmanConf is the test's containers.conf. What it changes from Debian's
@@ -52,16 +57,41 @@ enable_port_reservation = false
 
 // newPodman writes the configuration, the conflist of network "tsnet" on
 // the daemon at sock, and imports the image "localhost/tsbusybox" built
-// from the static busybox. The test's cleanup removes every container and
-// the storage.
-func newPodman(t *testing.T, sock string) *podman {
+// from the static busybox. With rootless, podman runs as nobody, with its
+// home and runtime directory in the test's directory. The test's cleanup
+// removes every container and the storage.
+func newPodman(t *testing.T, sock string, rootless bool) *podman {
 	t.Helper()
 	requireRoot(t, "podman", "runc", "conmon")
 	busybox := requireStaticBusybox(t)
-	p := &podman{dir: t.TempDir()}
+	// Not t.TempDir(): its parent is 0700, closed to nobody.
+	dir, err := os.MkdirTemp("", "tspodman")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) }) // after podman's own cleanup below
+	p := &podman{dir: dir}
 	netd := filepath.Join(p.dir, "net.d")
 	if err := os.MkdirAll(netd, 0o755); err != nil {
 		t.Fatal(err)
+	}
+	if rootless {
+		// Without /etc/subuid ranges podman maps nobody alone; vfs
+		// then cannot chown the image's files.
+		run := filepath.Join(p.dir, "run")
+		if err := os.Mkdir(run, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range []string{p.dir, run} {
+			if err := os.Chown(d, nobody, nobody); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Chmod(p.dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		p.as = asNobody
+		p.env = []string{"HOME=" + p.dir, "XDG_RUNTIME_DIR=" + run}
 	}
 	p.conf = filepath.Join(p.dir, "containers.conf")
 	writeFile(t, p.conf, fmt.Sprintf(podmanConf, cniPluginDir(t), netd))
@@ -77,6 +107,17 @@ func newPodman(t *testing.T, sock string) *podman {
 	})
 	img := filepath.Join(p.dir, "img.tar")
 	writeImage(t, img, busybox)
+	if rootless {
+		err := filepath.WalkDir(p.dir, func(path string, _ fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			return os.Lchown(path, nobody, nobody)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	p.must(t, "import", img, "localhost/tsbusybox")
 	return p
 }
@@ -84,10 +125,13 @@ func newPodman(t *testing.T, sock string) *podman {
 // cmd runs podman with the test's configuration and returns its combined
 // output.
 func (p *podman) cmd(args ...string) (string, error) {
-	base := []string{"--root", filepath.Join(p.dir, "root"), "--runroot", filepath.Join(p.dir, "runroot"),
-		"--tmpdir", filepath.Join(p.dir, "tmp"), "--storage-driver", "vfs", "--cni-config-dir", filepath.Join(p.dir, "net.d")}
-	c := exec.Command("podman", append(base, args...)...)
-	c.Env = append(os.Environ(), "CONTAINERS_CONF="+p.conf)
+	line := append(slices.Clone(p.as), "podman", "--root", filepath.Join(p.dir, "root"), "--runroot", filepath.Join(p.dir, "runroot"),
+		"--tmpdir", filepath.Join(p.dir, "tmp"), "--storage-driver", "vfs", "--cni-config-dir", filepath.Join(p.dir, "net.d"))
+	if p.as != nil {
+		line = append(line, "--storage-opt", "vfs.ignore_chown_errors=true")
+	}
+	c := exec.Command(line[0], append(line[1:], args...)...)
+	c.Env = append(append(os.Environ(), "CONTAINERS_CONF="+p.conf), p.env...)
 	out, err := c.CombinedOutput()
 	return strings.TrimSpace(string(out)), err
 }
@@ -195,7 +239,7 @@ func httpGet(t *testing.T, ns, addr string) string {
 func TestPodman(t *testing.T) {
 	requireRoot(t, "podman")
 	d, host, _ := startHost(t, false)
-	p := newPodman(t, d.sock)
+	p := newPodman(t, d.sock, false)
 
 	// web2 asks for its address (--ip, the "ips" capability the conflist
 	// declares) and publishes a range, which podman sends port by port.
@@ -293,5 +337,39 @@ func TestPodman(t *testing.T) {
 		if _, err := os.Stat(sb); !os.IsNotExist(err) {
 			t.Errorf("namespace %s after rm -f: %v, want it gone", sb, err)
 		}
+	}
+}
+
+// TestPodmanRootless runs rootless podman (as nobody) on the CNI network of
+// an unprivileged daemon. Rootless podman runs the plugin inside its own
+// mount namespace, where the container's namespace is a bind mount the
+// daemon cannot see: the plugin then names it by its own /proc/PID/fd/N.
+func TestPodmanRootless(t *testing.T) {
+	requireRootless(t, "podman")
+	d, host := startRootlessDaemon(t, "--uplink", "host")
+	if out, err := exec.Command("ip", "-n", host, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("lo up in %s: %v: %s", host, err, out)
+	}
+	p := newPodman(t, d.sock, true)
+	p.must(t, "run", "-d", "--network", "tsnet", "-p", "18480:80", "--name", "rl1", "localhost/tsbusybox", "httpd", "-f", "-p", "80", "-h", "/www")
+	addr := p.must(t, "inspect", "-f", "{{.NetworkSettings.Networks.tsnet.IPAddress}}", "rl1")
+	port, ok := d.portNamed(t, "rl1")
+	if !ok {
+		t.Fatalf("no port rl1: %v", d.ports(t))
+	}
+	if got := strings.SplitN(port.IP, "/", 2)[0]; got != addr {
+		t.Errorf("podman inspect rl1: %q, tapswitch's port has %s", addr, got)
+	}
+	p.must(t, "exec", "rl1", "ping", "-c", "2", "-W", "2", gatewayIP)
+	if body := httpGet(t, host, "127.0.0.1:18480"); body != "hello from tapswitch\n" {
+		t.Errorf("GET 127.0.0.1:18480 = %q, want the page", body)
+	}
+	p.must(t, "rm", "-f", "-t", "0", "rl1")
+	if _, ok := d.portNamed(t, "rl1"); ok {
+		t.Errorf("port rl1 still there after podman rm -f")
+	}
+	if c, err := dialTCP(t, host, "127.0.0.1:18480", 2*time.Second); err == nil {
+		c.Close()
+		t.Errorf("127.0.0.1:18480 still accepts after rm -f")
 	}
 }
