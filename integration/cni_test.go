@@ -388,3 +388,34 @@ func mustJSON(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+// TestCNISubnetFull: with the daemon's /30 taken by the gateway and one
+// container, ADD fails saying the subnet is full (leaving nothing) and so
+// does STATUS; after a DEL both succeed again.
+func TestCNISubnetFull(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t, "--subnet", "10.99.0.0/30")
+	n := newCNINet(t, d)
+	r1 := rt("full1", newNS(t), nil)
+	n.mustAdd(t, r1)
+	ns2 := newNS(t)
+	_, err := n.add(t, rt("full2", ns2, nil))
+	if cniCode(err) != cni.ErrSubnetFull || !strings.Contains(err.Error(), "subnet full") {
+		t.Errorf("ADD into a full subnet = %v, want code %d saying subnet full", err, cni.ErrSubnetFull)
+	}
+	if got := links(t, ns2); slices.Contains(got, "eth0") {
+		t.Errorf("links after the failed ADD = %v, want no eth0", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := n.cfg.GetStatusNetworkList(ctx, n.list); cniCode(err) != types.ErrPluginNotAvailable || !strings.Contains(err.Error(), "full") {
+		t.Errorf("STATUS with the subnet full = %v, want code %d saying full", err, types.ErrPluginNotAvailable)
+	}
+	if err := n.del(t, r1); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.cfg.GetStatusNetworkList(ctx, n.list); err != nil {
+		t.Errorf("STATUS after DEL: %v", err)
+	}
+	n.mustAdd(t, rt("full2", ns2, nil))
+}
