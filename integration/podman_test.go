@@ -344,6 +344,9 @@ func TestPodman(t *testing.T) {
 // an unprivileged daemon. Rootless podman runs the plugin inside its own
 // mount namespace, where the container's namespace is a bind mount the
 // daemon cannot see: the plugin then names it by its own /proc/PID/fd/N.
+// The port is published with `tapswitch publish`, not podman's -p: rootless
+// podman binds -p ports itself (rootlessport) in the user's namespace,
+// where a daemon of the user's own already listens on them.
 func TestPodmanRootless(t *testing.T) {
 	requireRootless(t, "podman")
 	d, host := startRootlessDaemon(t, "--uplink", "host")
@@ -351,7 +354,10 @@ func TestPodmanRootless(t *testing.T) {
 		t.Fatalf("lo up in %s: %v: %s", host, err, out)
 	}
 	p := newPodman(t, d.sock, true)
-	p.must(t, "run", "-d", "--network", "tsnet", "-p", "18480:80", "--name", "rl1", "localhost/tsbusybox", "httpd", "-f", "-p", "80", "-h", "/www")
+	p.must(t, "run", "-d", "--network", "tsnet", "--name", "rl1", "localhost/tsbusybox", "httpd", "-f", "-p", "80", "-h", "/www")
+	if out, errOut, code := d.cli(t, "publish", "18480:80", "--to", "rl1"); code != 0 {
+		t.Fatalf("tapswitch publish 18480:80 --to rl1: exit %d: %s%s", code, out, errOut)
+	}
 	addr := p.must(t, "inspect", "-f", "{{.NetworkSettings.Networks.tsnet.IPAddress}}", "rl1")
 	port, ok := d.portNamed(t, "rl1")
 	if !ok {
