@@ -108,8 +108,8 @@ func unseen(err error) bool {
 // a daemon that cannot see that path: the plugin holds the namespace open
 // and names it by its own /proc/PID/fd/N, which the daemon (the same user,
 // or root) can open from any mount namespace for as long as the attach
-// request lasts. The first error is kept when the plugin cannot open the
-// path as a network namespace either.
+// request lasts. When the plugin cannot open the path as a network
+// namespace either, it answers as the daemon did: not found.
 func attachByFD(ctx context.Context, c *api.Client, ar api.AttachRequest) (api.Port, error) {
 	f, err := os.Open(ar.Netns)
 	if err != nil {
