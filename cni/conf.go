@@ -136,7 +136,13 @@ func portName(pod, containerID, ifname string) string {
 		}
 	}
 	if ifname != "" && ifname != "eth0" {
-		name += "." + ifname
+		// Interface names may hold bytes a port name may not.
+		name += "." + strings.Map(func(r rune) rune {
+			if r < 0x80 && validName(string(r)) {
+				return r
+			}
+			return '-'
+		}, ifname)
 	}
 	if len(name) > 64 {
 		name = name[:64]

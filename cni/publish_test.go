@@ -119,19 +119,3 @@ func FuzzPublishSpecs(f *testing.F) {
 		}
 	})
 }
-
-func TestPortName(t *testing.T) {
-	tests := []struct{ pod, id, ifname, want string }{
-		{"web1", "0123456789abcdef", "eth0", "web1"},
-		{"", "0123456789abcdef", "eth0", "0123456789ab"},
-		{"", "abc", "eth0", "abc"},
-		{"web1", "0123456789abcdef", "eth1", "web1.eth1"},
-		{"-x", "0123456789abcdef", "eth0", "0123456789ab"},
-		{"ns/pod", "0123456789abcdef", "", "0123456789ab"},
-	}
-	for _, tt := range tests {
-		if got := portName(tt.pod, tt.id, tt.ifname); got != tt.want {
-			t.Errorf("portName(%q, %q, %q) = %q, want %q", tt.pod, tt.id, tt.ifname, got, tt.want)
-		}
-	}
-}
