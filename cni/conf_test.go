@@ -2,8 +2,9 @@ package cni
 
 import (
 	"regexp"
-	"strings"
 	"testing"
+
+	"github.com/tapswitch/tapswitch/switch/tap"
 )
 
 func TestPortName(t *testing.T) {
@@ -34,7 +35,7 @@ func FuzzPortName(f *testing.F) {
 	f.Add("", "c", "eth@1")
 	f.Add("ns/pod", "abc.def", "\u00e9th1")
 	f.Fuzz(func(t *testing.T, pod, id, ifname string) {
-		if !cniID.MatchString(id) || ifname == "" || len(ifname) > 15 || strings.ContainsAny(ifname, "/: \t\n\v\f\r\x00\xa0") {
+		if !cniID.MatchString(id) || tap.ValidIfName(ifname) != nil {
 			return
 		}
 		if got := portName(pod, id, ifname); !daemonRule.MatchString(got) {
