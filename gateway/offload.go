@@ -87,8 +87,8 @@ func (g *Gateway) writeOffloaded(frame []byte) {
 	}
 }
 
-// forwardGSO routes a TCP/IPv4 frame with offloads (a TSO super-frame or
-// a partial checksum) to the GSO uplink whole, through NAT with
+// forwardGSO routes a TCP/IPv4 frame with a partial checksum (a TSO
+// super-frame or not) to the GSO uplink whole, through NAT with
 // csumPartial, and reports whether it did. It declines (false) what the
 // ordinary path must see segment by segment: anything not TCP to an
 // outside address other than the uplink's (or the host's loopback
@@ -111,14 +111,16 @@ func (g *Gateway) forwardGSO(h gso.Hdr, eth []byte) bool {
 		v.src == g.addr || v.src == g.bcast || (v.dst != g.addr && g.prefix.Contains(netip.AddrFrom4(v.dst))) {
 		return false
 	}
-	partial := h.Flags&gso.FlagNeedsCsum != 0
+	// Only partial checksums go whole (uplink.GSOSender): a super-frame
+	// without NEEDS_CSUM is rare, and segmented.
 	ihl := v.ip.HeaderLen()
-	if partial && (int(h.CsumStart) != wire.EthernetLen+ihl || h.CsumOffset != wire.TCPChecksumOffset) {
+	if h.Flags&gso.FlagNeedsCsum == 0 || int(h.CsumStart) != wire.EthernetLen+ihl || h.CsumOffset != wire.TCPChecksumOffset {
 		return false
 	}
 	if len(v.payload) < wire.TCPMinLen {
 		return false
 	}
+	mss := 0
 	switch h.GSOType {
 	case gso.TypeNone:
 		if len(v.datagram) > r.mtu {
@@ -129,18 +131,19 @@ func (g *Gateway) forwardGSO(h gso.Hdr, eth []byte) bool {
 		if h.GSOSize == 0 || ihl+thl+int(h.GSOSize) > r.mtu {
 			return false
 		}
+		mss = int(h.GSOSize)
 	default:
 		return false
 	}
 	g.learn(v.src, src)
 	bp := bigPool.Get().(*[]byte)
 	defer g.putBuf(bp)
-	pkt, res := g.outbound(&v, bp, partial)
+	pkt, res := g.outbound(&v, bp, true)
 	if res.Action != nat.ToExternal {
 		g.stats.inc(cntNATDrops)
 		return true
 	}
-	if err := r.gso.SendGSO((*bp)[:UplinkHeadroom+len(pkt)], UplinkHeadroom); err != nil {
+	if err := r.gso.SendGSO((*bp)[:UplinkHeadroom+len(pkt)], UplinkHeadroom, mss); err != nil {
 		g.stats.inc(cntUplinkErrors)
 		return true
 	}

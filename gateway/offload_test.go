@@ -20,12 +20,14 @@ import (
 type gsoUplink struct {
 	fakeUplink
 	gso [][]byte
+	mss []int
 }
 
-func (u *gsoUplink) SendGSO(buf []byte, off int) error {
+func (u *gsoUplink) SendGSO(buf []byte, off, mss int) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.gso = append(u.gso, append([]byte(nil), buf[off:]...))
+	u.mss = append(u.mss, mss)
 	return nil
 }
 
@@ -105,6 +107,9 @@ func TestGSOForwardedWhole(t *testing.T) {
 			}
 			if len(up.gso) != 1 {
 				t.Fatalf("%d super-segments sent, want 1", len(up.gso))
+			}
+			if up.mss[0] != 1460 {
+				t.Errorf("sent with mss %d, want 1460", up.mss[0])
 			}
 			p := up.gso[0]
 			if len(p) != 20+20+20000 {

@@ -81,10 +81,12 @@ type Publisher interface {
 type GSOSender interface {
 	Sender
 	// SendGSO sends the IPv4 TCP datagram buf[off:] as Send does, but it
-	// may be larger than MTU (a TSO super-segment, up to 64 KiB) and its
-	// TCP checksum may be partial (the pseudo-header sum only,
-	// VIRTIO_NET_HDR_F_NEEDS_CSUM): the uplink must not verify it.
-	SendGSO(buf []byte, off int) error
+	// may be larger than MTU (a TSO super-segment, up to 64 KiB, standing
+	// for segments of mss bytes of TCP payload; mss 0 for a datagram not
+	// to be cut) and its TCP checksum is partial (the pseudo-header sum
+	// only, VIRTIO_NET_HDR_F_NEEDS_CSUM): the uplink completes it or
+	// hands it on as such, and must not verify it.
+	SendGSO(buf []byte, off, mss int) error
 }
 
 // GSOReceiver is the optional interface of an Uplink that can hand TCP

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+
+	vswitch "github.com/tapswitch/tapswitch/switch"
 )
 
 // DefaultMTU is the MTU a Device gets when Config.MTU is 0, the default of
@@ -61,6 +63,12 @@ type Config struct {
 	// checksums. By default Create enables what the kernel accepts (see
 	// Device.Offloads).
 	NoOffloads bool
+
+	// Offloads, when not zero, bounds the offloads Create asks for: the
+	// best set of offloadSets the kernel accepts, cut to these. A device
+	// whose reader handles only some kinds of super-frames (the routed
+	// uplink takes TCP/IPv4 only) sets it. Ignored with NoOffloads.
+	Offloads vswitch.Offloads
 }
 
 // Validate checks every field of c without any I/O. Each error wraps

@@ -33,23 +33,18 @@ var ErrLinkExists = errors.New("interface already exists")
 // instead of attaching to an existing device that has the same name.
 const tunFlags = unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR | unix.IFF_TUN_EXCL
 
-// offloadSets are the TUNSETOFFLOAD flags (TUN_F_*) Create asks for, best
+// offloadSets are the offloads (TUNSETOFFLOAD, TUN_F_* flags) Create asks for, best
 // first: the offloads the kernel may use in frames the switch reads, and the
 // features the TAP announces, so the container's stack hands it TCP
 // segments of up to 64 KiB (TSO) and UDP super-datagrams (USO) with partial
 // checksums, which cross the switch whole to another TAP (one write of
 // about 4.5 µs instead of 45 writes of about 2 µs). Kernels before 6.2
 // refuse USO4/USO6 (EINVAL) and get the next set. TSO needs CSUM.
-var offloadSets = []struct {
-	flags int
-	o     vswitch.Offloads
-}{
-	{unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6 | unix.TUN_F_TSO_ECN | unix.TUN_F_USO4 | unix.TUN_F_USO6,
-		vswitch.OffloadCsum | vswitch.OffloadTSO4 | vswitch.OffloadTSO6 | vswitch.OffloadTSOECN | vswitch.OffloadUSO4 | vswitch.OffloadUSO6},
-	{unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6 | unix.TUN_F_TSO_ECN,
-		vswitch.OffloadCsum | vswitch.OffloadTSO4 | vswitch.OffloadTSO6 | vswitch.OffloadTSOECN},
-	{unix.TUN_F_CSUM, vswitch.OffloadCsum},
-	{0, 0},
+var offloadSets = []vswitch.Offloads{
+	vswitch.OffloadCsum | vswitch.OffloadTSO4 | vswitch.OffloadTSO6 | vswitch.OffloadTSOECN | vswitch.OffloadUSO4 | vswitch.OffloadUSO6,
+	vswitch.OffloadCsum | vswitch.OffloadTSO4 | vswitch.OffloadTSO6 | vswitch.OffloadTSOECN,
+	vswitch.OffloadCsum,
+	0,
 }
 
 // tempPrefix starts the name a TAP has in the caller's namespace between its
@@ -147,7 +142,14 @@ func Create(cfg Config) (*Device, error) {
 		return nil, fmt.Errorf("create tap %s: look up name in %s: %w", cfg.Name, where, err)
 	}
 
-	fd, tmp, offloads, err := openTap(!cfg.NoOffloads && !offloadsOff)
+	want := allOffloads
+	if cfg.Offloads != 0 {
+		want = cfg.Offloads
+	}
+	if cfg.NoOffloads || offloadsOff {
+		want = 0
+	}
+	fd, tmp, offloads, err := openTap(want)
 	if err != nil {
 		return nil, fmt.Errorf("create tap %s: %w", cfg.Name, err)
 	}
@@ -270,9 +272,8 @@ func openNetns(path string) (netns.NsHandle, error) {
 
 // openTap opens /dev/net/tun (non-blocking) in the caller's network
 // namespace and creates a TAP there under a new temporary name; it returns
-// the fd, the name and the offloads the kernel accepted (none unless
-// offloads).
-func openTap(offloads bool) (int, string, vswitch.Offloads, error) {
+// the fd, the name and the offloads the kernel accepted (at most want).
+func openTap(want vswitch.Offloads) (int, string, vswitch.Offloads, error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return -1, "", 0, fmt.Errorf("open /dev/net/tun: %w", err)
@@ -283,7 +284,7 @@ func openTap(offloads bool) (int, string, vswitch.Offloads, error) {
 		err = setVnetHdr(fd)
 	}
 	if err == nil {
-		o, err = setOffloads(fd, offloads)
+		o, err = setOffloads(fd, want)
 	}
 	if err != nil {
 		unix.Close(fd)
@@ -336,19 +337,40 @@ func setVnetHdr(fd int) error {
 	return nil
 }
 
-// setOffloads sets the best offloads of offloadSets the kernel accepts
-// (TUNSETOFFLOAD), or none if !want, and returns them.
-func setOffloads(fd int, want bool) (vswitch.Offloads, error) {
+// setOffloads sets the best offloads of offloadSets, cut to want, that the
+// kernel accepts (TUNSETOFFLOAD), and returns them.
+func setOffloads(fd int, want vswitch.Offloads) (vswitch.Offloads, error) {
 	var err error
 	for _, set := range offloadSets {
-		if !want && set.flags != 0 {
-			continue
+		o := set & want
+		if o&vswitch.OffloadCsum == 0 {
+			o = 0 // every segmentation offload needs CSUM
 		}
-		if err = unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, set.flags); err == nil {
-			return set.o, nil
+		if err = unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tunOffloadFlags(o)); err == nil {
+			return o, nil
 		}
 	}
 	return 0, fmt.Errorf("TUNSETOFFLOAD: %w", err)
+}
+
+// allOffloads is every offload of offloadSets.
+var allOffloads = offloadSets[0]
+
+// tunOffloadFlags returns the TUN_F_* flags of o.
+func tunOffloadFlags(o vswitch.Offloads) int {
+	var f int
+	for _, b := range [...]struct {
+		o    vswitch.Offloads
+		flag int
+	}{
+		{vswitch.OffloadCsum, unix.TUN_F_CSUM}, {vswitch.OffloadTSO4, unix.TUN_F_TSO4}, {vswitch.OffloadTSO6, unix.TUN_F_TSO6},
+		{vswitch.OffloadTSOECN, unix.TUN_F_TSO_ECN}, {vswitch.OffloadUSO4, unix.TUN_F_USO4}, {vswitch.OffloadUSO6, unix.TUN_F_USO6},
+	} {
+		if o&b.o != 0 {
+			f |= b.flag
+		}
+	}
+	return f
 }
 
 // Read reads one frame into buf[offset:] and returns its length: the

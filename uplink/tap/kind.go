@@ -25,9 +25,11 @@ func init() {
 }
 
 var (
-	_ uplink.Spec       = (*Config)(nil)
-	_ uplink.Privileged = (*Config)(nil)
-	_ uplink.Uplink     = (*TAP)(nil)
+	_ uplink.Spec        = (*Config)(nil)
+	_ uplink.Privileged  = (*Config)(nil)
+	_ uplink.Uplink      = (*TAP)(nil)
+	_ uplink.GSOSender   = (*TAP)(nil)
+	_ uplink.GSOReceiver = (*TAP)(nil)
 )
 
 // Kind implements uplink.Spec.

@@ -15,6 +15,7 @@ import (
 	"github.com/tapswitch/tapswitch/capture"
 	"github.com/tapswitch/tapswitch/internal/neigh"
 	vswitch "github.com/tapswitch/tapswitch/switch"
+	"github.com/tapswitch/tapswitch/switch/gso"
 	tapdev "github.com/tapswitch/tapswitch/switch/tap"
 	"github.com/tapswitch/tapswitch/wire"
 )
@@ -80,6 +81,15 @@ type TAP struct {
 	coarse atomic.Int64
 	tick   func() int64 // the precise clock behind coarse; nil with a test clock
 
+	// gsoHandle takes TCP super-frames read from the TAP whole
+	// (SetGSOHandler); nil: they are segmented. parts is its argument,
+	// owned by the reading goroutine.
+	gsoHandle func(parts [][]byte, mss int)
+	parts     [1][]byte
+	// seg is the reading goroutine's buffer for segmenting super-frames
+	// when gsoHandle is nil; allocated on the first one.
+	seg []byte
+
 	// neigh holds next hops' MACs and the packets (each Headroom bytes
 	// of room and a copy of the packet) waiting for one.
 	neigh *neigh.Cache[[4]byte, []byte]
@@ -105,11 +115,8 @@ func Open(cfg Config) (*TAP, error) {
 		return nil, err
 	}
 	devMAC[0] = devMAC[0]&^1 | 2
-	// Offloads off: the uplink parses and rewrites every packet itself
-	// (NAT), so it takes only plain frames with complete checksums from
-	// the kernel, and writes such frames. Taking TSO frames whole through
-	// NAT is a later optimisation.
-	dev, err := tapdev.Create(tapdev.Config{Netns: cfg.Netns, Name: cfg.IfName, MAC: net.HardwareAddr(devMAC[:]), MTU: cfg.MTU, NoOffloads: true})
+	// Offloads on, cut to what NAT takes whole (offloads, offload.go).
+	dev, err := tapdev.Create(tapdev.Config{Netns: cfg.Netns, Name: cfg.IfName, MAC: net.HardwareAddr(devMAC[:]), MTU: cfg.MTU, Offloads: offloads})
 	if err != nil {
 		return nil, fmt.Errorf("uplink: %w", err)
 	}
@@ -191,6 +198,7 @@ func (u *TAP) readLoop(handle func(pkt []byte), gone func(error)) {
 			}
 			return
 		}
+		u.stats.rxFrames.Add(1)
 		u.input(buf[:n], handle)
 	}
 }
@@ -219,14 +227,12 @@ func (u *TAP) expireLoop() {
 
 // input handles one frame read from the TAP: virtio_net_hdr and Ethernet.
 func (u *TAP) input(frame []byte, handle func(pkt []byte)) {
-	u.stats.rxFrames.Add(1)
 	if len(frame) < vswitch.VnetHdrLen+wire.EthernetLen {
 		u.stats.rxIgnored.Add(1)
 		return
 	}
-	// Offloads are off on the uplink's TAP, so the header is zero.
-	if frame[0] != 0 || frame[1] != 0 {
-		u.stats.rxIgnored.Add(1)
+	if !gso.IsPlain(frame) {
+		u.inputOffloaded(frame, handle)
 		return
 	}
 	eth := wire.Ethernet(frame[vswitch.VnetHdrLen:])
@@ -235,12 +241,8 @@ func (u *TAP) input(frame []byte, handle func(pkt []byte)) {
 	case wire.EtherTypeARP:
 		u.handleARP(eth[wire.EthernetLen:])
 	case wire.EtherTypeIPv4:
-		if eth.Dst() != u.mac {
-			u.stats.rxIgnored.Add(1)
-			return
-		}
-		p, err := wire.ParseIPv4(eth[wire.EthernetLen:])
-		if err != nil || p.Dst() != u.addr {
+		p, ok := u.forUs(frame)
+		if !ok {
 			u.stats.rxIgnored.Add(1)
 			return
 		}
@@ -326,6 +328,14 @@ func (u *TAP) Send(buf []byte, off int) error {
 		u.stats.txErrors.Add(1)
 		return fmt.Errorf("uplink send: %d bytes: %w", len(pkt), vswitch.ErrFrameTooBig)
 	}
+	clear(buf[off-Headroom : off-Headroom+vswitch.VnetHdrLen])
+	return u.send(buf, off)
+}
+
+// send sends buf[off:] as Send does, behind the virtio_net_hdr the caller
+// wrote at buf[off-Headroom:].
+func (u *TAP) send(buf []byte, off int) error {
+	pkt := buf[off:]
 	dst := wire.IPv4(pkt).Dst()
 	hop := dst
 	if !u.prefix.Contains(netip.AddrFrom4(dst)) {
@@ -344,14 +354,13 @@ func (u *TAP) Send(buf []byte, off int) error {
 	case neigh.Reachable:
 		return u.transmit(buf[off-Headroom:], Headroom, mac)
 	}
-	return u.queue(hop, pkt, now)
+	return u.queue(hop, buf[off-Headroom:], now)
 }
 
-// transmit writes frame[off:] behind a zero virtio_net_hdr and an Ethernet
-// header to dst, written into frame[off-Headroom:off].
+// transmit writes frame[off:] behind the virtio_net_hdr at
+// frame[off-Headroom:] and an Ethernet header to dst, written after it.
 func (u *TAP) transmit(frame []byte, off int, dst [6]byte) error {
 	h := frame[off-Headroom : off]
-	clear(h[:vswitch.VnetHdrLen])
 	wire.PutEthernet(h[vswitch.VnetHdrLen:], dst, u.mac, wire.EtherTypeIPv4)
 	u.Capture.Deliver(capture.Out, frame[off-Headroom+vswitch.VnetHdrLen:])
 	if _, err := u.dev.Write(frame, off-Headroom); err != nil {
@@ -363,11 +372,13 @@ func (u *TAP) transmit(frame []byte, off int, dst [6]byte) error {
 	return nil
 }
 
-// queue holds a copy of pkt until hop is resolved, and asks for hop's MAC
-// (at most once a second).
-func (u *TAP) queue(hop [4]byte, pkt []byte, now int64) error {
-	p := make([]byte, Headroom+len(pkt))
-	copy(p[Headroom:], pkt)
+// queue holds a copy of frame (the packet at Headroom, behind its
+// virtio_net_hdr) until hop is resolved, and asks for hop's MAC (at most
+// once a second).
+func (u *TAP) queue(hop [4]byte, frame []byte, now int64) error {
+	p := make([]byte, len(frame))
+	copy(p[:vswitch.VnetHdrLen], frame)
+	copy(p[Headroom:], frame[Headroom:])
 	r := u.neigh.Queue(hop, p, now)
 	u.stats.pendingExpired.Add(uint64(len(r.Expired)))
 	if r.Request {
@@ -412,6 +423,7 @@ type counters struct {
 	txPackets, txBytes, txErrors, noRoute         atomic.Uint64
 	arpIn, arpOut                                 atomic.Uint64
 	pendingQueued, pendingDropped, pendingExpired atomic.Uint64
+	rxGSO, rxSegmented, rxCsum, txGSO             atomic.Uint64
 }
 
 // Stats are the uplink's counters.
@@ -432,6 +444,14 @@ type Stats struct {
 	PendingQueued  uint64 `json:"pending_queued"`
 	PendingDropped uint64 `json:"pending_dropped"`
 	PendingExpired uint64 `json:"pending_expired"`
+	// RxGSO counts TCP super-frames read from the TAP and handed to the
+	// GSO handler whole; RxSegmented those segmented in software for
+	// want of one; RxCsum frames whose partial checksum was completed.
+	RxGSO       uint64 `json:"rx_gso"`
+	RxSegmented uint64 `json:"rx_segmented"`
+	RxCsum      uint64 `json:"rx_csum"`
+	// TxGSO counts TCP super-frames written whole (SendGSO).
+	TxGSO uint64 `json:"tx_gso"`
 }
 
 // Stats returns a snapshot of the counters.
@@ -442,5 +462,6 @@ func (u *TAP) Stats() Stats {
 		TxPackets: c.txPackets.Load(), TxBytes: c.txBytes.Load(), TxErrors: c.txErrors.Load(), NoRoute: c.noRoute.Load(),
 		ARPIn: c.arpIn.Load(), ARPOut: c.arpOut.Load(),
 		PendingQueued: c.pendingQueued.Load(), PendingDropped: c.pendingDropped.Load(), PendingExpired: c.pendingExpired.Load(),
+		RxGSO: c.rxGSO.Load(), RxSegmented: c.rxSegmented.Load(), RxCsum: c.rxCsum.Load(), TxGSO: c.txGSO.Load(),
 	}
 }
