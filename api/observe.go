@@ -196,6 +196,9 @@ type Stats struct {
 	NAT *ConntrackStats `json:"nat,omitempty"`
 	// HostUplink is the host uplink's counters; nil with another uplink.
 	HostUplink *HostUplinkStats `json:"host_uplink,omitempty"`
+	// TAPUplink is the routed TAP uplink's counters; nil with another
+	// uplink.
+	TAPUplink *TAPUplinkStats `json:"tap_uplink,omitempty"`
 	// Process is the daemon process's own resources.
 	Process ProcessStats `json:"process"`
 }
@@ -205,6 +208,27 @@ type Stats struct {
 type ProcessStats struct {
 	Goroutines int `json:"goroutines"`
 	OpenFDs    int `json:"open_fds"` // -1 when /proc/self/fd cannot be read
+}
+
+// TAPUplinkStats are the routed TAP uplink's counters (uplink/tap.Stats).
+type TAPUplinkStats struct {
+	RxFrames       uint64 `json:"rx_frames"`
+	RxPackets      uint64 `json:"rx_packets"`
+	RxBytes        uint64 `json:"rx_bytes"`
+	RxIgnored      uint64 `json:"rx_ignored"`
+	TxPackets      uint64 `json:"tx_packets"`
+	TxBytes        uint64 `json:"tx_bytes"`
+	TxErrors       uint64 `json:"tx_errors"`
+	NoRoute        uint64 `json:"no_route"`
+	ARPIn          uint64 `json:"arp_in"`
+	ARPOut         uint64 `json:"arp_out"`
+	PendingQueued  uint64 `json:"pending_queued"`
+	PendingDropped uint64 `json:"pending_dropped"`
+	PendingExpired uint64 `json:"pending_expired"`
+	RxGSO          uint64 `json:"rx_gso"`       // TCP super-frames handed to the gateway whole
+	RxSegmented    uint64 `json:"rx_segmented"` // super-frames segmented in software
+	RxCsum         uint64 `json:"rx_csum"`      // partial checksums completed
+	TxGSO          uint64 `json:"tx_gso"`       // TCP super-frames written whole
 }
 
 // HostUplinkStats are the host uplink's counters (uplink/host.Stats).

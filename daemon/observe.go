@@ -9,6 +9,7 @@ import (
 	"github.com/tapswitch/tapswitch/fdb"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/uplink/host"
+	tapup "github.com/tapswitch/tapswitch/uplink/tap"
 )
 
 // observeRoutes adds the capture and statistics endpoints to the control API.
@@ -56,6 +57,10 @@ func (d *Daemon) Stats() api.Stats {
 		if h, ok := d.nat.up.(interface{ Stats() host.Stats }); ok {
 			hs := api.HostUplinkStats(h.Stats())
 			s.HostUplink = &hs
+		}
+		if u, ok := d.nat.up.(interface{ Stats() tapup.Stats }); ok {
+			ts := api.TAPUplinkStats(u.Stats())
+			s.TAPUplink = &ts
 		}
 	}
 	s.Process.Goroutines = runtime.NumGoroutine()

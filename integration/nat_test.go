@@ -519,24 +519,63 @@ func TestNATNoUplink(t *testing.T) {
 	}
 }
 
-// TestNATBulk moves 32 MiB each way through NAT, so the kernels on both
-// sides send TSO super-frames: container -> lan (masquerade) and lan -> a
-// published port (DNAT) keep their sha256.
+// TestNATBulk moves 64 MiB each way through NAT and the routed TAP uplink,
+// whose TAP has offloads on, so the kernels on both sides send TSO
+// super-frames: container -> lan (masquerade) and lan -> a published port
+// (DNAT) keep their sha256, and the uplink's counters show the super-frames
+// crossed it whole each way (none segmented in software, frames larger
+// than the link's MTU on average).
 func TestNATBulk(t *testing.T) {
 	requireRoot(t)
 	d, lan := startNAT(t)
 	c1 := newNS(t)
 	d.attach(t, c1, "c1", "-p", "15201:5201")
+	const size = 64 << 20
 	t.Run("container to lan", func(t *testing.T) {
-		sent, got := transferVia(t, c1, lan, lanIP+":5202", lanIP+":5202", 32<<20, nil)
+		before := d.tapUplink(t)
+		sent, got := transferVia(t, c1, lan, lanIP+":5202", lanIP+":5202", size, nil)
 		if sent != got {
 			t.Errorf("sha256: sent %x, received %x", sent, got)
+		}
+		s := d.tapUplink(t)
+		n, b := s.TxPackets-before.TxPackets, s.TxBytes-before.TxBytes
+		t.Logf("uplink: %d datagrams sent, %d super-frames, %d bytes", n, s.TxGSO-before.TxGSO, b)
+		if s.TxGSO == before.TxGSO || b/max(n, 1) <= upMTU {
+			t.Errorf("uplink sent %d datagrams of %d bytes on average, %d super-frames: want super-frames, more than %d bytes on average",
+				n, b/max(n, 1), s.TxGSO-before.TxGSO, upMTU)
 		}
 	})
 	t.Run("lan to published port", func(t *testing.T) {
-		sent, got := transferVia(t, lan, c1, ":5201", upIP+":15201", 32<<20, nil)
+		before := d.tapUplink(t)
+		sent, got := transferVia(t, lan, c1, ":5201", upIP+":15201", size, nil)
 		if sent != got {
 			t.Errorf("sha256: sent %x, received %x", sent, got)
 		}
+		s := d.tapUplink(t)
+		n, b := s.RxPackets-before.RxPackets, s.RxBytes-before.RxBytes
+		t.Logf("uplink: %d datagrams received, %d super-frames, %d bytes", n, s.RxGSO-before.RxGSO, b)
+		if s.RxGSO == before.RxGSO || b/max(n, 1) <= upMTU {
+			t.Errorf("uplink received %d datagrams of %d bytes on average, %d super-frames: want super-frames, more than %d bytes on average",
+				n, b/max(n, 1), s.RxGSO-before.RxGSO, upMTU)
+		}
+		if s.RxSegmented != 0 {
+			t.Errorf("uplink segmented %d super-frames in software, want 0", s.RxSegmented)
+		}
+		// The container's port took them whole too.
+		for _, p := range d.ports(t) {
+			if p.Name == "c1" && p.Stats.TxBytes/max(p.Stats.TxPackets, 1) <= 1514 {
+				t.Errorf("port c1: %d bytes a frame on average, want more than 1514 (super-frames)", p.Stats.TxBytes/max(p.Stats.TxPackets, 1))
+			}
+		}
 	})
+}
+
+// tapUplink returns the TAP uplink's counters.
+func (d *daemon) tapUplink(t *testing.T) api.TAPUplinkStats {
+	t.Helper()
+	s := cliJSON[api.Stats](t, d, "stats", "--json")
+	if s.TAPUplink == nil {
+		t.Fatalf("stats --json: no tap_uplink in %+v", s)
+	}
+	return *s.TAPUplink
 }
