@@ -3,6 +3,8 @@ package tap
 import (
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tapswitch/tapswitch/internal/checksum"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/switch/gso"
@@ -26,6 +28,36 @@ func TestOffloads(t *testing.T) {
 	cfg.NoOffloads = true
 	if got := create(t, cfg).Offloads(); got != 0 {
 		t.Errorf("NoOffloads: Offloads() = %v, want none", got)
+	}
+
+	// Config.Offloads bounds what is asked for (the routed uplink's
+	// csum,tso4); without CSUM nothing is.
+	for _, tt := range []struct{ ask, want vswitch.Offloads }{
+		{vswitch.OffloadCsum | vswitch.OffloadTSO4, vswitch.OffloadCsum | vswitch.OffloadTSO4},
+		{vswitch.OffloadCsum, vswitch.OffloadCsum},
+		{vswitch.OffloadTSO4, 0},
+	} {
+		_, p := newNetns(t)
+		cfg := testConfig(p)
+		cfg.Offloads = tt.ask
+		if got := create(t, cfg).Offloads(); got != tt.want {
+			t.Errorf("Offloads %v: Offloads() = %v, want %v", tt.ask, got, tt.want)
+		}
+	}
+}
+
+func TestTunOffloadFlags(t *testing.T) {
+	for _, tt := range []struct {
+		o    vswitch.Offloads
+		want int
+	}{
+		{0, 0},
+		{vswitch.OffloadCsum | vswitch.OffloadTSO4, unix.TUN_F_CSUM | unix.TUN_F_TSO4},
+		{allOffloads, unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6 | unix.TUN_F_TSO_ECN | unix.TUN_F_USO4 | unix.TUN_F_USO6},
+	} {
+		if got := tunOffloadFlags(tt.o); got != tt.want {
+			t.Errorf("tunOffloadFlags(%v) = %#x, want %#x", tt.o, got, tt.want)
+		}
 	}
 }
 

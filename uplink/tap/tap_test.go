@@ -114,7 +114,7 @@ var (
 	lanIP  = netip.MustParseAddr("198.51.100.1")
 )
 
-func newTestTAP(t *testing.T) (*TAP, *fakeDev, *int64) {
+func newTestTAP(t testing.TB) (*TAP, *fakeDev, *int64) {
 	t.Helper()
 	c, err := ParseSpec("tap,netns=/x,ip=198.51.100.2/24,gw=198.51.100.1")
 	if err != nil {
