@@ -143,6 +143,11 @@ func (g *Gateway) forwardGSO(h gso.Hdr, eth []byte) bool {
 		g.stats.inc(cntNATDrops)
 		return true
 	}
+	// Sent on the switch's ingress goroutine. Handing super-segments to
+	// a writer goroutine of their own through a channel (so that reading
+	// the container's TAP and writing the uplink's overlap) lost: NAT out
+	// through the routed TAP uplink 7.62 and 6.98 Gbit/s inline against
+	// 5.14 and 4.73 with the writer (bench-nat, alternated, load 14).
 	if err := r.gso.SendGSO((*bp)[:UplinkHeadroom+len(pkt)], UplinkHeadroom, mss); err != nil {
 		g.stats.inc(cntUplinkErrors)
 		return true
