@@ -95,3 +95,16 @@ func kindNames() string {
 	}
 	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
+
+// ParseWith makes a Kind's Parse of a kind's own parser, which returns its
+// concrete spec type: on error it returns a nil Spec, not a Spec holding a
+// nil pointer.
+func ParseWith[S Spec](parse func(opts []string) (S, error)) func(opts []string) (Spec, error) {
+	return func(opts []string) (Spec, error) {
+		s, err := parse(opts)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+}

@@ -83,25 +83,11 @@ func ParseSpec(spec string) (*Config, error) {
 // parseOptions parses and validates the KEY=VALUE options of a host spec.
 func parseOptions(opts []string) (*Config, error) {
 	var c Config
-	err := options.Parse(opts, ErrInvalidSpec, func(k, v string) (err error) {
-		switch k {
-		case "addr":
-			if c.Addr, err = netip.ParseAddr(v); err != nil {
-				return fmt.Errorf("%w: addr=%s: not an IP address", ErrInvalidSpec, v)
-			}
-		case "loopback":
-			if c.Loopback, err = netip.ParseAddr(v); err != nil {
-				return fmt.Errorf("%w: loopback=%s: not an IP address", ErrInvalidSpec, v)
-			}
-		case "mtu":
-			if c.MTU, err = strconv.Atoi(v); err != nil {
-				return fmt.Errorf("%w: mtu=%s: not a number", ErrInvalidSpec, v)
-			}
-		default:
-			return fmt.Errorf("%w: unknown key %q (known: addr, loopback, mtu)", ErrInvalidSpec, k)
-		}
-		return nil
-	})
+	err := options.Fields(opts, ErrInvalidSpec,
+		options.Field{Key: "addr", Set: options.Addr(&c.Addr)},
+		options.Field{Key: "loopback", Set: options.Addr(&c.Loopback)},
+		options.Field{Key: "mtu", Set: options.Int(&c.MTU)},
+	)
 	if err != nil {
 		return nil, err
 	}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 
 	"github.com/tapswitch/tapswitch/internal/options"
@@ -67,33 +66,14 @@ func ParseSpec(spec string) (*Config, error) {
 // parseOptions parses and validates the KEY=VALUE options of a tap spec.
 func parseOptions(opts []string) (*Config, error) {
 	var c Config
-	err := options.Parse(opts, ErrInvalidSpec, func(k, v string) (err error) {
-		switch k {
-		case "netns":
-			c.Netns = v
-		case "ifname":
-			c.IfName = v
-		case "ip":
-			if c.Addr, err = netip.ParsePrefix(v); err != nil {
-				return fmt.Errorf("%w: ip=%s: not an address with a prefix length such as 198.51.100.2/24", ErrInvalidSpec, v)
-			}
-		case "gw":
-			if c.Gateway, err = netip.ParseAddr(v); err != nil {
-				return fmt.Errorf("%w: gw=%s: not an IP address", ErrInvalidSpec, v)
-			}
-		case "mac":
-			if c.MAC, err = net.ParseMAC(v); err != nil {
-				return fmt.Errorf("%w: mac=%s: %v", ErrInvalidSpec, v, err)
-			}
-		case "mtu":
-			if c.MTU, err = strconv.Atoi(v); err != nil {
-				return fmt.Errorf("%w: mtu=%s: not a number", ErrInvalidSpec, v)
-			}
-		default:
-			return fmt.Errorf("%w: unknown key %q (known: netns, ifname, ip, gw, mac, mtu)", ErrInvalidSpec, k)
-		}
-		return nil
-	})
+	err := options.Fields(opts, ErrInvalidSpec,
+		options.Field{Key: "netns", Set: options.String(&c.Netns)},
+		options.Field{Key: "ifname", Set: options.String(&c.IfName)},
+		options.Field{Key: "ip", Set: options.Prefix(&c.Addr, "198.51.100.2/24")},
+		options.Field{Key: "gw", Set: options.Addr(&c.Gateway)},
+		options.Field{Key: "mac", Set: options.MAC(&c.MAC)},
+		options.Field{Key: "mtu", Set: options.Int(&c.MTU)},
+	)
 	if err != nil {
 		return nil, err
 	}
