@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/tapswitch/tapswitch/internal/options"
 )
 
 // None is the spec of no uplink: the containers reach nothing outside
@@ -96,15 +98,23 @@ func kindNames() string {
 	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
-// ParseWith makes a Kind's Parse of a kind's own parser, which returns its
-// concrete spec type: on error it returns a nil Spec, not a Spec holding a
-// nil pointer.
-func ParseWith[S Spec](parse func(opts []string) (S, error)) func(opts []string) (Spec, error) {
+// ParseFields returns a Kind's Parse for a kind whose spec is a *C: its
+// options are read into a new one with the fields fields gives
+// (internal/options, errors wrapping ErrInvalidSpec), then checked and
+// completed by its Validate.
+func ParseFields[C any, P interface {
+	*C
+	Spec
+	Validate() error
+}](fields func(P) []options.Field) func(opts []string) (Spec, error) {
 	return func(opts []string) (Spec, error) {
-		s, err := parse(opts)
-		if err != nil {
+		c := P(new(C))
+		if err := options.Fields(opts, ErrInvalidSpec, fields(c)...); err != nil {
 			return nil, err
 		}
-		return s, nil
+		if err := c.Validate(); err != nil {
+			return nil, err
+		}
+		return c, nil
 	}
 }

@@ -15,7 +15,7 @@ func init() {
 	uplink.Register(uplink.Kind{
 		Name:  Name,
 		Usage: "host[,addr=ADDR][,loopback=ADDR][,mtu=N] (host sockets)",
-		Parse: uplink.ParseWith(parseOptions),
+		Parse: parse,
 	})
 }
 

@@ -14,7 +14,7 @@ func init() {
 	uplink.Register(uplink.Kind{
 		Name:  Name,
 		Usage: "tap,netns=PATH,ip=ADDR/LEN[,gw=ADDR][,ifname=" + DefaultIfName + "][,mac=MAC][,mtu=N]",
-		Parse: uplink.ParseWith(parseOptions),
+		Parse: parse,
 	})
 }
 

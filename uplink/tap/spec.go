@@ -60,27 +60,26 @@ func ParseSpec(spec string) (*Config, error) {
 	default:
 		return nil, fmt.Errorf("%w: %q: the kind must be host, none or tap (tap,netns=PATH,ip=ADDR/LEN,gw=ADDR)", ErrInvalidSpec, parts[0])
 	}
-	return parseOptions(parts[1:])
-}
-
-// parseOptions parses and validates the KEY=VALUE options of a tap spec.
-func parseOptions(opts []string) (*Config, error) {
-	var c Config
-	err := options.Fields(opts, ErrInvalidSpec,
-		options.Field{Key: "netns", Set: options.String(&c.Netns)},
-		options.Field{Key: "ifname", Set: options.String(&c.IfName)},
-		options.Field{Key: "ip", Set: options.Prefix(&c.Addr, "198.51.100.2/24")},
-		options.Field{Key: "gw", Set: options.Addr(&c.Gateway)},
-		options.Field{Key: "mac", Set: options.MAC(&c.MAC)},
-		options.Field{Key: "mtu", Set: options.Int(&c.MTU)},
-	)
+	c, err := parse(parts[1:])
 	if err != nil {
 		return nil, err
 	}
-	if err := c.Validate(); err != nil {
-		return nil, err
+	return c.(*Config), nil
+}
+
+// parse parses and validates the KEY=VALUE options of a tap spec.
+var parse = uplink.ParseFields(fields)
+
+// fields are the keys of a tap spec, read into c.
+func fields(c *Config) []options.Field {
+	return []options.Field{
+		{Key: "netns", Set: options.String(&c.Netns)},
+		{Key: "ifname", Set: options.String(&c.IfName)},
+		{Key: "ip", Set: options.Prefix(&c.Addr, "198.51.100.2/24")},
+		{Key: "gw", Set: options.Addr(&c.Gateway)},
+		{Key: "mac", Set: options.MAC(&c.MAC)},
+		{Key: "mtu", Set: options.Int(&c.MTU)},
 	}
-	return &c, nil
 }
 
 // Validate checks c without I/O and fills in its defaults. Errors wrap
