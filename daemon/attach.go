@@ -268,6 +268,11 @@ func (d *Daemon) parseAttach(req api.AttachRequest) (*attachment, error) {
 	if a.ifname == "" {
 		a.ifname = "eth0"
 	}
+	o, err := parseOwner(req)
+	if err != nil {
+		return nil, err
+	}
+	a.owner = o
 	if err := tap.ValidIfName(a.ifname); err != nil {
 		return nil, invalid("%v", err)
 	}
@@ -329,6 +334,9 @@ func (d *Daemon) parseAttach(req api.AttachRequest) (*attachment, error) {
 func (d *Daemon) reserveLocked(a *attachment, req api.AttachRequest) error {
 	if _, ok := d.ports[a.name]; ok {
 		return conflict("port name %q is already in use", a.name)
+	}
+	if err := d.ownerConflictLocked(a); err != nil {
+		return err
 	}
 	used := make(map[netip.Addr]string, len(d.ports))
 	macs := make(map[fdb.MAC]string, len(d.ports)+1)

@@ -68,6 +68,8 @@ type attachment struct {
 	vlan       uint16
 	trunk      []uint16
 	allowSpoof bool
+	// owner is the CNI container and network, if attached through CNI.
+	owner owner
 }
 
 // namedPort is a container's TAP under its port name: the TAP's own Name is
