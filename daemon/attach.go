@@ -48,7 +48,7 @@ func (d *Daemon) createTap(a *attachment, pid int) (*tap.Device, error) {
 	}
 	if d.privileged && !d.cfg.AttachHelper {
 		dev, err := tap.Create(cfg)
-		return dev, tapError(err)
+		return dev, errorKind(err)
 	}
 	a.helper = true
 	if pid > 0 {
@@ -84,24 +84,9 @@ func (d *Daemon) createTap(a *attachment, pid int) (*tap.Device, error) {
 		if errors.Is(err, nshelper.ErrNotOwned) {
 			return nil, &reqError{ErrForbidden, err.Error()}
 		}
-		return nil, tapError(err)
+		return nil, errorKind(err)
 	}
 	return dev, nil
-}
-
-// tapError gives an error of tap.Create the kind the API answers with.
-func tapError(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, tap.ErrNetnsNotFound):
-		return notFound("%v", err)
-	case errors.Is(err, tap.ErrLinkExists):
-		return conflict("%v", err)
-	case errors.Is(err, tap.ErrInvalidConfig):
-		return invalid("%v", err)
-	}
-	return err
 }
 
 // watch waits for the process of a to exit and then removes its port. It
