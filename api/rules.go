@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/tapswitch/tapswitch/fdb"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // Rule and pipeline endpoints:
@@ -83,18 +84,18 @@ type Stage struct {
 	Drops uint64 `json:"drops"` // frames it dropped
 }
 
-// IP protocol numbers with names.
+// IP protocol numbers with names (package wire's).
 const (
-	ProtoICMP = 1
-	ProtoTCP  = 6
-	ProtoUDP  = 17
+	ProtoICMP = wire.ProtoICMP
+	ProtoTCP  = wire.ProtoTCP
+	ProtoUDP  = wire.ProtoUDP
 )
 
-// EtherTypes with names.
+// EtherTypes with names (package wire's).
 const (
-	EtherTypeIPv4 = 0x0800
-	EtherTypeARP  = 0x0806
-	EtherTypeIPv6 = 0x86dd
+	EtherTypeIPv4 = wire.EtherTypeIPv4
+	EtherTypeARP  = wire.EtherTypeARP
+	EtherTypeIPv6 = wire.EtherTypeIPv6
 )
 
 // Actions of a rule.

@@ -9,11 +9,12 @@ import (
 	"github.com/tapswitch/tapswitch/capture"
 	"github.com/tapswitch/tapswitch/nat"
 	vswitch "github.com/tapswitch/tapswitch/switch"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // Headroom is the room Sender.Send may use in front of a datagram: a
 // virtio_net_hdr and an Ethernet header.
-const Headroom = vswitch.VnetHdrLen + 14
+const Headroom = vswitch.VnetHdrLen + wire.EthernetLen
 
 // ErrInvalidSpec is returned (wrapped, with the reason) by Parse, by the
 // kinds' parsers and validators, and by Spec.Open for a spec that does
