@@ -97,6 +97,11 @@ type Config struct {
 	// means one of the process's own. The daemon passes the clock it
 	// runs NAT.Expire with.
 	Clock func() int64
+
+	// Local, if set, serves ports on the gateway's address for the
+	// containers (local.go): the embedded DNS server. Datagrams to the
+	// ports it claims go to it, before the host loopback.
+	Local LocalService
 }
 
 // Gateway is the containers' default router as a port of the switch. It
@@ -123,6 +128,7 @@ type Gateway struct {
 
 	route   *route        // nil without NAT and uplink
 	pending *pendingQueue // forwarded datagrams waiting for a container's MAC
+	local   LocalService  // nil: no service on the gateway's address
 
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
@@ -205,6 +211,7 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("NAT and Uplink must be set together: %w", ErrInvalidConfig)
 	}
 	g.pending = newPendingQueue()
+	g.local = cfg.Local
 	if cfg.NAT != nil {
 		g.route = newRoute(cfg.NAT, cfg.Uplink, cfg.Clock)
 		if cfg.HostLoopback.IsValid() {
