@@ -122,6 +122,7 @@ func (d *Daemon) watch(a *attachment) {
 	d.sw.RemovePort(a.id)
 	d.gw.Forget(a.ip)
 	d.forgetNAT(a.ip)
+	d.dnsDetached(a)
 	d.log.Info("port gone: its process exited", "port", a.name, "ip", a.ip)
 }
 
@@ -178,6 +179,7 @@ func (d *Daemon) portGone(id fdb.PortID, name string, err error) {
 	gone.stopWatch()
 	d.gw.Forget(gone.ip)
 	d.forgetNAT(gone.ip)
+	d.dnsDetached(gone)
 	d.log.Info("port gone: its interface or namespace was deleted", "port", gone.name, "ip", gone.ip, "err", err)
 }
 
@@ -239,6 +241,7 @@ func (d *Daemon) Attach(req api.AttachRequest) (api.Port, error) {
 		return api.Port{}, err
 	}
 	d.ports[a.name] = a
+	d.dnsAttachedLocked(a, req.NoResolvConf)
 	if a.proc != nil {
 		go d.watch(a)
 	}
@@ -316,6 +319,13 @@ func (d *Daemon) parseAttach(req api.AttachRequest) (*attachment, error) {
 			return nil, invalid("mac %s is the zero address", mac)
 		}
 		a.mac = mac
+	}
+	if len(req.Aliases) > 0 && d.cfg.DNS == nil {
+		return nil, invalid("--alias needs the DNS server, which is off (run --dns=false)")
+	}
+	var err error
+	if a.aliases, err = parseAliases(req.Aliases); err != nil {
+		return nil, err
 	}
 	if a.vlan == 0 {
 		a.vlan = vswitch.DefaultVLAN
@@ -404,6 +414,7 @@ func (d *Daemon) Detach(name string) error {
 	err := d.sw.RemovePort(a.id)
 	d.gw.Forget(a.ip)
 	d.forgetNAT(a.ip)
+	d.dnsDetached(a)
 	if err != nil && !errors.Is(err, vswitch.ErrNoPort) {
 		return err
 	}

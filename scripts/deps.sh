@@ -16,9 +16,12 @@ need=(
 	curl:curl
 	util-linux:nsenter
 	util-linux:setpriv
+	bind9-dnsutils:dig
+	dnsmasq-base:dnsmasq
+	libc-bin:getent
 )
 if [ "${1:-}" = bench ]; then
-	need+=(openvswitch-switch:ovs-vswitchd vde2:vde_switch nftables:nft slirp4netns:slirp4netns passt:pasta)
+	need+=(dnsperf:dnsperf openvswitch-switch:ovs-vswitchd vde2:vde_switch nftables:nft slirp4netns:slirp4netns passt:pasta)
 fi
 
 missing=()
