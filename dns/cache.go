@@ -102,12 +102,16 @@ func (c *cache) put(k cacheKey, m *dns.Msg, now time.Time) {
 // (map order is random), or the last probed. c.mu is held.
 func (c *cache) evictLocked(now time.Time) {
 	n := 0
+	var last cacheKey
 	for k, e := range c.entries {
 		n++
+		last = k
 		if !now.Before(e.expires) || n == 8 {
-			delete(c.entries, k)
-			return
+			break
 		}
+	}
+	if n > 0 {
+		delete(c.entries, last)
 	}
 }
 
