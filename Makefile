@@ -5,13 +5,14 @@
 #   make bench  tapswitch against the Linux bridge (and OVS, vde2), root;
 #               ROUNDS=n (default 5), QUICK=1 (one short round), VARIANTS=nooffload
 #   make bench-rootless  tapswitch against slirp4netns and pasta, run as nobody
+#   make bench-dns  the embedded DNS server against dnsmasq (qps, p99, CPU)
 
 GO          ?= go
 BIN         := bin/tapswitch
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TESTFLAGS   ?= -race -count=1 -timeout 9m
 
-.PHONY: all deps bench-deps build test lint unit demo bench bench-nat bench-rootless clean
+.PHONY: all deps bench-deps build test lint unit demo bench bench-nat bench-rootless bench-dns clean
 
 all: build
 
@@ -57,6 +58,13 @@ bench-nat: deps bench-deps build
 # MTUS="1500 65520", SECONDS_PER_TEST=5. Table on stdout, JSON in bench/results/.
 bench-rootless: deps bench-deps build
 	bench/rootless-compare.sh $(BIN)
+
+# DNS: tapswitch's embedded server against dnsmasq with the same names,
+# local and cached forwarded ones; ROUNDS=n (default 3), SECONDS_PER_TEST=5,
+# CONCURRENCY="1 8". A table on stdout.
+bench-dns: deps bench-deps build
+	$(GO) build -o bin/dnsload ./bench/dnsload
+	bench/dns-compare.sh $(BIN) bin/dnsload
 
 clean:
 	rm -rf bin

@@ -25,6 +25,9 @@ type DNSConfig struct {
 	// ResolvConf is where the daemon's resolvers are read when Upstreams
 	// is empty; "" means /etc/resolv.conf.
 	ResolvConf string
+	// Rate is the queries per second each client may send; 0 means
+	// dns.DefaultRate.
+	Rate int
 }
 
 // maxAliases bounds the aliases of one port.
@@ -57,6 +60,7 @@ func (d *Daemon) openDNS(gcfg *gateway.Config) error {
 		ResolvConf:   c.ResolvConf,
 		HostLoopback: gcfg.HostLoopback.IsValid(),
 		Isolate:      d.cfg.Isolate,
+		Rate:         c.Rate,
 	})
 	if err != nil {
 		return invalid("dns: %v", err)

@@ -12,7 +12,7 @@ import (
 func (s *Server) forward(req *dns.Msg) *dns.Msg {
 	k := keyOf(req)
 	if m := s.cache.get(k, s.now()); m != nil {
-		s.stats.hits.Add(1)
+		s.stats.hits.Add(1) // another query filled it meanwhile
 		return s.reply(req, m)
 	}
 	s.stats.misses.Add(1)

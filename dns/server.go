@@ -17,7 +17,7 @@ const (
 	DefaultDomain    = "tapswitch"
 	DefaultTimeout   = 2500 * time.Millisecond
 	DefaultCacheSize = 4096
-	DefaultRate      = 500
+	DefaultRate      = 50000
 	// maxInFlight bounds the forwarded queries waiting for upstreams;
 	// more are answered SERVFAIL at once.
 	maxInFlight = 512
@@ -150,59 +150,71 @@ func (s *Server) Stats() Stats {
 // tcp is set. It returns the answer in wire format, or nil to drop the
 // query. It blocks while the query is forwarded (at most Config.Timeout).
 func (s *Server) handle(msg []byte, client netip.Addr, tcp bool) []byte {
+	out, fwd := s.answerFast(msg, client, tcp)
+	if fwd != nil {
+		return s.answerForwarded(fwd, tcp)
+	}
+	return out
+}
+
+// answerFast answers msg without waiting: from the local names, the cache,
+// or with an error. When the query must go upstream it returns it parsed
+// instead, for answerForwarded, and has counted it in flight.
+func (s *Server) answerFast(msg []byte, client netip.Addr, tcp bool) ([]byte, *dns.Msg) {
 	if !s.limit.allow(client, s.now()) {
 		s.stats.limited.Add(1)
 		s.stats.result(-1)
-		return nil
+		return nil, nil
 	}
 	req := new(dns.Msg)
 	if err := req.Unpack(msg); err != nil {
-		return s.formErr(msg)
+		return s.formErr(msg), nil
 	}
 	if req.Response || len(req.Question) != 1 || len(req.Answer) > 0 || len(req.Ns) > 0 {
-		return s.formErr(msg)
+		return s.formErr(msg), nil
 	}
-	s.stats.query(req.Question[0].Qtype)
-	var resp *dns.Msg
+	q := req.Question[0]
+	s.stats.query(q.Qtype)
+	resp := new(dns.Msg)
 	switch {
 	case req.Opcode != dns.OpcodeQuery:
-		resp = new(dns.Msg)
 		resp.SetRcode(req, dns.RcodeNotImplemented)
-	case req.Question[0].Qtype == dns.TypeAXFR || req.Question[0].Qtype == dns.TypeIXFR:
-		resp = new(dns.Msg)
+	case q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR:
 		resp.SetRcode(req, dns.RcodeRefused)
 	default:
-		resp = s.resolve(req, client)
+		z := s.zone.Load()
+		rrs, rcode, ok := z.localAnswer(q, strings.ToLower(q.Name), z.client(client))
+		if !ok {
+			if m := s.cache.get(keyOf(req), s.now()); m != nil {
+				s.stats.hits.Add(1)
+				resp = s.reply(req, m)
+				break
+			}
+			if s.inFlight.Add(1) > maxInFlight {
+				s.inFlight.Add(-1)
+				resp.SetRcode(req, dns.RcodeServerFailure)
+				break
+			}
+			return nil, req
+		}
+		s.stats.local.Add(1)
+		resp.SetRcode(req, rcode)
+		resp.Authoritative = true
+		resp.RecursionAvailable = true
+		resp.Answer = rrs
+		if len(rrs) == 0 {
+			soa := *z.soa
+			resp.Ns = []dns.RR{&soa}
+		}
 	}
-	return s.finish(req, resp, tcp)
+	return s.finish(req, resp, tcp), nil
 }
 
-// resolve answers req from the local names or upstream.
-func (s *Server) resolve(req *dns.Msg, client netip.Addr) *dns.Msg {
-	q := req.Question[0]
-	z := s.zone.Load()
-	rrs, rcode, ok := z.localAnswer(q, strings.ToLower(q.Name), z.client(client))
-	if !ok {
-		if s.inFlight.Add(1) > maxInFlight {
-			s.inFlight.Add(-1)
-			resp := new(dns.Msg)
-			resp.SetRcode(req, dns.RcodeServerFailure)
-			return resp
-		}
-		defer s.inFlight.Add(-1)
-		return s.forward(req)
-	}
-	s.stats.local.Add(1)
-	resp := new(dns.Msg)
-	resp.SetRcode(req, rcode)
-	resp.Authoritative = true
-	resp.RecursionAvailable = true
-	resp.Answer = rrs
-	if len(rrs) == 0 {
-		soa := *z.soa
-		resp.Ns = []dns.RR{&soa}
-	}
-	return resp
+// answerForwarded answers req, which answerFast handed over, from
+// upstream (or the cache, filled meanwhile).
+func (s *Server) answerForwarded(req *dns.Msg, tcp bool) []byte {
+	defer s.inFlight.Add(-1)
+	return s.finish(req, s.forward(req), tcp)
 }
 
 // finish sets the EDNS0 OPT of a local answer, cuts a UDP answer to the

@@ -30,9 +30,6 @@ const (
 	tcpIdle = 10 * time.Second
 	// maxTCPConns bounds the open TCP connections.
 	maxTCPConns = 256
-	// maxUDPWorkers bounds the UDP queries being answered at once; over
-	// it the read loop answers inline, which pushes back.
-	maxUDPWorkers = 1024
 )
 
 // netStack is the server's own TCP/IP stack: one NIC whose address is the
@@ -196,34 +193,33 @@ func clientOf(a net.Addr) netip.Addr {
 	return netip.Addr{}
 }
 
-// serveUDP reads queries and answers each on a goroutine of its own (a
-// forwarded one waits for upstreams), or inline when too many are open.
+// serveUDP reads queries and answers those it can at once (local names,
+// cache hits, errors) itself; a query that goes upstream is answered on a
+// goroutine of its own, at most maxInFlight of them.
 func (s *Server) serveUDP(ns *netStack) {
 	defer ns.wg.Done()
 	c := ns.udp
-	sem := make(chan struct{}, maxUDPWorkers)
 	var workers sync.WaitGroup
 	defer workers.Wait()
+	buf := make([]byte, dns.MaxMsgSize)
 	for {
-		buf := make([]byte, dns.MaxMsgSize)
 		n, from, err := c.ReadFrom(buf)
 		if err != nil {
 			return
 		}
-		answer := func() {
-			if out := s.handle(buf[:n], clientOf(from), false); out != nil {
-				c.WriteTo(out, from)
-			}
-		}
-		select {
-		case sem <- struct{}{}:
+		out, fwd := s.answerFast(buf[:n], clientOf(from), false)
+		if fwd != nil {
 			workers.Add(1)
 			go func() {
-				defer func() { <-sem; workers.Done() }()
-				answer()
+				defer workers.Done()
+				if out := s.answerForwarded(fwd, false); out != nil {
+					c.WriteTo(out, from)
+				}
 			}()
-		default:
-			answer()
+			continue
+		}
+		if out != nil {
+			c.WriteTo(out, from)
 		}
 	}
 }

@@ -15,12 +15,14 @@ import (
 type dnsFlags struct {
 	on        *bool
 	domain    *string
+	rate      *int
 	upstreams stringList
 }
 
 func (f *dnsFlags) add(fs *flag.FlagSet) {
 	f.on = fs.Bool("dns", true, "serve DNS on the gateway's address (UDP and TCP port 53) to the containers: their names, and the rest forwarded")
 	f.domain = fs.String("dns-domain", dns.DefaultDomain, "the containers' DNS domain")
+	f.rate = fs.Int("dns-rate", dns.DefaultRate, "DNS queries per second each container may send (a burst of as many); more are dropped")
 	fs.Var(&f.upstreams, "dns-upstream", "forward to the resolver at `ADDR[:PORT]` (repeatable; default: those of /etc/resolv.conf)")
 }
 
@@ -35,7 +37,10 @@ func (f *dnsFlags) apply(cfg *daemon.Config) error {
 	if _, err := dns.CheckDomain(*f.domain); err != nil {
 		return usagef("--dns-domain: %v", err)
 	}
-	c := &daemon.DNSConfig{Domain: *f.domain}
+	if *f.rate < 1 {
+		return usagef("--dns-rate %d: must be positive", *f.rate)
+	}
+	c := &daemon.DNSConfig{Domain: *f.domain, Rate: *f.rate}
 	for _, s := range f.upstreams {
 		ap, err := dns.ParseUpstream(s)
 		if err != nil {
@@ -84,4 +89,31 @@ func cmdAlias(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s: aliases %s\n", p.Name, strings.Join(p.Aliases, " "))
 	return nil
+}
+
+// printDNSStats prints the DNS server's counters on a few lines.
+func printDNSStats(w io.Writer, d api.DNSStats) {
+	kv := func(m map[string]uint64, order []string) string {
+		var parts []string
+		for _, k := range order {
+			if m[k] > 0 {
+				parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+			}
+		}
+		if len(parts) == 0 {
+			return "none"
+		}
+		return strings.Join(parts, ", ")
+	}
+	fmt.Fprintf(w, "dns: queries %s; answers %s\n", kv(d.Queries, dns.QueryTypes), kv(d.Results, dns.Results))
+	avg := 0.0
+	var n uint64
+	for _, v := range d.UpstreamLatency {
+		n += v
+	}
+	if n > 0 {
+		avg = d.UpstreamLatencySum / float64(n) * 1000
+	}
+	fmt.Fprintf(w, "dns: local %d; cache hits %d, misses %d, entries %d; upstream %d (avg %.2f ms), errors %d, tcp retries %d; malformed %d, rate limited %d, truncated %d\n",
+		d.Local, d.CacheHits, d.CacheMisses, d.CacheEntries, d.Upstream, avg, d.UpstreamErrors, d.TCPRetries, d.Malformed, d.RateLimited, d.Truncated)
 }

@@ -26,7 +26,7 @@ Usage:
                 [--ct-max N] [--ct-tcp-timeout D] [--ct-tcp-transitory-timeout D] [--ct-udp-timeout D]
                 [--ct-udp-unreplied-timeout D] [--ct-icmp-timeout D] [--ct-endpoint-independent-filtering]
                 [--mode learning|hub] [--icc=true|false] [--gateway-vlan N] [--state PATH]
-                [--dns=true|false] [--dns-domain tapswitch] [--dns-upstream ADDR[:PORT]]...
+                [--dns=true|false] [--dns-domain tapswitch] [--dns-upstream ADDR[:PORT]]... [--dns-rate N]
   tapswitch attach (--netns PATH | --pid PID) [--name NAME] [--ifname eth0] [--ip IP] [--mac MAC] [--mtu N]
                 [--vlan N] [--trunk N,M...] [--allow-spoof] [--alias NAME]... [--no-resolv-conf]
                 [-p [HOSTIP:]HOSTPORT[-END]:CONTAINERPORT[-END][/tcp|/udp]]... [--json]
