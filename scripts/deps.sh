@@ -4,7 +4,7 @@
 # Idempotent: it installs nothing when everything is there.
 # `deps.sh bench` also installs what the benchmarks compare with: Open
 # vSwitch and vde2 (make bench), nftables (make bench-nat), slirp4netns and
-# passt's pasta (make bench-rootless).
+# passt's pasta (make bench-rootless), dnsmasq (make bench-dns).
 set -euo pipefail
 
 # package:command pairs; the command tells whether the package is there.
@@ -17,11 +17,10 @@ need=(
 	util-linux:nsenter
 	util-linux:setpriv
 	bind9-dnsutils:dig
-	dnsmasq-base:dnsmasq
 	libc-bin:getent
 )
 if [ "${1:-}" = bench ]; then
-	need+=(dnsperf:dnsperf openvswitch-switch:ovs-vswitchd vde2:vde_switch nftables:nft slirp4netns:slirp4netns passt:pasta)
+	need+=(dnsmasq-base:dnsmasq openvswitch-switch:ovs-vswitchd vde2:vde_switch nftables:nft slirp4netns:slirp4netns passt:pasta)
 fi
 
 missing=()
