@@ -1,17 +1,23 @@
 package integration
 
 import (
+	"bufio"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/tapswitch/tapswitch/internal/netnsutil"
 )
@@ -320,7 +326,7 @@ func TestDNSScope(t *testing.T) {
 	requireRoot(t, "dig")
 	// An upstream on loopback where nothing listens: nothing here is
 	// forwarded, and nothing may leave.
-	d := startDaemon(t, "--dns-upstream", "127.0.0.1:9")
+	d := startDaemon(t, "--dns-upstream", "127.0.0.1:9", "--metrics", "127.0.0.1:0")
 	aNS, bNS, cNS, trNS := dnsNS(t), dnsNS(t), dnsNS(t), dnsNS(t)
 	d.attach(t, aNS, "a")
 	b := d.attach(t, bNS, "b")
@@ -337,6 +343,44 @@ func TestDNSScope(t *testing.T) {
 	}
 	if got := digShort(t, trNS, "c.tapswitch"); got != ip(c) {
 		t.Errorf("tr (trunk 20): dig c.tapswitch: %q, want %s", got, ip(c))
+	}
+
+	// The counters, in /metrics.
+	var url string
+	re := regexp.MustCompile(`url=(http://127\.0\.0\.1:\d+/metrics)`)
+	eventually(t, 5*time.Second, "metrics address in the daemon's log", func() bool {
+		m := re.FindStringSubmatch(d.log.String())
+		if m != nil {
+			url = m[1]
+		}
+		return m != nil
+	})
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	mf, err := parser.TextToMetricFamilies(bufio.NewReader(resp.Body))
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("/metrics does not parse: %v", err)
+	}
+	counter := func(name, label, value string) float64 {
+		for _, m := range mf[name].GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+		return -1
+	}
+	if a, nx, local := counter("tapswitch_dns_queries_total", "type", "A"), counter("tapswitch_dns_responses_total", "rcode", "NXDOMAIN"),
+		mf["tapswitch_dns_local_answers_total"].GetMetric(); a < 3 || nx < 2 || len(local) != 1 || local[0].GetCounter().GetValue() < 4 {
+		t.Errorf("/metrics: A queries %v, NXDOMAIN %v, local answers %v; want at least 3, 2, 4 (the digs above)", a, nx, local)
+	}
+	if h := mf["tapswitch_dns_upstream_latency_seconds"]; h == nil || h.GetType() != dto.MetricType_HISTOGRAM {
+		t.Errorf("/metrics: no upstream latency histogram: %v", h)
 	}
 
 	iso := startDaemon(t, "--icc=false", "--dns-upstream", "127.0.0.1:9", "--subnet", "10.91.0.0/16")
