@@ -2,13 +2,17 @@
 // the containers attached to it, and the rest forwarded to upstream
 // resolvers through a cache. It is built on github.com/miekg/dns.
 //
-// The server listens on the gateway's address inside a small netstack of
-// its own (stack.go, gVisor's, as the host uplink uses): the gateway hands
-// it the datagrams containers send to port 53 (gateway.LocalService), and
-// its replies go back through the gateway. One netstack serves UDP and TCP
-// alike, so TCP (truncated answers, zone-sized TXT) needs no second code
-// path, and nothing listens on a socket of the host: the uplink side never
-// reaches the server, which is not an open resolver.
+// The server is the gateway's local service (gateway.LocalService): the
+// gateway hands it the datagrams containers send to its port 53, and its
+// answers go back through the gateway. UDP queries are answered on the
+// spot (udp.go): the answer is built as an IPv4/UDP datagram, at most the
+// MTU (larger ones are truncated, TC set), and a query that needs an
+// upstream waits on a goroutine of its own. TCP (RFC 7766: truncated
+// answers, large TXT) goes into a small gVisor netstack of the server's own
+// (stack.go, as the host uplink uses one), whose gonet listener serves
+// length-prefixed queries with miekg/dns's Conn. Nothing listens on a
+// socket of the host: the uplink side never reaches the server, which is
+// not an open resolver.
 //
 // Local names (zone.go): every port's name and aliases under the domain
 // (default "tapswitch"), and the bare names too, answered A (AAAA once

@@ -218,7 +218,7 @@ func (s *Server) answerForwarded(req *dns.Msg, tcp bool) []byte {
 }
 
 // finish sets the EDNS0 OPT of a local answer, cuts a UDP answer to the
-// client's size (RFC 6891 7; TC set, RFC 2181 9) and packs it.
+// client's size and the MTU (RFC 6891 7; TC set, RFC 2181 9) and packs it.
 func (s *Server) finish(req, resp *dns.Msg, tcp bool) []byte {
 	size := dns.MinMsgSize
 	if o := req.IsEdns0(); o != nil {
@@ -230,6 +230,9 @@ func (s *Server) finish(req, resp *dns.Msg, tcp bool) []byte {
 		// An OPT the client did not ask for must not be sent (RFC 6891 7).
 		resp.Extra = dropOPT(resp.Extra)
 	}
+	// Never more than fits in the MTU unfragmented (RFC 8085 3.2; what
+	// the 2020 DNS flag day asks of large buffers too).
+	size = min(size, s.cfg.MTU-headerLen)
 	if tcp {
 		size = dns.MaxMsgSize
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -17,7 +18,6 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
-	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 )
 
 // Port is the DNS port the server claims on the gateway's address.
@@ -32,16 +32,20 @@ const (
 	maxTCPConns = 256
 )
 
-// netStack is the server's own TCP/IP stack: one NIC whose address is the
-// gateway's, fed by Deliver and sending through the function Start gave.
+// netStack is the server's own TCP stack: one NIC whose address is the
+// gateway's, fed by Deliver and sending through the function Start gave;
+// and the state of the UDP answers built without it (udp.go).
 type netStack struct {
 	s    *stack.Stack
 	link *link
-	udp  *gonet.UDPConn
 	tcp  *gonet.TCPListener
 
-	wg    sync.WaitGroup
-	conns chan struct{} // a token per open TCP connection
+	addr  [4]byte        // the gateway's, the source of answers
+	ipID  atomic.Uint32  // IPv4 identification of the next UDP answer
+	wg    sync.WaitGroup // the TCP accept loop and connections
+	conns chan struct{}  // a token per open TCP connection
+	// forwards are the UDP queries waiting for upstreams.
+	forwards sync.WaitGroup
 
 	mu     sync.Mutex // guards open and closed
 	open   map[net.Conn]struct{}
@@ -98,8 +102,9 @@ func (s *Server) Claims(proto uint8, port uint16) bool {
 	return port == Port && (proto == 6 || proto == 17) && s.stack.Load() != nil
 }
 
-// Deliver implements gateway.LocalService: the datagram goes into the
-// netstack, which verifies its checksums.
+// Deliver implements gateway.LocalService. A UDP query is answered
+// here, on the caller's goroutine, when the answer needs no upstream
+// (udp.go); TCP goes into the netstack, which verifies its checksums.
 func (s *Server) Deliver(datagram []byte) {
 	st := s.stack.Load()
 	if st == nil || len(datagram) < 20 {
@@ -109,7 +114,12 @@ func (s *Server) Deliver(datagram []byte) {
 	if tl < 20 || tl > len(datagram) {
 		return
 	}
-	pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(datagram[:tl])})
+	datagram = datagram[:tl]
+	if datagram[9] == protoUDP {
+		s.deliverUDP(st, datagram)
+		return
+	}
+	pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(datagram)})
 	st.link.InjectInbound(ipv4.ProtocolNumber, pb)
 	pb.DecRef()
 }
@@ -122,8 +132,7 @@ func (s *Server) Start(send func(pkt []byte)) error {
 	if err != nil {
 		return err
 	}
-	ns.wg.Add(2)
-	go s.serveUDP(ns)
+	ns.wg.Add(1)
 	go s.serveTCP(ns)
 	s.stack.Store(ns)
 	return nil
@@ -135,10 +144,10 @@ func (s *Server) Close() error {
 	if ns == nil {
 		return nil
 	}
-	ns.udp.Close()
 	ns.tcp.Close()
 	ns.closeConns()
 	ns.wg.Wait()
+	ns.forwards.Wait()
 	ns.s.Close()
 	return nil
 }
@@ -146,7 +155,7 @@ func (s *Server) Close() error {
 func newNetStack(addr netip.Addr, subnet netip.Prefix, mtu int, send func([]byte)) (*netStack, error) {
 	s := stack.New(stack.Options{
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol},
-		TransportProtocols: []stack.TransportProtocolFactory{udp.NewProtocol, tcp.NewProtocol},
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol},
 	})
 	l := &link{Endpoint: channel.New(1, uint32(mtu), ""), send: send}
 	if err := s.CreateNIC(nicID, l); err != nil {
@@ -167,61 +176,21 @@ func newNetStack(addr netip.Addr, subnet netip.Prefix, mtu int, send func([]byte
 	}
 	s.SetRouteTable([]tcpip.Route{{Destination: sub, NIC: nicID}})
 	local := tcpip.FullAddress{NIC: nicID, Addr: tcpip.AddrFrom4(addr.As4()), Port: Port}
-	u, err := gonet.DialUDP(s, &local, nil, ipv4.ProtocolNumber)
-	if err != nil {
-		s.Close()
-		return nil, fmt.Errorf("dns netstack udp: %w", err)
-	}
 	t, err := gonet.ListenTCP(s, local, ipv4.ProtocolNumber)
 	if err != nil {
-		u.Close()
 		s.Close()
 		return nil, fmt.Errorf("dns netstack tcp: %w", err)
 	}
-	return &netStack{s: s, link: l, udp: u, tcp: t, conns: make(chan struct{}, maxTCPConns), open: map[net.Conn]struct{}{}}, nil
+	return &netStack{s: s, link: l, tcp: t, addr: addr.As4(), conns: make(chan struct{}, maxTCPConns), open: map[net.Conn]struct{}{}}, nil
 }
 
 func clientOf(a net.Addr) netip.Addr {
 	switch a := a.(type) {
-	case *net.UDPAddr:
-		ip, _ := netip.AddrFromSlice(a.IP)
-		return ip.Unmap()
 	case *net.TCPAddr:
 		ip, _ := netip.AddrFromSlice(a.IP)
 		return ip.Unmap()
 	}
 	return netip.Addr{}
-}
-
-// serveUDP reads queries and answers those it can at once (local names,
-// cache hits, errors) itself; a query that goes upstream is answered on a
-// goroutine of its own, at most maxInFlight of them.
-func (s *Server) serveUDP(ns *netStack) {
-	defer ns.wg.Done()
-	c := ns.udp
-	var workers sync.WaitGroup
-	defer workers.Wait()
-	buf := make([]byte, dns.MaxMsgSize)
-	for {
-		n, from, err := c.ReadFrom(buf)
-		if err != nil {
-			return
-		}
-		out, fwd := s.answerFast(buf[:n], clientOf(from), false)
-		if fwd != nil {
-			workers.Add(1)
-			go func() {
-				defer workers.Done()
-				if out := s.answerForwarded(fwd, false); out != nil {
-					c.WriteTo(out, from)
-				}
-			}()
-			continue
-		}
-		if out != nil {
-			c.WriteTo(out, from)
-		}
-	}
 }
 
 // serveTCP accepts connections and answers their queries in turn (RFC
