@@ -236,6 +236,9 @@ func TestDNSNames(t *testing.T) {
 	if _, err := os.Stat(filepath.Join("/etc/netns", noNS)); !os.IsNotExist(err) {
 		t.Errorf("attach --no-resolv-conf wrote /etc/netns/%s (%v)\n%s", noNS, err, out)
 	}
+	if want := "dns: nameserver " + gatewayIP + ", search tapswitch"; !strings.Contains(out, want) {
+		t.Errorf("attach --no-resolv-conf: %q, want it to say %q", out, want)
+	}
 	st := d.stats(t)
 	if st.DNS == nil || st.DNS.Local == 0 || st.DNS.Results["NXDOMAIN"] == 0 || st.DNS.Queries["PTR"] == 0 {
 		t.Errorf("stats: dns %+v, want local answers, NXDOMAINs and PTR queries counted", st.DNS)

@@ -81,9 +81,7 @@ func cmdAttach(args []string, stdout io.Writer) error {
 	if len(p.Aliases) > 0 {
 		fmt.Fprintf(stdout, "aliases %s\n", strings.Join(p.Aliases, " "))
 	}
-	if !req.NoResolvConf {
-		printDNS(stdout, c, p)
-	}
+	printDNS(stdout, c, p)
 	return nil
 }
 
