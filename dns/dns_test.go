@@ -364,6 +364,24 @@ func TestResolvConf(t *testing.T) {
 	}
 }
 
+// TestResolvConfStub follows systemd-resolved's stub to its upstreams, and
+// keeps the stub when they are not exposed.
+func TestResolvConfStub(t *testing.T) {
+	dir := t.TempDir()
+	stub, sd := filepath.Join(dir, "resolv.conf"), filepath.Join(dir, "sd.conf")
+	old := systemdResolvConf
+	systemdResolvConf = sd
+	t.Cleanup(func() { systemdResolvConf = old })
+	os.WriteFile(stub, []byte("nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch lan\n"), 0o644)
+	if got, err := readResolvConf(stub); err != nil || strings.Join(got, ",") != "127.0.0.53:53" {
+		t.Errorf("stub without systemd's file: %v, %v; want the stub", got, err)
+	}
+	os.WriteFile(sd, []byte("nameserver 192.0.2.1\nnameserver 2001:db8::1\n"), 0o644)
+	if got, err := readResolvConf(stub); err != nil || strings.Join(got, ",") != "192.0.2.1:53,[2001:db8::1]:53" {
+		t.Errorf("stub with systemd's file: %v, %v; want its upstreams", got, err)
+	}
+}
+
 func TestCheckDomain(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"tapswitch", "tapswitch."},

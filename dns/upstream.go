@@ -12,13 +12,16 @@ import (
 	"github.com/miekg/dns"
 )
 
-// Where the resolvers of the daemon's namespace are named.
+// DefaultResolvConf is where the resolvers of the daemon's namespace are
+// named.
+const DefaultResolvConf = "/etc/resolv.conf"
+
+// systemdResolvConf lists systemd-resolved's own upstreams, which its stub
+// at 127.0.0.53 forwards to (a variable for tests).
+var systemdResolvConf = "/run/systemd/resolve/resolv.conf"
+
 const (
-	DefaultResolvConf = "/etc/resolv.conf"
-	// systemdResolvConf lists systemd-resolved's own upstreams, which its
-	// stub at 127.0.0.53 forwards to.
-	systemdResolvConf = "/run/systemd/resolve/resolv.conf"
-	systemdStub       = "127.0.0.53"
+	systemdStub = "127.0.0.53"
 	// resolvRecheck is how often resolv.conf is checked for changes.
 	resolvRecheck = time.Second
 )
