@@ -110,11 +110,22 @@ for r in $(seq 1 "$rounds"); do
 				after=$(cpu $pid)
 				eval "$out"
 				cpums=$(awk -v t=$((after - before)) -v hz=$hz -v q="$answered" 'BEGIN { if (q > 0) printf "%.3f", t * 1000 / hz / (q / 1000); else print "-" }')
-				printf '%-10s %-10s %4s %10s %8s %8s %8s %7s %6s %10s\n' $srv $kind "$c" "$qps" "$p50_us" "$p99_us" "$p999_us" "$errors" "$lost" "$cpums"
+				printf '%-10s %-10s %4s %10s %8s %8s %8s %7s %6s %10s\n' $srv $kind "$c" "$qps" "$p50_us" "$p99_us" "$p999_us" "$errors" "$lost" "$cpums" |
+					tee -a "$dir/rows"
 			done
 		done
 	done
 done
 echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# medians over the rounds (qps, p99 in us, CPU ms per 1000 answers):"
+printf '%-10s %-10s %4s %10s %8s %10s\n' server names conc qps p99_us cpu_ms/kq
+sort -k1,1 -k2,2 -k3,3n "$dir/rows" | awk '
+function med(s,   a, n, i, j, t) {
+	n = split(s, a, " ")
+	for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+	return a[int((n + 1) / 2)]
+}
+{ k = $1 " " $2 " " $3; q[k] = q[k] " " $4; p[k] = p[k] " " $6; c[k] = c[k] " " $10; if (!(k in seen)) { seen[k] = 1; order[++n] = k } }
+END { for (i = 1; i <= n; i++) { k = order[i]; split(k, f, " "); printf "%-10s %-10s %4s %10s %8s %10s\n", f[1], f[2], f[3], med(q[k]), med(p[k]), med(c[k]) } }'
 echo "# tapswitch dns stats:"
 "$bin" stats --control "$sock" | grep "^dns:" || true
