@@ -47,7 +47,7 @@ type netStack struct {
 	// forwards are the UDP queries waiting for upstreams.
 	forwards sync.WaitGroup
 
-	mu     sync.Mutex // guards open and closed
+	mu     sync.Mutex // guards open and closed, and forwards.Add
 	open   map[net.Conn]struct{}
 	closed bool
 }
@@ -69,7 +69,24 @@ func (ns *netStack) untrack(c net.Conn) {
 	ns.mu.Unlock()
 }
 
-// closeConns closes every open TCP connection, and those accepted later.
+// goForward runs f, a UDP query waiting for upstreams, on a goroutine of
+// its own that Close waits for, and reports false after Close.
+func (ns *netStack) goForward(f func()) bool {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if ns.closed {
+		return false
+	}
+	ns.forwards.Add(1)
+	go func() {
+		defer ns.forwards.Done()
+		f()
+	}()
+	return true
+}
+
+// closeConns closes every open TCP connection, and those accepted later,
+// and refuses later forwarded queries (goForward).
 func (ns *netStack) closeConns() {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()

@@ -41,13 +41,14 @@ func (s *Server) deliverUDP(ns *netStack, d []byte) {
 	sport := binary.BigEndian.Uint16(u[0:2])
 	out, fwd := s.answerFast(u[udpLen:ulen], netip.AddrFrom4(src), false)
 	if fwd != nil {
-		ns.forwards.Add(1)
-		go func() {
-			defer ns.forwards.Done()
+		ok := ns.goForward(func() {
 			if out := s.answerForwarded(fwd, false); out != nil {
 				s.sendUDP(ns, src, sport, out)
 			}
-		}()
+		})
+		if !ok {
+			s.inFlight.Add(-1) // closed: answerForwarded will not run
+		}
 		return
 	}
 	if out != nil {
