@@ -59,6 +59,12 @@ type AttachRequest struct {
 	// NoResolvConf keeps attach from writing /etc/netns/NAME/resolv.conf
 	// for a /run/netns/NAME namespace.
 	NoResolvConf bool `json:"no_resolv_conf,omitempty"`
+	// ContainerID and Network are set by the CNI plugin: the runtime's
+	// container ID and the CNI network's name, by which the plugin's DEL,
+	// CHECK and GC find the port again (with IfName). Empty for a port
+	// attached by hand.
+	ContainerID string `json:"container_id,omitempty"`
+	Network     string `json:"network,omitempty"`
 }
 
 // Port describes a port of the switch.
@@ -87,6 +93,9 @@ type Port struct {
 	ResolvConf string `json:"resolv_conf,omitempty"`
 	// AllowSpoof: port security is off for this port.
 	AllowSpoof bool `json:"allow_spoof,omitempty"`
+	// ContainerID and Network: those of the AttachRequest (CNI).
+	ContainerID string `json:"container_id,omitempty"`
+	Network     string `json:"network,omitempty"`
 }
 
 // VLANs describes a port's VLANs as `tapswitch ports` shows them: "10" for

@@ -241,7 +241,9 @@ func (d *Daemon) Attach(req api.AttachRequest) (api.Port, error) {
 		return api.Port{}, err
 	}
 	d.ports[a.name] = a
-	d.dnsAttachedLocked(a, req.NoResolvConf)
+	// Through CNI the runtime writes the container's resolv.conf (from
+	// the result's dns), not ip netns exec.
+	d.dnsAttachedLocked(a, req.NoResolvConf || req.ContainerID != "")
 	if a.proc != nil {
 		go d.watch(a)
 	}
@@ -285,6 +287,11 @@ func (d *Daemon) parseAttach(req api.AttachRequest) (*attachment, error) {
 	if a.ifname == "" {
 		a.ifname = "eth0"
 	}
+	o, err := parseOwner(req)
+	if err != nil {
+		return nil, err
+	}
+	a.owner = o
 	if err := tap.ValidIfName(a.ifname); err != nil {
 		return nil, invalid("%v", err)
 	}
@@ -323,7 +330,6 @@ func (d *Daemon) parseAttach(req api.AttachRequest) (*attachment, error) {
 	if len(req.Aliases) > 0 && d.cfg.DNS == nil {
 		return nil, invalid("--alias needs the DNS server, which is off (run --dns=false)")
 	}
-	var err error
 	if a.aliases, err = parseAliases(req.Aliases); err != nil {
 		return nil, err
 	}
@@ -353,6 +359,9 @@ func (d *Daemon) parseAttach(req api.AttachRequest) (*attachment, error) {
 func (d *Daemon) reserveLocked(a *attachment, req api.AttachRequest) error {
 	if _, ok := d.ports[a.name]; ok {
 		return conflict("port name %q is already in use", a.name)
+	}
+	if err := d.ownerConflictLocked(a); err != nil {
+		return err
 	}
 	used := make(map[netip.Addr]string, len(d.ports))
 	macs := make(map[fdb.MAC]string, len(d.ports)+1)

@@ -76,6 +76,8 @@ type attachment struct {
 	aliases    []string
 	resolvConf string
 	madeEtcDir bool
+	// owner is the CNI container and network, if attached through CNI.
+	owner owner
 }
 
 // namedPort is a container's TAP under its port name: the TAP's own Name is

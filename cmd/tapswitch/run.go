@@ -114,6 +114,9 @@ func cmdRun(args []string, stdout io.Writer) error {
 	info := d.Info()
 	log.Info("tapswitch running", "version", api.Version, "control", path, "subnet", info.Subnet, "gateway", info.Gateway, "uplink", info.Uplink,
 		"mode", info.Mode, "icc", !info.Isolate, "gateway_vlan", info.GatewayVLAN, "state", info.StateFile, "pid", info.PID)
+	if err := notifyReady(); err != nil {
+		log.Warn("systemd readiness", "err", err)
+	}
 	if err := d.Serve(ctx, ln); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
