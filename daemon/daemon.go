@@ -13,6 +13,7 @@ import (
 	"github.com/tapswitch/tapswitch/internal/nshelper"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/switch/tap"
+	"github.com/tapswitch/tapswitch/uplink"
 )
 
 // DefaultSubnet is the subnet used when none is given: neither Docker
@@ -142,8 +143,8 @@ func New(cfg Config) (_ *Daemon, err error) {
 	if d.nat != nil {
 		gcfg.NAT, gcfg.Uplink, gcfg.Clock = d.nat.table, d.nat.up, sw.Now
 		gcfg.QueueLen = 1024 // room for bursts from the uplink
-		if hc := d.cfg.HostUplink; hc != nil && hc.HostLoopback {
-			gcfg.HostLoopback = hc.Loopback
+		if lo, ok := d.nat.up.(uplink.Loopbacker); ok {
+			gcfg.HostLoopback = lo.HostLoopback()
 		}
 	}
 	if err := d.openDNS(&gcfg); err != nil {
@@ -170,9 +171,11 @@ func New(cfg Config) (_ *Daemon, err error) {
 	if err := d.loadRules(cfg.StatePath); err != nil {
 		return nil, err
 	}
-	if d.nat != nil && d.nat.host != nil {
-		// TCP super-segments from the netstack to the containers.
-		d.nat.host.SetGSOHandler(gw.FromUplinkGSOSlices)
+	if d.nat != nil {
+		if r, ok := d.nat.up.(uplink.GSOReceiver); ok {
+			// TCP super-segments from the uplink to the containers.
+			r.SetGSOHandler(gw.FromUplinkGSOSlices)
+		}
 	}
 	d.startNAT()
 	return d, nil

@@ -1,7 +1,6 @@
 package dns
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -11,6 +10,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/tapswitch/tapswitch/wire"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -116,7 +117,7 @@ func (l *link) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 
 // Claims implements gateway.LocalService: UDP and TCP to port 53.
 func (s *Server) Claims(proto uint8, port uint16) bool {
-	return port == Port && (proto == 6 || proto == 17) && s.stack.Load() != nil
+	return port == Port && (proto == wire.ProtoTCP || proto == wire.ProtoUDP) && s.stack.Load() != nil
 }
 
 // Deliver implements gateway.LocalService. A UDP query is answered
@@ -124,19 +125,19 @@ func (s *Server) Claims(proto uint8, port uint16) bool {
 // (udp.go); TCP goes into the netstack, which verifies its checksums.
 func (s *Server) Deliver(datagram []byte) {
 	st := s.stack.Load()
-	if st == nil || len(datagram) < 20 {
+	if st == nil {
 		return
 	}
-	tl := int(binary.BigEndian.Uint16(datagram[2:4]))
-	if tl < 20 || tl > len(datagram) {
+	h, err := wire.ParseIPv4(datagram)
+	if err != nil {
+		s.stats.malformed.Add(1)
 		return
 	}
-	datagram = datagram[:tl]
-	if datagram[9] == protoUDP {
-		s.deliverUDP(st, datagram)
+	if h.Protocol() == wire.ProtoUDP {
+		s.deliverUDP(st, h)
 		return
 	}
-	pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(datagram)})
+	pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(h)})
 	st.link.InjectInbound(ipv4.ProtocolNumber, pb)
 	pb.DecRef()
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/tapswitch/tapswitch/internal/checksum"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // udpQuery builds the IPv4 datagram of a query for name from cliIP:40000
@@ -24,7 +25,7 @@ func udpQuery(t testing.TB, name string) []byte {
 	b := make([]byte, headerLen+len(q))
 	b[0] = 0x45
 	binary.BigEndian.PutUint16(b[2:4], uint16(len(b)))
-	b[8], b[9] = 64, protoUDP
+	b[8], b[9] = 64, wire.ProtoUDP
 	src, dst := cliIP.As4(), gw.As4()
 	copy(b[12:16], src[:])
 	copy(b[16:20], dst[:])
@@ -34,7 +35,7 @@ func udpQuery(t testing.TB, name string) []byte {
 	binary.BigEndian.PutUint16(u[2:4], Port)
 	binary.BigEndian.PutUint16(u[4:6], uint16(len(u)))
 	copy(u[8:], q)
-	binary.BigEndian.PutUint16(u[6:8], checksum.Checksum(u, checksum.PseudoHeaderIPv4(src, dst, protoUDP, uint16(len(u)))))
+	binary.BigEndian.PutUint16(u[6:8], checksum.Checksum(u, checksum.PseudoHeaderIPv4(src, dst, wire.ProtoUDP, uint16(len(u)))))
 	return b
 }
 
@@ -54,13 +55,13 @@ func startCapture(t testing.TB, s *Server) chan []byte {
 // returns its DNS message.
 func checkAnswer(t testing.TB, p []byte) *dns.Msg {
 	t.Helper()
-	if len(p) < headerLen || p[0] != 0x45 || int(binary.BigEndian.Uint16(p[2:4])) != len(p) || p[9] != protoUDP ||
+	if len(p) < headerLen || p[0] != 0x45 || int(binary.BigEndian.Uint16(p[2:4])) != len(p) || p[9] != wire.ProtoUDP ||
 		checksum.Checksum(p[:20], 0) != 0 || netip.AddrFrom4([4]byte(p[12:16])) != gw || netip.AddrFrom4([4]byte(p[16:20])) != cliIP {
 		t.Fatalf("bad IPv4 header in %x", p)
 	}
 	u := p[20:]
 	if binary.BigEndian.Uint16(u[0:2]) != Port || binary.BigEndian.Uint16(u[2:4]) != 40000 || int(binary.BigEndian.Uint16(u[4:6])) != len(u) ||
-		checksum.Checksum(u, checksum.PseudoHeaderIPv4(gw.As4(), cliIP.As4(), protoUDP, uint16(len(u)))) != 0 {
+		checksum.Checksum(u, checksum.PseudoHeaderIPv4(gw.As4(), cliIP.As4(), wire.ProtoUDP, uint16(len(u)))) != 0 {
 		t.Fatalf("bad UDP header or checksum in %x", u)
 	}
 	m := new(dns.Msg)

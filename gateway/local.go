@@ -1,6 +1,6 @@
 package gateway
 
-import "encoding/binary"
+import "github.com/tapswitch/tapswitch/wire"
 
 // LocalService serves TCP or UDP ports on the gateway's own address, for
 // the containers only: the embedded DNS server (package dns) is one.
@@ -8,13 +8,14 @@ import "encoding/binary"
 // of the outside.
 type LocalService interface {
 	// Claims reports whether the service takes datagrams of the IP
-	// protocol proto (6 TCP, 17 UDP) to port. It is called for every
-	// unfragmented TCP and UDP datagram to the gateway's address, and
-	// must be cheap and safe for concurrent use.
+	// protocol proto (wire.ProtoTCP, wire.ProtoUDP) to port. It is
+	// called for every unfragmented TCP and UDP datagram to the
+	// gateway's address, and must be cheap and safe for concurrent use.
 	Claims(proto uint8, port uint16) bool
-	// Deliver hands over one IPv4 datagram (header included, checksums
-	// not verified) that a container sent to the gateway's address. It
-	// must not block and must not keep datagram after it returns.
+	// Deliver hands over one IPv4 datagram (header included, cut to its
+	// total length, transport checksum not verified) that a container
+	// sent to the gateway's address. It must not block and must not keep
+	// datagram after it returns.
 	Deliver(datagram []byte)
 }
 
@@ -23,13 +24,18 @@ type LocalService interface {
 // It comes before the host loopback, which otherwise takes all TCP and
 // UDP to the gateway's address.
 func (g *Gateway) claimedLocal(v *ipv4View) bool {
-	if g.local == nil || v.isFragment() || len(v.payload) < 4 {
+	if g.local == nil || v.isFragment() || len(v.payload) < wire.UDPLen {
 		return false
 	}
-	if v.proto != protoTCP && v.proto != protoUDP {
-		return false
+	switch v.proto {
+	case wire.ProtoUDP:
+		return g.local.Claims(v.proto, wire.UDP(v.payload).DstPort())
+	case wire.ProtoTCP:
+		// The ports are the first 4 bytes of TCP too; the service
+		// parses the rest.
+		return g.local.Claims(v.proto, wire.TCP(v.payload).DstPort())
 	}
-	return g.local.Claims(v.proto, binary.BigEndian.Uint16(v.payload[2:4]))
+	return false
 }
 
 // serveLocal hands v to the LocalService.
@@ -45,7 +51,8 @@ func (g *Gateway) serveLocal(v *ipv4View) {
 // or not for a host of the subnet are dropped and counted. SendLocal is safe
 // for concurrent use and never blocks.
 func (g *Gateway) SendLocal(pkt []byte) {
-	if len(pkt) < ipv4MinHdr || len(pkt) > g.mtu || pkt[0]>>4 != 4 || [4]byte(pkt[12:16]) != g.addr {
+	h, err := wire.ParseIPv4(pkt)
+	if err != nil || len(h) > g.mtu || h.Src() != g.addr {
 		g.stats.inc(cntMalformed)
 		return
 	}
@@ -55,7 +62,7 @@ func (g *Gateway) SendLocal(pkt []byte) {
 	default:
 	}
 	buf := g.getBuf()
-	n := copy((*buf)[UplinkHeadroom:], pkt)
+	n := copy((*buf)[UplinkHeadroom:], h)
 	g.stats.inc(cntLocalOut)
 	g.deliver(buf, n)
 }

@@ -57,13 +57,10 @@ func cmdRun(args []string, stdout io.Writer) error {
 	if *ageing <= 0 {
 		return usagef("--fdb-ageing %s: must be positive", *ageing)
 	}
-	switch m := vswitch.Mode(*mode); m {
-	case vswitch.ModeLearning, vswitch.ModeHub:
-		cfg.Mode = m
-	default:
-		return usagef("--mode %q: learning or hub", *mode)
-	}
+	cfg.Mode = vswitch.Mode(*mode)
 	cfg.Isolate = !*icc
+	// Config reads a zero VLAN as the default, and a uint16 cannot hold
+	// every int: check the flag's value itself.
 	if err := api.ValidVLAN(*gwVLAN); err != nil {
 		return usagef("--gateway-vlan: %v", err)
 	}
@@ -73,6 +70,10 @@ func cmdRun(args []string, stdout io.Writer) error {
 	}
 	if err := df.apply(&cfg); err != nil {
 		return err
+	}
+	// The rest (subnet, gateway, mtu, mode) is the daemon's to check, once.
+	if err := cfg.Validate(); err != nil {
+		return usagef("%v", err)
 	}
 	path := *control
 	if path == "" {
