@@ -247,7 +247,7 @@ func (t *tapsw) setup(ctx context.Context) error {
 	}
 	sock := filepath.Join(t.dir, "ctl.sock")
 	// `ip netns exec` execs the daemon: the PID is tapswitch's own.
-	run := append([]string{"netns", "exec", sw, t.bin, "run", "--control", sock, "--subnet", "198.51.100.0/24", "--uplink", "none"}, t.args...)
+	run := append([]string{"netns", "exec", sw, t.bin, "run", "--control", sock, "--subnet", "198.51.100.0/24", "--uplink", "none", "--dns=false"}, t.args...)
 	if _, err := t.startEnv(t.env, "ip", run...); err != nil {
 		return err
 	}

@@ -65,6 +65,8 @@ func (d *Daemon) describe(a *attachment, info vswitch.PortInfo) api.Port {
 		VLAN:       a.vlan,
 		Trunk:      a.trunk,
 		AllowSpoof: a.allowSpoof,
+		Aliases:    a.aliases,
+		ResolvConf: a.resolvConf,
 	}
 	a.owner.describe(&p)
 	return p
@@ -137,6 +139,7 @@ func (d *Daemon) Info() api.Info {
 		Isolate:     d.cfg.Isolate,
 		GatewayVLAN: d.cfg.GatewayVLAN,
 		StateFile:   d.cfg.StatePath,
+		DNS:         d.dnsInfo(),
 	}
 }
 

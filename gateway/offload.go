@@ -111,6 +111,10 @@ func (g *Gateway) forwardGSO(h gso.Hdr, eth []byte) bool {
 		v.src == g.addr || v.src == g.bcast || (v.dst != g.addr && g.prefix.Contains(netip.AddrFrom4(v.dst))) {
 		return false
 	}
+	if v.dst == g.addr && g.claimedLocal(&v) {
+		// The gateway's local service (DNS), before the host loopback.
+		return false
+	}
 	// Only partial checksums go whole (uplink.GSOSender): a super-frame
 	// without NEEDS_CSUM is rare, and segmented.
 	ihl := v.ip.HeaderLen()
