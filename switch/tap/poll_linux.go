@@ -30,14 +30,25 @@ func SetPollSpin(d time.Duration) {
 
 // spinner is a Device's adaptive poll (SetPollSpin). Its fields other than
 // spin and rc belong to the one goroutine in Read.
+//
+// A port spins only while it is hot: its last wait for a frame, spun or
+// parked, was shorter than the spin. A port whose frames come further apart
+// (a ping every 10 ms, or none) parks at once, and goes hot again when a
+// frame wakes it within a spin of parking. Spinning where it cannot pay is
+// worse than useless: while a goroutine spins (runtime.Gosched between
+// tries), its P keeps finding it runnable and does not poll the network, so
+// the frame another port just got (the reply of a ping) waits for the spin
+// to end.
 type spinner struct {
 	spin time.Duration
 	rc   syscall.RawConn
 	read func(fd uintptr) bool // made once: a method value per Read would allocate
 
-	buf []byte
-	n   int
-	err error
+	buf      []byte
+	n        int
+	err      error
+	hot      bool
+	parkedAt time.Time // when readFD last returned false
 }
 
 // initSpin sets up d's adaptive poll, if SetPollSpin asked for one.
@@ -50,20 +61,27 @@ func (d *Device) initSpin() {
 	if err != nil {
 		return // not pollable: Read parks at once
 	}
-	s := &spinner{spin: spin, rc: rc}
+	s := &spinner{spin: spin, rc: rc, hot: true}
 	s.read = s.readFD
 	d.spin = s
 }
 
-// readFD is the RawConn.Read callback: one read(2), and on EAGAIN more
-// tries until the spin is over; false parks the goroutine in the netpoller
-// until the fd is readable, and then it is called again.
+// readFD is the RawConn.Read callback: one read(2) and, on EAGAIN, while
+// the port is hot, more tries until the spin is over; false parks the
+// goroutine in the netpoller until the fd is readable, and then it is
+// called again.
 func (s *spinner) readFD(fd uintptr) bool {
 	var start time.Time
 	for {
 		n, err := unix.Read(int(fd), s.buf)
 		switch {
 		case err == nil:
+			if !s.parkedAt.IsZero() {
+				// Woken by the netpoller: hot again if the frame
+				// came within a spin.
+				s.hot = time.Since(s.parkedAt) < s.spin
+				s.parkedAt = time.Time{}
+			}
 			s.n, s.err = n, nil
 			return true
 		case err == unix.EINTR:
@@ -72,9 +90,15 @@ func (s *spinner) readFD(fd uintptr) bool {
 			s.n, s.err = 0, err
 			return true
 		}
+		now := time.Now()
 		if start.IsZero() {
-			start = time.Now()
-		} else if time.Since(start) >= s.spin {
+			start = now
+		}
+		if !s.hot || now.Sub(start) >= s.spin {
+			s.hot = false
+			if s.parkedAt.IsZero() {
+				s.parkedAt = now
+			}
 			return false
 		}
 		runtime.Gosched()
