@@ -79,8 +79,14 @@ func (u *TAP) inputOffloaded(frame []byte, handle func(pkt []byte)) {
 		u.input(frame, handle)
 		return
 	}
+	p, ok := u.forUs(frame)
+	if !ok {
+		// Not for the uplink: nothing to segment it for.
+		u.stats.rxIgnored.Add(1)
+		return
+	}
 	if u.gsoHandle != nil && h.GSOType == gso.TypeTCPv4 && h.GSOSize > 0 && h.Flags&gso.FlagNeedsCsum != 0 {
-		if p, ok := u.forUs(frame); ok && p.Protocol() == wire.ProtoTCP && !p.IsFragment() &&
+		if p.Protocol() == wire.ProtoTCP && !p.IsFragment() &&
 			int(h.CsumStart) == wire.EthernetLen+p.HeaderLen() && h.CsumOffset == wire.TCPChecksumOffset {
 			u.Capture.Deliver(capture.In, frame[vswitch.VnetHdrLen:])
 			u.stats.rxPackets.Add(1)

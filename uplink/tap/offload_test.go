@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/mdlayher/arp"
@@ -136,6 +137,7 @@ func TestInputOffloaded(t *testing.T) {
 		{"data valid is plain", 500, gso.Hdr{Flags: gso.FlagDataValid}, true, 0, 1, Stats{}},
 		{"bad checksum offsets", 500, gso.Hdr{Flags: gso.FlagNeedsCsum, CsumStart: 34, CsumOffset: 9000}, true, 0, 0, Stats{RxIgnored: 1}},
 		{"super-frame with an odd csum_start segmented", 5000, gso.Hdr{Flags: gso.FlagNeedsCsum, GSOType: gso.TypeTCPv4, HdrLen: 54, GSOSize: 1000, CsumStart: 30, CsumOffset: 16}, true, 0, 5, Stats{RxSegmented: 1}},
+		{"super-frame to another MAC ignored", 5000, tso, true, 0, 0, Stats{RxIgnored: 1}},
 		{"super-frame of UDP dropped", 5000, gso.Hdr{Flags: gso.FlagNeedsCsum, GSOType: gso.TypeUDP, GSOSize: 1000, CsumStart: 34, CsumOffset: 6}, true, 0, 0, Stats{RxIgnored: 1}},
 	}
 	for _, tt := range tests {
@@ -159,7 +161,11 @@ func TestInputOffloaded(t *testing.T) {
 				binary.BigEndian.PutUint16(tcp[16:18], 0)
 				binary.BigEndian.PutUint16(tcp[16:18], checksum.Checksum(tcp, checksum.PseudoHeaderIPv4(far.As4(), u.addr, wire.ProtoTCP, uint16(len(tcp)))))
 			}
-			u.input(offloadedFrame(u, pkt, tt.h), func(p []byte) { plain = append(plain, append([]byte(nil), p...)) })
+			f := offloadedFrame(u, pkt, tt.h)
+			if strings.Contains(tt.name, "another MAC") {
+				copy(f[vswitch.VnetHdrLen:], lanMAC[:])
+			}
+			u.input(f, func(p []byte) { plain = append(plain, append([]byte(nil), p...)) })
 			if len(whole) != tt.wantGSO || len(plain) != tt.wantPlain {
 				t.Fatalf("%d super-frames and %d datagrams handed on, want %d and %d", len(whole), len(plain), tt.wantGSO, tt.wantPlain)
 			}
