@@ -42,12 +42,7 @@ func available(bin, only, variants string) []topology {
 			all = append(all, &tapsw{base: base{id: fmt.Sprintf("t%d", i)}, bin: bin, variant: v, env: []string{"TAPSWITCH_TAP_OFFLOADS=off"}})
 		case "":
 		default:
-			if d, ok := strings.CutPrefix(v, "poll="); ok {
-				// The adaptive poll (run --poll-spin).
-				all = append(all, &tapsw{base: base{id: fmt.Sprintf("t%d", i)}, bin: bin, variant: v, args: []string{"--poll-spin", d}})
-				continue
-			}
-			progress("unknown variant %q (nooffload, poll=DURATION): ignored", v)
+			progress("unknown variant %q (nooffload): ignored", v)
 		}
 	}
 	if have("ovs-vswitchd") && have("ovsdb-server") && have("ovs-vsctl") && have("ovsdb-tool") {
@@ -226,7 +221,6 @@ type tapsw struct {
 	ip      string
 	variant string   // "" or what -variants named
 	env     []string // for the daemon, on top of ours
-	args    []string // for `tapswitch run`, after ours
 }
 
 func (t *tapsw) name() string {
@@ -247,8 +241,7 @@ func (t *tapsw) setup(ctx context.Context) error {
 	}
 	sock := filepath.Join(t.dir, "ctl.sock")
 	// `ip netns exec` execs the daemon: the PID is tapswitch's own.
-	run := append([]string{"netns", "exec", sw, t.bin, "run", "--control", sock, "--subnet", "198.51.100.0/24", "--uplink", "none", "--dns=false"}, t.args...)
-	if _, err := t.startEnv(t.env, "ip", run...); err != nil {
+	if _, err := t.startEnv(t.env, "ip", "netns", "exec", sw, t.bin, "run", "--control", sock, "--subnet", "198.51.100.0/24", "--uplink", "none", "--dns=false"); err != nil {
 		return err
 	}
 	for i := 0; ; i++ {

@@ -59,8 +59,6 @@ func TestArgumentErrors(t *testing.T) {
 		{"run bad gateway", []string{"run", "--gateway", "ten"}, 2, `--gateway "ten": not an IP address`},
 		{"run bad ageing", []string{"run", "--fdb-ageing", "-1s"}, 2, "--fdb-ageing -1s: must be positive"},
 		{"run bad ageing syntax", []string{"run", "--fdb-ageing", "5"}, 2, "invalid value"},
-		{"run poll spin too long", []string{"run", "--poll-spin", "1s"}, 2, "--poll-spin 1s: out of range 0..10ms"},
-		{"run negative poll spin", []string{"run", "--poll-spin", "-1us"}, 2, "out of range"},
 		{"demo too many", []string{"demo", "--containers", "12"}, 2, "--containers 12"},
 		{"capture without -w", []string{"capture", "c1"}, 2, "give -w FILE"},
 		{"capture without port", []string{"capture", "-w", "x"}, 2, "give a port name"},

@@ -14,7 +14,6 @@ import (
 	"github.com/tapswitch/tapswitch/daemon"
 	"github.com/tapswitch/tapswitch/fdb"
 	vswitch "github.com/tapswitch/tapswitch/switch"
-	"github.com/tapswitch/tapswitch/switch/tap"
 )
 
 func cmdRun(args []string, stdout io.Writer) error {
@@ -29,7 +28,6 @@ func cmdRun(args []string, stdout io.Writer) error {
 	mode := fs.String("mode", string(vswitch.ModeLearning), "the switch's pipeline: learning (MAC learning, VLANs, ACL) or hub (every frame to every port)")
 	icc := fs.Bool("icc", true, "inter-container communication; --icc=false lets containers reach only the gateway (and what allow rules permit)")
 	gwVLAN := fs.Int("gateway-vlan", vswitch.DefaultVLAN, "the VLAN the gateway is on")
-	spin := fs.Duration("poll-spin", 0, "adaptive poll: how long a port's reader keeps trying, without blocking, after a frame before it sleeps (lower latency for small packets and ping, CPU while traffic flows; 0 sleeps at once; at most 10ms)")
 	statePath := fs.String("state", "", "the state file, where ACL rules are kept (default: beside the control socket, its .sock replaced by .state.json)")
 	var nf natFlags
 	nf.add(fs)
@@ -56,10 +54,6 @@ func cmdRun(args []string, stdout io.Writer) error {
 			return usagef("--metrics: %v", err)
 		}
 	}
-	if *spin < 0 || *spin > tap.MaxPollSpin {
-		return usagef("--poll-spin %s: out of range 0..%s", *spin, tap.MaxPollSpin)
-	}
-	tap.SetPollSpin(*spin)
 	if *ageing <= 0 {
 		return usagef("--fdb-ageing %s: must be positive", *ageing)
 	}

@@ -37,9 +37,7 @@ func FromFD(fd int, name, netns string, offloads vswitch.Offloads) (*Device, err
 	// os.NewFile sees O_NONBLOCK and puts the file in the netpoller, as
 	// Create does (io_linux.go).
 	f := os.NewFile(uintptr(fd), "/dev/net/tun")
-	d := &Device{f: f, name: name, netns: netns, offloads: offloads}
-	d.initSpin()
-	return d, nil
+	return &Device{f: f, name: name, netns: netns, offloads: offloads}, nil
 }
 
 // checkTap checks that fd is a TAP of the kind Create makes and sets it

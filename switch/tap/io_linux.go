@@ -30,6 +30,22 @@ import "os"
 // waits for a handoff; a goroutine woken by the netpoller runs on whichever
 // thread has a P. The netpoller is kept.
 //
+// An adaptive poll was measured too, and is not used: a Read that found no
+// frame right after one kept trying the non-blocking fd (read(2), then
+// runtime.Gosched) for up to a spin before parking in the netpoller, on
+// every port (`run --poll-spin`). A plain spin made ping worse: while a
+// goroutine spins its P keeps finding it runnable and does not poll the
+// network, so the reply another port just got waits for the spin to end
+// (make bench QUICK=1, load 11-13: ping 270 µs without, 387 with 50 µs,
+// 5133 with 10 ms, which also starved the iperf3 processes of the 2
+// cores). Spinning only on hot ports (the last wait shorter than the spin)
+// did not win either: ROUNDS=3 make bench on 2026-12-03 (load average 8.7
+// at start, another job keeping both cores busy), tapswitch against
+// tapswitch with a 20 µs spin, medians: TCP 1 stream 7.44 / 6.58 Gbit/s,
+// 2 streams 5.86 / 6.50, UDP 64 B delivered 27.1 / 15.5 kpps, loss-free
+// 9.99 / 46.8, ping 163 / 348 µs. Pings 10 ms apart never find a reader
+// awake; only a busy poll would, at the cost of a core.
+//
 // Batching does not apply to a TAP: readv/writev move one frame per call
 // (the iovecs are pieces of one frame), recvmmsg/sendmmsg fail with
 // ENOTSOCK, and the kernel reads one skb per read(2). What batches is

@@ -66,8 +66,6 @@ type Device struct {
 	name      string   // interface name inside the namespace
 	netns     string   // namespace path, "" for the caller's own
 	offloads  vswitch.Offloads
-	spin      *spinner    // the adaptive poll (poll_linux.go); nil: none
-	closed    atomic.Bool // set by Close
 	closeOnce sync.Once
 }
 
@@ -160,7 +158,6 @@ func Create(cfg Config) (*Device, error) {
 	// Close wakes it (io_linux.go says why this strategy).
 	f := os.NewFile(uintptr(fd), "/dev/net/tun")
 	d := &Device{f: f, name: cfg.Name, netns: cfg.Netns, offloads: offloads}
-	d.initSpin()
 	if err := d.configure(cfg, mtu, tmp, host, target, ns); err != nil {
 		// Closing the only file of a non-persistent TAP deletes it,
 		// in the caller's namespace or in the target one.
@@ -385,9 +382,6 @@ func tunOffloadFlags(o vswitch.Offloads) int {
 // means the device is gone, typically because its namespace was deleted (the
 // kernel reports EBADFD); the error wraps the errno.
 func (d *Device) Read(buf []byte, offset int) (int, error) {
-	if d.spin != nil {
-		return d.readSpin(buf[offset:])
-	}
 	n, err := d.f.Read(buf[offset:])
 	if err != nil {
 		return n, d.wrap("read", err)
@@ -430,10 +424,7 @@ func (d *Device) wrap(op string, err error) error {
 // the first return nil.
 func (d *Device) Close() error {
 	var err error
-	d.closeOnce.Do(func() {
-		d.closed.Store(true)
-		err = d.f.Close()
-	})
+	d.closeOnce.Do(func() { err = d.f.Close() })
 	if err != nil {
 		return fmt.Errorf("close tap %s: %w", d.name, err)
 	}

@@ -599,9 +599,7 @@ func TestWriteTooBig(t *testing.T) {
 	}
 }
 
-func TestClose(t *testing.T) { withSpins(t, testClose) }
-
-func testClose(t *testing.T) {
+func TestClose(t *testing.T) {
 	requireRoot(t)
 	_, path := newNetns(t)
 	d := create(t, testConfig(path))
@@ -624,21 +622,7 @@ func testClose(t *testing.T) {
 	}
 }
 
-// withSpins runs f as a subtest without and with the adaptive poll
-// (SetPollSpin) for the devices it creates.
-func withSpins(t *testing.T, f func(t *testing.T)) {
-	for _, spin := range []time.Duration{0, 200 * time.Microsecond} {
-		t.Run("spin="+spin.String(), func(t *testing.T) {
-			SetPollSpin(spin)
-			t.Cleanup(func() { SetPollSpin(0) })
-			f(t)
-		})
-	}
-}
-
-func TestCloseUnblocksRead(t *testing.T) { withSpins(t, testCloseUnblocksRead) }
-
-func testCloseUnblocksRead(t *testing.T) {
+func TestCloseUnblocksRead(t *testing.T) {
 	requireRoot(t)
 	_, path := newNetns(t)
 	// No address: the kernel sends nothing on its own (no ARP), and IPv6
@@ -786,9 +770,7 @@ func TestCreateErrors(t *testing.T) {
 // TestNetnsDeleted deletes the namespace while a Read is blocked: the kernel
 // deletes the TAP with the namespace, and Read fails with an error that is
 // not net.ErrClosed.
-func TestNetnsDeleted(t *testing.T) { withSpins(t, testNetnsDeleted) }
-
-func testNetnsDeleted(t *testing.T) {
+func TestNetnsDeleted(t *testing.T) {
 	requireRoot(t)
 	name, path := newNetns(t)
 	d := create(t, testConfig(path))
@@ -929,9 +911,7 @@ func TestTunSocketNetns(t *testing.T) {
 
 // TestReadWriteAllocs pins that a Write and a Read allocate nothing: the
 // test writes an ARP request for the namespace's address and reads the reply.
-func TestReadWriteAllocs(t *testing.T) { withSpins(t, testReadWriteAllocs) }
-
-func testReadWriteAllocs(t *testing.T) {
+func TestReadWriteAllocs(t *testing.T) {
 	requireRoot(t)
 	_, path := newNetns(t)
 	d := create(t, testConfig(path))
