@@ -229,3 +229,25 @@ func noArgs(pos []string) error {
 	}
 	return nil
 }
+
+// parseNone parses args with fs and rejects positional arguments.
+func parseNone(fs *flag.FlagSet, args []string) error {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	return noArgs(pos)
+}
+
+// parseOne parses args with fs and returns the one positional argument,
+// or a usage error that says what to give.
+func parseOne(fs *flag.FlagSet, args []string, what string) (string, error) {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return "", err
+	}
+	if len(pos) != 1 {
+		return "", usageError{errors.New(what)}
+	}
+	return pos[0], nil
+}

@@ -151,16 +151,13 @@ func cmdRuleAdd(args []string, stdout io.Writer) error {
 func cmdRuleDel(args []string, stdout io.Writer) error {
 	fs := newFlags("rule del")
 	control := controlFlag(fs)
-	pos, err := parse(fs, args)
+	arg, err := parseOne(fs, args, "give exactly one rule ID (see tapswitch rule list)")
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usagef("give exactly one rule ID (see tapswitch rule list)")
-	}
-	id, err := strconv.Atoi(pos[0])
+	id, err := strconv.Atoi(arg)
 	if err != nil || id < 1 {
-		return usagef("rule ID %q: a positive number expected", pos[0])
+		return usagef("rule ID %q: a positive number expected", arg)
 	}
 	ctx, cancel := timeout()
 	defer cancel()
