@@ -83,15 +83,13 @@ func cmdAttach(args []string, stdout io.Writer) error {
 }
 
 func cmdDetach(args []string, stdout io.Writer) error {
-	fs := newFlags("detach")
-	control := controlFlag(fs)
-	arg, err := parseOne(fs, args, "give exactly one port name")
+	control, arg, err := oneArg("detach", args, "give exactly one port name")
 	if err != nil {
 		return err
 	}
 	ctx, cancel := timeout()
 	defer cancel()
-	return client(*control).Detach(ctx, arg)
+	return client(control).Detach(ctx, arg)
 }
 
 func cmdPorts(args []string, stdout io.Writer) error {

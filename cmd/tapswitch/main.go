@@ -239,15 +239,18 @@ func parseNone(fs *flag.FlagSet, args []string) error {
 	return noArgs(pos)
 }
 
-// parseOne parses args with fs and returns the one positional argument,
-// or a usage error that says what to give.
-func parseOne(fs *flag.FlagSet, args []string, what string) (string, error) {
+// oneArg parses the flags of a subcommand that takes nothing but
+// --control and exactly one positional argument, and returns both, or a
+// usage error that says what to give.
+func oneArg(name string, args []string, what string) (control, arg string, err error) {
+	fs := newFlags(name)
+	c := controlFlag(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	if len(pos) != 1 {
-		return "", usageError{errors.New(what)}
+		return "", "", usageError{errors.New(what)}
 	}
-	return pos[0], nil
+	return *c, pos[0], nil
 }

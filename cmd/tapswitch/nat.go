@@ -132,9 +132,7 @@ func printPublishes(w io.Writer, ps []api.Published) {
 }
 
 func cmdUnpublish(args []string, stdout io.Writer) error {
-	fs := newFlags("unpublish")
-	control := controlFlag(fs)
-	arg, err := parseOne(fs, args, "give one host port: HOSTPORT[/tcp|/udp]")
+	control, arg, err := oneArg("unpublish", args, "give one host port: HOSTPORT[/tcp|/udp]")
 	if err != nil {
 		return err
 	}
@@ -151,7 +149,7 @@ func cmdUnpublish(args []string, stdout io.Writer) error {
 	}
 	ctx, cancel := timeout()
 	defer cancel()
-	p, err := client(*control).Unpublish(ctx, uint16(n), proto)
+	p, err := client(control).Unpublish(ctx, uint16(n), proto)
 	if err != nil {
 		return err
 	}

@@ -149,9 +149,7 @@ func cmdRuleAdd(args []string, stdout io.Writer) error {
 }
 
 func cmdRuleDel(args []string, stdout io.Writer) error {
-	fs := newFlags("rule del")
-	control := controlFlag(fs)
-	arg, err := parseOne(fs, args, "give exactly one rule ID (see tapswitch rule list)")
+	control, arg, err := oneArg("rule del", args, "give exactly one rule ID (see tapswitch rule list)")
 	if err != nil {
 		return err
 	}
@@ -161,7 +159,7 @@ func cmdRuleDel(args []string, stdout io.Writer) error {
 	}
 	ctx, cancel := timeout()
 	defer cancel()
-	return client(*control).DeleteRule(ctx, id)
+	return client(control).DeleteRule(ctx, id)
 }
 
 // printRules prints the rules as an aligned table, in the order the switch
