@@ -415,11 +415,10 @@ func TestCaptureSlowReader(t *testing.T) {
 	eventually(t, 10*time.Second, "capture ended after its client left", func() bool { return len(d.captures(t)) == 0 })
 }
 
-// TestMetrics scrapes /metrics, parses it with the Prometheus text parser,
-// and checks that counters move with traffic.
-func TestMetrics(t *testing.T) {
-	requireRoot(t, "ping")
-	d, ns, ports := twoContainers(t, "--metrics", "127.0.0.1:0")
+// metricsURL waits for the daemon d to log where it serves /metrics, and
+// returns that URL.
+func metricsURL(t *testing.T, d *daemon) string {
+	t.Helper()
 	var url string
 	re := regexp.MustCompile(`url=(http://127\.0\.0\.1:\d+/metrics)`)
 	eventually(t, 5*time.Second, "metrics address in the daemon's log", func() bool {
@@ -429,19 +428,32 @@ func TestMetrics(t *testing.T) {
 		}
 		return m != nil
 	})
-	scrape := func() map[string]*dto.MetricFamily {
-		resp, err := http.Get(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		p := expfmt.NewTextParser(model.UTF8Validation)
-		mf, err := p.TextToMetricFamilies(bufio.NewReader(resp.Body))
-		if err != nil {
-			t.Fatalf("/metrics does not parse: %v", err)
-		}
-		return mf
+	return url
+}
+
+// scrapeMetrics gets url and parses it with the Prometheus text parser.
+func scrapeMetrics(t *testing.T, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mf, err := p.TextToMetricFamilies(bufio.NewReader(resp.Body))
+	if err != nil {
+		t.Fatalf("/metrics does not parse: %v", err)
+	}
+	return mf
+}
+
+// TestMetrics scrapes /metrics, parses it with the Prometheus text parser,
+// and checks that counters move with traffic.
+func TestMetrics(t *testing.T) {
+	requireRoot(t, "ping")
+	d, ns, ports := twoContainers(t, "--metrics", "127.0.0.1:0")
+	url := metricsURL(t, d)
+	scrape := func() map[string]*dto.MetricFamily { return scrapeMetrics(t, url) }
 	val := func(mf map[string]*dto.MetricFamily, name, label, value string) float64 {
 		for _, m := range mf[name].GetMetric() {
 			if label == "" {
