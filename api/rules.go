@@ -326,16 +326,12 @@ func portRange(lo, hi uint16) string {
 
 // Rules lists the ACL rules with their counters, in ID order.
 func (c *Client) Rules(ctx context.Context) ([]RuleStats, error) {
-	var out []RuleStats
-	err := c.do(ctx, http.MethodGet, "/v1/rules", nil, &out)
-	return out, err
+	return call[[]RuleStats](ctx, c, http.MethodGet, "/v1/rules", nil)
 }
 
 // AddRule adds a rule and returns it with its ID.
 func (c *Client) AddRule(ctx context.Context, r Rule) (RuleStats, error) {
-	var out RuleStats
-	err := c.do(ctx, http.MethodPost, "/v1/rules", r, &out)
-	return out, err
+	return call[RuleStats](ctx, c, http.MethodPost, "/v1/rules", r)
 }
 
 // DeleteRule removes the rule with the given ID.
@@ -345,7 +341,5 @@ func (c *Client) DeleteRule(ctx context.Context, id int) error {
 
 // Pipeline returns the switch's pipeline with its counters.
 func (c *Client) Pipeline(ctx context.Context) (Pipeline, error) {
-	var out Pipeline
-	err := c.do(ctx, http.MethodGet, "/v1/pipeline", nil, &out)
-	return out, err
+	return call[Pipeline](ctx, c, http.MethodGet, "/v1/pipeline", nil)
 }
