@@ -125,6 +125,22 @@ func (p packet) icmpEcho() string {
 	return ""
 }
 
+// readPCAPNGFile reads every packet of the pcapng file, and checks that it
+// has the one interface iface.
+func readPCAPNGFile(t *testing.T, file, iface string) []packet {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	pkts, names := readPCAPNG(t, f)
+	if len(names) != 1 || names[0] != iface {
+		t.Errorf("interfaces: %v, want [%s]", names, iface)
+	}
+	return pkts
+}
+
 // readPCAPNG reads every packet of a pcapng stream, and the names of its
 // interfaces.
 func readPCAPNG(t *testing.T, r io.Reader) ([]packet, []string) {
@@ -202,15 +218,7 @@ func TestCapturePing(t *testing.T) {
 	if m == nil || m[1] == "0" || m[3] != "0" {
 		t.Errorf("capture summary: %q, want packets captured and none dropped", stderr)
 	}
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	pkts, names := readPCAPNG(t, f)
-	if len(names) != 1 || names[0] != "c1" {
-		t.Errorf("interfaces: %v, want [c1]", names)
-	}
+	pkts := readPCAPNGFile(t, file, "c1")
 	req := fmt.Sprintf("%s > %s request", ip(ports[0]), ip(ports[1]))
 	rep := fmt.Sprintf("%s > %s reply", ip(ports[1]), ip(ports[0]))
 	var reqs, reps int
@@ -514,15 +522,7 @@ func TestCaptureUplink(t *testing.T) {
 	c := d.startCapture(t, nil, "uplink", "-w", file, "icmp")
 	ping(t, c1, lanIP)
 	c.stop(t)
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	pkts, names := readPCAPNG(t, f)
-	if len(names) != 1 || names[0] != "uplink" {
-		t.Errorf("interfaces: %v, want [uplink]", names)
-	}
+	pkts := readPCAPNGFile(t, file, "uplink")
 	want := map[string]int{
 		fmt.Sprintf("%s > %s request", upIP, lanIP): 2,
 		fmt.Sprintf("%s > %s reply", lanIP, upIP):   2,
