@@ -45,6 +45,8 @@ type Daemon struct {
 	obs observe // captures, capture points that are not ports (capture.go)
 
 	rules rulesState // ACL rules and the state file (rules.go)
+
+	vx tunnels // VXLAN tunnels (vxlan.go)
 }
 
 // attachment is a container's TAP attached to the switch.
@@ -82,6 +84,12 @@ func (p namedPort) Name() string { return p.name }
 // New validates cfg, checks that the subnet does not overlap a route of the
 // current network namespace, and starts a switch with its gateway.
 func New(cfg Config) (_ *Daemon, err error) {
+	if cfg.MTU == 0 && len(cfg.VXLAN) > 0 {
+		// Containers' packets must cross the overlay whole.
+		if cfg.MTU, err = vxlanMTU(cfg.VXLAN[0]); err != nil {
+			return nil, err
+		}
+	}
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
@@ -153,6 +161,11 @@ func New(cfg Config) (_ *Daemon, err error) {
 	if d.nat != nil && d.nat.host != nil {
 		// TCP super-segments from the netstack to the containers.
 		d.nat.host.SetGSOHandler(gw.FromUplinkGSOSlices)
+	}
+	for _, spec := range cfg.VXLAN {
+		if _, err := d.AddVXLAN(spec); err != nil {
+			return nil, err
+		}
 	}
 	d.startNAT()
 	return d, nil

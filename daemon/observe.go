@@ -57,6 +57,7 @@ func (d *Daemon) Stats() api.Stats {
 			s.HostUplink = &hs
 		}
 	}
+	s.VXLAN = d.VXLANs()
 	s.Process.Goroutines = runtime.NumGoroutine()
 	s.Process.OpenFDs = -1
 	if fds, err := os.ReadDir("/proc/self/fd"); err == nil {
