@@ -26,6 +26,8 @@ Usage:
                 [--ct-max N] [--ct-tcp-timeout D] [--ct-tcp-transitory-timeout D] [--ct-udp-timeout D]
                 [--ct-udp-unreplied-timeout D] [--ct-icmp-timeout D] [--ct-endpoint-independent-filtering]
                 [--mode learning|hub] [--icc=true|false] [--gateway-vlan N] [--state PATH]
+                [--vxlan vni=N,local=ADDR,remote=ADDR[,remote=ADDR...][,port=4789][,mtu=N][,vlan=N]]...
+                [--vxlan-allow CIDR]... [--ip-range CIDR]
   tapswitch attach (--netns PATH | --pid PID) [--name NAME] [--ifname eth0] [--ip IP] [--mac MAC] [--mtu N]
                 [--vlan N] [--trunk N,M...] [--allow-spoof]
                 [-p [HOSTIP:]HOSTPORT[-END]:CONTAINERPORT[-END][/tcp|/udp]]... [--json]
@@ -43,6 +45,7 @@ Usage:
   tapswitch rule list [--json]
   tapswitch rule del ID
   tapswitch pipeline [--json]
+  tapswitch vxlan add vni=N,local=ADDR,remote=ADDR[,...] | vxlan list [--json] | vxlan del VNI
   tapswitch version
   tapswitch demo
 
@@ -81,6 +84,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 
 		"rule":     cmdRule,
 		"pipeline": cmdPipeline,
+
+		"vxlan": cmdVXLAN,
 	}
 	name := args[0]
 	if name == nshelper.Command {
