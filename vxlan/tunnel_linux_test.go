@@ -1,0 +1,297 @@
+package vxlan
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/tapswitch/tapswitch/fdb"
+	vswitch "github.com/tapswitch/tapswitch/switch"
+	"github.com/tapswitch/tapswitch/switch/gso"
+)
+
+var (
+	addrA = netip.MustParseAddr("127.0.0.1")
+	addrB = netip.MustParseAddr("127.0.0.2")
+	addrC = netip.MustParseAddr("127.0.0.3")
+	gwMAC = fdb.MAC{0x02, 0x42, 10, 80, 0, 1}
+	macA  = fdb.MAC{0x02, 0x42, 10, 80, 1, 1}
+	macB  = fdb.MAC{0x02, 0x42, 10, 80, 2, 1}
+)
+
+// freePort returns a UDP port free on loopback now.
+func freePort(t *testing.T) uint16 {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return uint16(c.LocalAddr().(*net.UDPAddr).Port)
+}
+
+// pair opens two tunnels of VNI 42 on loopback, A (127.0.0.1) and B
+// (127.0.0.2), each the other's remote, plus any extra remotes for A.
+func pair(t *testing.T, mutate func(a, b *Config), extra ...netip.Addr) (*Tunnel, *Tunnel) {
+	t.Helper()
+	port := freePort(t)
+	ca := Config{VNI: 42, Local: addrA, Remotes: append([]netip.Addr{addrB}, extra...), Port: port, MTU: 1500, GatewayMAC: gwMAC}
+	cb := Config{VNI: 42, Local: addrB, Remotes: []netip.Addr{addrA}, Port: port, MTU: 1500, GatewayMAC: gwMAC}
+	if mutate != nil {
+		mutate(&ca, &cb)
+	}
+	a, err := New(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	b, err := New(cb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return a, b
+}
+
+// ethFrame returns a virtio_net_hdr and an Ethernet frame from src to dst
+// with n bytes of payload (EtherType 0x88b5, local experimental).
+func ethFrame(dst, src fdb.MAC, n int) []byte {
+	f := make([]byte, vswitch.VnetHdrLen+14+n)
+	copy(f[10:], dst[:])
+	copy(f[16:], src[:])
+	binary.BigEndian.PutUint16(f[22:], 0x88b5)
+	for i := range n {
+		f[24+i] = byte(i)
+	}
+	return f
+}
+
+// readFrame reads one frame from tn within a few seconds.
+func readFrame(t *testing.T, tn *Tunnel) []byte {
+	t.Helper()
+	type res struct {
+		b   []byte
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		buf := make([]byte, vswitch.BufSize)
+		n, err := tn.Read(buf, vswitch.Headroom)
+		ch <- res{buf[vswitch.Headroom : vswitch.Headroom+n], err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		return r.b
+	case <-time.After(5 * time.Second):
+		t.Fatal("no frame within 5s")
+	}
+	return nil
+}
+
+func TestTunnelUnicastAndLearning(t *testing.T) {
+	a, b := pair(t, nil)
+	f := ethFrame(macB, macA, 100)
+	if _, err := a.Write(f, 0); err != nil {
+		t.Fatal(err)
+	}
+	got := readFrame(t, b)
+	if !bytes.Equal(got, f) {
+		t.Fatalf("B read %x, want %x", got, f)
+	}
+	v, ok := b.Table().Lookup(macA, b.Now())
+	if !ok || v.Addr != addrA {
+		t.Fatalf("B learned %v %v for %s, want %s", v, ok, macA, addrA)
+	}
+	st := b.VTEPs()[0]
+	if st.RxPackets != 1 || st.RxBytes != 114 {
+		t.Errorf("B's counters for A: %+v, want 1 packet of 114 bytes", st)
+	}
+	// The reply goes to A alone: B knows where macA is.
+	if _, err := b.Write(ethFrame(macA, macB, 50), 0); err != nil {
+		t.Fatal(err)
+	}
+	readFrame(t, a)
+	if s := b.VTEPs()[0]; s.TxPackets != 1 {
+		t.Errorf("B sent %d frames to A, want 1", s.TxPackets)
+	}
+}
+
+func TestTunnelGatewayAndClaims(t *testing.T) {
+	local := fdb.MAC{0x02, 0x42, 10, 80, 2, 9}
+	a, b := pair(t, func(_, cb *Config) {
+		cb.LocalMAC = func(m fdb.MAC) bool { return m == local }
+	})
+	// A frame from the gateway never leaves: it is on every host.
+	if n, err := a.Write(ethFrame(macB, gwMAC, 60), 0); err != nil || n == 0 {
+		t.Fatalf("Write from the gateway: %d, %v", n, err)
+	}
+	if s := a.Stats(); s.TxGateway != 1 {
+		t.Errorf("TxGateway %d, want 1", s.TxGateway)
+	}
+	// B drops frames claiming the gateway or one of its local MACs, then
+	// takes a good one.
+	forged := ethFrame(macB, gwMAC, 60)
+	a.cfg.GatewayMAC = fdb.MAC{} // let A send it, as a forger would
+	a.Write(forged, 0)
+	a.Write(ethFrame(macB, local, 60), 0)
+	good := ethFrame(macB, macA, 60)
+	a.Write(good, 0)
+	if got := readFrame(t, b); !bytes.Equal(got, good) {
+		t.Fatalf("B read %x, want the good frame", got)
+	}
+	if s := b.Stats(); s.RxClaimed != 2 {
+		t.Errorf("RxClaimed %d, want 2", s.RxClaimed)
+	}
+	if _, ok := b.Table().Lookup(gwMAC, b.Now()); ok {
+		t.Error("B learned the gateway's MAC from the tunnel")
+	}
+}
+
+func TestTunnelFloodAndTooBig(t *testing.T) {
+	// C is a plain socket standing for a third VTEP.
+	a, b := pair(t, nil, addrC)
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addrC, a.Config().Port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	bcast := fdb.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+	f := ethFrame(bcast, macA, 64)
+	if _, err := a.Write(f, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFrame(t, b); !bytes.Equal(got, f) {
+		t.Fatalf("B read %x", got)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 2048)
+	n, err := c.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vni, err := ParseHeader(buf[:n]); err != nil || vni != 42 || !bytes.Equal(buf[HeaderLen:n], f[10:]) {
+		t.Fatalf("C got vni %d err %v frame %x", vni, err, buf[HeaderLen:n])
+	}
+	// 1500 - 36: the largest inner frame over IPv4.
+	if _, err := a.Write(ethFrame(macB, macA, 1500-36-14+1), 0); !errors.Is(err, vswitch.ErrFrameTooBig) {
+		t.Errorf("oversized frame: %v, want ErrFrameTooBig", err)
+	}
+	if _, err := a.Write(ethFrame(macB, macA, 1500-36-14), 0); err != nil {
+		t.Errorf("largest frame: %v", err)
+	}
+	if s := a.Stats(); s.TxTooBig != 1 {
+		t.Errorf("TxTooBig %d, want 1", s.TxTooBig)
+	}
+}
+
+func TestTunnelVNIAndAllow(t *testing.T) {
+	a, b := pair(t, func(ca, cb *Config) {
+		cb.Allow = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	})
+	// From 127.0.0.3: not allowed. Then A with another VNI.
+	c, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addrC, 0)),
+		net.UDPAddrFromAddrPort(netip.AddrPortFrom(addrB, b.Config().Port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	d := make([]byte, HeaderLen+60)
+	PutHeader(d, 42)
+	copy(d[HeaderLen:], ethFrame(macB, macA, 46)[10:])
+	c.Write(d)
+	PutHeader(d, 43)
+	raw, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addrA, 0)),
+		net.UDPAddrFromAddrPort(netip.AddrPortFrom(addrB, b.Config().Port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.Write(d)
+	raw.Write(d[:5]) // malformed
+	good := ethFrame(macB, macA, 46)
+	a.Write(good, 0)
+	if got := readFrame(t, b); !bytes.Equal(got, good) {
+		t.Fatalf("B read %x", got)
+	}
+	s := b.Stats()
+	if s.RxDenied != 1 || s.RxBadVNI != 1 || s.RxMalformed != 1 {
+		t.Errorf("stats %+v, want one denied, one bad VNI, one malformed", s)
+	}
+}
+
+// tcpSuperFrame returns a TSO super-frame (GSO_TCPV4) of payload bytes in
+// segments of mss, with a partial checksum as a TAP hands it over.
+func tcpSuperFrame(payload, mss int) []byte {
+	f := ethFrame(macB, macA, 20+20+payload)
+	binary.BigEndian.PutUint16(f[22:], 0x0800)
+	ip := f[24:]
+	clear(ip[:40])
+	ip[0] = 0x45
+	binary.BigEndian.PutUint16(ip[2:], uint16(40+payload))
+	ip[8], ip[9] = 64, 6
+	copy(ip[12:], []byte{10, 80, 1, 1, 10, 80, 2, 1})
+	tcp := ip[20:]
+	binary.BigEndian.PutUint16(tcp[0:], 40000)
+	binary.BigEndian.PutUint16(tcp[2:], 5201)
+	binary.BigEndian.PutUint32(tcp[4:], 1000)
+	tcp[12], tcp[13] = 5<<4, 0x18
+	gso.Hdr{Flags: gso.FlagNeedsCsum, GSOType: gso.TypeTCPv4, HdrLen: 54, GSOSize: uint16(mss), CsumStart: 34, CsumOffset: 16}.Put(f)
+	return f
+}
+
+func TestTunnelTSO(t *testing.T) {
+	a, b := pair(t, nil)
+	const payload, mss = 60000, 1398
+	f := tcpSuperFrame(payload, mss)
+	if _, err := a.Write(f, 0); err != nil {
+		t.Fatal(err)
+	}
+	var sg gso.Segmenter
+	if err := sg.Reset(f); err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, 2048)
+	segs := 0
+	for {
+		n := sg.Next(want)
+		if n == 0 {
+			break
+		}
+		segs++
+		if got := readFrame(t, b); !bytes.Equal(got, want[:n]) {
+			t.Fatalf("segment %d: got %d bytes, want %d (%x...)", segs, len(got), n, got[:min(len(got), 64)])
+		}
+	}
+	if s := a.VTEPs()[0]; s.TxPackets != uint64(segs) {
+		t.Errorf("A counted %d datagrams sent, want %d", s.TxPackets, segs)
+	}
+}
+
+func TestTunnelWriteAllocs(t *testing.T) {
+	a, b := pair(t, nil)
+	go func() {
+		buf := make([]byte, vswitch.BufSize)
+		for {
+			if _, err := b.Read(buf, vswitch.Headroom); err != nil {
+				return
+			}
+		}
+	}()
+	f := ethFrame(macB, macA, 1000)
+	tso := tcpSuperFrame(20000, 1398)
+	for _, c := range []struct {
+		name  string
+		frame []byte
+	}{{"plain", f}, {"tso", tso}} {
+		if n := testing.AllocsPerRun(200, func() { a.Write(c.frame, 0) }); n != 0 {
+			t.Errorf("%s: Write allocates %.1f times per frame", c.name, n)
+		}
+	}
+}
