@@ -382,7 +382,7 @@ func (d *Daemon) nextFree(used map[netip.Addr]string) (netip.Addr, error) {
 	if d.cfg.IPRange.IsValid() {
 		pool = d.cfg.IPRange
 	}
-	for ip := pool.Addr(); ip.IsValid() && pool.Contains(ip); ip = ip.Next() {
+	for ip := pool.Addr().Next(); ip.IsValid() && pool.Contains(ip); ip = ip.Next() {
 		if ip == d.cfg.Gateway || hostAddr(d.cfg.Subnet, ip) != nil {
 			continue
 		}

@@ -16,6 +16,7 @@ need=(
 	curl:curl
 	util-linux:nsenter
 	util-linux:setpriv
+	ethtool:ethtool
 )
 if [ "${1:-}" = bench ]; then
 	need+=(openvswitch-switch:ovs-vswitchd vde2:vde_switch nftables:nft slirp4netns:slirp4netns passt:pasta)
