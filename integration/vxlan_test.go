@@ -3,7 +3,7 @@ package integration
 import (
 	"fmt"
 	"net"
-		"strings"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
