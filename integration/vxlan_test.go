@@ -253,3 +253,38 @@ func forge(t *testing.T, ns, addr string, port int, src string) {
 		return err
 	})
 }
+
+// TestVXLANRootless runs the daemon as nobody with its tunnel on a high
+// port, added and removed at runtime through the CLI: a rootless container
+// and a kernel host's container reach each other while the tunnel is
+// there, and not after it is removed.
+func TestVXLANRootless(t *testing.T) {
+	requireRootless(t, "bridge", "ping", "ethtool")
+	u := newUnderlay(t)
+	const ipR, ipK, port = "198.51.100.1", "198.51.100.3", 47890
+	hR, hK := u.host(t, ipR), u.host(t, ipK)
+	k1 := kernelHost(t, hK, ipK, "10.80.3.2", port, ipR)
+	d := startRootlessDaemonIn(t, hR, "--subnet", "10.80.0.0/16", "--ip-range", "10.80.1.0/24", "--mtu", "1450")
+	spec := fmt.Sprintf("vni=42,local=%s,remote=%s,port=%d", ipR, ipK, port)
+	if _, errOut, code := d.cli(t, "vxlan", "add", spec); code != 0 {
+		t.Fatalf("vxlan add %s: exit %d: %s", spec, code, errOut)
+	}
+	if _, errOut, code := d.cli(t, "vxlan", "add", spec); code == 0 || !strings.Contains(errOut, "already has a tunnel") {
+		t.Errorf("second vxlan add for vni 42: exit %d: %s, want a conflict", code, errOut)
+	}
+	c1 := startRootlessContainer(t)
+	p := d.attachPID(t, c1)
+	c1.ping(t, "10.80.3.2")
+	ping(t, k1, ip(p))
+	v := d.vxlans(t)
+	if len(v) != 1 || v[0].Port != port || len(v[0].VTEPs) == 0 || v[0].VTEPs[0].RxPackets == 0 {
+		t.Errorf("vxlan list: %+v, want vni 42 on port %d with traffic from %s", v, port, ipK)
+	}
+	if _, errOut, code := d.cli(t, "vxlan", "del", "42"); code != 0 {
+		t.Fatalf("vxlan del 42: exit %d: %s", code, errOut)
+	}
+	noPing(t, k1, ip(p))
+	if v := d.vxlans(t); len(v) != 0 {
+		t.Errorf("vxlan list after del: %+v, want none", v)
+	}
+}
