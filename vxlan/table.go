@@ -97,7 +97,10 @@ func (t *Table) Learn(mac fdb.MAC, v *VTEP, now int64) {
 	case e != nil && e.static:
 		return
 	case e != nil:
-		if e.vtep != v {
+		switch {
+		case t.aged(e, now):
+			t.learned.Add(1) // gone in effect: learned again
+		case e.vtep != v:
 			t.moved.Add(1)
 		}
 		e.vtep = v

@@ -24,7 +24,7 @@ var (
 )
 
 // freePort returns a UDP port free on loopback now.
-func freePort(t *testing.T) uint16 {
+func freePort(t testing.TB) uint16 {
 	t.Helper()
 	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -37,6 +37,14 @@ func freePort(t *testing.T) uint16 {
 // pair opens two tunnels of VNI 42 on loopback, A (127.0.0.1) and B
 // (127.0.0.2), each the other's remote, plus any extra remotes for A.
 func pair(t *testing.T, mutate func(a, b *Config), extra ...netip.Addr) (*Tunnel, *Tunnel) {
+	t.Helper()
+	return pairTB(t, mutate, extra...)
+}
+
+// pairF is pair for a fuzz test's setup.
+func pairF(f *testing.F) (*Tunnel, *Tunnel) { return pairTB(f, nil) }
+
+func pairTB(t testing.TB, mutate func(a, b *Config), extra ...netip.Addr) (*Tunnel, *Tunnel) {
 	t.Helper()
 	port := freePort(t)
 	ca := Config{VNI: 42, Local: addrA, Remotes: append([]netip.Addr{addrB}, extra...), Port: port, MTU: 1500, GatewayMAC: gwMAC}
@@ -293,5 +301,17 @@ func TestTunnelWriteAllocs(t *testing.T) {
 		if n := testing.AllocsPerRun(200, func() { a.Write(c.frame, 0) }); n != 0 {
 			t.Errorf("%s: Write allocates %.1f times per frame", c.name, n)
 		}
+	}
+}
+
+func TestTunnelReadAllocs(t *testing.T) {
+	a, b := pair(t, nil)
+	f := ethFrame(macB, macA, 1000)
+	buf := make([]byte, vswitch.BufSize)
+	if n := testing.AllocsPerRun(200, func() {
+		a.Write(f, 0)
+		b.Read(buf, vswitch.Headroom)
+	}); n != 0 {
+		t.Errorf("Write+Read allocate %.1f times per frame", n)
 	}
 }
