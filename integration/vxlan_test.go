@@ -3,6 +3,8 @@ package integration
 import (
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -133,6 +135,30 @@ func TestVXLANOverlay(t *testing.T) {
 	}
 	if t.Failed() {
 		return
+	}
+	// Capture at the tunnel port: a1's echo requests to b1 leave through
+	// it (outbound), the replies come in through it.
+	file := filepath.Join(t.TempDir(), "vxlan42.pcapng")
+	c := dA.startCapture(t, nil, "vxlan42", "-w", file, "icmp")
+	ping(t, a1, ip(pb))
+	c.stop(t)
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkts, _ := readPCAPNG(t, f)
+	f.Close()
+	var reqs, reps int
+	for _, p := range pkts {
+		switch p.icmpEcho() {
+		case ip(pa) + " > " + ip(pb) + " request":
+			reqs++
+		case ip(pb) + " > " + ip(pa) + " reply":
+			reps++
+		}
+	}
+	if reqs != 2 || reps != 2 {
+		t.Errorf("capture at vxlan42: %d echo requests and %d replies, want 2 and 2", reqs, reps)
 	}
 	// ARP resolved across the overlay, to the container's own MAC.
 	if out := nsRun(t, a1, "ip", "neigh", "show", ip(pb)); !strings.Contains(out, pb.MAC) {
