@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -208,4 +209,22 @@ func (c *Client) AddVXLAN(ctx context.Context, spec VXLANSpec) (VXLAN, error) {
 // DeleteVXLAN removes the tunnel of vni.
 func (c *Client) DeleteVXLAN(ctx context.Context, vni uint32) error {
 	return c.do(ctx, http.MethodDelete, "/v1/vxlan/"+strconv.FormatUint(uint64(vni), 10), nil, nil)
+}
+
+// VXLANStatic pins a MAC behind a remote VTEP of a tunnel, as `bridge fdb
+// append MAC dev vxlan42 dst VTEP` does: the MAC never ages and is never
+// learned elsewhere.
+type VXLANStatic struct {
+	MAC  string `json:"mac"`
+	VTEP string `json:"vtep"`
+}
+
+// AddVXLANStatic pins s.MAC behind s.VTEP on the tunnel of vni.
+func (c *Client) AddVXLANStatic(ctx context.Context, vni uint32, s VXLANStatic) error {
+	return c.do(ctx, http.MethodPost, "/v1/vxlan/"+strconv.FormatUint(uint64(vni), 10)+"/fdb", s, nil)
+}
+
+// DeleteVXLANStatic removes the entry of mac from the tunnel of vni.
+func (c *Client) DeleteVXLANStatic(ctx context.Context, vni uint32, mac string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/vxlan/"+strconv.FormatUint(uint64(vni), 10)+"/fdb/"+url.PathEscape(mac), nil, nil)
 }

@@ -151,6 +151,61 @@ func (d *Daemon) DeleteVXLAN(vni uint32) error {
 	return nil
 }
 
+// tunnelOf returns the tunnel of vni.
+func (d *Daemon) tunnelOf(vni uint32) (*tunnel, error) {
+	d.vx.mu.Lock()
+	tn, ok := d.vx.byVNI[vni]
+	d.vx.mu.Unlock()
+	if !ok {
+		return nil, notFound("no tunnel for vni %d", vni)
+	}
+	return tn, nil
+}
+
+// AddVXLANStatic pins a MAC behind a VTEP of the tunnel of vni: in the
+// tunnel's table, and in the switch's FDB behind the tunnel port, so that
+// frames for it are neither flooded nor learned elsewhere.
+func (d *Daemon) AddVXLANStatic(vni uint32, s api.VXLANStatic) error {
+	tn, err := d.tunnelOf(vni)
+	if err != nil {
+		return err
+	}
+	mac, err := fdb.ParseMAC(s.MAC)
+	if err != nil {
+		return invalid("mac %q: %v", s.MAC, err)
+	}
+	vtep, err := netip.ParseAddr(s.VTEP)
+	if err != nil || vtep.Unmap().Is4() != tn.t.Config().Local.Is4() {
+		return invalid("vtep %q: not an address of the tunnel's family", s.VTEP)
+	}
+	if err := tn.t.AddStatic(mac, vtep); err != nil {
+		return invalid("%v", err)
+	}
+	if err := d.sw.FDB().AddStatic(fdb.Key{MAC: mac, VLAN: tn.vlan}, tn.id); err != nil {
+		tn.t.Table().Delete(mac)
+		return conflict("%v", err)
+	}
+	return nil
+}
+
+// DeleteVXLANStatic removes the entry of mac from the tunnel of vni and
+// from the switch's FDB.
+func (d *Daemon) DeleteVXLANStatic(vni uint32, mac string) error {
+	tn, err := d.tunnelOf(vni)
+	if err != nil {
+		return err
+	}
+	m, err := fdb.ParseMAC(mac)
+	if err != nil {
+		return invalid("mac %q: %v", mac, err)
+	}
+	if !tn.t.Table().Delete(m) {
+		return notFound("no entry for %s on vni %d", m, vni)
+	}
+	d.sw.FDB().Delete(fdb.Key{MAC: m, VLAN: tn.vlan})
+	return nil
+}
+
 // VXLANs lists the tunnels by VNI.
 func (d *Daemon) VXLANs() []api.VXLAN {
 	list := d.tunnelList()
@@ -257,17 +312,35 @@ func (d *Daemon) vxlanRoutes(mux *http.ServeMux) {
 		writeJSON(w, http.StatusCreated, v)
 	})
 	mux.HandleFunc("DELETE /v1/vxlan/{vni}", func(w http.ResponseWriter, r *http.Request) {
-		vni, err := strconv.ParseUint(r.PathValue("vni"), 10, 24)
-		if err != nil {
-			writeError(w, invalid("vni %q: not a number below 16777216", r.PathValue("vni")))
-			return
-		}
-		if err := d.DeleteVXLAN(uint32(vni)); err != nil {
-			writeError(w, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		noContent(w, r, d.DeleteVXLAN)
 	})
+	mux.HandleFunc("POST /v1/vxlan/{vni}/fdb", func(w http.ResponseWriter, r *http.Request) {
+		var s api.VXLANStatic
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&s); err != nil {
+			writeError(w, invalid("request body: %v", err))
+			return
+		}
+		noContent(w, r, func(vni uint32) error { return d.AddVXLANStatic(vni, s) })
+	})
+	mux.HandleFunc("DELETE /v1/vxlan/{vni}/fdb/{mac}", func(w http.ResponseWriter, r *http.Request) {
+		noContent(w, r, func(vni uint32) error { return d.DeleteVXLANStatic(vni, r.PathValue("mac")) })
+	})
+}
+
+// noContent runs fn on the request's {vni} and answers 204, or the error.
+func noContent(w http.ResponseWriter, r *http.Request, fn func(vni uint32) error) {
+	vni, err := strconv.ParseUint(r.PathValue("vni"), 10, 24)
+	if err != nil {
+		writeError(w, invalid("vni %q: not a number below 16777216", r.PathValue("vni")))
+		return
+	}
+	if err := fn(uint32(vni)); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // Per-VTEP metrics.

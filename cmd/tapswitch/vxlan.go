@@ -69,8 +69,34 @@ func cmdVXLAN(args []string, stdout io.Writer) error {
 		return listing(args[1:], stdout, "vxlan list", (*api.Client).VXLANs, printVXLANs)
 	case "del", "delete", "rm":
 		return cmdVXLANDel(args[1:], stdout)
+	case "fdb":
+		return cmdVXLANFDB(args[1:], stdout)
 	}
-	return usagef("unknown subcommand %q: add, list or del", args[0])
+	return usagef("unknown subcommand %q: add, list, del or fdb", args[0])
+}
+
+// cmdVXLANFDB is `vxlan fdb add VNI MAC VTEP` and `vxlan fdb del VNI MAC`:
+// static entries, as `bridge fdb append MAC dev vxlan42 dst VTEP`.
+func cmdVXLANFDB(args []string, stdout io.Writer) error {
+	fs := newFlags("vxlan fdb")
+	control := controlFlag(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) < 3 || (pos[0] == "add") != (len(pos) == 4) || (pos[0] != "add" && pos[0] != "del") {
+		return usagef("vxlan fdb add VNI MAC VTEP | vxlan fdb del VNI MAC")
+	}
+	vni, err := strconv.ParseUint(pos[1], 10, 24)
+	if err != nil {
+		return usagef("vni %q: not a number below 16777216", pos[1])
+	}
+	ctx, cancel := timeout()
+	defer cancel()
+	if pos[0] == "add" {
+		return client(*control).AddVXLANStatic(ctx, uint32(vni), api.VXLANStatic{MAC: pos[2], VTEP: pos[3]})
+	}
+	return client(*control).DeleteVXLANStatic(ctx, uint32(vni), pos[2])
 }
 
 func cmdVXLANAdd(args []string, stdout io.Writer) error {
