@@ -11,7 +11,7 @@ BIN         := bin/tapswitch
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TESTFLAGS   ?= -race -count=1 -timeout 9m
 
-.PHONY: all deps bench-deps build test lint unit demo bench bench-nat bench-rootless clean
+.PHONY: all deps bench-deps build test lint unit demo bench bench-nat bench-rootless bench-overlay clean
 
 all: build
 
@@ -57,6 +57,11 @@ bench-nat: deps bench-deps build
 # MTUS="1500 65520", SECONDS_PER_TEST=5. Table on stdout, JSON in bench/results/.
 bench-rootless: deps bench-deps build
 	bench/rootless-compare.sh $(BIN)
+
+# TCP 1 stream across two hosts joined by VXLAN: tapswitch <-> tapswitch and
+# tapswitch <-> kernel against kernel vxlan <-> kernel vxlan, interleaved.
+bench-overlay: deps build
+	bench/overlay-compare.sh $(BIN)
 
 clean:
 	rm -rf bin

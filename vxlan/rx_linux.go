@@ -130,9 +130,33 @@ func (t *Tunnel) Read(buf []byte, offset int) (int, error) {
 		d := r.buf[r.off:min(r.off+r.gro, r.end)]
 		r.off += len(d)
 		if n := t.decap(d, dst); n > 0 {
+			if r.off < r.end {
+				n = t.coalesce(dst, n)
+			}
 			return n, nil
 		}
 	}
+}
+
+// coalesce appends to the TCP segment dst[:n] the segments of the same
+// flow that follow it in the read buffer, making one super-frame (gro.go),
+// and returns its length.
+func (t *Tunnel) coalesce(dst []byte, n int) int {
+	r := &t.rd
+	g, ok := groStart(dst, n)
+	if !ok {
+		return n
+	}
+	for r.off < r.end {
+		d := r.buf[r.off:min(r.off+r.gro, r.end)]
+		if vni, err := ParseHeader(d); err != nil || vni != t.cfg.VNI || !g.add(d[HeaderLen:]) {
+			break
+		}
+		r.off += len(d)
+		r.vtep.rxPackets.Add(1)
+		r.vtep.rxBytes.Add(uint64(len(d) - HeaderLen))
+	}
+	return g.finish()
 }
 
 // decap checks the datagram d from r.from and copies its inner frame,
