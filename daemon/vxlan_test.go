@@ -3,6 +3,9 @@ package daemon
 import (
 	"errors"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/tapswitch/tapswitch/api"
@@ -39,6 +42,17 @@ func TestVXLANAPI(t *testing.T) {
 	}
 	if _, err := d.AddVXLAN(spec); !errors.Is(err, ErrConflict) {
 		t.Errorf("vni 42 twice: %v, want ErrConflict", err)
+	}
+	rec := httptest.NewRecorder()
+	d.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	for _, want := range []string{
+		`tapswitch_vxlan_vtep_packets_total{dir="tx",tunnel="vxlan42",vtep="127.0.0.2"} 0`,
+		`tapswitch_vxlan_dropped_total{reason="claimed_mac",tunnel="vxlan42"} 0`,
+		`tapswitch_port_rx_packets_total{port="vxlan42"}`,
+	} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 	const mac = "02:42:0a:5a:07:07"
 	for _, bad := range []api.VXLANStatic{{MAC: "ff:ff:ff:ff:ff:ff", VTEP: "127.0.0.2"}, {MAC: mac, VTEP: "::1"}, {MAC: "x", VTEP: "127.0.0.2"}} {
