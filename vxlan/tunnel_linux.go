@@ -1,6 +1,7 @@
 package vxlan
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -30,8 +31,9 @@ type Tunnel struct {
 	table *Table
 	mtu   int // underlay MTU
 
-	rx  *net.UDPConn
-	rxc syscall.RawConn
+	rx     *net.UDPConn
+	rxc    syscall.RawConn
+	joined bool // t is in the reuseport group of its address (group_linux.go)
 	tx  []txSocket
 
 	vmu   sync.Mutex // guards adding to vteps
@@ -130,9 +132,14 @@ func New(cfg Config) (_ *Tunnel, err error) {
 			t.closeSockets()
 		}
 	}()
-	if t.rx, t.rxc, err = listen(netip.AddrPortFrom(cfg.Local, cfg.Port), true); err != nil {
+	ap := netip.AddrPortFrom(cfg.Local, cfg.Port)
+	if t.rx, t.rxc, err = listen(ap, true); err != nil {
 		return nil, err
 	}
+	if err = join(ap, t); err != nil {
+		return nil, err
+	}
+	t.joined = true
 	for range cfg.Sockets {
 		c, raw, err := listen(netip.AddrPortFrom(cfg.Local, 0), false)
 		if err != nil {
@@ -150,10 +157,25 @@ func New(cfg Config) (_ *Tunnel, err error) {
 // listen opens a UDP socket on ap with DF set and, for the receiving one,
 // UDP_GRO on (where the kernel has it) and a larger receive buffer.
 func listen(ap netip.AddrPort, receive bool) (*net.UDPConn, syscall.RawConn, error) {
-	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
+	lc := net.ListenConfig{}
+	if receive {
+		// Tunnels of several VNIs share the port (group_linux.go).
+		lc.Control = func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			err := rc.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			})
+			if err == nil {
+				err = serr
+			}
+			return err
+		}
+	}
+	pc, err := lc.ListenPacket(context.Background(), "udp", net.UDPAddrFromAddrPort(ap).String())
 	if err != nil {
 		return nil, nil, fmt.Errorf("vxlan socket on %s: %w", ap, err)
 	}
+	c := pc.(*net.UDPConn)
 	raw, err := c.SyscallConn()
 	if err != nil {
 		c.Close()
@@ -327,7 +349,9 @@ func (t *Tunnel) Close() error {
 }
 
 func (t *Tunnel) closeSockets() {
-	if t.rx != nil {
+	if t.joined {
+		leave(netip.AddrPortFrom(t.cfg.Local, t.cfg.Port), t) // closes t.rx
+	} else if t.rx != nil {
 		t.rx.Close()
 	}
 	for _, s := range t.tx {

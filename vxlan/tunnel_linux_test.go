@@ -339,3 +339,45 @@ func TestTunnelReadAllocs(t *testing.T) {
 		t.Errorf("Write+Read allocate %.1f times per frame", n)
 	}
 }
+
+// TestTunnelsSharePort runs VNIs 42 and 43 on the same address and port
+// on both sides, as Linux vxlan devices share 4789: each tunnel gets its
+// own VNI's frames only, also after the other side's set changes.
+func TestTunnelsSharePort(t *testing.T) {
+	port := freePort(t)
+	open := func(vni uint32, local, remote netip.Addr) *Tunnel {
+		tn, err := New(Config{VNI: vni, Local: local, Remotes: []netip.Addr{remote}, Port: port, MTU: 1500})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tn.Close() })
+		return tn
+	}
+	a42, a43 := open(42, addrA, addrB), open(43, addrA, addrB)
+	b42, b43 := open(42, addrB, addrA), open(43, addrB, addrA)
+	if _, err := New(Config{VNI: 43, Local: addrB, Remotes: []netip.Addr{addrA}, Port: port, MTU: 1500}); err == nil {
+		t.Fatal("a second tunnel for VNI 43 on the same port was opened")
+	}
+	for i := range 5 {
+		f42, f43 := ethFrame(macB, macA, 60+i), ethFrame(macB, macA, 80+i)
+		a43.Write(f43, 0)
+		a42.Write(f42, 0)
+		if got := readFrame(t, b42); !bytes.Equal(got, f42) {
+			t.Fatalf("VNI 42 tunnel read %x, want %x", got, f42)
+		}
+		if got := readFrame(t, b43); !bytes.Equal(got, f43) {
+			t.Fatalf("VNI 43 tunnel read %x, want %x", got, f43)
+		}
+	}
+	// Without B's VNI 42 tunnel, 43 still gets its own.
+	b42.Close()
+	f43 := ethFrame(macB, macA, 99)
+	a42.Write(ethFrame(macB, macA, 98), 0)
+	a43.Write(f43, 0)
+	if got := readFrame(t, b43); !bytes.Equal(got, f43) {
+		t.Fatalf("after close: VNI 43 tunnel read %x, want %x", got, f43)
+	}
+	if s := b43.Stats(); s.RxBadVNI > 1 {
+		t.Errorf("%d datagrams of another VNI at VNI 43, want at most the one for the closed tunnel", s.RxBadVNI)
+	}
+}
