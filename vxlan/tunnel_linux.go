@@ -34,7 +34,7 @@ type Tunnel struct {
 	rx     *net.UDPConn
 	rxc    syscall.RawConn
 	joined bool // t is in the reuseport group of its address (group_linux.go)
-	tx  []txSocket
+	tx     []txSocket
 
 	vmu   sync.Mutex // guards adding to vteps
 	vteps atomic.Pointer[vtepSet]
