@@ -2,9 +2,10 @@
 # Installs what tapswitch's demo, tests and benchmarks need and is missing:
 # Debian packages with apt-get when we are root, Go modules through go.mod.
 # Idempotent: it installs nothing when everything is there.
-# `deps.sh bench` also installs what the benchmarks compare with: Open
-# vSwitch and vde2 (make bench), nftables (make bench-nat), slirp4netns and
-# passt's pasta (make bench-rootless).
+# `deps.sh bench` also installs what the benchmarks compare with: vde2
+# (make bench), nftables (make bench-nat), slirp4netns and passt's pasta
+# (make bench-rootless). Open vSwitch is always installed: the VXLAN tests
+# interoperate with it.
 set -euo pipefail
 
 # package:command pairs; the command tells whether the package is there.
@@ -17,9 +18,10 @@ need=(
 	util-linux:nsenter
 	util-linux:setpriv
 	ethtool:ethtool
+	openvswitch-switch:ovs-vswitchd
 )
 if [ "${1:-}" = bench ]; then
-	need+=(openvswitch-switch:ovs-vswitchd vde2:vde_switch nftables:nft slirp4netns:slirp4netns passt:pasta)
+	need+=(vde2:vde_switch nftables:nft slirp4netns:slirp4netns passt:pasta)
 fi
 
 missing=()
