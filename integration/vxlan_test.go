@@ -314,3 +314,29 @@ func TestVXLANRootless(t *testing.T) {
 		t.Errorf("vxlan list after del: %+v, want none", v)
 	}
 }
+
+// TestVXLANIPv6Underlay joins two tapswitch hosts over an IPv6 underlay:
+// containers get the underlay MTU less 70, ping each other, and 8 MiB
+// cross whole.
+func TestVXLANIPv6Underlay(t *testing.T) {
+	requireRoot(t, "ping")
+	u := newUnderlay(t)
+	const ipA, ipB = "2001:db8:100::1", "2001:db8:100::2"
+	var d [2]*daemon
+	for i, local := range []string{ipA, ipB} {
+		h := u.host(t, "198.51.100."+fmt.Sprint(i+1))
+		ipIn(t, h, "addr", "add", local+"/64", "dev", "u0", "nodad")
+		remote := []string{ipB, ipA}[i]
+		d[i] = startDaemonIn(t, h, "--subnet", "10.80.0.0/16", "--ip-range", fmt.Sprintf("10.80.%d.0/24", i+1),
+			"--vxlan", "vni=42,local="+local+",remote="+remote)
+	}
+	a1, b1 := newNS(t), newNS(t)
+	pa, pb := d[0].attach(t, a1, "a1"), d[1].attach(t, b1, "b1")
+	if pa.MTU != 1430 {
+		t.Errorf("container MTU %d over IPv6, want 1430", pa.MTU)
+	}
+	ping(t, a1, ip(pb))
+	ping(t, b1, ip(pa))
+	hashServer(t, b1, ip(pb)+":7000")
+	upload(t, a1, ip(pb)+":7000", 8<<20)
+}
