@@ -279,6 +279,9 @@ func (d *Daemon) parseAttach(req api.AttachRequest) (*attachment, error) {
 	if a.name == "gateway" || a.name == "uplink" {
 		return nil, conflict("port name %q is reserved for the %s", a.name, a.name)
 	}
+	if tunnelName(a.name) {
+		return nil, conflict("port name %q is reserved for VXLAN tunnels", a.name)
+	}
 	if a.ifname == "" {
 		a.ifname = "eth0"
 	}

@@ -111,6 +111,7 @@ func TestAPIErrors(t *testing.T) {
 		{"both", "POST", "/v1/ports", `{"netns":"/x","pid":1}`, 400, "not both"},
 		{"bad name", "POST", "/v1/ports", `{"netns":"/x","name":"-x"}`, 400, `port name "-x"`},
 		{"reserved name", "POST", "/v1/ports", `{"netns":"/x","name":"gateway"}`, 409, "reserved for the gateway"},
+		{"tunnel name", "POST", "/v1/ports", `{"netns":"/x","name":"vxlan42"}`, 409, "reserved for VXLAN tunnels"},
 		{"bad ifname", "POST", "/v1/ports", `{"netns":"/x","ifname":"0123456789abcdef"}`, 400, "0123456789abcdef"},
 		{"ip outside", "POST", "/v1/ports", `{"netns":"/x","ip":"192.0.2.9"}`, 400, "outside the subnet"},
 		{"ip network", "POST", "/v1/ports", `{"netns":"/x","ip":"10.90.0.0"}`, 400, "network address"},

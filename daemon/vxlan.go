@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -101,14 +102,8 @@ func (d *Daemon) AddVXLAN(spec api.VXLANSpec) (api.VXLAN, error) {
 		id, ok := fdbt.Lookup(fdb.Key{MAC: mac, VLAN: vlan}, d.sw.Now())
 		return ok && uint32(id) != self.Load()
 	}
-	name := "vxlan" + strconv.FormatUint(uint64(spec.VNI), 10)
-	d.mu.Lock()
-	_, taken := d.ports[name]
-	d.mu.Unlock()
-	if taken {
-		return api.VXLAN{}, conflict("port name %s is taken by a container", name)
-	}
-	cfg.Name = name
+	// Attach refuses tunnel names (tunnelName), so no container has it.
+	cfg.Name = "vxlan" + strconv.FormatUint(uint64(spec.VNI), 10)
 	t, err := vxlan.New(cfg)
 	if err != nil {
 		if errors.Is(err, vxlan.ErrInvalidConfig) {
@@ -124,8 +119,19 @@ func (d *Daemon) AddVXLAN(spec api.VXLANSpec) (api.VXLAN, error) {
 	self.Store(uint32(id))
 	tn := &tunnel{t: t, id: id, spec: spec, vlan: vlan}
 	d.vx.byVNI[spec.VNI] = tn
-	d.log.Info("vxlan tunnel", "name", name, "spec", spec.String(), "underlay_mtu", t.MTU(), "inner_mtu", t.InnerMTU())
+	d.log.Info("vxlan tunnel", "name", cfg.Name, "spec", spec.String(), "underlay_mtu", t.MTU(), "inner_mtu", t.InnerMTU())
 	return d.describeTunnel(tn), nil
+}
+
+// tunnelName reports whether name is one a tunnel's port may have:
+// "vxlan" and a VNI, as Linux names its devices.
+func tunnelName(name string) bool {
+	n, ok := strings.CutPrefix(name, "vxlan")
+	if !ok || n == "" {
+		return false
+	}
+	_, err := strconv.ParseUint(n, 10, 24)
+	return err == nil
 }
 
 func vlanWord(v uint16) string {
