@@ -37,11 +37,16 @@ type group struct {
 	members []*Tunnel
 }
 
-// join adds t, whose receiving socket has just been bound, to the group
-// of ap and steers its VNI to it.
+// join opens t's receiving socket on ap (t.rx), adds t to the group of
+// ap and steers its VNI to it. Binding under groups.mu keeps the group's
+// order the kernel's.
 func join(ap netip.AddrPort, t *Tunnel) error {
 	groups.mu.Lock()
 	defer groups.mu.Unlock()
+	var err error
+	if t.rx, t.rxc, err = listen(ap, true); err != nil {
+		return err
+	}
 	g := groups.m[ap]
 	if g == nil {
 		g = &group{ap: ap}
@@ -49,10 +54,12 @@ func join(ap netip.AddrPort, t *Tunnel) error {
 	}
 	for _, m := range g.members {
 		if m.cfg.VNI == t.cfg.VNI {
+			t.rx.Close()
 			return fmt.Errorf("vxlan: vni %d already listens on %s", t.cfg.VNI, ap)
 		}
 	}
 	if len(g.members) >= maxGroup {
+		t.rx.Close()
 		return fmt.Errorf("vxlan: %d tunnels already listen on %s", maxGroup, ap)
 	}
 	g.members = append(g.members, t)

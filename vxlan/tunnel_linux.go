@@ -132,11 +132,7 @@ func New(cfg Config) (_ *Tunnel, err error) {
 			t.closeSockets()
 		}
 	}()
-	ap := netip.AddrPortFrom(cfg.Local, cfg.Port)
-	if t.rx, t.rxc, err = listen(ap, true); err != nil {
-		return nil, err
-	}
-	if err = join(ap, t); err != nil {
+	if err = join(netip.AddrPortFrom(cfg.Local, cfg.Port), t); err != nil {
 		return nil, err
 	}
 	t.joined = true
@@ -351,8 +347,6 @@ func (t *Tunnel) Close() error {
 func (t *Tunnel) closeSockets() {
 	if t.joined {
 		leave(netip.AddrPortFrom(t.cfg.Local, t.cfg.Port), t) // closes t.rx
-	} else if t.rx != nil {
-		t.rx.Close()
 	}
 	for _, s := range t.tx {
 		s.conn.Close()
