@@ -381,3 +381,46 @@ func TestTunnelsSharePort(t *testing.T) {
 		t.Errorf("%d datagrams of another VNI at VNI 43, want at most the one for the closed tunnel", s.RxBadVNI)
 	}
 }
+
+// TestTunnelSourcePortPerFlow: the outer source port follows the inner
+// flow (the same for every frame of a flow), and different flows use
+// several ports.
+func TestTunnelSourcePortPerFlow(t *testing.T) {
+	port := freePort(t)
+	a, err := New(Config{VNI: 42, Local: addrA, Remotes: []netip.Addr{addrC}, Port: port, MTU: 1500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addrC, port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ports := map[uint16]bool{}
+	buf := make([]byte, 2048)
+	for flow := range 16 {
+		var first uint16
+		for range 3 {
+			f := tcpSuperFrame(100, 1000) // 100 bytes: sent as one segment
+			binary.BigEndian.PutUint16(f[vswitch.VnetHdrLen+34:], uint16(40000+flow))
+			if _, err := a.Write(f, 0); err != nil {
+				t.Fatal(err)
+			}
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, from, err := c.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if first == 0 {
+				first = from.Port()
+			} else if from.Port() != first {
+				t.Fatalf("flow %d: source port %d, then %d", flow, first, from.Port())
+			}
+		}
+		ports[first] = true
+	}
+	if len(ports) < 2 {
+		t.Errorf("16 flows all from source port(s) %v, want several", ports)
+	}
+}
