@@ -94,11 +94,15 @@ func (d *Daemon) AddVXLAN(spec api.VXLANSpec) (api.VXLAN, error) {
 	for _, r := range spec.Remotes {
 		cfg.Remotes = append(cfg.Remotes, netip.MustParseAddr(r))
 	}
-	// A remote may not claim a MAC the switch has behind another of its
-	// ports (a container, the gateway): the tunnel checks every frame.
+	// A remote may not claim a MAC of a local port: one a container was
+	// attached with (even before it sends), or one the switch has
+	// behind another of its ports. The tunnel checks every frame.
 	var self atomic.Uint32
 	fdbt := d.sw.FDB()
 	cfg.LocalMAC = func(mac fdb.MAC) bool {
+		if _, ok := d.sw.PortOfMAC(mac); ok {
+			return true
+		}
 		id, ok := fdbt.Lookup(fdb.Key{MAC: mac, VLAN: vlan}, d.sw.Now())
 		return ok && uint32(id) != self.Load()
 	}

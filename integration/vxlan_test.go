@@ -187,12 +187,17 @@ func TestVXLANOverlay(t *testing.T) {
 	broadcastOnce(t, a1, []string{b1, k1})
 
 	// A forged frame from the underlay claiming the gateway's MAC.
+	// Then one claiming a1's MAC.
 	forge(t, hK, ipA, vxlan.DefaultPort, "02:42:0a:50:00:01")
-	eventually(t, 5*time.Second, "A counts the forged frame", func() bool {
-		return dA.vxlans(t)[0].Stats.RxClaimed > 0
+	forge(t, hK, ipA, vxlan.DefaultPort, pa.MAC)
+	eventually(t, 5*time.Second, "A counts the forged frames", func() bool {
+		return dA.vxlans(t)[0].Stats.RxClaimed >= 2
 	})
 	if e, ok := dA.fdbEntry(t, "02:42:0a:50:00:01"); !ok || e.Port != "gateway" {
 		t.Errorf("gateway MAC's fdb entry after the forged frame: %+v", e)
+	}
+	if e, ok := dA.fdbEntry(t, pa.MAC); ok && e.Port != "a1" {
+		t.Errorf("a1's fdb entry after the forged frame: %+v", e)
 	}
 	// Per-VTEP counters.
 	v := dA.vxlans(t)[0]
