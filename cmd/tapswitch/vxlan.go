@@ -154,9 +154,9 @@ func printVXLANs(w io.Writer, list []api.VXLAN) {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "VTEP\tKIND\tRX-PKTS\tRX-BYTES\tTX-PKTS\tTX-BYTES\tTX-DROPPED")
 		for _, e := range v.VTEPs {
-			kind := "learned"
+			kind := "known" // learned from a datagram, or named by a static entry
 			if e.Remote {
-				kind = "remote"
+				kind = "remote" // flooded to
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\n", e.Addr, kind, e.RxPackets, e.RxBytes, e.TxPackets, e.TxBytes, e.TxDropped)
 		}
