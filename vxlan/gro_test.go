@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"testing"
 
+	"github.com/tapswitch/tapswitch/internal/checksum"
 	"github.com/tapswitch/tapswitch/switch/gso"
 )
 
@@ -42,80 +43,90 @@ func coalesceAll(segs [][]byte) ([]byte, int) {
 	return buf[:g.finish()], g.segs
 }
 
-func TestGRO(t *testing.T) {
-	fix := func(seg []byte) { // recompute the TCP checksum after a change
-		ip := seg[gso.HdrLen+14:]
-		binary.BigEndian.PutUint16(ip[36:], 0)
-		binary.BigEndian.PutUint16(ip[36:], ^foldPseudo(ip))
-	}
-	for _, c := range []struct {
-		name   string
-		mutate func(segs [][]byte)
-		joined int
-	}{
-		{"whole", func([][]byte) {}, 5},
-		{"bad checksum", func(s [][]byte) { s[2][len(s[2])-1] ^= 1 }, 2},
-		{"bad first checksum", func(s [][]byte) { s[0][len(s[0])-1] ^= 1 }, 1},
-		{"gap", func(s [][]byte) { binary.BigEndian.PutUint32(s[3][gso.HdrLen+34+4:], 1); fix(s[3]) }, 3},
-		{"other port", func(s [][]byte) { s[1][gso.HdrLen+34] ^= 1; fix(s[1]) }, 1},
-		{"PSH ends the run", func(s [][]byte) { s[2][gso.HdrLen+34+13] |= tcpPSH; fix(s[2]) }, 3},
-		{"SYN never starts one", func(s [][]byte) { s[0][gso.HdrLen+34+13] |= tcpSYN; fix(s[0]) }, 0},
-		{"other MAC", func(s [][]byte) { s[4][gso.HdrLen] ^= 2 }, 4},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			f := tcpSuperFrame(5*1000, 1000)
-			segs := segmentsOf(t, f)
-			c.mutate(segs)
-			got, joined := coalesceAll(segs)
-			if joined != c.joined {
-				t.Fatalf("%d segments joined, want %d", joined, c.joined)
-			}
-			if joined < 2 {
-				if !bytes.Equal(got, segs[0]) {
-					t.Errorf("a run of one changed the frame")
-				}
-				return
-			}
-			back := segmentsOf(t, got)
-			if len(back) != joined {
-				t.Fatalf("super-frame of %d segments, want %d", len(back), joined)
-			}
-			for i := range back {
-				if !bytes.Equal(back[i], segs[i]) {
-					t.Errorf("segment %d: got %x, want %x", i, back[i][:60], segs[i][:60])
-				}
-			}
-		})
-	}
+// tcpSuperFrame6 is tcpSuperFrame over IPv6 (GSO_TCPV6).
+func tcpSuperFrame6(payload, mss int) []byte {
+	f := ethFrame(macB, macA, 40+20+payload)
+	binary.BigEndian.PutUint16(f[22:], 0x86dd)
+	ip := f[24:]
+	clear(ip[:60])
+	ip[0] = 0x60
+	binary.BigEndian.PutUint16(ip[4:], uint16(20+payload))
+	ip[6], ip[7] = 6, 64
+	copy(ip[8:], []byte{0xfd, 0, 8: 1})
+	copy(ip[24:], []byte{0xfd, 0, 8: 2})
+	tcp := ip[40:]
+	binary.BigEndian.PutUint16(tcp[0:], 40000)
+	binary.BigEndian.PutUint16(tcp[2:], 5201)
+	binary.BigEndian.PutUint32(tcp[4:], 1000)
+	tcp[12], tcp[13] = 5<<4, 0x18
+	gso.Hdr{Flags: gso.FlagNeedsCsum, GSOType: gso.TypeTCPv6, HdrLen: 74, GSOSize: uint16(mss), CsumStart: 54, CsumOffset: 16}.Put(f)
+	return f
 }
 
-// foldPseudo returns the folded sum of the TCP segment of the IPv4 packet
-// ip with its pseudo-header.
-func foldPseudo(ip []byte) uint16 {
-	var sum uint32
-	add := func(b []byte) {
-		for i := 0; i+1 < len(b); i += 2 {
-			sum += uint32(binary.BigEndian.Uint16(b[i:]))
+func TestGRO(t *testing.T) {
+	for _, fam := range []struct {
+		name  string
+		frame func(payload, mss int) []byte
+		l4    int // offset of TCP in a segment, virtio_net_hdr first
+		v6    bool
+	}{{"ipv4", tcpSuperFrame, gso.HdrLen + 34, false}, {"ipv6", tcpSuperFrame6, gso.HdrLen + 54, true}} {
+		fix := func(seg []byte) { // recompute the TCP checksum after a change
+			ip := seg[gso.HdrLen+14:]
+			tcp := seg[fam.l4:]
+			binary.BigEndian.PutUint16(tcp[16:], 0)
+			binary.BigEndian.PutUint16(tcp[16:], checksum.Checksum(tcp, pseudo(ip, fam.v6)))
 		}
-		if len(b)%2 == 1 {
-			sum += uint32(b[len(b)-1]) << 8
+		for _, c := range []struct {
+			name   string
+			mutate func(segs [][]byte)
+			joined int
+		}{
+			{"whole", func([][]byte) {}, 5},
+			{"bad checksum", func(s [][]byte) { s[2][len(s[2])-1] ^= 1 }, 2},
+			{"bad first checksum", func(s [][]byte) { s[0][len(s[0])-1] ^= 1 }, 1},
+			{"gap", func(s [][]byte) { binary.BigEndian.PutUint32(s[3][fam.l4+4:], 1); fix(s[3]) }, 3},
+			{"other port", func(s [][]byte) { s[1][fam.l4] ^= 1; fix(s[1]) }, 1},
+			{"PSH ends the run", func(s [][]byte) { s[2][fam.l4+13] |= tcpPSH; fix(s[2]) }, 3},
+			{"SYN never starts one", func(s [][]byte) { s[0][fam.l4+13] |= tcpSYN; fix(s[0]) }, 0},
+			{"other MAC", func(s [][]byte) { s[4][gso.HdrLen] ^= 2 }, 4},
+		} {
+			t.Run(fam.name+"/"+c.name, func(t *testing.T) {
+				segs := segmentsOf(t, fam.frame(5*1000, 1000))
+				c.mutate(segs)
+				got, joined := coalesceAll(segs)
+				if joined != c.joined {
+					t.Fatalf("%d segments joined, want %d", joined, c.joined)
+				}
+				if joined < 2 {
+					if !bytes.Equal(got, segs[0]) {
+						t.Errorf("a run of one changed the frame")
+					}
+					return
+				}
+				back := segmentsOf(t, got)
+				if len(back) != joined {
+					t.Fatalf("super-frame of %d segments, want %d", len(back), joined)
+				}
+				for i := range back {
+					if !bytes.Equal(back[i], segs[i]) {
+						t.Errorf("segment %d: got %x, want %x", i, back[i][:80], segs[i][:80])
+					}
+				}
+			})
 		}
 	}
-	add(ip[12:20])
-	sum += 6 + uint32(len(ip)-20)
-	add(ip[20:])
-	for sum>>16 != 0 {
-		sum = sum&0xffff + sum>>16
-	}
-	return uint16(sum)
 }
 
 // FuzzGRO offers an arbitrary frame to a run of valid segments: nothing
 // panics, and whatever was joined segments back into the segments given.
 // Seed testdata/fuzz/FuzzGRO/9068f4245d5594b4, found by the fuzzer: a
 // segment whose IPv4 header checksum is wrong, which a run must refuse.
-func FuzzGRO(f *testing.F) {
-	segs := segmentsOf(f, tcpSuperFrame(3*500, 500))
+func FuzzGRO(f *testing.F) { fuzzGRO(f, segmentsOf(f, tcpSuperFrame(3*500, 500))) }
+
+// FuzzGRO6 is FuzzGRO over IPv6.
+func FuzzGRO6(f *testing.F) { fuzzGRO(f, segmentsOf(f, tcpSuperFrame6(3*500, 500))) }
+
+func fuzzGRO(f *testing.F, segs [][]byte) {
 	f.Add(segs[2][gso.HdrLen:])
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, extra []byte) {
