@@ -5,13 +5,23 @@
 #   make bench  tapswitch against the Linux bridge (and OVS, vde2), root;
 #               ROUNDS=n (default 5), QUICK=1 (one short round), VARIANTS=nooffload
 #   make bench-rootless  tapswitch against slirp4netns and pasta, run as nobody
+#   make bench-podman  `podman run` time: tapswitch's CNI plugin against
+#               podman's own CNI bridge; ROUNDS=n (default 10)
+#   make install    bin/tapswitch to $(PREFIX)/bin, the CNI plugin to
+#                   $(CNI_BIN_DIR)/tapswitch, the systemd units; DESTDIR honoured
+#   make uninstall  removes what install put there
 
 GO          ?= go
 BIN         := bin/tapswitch
+CNI_BIN     := bin/cni/tapswitch
+PREFIX      ?= /usr/local
+CNI_BIN_DIR ?= /opt/cni/bin
+UNIT_DIR    ?= /etc/systemd/system
+USER_UNIT_DIR ?= $(PREFIX)/lib/systemd/user
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TESTFLAGS   ?= -race -count=1 -timeout 9m
 
-.PHONY: all deps bench-deps build test lint unit demo bench bench-nat bench-rootless bench-overlay clean
+.PHONY: all deps bench-deps build test lint unit demo bench bench-nat bench-rootless bench-podman bench-overlay install uninstall clean
 
 all: build
 
@@ -20,6 +30,22 @@ deps:
 
 build:
 	$(GO) build -o $(BIN) ./cmd/tapswitch
+	$(GO) build -o $(CNI_BIN) ./cmd/tapswitch-cni
+
+# The units name the binary's installed path: $(PREFIX)/bin/tapswitch.
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/tapswitch
+	install -D -m 0755 $(CNI_BIN) $(DESTDIR)$(CNI_BIN_DIR)/tapswitch
+	install -d $(DESTDIR)$(UNIT_DIR) $(DESTDIR)$(USER_UNIT_DIR)
+	sed 's|@BINDIR@|$(PREFIX)/bin|g' contrib/systemd/tapswitch.service > $(DESTDIR)$(UNIT_DIR)/tapswitch.service
+	sed 's|@BINDIR@|$(PREFIX)/bin|g' contrib/systemd/tapswitch-user.service > $(DESTDIR)$(USER_UNIT_DIR)/tapswitch.service
+	chmod 0644 $(DESTDIR)$(UNIT_DIR)/tapswitch.service $(DESTDIR)$(USER_UNIT_DIR)/tapswitch.service
+	@if [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/tapswitch $(DESTDIR)$(CNI_BIN_DIR)/tapswitch
+	rm -f $(DESTDIR)$(UNIT_DIR)/tapswitch.service $(DESTDIR)$(USER_UNIT_DIR)/tapswitch.service
+	@if [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -57,6 +83,10 @@ bench-nat: deps bench-deps build
 # MTUS="1500 65520", SECONDS_PER_TEST=5. Table on stdout, JSON in bench/results/.
 bench-rootless: deps bench-deps build
 	bench/rootless-compare.sh $(BIN)
+
+# podman's `run` with tapswitch's CNI plugin against its own CNI bridge.
+bench-podman: deps bench-deps build
+	bench/podman-compare.sh $(BIN) bin/cni
 
 # TCP 1 stream across two hosts joined by VXLAN: tapswitch <-> tapswitch and
 # tapswitch <-> kernel against kernel vxlan <-> kernel vxlan, interleaved.

@@ -54,6 +54,12 @@ type AttachRequest struct {
 	// AllowSpoof turns port security off for the port: it may send from
 	// any MAC and IP (routers, labs).
 	AllowSpoof bool `json:"allow_spoof,omitempty"`
+	// ContainerID and Network are set by the CNI plugin: the runtime's
+	// container ID and the CNI network's name, by which the plugin's DEL,
+	// CHECK and GC find the port again (with IfName). Empty for a port
+	// attached by hand.
+	ContainerID string `json:"container_id,omitempty"`
+	Network     string `json:"network,omitempty"`
 }
 
 // Port describes a port of the switch.
@@ -77,6 +83,9 @@ type Port struct {
 	Trunk []uint16 `json:"trunk,omitempty"`
 	// AllowSpoof: port security is off for this port.
 	AllowSpoof bool `json:"allow_spoof,omitempty"`
+	// ContainerID and Network: those of the AttachRequest (CNI).
+	ContainerID string `json:"container_id,omitempty"`
+	Network     string `json:"network,omitempty"`
 }
 
 // VLANs describes a port's VLANs as `tapswitch ports` shows them: "10" for

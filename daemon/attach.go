@@ -20,6 +20,7 @@ import (
 	"github.com/tapswitch/tapswitch/internal/nshelper"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/switch/tap"
+	"github.com/tapswitch/tapswitch/uplink"
 )
 
 // helperTimeout bounds one run of the namespace helper.
@@ -47,7 +48,7 @@ func (d *Daemon) createTap(a *attachment, pid int) (*tap.Device, error) {
 	}
 	if d.privileged && !d.cfg.AttachHelper {
 		dev, err := tap.Create(cfg)
-		return dev, tapError(err)
+		return dev, errorKind(err)
 	}
 	a.helper = true
 	if pid > 0 {
@@ -83,24 +84,9 @@ func (d *Daemon) createTap(a *attachment, pid int) (*tap.Device, error) {
 		if errors.Is(err, nshelper.ErrNotOwned) {
 			return nil, &reqError{ErrForbidden, err.Error()}
 		}
-		return nil, tapError(err)
+		return nil, errorKind(err)
 	}
 	return dev, nil
-}
-
-// tapError gives an error of tap.Create the kind the API answers with.
-func tapError(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, tap.ErrNetnsNotFound):
-		return notFound("%v", err)
-	case errors.Is(err, tap.ErrLinkExists):
-		return conflict("%v", err)
-	case errors.Is(err, tap.ErrInvalidConfig):
-		return invalid("%v", err)
-	}
-	return err
 }
 
 // watch waits for the process of a to exit and then removes its port. It
@@ -150,8 +136,8 @@ func privileged() bool {
 // uplink is created in another namespace and moved. Everything else of the
 // daemon works unprivileged.
 func checkPrivileges(cfg Config) error {
-	if cfg.Uplink != nil && !privileged() {
-		return &reqError{ErrForbidden, "--uplink tap needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN): it creates a TAP and moves it into another namespace"}
+	if p, ok := cfg.Uplink.(uplink.Privileged); ok && !privileged() {
+		return &reqError{ErrForbidden, fmt.Sprintf("--uplink %s needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN): %s", cfg.Uplink.Kind(), p.Privileged())}
 	}
 	return nil
 }
@@ -285,6 +271,11 @@ func (d *Daemon) parseAttach(req api.AttachRequest) (*attachment, error) {
 	if a.ifname == "" {
 		a.ifname = "eth0"
 	}
+	o, err := parseOwner(req)
+	if err != nil {
+		return nil, err
+	}
+	a.owner = o
 	if err := tap.ValidIfName(a.ifname); err != nil {
 		return nil, invalid("%v", err)
 	}
@@ -346,6 +337,9 @@ func (d *Daemon) parseAttach(req api.AttachRequest) (*attachment, error) {
 func (d *Daemon) reserveLocked(a *attachment, req api.AttachRequest) error {
 	if _, ok := d.ports[a.name]; ok {
 		return conflict("port name %q is already in use", a.name)
+	}
+	if err := d.ownerConflictLocked(a); err != nil {
+		return err
 	}
 	used := make(map[netip.Addr]string, len(d.ports))
 	macs := make(map[fdb.MAC]string, len(d.ports)+1)

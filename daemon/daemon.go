@@ -12,6 +12,7 @@ import (
 	"github.com/tapswitch/tapswitch/internal/nshelper"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/switch/tap"
+	"github.com/tapswitch/tapswitch/uplink"
 )
 
 // DefaultSubnet is the subnet used when none is given: neither Docker
@@ -69,6 +70,8 @@ type attachment struct {
 	vlan       uint16
 	trunk      []uint16
 	allowSpoof bool
+	// owner is the CNI container and network, if attached through CNI.
+	owner owner
 }
 
 // namedPort is a container's TAP under its port name: the TAP's own Name is
@@ -136,8 +139,8 @@ func New(cfg Config) (_ *Daemon, err error) {
 	if d.nat != nil {
 		gcfg.NAT, gcfg.Uplink, gcfg.Clock = d.nat.table, d.nat.up, sw.Now
 		gcfg.QueueLen = 1024 // room for bursts from the uplink
-		if hc := d.cfg.HostUplink; hc != nil && hc.HostLoopback {
-			gcfg.HostLoopback = hc.Loopback
+		if lo, ok := d.nat.up.(uplink.Loopbacker); ok {
+			gcfg.HostLoopback = lo.HostLoopback()
 		}
 	}
 	gw, err := gateway.New(gcfg)
@@ -158,9 +161,11 @@ func New(cfg Config) (_ *Daemon, err error) {
 	if err := d.loadRules(cfg.StatePath); err != nil {
 		return nil, err
 	}
-	if d.nat != nil && d.nat.host != nil {
-		// TCP super-segments from the netstack to the containers.
-		d.nat.host.SetGSOHandler(gw.FromUplinkGSOSlices)
+	if d.nat != nil {
+		if r, ok := d.nat.up.(uplink.GSOReceiver); ok {
+			// TCP super-segments from the uplink to the containers.
+			r.SetGSOHandler(gw.FromUplinkGSOSlices)
+		}
 	}
 	for _, spec := range cfg.VXLAN {
 		if _, err := d.AddVXLAN(spec); err != nil {

@@ -52,7 +52,7 @@ func (d *Daemon) Port(name string) (api.Port, error) {
 }
 
 func (d *Daemon) describe(a *attachment, info vswitch.PortInfo) api.Port {
-	return api.Port{
+	p := api.Port{
 		Name:       a.name,
 		Kind:       "tap",
 		IfName:     a.ifname,
@@ -66,6 +66,8 @@ func (d *Daemon) describe(a *attachment, info vswitch.PortInfo) api.Port {
 		Trunk:      a.trunk,
 		AllowSpoof: a.allowSpoof,
 	}
+	a.owner.describe(&p)
+	return p
 }
 
 // portInfo returns the switch's description of port id.

@@ -1,7 +1,7 @@
 // Package gateway implements the containers' default router as a port of
 // the switch (a vswitch.Port named "gateway").
 //
-// In this issue the gateway is an L2/L3 endpoint only. It
+// The gateway is the containers' L2/L3 endpoint. It
 //
 //   - answers ARP requests for its address (RFC 826) and learns the sender
 //     of every valid ARP packet, and the source of every IPv4 datagram sent
@@ -37,7 +37,7 @@
 //
 // The gateway does not reassemble fragments: fragments addressed to it are
 // dropped and counted. Offloads (offload.go) are on only with an uplink that
-// takes TCP super-segments whole (GSOUplink, the host uplink): then the
+// takes TCP super-segments whole (uplink.GSOSender, the host uplink): then the
 // gateway's port takes csum and tso4, forwards a container's TCP
 // super-frame to the outside through NAT once, with its partial checksum
 // updated, completes or segments in software the other frames that carry

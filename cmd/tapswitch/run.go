@@ -57,13 +57,10 @@ func cmdRun(args []string, stdout io.Writer) error {
 	if *ageing <= 0 {
 		return usagef("--fdb-ageing %s: must be positive", *ageing)
 	}
-	switch m := vswitch.Mode(*mode); m {
-	case vswitch.ModeLearning, vswitch.ModeHub:
-		cfg.Mode = m
-	default:
-		return usagef("--mode %q: learning or hub", *mode)
-	}
+	cfg.Mode = vswitch.Mode(*mode)
 	cfg.Isolate = !*icc
+	// Config reads a zero VLAN as the default, and a uint16 cannot hold
+	// every int: check the flag's value itself.
 	if err := api.ValidVLAN(*gwVLAN); err != nil {
 		return usagef("--gateway-vlan: %v", err)
 	}
@@ -73,6 +70,11 @@ func cmdRun(args []string, stdout io.Writer) error {
 	}
 	if err := vf.apply(&cfg); err != nil {
 		return err
+	}
+	// The rest (subnet, gateway, mtu, mode, ip range) is the daemon's to
+	// check, once.
+	if err := cfg.Validate(); err != nil {
+		return usagef("%v", err)
 	}
 	path := *control
 	if path == "" {
@@ -114,6 +116,9 @@ func cmdRun(args []string, stdout io.Writer) error {
 	info := d.Info()
 	log.Info("tapswitch running", "version", api.Version, "control", path, "subnet", info.Subnet, "gateway", info.Gateway, "uplink", info.Uplink,
 		"mode", info.Mode, "icc", !info.Isolate, "gateway_vlan", info.GatewayVLAN, "state", info.StateFile, "pid", info.PID)
+	if err := notifyReady(); err != nil {
+		log.Warn("systemd readiness", "err", err)
+	}
 	if err := d.Serve(ctx, ln); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
