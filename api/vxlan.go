@@ -37,62 +37,46 @@ var ErrBadVXLAN = errors.New("bad vxlan spec")
 func ParseVXLAN(s string) (VXLANSpec, error) {
 	var v VXLANSpec
 	var seenVNI bool
-	var remotes []string
-	items := strings.Split(s, ",")
 	// remote= may repeat: take those out before the key=value reader,
 	// which refuses repeated keys.
 	var rest []string
-	for _, it := range items {
+	for _, it := range strings.Split(s, ",") {
 		if r, ok := strings.CutPrefix(it, "remote="); ok {
-			remotes = append(remotes, r)
+			v.Remotes = append(v.Remotes, r)
 			continue
 		}
 		rest = append(rest, it)
 	}
-	num := func(k, val string, bits int) (uint64, error) {
-		n, err := strconv.ParseUint(val, 10, bits)
-		if err != nil {
-			return 0, fmt.Errorf("%w: %s=%q: not a number of %d bits", ErrBadVXLAN, k, val, bits)
-		}
-		return n, nil
-	}
-	err := options.Parse(rest, ErrBadVXLAN, func(k, val string) error {
-		switch k {
-		case "vni":
-			n, err := num(k, val, 24)
-			v.VNI, seenVNI = uint32(n), true
-			return err
-		case "local":
-			v.Local = val
-		case "port":
-			n, err := num(k, val, 16)
-			if n == 0 && err == nil {
-				return fmt.Errorf("%w: port 0", ErrBadVXLAN)
-			}
-			v.Port = uint16(n)
-			return err
-		case "mtu":
-			n, err := num(k, val, 16)
-			v.MTU = int(n)
-			return err
-		case "vlan":
-			n, err := num(k, val, 12)
+	// num reads a decimal number of bits bits that check accepts.
+	num := func(bits int, check func(uint64) error, set func(uint64)) func(string) error {
+		return func(val string) error {
+			n, err := strconv.ParseUint(val, 10, bits)
 			if err != nil {
+				return fmt.Errorf("not a number of %d bits", bits)
+			}
+			if err := check(n); err != nil {
 				return err
 			}
-			if err := ValidVLAN(int(n)); err != nil {
-				return fmt.Errorf("%w: %v", ErrBadVXLAN, err)
-			}
-			v.VLAN = uint16(n)
-		default:
-			return fmt.Errorf("%w: unknown key %q (want vni, local, remote, port, mtu, vlan)", ErrBadVXLAN, k)
+			set(n)
+			return nil
 		}
-		return nil
-	})
+	}
+	accept := func(uint64) error { return nil }
+	err := options.Fields(rest, ErrBadVXLAN,
+		options.Field{Key: "vni", Set: num(24, accept, func(n uint64) { v.VNI, seenVNI = uint32(n), true })},
+		options.Field{Key: "local", Set: options.String(&v.Local)},
+		options.Field{Key: "port", Set: num(16, func(n uint64) error {
+			if n == 0 {
+				return errors.New("port 0")
+			}
+			return nil
+		}, func(n uint64) { v.Port = uint16(n) })},
+		options.Field{Key: "mtu", Set: num(16, accept, func(n uint64) { v.MTU = int(n) })},
+		options.Field{Key: "vlan", Set: num(12, func(n uint64) error { return ValidVLAN(int(n)) }, func(n uint64) { v.VLAN = uint16(n) })},
+	)
 	if err != nil {
 		return VXLANSpec{}, err
 	}
-	v.Remotes = remotes
 	if !seenVNI {
 		return VXLANSpec{}, fmt.Errorf("%w: %q: vni= is required", ErrBadVXLAN, s)
 	}
