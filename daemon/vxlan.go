@@ -110,10 +110,7 @@ func (d *Daemon) AddVXLAN(spec api.VXLANSpec) (api.VXLAN, error) {
 	cfg.Name = "vxlan" + strconv.FormatUint(uint64(spec.VNI), 10)
 	t, err := vxlan.New(cfg)
 	if err != nil {
-		if errors.Is(err, vxlan.ErrInvalidConfig) {
-			return api.VXLAN{}, invalid("%v", err)
-		}
-		return api.VXLAN{}, conflict("%v", err)
+		return api.VXLAN{}, errorKind(err)
 	}
 	// AddPortConfig closes the tunnel if it fails.
 	id, err := d.sw.AddPortConfig(t, vswitch.PortConfig{VLAN: vlan})
@@ -189,7 +186,7 @@ func (d *Daemon) AddVXLANStatic(vni uint32, s api.VXLANStatic) error {
 		return invalid("vtep %q: not an address of the tunnel's family", s.VTEP)
 	}
 	if err := tn.t.AddStatic(mac, vtep); err != nil {
-		return invalid("%v", err)
+		return errorKind(err)
 	}
 	if err := d.sw.FDB().AddStatic(fdb.Key{MAC: mac, VLAN: tn.vlan}, tn.id); err != nil {
 		tn.t.Table().Delete(mac)

@@ -13,6 +13,10 @@ import (
 // work.
 var ErrInvalidConfig = errors.New("invalid vxlan config")
 
+// ErrVNIInUse is returned (wrapped) by New when a tunnel of the process
+// already listens for the VNI on the same address and port.
+var ErrVNIInUse = errors.New("vxlan: vni already listens there")
+
 // Config configures a Tunnel.
 type Config struct {
 	// Name is the port's name; "" means "vxlan" followed by the VNI, as

@@ -55,7 +55,7 @@ func join(ap netip.AddrPort, t *Tunnel) error {
 	for _, m := range g.members {
 		if m.cfg.VNI == t.cfg.VNI {
 			t.rx.Close()
-			return fmt.Errorf("vxlan: vni %d already listens on %s", t.cfg.VNI, ap)
+			return fmt.Errorf("vni %d on %s: %w", t.cfg.VNI, ap, ErrVNIInUse)
 		}
 	}
 	if len(g.members) >= maxGroup {
