@@ -6,6 +6,7 @@ import (
 
 	"github.com/tapswitch/tapswitch/internal/checksum"
 	"github.com/tapswitch/tapswitch/switch/gso"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // Receive coalescing (GRO in userspace). The kernel hands the tunnel the
@@ -22,16 +23,6 @@ import (
 // checksums are right (the super-frame's is recomputed by whoever completes it, so a
 // corrupt segment must not hide in it). PSH, or a shorter segment, ends
 // the run.
-
-// TCP flags (RFC 9293 section 3.1).
-const (
-	tcpFIN = 0x01
-	tcpSYN = 0x02
-	tcpRST = 0x04
-	tcpPSH = 0x08
-	tcpACK = 0x10
-	tcpURG = 0x20
-)
 
 // maxIPLen bounds a coalesced IP packet.
 const maxIPLen = 65535
@@ -51,39 +42,56 @@ type groRun struct {
 
 // ipStart is the offset of the IP header in a frame: after the
 // virtio_net_hdr and an untagged Ethernet header.
-const ipStart = gso.HdrLen + 14
+const ipStart = gso.HdrLen + wire.EthernetLen
+
+// parseTCPIP finds the TCP segment of the untagged Ethernet frame eth if
+// it is TCP over IPv4 (a 20-byte header, not a fragment) or IPv6 (no
+// extension header), with no padding after the IP packet. It returns the
+// offset of the TCP header in eth.
+func parseTCPIP(eth []byte) (tcp wire.TCP, l4 int, v6, ok bool) {
+	if len(eth) < wire.EthernetLen {
+		return nil, 0, false, false
+	}
+	b := eth[wire.EthernetLen:]
+	switch wire.Ethernet(eth).Type() {
+	case wire.EtherTypeIPv4:
+		ip, err := wire.ParseIPv4(b)
+		if err != nil || len(ip) != len(b) || ip.HeaderLen() != wire.IPv4MinLen || ip.Protocol() != wire.ProtoTCP || ip.IsFragment() {
+			return nil, 0, false, false
+		}
+		l4 = wire.EthernetLen + wire.IPv4MinLen
+	case wire.EtherTypeIPv6:
+		ip, err := wire.ParseIPv6(b)
+		if err != nil || len(ip) != len(b) || ip.NextHeader() != wire.ProtoTCP {
+			return nil, 0, false, false
+		}
+		l4, v6 = wire.EthernetLen+wire.IPv6Len, true
+	default:
+		return nil, 0, false, false
+	}
+	tcp, err := wire.ParseTCP(eth[l4:])
+	return tcp, l4, v6, err == nil
+}
 
 // groStart begins a run with the frame f[:n] (virtio_net_hdr first, zero)
-// if it is a TCP segment with data, over IPv4 (a 20-byte header, not a
-// fragment) or IPv6 (no extension header), that a run may start with.
+// if it is a TCP segment with data (see parseTCPIP) that a run may start
+// with: ACK, and none of SYN, FIN, RST, URG, PSH.
 func groStart(f []byte, n int) (groRun, bool) {
-	if n < ipStart+20+20 {
+	if n < gso.HdrLen {
 		return groRun{}, false
 	}
-	ip := f[ipStart:n]
-	g := groRun{f: f, n: n}
-	switch binary.BigEndian.Uint16(f[ipStart-2:]) {
-	case 0x0800:
-		if ip[0] != 0x45 || ip[9] != 6 || binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 || int(binary.BigEndian.Uint16(ip[2:])) != len(ip) {
-			return groRun{}, false
-		}
-		g.l4 = ipStart + 20
-	case 0x86dd:
-		if len(ip) < 40+20 || ip[0]>>4 != 6 || ip[6] != 6 || 40+int(binary.BigEndian.Uint16(ip[4:])) != len(ip) {
-			return groRun{}, false
-		}
-		g.l4, g.v6 = ipStart+40, true
-	default:
+	tcp, l4, v6, ok := parseTCPIP(f[gso.HdrLen:n])
+	if !ok {
 		return groRun{}, false
 	}
-	doff := int(f[g.l4+12]>>4) * 4
-	g.hlen = g.l4 + doff
-	flags := f[g.l4+13]
-	if doff < 20 || g.hlen >= n || flags&(tcpSYN|tcpFIN|tcpRST|tcpURG|tcpPSH) != 0 || flags&tcpACK == 0 {
+	g := groRun{f: f, n: n, v6: v6, l4: gso.HdrLen + l4}
+	g.hlen = g.l4 + tcp.HeaderLen()
+	flags := tcp.Flags()
+	if g.hlen >= n || flags&(wire.TCPFlagSYN|wire.TCPFlagFIN|wire.TCPFlagRST|wire.TCPFlagURG|wire.TCPFlagPSH) != 0 || flags&wire.TCPFlagACK == 0 {
 		return groRun{}, false
 	}
 	g.mss, g.segs = n-g.hlen, 1
-	g.seq = binary.BigEndian.Uint32(f[g.l4+4:]) + uint32(g.mss)
+	g.seq = tcp.Seq() + uint32(g.mss)
 	return g, true
 }
 
@@ -91,35 +99,38 @@ func groStart(f []byte, n int) (groRun, bool) {
 // ip (RFC 9293 section 3.1; RFC 8200 section 8.1 for IPv6).
 func pseudo(ip []byte, v6 bool) uint32 {
 	if v6 {
-		return checksum.Sum(ip[8:40], 6+uint32(len(ip)-40))
+		return wire.IPv6(ip).PseudoSum(wire.ProtoTCP, len(ip)-wire.IPv6Len)
 	}
-	return checksum.PseudoHeaderIPv4([4]byte(ip[12:16]), [4]byte(ip[16:20]), 6, uint16(len(ip)-20))
+	return wire.IPv4(ip).PseudoSum(len(ip) - wire.IPv4MinLen)
 }
 
 // checksumsOK checks the IPv4 header checksum and the TCP checksum of the
 // IP packet ip, as inet_gro_receive and tcp4_gro_receive (tcp6_gro_receive)
 // do.
 func checksumsOK(ip []byte, v6 bool) bool {
-	l4 := 40
+	l4 := wire.IPv6Len
 	if !v6 {
-		if checksum.Checksum(ip[:20], 0) != 0 {
+		if !wire.IPv4(ip).HeaderValid() {
 			return false
 		}
-		l4 = 20
+		l4 = wire.IPv4MinLen
 	}
 	return checksum.Checksum(ip[l4:], pseudo(ip, v6)) == 0
 }
 
-// sameIP reports whether the IP headers ip and sip are the same but for
-// what segmentation changes (IPv4 length, ID and checksum; IPv6 payload
-// length), and sip's length is its packet's.
+// sameIP reports whether the IP headers of the packets ip and sip (both
+// parsed by parseTCPIP, of the run's family) are the same but for what
+// segmentation changes: IPv4 length, ID and checksum; IPv6 payload length.
 func (g *groRun) sameIP(ip, sip []byte) bool {
 	if g.v6 {
-		return bytes.Equal(ip[:4], sip[:4]) && 40+int(binary.BigEndian.Uint16(sip[4:])) == len(sip) &&
-			bytes.Equal(ip[6:40], sip[6:40])
+		a, b := wire.IPv6(ip), wire.IPv6(sip)
+		// Version, traffic class and flow label are the first 4 bytes.
+		return bytes.Equal(ip[:4], sip[:4]) && a.NextHeader() == b.NextHeader() && a.HopLimit() == b.HopLimit() &&
+			a.Src() == b.Src() && a.Dst() == b.Dst()
 	}
-	return bytes.Equal(ip[:2], sip[:2]) && int(binary.BigEndian.Uint16(sip[2:])) == len(sip) &&
-		bytes.Equal(ip[6:10], sip[6:10]) && bytes.Equal(ip[12:20], sip[12:20])
+	a, b := wire.IPv4(ip), wire.IPv4(sip)
+	return a.TOS() == b.TOS() && a.FlagsFrag() == b.FlagsFrag() && a.TTL() == b.TTL() &&
+		a.Src() == b.Src() && a.Dst() == b.Dst()
 }
 
 // add appends the payload of the inner Ethernet frame seg if it continues
@@ -129,15 +140,17 @@ func (g *groRun) add(seg []byte) bool {
 	if g.ended || len(seg) <= hl || g.n+len(seg)-hl > len(g.f) || g.n-ipStart+len(seg)-hl > maxIPLen {
 		return false
 	}
-	f := g.f[gso.HdrLen:]
-	ip, sip := f[14:], seg[14:]
-	tcp, stcp := f[g.l4-gso.HdrLen:], seg[g.l4-gso.HdrLen:]
-	doff := g.hlen - g.l4
+	stcp, l4, v6, ok := parseTCPIP(seg)
+	if !ok || v6 != g.v6 || l4 != g.l4-gso.HdrLen || stcp.HeaderLen() != g.hlen-g.l4 {
+		return false
+	}
+	f := g.f[gso.HdrLen:g.n]
+	tcp := wire.TCP(f[l4:])
 	plen := len(seg) - hl
-	if !bytes.Equal(f[:14], seg[:14]) || !g.sameIP(ip, sip) ||
-		!bytes.Equal(tcp[:4], stcp[:4]) || binary.BigEndian.Uint32(stcp[4:]) != g.seq ||
-		!bytes.Equal(tcp[8:13], stcp[8:13]) || stcp[13]&^tcpPSH != tcp[13] ||
-		!bytes.Equal(tcp[14:16], stcp[14:16]) || !bytes.Equal(tcp[18:doff], stcp[18:doff]) ||
+	if !bytes.Equal(f[:wire.EthernetLen], seg[:wire.EthernetLen]) || !g.sameIP(f[wire.EthernetLen:l4], seg[wire.EthernetLen:l4]) ||
+		tcp.SrcPort() != stcp.SrcPort() || tcp.DstPort() != stcp.DstPort() || stcp.Seq() != g.seq ||
+		tcp.Ack() != stcp.Ack() || stcp.Flags()&^wire.TCPFlagPSH != tcp.Flags() || tcp.Window() != stcp.Window() ||
+		!bytes.Equal(tcp[18:tcp.HeaderLen()], stcp[18:stcp.HeaderLen()]) || // urgent pointer and options
 		plen > g.mss {
 		return false
 	}
@@ -145,7 +158,7 @@ func (g *groRun) add(seg []byte) bool {
 		g.ended = true
 		return false
 	}
-	if !checksumsOK(sip, g.v6) {
+	if !checksumsOK(seg[wire.EthernetLen:], g.v6) {
 		g.ended = true
 		return false
 	}
@@ -153,8 +166,8 @@ func (g *groRun) add(seg []byte) bool {
 	g.n += plen
 	g.seq += uint32(plen)
 	g.segs++
-	if stcp[13]&tcpPSH != 0 {
-		tcp[13] |= tcpPSH
+	if stcp.Flags()&wire.TCPFlagPSH != 0 {
+		g.f[g.l4+13] |= wire.TCPFlagPSH
 		g.ended = true
 	}
 	if plen < g.mss {
@@ -173,21 +186,20 @@ func (g *groRun) finish() int {
 	ip := g.f[ipStart:g.n]
 	typ := uint8(gso.TypeTCPv4)
 	if g.v6 {
-		binary.BigEndian.PutUint16(ip[4:], uint16(len(ip)-40))
+		wire.IPv6(ip).SetPayloadLen(len(ip) - wire.IPv6Len)
 		typ = gso.TypeTCPv6
 	} else {
-		binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)))
-		binary.BigEndian.PutUint16(ip[10:], 0)
-		binary.BigEndian.PutUint16(ip[10:], checksum.Checksum(ip[:20], 0))
+		wire.IPv4(ip).SetTotalLen(len(ip))
+		wire.IPv4(ip).UpdateChecksum()
 	}
-	binary.BigEndian.PutUint16(g.f[g.l4+16:], checksum.Fold(pseudo(ip, g.v6)))
+	binary.BigEndian.PutUint16(g.f[g.l4+wire.TCPChecksumOffset:], checksum.Fold(pseudo(ip, g.v6)))
 	gso.Hdr{
 		Flags:      gso.FlagNeedsCsum,
 		GSOType:    typ,
 		HdrLen:     uint16(g.hlen - gso.HdrLen),
 		GSOSize:    uint16(g.mss),
 		CsumStart:  uint16(g.l4 - gso.HdrLen),
-		CsumOffset: 16,
+		CsumOffset: wire.TCPChecksumOffset,
 	}.Put(g.f)
 	return g.n
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/tapswitch/tapswitch/internal/checksum"
 	"github.com/tapswitch/tapswitch/switch/gso"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // segmentsOf cuts a super-frame into its segments (virtio_net_hdr first).
@@ -86,8 +87,8 @@ func TestGRO(t *testing.T) {
 			{"bad first checksum", func(s [][]byte) { s[0][len(s[0])-1] ^= 1 }, 1},
 			{"gap", func(s [][]byte) { binary.BigEndian.PutUint32(s[3][fam.l4+4:], 1); fix(s[3]) }, 3},
 			{"other port", func(s [][]byte) { s[1][fam.l4] ^= 1; fix(s[1]) }, 1},
-			{"PSH ends the run", func(s [][]byte) { s[2][fam.l4+13] |= tcpPSH; fix(s[2]) }, 3},
-			{"SYN never starts one", func(s [][]byte) { s[0][fam.l4+13] |= tcpSYN; fix(s[0]) }, 0},
+			{"PSH ends the run", func(s [][]byte) { s[2][fam.l4+13] |= wire.TCPFlagPSH; fix(s[2]) }, 3},
+			{"SYN never starts one", func(s [][]byte) { s[0][fam.l4+13] |= wire.TCPFlagSYN; fix(s[0]) }, 0},
 			{"other MAC", func(s [][]byte) { s[4][gso.HdrLen] ^= 2 }, 4},
 		} {
 			t.Run(fam.name+"/"+c.name, func(t *testing.T) {

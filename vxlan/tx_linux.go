@@ -10,6 +10,7 @@ import (
 	"github.com/tapswitch/tapswitch/fdb"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/switch/gso"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // Limits of one sendmsg with UDP_SEGMENT (udp_send_skb): at most
@@ -217,22 +218,29 @@ func flowHash(eth []byte) uint32 {
 		}
 	}
 	mix(eth[:12])
-	switch binary.BigEndian.Uint16(eth[12:14]) {
-	case 0x0800:
-		if len(eth) >= 14+20 {
-			mix(eth[26:34])
-			ihl := int(eth[14]&0x0f) * 4
-			if p := eth[23]; (p == 6 || p == 17) && ihl >= 20 && len(eth) >= 14+ihl+4 {
-				mix(eth[14+ihl : 14+ihl+4])
+	var l4 []byte // the transport header, when it has ports
+	switch wire.Ethernet(eth).Type() {
+	case wire.EtherTypeIPv4:
+		if ip, err := wire.ParseIPv4(eth[wire.EthernetLen:]); err == nil {
+			src, dst := ip.Src(), ip.Dst()
+			mix(src[:])
+			mix(dst[:])
+			if p := ip.Protocol(); (p == wire.ProtoTCP || p == wire.ProtoUDP) && !ip.IsFragment() {
+				l4 = ip.Payload()
 			}
 		}
-	case 0x86dd:
-		if len(eth) >= 14+40+4 {
-			mix(eth[22:54])
-			if p := eth[20]; p == 6 || p == 17 {
-				mix(eth[54:58])
+	case wire.EtherTypeIPv6:
+		if ip, err := wire.ParseIPv6(eth[wire.EthernetLen:]); err == nil {
+			src, dst := ip.Src(), ip.Dst()
+			mix(src[:])
+			mix(dst[:])
+			if p := ip.NextHeader(); p == wire.ProtoTCP || p == wire.ProtoUDP {
+				l4 = ip.Payload()
 			}
 		}
+	}
+	if len(l4) >= 4 {
+		mix(l4[:4]) // source and destination ports
 	}
 	return h
 }
