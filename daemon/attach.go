@@ -108,6 +108,7 @@ func (d *Daemon) watch(a *attachment) {
 	d.sw.RemovePort(a.id)
 	d.gw.Forget(a.ip)
 	d.forgetNAT(a.ip)
+	d.dnsDetached(a)
 	d.log.Info("port gone: its process exited", "port", a.name, "ip", a.ip)
 }
 
@@ -164,6 +165,7 @@ func (d *Daemon) portGone(id fdb.PortID, name string, err error) {
 	gone.stopWatch()
 	d.gw.Forget(gone.ip)
 	d.forgetNAT(gone.ip)
+	d.dnsDetached(gone)
 	d.log.Info("port gone: its interface or namespace was deleted", "port", gone.name, "ip", gone.ip, "err", err)
 }
 
@@ -225,6 +227,9 @@ func (d *Daemon) Attach(req api.AttachRequest) (api.Port, error) {
 		return api.Port{}, err
 	}
 	d.ports[a.name] = a
+	// Through CNI the runtime writes the container's resolv.conf (from
+	// the result's dns), not ip netns exec.
+	d.dnsAttachedLocked(a, req.NoResolvConf || req.ContainerID != "")
 	if a.proc != nil {
 		go d.watch(a)
 	}
@@ -310,6 +315,12 @@ func (d *Daemon) parseAttach(req api.AttachRequest) (*attachment, error) {
 			return nil, invalid("mac %s is the zero address", mac)
 		}
 		a.mac = mac
+	}
+	if len(req.Aliases) > 0 && d.cfg.DNS == nil {
+		return nil, invalid("--alias needs the DNS server, which is off (run --dns=false)")
+	}
+	if a.aliases, err = parseAliases(req.Aliases); err != nil {
+		return nil, err
 	}
 	if a.vlan == 0 {
 		a.vlan = vswitch.DefaultVLAN
@@ -405,6 +416,7 @@ func (d *Daemon) Detach(name string) error {
 	err := d.sw.RemovePort(a.id)
 	d.gw.Forget(a.ip)
 	d.forgetNAT(a.ip)
+	d.dnsDetached(a)
 	if err != nil && !errors.Is(err, vswitch.ErrNoPort) {
 		return err
 	}

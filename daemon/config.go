@@ -57,6 +57,9 @@ type Config struct {
 	// --ip-range), so that hosts joined by VXLAN never pick the same
 	// address; zero means the whole subnet.
 	IPRange netip.Prefix
+	// DNS is the embedded DNS server on the gateway's address (dns.go);
+	// nil means none.
+	DNS *DNSConfig
 }
 
 // Daemon is a running switch with its gateway and attached containers. Its

@@ -65,6 +65,8 @@ func (d *Daemon) describe(a *attachment, info vswitch.PortInfo) api.Port {
 		VLAN:       a.vlan,
 		Trunk:      a.trunk,
 		AllowSpoof: a.allowSpoof,
+		Aliases:    a.aliases,
+		ResolvConf: a.resolvConf,
 	}
 	a.owner.describe(&p)
 	return p
@@ -140,6 +142,7 @@ func (d *Daemon) Info() api.Info {
 		GatewayVLAN: d.cfg.GatewayVLAN,
 		StateFile:   d.cfg.StatePath,
 		IPRange:     prefixString(d.cfg.IPRange),
+		DNS:         d.dnsInfo(),
 	}
 }
 

@@ -4,8 +4,8 @@
 # Idempotent: it installs nothing when everything is there.
 # `deps.sh bench` also installs what the benchmarks compare with: vde2
 # (make bench), nftables (make bench-nat), slirp4netns and passt's pasta
-# (make bench-rootless). Open vSwitch is always installed: the VXLAN tests
-# interoperate with it.
+# (make bench-rootless), dnsmasq (make bench-dns). Open vSwitch is always
+# installed: the VXLAN tests interoperate with it.
 set -euo pipefail
 
 # package:command pairs; the command tells whether the package is there
@@ -18,6 +18,8 @@ need=(
 	curl:curl
 	util-linux:nsenter
 	util-linux:setpriv
+	bind9-dnsutils:dig
+	libc-bin:getent
 	# The CNI plugin's end-to-end test drives podman (CNI backend, runc)
 	# with an image made from the static busybox.
 	podman:podman
@@ -31,7 +33,7 @@ need=(
 	openvswitch-switch:ovs-vswitchd
 )
 if [ "${1:-}" = bench ]; then
-	need+=(vde2:vde_switch nftables:nft slirp4netns:slirp4netns passt:pasta)
+	need+=(dnsmasq-base:dnsmasq vde2:vde_switch nftables:nft slirp4netns:slirp4netns passt:pasta)
 	# make bench-podman: podman's own CNI bridge to compare with.
 	need+=(containernetworking-plugins:/usr/lib/cni/bridge)
 fi

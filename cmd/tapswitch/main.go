@@ -29,13 +29,15 @@ Usage:
                 [--mode learning|hub] [--icc=true|false] [--gateway-vlan N] [--state PATH]
                 [--vxlan vni=N,local=ADDR,remote=ADDR[,remote=ADDR...][,port=4789][,mtu=N][,vlan=N]]...
                 [--vxlan-allow CIDR]... [--ip-range CIDR]
+                [--dns=true|false] [--dns-domain tapswitch] [--dns-upstream ADDR[:PORT]]... [--dns-rate N]
   tapswitch attach (--netns PATH | --pid PID) [--name NAME] [--ifname eth0] [--ip IP] [--mac MAC] [--mtu N]
-                [--vlan N] [--trunk N,M...] [--allow-spoof]
+                [--vlan N] [--trunk N,M...] [--allow-spoof] [--alias NAME]... [--no-resolv-conf]
                 [-p [HOSTIP:]HOSTPORT[-END]:CONTAINERPORT[-END][/tcp|/udp]]... [--json]
   tapswitch publish SPEC --to NAME | tapswitch publish --list [--json]
   tapswitch unpublish HOSTPORT[/tcp|/udp]
   tapswitch conntrack [--json] | --flush | --stats
   tapswitch detach NAME
+  tapswitch alias NAME [ALIAS...]
   tapswitch ports [--json]
   tapswitch fdb [--json]
   tapswitch capture PORT[,PORT...]|--all -w FILE|- [-c N] [--duration D] [--format pcapng|pcap] [-s SNAPLEN] [FILTER...]
@@ -74,6 +76,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	cmds := map[string]func([]string, io.Writer) error{
 		"run":     cmdRun,
 		"attach":  cmdAttach,
+		"alias":   cmdAlias,
 		"detach":  cmdDetach,
 		"ports":   cmdPorts,
 		"fdb":     cmdFDB,

@@ -33,6 +33,8 @@ func cmdRun(args []string, stdout io.Writer) error {
 	nf.add(fs)
 	var vf vxlanFlags
 	vf.add(fs)
+	var df dnsFlags
+	df.add(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -69,6 +71,9 @@ func cmdRun(args []string, stdout io.Writer) error {
 		return err
 	}
 	if err := vf.apply(&cfg); err != nil {
+		return err
+	}
+	if err := df.apply(&cfg); err != nil {
 		return err
 	}
 	// The rest (subnet, gateway, mtu, mode, ip range) is the daemon's to
