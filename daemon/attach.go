@@ -18,6 +18,7 @@ import (
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/fdb"
 	"github.com/tapswitch/tapswitch/internal/nshelper"
+	"github.com/tapswitch/tapswitch/nat"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/switch/tap"
 )
@@ -95,6 +96,8 @@ func tapError(err error) error {
 		return nil
 	case errors.Is(err, tap.ErrNetnsNotFound):
 		return notFound("%v", err)
+	case errors.Is(err, tap.ErrNotNetns):
+		return invalid("%v", err)
 	case errors.Is(err, tap.ErrLinkExists):
 		return conflict("%v", err)
 	case errors.Is(err, tap.ErrInvalidConfig):
@@ -187,6 +190,21 @@ var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
 // Attach creates a TAP in the namespace of req, configures it and attaches it
 // to the switch. On error nothing is left behind.
 func (d *Daemon) Attach(req api.AttachRequest) (api.Port, error) {
+	return d.AttachContext(context.Background(), req)
+}
+
+// AttachContext is Attach for a caller that may give up: when ctx ends
+// before the port is attached, nothing is left behind and ctx's error is
+// returned (the control API passes the request's context, so an attach
+// whose client went away is not carried out later).
+//
+// The daemon's lock is held only to check and reserve the name, address,
+// MAC and publishes, and to add the finished port: the namespace path is
+// checked without blocking first (a FIFO or a file must not wedge the
+// control plane), and the slow work (creating the TAP, netlink in the
+// container's namespace, the helper) is done without the lock, so listings
+// and other attaches go on meanwhile.
+func (d *Daemon) AttachContext(ctx context.Context, req api.AttachRequest) (api.Port, error) {
 	a, err := d.parseAttach(req)
 	if err != nil {
 		return api.Port{}, err
@@ -195,33 +213,95 @@ func (d *Daemon) Attach(req api.AttachRequest) (api.Port, error) {
 	if err != nil {
 		return api.Port{}, err
 	}
-	// One attach at a time: addresses, names and MACs are checked and taken
-	// under the same lock.
+	if a.nsIno, err = checkNetns(a.netns, req.PID); err != nil {
+		return api.Port{}, err
+	}
+	if err := d.reserve(a, req, pubs); err != nil {
+		return api.Port{}, err
+	}
+	p, err := d.attachReserved(ctx, a, req, pubs)
+	if err != nil {
+		d.mu.Lock()
+		delete(d.pending, a.name)
+		if len(pubs) > 0 {
+			d.removePublishesTo(a.ip)
+		}
+		d.mu.Unlock()
+		return api.Port{}, err
+	}
+	return p, nil
+}
+
+// checkNetns checks that the namespace of an attach exists and is a network
+// namespace, without blocking (tap.OpenNetns), and returns its inode number,
+// which tells two paths to one namespace apart from two namespaces.
+func checkNetns(path string, pid int) (uint64, error) {
+	f, err := tap.OpenNetns(path)
+	switch {
+	case err == nil:
+		defer f.Close()
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+			return 0, fmt.Errorf("stat %s: %w", path, err)
+		}
+		return st.Ino, nil
+	case pid > 0 && errors.Is(err, tap.ErrNetnsNotFound):
+		return 0, notFound("no process with pid %d", pid)
+	}
+	return 0, tapError(err)
+}
+
+// reserve takes the name, address and MAC of a, and its publishes, under
+// the lock: a is pending until attachReserved is done with it.
+func (d *Daemon) reserve(a *attachment, req api.AttachRequest, pubs []nat.Publish) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	select {
 	case <-d.closed:
-		return api.Port{}, errors.New("daemon is shutting down")
+		return errShuttingDown
 	default:
 	}
 	if err := d.reserveLocked(a, req); err != nil {
-		return api.Port{}, err
+		return err
 	}
 	if len(pubs) > 0 {
 		// Published first, so that a conflict leaves nothing behind;
 		// withdrawn if the TAP cannot be made.
 		if err := d.addPublishes(a, pubs); err != nil {
-			return api.Port{}, err
+			return err
 		}
-		defer func() {
-			if _, ok := d.ports[a.name]; !ok {
-				d.removePublishesTo(a.ip)
-			}
-		}()
+	}
+	d.pending[a.name] = a
+	return nil
+}
+
+// errShuttingDown is returned by attaches that come during Close.
+var errShuttingDown = errors.New("daemon is shutting down")
+
+// attachReserved creates the TAP of the reserved attachment a, without the
+// lock, and adds it to the switch and to the ports, with the lock. On error
+// the caller withdraws the reservation.
+func (d *Daemon) attachReserved(ctx context.Context, a *attachment, req api.AttachRequest, pubs []nat.Publish) (api.Port, error) {
+	if err := ctx.Err(); err != nil {
+		return api.Port{}, fmt.Errorf("attach %s: client gave up: %w", a.name, err)
 	}
 	dev, err := d.createTap(a, req.PID)
 	if err != nil {
 		return api.Port{}, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		dev.Close()
+		a.stopWatch()
+		return api.Port{}, fmt.Errorf("attach %s: client gave up: %w", a.name, err)
+	}
+	select {
+	case <-d.closed:
+		dev.Close()
+		a.stopWatch()
+		return api.Port{}, errShuttingDown
+	default:
 	}
 	pc := vswitch.PortConfig{
 		VLAN:       a.vlan,
@@ -238,6 +318,7 @@ func (d *Daemon) Attach(req api.AttachRequest) (api.Port, error) {
 		}
 		return api.Port{}, err
 	}
+	delete(d.pending, a.name)
 	d.ports[a.name] = a
 	if a.proc != nil {
 		go d.watch(a)
@@ -338,20 +419,25 @@ func (d *Daemon) parseAttach(req api.AttachRequest) (*attachment, error) {
 	return a, nil
 }
 
-// reserveLocked checks a against the attached ports and fills in its address
-// and MAC. d.mu is held.
+// reserveLocked checks a against the attached ports and those being
+// attached, and fills in its address and MAC. d.mu is held.
 func (d *Daemon) reserveLocked(a *attachment, req api.AttachRequest) error {
 	if _, ok := d.ports[a.name]; ok {
 		return conflict("port name %q is already in use", a.name)
 	}
-	used := make(map[netip.Addr]string, len(d.ports))
-	macs := make(map[fdb.MAC]string, len(d.ports)+1)
+	if _, ok := d.pending[a.name]; ok {
+		return conflict("port name %q is already in use (being attached)", a.name)
+	}
+	used := make(map[netip.Addr]string, len(d.ports)+len(d.pending))
+	macs := make(map[fdb.MAC]string, len(d.ports)+len(d.pending)+1)
 	macs[d.gwMAC] = "the gateway"
-	for _, p := range d.ports {
-		used[p.ip] = p.name
-		macs[p.mac] = p.name
-		if p.netns == a.netns && p.ifname == a.ifname {
-			return conflict("interface %s in %s is already attached as port %s", a.ifname, a.netns, p.name)
+	for _, set := range []map[string]*attachment{d.ports, d.pending} {
+		for _, p := range set {
+			used[p.ip] = p.name
+			macs[p.mac] = p.name
+			if (p.netns == a.netns || p.nsIno != 0 && p.nsIno == a.nsIno) && p.ifname == a.ifname {
+				return conflict("interface %s in %s is already attached as port %s", a.ifname, a.netns, p.name)
+			}
 		}
 	}
 	if a.ip.IsValid() {

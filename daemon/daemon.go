@@ -41,6 +41,9 @@ type Daemon struct {
 	mu sync.Mutex // guards ports and the address and MAC sets derived from it
 	// ports are the attached containers by port name.
 	ports map[string]*attachment
+	// pending are the attachments being made, reserved by name: their
+	// names, addresses and MACs are taken (attach.go).
+	pending map[string]*attachment
 
 	obs observe // captures, capture points that are not ports (capture.go)
 
@@ -52,10 +55,13 @@ type attachment struct {
 	name   string
 	ifname string
 	netns  string
-	mac    fdb.MAC
-	ip     netip.Addr
-	mtu    int
-	id     fdb.PortID
+	// nsIno is the inode number of the namespace (nsfs), the same for
+	// every path to it.
+	nsIno uint64
+	mac   fdb.MAC
+	ip    netip.Addr
+	mtu   int
+	id    fdb.PortID
 	// proc is the attached process when the TAP was made by the helper:
 	// such a TAP keeps its namespace alive, so the port is removed when
 	// the process exits instead (attach.go). nil otherwise.
@@ -95,6 +101,7 @@ func New(cfg Config) (_ *Daemon, err error) {
 		cfg:        cfg,
 		log:        cfg.Log,
 		ports:      map[string]*attachment{},
+		pending:    map[string]*attachment{},
 		closed:     make(chan struct{}),
 		privileged: privileged(),
 	}

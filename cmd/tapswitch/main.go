@@ -94,7 +94,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	}
 	cmd, ok := cmds[name]
 	if !ok {
-		fmt.Fprintf(stderr, "tapswitch: unknown command %q\n\n%s", name, usage)
+		fmt.Fprintf(stderr, "tapswitch: unknown command %q (tapswitch help lists the commands)\n", name)
 		return 2
 	}
 	err := cmd(args[1:], stdout)
