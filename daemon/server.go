@@ -153,10 +153,11 @@ func (l *Listener) Close() error {
 // Serve answers the control API on ln until ctx is done, then stops the
 // server and closes d (removing every TAP it created).
 func (d *Daemon) Serve(ctx context.Context, ln *Listener) error {
-	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := newControlServer(d.Handler(), controlLimits)
 	srv.RegisterOnShutdown(d.stopCaptures) // end capture streams cleanly
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	lim := &limitListener{Listener: ln, max: int64(controlLimits.conns)}
+	go func() { errc <- srv.Serve(lim) }()
 	var err error
 	select {
 	case <-ctx.Done():

@@ -1,11 +1,18 @@
 package daemon
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/tapswitch/tapswitch/api"
 )
 
 func TestListen(t *testing.T) {
@@ -55,4 +62,68 @@ func TestListenStale(t *testing.T) {
 		t.Fatalf("Listen over a stale socket: %v", err)
 	}
 	ln.Close()
+}
+
+// TestControlLimits: connections past the cap are refused with a sentence,
+// idle ones and slow bodies are cut, and the API answers afterwards.
+func TestControlLimits(t *testing.T) {
+	saved := controlLimits
+	controlLimits = limits{read: 300 * time.Millisecond, write: 5 * time.Second, idle: 300 * time.Millisecond, conns: 3}
+	t.Cleanup(func() { controlLimits = saved })
+	d := newTestDaemon(t, Config{})
+	path := filepath.Join(t.TempDir(), "ts.sock")
+	ln, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	dial := func() net.Conn {
+		t.Helper()
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	readAll := func(c net.Conn) string {
+		t.Helper()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b, err := io.ReadAll(c)
+		if err != nil {
+			t.Fatalf("read: %v (the server did not close the connection)", err)
+		}
+		return string(b)
+	}
+	var idle []net.Conn
+	for range 3 {
+		idle = append(idle, dial())
+	}
+	// The accept loop runs in order: the fourth is past the cap.
+	if got := readAll(dial()); !strings.HasPrefix(got, "HTTP/1.1 503") || !strings.Contains(got, "too many control connections (3 open)") {
+		t.Errorf("fourth connection: got %q, want a 503 saying too many control connections", got)
+	}
+	for i, c := range idle {
+		if got := readAll(c); got != "" {
+			t.Errorf("idle connection %d: got %q, want it closed without an answer", i, got)
+		}
+	}
+	// A body that stops coming is cut.
+	slow := dial()
+	fmt.Fprintf(slow, "POST /v1/ports HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"netns\":")
+	if got := readAll(slow); strings.Contains(got, "201 Created") {
+		t.Errorf("slow body: got %q, want it cut", got)
+	}
+	c := api.NewClient(path)
+	if _, err := c.Ports(context.Background()); err != nil {
+		t.Errorf("ports after the limits: %v", err)
+	}
 }

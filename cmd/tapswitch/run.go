@@ -8,7 +8,9 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
+	"time"
 
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/daemon"
@@ -109,9 +111,28 @@ func cmdRun(args []string, stdout io.Writer) error {
 	info := d.Info()
 	log.Info("tapswitch running", "version", api.Version, "control", path, "subnet", info.Subnet, "gateway", info.Gateway, "uplink", info.Uplink,
 		"mode", info.Mode, "icc", !info.Isolate, "gateway_vlan", info.GatewayVLAN, "state", info.StateFile, "pid", info.PID)
+	go watchdog(ctx, log, shutdownGrace)
 	if err := d.Serve(ctx, ln); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	log.Info("tapswitch stopped: every TAP it created is removed")
 	return nil
+}
+
+// shutdownGrace is how long the daemon may take to stop after SIGTERM or
+// SIGINT before the watchdog ends it.
+const shutdownGrace = 10 * time.Second
+
+// watchdog ends the process grace after ctx is done if it is still running
+// then: whatever is stuck (a request, a namespace, the kernel), a SIGTERM
+// must stop the daemon. It logs the goroutines that were stuck first, so
+// that the cause can be found.
+func watchdog(ctx context.Context, log *slog.Logger, grace time.Duration) {
+	<-ctx.Done()
+	time.Sleep(grace)
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	log.Error("shutdown stuck; exiting anyway", "after", grace, "goroutines", runtime.NumGoroutine())
+	os.Stderr.Write(buf)
+	os.Exit(1)
 }
