@@ -5,13 +5,14 @@
 #   make bench  tapswitch against the Linux bridge (and OVS, vde2), root;
 #               ROUNDS=n (default 5), QUICK=1 (one short round), VARIANTS=nooffload
 #   make bench-rootless  tapswitch against slirp4netns and pasta, run as nobody
+#   make fuzz   every fuzz target in turn, FUZZTIME each (default 1m); ONLY=regexp
 
 GO          ?= go
 BIN         := bin/tapswitch
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TESTFLAGS   ?= -race -count=1 -timeout 9m
 
-.PHONY: all deps bench-deps build test lint unit demo bench bench-nat bench-rootless clean
+.PHONY: all deps bench-deps build test lint unit demo bench bench-nat bench-rootless fuzz clean
 
 all: build
 
@@ -57,6 +58,10 @@ bench-nat: deps bench-deps build
 # MTUS="1500 65520", SECONDS_PER_TEST=5. Table on stdout, JSON in bench/results/.
 bench-rootless: deps bench-deps build
 	bench/rootless-compare.sh $(BIN)
+
+# Fuzzing beyond the seed corpora that make test replays (scripts/fuzz.sh).
+fuzz:
+	FUZZTIME=$(or $(FUZZTIME),1m) ONLY='$(ONLY)' GO=$(GO) scripts/fuzz.sh
 
 clean:
 	rm -rf bin
