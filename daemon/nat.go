@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -159,6 +160,10 @@ func (d *Daemon) startNAT() {
 				return
 			case <-t.C:
 				n.table.Expire(d.sw.Now())
+				if n.table.Compact() {
+					// A flood ended: give its memory back.
+					debug.FreeOSMemory()
+				}
 			}
 		}
 	}()
