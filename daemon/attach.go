@@ -122,9 +122,11 @@ func (d *Daemon) watch(a *attachment) {
 		return
 	}
 	a.stopWatch()
+	a.unpersist()
 	d.sw.RemovePort(a.id)
 	d.gw.Forget(a.ip)
 	d.forgetNAT(a.ip)
+	d.savePorts()
 	d.log.Info("port gone: its process exited", "port", a.name, "ip", a.ip)
 }
 
@@ -156,6 +158,14 @@ func checkPrivileges(cfg Config) error {
 	if cfg.Uplink != nil && !privileged() {
 		return &reqError{ErrForbidden, "--uplink tap needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN): it creates a TAP and moves it into another namespace"}
 	}
+	if cfg.LiveRestore {
+		switch {
+		case !privileged() || cfg.AttachHelper:
+			return &reqError{ErrForbidden, "--live-restore needs root without --attach-helper: a new daemon adopts the TAPs from inside the containers' namespaces"}
+		case cfg.StatePath == "":
+			return invalid("--live-restore needs a state file to keep the attachments in")
+		}
+	}
 	return nil
 }
 
@@ -181,6 +191,7 @@ func (d *Daemon) portGone(id fdb.PortID, name string, err error) {
 	gone.stopWatch()
 	d.gw.Forget(gone.ip)
 	d.forgetNAT(gone.ip)
+	d.savePorts()
 	d.log.Info("port gone: its interface or namespace was deleted", "port", gone.name, "ip", gone.ip, "err", err)
 }
 
@@ -219,17 +230,23 @@ func (d *Daemon) AttachContext(ctx context.Context, req api.AttachRequest) (api.
 	if err := d.reserve(a, req, pubs); err != nil {
 		return api.Port{}, err
 	}
-	p, err := d.attachReserved(ctx, a, req, pubs)
+	p, err := d.attachReserved(ctx, a, pubs, func() (*tap.Device, error) { return d.createTap(a, req.PID) })
 	if err != nil {
-		d.mu.Lock()
-		delete(d.pending, a.name)
-		if len(pubs) > 0 {
-			d.removePublishesTo(a.ip)
-		}
-		d.mu.Unlock()
+		d.unreserve(a, pubs)
 		return api.Port{}, err
 	}
+	d.savePorts()
 	return p, nil
+}
+
+// unreserve withdraws the reservation of a and its publishes.
+func (d *Daemon) unreserve(a *attachment, pubs []nat.Publish) {
+	d.mu.Lock()
+	delete(d.pending, a.name)
+	if len(pubs) > 0 {
+		d.removePublishesTo(a.ip)
+	}
+	d.mu.Unlock()
 }
 
 // checkNetns checks that the namespace of an attach exists and is a network
@@ -278,28 +295,31 @@ func (d *Daemon) reserve(a *attachment, req api.AttachRequest, pubs []nat.Publis
 // errShuttingDown is returned by attaches that come during Close.
 var errShuttingDown = errors.New("daemon is shutting down")
 
-// attachReserved creates the TAP of the reserved attachment a, without the
-// lock, and adds it to the switch and to the ports, with the lock. On error
-// the caller withdraws the reservation.
-func (d *Daemon) attachReserved(ctx context.Context, a *attachment, req api.AttachRequest, pubs []nat.Publish) (api.Port, error) {
+// attachReserved makes the TAP of the reserved attachment a with open
+// (creating or adopting it), without the lock, and adds it to the switch
+// and to the ports, with the lock. With LiveRestore the TAP is made
+// persistent. On error the caller withdraws the reservation.
+func (d *Daemon) attachReserved(ctx context.Context, a *attachment, pubs []nat.Publish, open func() (*tap.Device, error)) (api.Port, error) {
 	if err := ctx.Err(); err != nil {
 		return api.Port{}, fmt.Errorf("attach %s: client gave up: %w", a.name, err)
 	}
-	dev, err := d.createTap(a, req.PID)
+	dev, err := open()
 	if err != nil {
 		return api.Port{}, err
+	}
+	fail := func() {
+		dev.Close()
+		a.stopWatch()
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := ctx.Err(); err != nil {
-		dev.Close()
-		a.stopWatch()
+		fail()
 		return api.Port{}, fmt.Errorf("attach %s: client gave up: %w", a.name, err)
 	}
 	select {
 	case <-d.closed:
-		dev.Close()
-		a.stopWatch()
+		fail()
 		return api.Port{}, errShuttingDown
 	default:
 	}
@@ -318,12 +338,21 @@ func (d *Daemon) attachReserved(ctx context.Context, a *attachment, req api.Atta
 		}
 		return api.Port{}, err
 	}
+	if d.cfg.LiveRestore {
+		// Set last, so that a failed attach leaves no TAP behind.
+		if err := dev.SetPersist(true); err != nil {
+			d.sw.RemovePort(a.id)
+			a.stopWatch()
+			return api.Port{}, err
+		}
+	}
+	a.dev = dev
 	delete(d.pending, a.name)
 	d.ports[a.name] = a
 	if a.proc != nil {
 		go d.watch(a)
 	}
-	d.log.Info("attached", "port", a.name, "netns", a.netns, "ifname", a.ifname, "mac", a.mac, "ip", a.ip, "publish", req.Publish,
+	d.log.Info("attached", "port", a.name, "netns", a.netns, "ifname", a.ifname, "mac", a.mac, "ip", a.ip, "publish", a.req.Publish,
 		"vlan", a.vlan, "trunk", a.trunk, "allow_spoof", a.allowSpoof, "helper", a.helper)
 	p := d.describe(a, d.portInfo(a.id))
 	for _, q := range pubs {
@@ -335,7 +364,7 @@ func (d *Daemon) attachReserved(ctx context.Context, a *attachment, req api.Atta
 
 // parseAttach checks the parts of req that need no state.
 func (d *Daemon) parseAttach(req api.AttachRequest) (*attachment, error) {
-	a := &attachment{name: req.Name, ifname: req.IfName, mtu: req.MTU, vlan: req.VLAN, allowSpoof: req.AllowSpoof}
+	a := &attachment{req: req, name: req.Name, ifname: req.IfName, mtu: req.MTU, vlan: req.VLAN, allowSpoof: req.AllowSpoof}
 	switch {
 	case req.Netns != "" && req.PID != 0:
 		return nil, invalid("give either a namespace path or a pid, not both")
@@ -487,12 +516,14 @@ func (d *Daemon) Detach(name string) error {
 		return notFound("no port named %q", name)
 	}
 	a.stopWatch()
+	a.unpersist()
 	err := d.sw.RemovePort(a.id)
 	d.gw.Forget(a.ip)
 	d.forgetNAT(a.ip)
 	if err != nil && !errors.Is(err, vswitch.ErrNoPort) {
 		return err
 	}
+	d.savePorts()
 	d.log.Info("detached", "port", name)
 	return nil
 }

@@ -49,6 +49,11 @@ type Config struct {
 	// StatePath is the state file, where ACL rules are kept across
 	// restarts (see StatePath); "" keeps them in memory only.
 	StatePath string
+	// LiveRestore keeps the containers' TAPs across a crash or an upgrade
+	// of the daemon: they are persistent, the attachments are kept in the
+	// state file, and Restore adopts them again (restore.go). It needs
+	// root (not the namespace helper) and a state file.
+	LiveRestore bool
 }
 
 // Daemon is a running switch with its gateway and attached containers. Its

@@ -6,7 +6,9 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
+	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/fdb"
 	"github.com/tapswitch/tapswitch/gateway"
 	"github.com/tapswitch/tapswitch/internal/nshelper"
@@ -33,7 +35,12 @@ type Daemon struct {
 	gwMAC  fdb.MAC
 	closed chan struct{}
 	once   sync.Once
-	nat    *natState // nil without an uplink; see nat.go
+	// stop is closed by Shutdown, which ends Serve; removeAll is set
+	// then: Close removes persistent TAPs too.
+	stop      chan struct{}
+	stopOnce  sync.Once
+	removeAll atomic.Bool
+	nat       *natState // nil without an uplink; see nat.go
 	// privileged is whether the daemon has CAP_NET_ADMIN and CAP_SYS_ADMIN
 	// in its user namespace: it then creates TAPs itself (attach.go).
 	privileged bool
@@ -52,6 +59,11 @@ type Daemon struct {
 
 // attachment is a container's TAP attached to the switch.
 type attachment struct {
+	// req is the attach request as given, kept whole in the state file
+	// with --live-restore (restore.go).
+	req api.AttachRequest
+	// dev is the TAP once attached.
+	dev    *tap.Device
 	name   string
 	ifname string
 	netns  string
@@ -103,6 +115,7 @@ func New(cfg Config) (_ *Daemon, err error) {
 		ports:      map[string]*attachment{},
 		pending:    map[string]*attachment{},
 		closed:     make(chan struct{}),
+		stop:       make(chan struct{}),
 		privileged: privileged(),
 	}
 	sw, err := vswitch.New(vswitch.Config{
@@ -165,11 +178,33 @@ func New(cfg Config) (_ *Daemon, err error) {
 	return d, nil
 }
 
-// Close detaches every container (their TAPs disappear) and stops the switch.
+// Shutdown asks Serve to stop, and Close to remove every port, persistent
+// ones (LiveRestore) included.
+func (d *Daemon) Shutdown() {
+	d.removeAll.Store(true)
+	d.stopOnce.Do(func() { close(d.stop) })
+}
+
+// Close stops the switch. Every container is detached (its TAP disappears),
+// except with LiveRestore, where the TAPs stay, persistent, for the next
+// daemon to adopt, unless Shutdown was called.
 func (d *Daemon) Close() error {
 	var err error
 	d.once.Do(func() {
+		keep := d.cfg.LiveRestore && !d.removeAll.Load()
 		close(d.closed)
+		if d.cfg.LiveRestore && !keep {
+			d.mu.Lock()
+			for _, a := range d.ports {
+				a.unpersist()
+			}
+			d.mu.Unlock()
+			d.rules.mu.Lock()
+			if err := d.writeStateLocked(d.rules.rules, d.rules.next); err != nil {
+				d.log.Error("state file: the ports removed are still listed", "err", err)
+			}
+			d.rules.mu.Unlock()
+		}
 		d.closeNAT()
 		err = d.sw.Close()
 		d.mu.Lock()

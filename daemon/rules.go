@@ -179,8 +179,7 @@ func (d *Daemon) setRulesLocked(rules []api.Rule, next int) error {
 		return invalid("%v", err)
 	}
 	if d.rules.path != "" {
-		st := state{Version: stateVersion, NextRuleID: next, Rules: rules}
-		if err := st.save(d.rules.path); err != nil {
+		if err := d.writeStateLocked(rules, next); err != nil {
 			if old, err2 := switchRules(d.rules.rules); err2 == nil {
 				d.sw.SetRules(old)
 			}

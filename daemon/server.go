@@ -56,6 +56,10 @@ func (d *Daemon) Handler() http.Handler {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
+	mux.HandleFunc("POST /v1/shutdown", func(w http.ResponseWriter, r *http.Request) {
+		d.Shutdown()
+		w.WriteHeader(http.StatusNoContent)
+	})
 	mux.HandleFunc("GET /v1/fdb", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, d.FDB())
 	})
@@ -161,6 +165,7 @@ func (d *Daemon) Serve(ctx context.Context, ln *Listener) error {
 	var err error
 	select {
 	case <-ctx.Done():
+	case <-d.stop:
 	case err = <-errc:
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -24,8 +24,9 @@ Usage:
                 [--uplink host[,addr=ADDR][,loopback=ADDR][,mtu=N]|none|tap,netns=PATH,ip=ADDR/LEN[,gw=ADDR][,ifname=ts0][,mac=MAC][,mtu=N]]
                 [--host-loopback]
                 [--ct-max N] [--ct-tcp-timeout D] [--ct-tcp-transitory-timeout D] [--ct-udp-timeout D]
-                [--ct-udp-unreplied-timeout D] [--ct-icmp-timeout D] [--ct-endpoint-independent-filtering]
-                [--mode learning|hub] [--icc=true|false] [--gateway-vlan N] [--state PATH]
+                [--ct-udp-unreplied-timeout D] [--ct-icmp-timeout D] [--ct-tcp-pressure-timeout D]
+                [--ct-endpoint-independent-filtering]
+                [--mode learning|hub] [--icc=true|false] [--gateway-vlan N] [--state PATH] [--live-restore]
   tapswitch attach (--netns PATH | --pid PID) [--name NAME] [--ifname eth0] [--ip IP] [--mac MAC] [--mtu N]
                 [--vlan N] [--trunk N,M...] [--allow-spoof]
                 [-p [HOSTIP:]HOSTPORT[-END]:CONTAINERPORT[-END][/tcp|/udp]]... [--json]
@@ -33,6 +34,7 @@ Usage:
   tapswitch unpublish HOSTPORT[/tcp|/udp]
   tapswitch conntrack [--json] | --flush | --stats
   tapswitch detach NAME
+  tapswitch shutdown
   tapswitch ports [--json]
   tapswitch fdb [--json]
   tapswitch capture PORT[,PORT...]|--all -w FILE|- [-c N] [--duration D] [--format pcapng|pcap] [-s SNAPLEN] [FILTER...]
@@ -65,15 +67,16 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmds := map[string]func([]string, io.Writer) error{
-		"run":     cmdRun,
-		"attach":  cmdAttach,
-		"detach":  cmdDetach,
-		"ports":   cmdPorts,
-		"fdb":     cmdFDB,
-		"capture": cmdCapture,
-		"stats":   cmdStats,
-		"version": cmdVersion,
-		"demo":    cmdDemo,
+		"run":      cmdRun,
+		"attach":   cmdAttach,
+		"detach":   cmdDetach,
+		"shutdown": cmdShutdown,
+		"ports":    cmdPorts,
+		"fdb":      cmdFDB,
+		"capture":  cmdCapture,
+		"stats":    cmdStats,
+		"version":  cmdVersion,
+		"demo":     cmdDemo,
 
 		"publish":   cmdPublish,
 		"unpublish": cmdUnpublish,

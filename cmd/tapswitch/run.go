@@ -31,6 +31,7 @@ func cmdRun(args []string, stdout io.Writer) error {
 	icc := fs.Bool("icc", true, "inter-container communication; --icc=false lets containers reach only the gateway (and what allow rules permit)")
 	gwVLAN := fs.Int("gateway-vlan", vswitch.DefaultVLAN, "the VLAN the gateway is on")
 	statePath := fs.String("state", "", "the state file, where ACL rules are kept (default: beside the control socket, its .sock replaced by .state.json)")
+	liveRestore := fs.Bool("live-restore", false, "keep the containers' TAPs when the daemon stops, crashes or is upgraded, and adopt them again on start (root); tapswitch shutdown removes them")
 	var nf natFlags
 	nf.add(fs)
 	pos, err := parse(fs, args)
@@ -75,6 +76,7 @@ func cmdRun(args []string, stdout io.Writer) error {
 	if path == "" {
 		path = api.DefaultSocket()
 	}
+	cfg.LiveRestore = *liveRestore
 	cfg.StatePath = *statePath
 	if cfg.StatePath == "" {
 		cfg.StatePath = daemon.StatePath(path)
@@ -89,6 +91,16 @@ func cmdRun(args []string, stdout io.Writer) error {
 	if err != nil {
 		d.Close()
 		return err
+	}
+	// Only now, holding the control socket: no other daemon has the TAPs.
+	restored, gone, err := d.Restore()
+	if err != nil {
+		ln.Close()
+		d.Close()
+		return err
+	}
+	if len(restored)+len(gone) > 0 {
+		log.Info("ports of the previous daemon", "live_restore", *liveRestore, "restored_or_removed", restored, "gone", gone)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -115,7 +127,11 @@ func cmdRun(args []string, stdout io.Writer) error {
 	if err := d.Serve(ctx, ln); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	log.Info("tapswitch stopped: every TAP it created is removed")
+	if d.KeptPorts() {
+		log.Info("tapswitch stopped: the TAPs stay for the next daemon (--live-restore; tapswitch shutdown removes them)")
+	} else {
+		log.Info("tapswitch stopped: every TAP it created is removed")
+	}
 	return nil
 }
 
