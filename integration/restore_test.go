@@ -233,4 +233,3 @@ func TestLiveRestore(t *testing.T) {
 		})
 	}
 }
-
