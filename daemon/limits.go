@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -24,7 +23,8 @@ type limits struct {
 	// idle closes a keep-alive connection without a request.
 	idle time.Duration
 	// conns is how many control connections may be open at once; one
-	// more is answered 503 with a sentence and closed.
+	// more closes the one idle for the longest, or, if none is idle, is
+	// answered 503 with a sentence and closed.
 	conns int
 }
 
@@ -43,18 +43,29 @@ func newControlServer(h http.Handler, lim limits) *http.Server {
 	}
 }
 
-// limitListener caps the connections it hands out at max: past it, a
-// connection is answered with a 503 and closed at once, without a goroutine
-// of the server.
+// limitListener caps the connections it hands out at max. Past it, the
+// connection that has waited longest without a request in progress (idle
+// keep-alive, or never sent anything) is closed to make room, so that idle
+// clients, however many, cannot lock others out; when every connection has
+// a request in progress, the new one is answered with a 503 and closed at
+// once, without a goroutine of the server. connState must be the server's
+// ConnState hook.
 type limitListener struct {
 	net.Listener
-	max  int64
-	open atomic.Int64
+	max int
+
+	mu   sync.Mutex // guards open and idle
+	open int
+	idle map[*limitConn]time.Time // connections without a request in progress, since when
+}
+
+func newLimitListener(ln net.Listener, max int) *limitListener {
+	return &limitListener{Listener: ln, max: max, idle: map[*limitConn]time.Time{}}
 }
 
 // refusal is the answer to a connection past a cap of max.
-func refusal(max int64) []byte {
-	body := fmt.Sprintf(`{"message":"too many control connections (%d open); close idle ones or try again later"}`+"\n", max)
+func refusal(max int) []byte {
+	body := fmt.Sprintf(`{"message":"too many control connections (%d with a request in progress); try again later"}`+"\n", max)
 	return fmt.Appendf(nil, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: %d\r\n\r\n%s",
 		len(body), body)
 }
@@ -66,10 +77,21 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if l.open.Add(1) <= l.max {
+		l.mu.Lock()
+		if l.open >= l.max {
+			if victim := l.oldestIdleLocked(); victim != nil {
+				delete(l.idle, victim)
+				l.mu.Unlock()
+				victim.Close() // gives its place back
+				l.mu.Lock()
+			}
+		}
+		if l.open < l.max {
+			l.open++
+			l.mu.Unlock()
 			return &limitConn{Conn: c, l: l}, nil
 		}
-		l.open.Add(-1)
+		l.mu.Unlock()
 		// The answer fits in the socket buffer: the write does not wait
 		// for the client to read.
 		c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
@@ -78,14 +100,52 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	}
 }
 
+// oldestIdleLocked returns the connection idle for the longest, or nil.
+// l.mu is held.
+func (l *limitListener) oldestIdleLocked() *limitConn {
+	var old *limitConn
+	var since time.Time
+	for c, t := range l.idle {
+		if old == nil || t.Before(since) {
+			old, since = c, t
+		}
+	}
+	return old
+}
+
+// connState follows the connections' states (http.Server.ConnState).
+func (l *limitListener) connState(c net.Conn, s http.ConnState) {
+	lc, ok := c.(*limitConn)
+	if !ok {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if lc.closed {
+		return
+	}
+	switch s {
+	case http.StateNew, http.StateIdle:
+		l.idle[lc] = time.Now()
+	default:
+		delete(l.idle, lc)
+	}
+}
+
 // limitConn gives its place back to the listener when closed.
 type limitConn struct {
 	net.Conn
-	l    *limitListener
-	once sync.Once
+	l      *limitListener
+	closed bool // guarded by l.mu
 }
 
 func (c *limitConn) Close() error {
-	c.once.Do(func() { c.l.open.Add(-1) })
+	c.l.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		c.l.open--
+		delete(c.l.idle, c)
+	}
+	c.l.mu.Unlock()
 	return c.Conn.Close()
 }

@@ -160,7 +160,8 @@ func (d *Daemon) Serve(ctx context.Context, ln *Listener) error {
 	srv := newControlServer(d.Handler(), controlLimits)
 	srv.RegisterOnShutdown(d.stopCaptures) // end capture streams cleanly
 	errc := make(chan error, 1)
-	lim := &limitListener{Listener: ln, max: int64(controlLimits.conns)}
+	lim := newLimitListener(ln, controlLimits.conns)
+	srv.ConnState = lim.connState
 	go func() { errc <- srv.Serve(lim) }()
 	var err error
 	select {

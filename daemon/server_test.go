@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -64,8 +65,9 @@ func TestListenStale(t *testing.T) {
 	ln.Close()
 }
 
-// TestControlLimits: connections past the cap are refused with a sentence,
-// idle ones and slow bodies are cut, and the API answers afterwards.
+// TestControlLimits: past the cap, the oldest idle connection makes room,
+// and without one a connection is refused with a sentence; idle
+// connections and slow bodies are cut; the API answers throughout.
 func TestControlLimits(t *testing.T) {
 	saved := controlLimits
 	controlLimits = limits{read: 300 * time.Millisecond, write: 5 * time.Second, idle: 300 * time.Millisecond, conns: 3}
@@ -103,26 +105,50 @@ func TestControlLimits(t *testing.T) {
 		}
 		return string(b)
 	}
+	// Three requests whose bodies stop coming fill the cap: a fourth
+	// connection is refused with a sentence.
+	var slow []net.Conn
+	for range 3 {
+		c := dial()
+		// The handler reading the body answers 100 Continue: the
+		// request is then in progress.
+		fmt.Fprintf(c, "POST /v1/ports HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil || !strings.Contains(line, "100 Continue") {
+			t.Fatalf("slow request: got %q, %v; want 100 Continue", line, err)
+		}
+		fmt.Fprintf(c, "{\"netns\":")
+		slow = append(slow, c)
+	}
+	if got := readAll(dial()); !strings.HasPrefix(got, "HTTP/1.1 503") || !strings.Contains(got, "too many control connections") {
+		t.Errorf("fourth connection: got %q, want a 503 saying too many control connections", got)
+	}
+	// The slow bodies are cut.
+	for i, c := range slow {
+		if got := readAll(c); strings.Contains(got, "201 Created") {
+			t.Errorf("slow body %d: got %q, want it cut", i, got)
+		}
+	}
+	// Idle connections make room for a request: the oldest is closed.
 	var idle []net.Conn
 	for range 3 {
 		idle = append(idle, dial())
-	}
-	// The accept loop runs in order: the fourth is past the cap.
-	if got := readAll(dial()); !strings.HasPrefix(got, "HTTP/1.1 503") || !strings.Contains(got, "too many control connections (3 open)") {
-		t.Errorf("fourth connection: got %q, want a 503 saying too many control connections", got)
-	}
-	for i, c := range idle {
-		if got := readAll(c); got != "" {
-			t.Errorf("idle connection %d: got %q, want it closed without an answer", i, got)
-		}
-	}
-	// A body that stops coming is cut.
-	slow := dial()
-	fmt.Fprintf(slow, "POST /v1/ports HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"netns\":")
-	if got := readAll(slow); strings.Contains(got, "201 Created") {
-		t.Errorf("slow body: got %q, want it cut", got)
+		time.Sleep(10 * time.Millisecond) // distinct ages
 	}
 	c := api.NewClient(path)
+	if _, err := c.Ports(context.Background()); err != nil {
+		t.Errorf("ports with the idle connections at the cap: %v", err)
+	}
+	if got := readAll(idle[0]); got != "" {
+		t.Errorf("oldest idle connection: got %q, want it closed without an answer", got)
+	}
+	// The others are cut by the read timeout.
+	for i, c := range idle[1:] {
+		if got := readAll(c); got != "" {
+			t.Errorf("idle connection %d: got %q, want it closed without an answer", i+1, got)
+		}
+	}
 	if _, err := c.Ports(context.Background()); err != nil {
 		t.Errorf("ports after the limits: %v", err)
 	}
