@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"time"
 )
@@ -54,9 +55,13 @@ type limitListener struct {
 	net.Listener
 	max int
 
-	mu   sync.Mutex // guards open and idle
+	mu   sync.Mutex // guards open, idle and full
 	open int
 	idle map[*limitConn]time.Time // connections without a request in progress, since when
+	// full is set when the cap was reached; when three quarters of the
+	// connections have closed, the memory they held is returned to the
+	// system.
+	full bool
 }
 
 func newLimitListener(ln net.Listener, max int) *limitListener {
@@ -79,6 +84,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		l.mu.Lock()
 		if l.open >= l.max {
+			l.full = true
 			if victim := l.oldestIdleLocked(); victim != nil {
 				delete(l.idle, victim)
 				l.mu.Unlock()
@@ -141,11 +147,20 @@ type limitConn struct {
 
 func (c *limitConn) Close() error {
 	c.l.mu.Lock()
+	free := false
 	if !c.closed {
 		c.closed = true
 		c.l.open--
 		delete(c.l.idle, c)
+		if c.l.open <= c.l.max/4 && c.l.full {
+			c.l.full, free = false, true
+		}
 	}
 	c.l.mu.Unlock()
+	if free {
+		// A flood of connections is over: the Go runtime would keep their
+		// buffers' pages for minutes.
+		go debug.FreeOSMemory()
+	}
 	return c.Conn.Close()
 }
