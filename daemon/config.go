@@ -23,6 +23,9 @@ type Config struct {
 	Gateway   netip.Addr    // the gateway's address; zero means the subnet's first address
 	MTU       int           // zero means DefaultMTU
 	FDBAgeing time.Duration // zero means fdb.DefaultAgeing
+	// FDBMax bounds the MAC table; zero means fdb.DefaultMaxEntries. When
+	// it is full, a new MAC evicts from the port holding the most.
+	FDBMax int
 	Log       *slog.Logger  // nil means slog.Default()
 	// Uplink is the routed TAP uplink; nil means none (no NAT, no
 	// published ports, outside destinations unreachable).
@@ -83,6 +86,9 @@ func (c *Config) fill() error {
 	}
 	if c.MTU < tap.MinMTU || c.MTU > tap.MaxMTU {
 		return invalid("mtu %d: must be between %d and %d", c.MTU, tap.MinMTU, tap.MaxMTU)
+	}
+	if c.FDBMax < 0 {
+		return invalid("fdb max %d: must not be negative", c.FDBMax)
 	}
 	if c.FDBAgeing < 0 {
 		return invalid("fdb ageing %s: must not be negative", c.FDBAgeing)

@@ -119,7 +119,7 @@ func New(cfg Config) (_ *Daemon, err error) {
 		privileged: privileged(),
 	}
 	sw, err := vswitch.New(vswitch.Config{
-		FDB:      fdb.Config{Ageing: cfg.FDBAgeing},
+		FDB:      fdb.Config{Ageing: cfg.FDBAgeing, MaxEntries: cfg.FDBMax},
 		PortGone: d.portGone,
 		Mode:     cfg.Mode,
 		Isolate:  cfg.Isolate,

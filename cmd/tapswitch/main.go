@@ -19,7 +19,7 @@ import (
 const usage = `tapswitch: a userspace virtual switch for containers
 
 Usage:
-  tapswitch run [--subnet CIDR] [--gateway IP] [--mtu N] [--fdb-ageing DURATION] [--control PATH] [--metrics ADDR]
+  tapswitch run [--subnet CIDR] [--gateway IP] [--mtu N] [--fdb-ageing DURATION] [--fdb-max N] [--control PATH] [--metrics ADDR]
                 [--attach-helper]
                 [--uplink host[,addr=ADDR][,loopback=ADDR][,mtu=N]|none|tap,netns=PATH,ip=ADDR/LEN[,gw=ADDR][,ifname=ts0][,mac=MAC][,mtu=N]]
                 [--host-loopback]

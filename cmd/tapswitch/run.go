@@ -24,6 +24,7 @@ func cmdRun(args []string, stdout io.Writer) error {
 	gateway := fs.String("gateway", "", "the gateway's address (default: the subnet's first address)")
 	mtu := fs.Int("mtu", daemon.DefaultMTU, "MTU of the gateway and, unless attach says otherwise, of container interfaces")
 	ageing := fs.Duration("fdb-ageing", fdb.DefaultAgeing, "how long a learned MAC is kept without traffic")
+	fdbMax := fs.Int("fdb-max", fdb.DefaultMaxEntries, "the most MACs the table holds; when full, a new one evicts the oldest of the port holding the most (as Open vSwitch)")
 	control := controlFlag(fs)
 	metrics := fs.String("metrics", "", "serve Prometheus metrics on `ADDR` (HOST:PORT, or PORT for 127.0.0.1:PORT); off by default")
 	helper := fs.Bool("attach-helper", false, "create every container's TAP from a helper inside its namespaces, as without root (the default when the daemon has no CAP_NET_ADMIN)")
@@ -41,7 +42,7 @@ func cmdRun(args []string, stdout io.Writer) error {
 	if err := noArgs(pos); err != nil {
 		return err
 	}
-	cfg := daemon.Config{MTU: *mtu, FDBAgeing: *ageing, AttachHelper: *helper}
+	cfg := daemon.Config{MTU: *mtu, FDBAgeing: *ageing, FDBMax: *fdbMax, AttachHelper: *helper}
 	if cfg.Subnet, err = netip.ParsePrefix(*subnet); err != nil {
 		return usagef("--subnet %q: not a CIDR prefix such as 10.90.0.0/16", *subnet)
 	}
@@ -54,6 +55,9 @@ func cmdRun(args []string, stdout io.Writer) error {
 		if _, err := daemon.MetricsAddr(*metrics); err != nil {
 			return usagef("--metrics: %v", err)
 		}
+	}
+	if *fdbMax < 1 {
+		return usagef("--fdb-max %d: must be at least 1", *fdbMax)
 	}
 	if *ageing <= 0 {
 		return usagef("--fdb-ageing %s: must be positive", *ageing)
