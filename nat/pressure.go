@@ -1,15 +1,28 @@
 package nat
 
-// PressureFraction is how full the table must be, as a fraction of
-// MaxEntries, for TCP connections not yet established to time out after
-// Timeouts.TCPPressure instead of TCPTransitory.
-const PressureFraction = 0.5
+// The table is under pressure from the moment it holds more than half of
+// MaxEntries connections until it holds less than an eighth: then TCP
+// connections not yet established time out after Timeouts.TCPPressure
+// instead of TCPTransitory. The gap between the two marks lets the tail of
+// a flood expire early too, rather than for minutes once the table is
+// below the first mark.
+const (
+	pressureOn  = 2 // more than MaxEntries/2
+	pressureOff = 8 // less than MaxEntries/8
+)
 
-// underPressure reports whether the table holds more than PressureFraction
-// of MaxEntries connections. It takes no lock.
+// underPressure reports whether the table is under pressure, and updates
+// that state. It takes no lock.
 func (t *Table) underPressure() bool {
 	n := t.entries[0].Load() + t.entries[1].Load() + t.entries[2].Load()
-	return float64(n) > PressureFraction*float64(t.cfg.MaxEntries)
+	max := int64(t.cfg.MaxEntries)
+	switch {
+	case n > max/pressureOn:
+		t.pressure.Store(true)
+	case n < max/pressureOff:
+		t.pressure.Store(false)
+	}
+	return t.pressure.Load()
 }
 
 // compactMin is the peak size below which Compact leaves the maps alone.

@@ -68,3 +68,25 @@ func TestCompact(t *testing.T) {
 		t.Errorf("%d connections left, want 1", n)
 	}
 }
+
+// TestPressureHysteresis: the pressure lasts until the table is below an
+// eighth full, so the tail of a flood expires early too.
+func TestPressureHysteresis(t *testing.T) {
+	tb := newTable(t, func(c *Config) { c.MaxEntries = 16 })
+	for i := range 9 { // more than half: pressure
+		syn(t, tb, 1000+i, 0)
+	}
+	if got := tb.Expire(11 * sec); got != 9 {
+		t.Fatalf("Expire removed %d, want 9", got)
+	}
+	for i := range 3 { // 3 of 16: below half, not below an eighth
+		syn(t, tb, 2000+i, 20*sec)
+	}
+	if got := tb.Expire(31 * sec); got != 3 {
+		t.Errorf("tail of the flood: Expire removed %d, want 3", got)
+	}
+	syn(t, tb, 3000, 40*sec) // 1 of 16: below an eighth, pressure over
+	if got := tb.Expire(51 * sec); got != 0 {
+		t.Errorf("after the pressure: Expire removed %d, want 0", got)
+	}
+}

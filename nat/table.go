@@ -35,6 +35,7 @@ type Table struct {
 	closingHead atomic.Pointer[conn]
 
 	entries                             [3]atomic.Int64
+	pressure                            atomic.Bool // see underPressure
 	nmaps                               atomic.Int64
 	created, nexpired, evicted, refused atomic.Uint64
 	flushed                             atomic.Uint64

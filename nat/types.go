@@ -86,7 +86,8 @@ type Timeouts struct {
 	ICMP           time.Duration // default 60 s (RFC 5508 REQ-1)
 	// TCPPressure replaces TCPTransitory for TCP connections not yet
 	// established (SYN seen, handshake not completed) while the table is
-	// under pressure, more than PressureFraction full: default 10 s. A SYN
+	// under pressure (from more than half full until less than an eighth
+	// full): default 10 s. A SYN
 	// flood fills the table with such entries; nf_conntrack drops them
 	// early (early_drop) for the same reason. RFC 5382 REQ-5 lets a NAT
 	// abandon connections under resource pressure.
