@@ -6,13 +6,15 @@
 #               ROUNDS=n (default 5), QUICK=1 (one short round), VARIANTS=nooffload
 #   make bench-rootless  tapswitch against slirp4netns and pasta, run as nobody
 #   make fuzz   every fuzz target in turn, FUZZTIME each (default 1m); ONLY=regexp
+#   make soak   attach/detach, connections, a MAC flood and captures for
+#               DURATION (default 10m), sampling RSS, goroutines, fds (root)
 
 GO          ?= go
 BIN         := bin/tapswitch
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TESTFLAGS   ?= -race -count=1 -timeout 9m
 
-.PHONY: all deps bench-deps build test lint unit demo bench bench-nat bench-rootless fuzz clean
+.PHONY: all deps bench-deps build test lint unit demo bench bench-nat bench-rootless fuzz soak clean
 
 all: build
 
@@ -62,6 +64,12 @@ bench-rootless: deps bench-deps build
 # Fuzzing beyond the seed corpora that make test replays (scripts/fuzz.sh).
 fuzz:
 	FUZZTIME=$(or $(FUZZTIME),1m) ONLY='$(ONLY)' GO=$(GO) scripts/fuzz.sh
+
+# The soak (bench/soak): a curve of the daemon's RSS, goroutines and fds
+# under a mixed load, printed and written as JSON and SVG to bench/results/.
+soak: deps build
+	$(GO) build -o bin/tssoak ./bench/soak
+	bin/tssoak -bin $(BIN) -duration $(or $(DURATION),10m)
 
 clean:
 	rm -rf bin
