@@ -26,7 +26,7 @@ type Config struct {
 	// FDBMax bounds the MAC table; zero means fdb.DefaultMaxEntries. When
 	// it is full, a new MAC evicts from the port holding the most.
 	FDBMax int
-	Log       *slog.Logger  // nil means slog.Default()
+	Log    *slog.Logger // nil means slog.Default()
 	// Uplink is the routed TAP uplink; nil means none (no NAT, no
 	// published ports, outside destinations unreachable).
 	Uplink *uplink.Config

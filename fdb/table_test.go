@@ -344,8 +344,8 @@ func TestLimits(t *testing.T) {
 			{op: "learn", k: k4, port: 2, want: Learned},
 			{op: "learn", k: k5, port: 2, want: Learned},
 			{op: "learn", k: k2, port: 2, want: Refreshed}, // refreshing does not reorder
-			{op: "learn", k: k6, port: 3, want: Learned}, // evicts k2, the oldest of port 2
-			{op: "learn", k: k7, port: 1, want: Learned}, // evicts k3
+			{op: "learn", k: k6, port: 3, want: Learned},   // evicts k2, the oldest of port 2
+			{op: "learn", k: k7, port: 1, want: Learned},   // evicts k3
 			{op: "lookup", k: k1, want: PortID(1)},
 			{op: "lookup", k: k2, want: NoPort},
 			{op: "lookup", k: k3, want: NoPort},
@@ -358,7 +358,7 @@ func TestLimits(t *testing.T) {
 			{op: "learn", k: k1, port: 1, want: Learned},
 			{op: "learn", k: k2, port: 2, want: Learned},
 			{op: "learn", k: k3, port: 2, want: Learned},
-			{op: "learn", k: k2, port: 1, want: Moved}, // port 1: k1, k2
+			{op: "learn", k: k2, port: 1, want: Moved},   // port 1: k1, k2
 			{op: "learn", k: k4, port: 3, want: Learned}, // evicts k1
 			{op: "lookup", k: k1, want: NoPort},
 			{op: "lookup", k: k2, want: PortID(1)},
