@@ -264,6 +264,8 @@ func checkNetns(path string, pid int) (uint64, error) {
 		return st.Ino, nil
 	case pid > 0 && errors.Is(err, tap.ErrNetnsNotFound):
 		return 0, notFound("no process with pid %d", pid)
+	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
+		return 0, &reqError{ErrForbidden, err.Error() + ": not this user's namespace; run tapswitch as root"}
 	}
 	return 0, tapError(err)
 }

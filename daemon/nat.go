@@ -315,6 +315,7 @@ func (d *Daemon) Publish(req api.PublishRequest) (api.Published, error) {
 	if err != nil {
 		return api.Published{}, err
 	}
+	defer d.savePorts() // after the unlock: kept with --live-restore
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	a, ok := d.ports[req.To]
@@ -352,6 +353,7 @@ func (d *Daemon) Unpublish(hostPort, proto string) (api.Published, error) {
 	if err != nil {
 		return api.Published{}, publishError(err)
 	}
+	d.savePorts()
 	d.log.Info("unpublished", "spec", p.String(), "port", p.Owner)
 	return apiPublished(p), nil
 }
