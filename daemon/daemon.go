@@ -199,6 +199,9 @@ func (d *Daemon) Close() error {
 				a.unpersist()
 			}
 			d.mu.Unlock()
+			if d.nat != nil && d.nat.tap != nil {
+				d.nat.tap.SetPersist(false)
+			}
 			d.rules.mu.Lock()
 			if err := d.writeStateLocked(d.rules.rules, d.rules.next); err != nil {
 				d.log.Error("state file: the ports removed are still listed", "err", err)

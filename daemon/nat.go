@@ -63,7 +63,18 @@ func (d *Daemon) openUplink() (*natState, error) {
 	if err != nil {
 		return nil, invalid("%v", err)
 	}
-	up, err := uplink.Open(*uc)
+	open := uplink.Open
+	if d.cfg.LiveRestore {
+		open = uplink.OpenPersistent // restore.go
+	}
+	up, err := open(*uc)
+	if errors.Is(err, tap.ErrLinkExists) && !d.cfg.LiveRestore {
+		// Perhaps the persistent TAP of a daemon with --live-restore.
+		if tap.Remove(uc.Netns, uc.IfName, uplink.PersistentMAC(*uc)) == nil {
+			d.log.Info("removed the uplink TAP a live-restore daemon left (this one runs without --live-restore)", "netns", uc.Netns, "ifname", uc.IfName)
+			up, err = open(*uc)
+		}
+	}
 	switch {
 	case errors.Is(err, tap.ErrNetnsNotFound):
 		return nil, notFound("%v", err)

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tapswitch/tapswitch/internal/netnsutil"
 )
 
 // stream is a TCP connection from one container to another that sends
@@ -231,5 +233,37 @@ func TestLiveRestore(t *testing.T) {
 				t.Errorf("%d ports, want only the gateway", n)
 			}
 		})
+	}
+}
+
+// TestLiveRestoreTAPUplink: the routed TAP uplink is kept too: after a
+// kill -9 and a start with --live-restore, ts0 is the same interface, with
+// the address the lan gave it, and a published port answers the lan again;
+// a daemon without --live-restore then replaces the leftover ts0.
+func TestLiveRestoreTAPUplink(t *testing.T) {
+	requireRoot(t)
+	d, lan := startNAT(t, "--live-restore")
+	spec := "tap,netns=" + netnsutil.Path(lan) + ",ifname=ts0,ip=" + upIP + "/24,gw=" + lanIP + ",mtu=" + strconv.Itoa(upMTU)
+	dir := filepath.Dir(d.sock)
+	web := newNS(t)
+	d.attach(t, web, "web", "-p", "8080:80")
+	tcpServer(t, web, ":80")
+	if got := seenAs(t, lan, upIP+":8080"); got.Addr().String() != lanIP {
+		t.Fatalf("published port: web saw %s, want %s", got, lanIP)
+	}
+	d.cmd.Process.Kill()
+	<-d.exited
+	if !slices.Contains(links(t, lan), "ts0") {
+		t.Fatalf("ts0 went with the daemon: %v", links(t, lan))
+	}
+	d2 := startDaemonWith(t, dir, nil, "--uplink", spec, "--live-restore")
+	if got := seenAs(t, lan, upIP+":8080"); got.Addr().String() != lanIP {
+		t.Errorf("published port after the restart: web saw %s, want %s", got, lanIP)
+	}
+	d2.cmd.Process.Kill()
+	<-d2.exited
+	d3 := startDaemonWith(t, dir, nil, "--uplink", spec)
+	if !strings.Contains(d3.log.String(), "removed the uplink TAP a live-restore daemon left") {
+		t.Errorf("the daemon without --live-restore does not say it replaced ts0:\n%s", d3.log.String())
 	}
 }
