@@ -185,10 +185,11 @@ func (r *rig) connLoop(ctx context.Context) {
 			_, err = io.ReadAll(c)
 			c.Close()
 		}
-		if err != nil {
-			r.connErrs.Add(1)
-		} else {
+		switch {
+		case err == nil:
 			r.conns.Add(1)
+		case ctx.Err() == nil: // not the end of the soak cutting it
+			r.connErrs.Add(1)
 		}
 		sleep(ctx, 20*time.Millisecond)
 	}
