@@ -265,7 +265,8 @@ func checkNetns(path string, pid int) (uint64, error) {
 	case pid > 0 && errors.Is(err, tap.ErrNetnsNotFound):
 		return 0, notFound("no process with pid %d", pid)
 	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
-		return 0, &reqError{ErrForbidden, err.Error() + ": not this user's namespace; run tapswitch as root"}
+		// As the namespace helper says it (nshelper.ErrNotOwned).
+		return 0, &reqError{ErrForbidden, fmt.Sprintf("%s: permission denied: %v", path, nshelper.ErrNotOwned)}
 	}
 	return 0, tapError(err)
 }
