@@ -7,13 +7,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/mdlayher/arp"
-	"github.com/vishvananda/netlink"
 
 	"github.com/tapswitch/tapswitch/capture"
 	vswitch "github.com/tapswitch/tapswitch/switch"
@@ -134,51 +132,6 @@ func Open(cfg Config) (*TAP, error) {
 		return nil, fmt.Errorf("uplink: %w", err)
 	}
 	return newTAP(cfg, dev, nil), nil
-}
-
-// OpenPersistent is Open for a daemon with --live-restore: the TAP is
-// persistent (tap.Device.SetPersist), so that it outlives the daemon with
-// what others configured on its namespace side, and one a previous daemon
-// left (the same name, a tun/tap link with the MAC this function gives it)
-// is adopted instead of created. The namespace side's MAC is derived from
-// cfg.MAC (its second bit from the right of the last byte flipped) rather
-// than random, so that the next daemon knows it. SetPersist(false) before
-// Close removes the TAP with the uplink.
-func OpenPersistent(cfg Config) (*TAP, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	devMAC := PersistentMAC(cfg)
-	dev, err := tap.Adopt(cfg.Netns, cfg.IfName, devMAC, true)
-	if errors.As(err, new(netlink.LinkNotFoundError)) {
-		dev, err = tap.Create(tap.Config{Netns: cfg.Netns, Name: cfg.IfName, MAC: devMAC, MTU: cfg.MTU, NoOffloads: true})
-		if err == nil {
-			if err = dev.SetPersist(true); err != nil {
-				dev.Close()
-			}
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("uplink: %w", err)
-	}
-	return newTAP(cfg, dev, nil), nil
-}
-
-// PersistentMAC is the MAC OpenPersistent gives the namespace side of the
-// TAP of cfg (validated): what identifies it for the next daemon.
-func PersistentMAC(cfg Config) net.HardwareAddr {
-	mac := slices.Clone(cfg.MAC)
-	mac[5] ^= 2
-	return mac
-}
-
-// SetPersist sets or clears the persist flag of the uplink's TAP (see
-// OpenPersistent).
-func (u *TAP) SetPersist(on bool) error {
-	if p, ok := u.dev.(interface{ SetPersist(bool) error }); ok {
-		return p.SetPersist(on)
-	}
-	return nil
 }
 
 // newTAP returns an uplink on dev; cfg is valid. clock nil means a
