@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -95,7 +96,13 @@ func TestAttachBadNetns(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	fmt.Fprintf(c, "POST /v1/ports HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+	fmt.Fprintf(c, "POST /v1/ports HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n\r\n")
+	// The handler reading the body answers 100 Continue: it is in progress.
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || !strings.Contains(line, "100 Continue") {
+		t.Fatalf("stuck request: got %q, %v; want 100 Continue", line, err)
+	}
+	fmt.Fprintf(c, "{")
 	start := time.Now()
 	if err := d.stop(t); err != nil {
 		t.Errorf("daemon exit: %v", err)

@@ -116,8 +116,9 @@ func startPinger(t *testing.T, ns, addr string) *pinger {
 			if !strings.HasPrefix(line, "[") || !strings.Contains(line, "bytes from") {
 				continue
 			}
-			f, err := strconv.ParseFloat(strings.TrimPrefix(strings.Fields(line)[0][:len(strings.Fields(line)[0])-1], "["), 64)
-			if err == nil {
+			// "[1764781234.567890] 64 bytes from ..."
+			stamp := strings.Trim(strings.Fields(line)[0], "[]")
+			if f, err := strconv.ParseFloat(stamp, 64); err == nil {
 				ts = append(ts, time.Unix(0, int64(f*1e9)))
 			}
 		}
