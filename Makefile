@@ -8,13 +8,24 @@
 #   make fuzz   every fuzz target in turn, FUZZTIME each (default 1m); ONLY=regexp
 #   make soak   attach/detach, connections, a MAC flood and captures for
 #               DURATION (default 10m), sampling RSS, goroutines, fds (root)
+#   make bench-dns  the embedded DNS server against dnsmasq (qps, p99, CPU)
+#   make bench-podman  `podman run` time: tapswitch's CNI plugin against
+#               podman's own CNI bridge; ROUNDS=n (default 10)
+#   make install    bin/tapswitch to $(PREFIX)/bin, the CNI plugin to
+#                   $(CNI_BIN_DIR)/tapswitch, the systemd units; DESTDIR honoured
+#   make uninstall  removes what install put there
 
 GO          ?= go
 BIN         := bin/tapswitch
+CNI_BIN     := bin/cni/tapswitch
+PREFIX      ?= /usr/local
+CNI_BIN_DIR ?= /opt/cni/bin
+UNIT_DIR    ?= /etc/systemd/system
+USER_UNIT_DIR ?= $(PREFIX)/lib/systemd/user
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TESTFLAGS   ?= -race -count=1 -timeout 9m
 
-.PHONY: all deps bench-deps build test lint unit demo bench bench-nat bench-rootless fuzz soak clean
+.PHONY: all deps bench-deps build test lint unit demo bench bench-nat bench-rootless bench-dns bench-podman install uninstall fuzz soak clean
 
 all: build
 
@@ -23,6 +34,22 @@ deps:
 
 build:
 	$(GO) build -o $(BIN) ./cmd/tapswitch
+	$(GO) build -o $(CNI_BIN) ./cmd/tapswitch-cni
+
+# The units name the binary's installed path: $(PREFIX)/bin/tapswitch.
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/tapswitch
+	install -D -m 0755 $(CNI_BIN) $(DESTDIR)$(CNI_BIN_DIR)/tapswitch
+	install -d $(DESTDIR)$(UNIT_DIR) $(DESTDIR)$(USER_UNIT_DIR)
+	sed 's|@BINDIR@|$(PREFIX)/bin|g' contrib/systemd/tapswitch.service > $(DESTDIR)$(UNIT_DIR)/tapswitch.service
+	sed 's|@BINDIR@|$(PREFIX)/bin|g' contrib/systemd/tapswitch-user.service > $(DESTDIR)$(USER_UNIT_DIR)/tapswitch.service
+	chmod 0644 $(DESTDIR)$(UNIT_DIR)/tapswitch.service $(DESTDIR)$(USER_UNIT_DIR)/tapswitch.service
+	@if [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/tapswitch $(DESTDIR)$(CNI_BIN_DIR)/tapswitch
+	rm -f $(DESTDIR)$(UNIT_DIR)/tapswitch.service $(DESTDIR)$(USER_UNIT_DIR)/tapswitch.service
+	@if [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -70,6 +97,16 @@ fuzz:
 soak: deps build
 	$(GO) build -o bin/tssoak ./bench/soak
 	bin/tssoak -bin $(BIN) -duration $(or $(DURATION),10m)
+
+# DNS: tapswitch's embedded server against dnsmasq with the same names,
+# local and cached forwarded ones; ROUNDS=n (default 3), SECONDS_PER_TEST=5,
+# CONCURRENCY="1 8". A table on stdout.
+bench-dns: deps bench-deps build
+	$(GO) build -o bin/dnsload ./bench/dnsload
+	bench/dns-compare.sh $(BIN) bin/dnsload
+# podman's `run` with tapswitch's CNI plugin against its own CNI bridge.
+bench-podman: deps bench-deps build
+	bench/podman-compare.sh $(BIN) bin/cni
 
 clean:
 	rm -rf bin

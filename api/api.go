@@ -54,6 +54,17 @@ type AttachRequest struct {
 	// AllowSpoof turns port security off for the port: it may send from
 	// any MAC and IP (routers, labs).
 	AllowSpoof bool `json:"allow_spoof,omitempty"`
+	// Aliases are further DNS names of the port, besides its name.
+	Aliases []string `json:"aliases,omitempty"`
+	// NoResolvConf keeps attach from writing /etc/netns/NAME/resolv.conf
+	// for a /run/netns/NAME namespace.
+	NoResolvConf bool `json:"no_resolv_conf,omitempty"`
+	// ContainerID and Network are set by the CNI plugin: the runtime's
+	// container ID and the CNI network's name, by which the plugin's DEL,
+	// CHECK and GC find the port again (with IfName). Empty for a port
+	// attached by hand.
+	ContainerID string `json:"container_id,omitempty"`
+	Network     string `json:"network,omitempty"`
 }
 
 // Port describes a port of the switch.
@@ -75,8 +86,16 @@ type Port struct {
 	VLAN uint16 `json:"vlan"`
 	// Trunk are the VLANs carried tagged; empty for an access port.
 	Trunk []uint16 `json:"trunk,omitempty"`
+	// Aliases are the port's DNS names besides its name.
+	Aliases []string `json:"aliases,omitempty"`
+	// ResolvConf is the resolv.conf attach wrote for the namespace
+	// (removed on detach); "" when it wrote none.
+	ResolvConf string `json:"resolv_conf,omitempty"`
 	// AllowSpoof: port security is off for this port.
 	AllowSpoof bool `json:"allow_spoof,omitempty"`
+	// ContainerID and Network: those of the AttachRequest (CNI).
+	ContainerID string `json:"container_id,omitempty"`
+	Network     string `json:"network,omitempty"`
 }
 
 // VLANs describes a port's VLANs as `tapswitch ports` shows them: "10" for
@@ -144,6 +163,9 @@ type Info struct {
 	GatewayVLAN uint16 `json:"gateway_vlan"`
 	// StateFile is where the daemon keeps its rules; "" for none.
 	StateFile string `json:"state_file,omitempty"`
+	// DNS is the embedded DNS server, what a container's resolv.conf
+	// (or a CNI result's dns field) names; nil when it is off.
+	DNS *DNSInfo `json:"dns,omitempty"`
 }
 
 // Error is the body of every error response.

@@ -3,11 +3,13 @@ package api
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/tapswitch/tapswitch/fdb"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // Rule and pipeline endpoints:
@@ -82,18 +84,18 @@ type Stage struct {
 	Drops uint64 `json:"drops"` // frames it dropped
 }
 
-// IP protocol numbers with names.
+// IP protocol numbers with names (package wire's).
 const (
-	ProtoICMP = 1
-	ProtoTCP  = 6
-	ProtoUDP  = 17
+	ProtoICMP = wire.ProtoICMP
+	ProtoTCP  = wire.ProtoTCP
+	ProtoUDP  = wire.ProtoUDP
 )
 
-// EtherTypes with names.
+// EtherTypes with names (package wire's).
 const (
-	EtherTypeIPv4 = 0x0800
-	EtherTypeARP  = 0x0806
-	EtherTypeIPv6 = 0x86dd
+	EtherTypeIPv4 = wire.EtherTypeIPv4
+	EtherTypeARP  = wire.EtherTypeARP
+	EtherTypeIPv6 = wire.EtherTypeIPv6
 )
 
 // Actions of a rule.
@@ -212,7 +214,11 @@ func ValidVLAN(v int) error {
 
 // Validate checks r's fields and their combinations and returns the first
 // problem as one line. It needs no daemon: the CLI checks a rule with it
-// before sending it, the daemon again when it gets it.
+// before sending it, the daemon again when it gets it (from a client or
+// the state file); it is the one check of a rule given by a user. It is
+// stricter than the switch's (vswitch.Rule) on purpose in one place: a
+// port range needs --proto tcp or udp, where the switch reads protocol 0
+// with ports as "TCP or UDP", so that a rule says what it matches.
 func (r Rule) Validate() error {
 	switch {
 	case r.Action == "mirror" && r.MirrorTo == "":
@@ -236,7 +242,7 @@ func (r Rule) Validate() error {
 		if m.v == "" {
 			continue
 		}
-		if hw, err := net.ParseMAC(m.v); err != nil || len(hw) != 6 {
+		if _, err := fdb.ParseMAC(m.v); err != nil {
 			return fmt.Errorf("--%s %q: not a MAC address such as 02:42:0a:5a:00:02", m.flag, m.v)
 		}
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/tapswitch/tapswitch/nat"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/switch/tap"
+	"github.com/tapswitch/tapswitch/uplink"
 )
 
 // helperTimeout bounds one run of the namespace helper.
@@ -48,7 +49,7 @@ func (d *Daemon) createTap(a *attachment, pid int) (*tap.Device, error) {
 	}
 	if d.privileged && !d.cfg.AttachHelper {
 		dev, err := tap.Create(cfg)
-		return dev, tapError(err)
+		return dev, errorKind(err)
 	}
 	a.helper = true
 	if pid > 0 {
@@ -84,26 +85,9 @@ func (d *Daemon) createTap(a *attachment, pid int) (*tap.Device, error) {
 		if errors.Is(err, nshelper.ErrNotOwned) {
 			return nil, &reqError{ErrForbidden, err.Error()}
 		}
-		return nil, tapError(err)
+		return nil, errorKind(err)
 	}
 	return dev, nil
-}
-
-// tapError gives an error of tap.Create the kind the API answers with.
-func tapError(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, tap.ErrNetnsNotFound):
-		return notFound("%v", err)
-	case errors.Is(err, tap.ErrNotNetns):
-		return invalid("%v", err)
-	case errors.Is(err, tap.ErrLinkExists):
-		return conflict("%v", err)
-	case errors.Is(err, tap.ErrInvalidConfig):
-		return invalid("%v", err)
-	}
-	return err
 }
 
 // watch waits for the process of a to exit and then removes its port. It
@@ -127,6 +111,7 @@ func (d *Daemon) watch(a *attachment) {
 	d.gw.Forget(a.ip)
 	d.forgetNAT(a.ip)
 	d.savePorts()
+	d.dnsDetached(a)
 	d.log.Info("port gone: its process exited", "port", a.name, "ip", a.ip)
 }
 
@@ -155,8 +140,8 @@ func privileged() bool {
 // uplink is created in another namespace and moved. Everything else of the
 // daemon works unprivileged.
 func checkPrivileges(cfg Config) error {
-	if cfg.Uplink != nil && !privileged() {
-		return &reqError{ErrForbidden, "--uplink tap needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN): it creates a TAP and moves it into another namespace"}
+	if p, ok := cfg.Uplink.(uplink.Privileged); ok && !privileged() {
+		return &reqError{ErrForbidden, fmt.Sprintf("--uplink %s needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN): %s", cfg.Uplink.Kind(), p.Privileged())}
 	}
 	if cfg.LiveRestore {
 		switch {
@@ -192,6 +177,7 @@ func (d *Daemon) portGone(id fdb.PortID, name string, err error) {
 	d.gw.Forget(gone.ip)
 	d.forgetNAT(gone.ip)
 	d.savePorts()
+	d.dnsDetached(gone)
 	d.log.Info("port gone: its interface or namespace was deleted", "port", gone.name, "ip", gone.ip, "err", err)
 }
 
@@ -268,7 +254,7 @@ func checkNetns(path string, pid int) (uint64, error) {
 		// As the namespace helper says it (nshelper.ErrNotOwned).
 		return 0, &reqError{ErrForbidden, fmt.Sprintf("%s: permission denied: %v", path, nshelper.ErrNotOwned)}
 	}
-	return 0, tapError(err)
+	return 0, errorKind(err)
 }
 
 // reserve takes the name, address and MAC of a, and its publishes, under
@@ -352,6 +338,9 @@ func (d *Daemon) attachReserved(ctx context.Context, a *attachment, pubs []nat.P
 	a.dev = dev
 	delete(d.pending, a.name)
 	d.ports[a.name] = a
+	// Through CNI the runtime writes the container's resolv.conf (from
+	// the result's dns), not ip netns exec.
+	d.dnsAttachedLocked(a, a.req.NoResolvConf || a.req.ContainerID != "")
 	if a.proc != nil {
 		go d.watch(a)
 	}
@@ -395,6 +384,11 @@ func (d *Daemon) parseAttach(req api.AttachRequest) (*attachment, error) {
 	if a.ifname == "" {
 		a.ifname = "eth0"
 	}
+	o, err := parseOwner(req)
+	if err != nil {
+		return nil, err
+	}
+	a.owner = o
 	if err := tap.ValidIfName(a.ifname); err != nil {
 		return nil, invalid("%v", err)
 	}
@@ -430,6 +424,12 @@ func (d *Daemon) parseAttach(req api.AttachRequest) (*attachment, error) {
 		}
 		a.mac = mac
 	}
+	if len(req.Aliases) > 0 && d.cfg.DNS == nil {
+		return nil, invalid("--alias needs the DNS server, which is off (run --dns=false)")
+	}
+	if a.aliases, err = parseAliases(req.Aliases); err != nil {
+		return nil, err
+	}
 	if a.vlan == 0 {
 		a.vlan = vswitch.DefaultVLAN
 	}
@@ -459,6 +459,9 @@ func (d *Daemon) reserveLocked(a *attachment, req api.AttachRequest) error {
 	}
 	if _, ok := d.pending[a.name]; ok {
 		return conflict("port name %q is already in use (being attached)", a.name)
+	}
+	if err := d.ownerConflictLocked(a); err != nil {
+		return err
 	}
 	used := make(map[netip.Addr]string, len(d.ports)+len(d.pending))
 	macs := make(map[fdb.MAC]string, len(d.ports)+len(d.pending)+1)
@@ -523,6 +526,7 @@ func (d *Daemon) Detach(name string) error {
 	err := d.sw.RemovePort(a.id)
 	d.gw.Forget(a.ip)
 	d.forgetNAT(a.ip)
+	d.dnsDetached(a)
 	if err != nil && !errors.Is(err, vswitch.ErrNoPort) {
 		return err
 	}

@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/tapswitch/tapswitch/uplink"
+	taplink "github.com/tapswitch/tapswitch/uplink/tap"
 )
 
 // TestCheckPrivileges: the routed TAP uplink is refused exactly when the
@@ -14,7 +14,7 @@ func TestCheckPrivileges(t *testing.T) {
 	if err := checkPrivileges(Config{}); err != nil {
 		t.Errorf("checkPrivileges without a TAP uplink: %v, want nil", err)
 	}
-	cfg := Config{Uplink: &uplink.Config{Netns: "/run/netns/x", Addr: netip.MustParsePrefix("203.0.113.2/24")}}
+	cfg := Config{Uplink: &taplink.Config{Netns: "/run/netns/x", Addr: netip.MustParsePrefix("203.0.113.2/24")}}
 	err := checkPrivileges(cfg)
 	if privileged() {
 		if err != nil {

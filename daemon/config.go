@@ -14,7 +14,6 @@ import (
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/switch/tap"
 	"github.com/tapswitch/tapswitch/uplink"
-	"github.com/tapswitch/tapswitch/uplink/host"
 )
 
 // Config configures a Daemon.
@@ -27,12 +26,10 @@ type Config struct {
 	// it is full, a new MAC evicts from the port holding the most.
 	FDBMax int
 	Log    *slog.Logger // nil means slog.Default()
-	// Uplink is the routed TAP uplink; nil means none (no NAT, no
+	// Uplink is the uplink, of any registered kind (uplink.Parse, or a
+	// kind's Config such as *host.Config); nil means none (no NAT, no
 	// published ports, outside destinations unreachable).
-	Uplink *uplink.Config
-	// HostUplink is the host-socket uplink; nil means none. At most one
-	// of Uplink and HostUplink is set.
-	HostUplink *host.Config
+	Uplink uplink.Spec
 	// NAT configures connection tracking (MaxEntries, Timeouts, port
 	// range); External and Internal are set from Uplink and Subnet.
 	NAT nat.Config
@@ -57,9 +54,18 @@ type Config struct {
 	// state file, and Restore adopts them again (restore.go). It needs
 	// root (not the namespace helper) and a state file.
 	LiveRestore bool
+	// DNS is the embedded DNS server on the gateway's address (dns.go);
+	// nil means none.
+	DNS *DNSConfig
 }
 
 // Daemon is a running switch with its gateway and attached containers. Its
+
+// Validate checks c as New does, without I/O and without changing c: the
+// one check of the daemon's settings, which the CLI runs to report a
+// mistake as a usage error before it starts anything. Errors wrap
+// ErrInvalid and name the settings as the flags of `tapswitch run` do.
+func (c Config) Validate() error { return c.fill() }
 
 // fill validates c and sets its defaults.
 func (c *Config) fill() error {
@@ -85,7 +91,7 @@ func (c *Config) fill() error {
 		c.MTU = DefaultMTU
 	}
 	if c.MTU < tap.MinMTU || c.MTU > tap.MaxMTU {
-		return invalid("mtu %d: must be between %d and %d", c.MTU, tap.MinMTU, tap.MaxMTU)
+		return invalid("--mtu %d: must be between %d and %d", c.MTU, tap.MinMTU, tap.MaxMTU)
 	}
 	if c.FDBMax < 0 {
 		return invalid("fdb max %d: must not be negative", c.FDBMax)
@@ -104,13 +110,13 @@ func (c *Config) fill() error {
 		c.Mode = vswitch.ModeLearning
 	case vswitch.ModeLearning, vswitch.ModeHub:
 	default:
-		return invalid("mode %q: learning or hub", c.Mode)
+		return invalid("--mode %q: learning or hub", c.Mode)
 	}
 	if c.GatewayVLAN == 0 {
 		c.GatewayVLAN = vswitch.DefaultVLAN
 	}
 	if err := api.ValidVLAN(int(c.GatewayVLAN)); err != nil {
-		return invalid("gateway %v", err)
+		return invalid("--gateway-vlan: %v", err)
 	}
 	return nil
 }

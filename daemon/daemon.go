@@ -9,11 +9,13 @@ import (
 	"sync/atomic"
 
 	"github.com/tapswitch/tapswitch/api"
+	"github.com/tapswitch/tapswitch/dns"
 	"github.com/tapswitch/tapswitch/fdb"
 	"github.com/tapswitch/tapswitch/gateway"
 	"github.com/tapswitch/tapswitch/internal/nshelper"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/switch/tap"
+	"github.com/tapswitch/tapswitch/uplink"
 )
 
 // DefaultSubnet is the subnet used when none is given: neither Docker
@@ -55,6 +57,8 @@ type Daemon struct {
 	obs observe // captures, capture points that are not ports (capture.go)
 
 	rules rulesState // ACL rules and the state file (rules.go)
+
+	dns *dns.Server // nil when the DNS server is off (dns.go)
 }
 
 // attachment is a container's TAP attached to the switch.
@@ -85,6 +89,14 @@ type attachment struct {
 	vlan       uint16
 	trunk      []uint16
 	allowSpoof bool
+	// aliases are the port's DNS names besides its name (dns.go);
+	// resolvConf the resolv.conf written for its namespace, and
+	// madeEtcDir whether its directory was made for it.
+	aliases    []string
+	resolvConf string
+	madeEtcDir bool
+	// owner is the CNI container and network, if attached through CNI.
+	owner owner
 }
 
 // namedPort is a container's TAP under its port name: the TAP's own Name is
@@ -134,6 +146,9 @@ func New(cfg Config) (_ *Daemon, err error) {
 			if d.nat != nil {
 				d.nat.up.Close()
 			}
+			if d.dns != nil {
+				d.dns.Close()
+			}
 		}
 	}()
 	d.gwMAC = macFor(cfg.Gateway)
@@ -148,15 +163,21 @@ func New(cfg Config) (_ *Daemon, err error) {
 	if d.nat != nil {
 		gcfg.NAT, gcfg.Uplink, gcfg.Clock = d.nat.table, d.nat.up, sw.Now
 		gcfg.QueueLen = 1024 // room for bursts from the uplink
-		if hc := d.cfg.HostUplink; hc != nil && hc.HostLoopback {
-			gcfg.HostLoopback = hc.Loopback
+		if lo, ok := d.nat.up.(uplink.Loopbacker); ok {
+			gcfg.HostLoopback = lo.HostLoopback()
 		}
+	}
+	if err := d.openDNS(&gcfg); err != nil {
+		return nil, err
 	}
 	gw, err := gateway.New(gcfg)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	d.gw = gw
+	if err := d.startDNS(); err != nil {
+		return nil, err
+	}
 	// The gateway routes, so it sends from any IP; its MAC is still checked.
 	// AddPortConfig closes the gateway if it fails.
 	if d.gwID, err = sw.AddPortConfig(gw, vswitch.PortConfig{VLAN: cfg.GatewayVLAN, MAC: d.gwMAC, Gateway: true}); err != nil {
@@ -170,9 +191,11 @@ func New(cfg Config) (_ *Daemon, err error) {
 	if err := d.loadRules(cfg.StatePath); err != nil {
 		return nil, err
 	}
-	if d.nat != nil && d.nat.host != nil {
-		// TCP super-segments from the netstack to the containers.
-		d.nat.host.SetGSOHandler(gw.FromUplinkGSOSlices)
+	if d.nat != nil {
+		if r, ok := d.nat.up.(uplink.GSOReceiver); ok {
+			// TCP super-segments from the uplink to the containers.
+			r.SetGSOHandler(gw.FromUplinkGSOSlices)
+		}
 	}
 	d.startNAT()
 	return d, nil
@@ -199,8 +222,10 @@ func (d *Daemon) Close() error {
 				a.unpersist()
 			}
 			d.mu.Unlock()
-			if d.nat != nil && d.nat.tap != nil {
-				d.nat.tap.SetPersist(false)
+			if d.nat != nil {
+				if p, ok := d.nat.up.(uplink.Persister); ok {
+					p.SetPersist(false)
+				}
 			}
 			d.rules.mu.Lock()
 			if err := d.writeStateLocked(d.rules.rules, d.rules.next); err != nil {
@@ -211,11 +236,14 @@ func (d *Daemon) Close() error {
 		d.closeNAT()
 		err = d.sw.Close()
 		d.mu.Lock()
+		gone := make([]*attachment, 0, len(d.ports))
 		for _, a := range d.ports {
 			a.stopWatch()
+			gone = append(gone, a)
 		}
 		clear(d.ports)
 		d.mu.Unlock()
+		d.closeDNS(gone)
 	})
 	return err
 }

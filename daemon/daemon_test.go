@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/tapswitch/tapswitch/api"
-	"github.com/tapswitch/tapswitch/uplink"
 	"github.com/tapswitch/tapswitch/uplink/host"
 )
 
@@ -195,10 +194,9 @@ func TestHostUplink(t *testing.T) {
 			cfg  Config
 			want string
 		}{
-			{"addr in the subnet", Config{HostUplink: &host.Config{Addr: netip.MustParseAddr("10.90.3.3")}}, "inside the containers' subnet"},
-			{"loopback in the subnet", Config{HostUplink: &host.Config{Loopback: netip.MustParseAddr("10.90.3.3")}}, "inside the containers' subnet"},
-			{"mtu over the gateway's", Config{HostUplink: &host.Config{MTU: 9000}}, "larger than the gateway's mtu 1500"},
-			{"two uplinks", Config{HostUplink: &host.Config{}, Uplink: &uplink.Config{}}, "give one uplink"},
+			{"addr in the subnet", Config{Uplink: &host.Config{Addr: netip.MustParseAddr("10.90.3.3")}}, "inside the containers' subnet"},
+			{"loopback in the subnet", Config{Uplink: &host.Config{Loopback: netip.MustParseAddr("10.90.3.3")}}, "inside the containers' subnet"},
+			{"mtu over the gateway's", Config{Uplink: &host.Config{MTU: 9000}}, "larger than the gateway's mtu 1500"},
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				cfg := tt.cfg
@@ -213,7 +211,7 @@ func TestHostUplink(t *testing.T) {
 			})
 		}
 	})
-	d := newTestDaemon(t, Config{HostUplink: &host.Config{HostLoopback: true}})
+	d := newTestDaemon(t, Config{Uplink: &host.Config{HostLoopback: true}})
 	if got, want := d.Info().Uplink, "host,addr=192.0.0.8,loopback=192.0.0.1,mtu=1500 (host-loopback)"; got != want {
 		t.Errorf("info uplink: got %q, want %q", got, want)
 	}

@@ -52,7 +52,7 @@ func (d *Daemon) Port(name string) (api.Port, error) {
 }
 
 func (d *Daemon) describe(a *attachment, info vswitch.PortInfo) api.Port {
-	return api.Port{
+	p := api.Port{
 		Name:       a.name,
 		Kind:       "tap",
 		IfName:     a.ifname,
@@ -65,7 +65,11 @@ func (d *Daemon) describe(a *attachment, info vswitch.PortInfo) api.Port {
 		VLAN:       a.vlan,
 		Trunk:      a.trunk,
 		AllowSpoof: a.allowSpoof,
+		Aliases:    a.aliases,
+		ResolvConf: a.resolvConf,
 	}
+	a.owner.describe(&p)
+	return p
 }
 
 // portInfo returns the switch's description of port id.
@@ -135,6 +139,7 @@ func (d *Daemon) Info() api.Info {
 		Isolate:     d.cfg.Isolate,
 		GatewayVLAN: d.cfg.GatewayVLAN,
 		StateFile:   d.cfg.StatePath,
+		DNS:         d.dnsInfo(),
 	}
 }
 

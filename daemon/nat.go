@@ -1,150 +1,72 @@
 package daemon
 
 import (
-	"errors"
+	"bytes"
+	"cmp"
 	"fmt"
 	"net/netip"
 	"runtime/debug"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/tapswitch/tapswitch/api"
-	"github.com/tapswitch/tapswitch/capture"
-	"github.com/tapswitch/tapswitch/gateway"
 	"github.com/tapswitch/tapswitch/nat"
-	"github.com/tapswitch/tapswitch/switch/tap"
 	"github.com/tapswitch/tapswitch/uplink"
-	"github.com/tapswitch/tapswitch/uplink/host"
 )
-
-// uplinkDev is what the daemon needs of an uplink (uplink.TAP, host.Uplink).
-type uplinkDev interface {
-	gateway.Uplink
-	Start(handle func(pkt []byte), gone func(error))
-	Close() error
-}
 
 // natState is the daemon's NAT and uplink; nil without an uplink.
 type natState struct {
 	table *nat.Table
-	up    uplinkDev
-	host  *host.Uplink   // up, when it is the host uplink; else nil
-	tap   *uplink.TAP    // up, when it is a routed TAP; else nil
-	cap   *capture.Point // the uplink's capture point
+	up    uplink.Uplink
+	pub   uplink.Publisher // up, when it carries published ports itself; else nil
 	max   int
 	stop  chan struct{}
 	done  chan struct{}
 }
 
-// openUplink creates the NAT table and the uplink of cfg, not yet started.
+// openUplink opens the uplink of cfg, not yet started, and creates its NAT
+// table.
 func (d *Daemon) openUplink() (*natState, error) {
-	if d.cfg.HostUplink != nil {
-		if d.cfg.Uplink != nil {
-			return nil, invalid("give one uplink: host or tap")
-		}
-		return d.openHostUplink()
-	}
-	uc := d.cfg.Uplink
-	if uc == nil {
+	spec := d.cfg.Uplink
+	if spec == nil {
 		return nil, nil
 	}
-	if err := uc.Validate(); err != nil {
-		return nil, invalid("%v", err)
-	}
-	if uc.Addr.Masked().Overlaps(d.cfg.Subnet) {
-		return nil, invalid("uplink %s overlaps the containers' subnet %s", uc.Addr, d.cfg.Subnet)
+	up, err := spec.Open(uplink.Env{
+		Subnet:      d.cfg.Subnet,
+		MTU:         d.cfg.MTU,
+		UDPTimeout:  d.cfg.NAT.Timeouts.UDP,
+		ICMPTimeout: d.cfg.NAT.Timeouts.ICMP,
+		Log:         d.log,
+		Persist:     d.cfg.LiveRestore, // restore.go
+	})
+	if err != nil {
+		return nil, errorKind(err)
 	}
 	nc := d.cfg.NAT
-	nc.External = uc.Addr.Addr()
+	nc.External = up.Addr()
 	nc.Internal = d.cfg.Subnet
 	table, err := nat.New(nc)
 	if err != nil {
+		up.Close()
 		return nil, invalid("%v", err)
 	}
-	open := uplink.Open
-	if d.cfg.LiveRestore {
-		open = uplink.OpenPersistent // restore.go
-	}
-	up, err := open(*uc)
-	if errors.Is(err, tap.ErrLinkExists) && !d.cfg.LiveRestore {
-		// Perhaps the persistent TAP of a daemon with --live-restore.
-		if tap.Remove(uc.Netns, uc.IfName, uplink.PersistentMAC(*uc)) == nil {
-			d.log.Info("removed the uplink TAP a live-restore daemon left (this one runs without --live-restore)", "netns", uc.Netns, "ifname", uc.IfName)
-			up, err = open(*uc)
-		}
-	}
-	switch {
-	case errors.Is(err, tap.ErrNetnsNotFound):
-		return nil, notFound("%v", err)
-	case errors.Is(err, tap.ErrLinkExists):
-		return nil, conflict("%v", err)
-	case errors.Is(err, tap.ErrInvalidConfig):
-		return nil, invalid("%v", err)
-	case err != nil:
-		return nil, err
-	}
-	return newNATState(table, up, nil, up, &up.Capture), nil
-}
-
-func newNATState(table *nat.Table, up uplinkDev, h *host.Uplink, t *uplink.TAP, cp *capture.Point) *natState {
 	max := table.Config().MaxEntries
 	if max == 0 {
 		max = nat.DefaultMaxEntries
 	}
-	return &natState{table: table, up: up, host: h, tap: t, cap: cp, max: max, stop: make(chan struct{}), done: make(chan struct{})}
-}
-
-// openHostUplink creates the NAT table and the host-socket uplink.
-func (d *Daemon) openHostUplink() (*natState, error) {
-	hc := *d.cfg.HostUplink
-	if hc.MTU == 0 {
-		hc.MTU = d.cfg.MTU
-	}
-	if hc.UDPTimeout == 0 {
-		hc.UDPTimeout = d.cfg.NAT.Timeouts.UDP
-	}
-	if hc.ICMPTimeout == 0 {
-		hc.ICMPTimeout = d.cfg.NAT.Timeouts.ICMP
-	}
-	if hc.Logger == nil {
-		hc.Logger = d.log
-	}
-	if err := hc.Validate(); err != nil {
-		return nil, invalid("%v", err)
-	}
-	if hc.MTU > d.cfg.MTU {
-		// What comes back from the host is handed to the gateway, which
-		// takes datagrams of its MTU at most.
-		return nil, invalid("host uplink mtu=%d: larger than the gateway's mtu %d", hc.MTU, d.cfg.MTU)
-	}
-	for _, a := range []netip.Addr{hc.Addr, hc.Loopback} {
-		if d.cfg.Subnet.Contains(a) {
-			return nil, invalid("host uplink address %s is inside the containers' subnet %s", a, d.cfg.Subnet)
-		}
-	}
-	nc := d.cfg.NAT
-	nc.External = hc.Addr
-	nc.Internal = d.cfg.Subnet
-	table, err := nat.New(nc)
-	if err != nil {
-		return nil, invalid("%v", err)
-	}
-	up, err := host.New(hc)
-	if err != nil {
-		return nil, err
-	}
-	d.cfg.HostUplink = &hc
-	return newNATState(table, up, up, nil, &up.Capture), nil
+	n := &natState{table: table, up: up, max: max, stop: make(chan struct{}), done: make(chan struct{})}
+	n.pub, _ = up.(uplink.Publisher)
+	return n, nil
 }
 
 // uplinkString describes the uplink for Info and logs.
 func (d *Daemon) uplinkString() string {
-	if d.cfg.HostUplink != nil {
-		return d.cfg.HostUplink.String()
+	if d.nat == nil {
+		return uplink.None
 	}
-	return d.cfg.Uplink.String()
+	return d.nat.up.String()
 }
 
 // startNAT starts the uplink's reader and the expiry loop.
@@ -154,7 +76,7 @@ func (d *Daemon) startNAT() {
 		return
 	}
 	// The name is reserved for it (parseAttach), so this cannot fail.
-	if err := d.AddCapturePoint("uplink", "uplink", n.cap); err != nil {
+	if err := d.AddCapturePoint("uplink", "uplink", n.up.CapturePoint()); err != nil {
 		d.log.Error("uplink capture point", "err", err)
 	}
 	n.up.Start(d.gw.FromUplink, func(err error) {
@@ -218,8 +140,8 @@ func (d *Daemon) forgetNAT(ip netip.Addr) {
 // host listeners.
 func (d *Daemon) removePublishesTo(ip netip.Addr) {
 	for _, p := range d.nat.table.RemovePublishesTo(ip) {
-		if d.nat.host != nil {
-			d.nat.host.Unpublish(p)
+		if d.nat.pub != nil {
+			d.nat.pub.Unpublish(p)
 		}
 	}
 }
@@ -257,27 +179,26 @@ func (d *Daemon) addPublishes(a *attachment, pubs []nat.Publish) error {
 	return nil
 }
 
-// addPublish publishes p to a, in NAT and as host listeners, or not at
-// all. With the host uplink, HOSTIP is the address the host listens on;
-// NAT's publish has none (its external address is never on a wire).
+// addPublish publishes p to a, in NAT and, with an uplink.Publisher, as
+// host listeners, or not at all. With a Publisher, HOSTIP is the address
+// the host listens on; NAT's publish has none (its external address is
+// never on a wire).
 func (d *Daemon) addPublish(a *attachment, p nat.Publish) error {
 	p.Target, p.Owner = a.ip, a.name
 	np := p
-	if d.nat.host != nil {
+	pub := d.nat.pub
+	if pub != nil {
 		np.HostIP = netip.Addr{}
 	}
 	if err := d.nat.table.AddPublish(np); err != nil {
-		return publishError(err)
+		return errorKind(err)
 	}
-	if d.nat.host == nil {
+	if pub == nil {
 		return nil
 	}
-	if err := d.nat.host.Publish(p); err != nil {
+	if err := pub.Publish(p); err != nil {
 		d.nat.table.RemovePublish(p.Proto, p.HostPort)
-		if errors.Is(err, host.ErrHostPortInUse) {
-			return conflict("publish %s: %v", p, err)
-		}
-		return fmt.Errorf("publish %s: %w", p, err)
+		return errorKind(fmt.Errorf("publish %s: %w", p, err))
 	}
 	return nil
 }
@@ -289,35 +210,22 @@ func (d *Daemon) removePublish(proto nat.Proto, hostPort uint16) (nat.Publish, e
 	if err != nil {
 		return p, err
 	}
-	if d.nat.host != nil {
+	if d.nat.pub != nil {
 		p = d.withHostIP(p)
-		d.nat.host.Unpublish(p)
+		d.nat.pub.Unpublish(p)
 	}
 	return p, nil
 }
 
 // withHostIP puts back the host address a publish's listeners use (the
-// host uplink's; NAT does not keep it).
+// uplink.Publisher's; NAT does not keep it).
 func (d *Daemon) withHostIP(p nat.Publish) nat.Publish {
-	if d.nat != nil && d.nat.host != nil {
-		if ip, ok := d.nat.host.HostIP(p.Proto, p.HostPort); ok {
+	if d.nat != nil && d.nat.pub != nil {
+		if ip, ok := d.nat.pub.HostIP(p.Proto, p.HostPort); ok {
 			p.HostIP = ip
 		}
 	}
 	return p
-}
-
-// publishError gives a NAT publish error its kind.
-func publishError(err error) error {
-	switch {
-	case errors.Is(err, nat.ErrPublishOverlap), errors.Is(err, nat.ErrPortInUse):
-		return conflict("%v", err)
-	case errors.Is(err, nat.ErrNoPublish):
-		return notFound("%v", err)
-	case errors.Is(err, nat.ErrBadPublish):
-		return invalid("%v", err)
-	}
-	return err
 }
 
 // Publish publishes a port of an attached container at runtime.
@@ -362,7 +270,7 @@ func (d *Daemon) Unpublish(hostPort, proto string) (api.Published, error) {
 	}
 	p, err := d.removePublish(pr, uint16(n))
 	if err != nil {
-		return api.Published{}, publishError(err)
+		return api.Published{}, errorKind(err)
 	}
 	d.savePorts()
 	d.log.Info("unpublished", "spec", p.String(), "port", p.Owner)
@@ -410,13 +318,16 @@ func apiPublished(p nat.Publish) api.Published {
 }
 
 // Conntrack lists the tracked connections, oldest protocol first as
-// conntrack -L does not promise any order: sorted by protocol and tuple.
+// conntrack -L does not promise any order: sorted by protocol and original
+// tuple (compareEntries).
 func (d *Daemon) Conntrack() []api.ConntrackEntry {
 	out := []api.ConntrackEntry{}
 	if d.nat == nil {
 		return out
 	}
-	for _, e := range d.nat.table.Entries(d.sw.Now()) {
+	entries := d.nat.table.Entries(d.sw.Now())
+	slices.SortStableFunc(entries, compareEntries)
+	for _, e := range entries {
 		out = append(out, api.ConntrackEntry{
 			Proto:        e.Proto.String(),
 			State:        e.State,
@@ -429,13 +340,24 @@ func (d *Daemon) Conntrack() []api.ConntrackEntry {
 			ReplyBytes:   e.ReplyBytes,
 		})
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		if out[i].Proto != out[j].Proto {
-			return out[i].Proto < out[j].Proto
-		}
-		return fmt.Sprint(out[i].Orig) < fmt.Sprint(out[j].Orig)
-	})
 	return out
+}
+
+// compareEntries orders conntrack entries by protocol name, then by the
+// addresses and ports of their original tuple, as numbers (10.0.0.2
+// before 10.0.0.10): source address and port, then destination address
+// and port.
+func compareEntries(a, b nat.Entry) int {
+	if a.Proto != b.Proto {
+		return strings.Compare(a.Proto.String(), b.Proto.String())
+	}
+	x, y := a.Orig, b.Orig
+	return cmp.Or(
+		bytes.Compare(x.Src.Addr[:], y.Src.Addr[:]),
+		cmp.Compare(x.Src.Port, y.Src.Port),
+		bytes.Compare(x.Dst.Addr[:], y.Dst.Addr[:]),
+		cmp.Compare(x.Dst.Port, y.Dst.Port),
+	)
 }
 
 func apiTuple(t nat.Tuple) api.Tuple {

@@ -8,6 +8,7 @@ import (
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/fdb"
 	vswitch "github.com/tapswitch/tapswitch/switch"
+	"github.com/tapswitch/tapswitch/uplink/host"
 )
 
 // observeRoutes adds the capture and statistics endpoints to the control API.
@@ -52,11 +53,12 @@ func (d *Daemon) Stats() api.Stats {
 	if d.nat != nil {
 		cs := d.ConntrackStats()
 		s.NAT = &cs
-		if d.nat.host != nil {
-			hs := api.HostUplinkStats(d.nat.host.Stats())
+		if h, ok := d.nat.up.(interface{ Stats() host.Stats }); ok {
+			hs := api.HostUplinkStats(h.Stats())
 			s.HostUplink = &hs
 		}
 	}
+	s.DNS = d.dnsStats()
 	s.Process.Goroutines = runtime.NumGoroutine()
 	s.Process.OpenFDs = -1
 	if fds, err := os.ReadDir("/proc/self/fd"); err == nil {

@@ -18,10 +18,11 @@ type rulesState struct {
 	// path is the state file; "" keeps the rules in memory only.
 	path string
 
-	// mu guards rules and next, and orders writes of the state file.
+	// mu guards rules, srs and next, and orders writes of the state file.
 	mu    sync.Mutex
 	rules []api.Rule
-	next  int // the ID the next rule gets
+	srs   []vswitch.Rule // the switch's rules for rules, parsed once
+	next  int            // the ID the next rule gets
 }
 
 // ruleRoutes adds the rule and pipeline endpoints (api/rules.go) to mux.
@@ -77,49 +78,31 @@ func (d *Daemon) loadRules(path string) error {
 	if err := d.sw.SetRules(srs); err != nil {
 		return fmt.Errorf("state file %s: %w", path, err)
 	}
-	d.rules.rules, d.rules.next = st.Rules, st.NextRuleID
+	d.rules.rules, d.rules.srs, d.rules.next = st.Rules, srs, st.NextRuleID
 	if len(st.Rules) > 0 {
 		d.log.Info("rules loaded", "state", path, "rules", len(st.Rules))
 	}
 	return nil
 }
 
-// canonRule checks r and writes its fields the one way the daemon lists
-// them (lower-case MACs, prefixes as netip prints them).
-func canonRule(r api.Rule) (api.Rule, error) {
+// parseRule checks r (api.Rule.Validate, the one check of a rule, and the
+// port names) and returns it written the one way the daemon lists it
+// (lower-case MACs, prefixes as netip prints them) with the switch's rule
+// for it. Each MAC and prefix is parsed once, here.
+func parseRule(r api.Rule) (api.Rule, vswitch.Rule, error) {
 	if err := r.Validate(); err != nil {
-		return r, invalid("%v", err)
+		return r, vswitch.Rule{}, invalid("%v", err)
 	}
 	for _, n := range []struct{ what, name string }{
 		{"--port", r.Port}, {"--src-port", r.SrcPort}, {"--dst-port", r.DstPort}, {"mirror", r.MirrorTo},
 	} {
 		if n.name != "" && n.name != "gateway" && !nameRE.MatchString(n.name) {
-			return r, invalid("%s %q: not a port name", n.what, n.name)
+			return r, vswitch.Rule{}, invalid("%s %q: not a port name", n.what, n.name)
 		}
 	}
-	for _, m := range []*string{&r.SrcMAC, &r.DstMAC} {
-		if *m != "" {
-			mac, err := fdb.ParseMAC(*m)
-			if err != nil {
-				return r, invalid("mac %q: %v", *m, err)
-			}
-			*m = mac.String()
-		}
-	}
-	for _, p := range []*string{&r.Src, &r.Dst} {
-		if *p != "" {
-			pfx, _ := api.ParsePrefix(*p) // checked by Validate
-			*p = pfx.String()
-		}
-	}
-	return r, nil
-}
-
-// switchRule is r for the switch. r has been through canonRule.
-func switchRule(r api.Rule) (vswitch.Rule, error) {
 	act, err := vswitch.ParseAction(r.Action)
 	if err != nil {
-		return vswitch.Rule{}, invalid("rule %d: %v", r.ID, err)
+		return r, vswitch.Rule{}, invalid("rule %d: %v", r.ID, err)
 	}
 	sr := vswitch.Rule{
 		ID: r.ID, Port: r.Port, SrcPort: r.SrcPort, DstPort: r.DstPort, VLAN: r.VLAN,
@@ -127,37 +110,41 @@ func switchRule(r api.Rule) (vswitch.Rule, error) {
 		SPortLo: r.SPortLo, SPortHi: r.SPortHi, DPortLo: r.DPortLo, DPortHi: r.DPortHi,
 		Action: act, MirrorTo: r.MirrorTo,
 	}
-	if r.SrcMAC != "" {
-		if sr.SrcMAC, err = fdb.ParseMAC(r.SrcMAC); err != nil {
-			return sr, invalid("rule %d: src mac %q: %v", r.ID, r.SrcMAC, err)
-		}
+	// Validate has checked every MAC and prefix with the same parsers.
+	if sr.SrcMAC, r.SrcMAC, err = canon(r.SrcMAC, fdb.ParseMAC); err == nil {
+		sr.DstMAC, r.DstMAC, err = canon(r.DstMAC, fdb.ParseMAC)
 	}
-	if r.DstMAC != "" {
-		if sr.DstMAC, err = fdb.ParseMAC(r.DstMAC); err != nil {
-			return sr, invalid("rule %d: dst mac %q: %v", r.ID, r.DstMAC, err)
-		}
+	if err == nil {
+		sr.Src, r.Src, err = canon(r.Src, api.ParsePrefix)
 	}
-	if r.Src != "" {
-		if sr.Src, err = api.ParsePrefix(r.Src); err != nil {
-			return sr, invalid("rule %d: src %v", r.ID, err)
-		}
+	if err == nil {
+		sr.Dst, r.Dst, err = canon(r.Dst, api.ParsePrefix)
 	}
-	if r.Dst != "" {
-		if sr.Dst, err = api.ParsePrefix(r.Dst); err != nil {
-			return sr, invalid("rule %d: dst %v", r.ID, err)
-		}
+	if err != nil {
+		return r, vswitch.Rule{}, invalid("%v", err)
 	}
-	return sr, nil
+	return r, sr, nil
 }
 
+// canon parses s, when it is not empty, and returns the value with its
+// canonical text.
+func canon[T fmt.Stringer](s string, parse func(string) (T, error)) (T, string, error) {
+	var zero T
+	if s == "" {
+		return zero, "", nil
+	}
+	v, err := parse(s)
+	if err != nil {
+		return zero, s, err
+	}
+	return v, v.String(), nil
+}
+
+// switchRules returns the switch's rules for rules, checking each.
 func switchRules(rules []api.Rule) ([]vswitch.Rule, error) {
 	out := make([]vswitch.Rule, 0, len(rules))
 	for _, r := range rules {
-		cr, err := canonRule(r)
-		if err != nil {
-			return nil, err
-		}
-		sr, err := switchRule(cr)
+		_, sr, err := parseRule(r)
 		if err != nil {
 			return nil, err
 		}
@@ -166,27 +153,21 @@ func switchRules(rules []api.Rule) ([]vswitch.Rule, error) {
 	return out, nil
 }
 
-// setRulesLocked gives the switch rules, then writes them to the state file
-// with next; if the file cannot be written the switch gets the old rules
-// back, so that what runs is always what a restart would load.
-// d.rules.mu is held.
-func (d *Daemon) setRulesLocked(rules []api.Rule, next int) error {
-	srs, err := switchRules(rules)
-	if err != nil {
-		return err
-	}
+// setRulesLocked gives the switch srs, the switch's rules for rules, then
+// writes rules to the state file with next; if the file cannot be written
+// the switch gets the old rules back, so that what runs is always what a
+// restart would load. d.rules.mu is held.
+func (d *Daemon) setRulesLocked(rules []api.Rule, srs []vswitch.Rule, next int) error {
 	if err := d.sw.SetRules(srs); err != nil {
 		return invalid("%v", err)
 	}
 	if d.rules.path != "" {
 		if err := d.writeStateLocked(rules, next); err != nil {
-			if old, err2 := switchRules(d.rules.rules); err2 == nil {
-				d.sw.SetRules(old)
-			}
+			d.sw.SetRules(d.rules.srs)
 			return err
 		}
 	}
-	d.rules.rules, d.rules.next = rules, next
+	d.rules.rules, d.rules.srs, d.rules.next = rules, srs, next
 	return nil
 }
 
@@ -196,14 +177,15 @@ func (d *Daemon) AddRule(r api.Rule) (api.RuleStats, error) {
 	if r.ID != 0 {
 		return api.RuleStats{}, invalid("a new rule gets its ID from the daemon: leave id out")
 	}
-	r, err := canonRule(r)
+	r, sr, err := parseRule(r)
 	if err != nil {
 		return api.RuleStats{}, err
 	}
 	d.rules.mu.Lock()
 	defer d.rules.mu.Unlock()
 	r.ID = d.rules.next
-	if err := d.setRulesLocked(append(slices.Clip(d.rules.rules), r), r.ID+1); err != nil {
+	sr.ID = r.ID
+	if err := d.setRulesLocked(append(slices.Clip(d.rules.rules), r), append(slices.Clip(d.rules.srs), sr), r.ID+1); err != nil {
 		return api.RuleStats{}, err
 	}
 	d.log.Info("rule added", "id", r.ID, "match", r.Match(), "action", r.Action, "mirror_to", r.MirrorTo)
@@ -218,7 +200,9 @@ func (d *Daemon) DeleteRule(id int) error {
 	if i < 0 {
 		return notFound("no rule %d", id)
 	}
-	if err := d.setRulesLocked(slices.Delete(slices.Clone(d.rules.rules), i, i+1), d.rules.next); err != nil {
+	rules := slices.Delete(slices.Clone(d.rules.rules), i, i+1)
+	srs := slices.Delete(slices.Clone(d.rules.srs), i, i+1)
+	if err := d.setRulesLocked(rules, srs, d.rules.next); err != nil {
 		return err
 	}
 	d.log.Info("rule deleted", "id", id)

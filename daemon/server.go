@@ -60,6 +60,19 @@ func (d *Daemon) Handler() http.Handler {
 		d.Shutdown()
 		w.WriteHeader(http.StatusNoContent)
 	})
+	mux.HandleFunc("PUT /v1/ports/{name}/aliases", func(w http.ResponseWriter, r *http.Request) {
+		var req api.Aliases
+		if err := decodeBody(w, r, &req); err != nil {
+			writeError(w, err)
+			return
+		}
+		p, err := d.SetAliases(r.PathValue("name"), req.Aliases)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, p)
+	})
 	mux.HandleFunc("GET /v1/fdb", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, d.FDB())
 	})

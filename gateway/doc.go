@@ -1,13 +1,16 @@
 // Package gateway implements the containers' default router as a port of
 // the switch (a vswitch.Port named "gateway").
 //
-// In this issue the gateway is an L2/L3 endpoint only. It
+// The gateway is the containers' L2/L3 endpoint. It
 //
 //   - answers ARP requests for its address (RFC 826) and learns the sender
 //     of every valid ARP packet, and the source of every IPv4 datagram sent
 //     to it, into a neighbour table of the hosts of its subnet;
 //   - replies to ICMP echo requests to its address (RFC 792);
-//   - answers UDP to its address with ICMP port unreachable, TCP with a
+//   - hands TCP and UDP to its address for the ports its LocalService
+//     claims (Config.Local, local.go: the DNS server) to that service,
+//     whose answers SendLocal delivers; only containers reach it;
+//   - answers other UDP to its address with ICMP port unreachable, TCP with a
 //     reset as a host in the CLOSED state (RFC 9293 3.10.7.1), and other
 //     protocols with ICMP protocol unreachable;
 //   - with NAT and an uplink (Config.NAT, Config.Uplink), routes datagrams
@@ -37,7 +40,7 @@
 //
 // The gateway does not reassemble fragments: fragments addressed to it are
 // dropped and counted. Offloads (offload.go) are on only with an uplink that
-// takes TCP super-segments whole (GSOUplink, the host uplink): then the
+// takes TCP super-segments whole (uplink.GSOSender, the host uplink): then the
 // gateway's port takes csum and tso4, forwards a container's TCP
 // super-frame to the outside through NAT once, with its partial checksum
 // updated, completes or segments in software the other frames that carry

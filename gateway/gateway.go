@@ -12,6 +12,9 @@ import (
 
 	"github.com/tapswitch/tapswitch/nat"
 	vswitch "github.com/tapswitch/tapswitch/switch"
+	"github.com/tapswitch/tapswitch/switch/gso"
+	"github.com/tapswitch/tapswitch/uplink"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // Defaults applied by New to zero fields of Config.
@@ -46,10 +49,11 @@ type Config struct {
 	// NeighTimeout is how long a neighbour stays valid after it was last
 	// heard from; 0 means DefaultNeighTimeout (5 minutes). The kernel
 	// keeps an entry REACHABLE for about 30 s (base_reachable_time) and
-	// then re-verifies it with ARP before use; the gateway does not send
-	// ARP requests yet, so it keeps entries as long as the Linux bridge
-	// keeps an FDB entry (300 s) and relies on the daemon calling Forget
-	// when a container is detached.
+	// then re-verifies it with ARP before use; the gateway sends ARP
+	// requests only for neighbours it does not know (neigh.go), never
+	// to re-verify one it knows, so it keeps entries as long as the Linux
+	// bridge keeps an FDB entry (300 s) and relies on the daemon calling
+	// Forget when a container is detached.
 	NeighTimeout time.Duration
 
 	// ErrorRate is the number of ICMP errors (and TCP resets) per second
@@ -69,8 +73,9 @@ type Config struct {
 	// one.
 	MaxNeighbors int
 
-	// Now is the clock used for neighbour ages and rate limiting; nil
-	// means time.Now. Tests inject a fake clock here.
+	// Now is the clock used for rate limiting and, when set, for
+	// neighbour ages (otherwise Clock is); nil means time.Now. Tests
+	// inject a fake clock here.
 	Now func() time.Time
 
 	// NAT and Uplink, both set or both nil, make the gateway a router:
@@ -80,7 +85,7 @@ type Config struct {
 	// Without them, every destination outside the subnet is answered
 	// with ICMP network unreachable.
 	NAT    *nat.Table
-	Uplink Uplink
+	Uplink uplink.Sender
 
 	// HostLoopback, with NAT and Uplink, makes the gateway's own address
 	// stand for the host's loopback (slirp4netns's 10.0.2.2): TCP and UDP
@@ -93,10 +98,17 @@ type Config struct {
 	// reset and UDP with port unreachable.
 	HostLoopback netip.Addr
 
-	// Clock is the monotonic clock, in nanoseconds, passed to NAT; nil
-	// means one of the process's own. The daemon passes the clock it
-	// runs NAT.Expire with.
+	// Clock is the monotonic clock, in nanoseconds, passed to NAT and,
+	// unless Now is set, used for neighbour ages, read once per routed
+	// datagram; nil means one of the process's own. The daemon passes
+	// the switch's coarse clock (Switch.Now), which it also runs
+	// NAT.Expire with.
 	Clock func() int64
+
+	// Local, if set, serves ports on the gateway's address for the
+	// containers (local.go): the embedded DNS server. Datagrams to the
+	// ports it claims go to it, before the host loopback.
+	Local LocalService
 }
 
 // Gateway is the containers' default router as a port of the switch. It
@@ -114,15 +126,16 @@ type Gateway struct {
 	mtu    int
 	now    func() time.Time
 
-	neigh   *neighTable
+	neigh   *neighCache  // containers' MACs, datagrams waiting for one
+	clock   func() int64 // of neighbour ages (neighClock)
 	limiter *tokenBucket
 	ipID    atomic.Uint32 // identification of the next originated datagram
 
 	pool  sync.Pool   // of *[]byte, cap UplinkHeadroom+mtu
 	queue chan qframe // frames waiting for Read
 
-	route   *route        // nil without NAT and uplink
-	pending *pendingQueue // forwarded datagrams waiting for a container's MAC
+	route *route       // nil without NAT and uplink
+	local LocalService // nil: no service on the gateway's address
 
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
@@ -191,7 +204,7 @@ func New(cfg Config) (*Gateway, error) {
 	if timeout < 0 || rate < 0 || qlen < 0 || maxNeigh < 0 {
 		return nil, fmt.Errorf("negative NeighTimeout, ErrorRate, QueueLen or MaxNeighbors: %w", ErrInvalidConfig)
 	}
-	g.neigh = newNeighTable(timeout, maxNeigh)
+	g.neigh, g.clock = newNeighCache(timeout, maxNeigh), neighClock(&cfg)
 	g.limiter = newTokenBucket(rate, g.now())
 	g.queue = make(chan qframe, qlen)
 	// Room for a datagram of the MTU behind the uplink's headers; an
@@ -204,7 +217,7 @@ func New(cfg Config) (*Gateway, error) {
 	if (cfg.NAT == nil) != (cfg.Uplink == nil) {
 		return nil, fmt.Errorf("NAT and Uplink must be set together: %w", ErrInvalidConfig)
 	}
-	g.pending = newPendingQueue()
+	g.local = cfg.Local
 	if cfg.NAT != nil {
 		g.route = newRoute(cfg.NAT, cfg.Uplink, cfg.Clock)
 		if cfg.HostLoopback.IsValid() {
@@ -234,35 +247,6 @@ func (g *Gateway) MTU() int { return g.mtu }
 
 // Stats returns a snapshot of the gateway's counters.
 func (g *Gateway) Stats() Stats { return g.stats.snapshot() }
-
-// Neighbors returns the unexpired entries of the neighbour table, sorted by
-// IP address. The result is the caller's.
-func (g *Gateway) Neighbors() []Neighbor { return g.neigh.snapshot(g.now()) }
-
-// Lookup returns the MAC of the neighbour ip if it is known and has not
-// expired.
-func (g *Gateway) Lookup(ip netip.Addr) (net.HardwareAddr, bool) {
-	if !ip.Is4() {
-		return nil, false
-	}
-	mac, ok := g.neigh.lookup(ip.As4(), g.now())
-	if !ok {
-		return nil, false
-	}
-	return net.HardwareAddr(mac[:]), true
-}
-
-// Forget removes the neighbour ip, if present, and drops the datagrams
-// waiting for it. The daemon calls it when a container is detached.
-func (g *Gateway) Forget(ip netip.Addr) {
-	if ip.Is4() {
-		g.neigh.forget(ip.As4())
-		for _, q := range g.pending.take(ip.As4()) {
-			g.stats.inc(cntPendingExpired)
-			g.putBuf(q.p)
-		}
-	}
-}
 
 // Close makes a blocked Read, and every later Read and Write, return
 // net.ErrClosed. Replies still queued are discarded. Close is idempotent
@@ -307,15 +291,6 @@ func (g *Gateway) Read(buf []byte, offset int) (int, error) {
 	}
 }
 
-// Offsets and values of struct virtio_net_hdr
-// (include/uapi/linux/virtio_net.h).
-const (
-	vnetFlagsOff      = 0
-	vnetGSOTypeOff    = 1
-	vnetFlagNeedsCsum = 1 // VIRTIO_NET_HDR_F_NEEDS_CSUM
-	vnetGSONone       = 0 // VIRTIO_NET_HDR_GSO_NONE
-)
-
 // Write handles the frame buf[offset:] (virtio_net_hdr and Ethernet frame)
 // synchronously and queues any reply; it never blocks and does not keep
 // buf. Frames the gateway ignores or finds malformed are counted in Stats
@@ -323,7 +298,7 @@ const (
 // larger than the MTU allows, and an error wrapping net.ErrClosed after
 // Close.
 //
-// Offloads: without a GSOUplink the gateway accepts none (see Offloads),
+// Offloads: without an uplink.GSOSender the gateway accepts none (see Offloads),
 // and a frame whose virtio_net_hdr has VIRTIO_NET_HDR_F_NEEDS_CSUM set or
 // a gso_type other than VIRTIO_NET_HDR_GSO_NONE is counted (Stats.Offload)
 // and dropped. With one, TCP super-frames to the outside are forwarded
@@ -345,14 +320,14 @@ func (g *Gateway) Write(buf []byte, offset int) (int, error) {
 		g.stats.inc(cntMalformed)
 		return n, nil
 	}
-	if frame[vnetFlagsOff]&vnetFlagNeedsCsum != 0 || frame[vnetGSOTypeOff] != vnetGSONone {
+	if h := gso.ParseHdr(frame); h.Flags&gso.FlagNeedsCsum != 0 || h.GSOType != gso.TypeNone {
 		g.writeOffloaded(frame)
 		return n, nil
 	}
 	eth := frame[vswitch.VnetHdrLen:]
 	// 4 bytes of slack for a VLAN tag, which the gateway does not
 	// interpret but must not call too big.
-	if len(eth) > ethHdrLen+4+g.mtu {
+	if len(eth) > wire.EthernetLen+4+g.mtu {
 		g.stats.inc(cntTooBig)
 		return 0, vswitch.ErrFrameTooBig
 	}
@@ -360,7 +335,7 @@ func (g *Gateway) Write(buf []byte, offset int) (int, error) {
 	return n, nil
 }
 
-// getBuf returns a reply buffer of length ethHdrLen+mtu.
+// getBuf returns a reply buffer of length wire.EthernetLen+mtu.
 func (g *Gateway) getBuf() *[]byte {
 	p := g.pool.Get().(*[]byte)
 	*p = (*p)[:cap(*p)]
@@ -378,23 +353,23 @@ func (g *Gateway) putBuf(p *[]byte) {
 // answer takes a buffer for a packet from the gateway to dst (at MAC
 // ethDst), writes its Ethernet and IPv4 headers for a payload of n bytes of
 // proto, and returns the buffer and the payload to fill in. The frame is
-// ethHdrLen+ipv4MinHdr+n bytes long.
+// wire.EthernetLen+wire.IPv4MinLen+n bytes long.
 func (g *Gateway) answer(ethDst [6]byte, dst [4]byte, tos, proto uint8, n int) (*[]byte, []byte) {
 	buf := g.getBuf()
 	out := *buf
-	putEthernet(out, ethDst, g.mac, etherTypeIPv4)
-	ip := out[ethHdrLen:]
-	h := ipv4Header{
-		tos:      tos,
-		totalLen: uint16(ipv4MinHdr + n),
-		id:       g.nextID(),
-		ttl:      defaultTTL,
-		proto:    proto,
-		src:      g.addr,
-		dst:      dst,
+	wire.PutEthernet(out, ethDst, g.mac, wire.EtherTypeIPv4)
+	ip := out[wire.EthernetLen:]
+	h := wire.IPv4Header{
+		TOS:      tos,
+		TotalLen: uint16(wire.IPv4MinLen + n),
+		ID:       g.nextID(),
+		TTL:      wire.DefaultTTL,
+		Protocol: proto,
+		Src:      g.addr,
+		Dst:      dst,
 	}
-	h.put(ip)
-	return buf, ip[ipv4MinHdr : ipv4MinHdr+n]
+	h.Put(ip)
+	return buf, ip[wire.IPv4MinLen : wire.IPv4MinLen+n]
 }
 
 // qframe is a frame waiting for Read: (*p)[off:off+n].
@@ -428,24 +403,6 @@ func (g *Gateway) enqueueAt(p *[]byte, off, n int) bool {
 // nextID returns the IPv4 identification of the next datagram the gateway
 // originates.
 func (g *Gateway) nextID() uint16 { return uint16(g.ipID.Add(1)) }
-
-// learn records ip at mac if ip is a host address of the subnet other than
-// the gateway's own.
-func (g *Gateway) learn(ip [4]byte, mac [6]byte) {
-	if !g.isNeighborAddr(ip) || !isUnicastMAC(mac) {
-		return
-	}
-	added, evicted := g.neigh.learn(ip, mac, g.now())
-	if added {
-		g.stats.inc(cntNeighLearned)
-	}
-	if evicted {
-		g.stats.inc(cntNeighEvicted)
-	}
-	if g.pending.n.Load() > 0 {
-		g.release(ip, mac)
-	}
-}
 
 // isNeighborAddr reports whether ip can be a neighbour: inside the subnet,
 // neither the gateway's own address nor the network or broadcast address.

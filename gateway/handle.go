@@ -6,11 +6,13 @@ import (
 	"net/netip"
 
 	"github.com/mdlayher/arp"
+
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // handleEthernet dispatches one Ethernet frame (virtio_net_hdr removed).
 func (g *Gateway) handleEthernet(eth []byte) {
-	if len(eth) < ethHdrLen {
+	if len(eth) < wire.EthernetLen {
 		g.stats.inc(cntMalformed)
 		return
 	}
@@ -21,12 +23,12 @@ func (g *Gateway) handleEthernet(eth []byte) {
 		return
 	}
 	switch binary.BigEndian.Uint16(eth[12:14]) {
-	case etherTypeARP:
+	case wire.EtherTypeARP:
 		// ARP is handled whatever the destination MAC: requests are
 		// broadcast, and the switch floods unknown unicast.
-		g.handleARP(eth[ethHdrLen:])
+		g.handleARP(eth[wire.EthernetLen:])
 		return
-	case etherTypeIPv6:
+	case wire.EtherTypeIPv6:
 		g.stats.inc(cntIPv6)
 		return
 	}
@@ -34,11 +36,11 @@ func (g *Gateway) handleEthernet(eth []byte) {
 		g.stats.inc(cntNotForUs)
 		return
 	}
-	if binary.BigEndian.Uint16(eth[12:14]) != etherTypeIPv4 {
+	if binary.BigEndian.Uint16(eth[12:14]) != wire.EtherTypeIPv4 {
 		g.stats.inc(cntOtherEtherType)
 		return
 	}
-	g.handleIPv4(eth[ethHdrLen:], src)
+	g.handleIPv4(eth[wire.EthernetLen:], src)
 }
 
 // handleARP answers ARP requests for the gateway's address and learns the
@@ -52,7 +54,7 @@ func (g *Gateway) handleARP(b []byte) {
 		g.stats.inc(cntMalformed)
 		return
 	}
-	if p.HardwareType != 1 || p.ProtocolType != etherTypeIPv4 ||
+	if p.HardwareType != 1 || p.ProtocolType != wire.EtherTypeIPv4 ||
 		p.HardwareAddrLength != 6 || p.IPLength != 4 ||
 		(p.Operation != arp.OperationRequest && p.Operation != arp.OperationReply) {
 		g.stats.inc(cntMalformed)
@@ -77,7 +79,7 @@ func (g *Gateway) handleARP(b []byte) {
 
 	reply := arp.Packet{
 		HardwareType:       1,
-		ProtocolType:       etherTypeIPv4,
+		ProtocolType:       wire.EtherTypeIPv4,
 		HardwareAddrLength: 6,
 		IPLength:           4,
 		Operation:          arp.OperationReply,
@@ -89,8 +91,8 @@ func (g *Gateway) handleARP(b []byte) {
 	body, _ := reply.MarshalBinary() // never fails
 	buf := g.getBuf()
 	out := *buf
-	putEthernet(out, sha, g.mac, etherTypeARP)
-	n := ethHdrLen + copy(out[ethHdrLen:], body)
+	wire.PutEthernet(out, sha, g.mac, wire.EtherTypeARP)
+	n := wire.EthernetLen + copy(out[wire.EthernetLen:], body)
 	if g.enqueue(buf, n) {
 		g.stats.inc(cntARPReplies)
 	}
@@ -113,6 +115,8 @@ func (g *Gateway) handleIPv4(b []byte, ethSrc [6]byte) {
 	}
 	g.learn(v.src, ethSrc)
 	switch {
+	case v.dst == g.addr && g.claimedLocal(&v):
+		g.serveLocal(&v)
 	case v.dst == g.addr && g.toHostLoopback(&v):
 		// The host's loopback, through the uplink.
 		g.forward(&v, ethSrc)
@@ -132,7 +136,7 @@ func (g *Gateway) handleIPv4(b []byte, ethSrc [6]byte) {
 		// No route: without an uplink every other destination is
 		// unreachable, and the gateway does not route between hosts
 		// of its own subnet.
-		g.sendUnreachable(&v, ethSrc, codeNetUnreachable)
+		g.sendUnreachable(&v, ethSrc, wire.ICMPCodeNet)
 	}
 }
 
@@ -143,62 +147,61 @@ func (g *Gateway) handleLocal(v *ipv4View, ethSrc [6]byte) {
 		return
 	}
 	switch v.proto {
-	case protoICMP:
+	case wire.ProtoICMP:
 		g.handleICMP(v, ethSrc)
-	case protoUDP:
+	case wire.ProtoUDP:
 		if !g.validUDP(v) {
 			return
 		}
 		// No UDP service listens on the gateway (RFC 1122 3.2.2.1).
-		g.sendUnreachable(v, ethSrc, codePortUnreachable)
-	case protoTCP:
+		g.sendUnreachable(v, ethSrc, wire.ICMPCodePort)
+	case wire.ProtoTCP:
 		g.handleTCP(v, ethSrc)
 	default:
-		g.sendUnreachable(v, ethSrc, codeProtoUnreachable)
+		g.sendUnreachable(v, ethSrc, wire.ICMPCodeProtocol)
 	}
 }
 
 // handleICMP answers echo requests (RFC 792) and ignores all other ICMP.
 func (g *Gateway) handleICMP(v *ipv4View, ethSrc [6]byte) {
-	m := v.payload
-	if len(m) < icmpHdrLen {
+	m, err := wire.ParseICMP(v.payload)
+	if err != nil {
 		g.stats.inc(cntMalformed)
 		return
 	}
-	if icmpChecksum(m) != 0 {
+	if !m.Valid4() {
 		g.stats.inc(cntBadChecksum)
 		return
 	}
-	if m[0] != icmpEchoRequest {
+	if m.Type() != wire.ICMPEchoRequest {
 		g.stats.inc(cntIgnored)
 		return
 	}
 	// The request's DSCP; ECN is not echoed.
-	buf, reply := g.answer(ethSrc, v.src, v.hdr[1]&^0x03, protoICMP, len(m))
+	buf, reply := g.answer(ethSrc, v.src, v.ip.TOS()&^0x03, wire.ProtoICMP, len(m))
 	copy(reply, m) // identifier, sequence number and data stay the same
-	reply[0] = icmpEchoReply
-	reply[1] = 0
-	binary.BigEndian.PutUint16(reply[2:4], 0)
-	binary.BigEndian.PutUint16(reply[2:4], icmpChecksum(reply))
-	if g.enqueue(buf, ethHdrLen+ipv4MinHdr+len(m)) {
+	r := wire.ICMP(reply)
+	r.SetType(wire.ICMPEchoReply, 0)
+	r.UpdateChecksum4()
+	if g.enqueue(buf, wire.EthernetLen+wire.IPv4MinLen+len(m)) {
 		g.stats.inc(cntEchoReplies)
 	}
 }
 
 // validUDP checks the UDP header and checksum of v, counting failures.
 func (g *Gateway) validUDP(v *ipv4View) bool {
-	u := v.payload
-	if len(u) < udpHdrLen {
+	u, err := wire.ParseUDP(v.payload)
+	if err != nil {
 		g.stats.inc(cntMalformed)
 		return false
 	}
-	ulen := int(binary.BigEndian.Uint16(u[4:6]))
-	if ulen < udpHdrLen || ulen > len(u) {
+	ulen := u.Length()
+	if ulen < wire.UDPLen || ulen > len(u) {
 		g.stats.inc(cntMalformed)
 		return false
 	}
 	// A zero checksum means the sender computed none (RFC 768).
-	if binary.BigEndian.Uint16(u[6:8]) != 0 && transportChecksum(u[:ulen], protoUDP, v.src, v.dst) != 0 {
+	if u.Checksum() != 0 && transportChecksum(u[:ulen], wire.ProtoUDP, v.src, v.dst) != 0 {
 		g.stats.inc(cntBadChecksum)
 		return false
 	}
@@ -209,22 +212,17 @@ func (g *Gateway) validUDP(v *ipv4View) bool {
 // host in the CLOSED state does (RFC 9293 3.10.7.1): a reset unless the
 // segment is one.
 func (g *Gateway) handleTCP(v *ipv4View, ethSrc [6]byte) {
-	s := v.payload
-	if len(s) < tcpMinHdr {
+	s, err := wire.ParseTCP(v.payload)
+	if err != nil {
 		g.stats.inc(cntMalformed)
 		return
 	}
-	doff := int(s[12]>>4) * 4
-	if doff < tcpMinHdr || doff > len(s) {
-		g.stats.inc(cntMalformed)
-		return
-	}
-	if transportChecksum(s, protoTCP, v.src, v.dst) != 0 {
+	if transportChecksum(s, wire.ProtoTCP, v.src, v.dst) != 0 {
 		g.stats.inc(cntBadChecksum)
 		return
 	}
-	flags := s[13]
-	if flags&tcpRST != 0 {
+	flags := s.Flags()
+	if flags&wire.TCPFlagRST != 0 {
 		g.stats.inc(cntIgnored)
 		return
 	}
@@ -234,37 +232,37 @@ func (g *Gateway) handleTCP(v *ipv4View, ethSrc [6]byte) {
 	}
 	var seq, ack uint32
 	var rflags uint8
-	if flags&tcpACK != 0 {
+	if flags&wire.TCPFlagACK != 0 {
 		// <SEQ=SEG.ACK><CTL=RST>
-		seq = binary.BigEndian.Uint32(s[8:12])
-		rflags = tcpRST
+		seq = s.Ack()
+		rflags = wire.TCPFlagRST
 	} else {
 		// <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>, where SYN and FIN
 		// count in SEG.LEN.
-		segLen := uint32(len(s) - doff)
-		if flags&tcpSYN != 0 {
+		segLen := uint32(len(s.Payload()))
+		if flags&wire.TCPFlagSYN != 0 {
 			segLen++
 		}
-		if flags&tcpFIN != 0 {
+		if flags&wire.TCPFlagFIN != 0 {
 			segLen++
 		}
-		ack = binary.BigEndian.Uint32(s[4:8]) + segLen
-		rflags = tcpRST | tcpACK
+		ack = s.Seq() + segLen
+		rflags = wire.TCPFlagRST | wire.TCPFlagACK
 	}
 
 	// The ECN field is not echoed.
-	buf, t := g.answer(ethSrc, v.src, v.hdr[1]&^0x03, protoTCP, tcpMinHdr)
+	buf, t := g.answer(ethSrc, v.src, v.ip.TOS()&^0x03, wire.ProtoTCP, wire.TCPMinLen)
 	copy(t[0:2], s[2:4]) // source port: the segment's destination port
 	copy(t[2:4], s[0:2])
 	binary.BigEndian.PutUint32(t[4:8], seq)
 	binary.BigEndian.PutUint32(t[8:12], ack)
-	t[12] = (tcpMinHdr / 4) << 4
+	t[12] = (wire.TCPMinLen / 4) << 4
 	t[13] = rflags
 	binary.BigEndian.PutUint16(t[14:16], 0) // window
 	binary.BigEndian.PutUint16(t[16:18], 0) // checksum, below
 	binary.BigEndian.PutUint16(t[18:20], 0) // urgent pointer
-	binary.BigEndian.PutUint16(t[16:18], transportChecksum(t, protoTCP, g.addr, v.src))
-	if g.enqueue(buf, ethHdrLen+ipv4MinHdr+tcpMinHdr) {
+	binary.BigEndian.PutUint16(t[16:18], transportChecksum(t, wire.ProtoTCP, g.addr, v.src))
+	if g.enqueue(buf, wire.EthernetLen+wire.IPv4MinLen+wire.TCPMinLen) {
 		g.stats.inc(cntTCPResets)
 	}
 }
@@ -274,7 +272,7 @@ func (g *Gateway) handleTCP(v *ipv4View, ethSrc [6]byte) {
 // limiter has a token. The message quotes as much of v as fits in 576 bytes
 // (RFC 1812 4.3.2.3), at least its header and 8 bytes of payload (RFC 792).
 func (g *Gateway) sendUnreachable(v *ipv4View, ethSrc [6]byte, code uint8) {
-	g.sendError(v, ethSrc, icmpUnreachable, code, 0)
+	g.sendError(v, ethSrc, wire.ICMPUnreachable, code, 0)
 }
 
 // sendError answers v with an ICMP error of type typ and code; rest is the
@@ -290,17 +288,16 @@ func (g *Gateway) sendError(v *ipv4View, ethSrc [6]byte, typ, code uint8, rest u
 		return
 	}
 	quote := v.datagram
-	if limit := maxICMPErrorLen - ipv4MinHdr - icmpHdrLen; len(quote) > limit {
+	if limit := maxICMPErrorLen - wire.IPv4MinLen - wire.ICMPLen; len(quote) > limit {
 		quote = quote[:limit]
 	}
-	buf, m := g.answer(ethSrc, v.src, tosInternetControl, protoICMP, icmpHdrLen+len(quote))
-	m[0] = typ
-	m[1] = code
-	clear(m[2:4]) // checksum
-	binary.BigEndian.PutUint32(m[4:8], rest)
-	copy(m[icmpHdrLen:], quote)
-	binary.BigEndian.PutUint16(m[2:4], icmpChecksum(m))
-	if g.enqueue(buf, ethHdrLen+ipv4MinHdr+len(m)) {
+	buf, m := g.answer(ethSrc, v.src, tosInternetControl, wire.ProtoICMP, wire.ICMPLen+len(quote))
+	e := wire.ICMP(m)
+	e.SetType(typ, code)
+	e.SetRest(rest)
+	copy(e.Body(), quote)
+	e.UpdateChecksum4()
+	if g.enqueue(buf, wire.EthernetLen+wire.IPv4MinLen+len(m)) {
 		g.stats.inc(cntICMPErrors)
 	}
 }
@@ -316,7 +313,7 @@ func (g *Gateway) errorAllowed(v *ipv4View) bool {
 	if !isHostAddr(v.src) || v.src == g.bcast || g.isBroadcastOrMulticast(v.dst) {
 		return false
 	}
-	if v.proto == protoICMP {
+	if v.proto == wire.ProtoICMP {
 		// A first fragment too short to show its type is treated as
 		// an error message.
 		if len(v.payload) < 1 || !isICMPQuery(v.payload[0]) {

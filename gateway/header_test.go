@@ -7,24 +7,26 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 func TestPutEthernetIPv4(t *testing.T) {
-	b := make([]byte, ethHdrLen+ipv4MinHdr)
+	b := make([]byte, wire.EthernetLen+wire.IPv4MinLen)
 	for i := range b {
 		b[i] = 0xee // every byte must be written
 	}
-	putEthernet(b, [6]byte{0x02, 0x42, 0x0a, 0x5a, 0x00, 0x02}, [6]byte{0x02, 0x74, 0x73, 0x00, 0x00, 0x01}, etherTypeIPv4)
-	h := ipv4Header{
-		tos:      0xc0,
-		totalLen: 56,
-		id:       0xbeef,
-		ttl:      64,
-		proto:    protoICMP,
-		src:      [4]byte{10, 90, 0, 1},
-		dst:      [4]byte{10, 90, 0, 2},
+	wire.PutEthernet(b, [6]byte{0x02, 0x42, 0x0a, 0x5a, 0x00, 0x02}, [6]byte{0x02, 0x74, 0x73, 0x00, 0x00, 0x01}, wire.EtherTypeIPv4)
+	h := wire.IPv4Header{
+		TOS:      0xc0,
+		TotalLen: 56,
+		ID:       0xbeef,
+		TTL:      64,
+		Protocol: wire.ProtoICMP,
+		Src:      [4]byte{10, 90, 0, 1},
+		Dst:      [4]byte{10, 90, 0, 2},
 	}
-	h.put(b[ethHdrLen:])
+	h.Put(b[wire.EthernetLen:])
 	want := "02420a5a0002" + // dst
 		"027473000001" + // src
 		"0800" + // IPv4
@@ -42,12 +44,12 @@ func TestPutEthernetIPv4(t *testing.T) {
 		t.Fatalf("header:\ngot  %s\nwant %s", got, want)
 	}
 	// gopacket agrees on the header checksum.
-	ip := gopacket.NewPacket(b[ethHdrLen:], layers.LayerTypeIPv4, gopacket.NoCopy).Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	ip := gopacket.NewPacket(b[wire.EthernetLen:], layers.LayerTypeIPv4, gopacket.NoCopy).Layer(layers.LayerTypeIPv4).(*layers.IPv4)
 	if _, res := ip.VerifyChecksum(); !res.Valid {
 		t.Errorf("gopacket: header checksum %#x, want %#x", res.Actual, res.Correct)
 	}
-	if got := ipv4HeaderChecksum(b[ethHdrLen:]); got != 0 {
-		t.Errorf("ipv4HeaderChecksum over a valid header = %#x, want 0", got)
+	if !wire.IPv4(b[wire.EthernetLen:]).HeaderValid() {
+		t.Errorf("HeaderValid over a valid header = false, want true")
 	}
 }
 
@@ -55,14 +57,14 @@ func TestTransportChecksum(t *testing.T) {
 	// A TCP RST from 10.90.0.1:80 to 10.90.0.2:40001, checksum zero.
 	seg, _ := hex.DecodeString("00509c41" + "00000000" + "01020305" + "5014" + "0000" + "0000" + "0000")
 	src, dst := [4]byte{10, 90, 0, 1}, [4]byte{10, 90, 0, 2}
-	sum := transportChecksum(seg, protoTCP, src, dst)
-	ph := []byte{10, 90, 0, 1, 10, 90, 0, 2, 0, protoTCP, 0, byte(len(seg))}
+	sum := transportChecksum(seg, wire.ProtoTCP, src, dst)
+	ph := []byte{10, 90, 0, 1, 10, 90, 0, 2, 0, wire.ProtoTCP, 0, byte(len(seg))}
 	want := gopacket.FoldChecksum(gopacket.ComputeChecksum(seg, gopacket.ComputeChecksum(ph, 0)))
 	if sum != want {
 		t.Fatalf("transportChecksum = %#x, want %#x", sum, want)
 	}
 	seg[16], seg[17] = byte(sum>>8), byte(sum)
-	if got := transportChecksum(seg, protoTCP, src, dst); got != 0 {
+	if got := transportChecksum(seg, wire.ProtoTCP, src, dst); got != 0 {
 		t.Errorf("transportChecksum over a valid segment = %#x, want 0", got)
 	}
 }
@@ -100,9 +102,9 @@ func TestParseIPv4(t *testing.T) {
 			if reason != cntNone {
 				return
 			}
-			if len(v.payload) != tt.payload || v.isFragment() != tt.frag || v.proto != protoICMP {
+			if len(v.payload) != tt.payload || v.isFragment() != tt.frag || v.proto != wire.ProtoICMP {
 				t.Errorf("payload %d, fragment %v, proto %d; want %d, %v, %d",
-					len(v.payload), v.isFragment(), v.proto, tt.payload, tt.frag, protoICMP)
+					len(v.payload), v.isFragment(), v.proto, tt.payload, tt.frag, wire.ProtoICMP)
 			}
 			if v.src != [4]byte{10, 90, 0, 2} || v.dst != [4]byte{10, 90, 0, 1} {
 				t.Errorf("src, dst = %v, %v", v.src, v.dst)

@@ -3,126 +3,135 @@ package gateway
 import (
 	"net"
 	"net/netip"
-	"slices"
-	"sync"
 	"time"
+
+	"github.com/mdlayher/arp"
+
+	"github.com/tapswitch/tapswitch/internal/neigh"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
+// Bounds of the neighbour cache's queue of datagrams waiting for a
+// container's MAC: neigh's defaults (32 per container, 256 in all, 3 s).
+
 // Neighbor is one entry of the gateway's neighbour table: an IPv4 address
-// in the subnet and the MAC it was last heard from.
-type Neighbor struct {
-	// IP is the neighbour's IPv4 address.
-	IP netip.Addr
-	// MAC is the neighbour's hardware address.
-	MAC net.HardwareAddr
-	// Age is the time since the neighbour was last heard from (an ARP
-	// packet or an IPv4 datagram it sent to the gateway).
-	Age time.Duration
+// in the subnet, the MAC it was last heard from, and the time since (an
+// ARP packet or an IPv4 datagram it sent to the gateway).
+type Neighbor = neigh.Neighbor
+
+// neighCache is the gateway's neighbour cache: containers' MACs, and the
+// forwarded datagrams waiting for one.
+type neighCache = neigh.Cache[[4]byte, qframe]
+
+func newNeighCache(timeout time.Duration, limit int) *neighCache {
+	return neigh.New[[4]byte, qframe](neigh.Config{Timeout: timeout, Limit: limit})
 }
 
-type neighEntry struct {
-	mac  [6]byte
-	seen time.Time
-}
-
-// neighTable maps IPv4 addresses to MACs. Entries expire timeout after they
-// were last confirmed and are removed lazily. It holds at most limit entries;
-// a new neighbour in a full table first sweeps the expired entries, then
-// evicts the least recently confirmed one.
-type neighTable struct {
-	timeout time.Duration
-	limit   int
-
-	mu      sync.Mutex             // guards entries
-	entries map[[4]byte]neighEntry // by IPv4 address
-}
-
-func newNeighTable(timeout time.Duration, limit int) *neighTable {
-	return &neighTable{timeout: timeout, limit: limit, entries: make(map[[4]byte]neighEntry)}
-}
-
-// learn records that ip is at mac at time now. It returns whether the
-// entry is new and whether another one was evicted to make room.
-func (t *neighTable) learn(ip [4]byte, mac [6]byte, now time.Time) (added, evicted bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if _, ok := t.entries[ip]; !ok {
-		added = true
-		if len(t.entries) >= t.limit {
-			t.sweepLocked(now)
-		}
-		if len(t.entries) >= t.limit {
-			t.evictOldestLocked()
-			evicted = true
-		}
+// neighClock returns the clock of neighbour ages, in nanoseconds:
+// Config.Now when set (tests fake time there), else Config.Clock (the
+// switch's coarse clock, in the daemon), else the process's monotonic
+// clock.
+func neighClock(cfg *Config) func() int64 {
+	switch {
+	case cfg.Now != nil:
+		now := cfg.Now
+		return func() int64 { return now().UnixNano() }
+	case cfg.Clock != nil:
+		return cfg.Clock
 	}
-	t.entries[ip] = neighEntry{mac: mac, seen: now}
-	return added, evicted
+	epoch := time.Now()
+	return func() int64 { return int64(time.Since(epoch)) }
 }
 
-// lookup returns the MAC of ip if it is known and not expired at now.
-func (t *neighTable) lookup(ip [4]byte, now time.Time) ([6]byte, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	e, ok := t.entries[ip]
-	if !ok {
-		return [6]byte{}, false
+// Neighbors returns the unexpired entries of the neighbour table, sorted by
+// IP address. The result is the caller's.
+func (g *Gateway) Neighbors() []Neighbor { return g.neigh.Neighbors(g.clock(), netip.AddrFrom4) }
+
+// Lookup returns the MAC of the neighbour ip if it is known and has not
+// expired.
+func (g *Gateway) Lookup(ip netip.Addr) (net.HardwareAddr, bool) {
+	if !ip.Is4() {
+		return nil, false
 	}
-	if t.expired(e, now) {
-		delete(t.entries, ip)
-		return [6]byte{}, false
+	mac, st := g.neigh.Lookup(ip.As4(), g.clock())
+	if st == neigh.Missing {
+		return nil, false
 	}
-	return e.mac, true
+	return net.HardwareAddr(mac[:]), true
 }
 
-func (t *neighTable) forget(ip [4]byte) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	delete(t.entries, ip)
-}
-
-// snapshot removes the expired entries and returns the others, sorted by
-// address.
-func (t *neighTable) snapshot(now time.Time) []Neighbor {
-	t.mu.Lock()
-	t.sweepLocked(now)
-	out := make([]Neighbor, 0, len(t.entries))
-	for ip, e := range t.entries {
-		out = append(out, Neighbor{
-			IP:  netip.AddrFrom4(ip),
-			MAC: net.HardwareAddr(append([]byte(nil), e.mac[:]...)),
-			Age: max(now.Sub(e.seen), 0),
-		})
-	}
-	t.mu.Unlock()
-	slices.SortFunc(out, func(a, b Neighbor) int { return a.IP.Compare(b.IP) })
-	return out
-}
-
-func (t *neighTable) expired(e neighEntry, now time.Time) bool {
-	return now.Sub(e.seen) > t.timeout
-}
-
-func (t *neighTable) sweepLocked(now time.Time) {
-	for ip, e := range t.entries {
-		if t.expired(e, now) {
-			delete(t.entries, ip)
+// Forget removes the neighbour ip, if present, and drops the datagrams
+// waiting for it. The daemon calls it when a container is detached.
+func (g *Gateway) Forget(ip netip.Addr) {
+	if ip.Is4() {
+		for _, q := range g.neigh.Forget(ip.As4()) {
+			g.stats.inc(cntPendingExpired)
+			g.putBuf(q.p)
 		}
 	}
 }
 
-func (t *neighTable) evictOldestLocked() {
-	var (
-		oldest [4]byte
-		seen   time.Time
-		found  bool
-	)
-	for ip, e := range t.entries {
-		if !found || e.seen.Before(seen) {
-			oldest, seen, found = ip, e.seen, true
-		}
+// learn records ip at mac if ip is a host address of the subnet other than
+// the gateway's own, and sends what waited for it.
+func (g *Gateway) learn(ip [4]byte, mac [6]byte) {
+	if !g.isNeighborAddr(ip) || !isUnicastMAC(mac) {
+		return
 	}
-	if found {
-		delete(t.entries, oldest)
+	r := g.neigh.Learn(ip, mac, g.clock(), true)
+	if r.Added {
+		g.stats.inc(cntNeighLearned)
+	}
+	if r.Evicted {
+		g.stats.inc(cntNeighEvicted)
+	}
+	for _, q := range r.Waiting {
+		g.sendTo(q.p, q.n, mac)
+	}
+}
+
+// resolve returns the MAC of the container dst, or queues q (which it
+// then owns) to wait for it and asks for it with ARP; ok is false then.
+func (g *Gateway) resolve(dst [4]byte, q qframe) (mac [6]byte, ok bool) {
+	now := g.clock()
+	if mac, st := g.neigh.Lookup(dst, now); st != neigh.Missing {
+		return mac, true
+	}
+	r := g.neigh.Queue(dst, q, now)
+	if r.OK {
+		g.stats.inc(cntPendingQueued)
+	} else {
+		g.stats.inc(cntPendingDropped)
+		g.putBuf(q.p)
+	}
+	for _, e := range r.Expired {
+		g.stats.inc(cntPendingExpired)
+		g.putBuf(e.p)
+	}
+	if r.Request {
+		g.sendARPRequest(dst)
+	}
+	return mac, false
+}
+
+// sendARPRequest broadcasts a request for ip's MAC (RFC 826).
+func (g *Gateway) sendARPRequest(ip [4]byte) {
+	req := arp.Packet{
+		HardwareType:       1,
+		ProtocolType:       wire.EtherTypeIPv4,
+		HardwareAddrLength: 6,
+		IPLength:           4,
+		Operation:          arp.OperationRequest,
+		SenderHardwareAddr: net.HardwareAddr(g.mac[:]),
+		SenderIP:           netip.AddrFrom4(g.addr),
+		TargetHardwareAddr: net.HardwareAddr(make([]byte, 6)),
+		TargetIP:           netip.AddrFrom4(ip),
+	}
+	body, _ := req.MarshalBinary() // never fails
+	buf := g.getBuf()
+	out := *buf
+	wire.PutEthernet(out, wire.BroadcastMAC, g.mac, wire.EtherTypeARP)
+	n := wire.EthernetLen + copy(out[wire.EthernetLen:], body)
+	if g.enqueue(buf, n) {
+		g.stats.inc(cntARPRequestsSent)
 	}
 }

@@ -1,25 +1,15 @@
 package gateway
 
 import (
-	"encoding/binary"
 	"net/netip"
 	"sync"
 
+	"github.com/tapswitch/tapswitch/internal/neigh"
 	"github.com/tapswitch/tapswitch/nat"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/switch/gso"
+	"github.com/tapswitch/tapswitch/wire"
 )
-
-// GSOUplink is an Uplink that takes TCP super-segments whole (the host
-// uplink, whose netstack does not need wire-sized segments).
-type GSOUplink interface {
-	Uplink
-	// SendGSO sends the IPv4 TCP datagram buf[off:] as Send does, but it
-	// may be larger than MTU (a TSO super-segment, up to 64 KiB) and its
-	// TCP checksum may be partial (the pseudo-header sum only,
-	// VIRTIO_NET_HDR_F_NEEDS_CSUM): the uplink must not verify it.
-	SendGSO(buf []byte, off int) error
-}
 
 // maxDatagram is the largest IPv4 datagram.
 const maxDatagram = 65535
@@ -32,7 +22,8 @@ var bigPool = sync.Pool{New: func() any {
 }}
 
 // Offloads implements vswitch.Offloader: with an uplink that takes
-// super-segments (GSOUplink), the gateway takes TCP/IPv4 super-frames and
+// super-segments (uplink.GSOSender, the host uplink, whose netstack does
+// not need wire-sized segments), the gateway takes TCP/IPv4 super-frames and
 // partial checksums from the switch, so that a container's TSO frame
 // crosses the gateway and NAT once instead of once per segment. Other
 // offloaded frames (to the gateway itself, hairpinned, not TCP) are
@@ -71,7 +62,7 @@ func (g *Gateway) writeOffloaded(frame []byte) {
 			g.stats.inc(cntOffload)
 			return
 		}
-		if n-gso.HdrLen > ethHdrLen+4+g.mtu {
+		if n-gso.HdrLen > wire.EthernetLen+4+g.mtu {
 			g.stats.inc(cntTooBig)
 			return
 		}
@@ -88,7 +79,7 @@ func (g *Gateway) writeOffloaded(frame []byte) {
 		if n == 0 {
 			return
 		}
-		if n-gso.HdrLen > ethHdrLen+4+g.mtu {
+		if n-gso.HdrLen > wire.EthernetLen+4+g.mtu {
 			g.stats.inc(cntTooBig)
 			continue
 		}
@@ -106,26 +97,30 @@ func (g *Gateway) writeOffloaded(frame []byte) {
 // uplink's MTU (the DF check of each segment).
 func (g *Gateway) forwardGSO(h gso.Hdr, eth []byte) bool {
 	r := g.route
-	if len(eth) < ethHdrLen+ipv4MinHdr || [6]byte(eth[0:6]) != g.mac ||
-		binary.BigEndian.Uint16(eth[12:14]) != etherTypeIPv4 {
+	e := wire.Ethernet(eth)
+	if len(e) < wire.EthernetLen+wire.IPv4MinLen || e.Dst() != g.mac || e.Type() != wire.EtherTypeIPv4 {
 		return false
 	}
-	src := [6]byte(eth[6:12])
+	src := e.Src()
 	if !isUnicastMAC(src) || src == g.mac {
 		return false
 	}
-	v, reason := parseIPv4(eth[ethHdrLen:])
-	if reason != cntNone || v.proto != protoTCP || v.isFragment() || v.hdr[8] <= 1 ||
+	v, reason := parseIPv4(eth[wire.EthernetLen:])
+	if reason != cntNone || v.proto != wire.ProtoTCP || v.isFragment() || v.ip.TTL() <= 1 ||
 		(v.dst == g.addr && !r.hasHostLo) || v.dst == r.ext || !isHostAddr(v.dst) || !isHostAddr(v.src) ||
 		v.src == g.addr || v.src == g.bcast || (v.dst != g.addr && g.prefix.Contains(netip.AddrFrom4(v.dst))) {
 		return false
 	}
-	partial := h.Flags&gso.FlagNeedsCsum != 0
-	ihl := len(v.hdr)
-	if partial && (int(h.CsumStart) != ethHdrLen+ihl || h.CsumOffset != 16) {
+	if v.dst == g.addr && g.claimedLocal(&v) {
+		// The gateway's local service (DNS), before the host loopback.
 		return false
 	}
-	if len(v.payload) < tcpMinHdr {
+	partial := h.Flags&gso.FlagNeedsCsum != 0
+	ihl := v.ip.HeaderLen()
+	if partial && (int(h.CsumStart) != wire.EthernetLen+ihl || h.CsumOffset != wire.TCPChecksumOffset) {
+		return false
+	}
+	if len(v.payload) < wire.TCPMinLen {
 		return false
 	}
 	switch h.GSOType {
@@ -134,7 +129,7 @@ func (g *Gateway) forwardGSO(h gso.Hdr, eth []byte) bool {
 			return false
 		}
 	case gso.TypeTCPv4:
-		thl := int(v.payload[12]>>4) * 4
+		thl := wire.TCP(v.payload).HeaderLen()
 		if h.GSOSize == 0 || ihl+thl+int(h.GSOSize) > r.mtu {
 			return false
 		}
@@ -144,14 +139,7 @@ func (g *Gateway) forwardGSO(h gso.Hdr, eth []byte) bool {
 	g.learn(v.src, src)
 	bp := bigPool.Get().(*[]byte)
 	defer g.putBuf(bp)
-	pkt := (*bp)[UplinkHeadroom : UplinkHeadroom+len(v.datagram)]
-	copy(pkt, v.datagram)
-	decTTL(pkt)
-	if v.dst == g.addr {
-		// The host's loopback (Config.HostLoopback).
-		rewriteAddr(pkt, 16, r.hostLo, partial)
-	}
-	res := r.nat.FromInternal(pkt, partial, r.clock())
+	pkt, res := g.outbound(&v, bp, partial)
 	if res.Action != nat.ToExternal {
 		g.stats.inc(cntNATDrops)
 		return true
@@ -217,17 +205,18 @@ func (g *Gateway) uplinkGSO(bp *[]byte, buf []byte, mss int) counter {
 	if reason != cntNone {
 		return reason
 	}
-	if v.proto != protoTCP || v.isFragment() || len(v.payload) < tcpMinHdr {
+	if v.proto != wire.ProtoTCP || v.isFragment() || len(v.payload) < wire.TCPMinLen {
 		return cntMalformed
 	}
-	if v.hdr[8] <= 1 {
+	if v.ip.TTL() <= 1 {
 		return cntTTLExceeded
 	}
-	ihl := len(v.hdr)
-	thl := int(v.payload[12]>>4) * 4
-	if thl < tcpMinHdr || thl > len(v.payload) || mss <= 0 {
+	ihl := v.ip.HeaderLen()
+	t, err := wire.ParseTCP(v.payload)
+	if err != nil || mss <= 0 {
 		return cntMalformed
 	}
+	thl := t.HeaderLen()
 	if ihl+thl+min(mss, len(v.payload)-thl) > g.mtu {
 		return cntTooBig
 	}
@@ -236,28 +225,29 @@ func (g *Gateway) uplinkGSO(bp *[]byte, buf []byte, mss int) counter {
 	if res.Action != nat.ToInternal {
 		return cntNATDrops
 	}
-	decTTL(out)
-	if r.hasHostLo && [4]byte(out[12:16]) == r.hostLo {
-		rewriteAddr(out, 12, g.addr, true)
+	ip := wire.IPv4(out)
+	ip.DecTTL()
+	if r.hasHostLo && ip.Src() == r.hostLo {
+		rewriteAddr(out, true, g.addr, true)
 	}
-	dst := [4]byte(out[16:20])
+	dst := ip.Dst()
 	if !g.isNeighborAddr(dst) {
 		return cntMartian
 	}
-	mac, ok := g.neigh.lookup(dst, g.now())
-	if !ok {
+	mac, st := g.neigh.Lookup(dst, g.clock())
+	if st == neigh.Missing {
 		return cntPendingDropped
 	}
-	h := gso.Hdr{Flags: gso.FlagNeedsCsum, CsumStart: uint16(ethHdrLen + ihl), CsumOffset: 16}
+	h := gso.Hdr{Flags: gso.FlagNeedsCsum, CsumStart: uint16(wire.EthernetLen + ihl), CsumOffset: wire.TCPChecksumOffset}
 	if len(out) > ihl+thl+mss {
-		h.GSOType, h.GSOSize, h.HdrLen = gso.TypeTCPv4, uint16(mss), uint16(ethHdrLen+ihl+thl)
+		h.GSOType, h.GSOSize, h.HdrLen = gso.TypeTCPv4, uint16(mss), uint16(wire.EthernetLen+ihl+thl)
 	}
 	h.Put((*bp)[0:gso.HdrLen])
-	off := UplinkHeadroom - ethHdrLen
-	putEthernet((*bp)[off:], mac, g.mac, etherTypeIPv4)
+	off := UplinkHeadroom - wire.EthernetLen
+	wire.PutEthernet((*bp)[off:], mac, g.mac, wire.EtherTypeIPv4)
 	g.stats.inc(cntToContainer)
 	select {
-	case g.queue <- qframe{p: bp, off: off, n: ethHdrLen + len(out), vnet: true}:
+	case g.queue <- qframe{p: bp, off: off, n: wire.EthernetLen + len(out), vnet: true}:
 	default:
 		g.stats.inc(cntQueueDrops)
 		g.putBuf(bp)

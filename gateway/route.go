@@ -1,60 +1,38 @@
 package gateway
 
 import (
-	"encoding/binary"
-	"net/netip"
 	"time"
 
 	"github.com/tapswitch/tapswitch/internal/checksum"
 	"github.com/tapswitch/tapswitch/nat"
-	vswitch "github.com/tapswitch/tapswitch/switch"
+	"github.com/tapswitch/tapswitch/uplink"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
-// UplinkHeadroom is the room an Uplink's Send may use in front of a packet:
-// a virtio_net_hdr and an Ethernet header.
-const UplinkHeadroom = vswitch.VnetHdrLen + ethHdrLen
-
-// Uplink is where the gateway sends translated datagrams (package uplink's
-// TAP implements it).
-type Uplink interface {
-	// Send sends the IPv4 datagram buf[off:]; it may overwrite the
-	// UplinkHeadroom bytes before off and must not keep buf. It is safe
-	// for concurrent use.
-	Send(buf []byte, off int) error
-	// Addr is the uplink's own address (nat.Config.External).
-	Addr() netip.Addr
-	// MTU is the largest datagram Send takes.
-	MTU() int
-}
-
-// Further ICMP types and codes the router sends (RFC 792, RFC 1191).
-const (
-	icmpTimeExceeded = 11
-	codeFragNeeded   = 4
-	flagDF           = 0x40 // in the high byte of the flags and fragment offset
-	flagMF           = 0x20
-)
+// UplinkHeadroom is the room an uplink's Send may use in front of a
+// packet: uplink.Headroom, a virtio_net_hdr and an Ethernet header.
+const UplinkHeadroom = uplink.Headroom
 
 // route is the gateway's routing state: immutable after New.
 type route struct {
 	nat   *nat.Table
-	up    Uplink
+	up    uplink.Sender
 	ext   [4]byte // the uplink's address
 	mtu   int     // the uplink's MTU
 	clock func() int64
-	gso   GSOUplink // up, when it takes super-segments; else nil
+	gso   uplink.GSOSender // up, when it takes super-segments; else nil
 	// hostLo is Config.HostLoopback, when hasHostLo.
 	hostLo    [4]byte
 	hasHostLo bool
 }
 
-func newRoute(t *nat.Table, up Uplink, clock func() int64) *route {
+func newRoute(t *nat.Table, up uplink.Sender, clock func() int64) *route {
 	if clock == nil {
 		epoch := time.Now()
 		clock = func() int64 { return int64(time.Since(epoch)) }
 	}
 	r := &route{nat: t, up: up, ext: up.Addr().As4(), mtu: up.MTU(), clock: clock}
-	r.gso, _ = up.(GSOUplink)
+	r.gso, _ = up.(uplink.GSOSender)
 	return r
 }
 
@@ -63,29 +41,38 @@ func newRoute(t *nat.Table, up Uplink, clock func() int64) *route {
 // decremented, then NAT, then the uplink or, hairpinned, a container.
 func (g *Gateway) forward(v *ipv4View, ethSrc [6]byte) {
 	r := g.route
-	if v.hdr[8] <= 1 {
+	if v.ip.TTL() <= 1 {
 		// RFC 1812 5.3.1: time exceeded in transit.
 		g.stats.inc(cntTTLExceeded)
-		g.sendError(v, ethSrc, icmpTimeExceeded, 0, 0)
+		g.sendError(v, ethSrc, wire.ICMPTimeExceeded, 0, 0)
 		return
 	}
 	toUplink := v.dst != r.ext
-	if toUplink && len(v.datagram) > r.mtu && v.hdr[6]&flagDF != 0 {
+	if toUplink && len(v.datagram) > r.mtu && v.ip.DontFragment() {
 		// RFC 1191: fragmentation needed, with the next-hop MTU.
 		g.stats.inc(cntFragNeeded)
-		g.sendError(v, ethSrc, icmpUnreachable, codeFragNeeded, uint32(r.mtu))
+		g.sendError(v, ethSrc, wire.ICMPUnreachable, wire.ICMPCodeFragNeeded, uint32(r.mtu))
 		return
 	}
 	buf := g.getBuf()
+	pkt, res := g.outbound(v, buf, false)
+	g.dispatch(buf, pkt, res)
+}
+
+// outbound copies the datagram v a container routes through the gateway
+// into buf at UplinkHeadroom, decrements its TTL, readdresses it to the
+// host's loopback when it is for the gateway's address (toHostLoopback or
+// forwardGSO decided so), and translates it (NAT FromInternal). With
+// partial, its TCP checksum field holds the pseudo-header sum only.
+func (g *Gateway) outbound(v *ipv4View, buf *[]byte, partial bool) ([]byte, nat.Result) {
+	r := g.route
 	pkt := (*buf)[UplinkHeadroom : UplinkHeadroom+len(v.datagram)]
 	copy(pkt, v.datagram)
-	decTTL(pkt)
+	wire.IPv4(pkt).DecTTL()
 	if v.dst == g.addr {
-		// toHostLoopback said so.
-		rewriteAddr(pkt, 16, r.hostLo, false)
+		rewriteAddr(pkt, false, r.hostLo, partial)
 	}
-	res := r.nat.FromInternal(pkt, false, r.clock())
-	g.dispatch(buf, pkt, res)
+	return pkt, r.nat.FromInternal(pkt, partial, r.clock())
 }
 
 // FromUplink handles a datagram the uplink received for its address: NAT
@@ -103,7 +90,7 @@ func (g *Gateway) FromUplink(pkt []byte) {
 		g.stats.inc(reason)
 		return
 	}
-	if v.hdr[8] <= 1 {
+	if v.ip.TTL() <= 1 {
 		// The gateway does not answer the outside with ICMP errors:
 		// counted and dropped.
 		g.stats.inc(cntTTLExceeded)
@@ -124,9 +111,9 @@ func (g *Gateway) FromUplink(pkt []byte) {
 	buf := g.getBuf()
 	out := (*buf)[UplinkHeadroom : UplinkHeadroom+len(v.datagram)]
 	copy(out, v.datagram)
-	decTTL(out)
-	if r.hasHostLo && [4]byte(out[12:16]) == r.hostLo {
-		rewriteAddr(out, 12, g.addr, false)
+	wire.IPv4(out).DecTTL()
+	if r.hasHostLo && wire.IPv4(out).Src() == r.hostLo {
+		rewriteAddr(out, true, g.addr, false)
 	}
 	g.dispatch(buf, out, res)
 }
@@ -136,49 +123,55 @@ func (g *Gateway) FromUplink(pkt []byte) {
 // fragments (their later fragments could not follow).
 func (g *Gateway) toHostLoopback(v *ipv4View) bool {
 	r := g.route
-	return r != nil && r.hasHostLo && (v.proto == protoTCP || v.proto == protoUDP) && !v.isFragment()
+	return r != nil && r.hasHostLo && (v.proto == wire.ProtoTCP || v.proto == wire.ProtoUDP) && !v.isFragment()
 }
 
-// rewriteAddr replaces the IPv4 address at offset at (12: source, 16:
-// destination) of the datagram p with a, updating the header checksum and
-// the TCP or UDP checksum (its pseudo-header) incrementally (RFC 1624).
-// With partial, the TCP or UDP checksum field holds the pseudo-header sum
-// only (VIRTIO_NET_HDR_F_NEEDS_CSUM), updated as such.
-func rewriteAddr(p []byte, at int, a [4]byte, partial bool) {
-	old := [4]byte(p[at : at+4])
+// rewriteAddr replaces the source (src) or destination IPv4 address of
+// the datagram p with a, updating the header checksum and the TCP or UDP
+// checksum (its pseudo-header) incrementally (RFC 1624). With partial, the
+// TCP or UDP checksum field holds the pseudo-header sum only
+// (VIRTIO_NET_HDR_F_NEEDS_CSUM), updated as such.
+func rewriteAddr(p []byte, src bool, a [4]byte, partial bool) {
+	ip := wire.IPv4(p)
+	old := ip.Dst()
+	if src {
+		old = ip.Src()
+	}
 	delta := checksum.DeltaAddr4(old, a)
-	copy(p[at:at+4], a[:])
-	binary.BigEndian.PutUint16(p[10:12], checksum.Update(binary.BigEndian.Uint16(p[10:12]), delta))
-	if binary.BigEndian.Uint16(p[6:8])&0x1fff != 0 {
+	if src {
+		ip.SetSrc(a)
+	} else {
+		ip.SetDst(a)
+	}
+	ip.AdjustChecksum(delta)
+	if ip.FragOff() != 0 {
 		return // a later fragment: no L4 header
 	}
-	hl := int(p[0]&0x0f) * 4
-	switch p[9] {
-	case protoTCP:
-		if len(p) >= hl+18 {
-			c := binary.BigEndian.Uint16(p[hl+16 : hl+18])
+	l4 := p[ip.HeaderLen():]
+	switch ip.Protocol() {
+	case wire.ProtoTCP:
+		if len(l4) >= wire.TCPChecksumOffset+2 {
+			t := wire.TCP(l4)
 			if partial {
-				c = checksum.UpdatePartial(c, delta)
+				t.SetChecksum(checksum.UpdatePartial(t.Checksum(), delta))
 			} else {
-				c = checksum.Update(c, delta)
+				t.SetChecksum(checksum.Update(t.Checksum(), delta))
 			}
-			binary.BigEndian.PutUint16(p[hl+16:hl+18], c)
 		}
-	case protoUDP:
-		if partial {
-			if len(p) >= hl+8 {
-				binary.BigEndian.PutUint16(p[hl+6:hl+8], checksum.UpdatePartial(binary.BigEndian.Uint16(p[hl+6:hl+8]), delta))
-			}
+	case wire.ProtoUDP:
+		if len(l4) < wire.UDPLen {
 			return
 		}
-		if len(p) >= hl+8 {
-			if c := binary.BigEndian.Uint16(p[hl+6 : hl+8]); c != 0 {
-				c = checksum.Update(c, delta)
-				if c == 0 {
-					c = 0xffff
-				}
-				binary.BigEndian.PutUint16(p[hl+6:hl+8], c)
+		u := wire.UDP(l4)
+		switch c := u.Checksum(); {
+		case partial:
+			u.SetChecksum(checksum.UpdatePartial(c, delta))
+		case c != 0:
+			c = checksum.Update(c, delta)
+			if c == 0 {
+				c = 0xffff
 			}
+			u.SetChecksum(c)
 		}
 	}
 }
@@ -220,36 +213,23 @@ func (g *Gateway) toUplink(buf *[]byte, pkt []byte) {
 // counted rather than fragmented.
 func (g *Gateway) fragment(pkt []byte) {
 	r := g.route
-	const hl = ipv4MinHdr
-	if int(pkt[0]&0x0f)*4 != hl {
+	var f wire.Fragmenter
+	if f.Reset(wire.IPv4(pkt), r.mtu) != nil {
 		g.stats.inc(cntTooBig)
 		return
 	}
-	ff := binary.BigEndian.Uint16(pkt[6:8])
-	baseOff := int(ff & 0x1fff)
-	lastMF := ff&(uint16(flagMF)<<8) != 0
-	chunk := (r.mtu - hl) &^ 7
-	payload := pkt[hl:]
-	for off := 0; off < len(payload); off += chunk {
-		end := min(off+chunk, len(payload))
-		fb := g.getBuf()
-		f := (*fb)[UplinkHeadroom : UplinkHeadroom+hl+end-off]
-		copy(f, pkt[:hl])
-		copy(f[hl:], payload[off:end])
-		binary.BigEndian.PutUint16(f[2:4], uint16(len(f)))
-		fo := uint16(baseOff + off/8)
-		if end < len(payload) || lastMF {
-			fo |= uint16(flagMF) << 8
+	fb := g.getBuf()
+	defer g.putBuf(fb)
+	for {
+		n := f.Next((*fb)[UplinkHeadroom:])
+		if n == 0 {
+			break
 		}
-		binary.BigEndian.PutUint16(f[6:8], fo)
-		f[10], f[11] = 0, 0
-		binary.BigEndian.PutUint16(f[10:12], ipv4HeaderChecksum(f[:hl]))
-		if err := r.up.Send((*fb)[:UplinkHeadroom+len(f)], UplinkHeadroom); err != nil {
+		if err := r.up.Send((*fb)[:UplinkHeadroom+n], UplinkHeadroom); err != nil {
 			g.stats.inc(cntUplinkErrors)
 		} else {
 			g.stats.inc(cntFragmentsSent)
 		}
-		g.putBuf(fb)
 	}
 	g.stats.inc(cntForwarded)
 }
@@ -259,48 +239,23 @@ func (g *Gateway) fragment(pkt []byte) {
 // table, or ARP when it is unknown. It takes ownership of buf.
 func (g *Gateway) deliver(buf *[]byte, n int) {
 	pkt := (*buf)[UplinkHeadroom : UplinkHeadroom+n]
-	dst := [4]byte(pkt[16:20])
+	dst := wire.IPv4(pkt).Dst()
 	if !g.isNeighborAddr(dst) {
 		g.stats.inc(cntMartian)
 		g.putBuf(buf)
 		return
 	}
-	if mac, ok := g.neigh.lookup(dst, g.now()); ok {
+	if mac, ok := g.resolve(dst, qframe{p: buf, off: UplinkHeadroom, n: n}); ok {
 		g.sendTo(buf, n, mac)
-		return
-	}
-	ask, ok := g.pending.add(dst, qframe{p: buf, off: UplinkHeadroom, n: n}, g.now())
-	if !ok {
-		g.stats.inc(cntPendingDropped)
-		g.putBuf(buf)
-	} else {
-		g.stats.inc(cntPendingQueued)
-	}
-	for _, q := range ask.expired {
-		g.stats.inc(cntPendingExpired)
-		g.putBuf(q.p)
-	}
-	if ask.request {
-		g.sendARPRequest(dst)
 	}
 }
 
 // sendTo puts an Ethernet header to mac in front of the datagram of n bytes
 // at UplinkHeadroom in buf and queues it for Read.
 func (g *Gateway) sendTo(buf *[]byte, n int, mac [6]byte) {
-	off := UplinkHeadroom - ethHdrLen
-	putEthernet((*buf)[off:], mac, g.mac, etherTypeIPv4)
-	g.enqueueAt(buf, off, ethHdrLen+n)
-}
-
-// decTTL decrements the TTL of the IPv4 header p and updates its checksum
-// incrementally (RFC 1624 equation 3).
-func decTTL(p []byte) {
-	old := binary.BigEndian.Uint16(p[8:10])
-	p[8]--
-	nw := binary.BigEndian.Uint16(p[8:10])
-	hc := binary.BigEndian.Uint16(p[10:12])
-	binary.BigEndian.PutUint16(p[10:12], ^checksum.Fold(uint32(^hc)+uint32(^old)+uint32(nw)))
+	off := UplinkHeadroom - wire.EthernetLen
+	wire.PutEthernet((*buf)[off:], mac, g.mac, wire.EtherTypeIPv4)
+	g.enqueueAt(buf, off, wire.EthernetLen+n)
 }
 
 // echoFromOutside answers an ICMP echo request from outside to the uplink's
@@ -308,32 +263,31 @@ func decTTL(p []byte) {
 // reports whether v was one.
 func (g *Gateway) echoFromOutside(v *ipv4View) bool {
 	r := g.route
-	m := v.payload
-	if v.proto != protoICMP || v.isFragment() || v.dst != r.ext || len(m) < icmpHdrLen ||
-		m[0] != icmpEchoRequest || icmpChecksum(m) != 0 || !isHostAddr(v.src) {
+	m := wire.ICMP(v.payload)
+	if v.proto != wire.ProtoICMP || v.isFragment() || v.dst != r.ext || len(m) < wire.ICMPLen ||
+		m.Type() != wire.ICMPEchoRequest || !m.Valid4() || !isHostAddr(v.src) {
 		return false
 	}
 	buf := g.getBuf()
-	if UplinkHeadroom+ipv4MinHdr+len(m) > len(*buf) {
+	if UplinkHeadroom+wire.IPv4MinLen+len(m) > len(*buf) {
 		g.putBuf(buf)
 		return false
 	}
-	ip := (*buf)[UplinkHeadroom : UplinkHeadroom+ipv4MinHdr+len(m)]
-	h := ipv4Header{
-		tos:      v.hdr[1] &^ 0x03,
-		totalLen: uint16(len(ip)),
-		id:       g.nextID(),
-		ttl:      defaultTTL,
-		proto:    protoICMP,
-		src:      r.ext,
-		dst:      v.src,
+	ip := (*buf)[UplinkHeadroom : UplinkHeadroom+wire.IPv4MinLen+len(m)]
+	h := wire.IPv4Header{
+		TOS:      v.ip.TOS() &^ 0x03,
+		TotalLen: uint16(len(ip)),
+		ID:       g.nextID(),
+		TTL:      wire.DefaultTTL,
+		Protocol: wire.ProtoICMP,
+		Src:      r.ext,
+		Dst:      v.src,
 	}
-	h.put(ip)
-	reply := ip[ipv4MinHdr:]
+	h.Put(ip)
+	reply := wire.ICMP(ip[wire.IPv4MinLen:])
 	copy(reply, m)
-	reply[0], reply[1] = icmpEchoReply, 0
-	binary.BigEndian.PutUint16(reply[2:4], 0)
-	binary.BigEndian.PutUint16(reply[2:4], icmpChecksum(reply))
+	reply.SetType(wire.ICMPEchoReply, 0)
+	reply.UpdateChecksum4()
 	g.stats.inc(cntEchoReplies)
 	g.toUplink(buf, ip)
 	return true

@@ -33,6 +33,9 @@ const (
 	cntPendingExpired
 	cntARPRequestsSent
 
+	cntLocalIn
+	cntLocalOut
+
 	cntOffload
 	cntTooBig
 	cntMalformed
@@ -114,6 +117,10 @@ type Stats struct {
 	// ARPRequestsSent counts ARP requests the gateway sent.
 	ARPRequestsSent uint64
 
+	// LocalIn counts datagrams handed to the LocalService (local.go);
+	// LocalOut those it sent to containers.
+	LocalIn, LocalOut uint64
+
 	// Frames dropped or ignored, by reason.
 
 	// Offload counts frames whose virtio_net_hdr asked for checksum
@@ -182,6 +189,8 @@ func (c *counters) snapshot() Stats {
 		PendingDropped:  c[cntPendingDropped].Load(),
 		PendingExpired:  c[cntPendingExpired].Load(),
 		ARPRequestsSent: c[cntARPRequestsSent].Load(),
+		LocalIn:         c[cntLocalIn].Load(),
+		LocalOut:        c[cntLocalOut].Load(),
 		Offload:         c[cntOffload].Load(),
 		TooBig:          c[cntTooBig].Load(),
 		Malformed:       c[cntMalformed].Load(),

@@ -2,6 +2,7 @@ package nat
 
 import (
 	"github.com/tapswitch/tapswitch/internal/checksum"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // newFromInternal creates a connection for a packet from a container.
@@ -80,11 +81,11 @@ func (t *Table) newFromExternal(pkt []byte, p *parsed, partial bool, now int64) 
 func newFlowCheck(p *parsed) DropReason {
 	switch p.proto {
 	case TCP:
-		if p.tcpFlags&(tcpSYN|tcpACK|tcpRST) != tcpSYN {
+		if p.tcpFlags&(wire.TCPFlagSYN|wire.TCPFlagACK|wire.TCPFlagRST) != wire.TCPFlagSYN {
 			return DropTCPNoSyn
 		}
 	case ICMP:
-		if p.icmpType != icmpEchoRequest {
+		if p.icmpType != wire.ICMPEchoRequest {
 			return DropICMPType
 		}
 	}

@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tapswitch/tapswitch/internal/checksum"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // Fragments. The first fragment of a datagram carries the L4 header and is
@@ -24,7 +24,6 @@ import (
 const (
 	fragmentSlots   = 1024
 	fragmentTimeout = int64(30 * time.Second) // Linux ipfrag_time
-	ipMoreFragments = 0x2000
 )
 
 // fragKey names a datagram: side, protocol, source and destination
@@ -46,10 +45,13 @@ type fragTable struct {
 }
 
 func fragKeyOf(pkt []byte, s side) fragKey {
+	ip := wire.IPv4(pkt)
+	src, dst := ip.Src(), ip.Dst()
 	var k fragKey
-	k[0], k[1] = byte(s), pkt[9]
-	copy(k[2:10], pkt[12:20])
-	copy(k[10:12], pkt[4:6])
+	k[0], k[1] = byte(s), ip.Protocol()
+	copy(k[2:6], src[:])
+	copy(k[6:10], dst[:])
+	binary.BigEndian.PutUint16(k[10:12], ip.ID())
 	return k
 }
 
@@ -84,16 +86,11 @@ func (f *fragTable) translate(pkt []byte, s side, now int64) Action {
 	}
 	src, dst, delta, a := sl.src, sl.dst, sl.delta, sl.action
 	sl.mu.Unlock()
-	copy(pkt[12:16], src[:])
-	copy(pkt[16:20], dst[:])
-	put16(pkt[ipChecksumOffset:], checksum.Update(get16(pkt[ipChecksumOffset:]), delta))
+	ip := wire.IPv4(pkt)
+	ip.SetSrc(src)
+	ip.SetDst(dst)
+	ip.AdjustChecksum(delta)
 	return a
-}
-
-// isFirstFragment reports whether pkt (offset 0 checked by parse) has more
-// fragments.
-func isFirstFragment(pkt []byte) bool {
-	return binary.BigEndian.Uint16(pkt[6:])&ipMoreFragments != 0
 }
 
 // fragment translates a later fragment.

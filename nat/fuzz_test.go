@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"testing"
+
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // Crashers found by these fuzzers are kept as seeds in testdata/fuzz:
@@ -32,9 +34,9 @@ func fuzzTable(t testing.TB, eif bool) *Table {
 	pub("9000-9009:7000-7009/udp", c2)
 	for _, p := range [][]byte{
 		udp(c1+":40000", remote+":53"),
-		tcp(c1+":40001", remote+":80", tcpSYN),
+		tcp(c1+":40001", remote+":80", wire.TCPFlagSYN),
 		echo(8, c1, remote, 7),
-		tcp(c1+":45000", extIP+":8080", tcpSYN),
+		tcp(c1+":45000", extIP+":8080", wire.TCPFlagSYN),
 	} {
 		tb.FromInternal(p, false, 0)
 	}
@@ -42,8 +44,8 @@ func fuzzTable(t testing.TB, eif bool) *Table {
 	tb.FromInternal(fuzzFragments()[0], false, 0)
 	for _, p := range [][]byte{
 		udp(remote+":53", extIP+":40000"),
-		tcp(remote+":80", extIP+":40001", tcpSYN|tcpACK),
-		tcp(remote+":5000", extIP+":8080", tcpSYN),
+		tcp(remote+":80", extIP+":40001", wire.TCPFlagSYN|wire.TCPFlagACK),
+		tcp(remote+":5000", extIP+":8080", wire.TCPFlagSYN),
 		udp(remote+":5001", extIP+":9003"),
 	} {
 		tb.FromExternal(p, false, 0)
@@ -65,27 +67,27 @@ func seeds() [][]byte {
 		fuzzFragments()[2],
 		udp(c1+":40000", remote+":53"),
 		udp(c1+":40002", remote+":53"),
-		tcp(c1+":40001", remote+":80", tcpACK),
-		tcp(c1+":40003", remote+":80", tcpSYN),
+		tcp(c1+":40001", remote+":80", wire.TCPFlagACK),
+		tcp(c1+":40003", remote+":80", wire.TCPFlagSYN),
 		echo(8, c1, remote, 7),
 		echo(8, c2, remote, 7),
-		tcp(c1+":45000", extIP+":8080", tcpACK),
+		tcp(c1+":45000", extIP+":8080", wire.TCPFlagACK),
 		udp(c1+":45001", extIP+":9001"),
-		tcp(c2+":80", extIP+":45000", tcpSYN|tcpACK),
-		tcp(c2+":80", remote+":5000", tcpSYN|tcpACK),
+		tcp(c2+":80", extIP+":45000", wire.TCPFlagSYN|wire.TCPFlagACK),
+		tcp(c2+":80", remote+":5000", wire.TCPFlagSYN|wire.TCPFlagACK),
 		udp(c2+":7003", remote+":5001"),
 		build(spec{proto: UDP, src: c1 + ":40000", dst: remote + ":53", noCsum: true}),
 		icmpErr(3, 3, c2, remote, udp(remote+":5001", c2+":7003"), 0),
 		icmpErr(3, 3, c1, remote, udp(remote+":53", c1+":40000"), 28),
 		udp(remote+":53", extIP+":40000"),
-		tcp(remote+":80", extIP+":40001", tcpACK|tcpFIN),
-		tcp(remote+":5002", extIP+":8080", tcpSYN),
+		tcp(remote+":80", extIP+":40001", wire.TCPFlagACK|wire.TCPFlagFIN),
+		tcp(remote+":5002", extIP+":8080", wire.TCPFlagSYN),
 		udp(remote+":5003", extIP+":9009"),
 		echo(0, remote, extIP, 7),
 		icmpErr(3, 3, remote, extIP, o, 0),
-		icmpErr(11, 0, router, extIP, tcp(extIP+":40001", remote+":80", tcpACK), 28),
+		icmpErr(11, 0, router, extIP, tcp(extIP+":40001", remote+":80", wire.TCPFlagACK), 28),
 		icmpErr(3, 4, router, extIP, echo(8, extIP, remote, 7), 0),
-		icmpErr(3, 3, remote, extIP, tcp(extIP+":8080", remote+":5000", tcpSYN|tcpACK), 0),
+		icmpErr(3, 3, remote, extIP, tcp(extIP+":8080", remote+":5000", wire.TCPFlagSYN|wire.TCPFlagACK), 0),
 	}
 }
 
@@ -175,12 +177,12 @@ func FuzzRoundTrip(f *testing.F) {
 		tb := newTable(t, func(c *Config) { c.PortMin, c.PortMax = 30000, 30009 })
 		// Take the source's own port so the mapping has to change it.
 		tb.FromInternal(build(spec{proto: UDP, src: c2 + ":" + itoa(sport), dst: remote + ":1"}), false, 0)
-		tb.FromInternal(build(spec{proto: TCP, src: c2 + ":" + itoa(sport), dst: remote + ":1", flags: tcpSYN}), false, 0)
+		tb.FromInternal(build(spec{proto: TCP, src: c2 + ":" + itoa(sport), dst: remote + ":1", flags: wire.TCPFlagSYN}), false, 0)
 		tb.FromInternal(build(spec{proto: ICMP, src: c2, dst: remote, icmpType: 8, id: id}), false, 0)
 		s := spec{src: c1 + ":" + itoa(sport), dst: remote + ":" + itoa(dport), payload: payload, noCsum: noCsum}
 		switch proto % 3 {
 		case 0:
-			s.proto, s.flags = TCP, tcpSYN
+			s.proto, s.flags = TCP, wire.TCPFlagSYN
 		case 1:
 			s.proto = UDP
 		case 2:
@@ -205,7 +207,7 @@ func FuzzRoundTrip(f *testing.F) {
 		}
 		m, _ := hdr(pkt)
 		sent := append([]byte(nil), pkt...)
-		rs := spec{proto: s.proto, src: remote + ":" + itoa(dport), dst: m.String(), payload: payload, flags: tcpSYN | tcpACK, noCsum: noCsum}
+		rs := spec{proto: s.proto, src: remote + ":" + itoa(dport), dst: m.String(), payload: payload, flags: wire.TCPFlagSYN | wire.TCPFlagACK, noCsum: noCsum}
 		if s.proto == ICMP {
 			rs.src, rs.dst, rs.icmpType, rs.id = remote, extIP, 0, m.Port
 		}

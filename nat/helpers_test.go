@@ -9,7 +9,9 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+
 	"github.com/tapswitch/tapswitch/internal/checksum"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // Addresses used by the tests: the uplink address and the containers'
@@ -91,7 +93,7 @@ func build(s spec) []byte {
 	case ICMP:
 		l4 = make([]byte, 8+len(s.payload))
 		l4[0], l4[1] = s.icmpType, s.icmpCode
-		if s.icmpType == icmpEchoRequest || s.icmpType == icmpEchoReply {
+		if s.icmpType == wire.ICMPEchoRequest || s.icmpType == wire.ICMPEchoReply {
 			binary.BigEndian.PutUint16(l4[4:], s.id)
 			binary.BigEndian.PutUint16(l4[6:], 1)
 		}

@@ -1,9 +1,8 @@
 package nat
 
 import (
-	"encoding/binary"
-
 	"github.com/tapswitch/tapswitch/internal/checksum"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // icmpError translates an ICMP error (destination unreachable, time
@@ -15,27 +14,24 @@ import (
 // computed again at the end (left alone when partial: the device sums the
 // message itself).
 func (t *Table) icmpError(pkt []byte, p *parsed, from side, partial bool) Result {
-	msg := pkt[p.ihl:p.totalLen]
-	if len(msg) < icmpHeaderLen+ipv4MinHeaderLen+8 {
+	msg := wire.ICMP(pkt[p.ihl:p.totalLen])
+	if len(msg) < wire.ICMPLen+wire.IPv4MinLen+8 {
 		return t.drop(DropMalformed)
 	}
-	if !partial && checksum.Checksum(msg, 0) != 0 {
+	if !partial && !msg.Valid4() {
 		return t.drop(DropBadChecksum)
 	}
-	inner := msg[icmpHeaderLen:]
-	if inner[0]>>4 != 4 {
+	inner, err := wire.ParseIPv4Quoted(msg.Body())
+	if err != nil {
 		return t.drop(DropMalformed)
 	}
-	ihl := int(inner[0]&0x0f) * 4
-	if ihl < ipv4MinHeaderLen || len(inner) < ihl+8 {
-		return t.drop(DropMalformed)
-	}
+	ihl := inner.HeaderLen()
 	// A quoted non-first fragment has no ports: its connection is unknown.
-	if binary.BigEndian.Uint16(inner[6:])&ipFragOffsetMask != 0 {
+	if inner.FragOff() != 0 {
 		return t.drop(DropICMPErrorNoFlow)
 	}
-	el4 := inner[ihl:]
-	e := Tuple{Proto: Proto(inner[9]), Src: Endpoint{Addr: [4]byte(inner[12:16])}, Dst: Endpoint{Addr: [4]byte(inner[16:20])}}
+	el4 := inner.Payload()
+	e := Tuple{Proto: Proto(inner.Protocol()), Src: Endpoint{Addr: inner.Src()}, Dst: Endpoint{Addr: inner.Dst()}}
 	etype := byte(0)
 	switch e.Proto {
 	case TCP, UDP:
@@ -44,10 +40,10 @@ func (t *Table) icmpError(pkt []byte, p *parsed, from side, partial bool) Result
 	case ICMP:
 		etype = el4[0]
 		switch etype {
-		case icmpEchoRequest:
-			e.Src.Port = get16(el4[4:])
-		case icmpEchoReply:
-			e.Dst.Port = get16(el4[4:])
+		case wire.ICMPEchoRequest:
+			e.Src.Port = wire.ICMP(el4).ID()
+		case wire.ICMPEchoReply:
+			e.Dst.Port = wire.ICMP(el4).ID()
 		default: // an error about an ICMP error, or another type
 			return t.drop(DropICMPErrorNoFlow)
 		}
@@ -66,8 +62,7 @@ func (t *Table) icmpError(pkt []byte, p *parsed, from side, partial bool) Result
 	}
 	t.translateError(r, pkt, p, inner, ihl, e, etype, from)
 	if !partial {
-		put16(msg[2:], 0)
-		put16(msg[2:], checksum.Checksum(msg, 0))
+		msg.UpdateChecksum4()
 	}
 	t.icmpErrs.Add(1)
 	return t.done(r.c.x[r.dir].action, false)
@@ -90,38 +85,40 @@ func (t *Table) translateError(r ref, pkt []byte, p *parsed, inner []byte, ihl i
 
 	// Outer IPv4 header.
 	d := checksum.DeltaAddr4(p.t.Src.Addr, outerSrc) + checksum.DeltaAddr4(p.t.Dst.Addr, outerDst)
-	copy(pkt[12:16], outerSrc[:])
-	copy(pkt[16:20], outerDst[:])
-	put16(pkt[ipChecksumOffset:], checksum.Update(get16(pkt[ipChecksumOffset:]), d))
+	outer := wire.IPv4(pkt)
+	outer.SetSrc(outerSrc)
+	outer.SetDst(outerDst)
+	outer.AdjustChecksum(d)
 
 	// Embedded IPv4 header.
 	da := checksum.DeltaAddr4(e.Src.Addr, ne.Src.Addr) + checksum.DeltaAddr4(e.Dst.Addr, ne.Dst.Addr)
 	dp := checksum.Delta16(e.Src.Port, ne.Src.Port) + checksum.Delta16(e.Dst.Port, ne.Dst.Port)
-	copy(inner[12:16], ne.Src.Addr[:])
-	copy(inner[16:20], ne.Dst.Addr[:])
-	put16(inner[ipChecksumOffset:], checksum.Update(get16(inner[ipChecksumOffset:]), da))
+	in := wire.IPv4(inner)
+	in.SetSrc(ne.Src.Addr)
+	in.SetDst(ne.Dst.Addr)
+	in.AdjustChecksum(da)
 
 	// Embedded L4 header, and its checksum when it is quoted.
 	switch e.Proto {
 	case TCP:
 		put16(el4[0:], ne.Src.Port)
 		put16(el4[2:], ne.Dst.Port)
-		if len(el4) >= tcpChecksumOffset+2 {
-			put16(el4[tcpChecksumOffset:], checksum.Update(get16(el4[tcpChecksumOffset:]), da+dp))
+		if len(el4) >= wire.TCPChecksumOffset+2 {
+			put16(el4[wire.TCPChecksumOffset:], checksum.Update(get16(el4[wire.TCPChecksumOffset:]), da+dp))
 		}
 	case UDP:
 		put16(el4[0:], ne.Src.Port)
 		put16(el4[2:], ne.Dst.Port)
-		if c := get16(el4[udpChecksumOffset:]); c != 0 {
+		if c := get16(el4[wire.UDPChecksumOffset:]); c != 0 {
 			v := checksum.Update(c, da+dp)
 			if v == 0 {
 				v = 0xffff
 			}
-			put16(el4[udpChecksumOffset:], v)
+			put16(el4[wire.UDPChecksumOffset:], v)
 		}
 	case ICMP:
 		id := ne.Dst.Port
-		if etype == icmpEchoRequest {
+		if etype == wire.ICMPEchoRequest {
 			id = ne.Src.Port
 		}
 		put16(el4[4:], id)

@@ -3,6 +3,8 @@ package nat
 import (
 	"encoding/binary"
 	"testing"
+
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // checkInvariants verifies the table's internal consistency: every
@@ -102,7 +104,7 @@ func FuzzTableOps(f *testing.F) {
 				if op%2 == 0 {
 					pkt = udp(c1+":1", remote+":53")
 				} else {
-					pkt = tcp(c1+":1", remote+":80", tcpSYN)
+					pkt = tcp(c1+":1", remote+":80", wire.TCPFlagSYN)
 				}
 				copy(pkt[12:16], src[:])
 				copy(pkt[16:20], peer[:])
@@ -113,7 +115,7 @@ func FuzzTableOps(f *testing.F) {
 				if op%2 == 0 {
 					pkt = udp(remote+":53", extIP+":1")
 				} else {
-					pkt = tcp(remote+":80", extIP+":1", []uint8{tcpSYN | tcpACK, tcpACK, tcpFIN, tcpRST}[arg&3])
+					pkt = tcp(remote+":80", extIP+":1", []uint8{wire.TCPFlagSYN | wire.TCPFlagACK, wire.TCPFlagACK, wire.TCPFlagFIN, wire.TCPFlagRST}[arg&3])
 				}
 				copy(pkt[12:16], peer[:])
 				binary.BigEndian.PutUint16(pkt[22:], 40000+uint16(arg>>4&3))
@@ -135,7 +137,7 @@ func FuzzTableOps(f *testing.F) {
 					tb.Flush()
 				}
 			case 7: // echo
-				pkt = echo(icmpEchoRequest, c1, remote, uint16(arg&3))
+				pkt = echo(wire.ICMPEchoRequest, c1, remote, uint16(arg&3))
 				copy(pkt[12:16], src[:])
 				fixChecksums(pkt, false)
 				fuzzPacket(t, tb, true, pkt, false, false)

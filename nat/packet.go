@@ -4,28 +4,7 @@ import (
 	"encoding/binary"
 
 	"github.com/tapswitch/tapswitch/internal/checksum"
-)
-
-// TCP flags and ICMP types the table looks at.
-const (
-	tcpFIN = 0x01
-	tcpSYN = 0x02
-	tcpRST = 0x04
-	tcpACK = 0x10
-
-	icmpEchoReply     = 0
-	icmpUnreachable   = 3
-	icmpEchoRequest   = 8
-	icmpTimeExceeded  = 11
-	icmpParamProblem  = 12
-	ipv4MinHeaderLen  = 20
-	ipFragOffsetMask  = 0x1fff
-	tcpMinHeaderLen   = 20
-	udpHeaderLen      = 8
-	icmpHeaderLen     = 8
-	ipChecksumOffset  = 10
-	tcpChecksumOffset = 16
-	udpChecksumOffset = 6
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // parsed is what the table reads from a packet. It lives on the caller's
@@ -46,50 +25,46 @@ type parsed struct {
 // parse reads an IPv4 packet: header length and total length checked against
 // the slice, fragments and protocols filtered, the tuple extracted.
 func (p *parsed) parse(pkt []byte) DropReason {
-	if len(pkt) < ipv4MinHeaderLen || pkt[0]>>4 != 4 {
+	ip, err := wire.ParseIPv4(pkt)
+	if err != nil {
 		return DropMalformed
 	}
-	ihl := int(pkt[0]&0x0f) * 4
-	total := int(binary.BigEndian.Uint16(pkt[2:]))
-	if ihl < ipv4MinHeaderLen || total < ihl || total > len(pkt) {
-		return DropMalformed
-	}
-	p.proto = Proto(pkt[9])
-	p.ihl, p.totalLen = ihl, total
+	p.proto = Proto(ip.Protocol())
+	p.ihl, p.totalLen = ip.HeaderLen(), len(ip)
 	p.t.Proto = p.proto
-	p.t.Src.Addr = [4]byte(pkt[12:16])
-	p.t.Dst.Addr = [4]byte(pkt[16:20])
-	if binary.BigEndian.Uint16(pkt[6:])&ipFragOffsetMask != 0 {
+	p.t.Src.Addr, p.t.Dst.Addr = ip.Src(), ip.Dst()
+	if ip.FragOff() != 0 {
 		p.laterFrag = true // no L4 header: see frag.go
 		return DropNone
 	}
-	p.firstFrag = isFirstFragment(pkt)
-	l4 := pkt[ihl:total]
+	p.firstFrag = ip.MoreFragments()
+	l4 := ip.Payload()
 	switch p.proto {
 	case TCP:
-		if len(l4) < tcpMinHeaderLen {
+		if len(l4) < wire.TCPMinLen {
 			return DropMalformed
 		}
-		p.t.Src.Port = binary.BigEndian.Uint16(l4[0:])
-		p.t.Dst.Port = binary.BigEndian.Uint16(l4[2:])
-		p.tcpFlags = l4[13]
+		t := wire.TCP(l4)
+		p.t.Src.Port, p.t.Dst.Port = t.SrcPort(), t.DstPort()
+		p.tcpFlags = t.Flags()
 	case UDP:
-		if len(l4) < udpHeaderLen {
+		u, err := wire.ParseUDP(l4)
+		if err != nil {
 			return DropMalformed
 		}
-		p.t.Src.Port = binary.BigEndian.Uint16(l4[0:])
-		p.t.Dst.Port = binary.BigEndian.Uint16(l4[2:])
+		p.t.Src.Port, p.t.Dst.Port = u.SrcPort(), u.DstPort()
 	case ICMP:
-		if len(l4) < icmpHeaderLen {
+		m, err := wire.ParseICMP(l4)
+		if err != nil {
 			return DropMalformed
 		}
-		p.icmpType = l4[0]
+		p.icmpType = m.Type()
 		switch p.icmpType {
-		case icmpEchoRequest:
-			p.t.Src.Port = binary.BigEndian.Uint16(l4[4:])
-		case icmpEchoReply:
-			p.t.Dst.Port = binary.BigEndian.Uint16(l4[4:])
-		case icmpUnreachable, icmpTimeExceeded, icmpParamProblem:
+		case wire.ICMPEchoRequest:
+			p.t.Src.Port = m.ID()
+		case wire.ICMPEchoReply:
+			p.t.Dst.Port = m.ID()
+		case wire.ICMPUnreachable, wire.ICMPTimeExceeded, wire.ICMPParamProblem:
 			p.icmpErr = true
 		default:
 			return DropICMPType
@@ -111,44 +86,44 @@ func unicast(a [4]byte) bool {
 // pseudo-header sum (not inverted), so only the address delta applies to it
 // (ICMP has no pseudo-header: its field is left alone).
 func rewrite(pkt []byte, p *parsed, x *xlate, partial bool) {
-	_ = pkt[19]
-	copy(pkt[12:16], x.src.Addr[:])
-	copy(pkt[16:20], x.dst.Addr[:])
-	put16(pkt[ipChecksumOffset:], checksum.Update(get16(pkt[ipChecksumOffset:]), x.ipDelta))
+	ip := wire.IPv4(pkt)
+	ip.SetSrc(x.src.Addr)
+	ip.SetDst(x.dst.Addr)
+	ip.AdjustChecksum(x.ipDelta)
 	l4 := pkt[p.ihl:p.totalLen]
 	switch p.proto {
 	case TCP:
-		put16(l4[0:], x.src.Port)
-		put16(l4[2:], x.dst.Port)
-		c := l4[tcpChecksumOffset:]
+		t := wire.TCP(l4)
+		t.SetSrcPort(x.src.Port)
+		t.SetDstPort(x.dst.Port)
 		if partial {
-			put16(c, checksum.UpdatePartial(get16(c), x.ipDelta))
+			t.SetChecksum(checksum.UpdatePartial(t.Checksum(), x.ipDelta))
 		} else {
-			put16(c, checksum.Update(get16(c), x.ipDelta+x.portDelta))
+			t.SetChecksum(checksum.Update(t.Checksum(), x.ipDelta+x.portDelta))
 		}
 	case UDP:
-		put16(l4[0:], x.src.Port)
-		put16(l4[2:], x.dst.Port)
-		c := l4[udpChecksumOffset:]
-		old := get16(c)
-		switch {
+		u := wire.UDP(l4)
+		u.SetSrcPort(x.src.Port)
+		u.SetDstPort(x.dst.Port)
+		switch old := u.Checksum(); {
 		case partial:
-			put16(c, checksum.UpdatePartial(old, x.ipDelta))
+			u.SetChecksum(checksum.UpdatePartial(old, x.ipDelta))
 		case old != 0: // zero: no checksum (RFC 768), stays zero
 			v := checksum.Update(old, x.ipDelta+x.portDelta)
 			if v == 0 {
 				v = 0xffff
 			}
-			put16(c, v)
+			u.SetChecksum(v)
 		}
 	case ICMP:
+		m := wire.ICMP(l4)
 		id := x.dst.Port
-		if p.icmpType == icmpEchoRequest {
+		if p.icmpType == wire.ICMPEchoRequest {
 			id = x.src.Port
 		}
-		put16(l4[4:], id)
+		m.SetID(id)
 		if !partial {
-			put16(l4[2:], checksum.Update(get16(l4[2:]), x.portDelta))
+			m.SetChecksum(checksum.Update(m.Checksum(), x.portDelta))
 		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 func udp(src, dst string) []byte {
@@ -39,7 +41,7 @@ func TestRFC4787_REQ1_EndpointIndependentMapping(t *testing.T) {
 			tb := newTable(t, nil)
 			mk := func(dst string) []byte {
 				if proto == TCP {
-					return tcp(c1+":40000", dst, tcpSYN)
+					return tcp(c1+":40000", dst, wire.TCPFlagSYN)
 				}
 				return udp(c1+":40000", dst)
 			}
@@ -59,8 +61,8 @@ func TestRFC4787_REQ1_EndpointIndependentMapping(t *testing.T) {
 // TestRFC5382_REQ1_TCPEndpointIndependentMapping: the TCP case by its own name.
 func TestRFC5382_REQ1_TCPEndpointIndependentMapping(t *testing.T) {
 	tb := newTable(t, nil)
-	a := out(t, tb, tcp(c1+":5555", remote+":80", tcpSYN), 0)
-	b := out(t, tb, tcp(c1+":5555", remote2+":443", tcpSYN), 0)
+	a := out(t, tb, tcp(c1+":5555", remote+":80", wire.TCPFlagSYN), 0)
+	b := out(t, tb, tcp(c1+":5555", remote2+":443", wire.TCPFlagSYN), 0)
 	if a != b {
 		t.Fatalf("TCP mappings %s and %s differ", a, b)
 	}
@@ -213,16 +215,16 @@ func TestRFC5382_REQ5_TCPTimeouts(t *testing.T) {
 		state string
 	}{
 		{"syn sent", nil, trans, "SYN_SENT"},
-		{"syn received", []uint8{tcpSYN | tcpACK}, trans, "SYN_RECV"},
-		{"established", []uint8{tcpSYN | tcpACK, tcpACK}, est, "ESTABLISHED"},
-		{"fin from outside", []uint8{tcpSYN | tcpACK, tcpACK, tcpFIN | tcpACK}, trans, "CLOSE_WAIT"},
-		{"fin both ways", []uint8{tcpSYN | tcpACK, tcpACK, tcpFIN | tcpACK, tcpFIN | tcpACK}, trans, "TIME_WAIT"},
-		{"rst", []uint8{tcpSYN | tcpACK, tcpACK, tcpRST}, trans, "CLOSE"},
+		{"syn received", []uint8{wire.TCPFlagSYN | wire.TCPFlagACK}, trans, "SYN_RECV"},
+		{"established", []uint8{wire.TCPFlagSYN | wire.TCPFlagACK, wire.TCPFlagACK}, est, "ESTABLISHED"},
+		{"fin from outside", []uint8{wire.TCPFlagSYN | wire.TCPFlagACK, wire.TCPFlagACK, wire.TCPFlagFIN | wire.TCPFlagACK}, trans, "CLOSE_WAIT"},
+		{"fin both ways", []uint8{wire.TCPFlagSYN | wire.TCPFlagACK, wire.TCPFlagACK, wire.TCPFlagFIN | wire.TCPFlagACK, wire.TCPFlagFIN | wire.TCPFlagACK}, trans, "TIME_WAIT"},
+		{"rst", []uint8{wire.TCPFlagSYN | wire.TCPFlagACK, wire.TCPFlagACK, wire.TCPFlagRST}, trans, "CLOSE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tb := newTable(t, nil)
-			m := out(t, tb, tcp(c1+":40000", remote+":80", tcpSYN), 0)
+			m := out(t, tb, tcp(c1+":40000", remote+":80", wire.TCPFlagSYN), 0)
 			for i, fl := range tt.after {
 				if i%2 == 0 {
 					pkt := tcp(remote+":80", m.String(), fl)
@@ -253,8 +255,8 @@ func TestRFC5382_REQ5_TCPReopen(t *testing.T) {
 	tb := newTable(t, nil)
 	var m Endpoint
 	handshake := func(now int64) {
-		m = out(t, tb, tcp(c1+":40000", remote+":80", tcpSYN), now)
-		for i, fl := range []uint8{tcpSYN | tcpACK, tcpACK} {
+		m = out(t, tb, tcp(c1+":40000", remote+":80", wire.TCPFlagSYN), now)
+		for i, fl := range []uint8{wire.TCPFlagSYN | wire.TCPFlagACK, wire.TCPFlagACK} {
 			if i%2 == 0 {
 				tb.FromExternal(tcp(remote+":80", m.String(), fl), false, now)
 			} else {
@@ -263,8 +265,8 @@ func TestRFC5382_REQ5_TCPReopen(t *testing.T) {
 		}
 	}
 	handshake(0)
-	tb.FromInternal(tcp(c1+":40000", remote+":80", tcpFIN|tcpACK), false, 0)
-	tb.FromExternal(tcp(remote+":80", m.String(), tcpFIN|tcpACK), false, 0)
+	tb.FromInternal(tcp(c1+":40000", remote+":80", wire.TCPFlagFIN|wire.TCPFlagACK), false, 0)
+	tb.FromExternal(tcp(remote+":80", m.String(), wire.TCPFlagFIN|wire.TCPFlagACK), false, 0)
 	if e := tb.Entries(0); e[0].State != "TIME_WAIT" {
 		t.Fatalf("state %s, want TIME_WAIT", e[0].State)
 	}
@@ -277,7 +279,7 @@ func TestRFC5382_REQ5_TCPReopen(t *testing.T) {
 // TestRFC5382_TCPNeedsSyn: a TCP packet of no connection does not open one.
 func TestRFC5382_TCPNeedsSyn(t *testing.T) {
 	tb := newTable(t, nil)
-	for _, fl := range []uint8{tcpACK, tcpSYN | tcpACK, tcpRST, tcpFIN, tcpSYN | tcpRST} {
+	for _, fl := range []uint8{wire.TCPFlagACK, wire.TCPFlagSYN | wire.TCPFlagACK, wire.TCPFlagRST, wire.TCPFlagFIN, wire.TCPFlagSYN | wire.TCPFlagRST} {
 		wantDrop(t, "flags", tb.FromInternal(tcp(c1+":1", remote+":80", fl), false, 0), DropTCPNoSyn)
 	}
 }
@@ -286,8 +288,8 @@ func TestRFC5382_TCPNeedsSyn(t *testing.T) {
 // query lives 60 s.
 func TestRFC5508_REQ1_ICMPQuery(t *testing.T) {
 	tb := newTable(t, nil)
-	a := out(t, tb, echo(icmpEchoRequest, c1, remote, 7), 0)
-	b := out(t, tb, echo(icmpEchoRequest, c2, remote, 7), 0)
+	a := out(t, tb, echo(wire.ICMPEchoRequest, c1, remote, 7), 0)
+	b := out(t, tb, echo(wire.ICMPEchoRequest, c2, remote, 7), 0)
 	if a.Port != 7 || b.Port == 7 {
 		t.Fatalf("identifiers %d and %d: want 7 kept for the first, another for the second", a.Port, b.Port)
 	}
@@ -295,12 +297,12 @@ func TestRFC5508_REQ1_ICMPQuery(t *testing.T) {
 		id uint16
 		to string
 	}{{a.Port, c1}, {b.Port, c2}} {
-		pkt := echo(icmpEchoReply, remote, extIP, tc.id)
+		pkt := echo(wire.ICMPEchoReply, remote, extIP, tc.id)
 		want(t, "echo reply", tb.FromExternal(pkt, false, 10*sec), ToInternal, pkt)
 		wantHdr(t, "echo reply", pkt, remote+":7", tc.to)
 	}
 	// An echo request from outside is not for the containers.
-	wantDrop(t, "echo from outside", tb.FromExternal(echo(icmpEchoRequest, remote, extIP, a.Port), false, 0), DropICMPType)
+	wantDrop(t, "echo from outside", tb.FromExternal(echo(wire.ICMPEchoRequest, remote, extIP, a.Port), false, 0), DropICMPType)
 	if n := tb.Expire(70 * sec); n != 0 {
 		t.Fatalf("expired %d within 60 s of the reply", n)
 	}
@@ -322,9 +324,9 @@ func TestRFC5508_REQ3_ErrorFromOutside(t *testing.T) {
 	}{
 		{"udp port unreachable", udp(c1+":40000", remote+":9"), c1 + ":40000", remote, 3, 3, 0},
 		{"udp time exceeded from router", udp(c1+":40001", remote+":9"), c1 + ":40001", router, 11, 0, 28},
-		{"tcp frag needed 8 bytes", tcp(c1+":40002", remote+":80", tcpSYN), c1 + ":40002", router, 3, 4, 28},
-		{"tcp unreachable whole", tcp(c1+":40003", remote+":80", tcpSYN), c1 + ":40003", remote, 3, 1, 0},
-		{"echo time exceeded", echo(icmpEchoRequest, c1, remote, 99), c1 + ":99", router, 11, 0, 0},
+		{"tcp frag needed 8 bytes", tcp(c1+":40002", remote+":80", wire.TCPFlagSYN), c1 + ":40002", router, 3, 4, 28},
+		{"tcp unreachable whole", tcp(c1+":40003", remote+":80", wire.TCPFlagSYN), c1 + ":40003", remote, 3, 1, 0},
+		{"echo time exceeded", echo(wire.ICMPEchoRequest, c1, remote, 99), c1 + ":99", router, 11, 0, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -422,11 +424,11 @@ func TestRFC4787_REQ9_Hairpin(t *testing.T) {
 				return udp(src, dst)
 			}
 			// c1's mapping, from an earlier outbound flow.
-			m := out(t, tb, mk(c1+":45000", remote+":80", tcpSYN), 0)
-			pkt := mk(c1+":45000", extIP+":8080", tcpSYN)
+			m := out(t, tb, mk(c1+":45000", remote+":80", wire.TCPFlagSYN), 0)
+			pkt := mk(c1+":45000", extIP+":8080", wire.TCPFlagSYN)
 			want(t, "hairpin", tb.FromInternal(pkt, false, 0), ToInternal, pkt)
 			wantHdr(t, "hairpin", pkt, m.String(), c2+":80")
-			back := mk(c2+":80", m.String(), tcpSYN|tcpACK)
+			back := mk(c2+":80", m.String(), wire.TCPFlagSYN|wire.TCPFlagACK)
 			want(t, "hairpin reply", tb.FromInternal(back, false, 0), ToInternal, back)
 			wantHdr(t, "hairpin reply", back, extIP+":8080", c1+":45000")
 		})
@@ -437,11 +439,11 @@ func TestRFC4787_REQ9_Hairpin(t *testing.T) {
 func TestRFC5382_REQ8_HairpinTCP(t *testing.T) {
 	tb := newTable(t, nil)
 	mustPublish(t, tb, "8443:443", c2)
-	pkt := tcp(c1+":45001", extIP+":8443", tcpSYN)
+	pkt := tcp(c1+":45001", extIP+":8443", wire.TCPFlagSYN)
 	want(t, "hairpin", tb.FromInternal(pkt, false, 0), ToInternal, pkt)
 	wantHdr(t, "hairpin", pkt, extIP+":45001", c2+":443")
 	// Nothing published there: dropped.
-	wantDrop(t, "unpublished", tb.FromInternal(tcp(c1+":45002", extIP+":9999", tcpSYN), false, 0), DropNoFlow)
+	wantDrop(t, "unpublished", tb.FromInternal(tcp(c1+":45002", extIP+":9999", wire.TCPFlagSYN), false, 0), DropNoFlow)
 }
 
 // TestRFC5508_REQ7_HairpinError: the target's ICMP error on a hairpinned

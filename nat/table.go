@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // Table is the connection tracking table and translator. Create it with New.
@@ -180,7 +182,7 @@ func (t *Table) seen(c *conn, dir uint8, p *parsed, now int64) {
 	}
 	if p.proto == TCP {
 		fl := p.tcpFlags
-		if dir == dirOrig && fl&(tcpSYN|tcpACK|tcpRST) == tcpSYN {
+		if dir == dirOrig && fl&(wire.TCPFlagSYN|wire.TCPFlagACK|wire.TCPFlagRST) == wire.TCPFlagSYN {
 			// A new SYN on a closing connection: the tuple is reused
 			// (TIME_WAIT reopened), the state starts over. The
 			// translation is the same.
@@ -190,16 +192,16 @@ func (t *Table) seen(c *conn, dir uint8, p *parsed, now int64) {
 				}
 			}
 		}
-		if fl&tcpSYN != 0 {
+		if fl&wire.TCPFlagSYN != 0 {
 			bits |= fSynOrig << dir
 		}
-		if fl&tcpFIN != 0 {
+		if fl&wire.TCPFlagFIN != 0 {
 			bits |= fFinOrig << dir
 		}
-		if fl&tcpRST != 0 {
+		if fl&wire.TCPFlagRST != 0 {
 			bits |= fRst
 		}
-		if dir == dirOrig && fl&tcpACK != 0 && fl&(tcpSYN|tcpRST) == 0 && c.flags.Load()&fSynReply != 0 {
+		if dir == dirOrig && fl&wire.TCPFlagACK != 0 && fl&(wire.TCPFlagSYN|wire.TCPFlagRST) == 0 && c.flags.Load()&fSynReply != 0 {
 			bits |= fEstablished
 		}
 	}
@@ -282,7 +284,7 @@ func (t *Table) FromExternal(pkt []byte, csumPartial bool, now int64) Result {
 	if p.icmpErr {
 		return t.icmpError(pkt, &p, sideExternal, csumPartial)
 	}
-	if p.proto == ICMP && p.icmpType != icmpEchoReply {
+	if p.proto == ICMP && p.icmpType != wire.ICMPEchoReply {
 		return t.drop(DropICMPType)
 	}
 	if r := t.lookup(keyOf(p.t, sideExternal)); r.c != nil {

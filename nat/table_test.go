@@ -9,12 +9,13 @@ import (
 	"testing"
 
 	"github.com/tapswitch/tapswitch/internal/checksum"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // TestCheckChecksums makes sure the test's verifier notices a wrong
 // checksum, so the tests that rely on it mean something.
 func TestCheckChecksums(t *testing.T) {
-	for _, pkt := range [][]byte{udp(c1+":1", remote+":2"), tcp(c1+":1", remote+":2", tcpSYN), echo(8, c1, remote, 1),
+	for _, pkt := range [][]byte{udp(c1+":1", remote+":2"), tcp(c1+":1", remote+":2", wire.TCPFlagSYN), echo(8, c1, remote, 1),
 		icmpErr(3, 3, remote, extIP, udp(extIP+":1", remote+":2"), 0)} {
 		if err := checkChecksums(pkt); err != nil {
 			t.Fatalf("valid packet: %v", err)
@@ -80,7 +81,7 @@ func TestDropReasons(t *testing.T) {
 		{"spoofed container source", false, udp(c1+":1", extIP+":2"), DropNotExternal},
 		{"broadcast source", false, udp("255.255.255.255:1", extIP+":2"), DropNotExternal},
 		{"unsolicited", false, udp(remote+":1", extIP+":2"), DropNoFlow},
-		{"unsolicited tcp ack", false, tcp(remote+":1", extIP+":2", tcpACK), DropTCPNoSyn},
+		{"unsolicited tcp ack", false, tcp(remote+":1", extIP+":2", wire.TCPFlagACK), DropTCPNoSyn},
 		{"unknown echo reply", false, echo(0, remote, extIP, 5), DropNoFlow},
 		{"echo reply from inside", true, echo(0, c1, remote, 5), DropICMPType},
 	}
@@ -115,21 +116,21 @@ func TestPublish(t *testing.T) {
 	mustPublish(t, tb, "9000-9009:7000-7009/udp", c2)
 	mustPublish(t, tb, extIP+":2222:22", c2)
 
-	pkt := tcp(remote+":50000", extIP+":8080", tcpSYN)
+	pkt := tcp(remote+":50000", extIP+":8080", wire.TCPFlagSYN)
 	r := tb.FromExternal(pkt, false, 0)
 	want(t, "tcp publish", r, ToInternal, pkt)
 	if !r.New {
 		t.Errorf("Result.New not set for a new connection")
 	}
 	wantHdr(t, "tcp publish", pkt, remote+":50000", c1+":80")
-	back := tcp(c1+":80", remote+":50000", tcpSYN|tcpACK)
+	back := tcp(c1+":80", remote+":50000", wire.TCPFlagSYN|wire.TCPFlagACK)
 	want(t, "tcp publish reply", tb.FromInternal(back, false, 0), ToExternal, back)
 	wantHdr(t, "tcp publish reply", back, extIP+":8080", remote+":50000")
 
 	pkt = udp(remote2+":1234", extIP+":9005")
 	want(t, "udp range", tb.FromExternal(pkt, false, 0), ToInternal, pkt)
 	wantHdr(t, "udp range", pkt, remote2+":1234", c2+":7005")
-	pkt = tcp(remote+":1", extIP+":2222", tcpSYN)
+	pkt = tcp(remote+":1", extIP+":2222", wire.TCPFlagSYN)
 	want(t, "host ip", tb.FromExternal(pkt, false, 0), ToInternal, pkt)
 
 	wantDrop(t, "wrong proto", tb.FromExternal(udp(remote+":1", extIP+":8080"), false, 0), DropNoFlow)
@@ -139,8 +140,8 @@ func TestPublish(t *testing.T) {
 	if p, err := tb.RemovePublish(TCP, 8080); err != nil || p.TargetPort != 80 {
 		t.Fatalf("RemovePublish = %v, %v", p, err)
 	}
-	wantDrop(t, "after unpublish", tb.FromExternal(tcp(remote+":50001", extIP+":8080", tcpSYN), false, 0), DropNoFlow)
-	pkt = tcp(remote+":50000", extIP+":8080", tcpACK)
+	wantDrop(t, "after unpublish", tb.FromExternal(tcp(remote+":50001", extIP+":8080", wire.TCPFlagSYN), false, 0), DropNoFlow)
+	pkt = tcp(remote+":50000", extIP+":8080", wire.TCPFlagACK)
 	want(t, "established after unpublish", tb.FromExternal(pkt, false, 0), ToInternal, pkt)
 	if _, err := tb.RemovePublish(TCP, 8080); !errors.Is(err, ErrNoPublish) {
 		t.Errorf("second RemovePublish: %v", err)
@@ -247,7 +248,7 @@ func TestChecksumPartial(t *testing.T) {
 			tb := newTable(t, func(c *Config) { c.PortMin, c.PortMax = 30000, 30000 })
 			mk := func(src string) []byte {
 				if proto == TCP {
-					return tcp(src, remote+":80", tcpSYN)
+					return tcp(src, remote+":80", wire.TCPFlagSYN)
 				}
 				return udp(src, remote+":80")
 			}
@@ -306,9 +307,9 @@ func completePartial(pkt []byte) {
 func l4CsumOffset(p Proto) int {
 	switch p {
 	case TCP:
-		return tcpChecksumOffset
+		return wire.TCPChecksumOffset
 	case UDP:
-		return udpChecksumOffset
+		return wire.UDPChecksumOffset
 	case ICMP:
 		return 2
 	}
@@ -436,9 +437,9 @@ func TestTableFull(t *testing.T) {
 	tb := newTable(t, func(c *Config) { c.MaxEntries = 3 })
 	// Two established TCP connections and one unreplied UDP flow.
 	est := func(port string) Endpoint {
-		m := out(t, tb, tcp(c1+":"+port, remote+":80", tcpSYN), 0)
-		tb.FromExternal(tcp(remote+":80", m.String(), tcpSYN|tcpACK), false, 0)
-		tb.FromInternal(tcp(c1+":"+port, remote+":80", tcpACK), false, 0)
+		m := out(t, tb, tcp(c1+":"+port, remote+":80", wire.TCPFlagSYN), 0)
+		tb.FromExternal(tcp(remote+":80", m.String(), wire.TCPFlagSYN|wire.TCPFlagACK), false, 0)
+		tb.FromInternal(tcp(c1+":"+port, remote+":80", wire.TCPFlagACK), false, 0)
 		return m
 	}
 	m1 := est("1001")
@@ -460,17 +461,17 @@ func TestTableFull(t *testing.T) {
 		t.Fatalf("refusal not counted: %+v", s)
 	}
 	// Established connections keep working.
-	pkt := tcp(remote+":80", m2.String(), tcpACK)
+	pkt := tcp(remote+":80", m2.String(), wire.TCPFlagACK)
 	want(t, "established", tb.FromExternal(pkt, false, sec), ToInternal, pkt)
 	// One closes (FIN): it is evicted for the next new flow.
-	pkt = tcp(remote+":80", m1.String(), tcpFIN|tcpACK)
+	pkt = tcp(remote+":80", m1.String(), wire.TCPFlagFIN|wire.TCPFlagACK)
 	want(t, "fin", tb.FromExternal(pkt, false, sec), ToInternal, pkt)
 	out(t, tb, udp(c1+":2004", remote+":53"), 2*sec)
 	if s := tb.Stats(); s.Evicted != 2 {
 		t.Fatalf("closing entry not evicted: %+v", s)
 	}
-	wantDrop(t, "evicted connection", tb.FromExternal(tcp(remote+":80", m1.String(), tcpACK), false, 2*sec), DropTCPNoSyn)
-	pkt = tcp(remote+":80", m2.String(), tcpACK)
+	wantDrop(t, "evicted connection", tb.FromExternal(tcp(remote+":80", m1.String(), wire.TCPFlagACK), false, 2*sec), DropTCPNoSyn)
+	pkt = tcp(remote+":80", m2.String(), wire.TCPFlagACK)
 	want(t, "other established", tb.FromExternal(pkt, false, 2*sec), ToInternal, pkt)
 }
 
@@ -481,7 +482,7 @@ func TestEntriesAndFlush(t *testing.T) {
 	tb.FromExternal(pkt, false, 0)
 	out(t, tb, echo(8, c2, remote, 3), 0)
 	mustPublish(t, tb, "8080:80", c2)
-	tb.FromExternal(tcp(remote+":1", extIP+":8080", tcpSYN), false, 0)
+	tb.FromExternal(tcp(remote+":1", extIP+":8080", wire.TCPFlagSYN), false, 0)
 	es := tb.Entries(10 * sec)
 	if len(es) != 3 {
 		t.Fatalf("entries: %v", es)
@@ -513,9 +514,9 @@ func TestEntriesAndFlush(t *testing.T) {
 // ways, including the partial-checksum path.
 func TestAllocs(t *testing.T) {
 	tb := newTable(t, nil)
-	m := out(t, tb, tcp(c1+":40000", remote+":80", tcpSYN), 0)
-	o := tcp(c1+":40000", remote+":80", tcpACK)
-	i := tcp(remote+":80", m.String(), tcpACK)
+	m := out(t, tb, tcp(c1+":40000", remote+":80", wire.TCPFlagSYN), 0)
+	o := tcp(c1+":40000", remote+":80", wire.TCPFlagACK)
+	i := tcp(remote+":80", m.String(), wire.TCPFlagACK)
 	ob, ib := append([]byte(nil), o...), append([]byte(nil), i...)
 	var now int64
 	if n := testing.AllocsPerRun(1000, func() {

@@ -4,10 +4,11 @@
 # Idempotent: it installs nothing when everything is there.
 # `deps.sh bench` also installs what the benchmarks compare with: Open
 # vSwitch and vde2 (make bench), nftables (make bench-nat), slirp4netns and
-# passt's pasta (make bench-rootless).
+# passt's pasta (make bench-rootless), dnsmasq (make bench-dns).
 set -euo pipefail
 
-# package:command pairs; the command tells whether the package is there.
+# package:command pairs; the command tells whether the package is there
+# (a path: that file exists; dpkg:NAME: the package is installed).
 need=(
 	iproute2:ip
 	iputils-ping:ping
@@ -16,15 +17,34 @@ need=(
 	curl:curl
 	util-linux:nsenter
 	util-linux:setpriv
+	bind9-dnsutils:dig
+	libc-bin:getent
+	# The CNI plugin's end-to-end test drives podman (CNI backend, runc)
+	# with an image made from the static busybox.
+	podman:podman
+	runc:runc
+	conmon:conmon
+	uidmap:newuidmap
+	busybox-static:dpkg:busybox-static
 )
 if [ "${1:-}" = bench ]; then
-	need+=(openvswitch-switch:ovs-vswitchd vde2:vde_switch nftables:nft slirp4netns:slirp4netns passt:pasta)
+	need+=(dnsmasq-base:dnsmasq openvswitch-switch:ovs-vswitchd vde2:vde_switch nftables:nft slirp4netns:slirp4netns passt:pasta)
+	# make bench-podman: podman's own CNI bridge to compare with.
+	need+=(containernetworking-plugins:/usr/lib/cni/bridge)
 fi
 
 missing=()
 for pair in "${need[@]}"; do
-	pkg=${pair%%:*} cmd=${pair##*:}
-	command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+	pkg=${pair%%:*} cmd=${pair#*:}
+	case $cmd in
+	dpkg:*)
+		# No command tells: Debian's dynamic busybox also provides
+		# /bin/busybox, and the test's image needs the static one.
+		[ "$(dpkg-query -W -f='${Status}' "${cmd#dpkg:}" 2>/dev/null)" = "install ok installed" ] || missing+=("$pkg")
+		;;
+	/*) [ -e "$cmd" ] || missing+=("$pkg") ;;
+	*) command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg") ;;
+	esac
 done
 
 if ((${#missing[@]})); then

@@ -4,17 +4,7 @@ import (
 	"sync/atomic"
 
 	"github.com/tapswitch/tapswitch/capture"
-)
-
-// ethHdrLen is the length of an untagged Ethernet header.
-const ethHdrLen = 14
-
-// EtherTypes the datapath reads.
-const (
-	etherIPv4 = 0x0800
-	etherARP  = 0x0806
-	etherVLAN = 0x8100 // IEEE 802.1Q
-	etherQinQ = 0x88a8 // IEEE 802.1ad service tag
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // ingress is the loop of one port: read a frame, forward it, repeat. It
@@ -51,7 +41,7 @@ func (s *Switch) ingress(pt *port) {
 func (s *Switch) forward(in *port, buf []byte, off, n int) {
 	// Ports write buf[off:]: cut the buffer at the frame's end.
 	buf = buf[:off+n]
-	if n >= VnetHdrLen+ethHdrLen {
+	if n >= VnetHdrLen+wire.EthernetLen {
 		// A runt is only counted in RxErrors, by the parse stage.
 		in.stats.rxPackets.Add(1)
 		in.stats.rxBytes.Add(uint64(n - VnetHdrLen))

@@ -1,5 +1,7 @@
 package vswitch
 
+import "github.com/tapswitch/tapswitch/wire"
+
 // Test helpers shared with package vswitch_test.
 
 // Tag is a VLAN tag for EthFrame.
@@ -15,12 +17,12 @@ var (
 
 // Protocol numbers and EtherTypes for the external tests.
 const (
-	ProtoTCP  = protoTCP
-	ProtoUDP  = protoUDP
-	EtherIPv4 = etherIPv4
-	EtherARP  = etherARP
-	EtherVLAN = etherVLAN
-	EtherQinQ = etherQinQ
+	ProtoTCP  = wire.ProtoTCP
+	ProtoUDP  = wire.ProtoUDP
+	EtherIPv4 = wire.EtherTypeIPv4
+	EtherARP  = wire.EtherTypeARP
+	EtherVLAN = wire.EtherTypeVLAN
+	EtherQinQ = wire.EtherTypeQinQ
 )
 
 // MkTag returns a VLAN tag for EthFrame.

@@ -5,6 +5,7 @@ import (
 	"math/bits"
 
 	"github.com/tapswitch/tapswitch/fdb"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // Frame is the parsed view of one frame on its way through the pipeline.
@@ -114,7 +115,7 @@ func (f *Frame) parse() bool {
 	f.IPv4, f.HasPorts, f.ARP = false, false, false
 	f.src32, f.dst32 = 0, 0
 	f.Proto, f.SPort, f.DPort, f.ARPOp = 0, 0, 0, 0
-	if len(d) < VnetHdrLen+ethHdrLen {
+	if len(d) < VnetHdrLen+wire.EthernetLen {
 		return false
 	}
 	f.need = frameNeeds(d)
@@ -123,16 +124,16 @@ func (f *Frame) parse() bool {
 	f.Src = fdb.MAC(eth[6:12])
 	o := VnetHdrLen + 12
 	typ := binary.BigEndian.Uint16(d[o:])
-	for (typ == etherVLAN || typ == etherQinQ) && f.Tags < 2 && len(d) >= o+6 {
+	for wire.IsVLAN(typ) && f.Tags < wire.MaxVLANTags && len(d) >= o+6 {
 		if f.Tags == 0 {
 			f.OuterTPID = typ
-			f.TagVID = binary.BigEndian.Uint16(d[o+2:]) & 0x0fff
+			f.TagVID = binary.BigEndian.Uint16(d[o+2:]) & wire.VIDMask
 		}
 		f.Tags++
 		o += 4
 		typ = binary.BigEndian.Uint16(d[o:])
 	}
-	if typ == etherVLAN || typ == etherQinQ {
+	if wire.IsVLAN(typ) {
 		// A third tag, or one cut short (L3 then points at it): the
 		// VLAN stage drops the frame.
 		if f.Tags == 0 {
@@ -143,50 +144,45 @@ func (f *Frame) parse() bool {
 	f.EtherType = typ
 	f.L3 = o + 2
 	switch typ {
-	case etherIPv4:
-		f.parseIPv4(d[f.L3:])
-	case etherARP:
-		f.parseARP(d[f.L3:])
+	case wire.EtherTypeIPv4:
+		if ip, err := wire.ParseIPv4(d[f.L3:]); err == nil {
+			f.setIPv4(ip)
+		}
+	case wire.EtherTypeARP:
+		if a, err := wire.ParseARP(d[f.L3:]); err == nil {
+			f.setARP(a)
+		}
 	}
 	return true
 }
 
-func (f *Frame) parseIPv4(ip []byte) {
-	if len(ip) < 20 || ip[0]>>4 != 4 {
-		return
-	}
-	ihl := int(ip[0]&0xf) * 4
-	total := int(binary.BigEndian.Uint16(ip[2:]))
-	if ihl < 20 || total < ihl || total > len(ip) {
-		return
-	}
+// setIPv4 fills the IPv4 fields from ip, which wire.ParseIPv4 checked
+// (version 4, IHL >= 5, total length within the frame), and the ports of a
+// TCP or UDP first fragment whose payload holds them.
+func (f *Frame) setIPv4(ip wire.IPv4) {
 	f.IPv4 = true
-	f.Proto = ip[9]
-	f.SrcIP = [4]byte(ip[12:16])
-	f.DstIP = [4]byte(ip[16:20])
-	f.src32 = binary.BigEndian.Uint32(ip[12:])
-	f.dst32 = binary.BigEndian.Uint32(ip[16:])
-	if binary.BigEndian.Uint16(ip[6:])&0x1fff != 0 {
+	f.Proto = ip.Protocol()
+	f.SrcIP, f.DstIP = ip.Src(), ip.Dst()
+	f.src32 = binary.BigEndian.Uint32(f.SrcIP[:])
+	f.dst32 = binary.BigEndian.Uint32(f.DstIP[:])
+	if ip.FragOff() != 0 {
 		return // not the first fragment: no transport header
 	}
-	if (f.Proto == protoTCP || f.Proto == protoUDP) && total-ihl >= 4 {
+	if l4 := ip.Payload(); (f.Proto == wire.ProtoTCP || f.Proto == wire.ProtoUDP) && len(l4) >= 4 {
 		f.HasPorts = true
-		f.SPort = binary.BigEndian.Uint16(ip[ihl:])
-		f.DPort = binary.BigEndian.Uint16(ip[ihl+2:])
+		f.SPort = binary.BigEndian.Uint16(l4[0:])
+		f.DPort = binary.BigEndian.Uint16(l4[2:])
 	}
 }
 
-// parseARP reads an ARP packet for IPv4 over Ethernet (RFC 826: htype 1,
-// ptype 0x0800, hlen 6, plen 4).
-func (f *Frame) parseARP(a []byte) {
-	if len(a) < 28 || binary.BigEndian.Uint16(a[0:]) != 1 || binary.BigEndian.Uint16(a[2:]) != etherIPv4 || a[4] != 6 || a[5] != 4 {
-		return
-	}
+// setARP fills the ARP fields from an ARP packet for IPv4 over Ethernet
+// (RFC 826: htype 1, ptype 0x0800, hlen 6, plen 4).
+func (f *Frame) setARP(a wire.ARP) {
 	f.ARP = true
-	f.ARPOp = binary.BigEndian.Uint16(a[6:])
-	f.ARPSenderMAC = fdb.MAC(a[8:14])
-	f.ARPSenderIP = [4]byte(a[14:18])
-	f.ARPTargetIP = [4]byte(a[24:28])
+	f.ARPOp = a.Op()
+	f.ARPSenderMAC = fdb.MAC(a.SenderMAC())
+	f.ARPSenderIP = a.SenderIP()
+	f.ARPTargetIP = a.TargetIP()
 }
 
 // portSet is a set of port positions in a portTable's list.

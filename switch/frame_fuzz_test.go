@@ -7,6 +7,7 @@ import (
 
 	"github.com/tapswitch/tapswitch/fdb"
 	"github.com/tapswitch/tapswitch/switch/gso"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // FuzzParse builds the parsed view of arbitrary bytes and checks that
@@ -15,14 +16,14 @@ import (
 // frame back (the virtio_net_hdr offsets included).
 func FuzzParse(f *testing.F) {
 	f.Add(tcp4(mB, mA, ipA, ipB, 1000, 22))
-	f.Add(ethFrame(mB, mA, []tag{{etherVLAN, 10}}, etherIPv4, ipv4(ipA, ipB, protoUDP, l4(protoUDP, 53, 53, 10))))
-	f.Add(ethFrame(mB, mA, []tag{{etherQinQ, 10}, {etherVLAN, 20}}, etherARP, arp(1, mA, ipA, fdb.MAC{}, ipB)))
-	f.Add(ethFrame(bcast, mA, nil, etherARP, arp(2, mA, ipA, mB, ipB)))
-	gsoFrame := ethFrame(mB, mA, []tag{{etherVLAN, 10}}, etherIPv4, ipv4(ipA, ipB, protoTCP, l4(protoTCP, 1, 2, 100)))
+	f.Add(ethFrame(mB, mA, []tag{{wire.EtherTypeVLAN, 10}}, wire.EtherTypeIPv4, ipv4(ipA, ipB, wire.ProtoUDP, l4(wire.ProtoUDP, 53, 53, 10))))
+	f.Add(ethFrame(mB, mA, []tag{{wire.EtherTypeQinQ, 10}, {wire.EtherTypeVLAN, 20}}, wire.EtherTypeARP, arp(1, mA, ipA, fdb.MAC{}, ipB)))
+	f.Add(ethFrame(bcast, mA, nil, wire.EtherTypeARP, arp(2, mA, ipA, mB, ipB)))
+	gsoFrame := ethFrame(mB, mA, []tag{{wire.EtherTypeVLAN, 10}}, wire.EtherTypeIPv4, ipv4(ipA, ipB, wire.ProtoTCP, l4(wire.ProtoTCP, 1, 2, 100)))
 	gso.Hdr{Flags: gso.FlagNeedsCsum, GSOType: gso.TypeTCPv4, HdrLen: 58, GSOSize: 50, CsumStart: 38, CsumOffset: 16}.Put(gsoFrame)
 	f.Add(gsoFrame)
 	f.Add(make([]byte, VnetHdrLen+13))
-	f.Add(ethFrame(mB, mA, []tag{{etherVLAN, 1}, {etherVLAN, 2}, {etherVLAN, 3}}, etherIPv4, nil)[:VnetHdrLen+24])
+	f.Add(ethFrame(mB, mA, []tag{{wire.EtherTypeVLAN, 1}, {wire.EtherTypeVLAN, 2}, {wire.EtherTypeVLAN, 3}}, wire.EtherTypeIPv4, nil)[:VnetHdrLen+24])
 	// Found by the fuzzer: a TPID with no room for its tag. parse counted
 	// the tag without its TPID, and L3 pointed at the TPID.
 	f.Add([]byte("0000000000000000000000\x88\xa8"))
@@ -30,39 +31,39 @@ func FuzzParse(f *testing.F) {
 		var fr Frame
 		fr.Data = b
 		if !fr.parse() {
-			if len(b) >= VnetHdrLen+ethHdrLen {
+			if len(b) >= VnetHdrLen+wire.EthernetLen {
 				t.Fatalf("parse refused a %d-byte frame", len(b))
 			}
 			return
 		}
-		skipped := (fr.L3 - VnetHdrLen - ethHdrLen) / 4
-		if fr.L3 > len(b) || fr.L3 < VnetHdrLen+ethHdrLen || (fr.L3-VnetHdrLen-ethHdrLen)%4 != 0 || skipped > min(fr.Tags, 2) {
+		skipped := (fr.L3 - VnetHdrLen - wire.EthernetLen) / 4
+		if fr.L3 > len(b) || fr.L3 < VnetHdrLen+wire.EthernetLen || (fr.L3-VnetHdrLen-wire.EthernetLen)%4 != 0 || skipped > min(fr.Tags, 2) {
 			t.Fatalf("l3 %d with %d tags in %d bytes", fr.L3, fr.Tags, len(b))
 		}
 		if fr.Dst != fdb.MAC(b[VnetHdrLen:]) || fr.Src != fdb.MAC(b[VnetHdrLen+6:]) {
 			t.Fatal("MACs differ from the bytes")
 		}
-		if fr.Tags > 0 && fr.OuterTPID != etherVLAN && fr.OuterTPID != etherQinQ {
+		if fr.Tags > 0 && fr.OuterTPID != wire.EtherTypeVLAN && fr.OuterTPID != wire.EtherTypeQinQ {
 			t.Fatalf("outer tpid %#x", fr.OuterTPID)
 		}
 		if fr.IPv4 {
 			ip := b[fr.L3:]
-			if fr.EtherType != etherIPv4 || len(ip) < 20 || [4]byte(ip[12:16]) != fr.SrcIP || [4]byte(ip[16:20]) != fr.DstIP || ip[9] != fr.Proto {
+			if fr.EtherType != wire.EtherTypeIPv4 || len(ip) < 20 || [4]byte(ip[12:16]) != fr.SrcIP || [4]byte(ip[16:20]) != fr.DstIP || ip[9] != fr.Proto {
 				t.Fatal("IPv4 fields differ from the bytes")
 			}
 			if fr.HasPorts {
 				ihl := int(ip[0]&0xf) * 4
-				if fr.Proto != protoTCP && fr.Proto != protoUDP || len(ip) < ihl+4 || binary.BigEndian.Uint16(ip[ihl+2:]) != fr.DPort {
+				if fr.Proto != wire.ProtoTCP && fr.Proto != wire.ProtoUDP || len(ip) < ihl+4 || binary.BigEndian.Uint16(ip[ihl+2:]) != fr.DPort {
 					t.Fatal("ports differ from the bytes")
 				}
 			}
 		} else if fr.HasPorts {
 			t.Fatal("ports without IPv4")
 		}
-		if fr.ARP && (fr.EtherType != etherARP || len(b) < fr.L3+28 || fdb.MAC(b[fr.L3+8:]) != fr.ARPSenderMAC) {
+		if fr.ARP && (fr.EtherType != wire.EtherTypeARP || len(b) < fr.L3+28 || fdb.MAC(b[fr.L3+8:]) != fr.ARPSenderMAC) {
 			t.Fatal("ARP fields differ from the bytes")
 		}
-		if fr.Tags != 1 || fr.OuterTPID != etherVLAN || skipped != 1 {
+		if fr.Tags != 1 || fr.OuterTPID != wire.EtherTypeVLAN || skipped != 1 {
 			return
 		}
 		// Strip and insert the tag again.

@@ -5,6 +5,7 @@ import (
 
 	"github.com/tapswitch/tapswitch/fdb"
 	"github.com/tapswitch/tapswitch/internal/checksum"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // Hand-built frames for the stage tests, each a zero virtio_net_hdr then
@@ -50,7 +51,7 @@ func ipv4(src, dst [4]byte, proto uint8, l4 []byte) []byte {
 // payload; checksums are left zero (no stage reads them).
 func l4(proto uint8, sport, dport uint16, n int) []byte {
 	var h []byte
-	if proto == protoTCP {
+	if proto == wire.ProtoTCP {
 		h = make([]byte, 20)
 		h[12], h[13] = 5<<4, 0x02
 	} else {
@@ -74,5 +75,5 @@ func arp(op uint16, sha fdb.MAC, spa [4]byte, tha fdb.MAC, tpa [4]byte) []byte {
 
 // tcp4 is a whole untagged TCP/IPv4 frame.
 func tcp4(dst, src fdb.MAC, sip, dip [4]byte, sport, dport uint16) []byte {
-	return ethFrame(dst, src, nil, etherIPv4, ipv4(sip, dip, protoTCP, l4(protoTCP, sport, dport, 0)))
+	return ethFrame(dst, src, nil, wire.EtherTypeIPv4, ipv4(sip, dip, wire.ProtoTCP, l4(wire.ProtoTCP, sport, dport, 0)))
 }

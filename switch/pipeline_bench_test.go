@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/tapswitch/tapswitch/fdb"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // benchRules returns n rules of which none matches the benchmark's
@@ -26,9 +27,9 @@ func benchRules(n int, kind string) []Rule {
 		}
 		switch k {
 		case 0:
-			r.Proto, r.DPortLo = protoTCP, uint16(2000+i)
+			r.Proto, r.DPortLo = wire.ProtoTCP, uint16(2000+i)
 		case 1:
-			r.Proto, r.DPortLo = protoUDP, uint16(2000+i)
+			r.Proto, r.DPortLo = wire.ProtoUDP, uint16(2000+i)
 		case 2:
 			r.Src = netip.PrefixFrom(netip.AddrFrom4([4]byte{203, 0, byte(113 + i/256), byte(i)}), 32)
 		case 3:
@@ -41,8 +42,8 @@ func benchRules(n int, kind string) []Rule {
 
 func TestPipelineAllocs(t *testing.T) {
 	unicast := tcp4(mB, mA, ipA, ipB, 40000, 80)
-	flood := ethFrame(bcast, mA, nil, etherARP, arp(1, mA, ipA, fdb.MAC{}, ipB))
-	tagged := ethFrame(mA, mC, []tag{{etherVLAN, 10}}, etherIPv4, ipv4(ipX, ipA, protoTCP, l4(protoTCP, 80, 40000, 0)))
+	flood := ethFrame(bcast, mA, nil, wire.EtherTypeARP, arp(1, mA, ipA, fdb.MAC{}, ipB))
+	tagged := ethFrame(mA, mC, []tag{{wire.EtherTypeVLAN, 10}}, wire.EtherTypeIPv4, ipv4(ipX, ipA, wire.ProtoTCP, l4(wire.ProtoTCP, 80, 40000, 0)))
 	tests := []struct {
 		name    string
 		from    string
@@ -97,7 +98,7 @@ func TestPipelineAllocs(t *testing.T) {
 // matches.
 func BenchmarkPipeline(b *testing.B) {
 	unicast := tcp4(mB, mA, ipA, ipB, 40000, 80)
-	flood := ethFrame(bcast, mA, nil, etherARP, arp(1, mA, ipA, fdb.MAC{}, ipB))
+	flood := ethFrame(bcast, mA, nil, wire.EtherTypeARP, arp(1, mA, ipA, fdb.MAC{}, ipB))
 	for _, tc := range []struct {
 		name  string
 		raw   []byte

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/tapswitch/tapswitch/fdb"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // Action is what a matching Rule does with a frame.
@@ -115,13 +116,6 @@ type RuleStats struct {
 	Packets, Bytes uint64
 }
 
-// IP protocol numbers rules know about.
-const (
-	protoICMP = 1
-	protoTCP  = 6
-	protoUDP  = 17
-)
-
 // normalize checks r and returns the form the switch keeps (a port range
 // given by its low end only becomes Lo-Lo; prefixes masked).
 func (r Rule) normalize() (Rule, error) {
@@ -163,11 +157,11 @@ func (r Rule) normalize() (Rule, error) {
 		}
 	}
 	ports := r.SPortHi != 0 || r.DPortHi != 0
-	if ports && r.Proto != 0 && r.Proto != protoTCP && r.Proto != protoUDP {
+	if ports && r.Proto != 0 && r.Proto != wire.ProtoTCP && r.Proto != wire.ProtoUDP {
 		return bad("port ranges need protocol tcp or udp, not %d", r.Proto)
 	}
 	ip := ports || r.Proto != 0 || r.Src.IsValid() || r.Dst.IsValid()
-	if ip && r.EtherType != 0 && r.EtherType != etherIPv4 {
+	if ip && r.EtherType != 0 && r.EtherType != wire.EtherTypeIPv4 {
 		return bad("ip fields with ethertype %#04x never match", r.EtherType)
 	}
 	return r, nil

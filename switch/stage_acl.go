@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/tapswitch/tapswitch/fdb"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // aclStage applies the rules (Switch.SetRules) and isolation
@@ -165,7 +166,7 @@ func compileRules(rs *ruleSet, list []*port) *compiledRules {
 		}
 		cr.ports = r.SPortHi != 0 || r.DPortHi != 0
 		cr.anyL2 = r.VLAN == 0 && cr.anySMAC && cr.anyDMAC && r.EtherType == 0
-		cr.ip = cr.ports || r.Proto != 0 || r.Src.IsValid() || r.Dst.IsValid() || r.EtherType == etherIPv4
+		cr.ip = cr.ports || r.Proto != 0 || r.Src.IsValid() || r.Dst.IsValid() || r.EtherType == wire.EtherTypeIPv4
 		c.rules = append(c.rules, cr)
 		c.pre = append(c.pre, prefixes{cr.src, cr.srcMask, cr.dst, cr.dstMask})
 		idx := int32(len(c.rules) - 1)
@@ -219,17 +220,17 @@ func compileRules(rs *ruleSet, list []*port) *compiledRules {
 // inClass reports whether the rule can match frames of a protocol class.
 func (r *crule) inClass(class int) bool {
 	if !r.ip {
-		return r.etype == 0 || (class == classOther) == (r.etype != etherIPv4)
+		return r.etype == 0 || (class == classOther) == (r.etype != wire.EtherTypeIPv4)
 	}
 	switch class {
 	case classOther:
 		return false
 	case classTCP:
-		return r.proto == 0 || r.proto == protoTCP
+		return r.proto == 0 || r.proto == wire.ProtoTCP
 	case classUDP:
-		return r.proto == 0 || r.proto == protoUDP
+		return r.proto == 0 || r.proto == wire.ProtoUDP
 	default:
-		return !r.ports && r.proto != protoTCP && r.proto != protoUDP
+		return !r.ports && r.proto != wire.ProtoTCP && r.proto != wire.ProtoUDP
 	}
 }
 
@@ -254,9 +255,9 @@ func (ri *ruleIndex) list(f *Frame) []int32 {
 	class := classOther
 	if f.IPv4 {
 		switch f.Proto {
-		case protoTCP:
+		case wire.ProtoTCP:
 			class = classTCP
-		case protoUDP:
+		case wire.ProtoUDP:
 			class = classUDP
 		default:
 			class = classIP

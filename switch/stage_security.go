@@ -1,5 +1,7 @@
 package vswitch
 
+import "github.com/tapswitch/tapswitch/wire"
+
 // securityStage is port security (the ingress filter), on for a port with
 // PortConfig.MAC set and without AllowSpoof:
 //
@@ -32,11 +34,11 @@ func (securityStage) Process(f *Frame) Verdict {
 		return Continue
 	}
 	switch f.EtherType {
-	case etherARP:
+	case wire.EtherTypeARP:
 		if !f.ARP || f.ARPSenderMAC != pc.MAC || !pc.Gateway && !f.in.mayUse(f.ARPSenderIP) {
 			return DropSpoofed
 		}
-	case etherIPv4:
+	case wire.EtherTypeIPv4:
 		if !f.IPv4 || !pc.Gateway && !f.in.mayUse(f.SrcIP) {
 			return DropSpoofed
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tapswitch/tapswitch/fdb"
 	"github.com/tapswitch/tapswitch/switch/gso"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 var (
@@ -138,9 +139,9 @@ func (r *stageRig) received() (names []string, frames map[string][][]byte) {
 
 func TestParseStage(t *testing.T) {
 	r := newStageRig(t, Config{}, sp{name: "a"})
-	frag := ipv4(ipA, ipB, protoTCP, l4(protoTCP, 1000, 22, 0))
+	frag := ipv4(ipA, ipB, wire.ProtoTCP, l4(wire.ProtoTCP, 1000, 22, 0))
 	binary.BigEndian.PutUint16(frag[6:], 0x0010) // fragment offset 16: not the first
-	shortIP := ipv4(ipA, ipB, protoUDP, l4(protoUDP, 1, 2, 0))
+	shortIP := ipv4(ipA, ipB, wire.ProtoUDP, l4(wire.ProtoUDP, 1, 2, 0))
 	binary.BigEndian.PutUint16(shortIP[2:], 200) // total length beyond the frame
 	tests := []struct {
 		name  string
@@ -152,42 +153,42 @@ func TestParseStage(t *testing.T) {
 		{"multicast source", ethFrame(mB, fdb.MAC{1, 0, 0x5e, 0, 0, 1}, nil, 0x88b5, nil), DropError, nil},
 		{"zero source", ethFrame(mB, fdb.MAC{}, nil, 0x88b5, nil), DropError, nil},
 		{"tcp", tcp4(mB, mA, ipA, ipB, 1000, 22), Continue, func(t *testing.T, f *Frame) {
-			if !f.IPv4 || f.Proto != protoTCP || !f.HasPorts || f.SPort != 1000 || f.DPort != 22 || f.SrcIP != ipA || f.DstIP != ipB {
+			if !f.IPv4 || f.Proto != wire.ProtoTCP || !f.HasPorts || f.SPort != 1000 || f.DPort != 22 || f.SrcIP != ipA || f.DstIP != ipB {
 				t.Errorf("got ipv4 %v proto %d ports %v %d>%d %v>%v", f.IPv4, f.Proto, f.HasPorts, f.SPort, f.DPort, f.SrcIP, f.DstIP)
 			}
-			if f.Dst != mB || f.Src != mA || f.EtherType != etherIPv4 || f.L3 != VnetHdrLen+14 || f.Tags != 0 {
+			if f.Dst != mB || f.Src != mA || f.EtherType != wire.EtherTypeIPv4 || f.L3 != VnetHdrLen+14 || f.Tags != 0 {
 				t.Errorf("got %v > %v type %#x l3 %d tags %d", f.Src, f.Dst, f.EtherType, f.L3, f.Tags)
 			}
 		}},
-		{"udp in one tag", ethFrame(mB, mA, []tag{{etherVLAN, 0x2000 | 10}}, etherIPv4, ipv4(ipA, ipB, protoUDP, l4(protoUDP, 53, 5353, 4))), Continue, func(t *testing.T, f *Frame) {
-			if f.Tags != 1 || f.OuterTPID != etherVLAN || f.TagVID != 10 || f.L3 != VnetHdrLen+18 {
+		{"udp in one tag", ethFrame(mB, mA, []tag{{wire.EtherTypeVLAN, 0x2000 | 10}}, wire.EtherTypeIPv4, ipv4(ipA, ipB, wire.ProtoUDP, l4(wire.ProtoUDP, 53, 5353, 4))), Continue, func(t *testing.T, f *Frame) {
+			if f.Tags != 1 || f.OuterTPID != wire.EtherTypeVLAN || f.TagVID != 10 || f.L3 != VnetHdrLen+18 {
 				t.Errorf("got tags %d tpid %#x vid %d l3 %d", f.Tags, f.OuterTPID, f.TagVID, f.L3)
 			}
 			if !f.HasPorts || f.SPort != 53 || f.DPort != 5353 {
 				t.Errorf("got ports %v %d>%d", f.HasPorts, f.SPort, f.DPort)
 			}
 		}},
-		{"qinq", ethFrame(mB, mA, []tag{{etherQinQ, 100}, {etherVLAN, 10}}, etherARP, arp(1, mA, ipA, fdb.MAC{}, ipB)), Continue, func(t *testing.T, f *Frame) {
-			if f.Tags != 2 || f.OuterTPID != etherQinQ || f.TagVID != 100 || !f.ARP {
+		{"qinq", ethFrame(mB, mA, []tag{{wire.EtherTypeQinQ, 100}, {wire.EtherTypeVLAN, 10}}, wire.EtherTypeARP, arp(1, mA, ipA, fdb.MAC{}, ipB)), Continue, func(t *testing.T, f *Frame) {
+			if f.Tags != 2 || f.OuterTPID != wire.EtherTypeQinQ || f.TagVID != 100 || !f.ARP {
 				t.Errorf("got tags %d tpid %#x vid %d arp %v", f.Tags, f.OuterTPID, f.TagVID, f.ARP)
 			}
 		}},
-		{"three tags", ethFrame(mB, mA, []tag{{etherVLAN, 1}, {etherVLAN, 2}, {etherVLAN, 3}}, etherIPv4, nil), Continue, func(t *testing.T, f *Frame) {
+		{"three tags", ethFrame(mB, mA, []tag{{wire.EtherTypeVLAN, 1}, {wire.EtherTypeVLAN, 2}, {wire.EtherTypeVLAN, 3}}, wire.EtherTypeIPv4, nil), Continue, func(t *testing.T, f *Frame) {
 			if f.Tags != 3 {
 				t.Errorf("got tags %d, want 3", f.Tags)
 			}
 		}},
-		{"later fragment has no ports", ethFrame(mB, mA, nil, etherIPv4, frag), Continue, func(t *testing.T, f *Frame) {
+		{"later fragment has no ports", ethFrame(mB, mA, nil, wire.EtherTypeIPv4, frag), Continue, func(t *testing.T, f *Frame) {
 			if !f.IPv4 || f.HasPorts {
 				t.Errorf("got ipv4 %v ports %v, want true false", f.IPv4, f.HasPorts)
 			}
 		}},
-		{"ipv4 longer than the frame", ethFrame(mB, mA, nil, etherIPv4, shortIP), Continue, func(t *testing.T, f *Frame) {
+		{"ipv4 longer than the frame", ethFrame(mB, mA, nil, wire.EtherTypeIPv4, shortIP), Continue, func(t *testing.T, f *Frame) {
 			if f.IPv4 {
 				t.Error("got IPv4 for a header whose total length is beyond the frame")
 			}
 		}},
-		{"arp", ethFrame(bcast, mA, nil, etherARP, arp(1, mA, ipA, fdb.MAC{}, ipB)), Continue, func(t *testing.T, f *Frame) {
+		{"arp", ethFrame(bcast, mA, nil, wire.EtherTypeARP, arp(1, mA, ipA, fdb.MAC{}, ipB)), Continue, func(t *testing.T, f *Frame) {
 			if !f.ARP || f.ARPOp != 1 || f.ARPSenderMAC != mA || f.ARPSenderIP != ipA || f.ARPTargetIP != ipB {
 				t.Errorf("got arp %v op %d %v %v > %v", f.ARP, f.ARPOp, f.ARPSenderMAC, f.ARPSenderIP, f.ARPTargetIP)
 			}
@@ -222,7 +223,7 @@ func TestSecurityStage(t *testing.T) {
 		sp{"gw", PortConfig{MAC: mG, IPs: pfx(ipG), Gateway: true}},
 		sp{"trunk", PortConfig{MAC: mA, IPs: pfx(ipA), Trunk: []uint16{10}}},
 	)
-	brokenARP := ethFrame(bcast, mA, nil, etherARP, []byte{0, 1, 8, 0, 6})
+	brokenARP := ethFrame(bcast, mA, nil, wire.EtherTypeARP, []byte{0, 1, 8, 0, 6})
 	tests := []struct {
 		name, port string
 		raw        []byte
@@ -231,24 +232,24 @@ func TestSecurityStage(t *testing.T) {
 		{"own mac and ip", "sec", tcp4(mB, mA, ipA, ipB, 1, 2), Continue},
 		{"forged source mac", "sec", tcp4(mB, mC, ipA, ipB, 1, 2), DropSpoofed},
 		{"forged ip", "sec", tcp4(mB, mA, ipB, ipA, 1, 2), DropSpoofed},
-		{"dhcp from 0.0.0.0", "sec", ethFrame(bcast, mA, nil, etherIPv4, ipv4(zero4, [4]byte{255, 255, 255, 255}, protoUDP, l4(protoUDP, 68, 67, 0))), Continue},
-		{"arp own", "sec", ethFrame(bcast, mA, nil, etherARP, arp(1, mA, ipA, fdb.MAC{}, ipB)), Continue},
-		{"arp probe", "sec", ethFrame(bcast, mA, nil, etherARP, arp(1, mA, zero4, fdb.MAC{}, ipA)), Continue},
-		{"arp poisoning the gateway's ip", "sec", ethFrame(bcast, mA, nil, etherARP, arp(2, mA, ipG, mB, ipB)), DropSpoofed},
-		{"arp with another sender mac", "sec", ethFrame(bcast, mA, nil, etherARP, arp(2, mB, ipA, mB, ipB)), DropSpoofed},
+		{"dhcp from 0.0.0.0", "sec", ethFrame(bcast, mA, nil, wire.EtherTypeIPv4, ipv4(zero4, [4]byte{255, 255, 255, 255}, wire.ProtoUDP, l4(wire.ProtoUDP, 68, 67, 0))), Continue},
+		{"arp own", "sec", ethFrame(bcast, mA, nil, wire.EtherTypeARP, arp(1, mA, ipA, fdb.MAC{}, ipB)), Continue},
+		{"arp probe", "sec", ethFrame(bcast, mA, nil, wire.EtherTypeARP, arp(1, mA, zero4, fdb.MAC{}, ipA)), Continue},
+		{"arp poisoning the gateway's ip", "sec", ethFrame(bcast, mA, nil, wire.EtherTypeARP, arp(2, mA, ipG, mB, ipB)), DropSpoofed},
+		{"arp with another sender mac", "sec", ethFrame(bcast, mA, nil, wire.EtherTypeARP, arp(2, mB, ipA, mB, ipB)), DropSpoofed},
 		{"unreadable arp", "sec", brokenARP, DropSpoofed},
-		{"unreadable ipv4", "sec", ethFrame(mB, mA, nil, etherIPv4, []byte{0x45}), DropSpoofed},
+		{"unreadable ipv4", "sec", ethFrame(mB, mA, nil, wire.EtherTypeIPv4, []byte{0x45}), DropSpoofed},
 		{"other ethertype, own mac", "sec", ethFrame(mB, mA, nil, 0x88b5, nil), Continue},
-		{"tag on access port still checks ip", "sec", ethFrame(mB, mA, []tag{{etherVLAN, 10}}, etherIPv4, ipv4(ipB, ipA, protoUDP, l4(protoUDP, 1, 2, 0))), DropSpoofed},
+		{"tag on access port still checks ip", "sec", ethFrame(mB, mA, []tag{{wire.EtherTypeVLAN, 10}}, wire.EtherTypeIPv4, ipv4(ipB, ipA, wire.ProtoUDP, l4(wire.ProtoUDP, 1, 2, 0))), DropSpoofed},
 		{"no security", "open", tcp4(mB, mC, ipX, ipB, 1, 2), Continue},
 		{"allow spoof", "spoofok", tcp4(mB, mC, ipX, ipB, 1, 2), Continue},
 		{"gateway routes any ip", "gw", tcp4(mA, mG, ipX, ipA, 1, 2), Continue},
-		{"gateway arp for any ip", "gw", ethFrame(bcast, mG, nil, etherARP, arp(1, mG, ipX, fdb.MAC{}, ipA)), Continue},
+		{"gateway arp for any ip", "gw", ethFrame(bcast, mG, nil, wire.EtherTypeARP, arp(1, mG, ipX, fdb.MAC{}, ipA)), Continue},
 		{"gateway mac checked", "gw", tcp4(mA, mB, ipX, ipA, 1, 2), DropSpoofed},
-		{"gateway arp sender mac checked", "gw", ethFrame(bcast, mG, nil, etherARP, arp(1, mB, ipG, fdb.MAC{}, ipA)), DropSpoofed},
+		{"gateway arp sender mac checked", "gw", ethFrame(bcast, mG, nil, wire.EtherTypeARP, arp(1, mB, ipG, fdb.MAC{}, ipA)), DropSpoofed},
 		{"trunk native checks ip", "trunk", tcp4(mB, mA, ipX, ipB, 1, 2), DropSpoofed},
-		{"trunk tagged checks mac only", "trunk", ethFrame(mB, mA, []tag{{etherVLAN, 10}}, etherIPv4, ipv4(ipX, ipB, protoUDP, l4(protoUDP, 1, 2, 0))), Continue},
-		{"trunk tagged forged mac", "trunk", ethFrame(mB, mC, []tag{{etherVLAN, 10}}, etherIPv4, ipv4(ipX, ipB, protoUDP, l4(protoUDP, 1, 2, 0))), DropSpoofed},
+		{"trunk tagged checks mac only", "trunk", ethFrame(mB, mA, []tag{{wire.EtherTypeVLAN, 10}}, wire.EtherTypeIPv4, ipv4(ipX, ipB, wire.ProtoUDP, l4(wire.ProtoUDP, 1, 2, 0))), Continue},
+		{"trunk tagged forged mac", "trunk", ethFrame(mB, mC, []tag{{wire.EtherTypeVLAN, 10}}, wire.EtherTypeIPv4, ipv4(ipX, ipB, wire.ProtoUDP, l4(wire.ProtoUDP, 1, 2, 0))), DropSpoofed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -274,16 +275,16 @@ func TestVLANStage(t *testing.T) {
 		vlan       uint16
 	}{
 		{"access untagged", "acc", untagged, Continue, 10},
-		{"access tagged", "acc", ethFrame(mB, mA, []tag{{etherVLAN, 10}}, 0x88b5, payload), DropVLAN, 0},
-		{"access priority tag", "acc", ethFrame(mB, mA, []tag{{etherVLAN, 0}}, 0x88b5, payload), DropVLAN, 0},
+		{"access tagged", "acc", ethFrame(mB, mA, []tag{{wire.EtherTypeVLAN, 10}}, 0x88b5, payload), DropVLAN, 0},
+		{"access priority tag", "acc", ethFrame(mB, mA, []tag{{wire.EtherTypeVLAN, 0}}, 0x88b5, payload), DropVLAN, 0},
 		{"trunk native", "trunk", untagged, Continue, 5},
-		{"trunk carried", "trunk", ethFrame(mB, mA, []tag{{etherVLAN, 0xe000 | 20}}, 0x88b5, payload), Continue, 20},
-		{"trunk priority tag is native", "trunk", ethFrame(mB, mA, []tag{{etherVLAN, 0x2000}}, 0x88b5, payload), Continue, 5},
-		{"trunk not carried", "trunk", ethFrame(mB, mA, []tag{{etherVLAN, 30}}, 0x88b5, payload), DropVLAN, 0},
-		{"trunk native tagged", "trunk", ethFrame(mB, mA, []tag{{etherVLAN, 5}}, 0x88b5, payload), DropVLAN, 0},
-		{"trunk 802.1ad", "trunk", ethFrame(mB, mA, []tag{{etherQinQ, 10}}, 0x88b5, payload), DropVLAN, 0},
-		{"trunk tag cut short", "trunk", ethFrame(mB, mA, nil, etherVLAN, nil)[:VnetHdrLen+14], DropVLAN, 0},
-		{"trunk two tags", "trunk", ethFrame(mB, mA, []tag{{etherVLAN, 10}, {etherVLAN, 20}}, 0x88b5, payload), DropVLAN, 0},
+		{"trunk carried", "trunk", ethFrame(mB, mA, []tag{{wire.EtherTypeVLAN, 0xe000 | 20}}, 0x88b5, payload), Continue, 20},
+		{"trunk priority tag is native", "trunk", ethFrame(mB, mA, []tag{{wire.EtherTypeVLAN, 0x2000}}, 0x88b5, payload), Continue, 5},
+		{"trunk not carried", "trunk", ethFrame(mB, mA, []tag{{wire.EtherTypeVLAN, 30}}, 0x88b5, payload), DropVLAN, 0},
+		{"trunk native tagged", "trunk", ethFrame(mB, mA, []tag{{wire.EtherTypeVLAN, 5}}, 0x88b5, payload), DropVLAN, 0},
+		{"trunk 802.1ad", "trunk", ethFrame(mB, mA, []tag{{wire.EtherTypeQinQ, 10}}, 0x88b5, payload), DropVLAN, 0},
+		{"trunk tag cut short", "trunk", ethFrame(mB, mA, nil, wire.EtherTypeVLAN, nil)[:VnetHdrLen+14], DropVLAN, 0},
+		{"trunk two tags", "trunk", ethFrame(mB, mA, []tag{{wire.EtherTypeVLAN, 10}, {wire.EtherTypeVLAN, 20}}, 0x88b5, payload), DropVLAN, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -310,7 +311,7 @@ func TestVLANStage(t *testing.T) {
 // virtio_net_hdr's csum_start and hdr_len with the headers.
 func TestTagOffsetsGSO(t *testing.T) {
 	r := newStageRig(t, Config{}, sp{"trunk", PortConfig{Trunk: []uint16{10}}})
-	raw := ethFrame(mB, mA, []tag{{etherVLAN, 10}}, etherIPv4, ipv4(ipA, ipB, protoTCP, l4(protoTCP, 1, 2, 3000)))
+	raw := ethFrame(mB, mA, []tag{{wire.EtherTypeVLAN, 10}}, wire.EtherTypeIPv4, ipv4(ipA, ipB, wire.ProtoTCP, l4(wire.ProtoTCP, 1, 2, 3000)))
 	gso.Hdr{Flags: gso.FlagNeedsCsum, GSOType: gso.TypeTCPv4, HdrLen: 18 + 20 + 20, GSOSize: 1448, CsumStart: 18 + 20, CsumOffset: 16}.Put(raw)
 	f := r.frame("trunk", raw)
 	if v := run(f, parseStage{}, vlanStage{}); v != Continue {
@@ -385,7 +386,7 @@ func TestOutputStage(t *testing.T) {
 	)
 	payload := []byte{0xde, 0xad}
 	untagged := ethFrame(bcast, mA, nil, 0x88b5, payload)
-	tagged := ethFrame(bcast, mA, []tag{{etherVLAN, 10}}, 0x88b5, payload)
+	tagged := ethFrame(bcast, mA, []tag{{wire.EtherTypeVLAN, 10}}, 0x88b5, payload)
 	tagged = tagged[:len(untagged)+4] // the same padding as untagged, plus the tag
 	f := r.frame("a", untagged)
 	if v := run(f, LearningStages()[0].Stage, vlanStage{}, forwardStage{}, outputStage{}); v != Continue {
@@ -417,7 +418,7 @@ func TestLearnStage(t *testing.T) {
 		key  fdb.Key
 	}{
 		{"access port: its VLAN", "a", ethFrame(bcast, mA, nil, 0x88b5, nil), fdb.Key{MAC: mA, VLAN: 10}},
-		{"trunk: the tag's VLAN", "t", ethFrame(bcast, mB, []tag{{etherVLAN, 20}}, 0x88b5, nil), fdb.Key{MAC: mB, VLAN: 20}},
+		{"trunk: the tag's VLAN", "t", ethFrame(bcast, mB, []tag{{wire.EtherTypeVLAN, 20}}, 0x88b5, nil), fdb.Key{MAC: mB, VLAN: 20}},
 		{"trunk: native VLAN untagged", "t", ethFrame(bcast, mC, nil, 0x88b5, nil), fdb.Key{MAC: mC, VLAN: DefaultVLAN}},
 	}
 	for _, tt := range tests {
@@ -441,7 +442,7 @@ func TestLearnStage(t *testing.T) {
 func TestHubStage(t *testing.T) {
 	r := newStageRig(t, Config{Mode: ModeHub},
 		sp{"a", PortConfig{}}, sp{"b", PortConfig{VLAN: 10}}, sp{"c", PortConfig{Trunk: []uint16{20}}})
-	f := r.frame("a", ethFrame(mB, mA, []tag{{etherVLAN, 20}}, 0x88b5, nil))
+	f := r.frame("a", ethFrame(mB, mA, []tag{{wire.EtherTypeVLAN, 20}}, 0x88b5, nil))
 	if v := run(f, HubStages()[0].Stage, hubStage{}); v != Continue {
 		t.Fatalf("verdict %d", v)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 
 	"github.com/tapswitch/tapswitch/switch/gso"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // vlanStage classifies the frame into a VLAN and strips its tag: inside
@@ -25,7 +26,7 @@ func (vlanStage) Process(f *Frame) Verdict {
 		f.VLAN = pt.cfg.VLAN
 		return Continue
 	}
-	if f.Tags > 1 || f.OuterTPID != etherVLAN || pt.trunk == nil || f.L3 != VnetHdrLen+ethHdrLen+4 {
+	if f.Tags > 1 || f.OuterTPID != wire.EtherTypeVLAN || pt.trunk == nil || f.L3 != VnetHdrLen+wire.EthernetLen+4 {
 		return DropVLAN
 	}
 	vid := f.TagVID
@@ -61,7 +62,7 @@ func (f *Frame) insertTag(vid uint16) int {
 	o := f.off - 4
 	const head = VnetHdrLen + 12
 	copy(f.buf[o:o+head], f.buf[f.off:f.off+head])
-	binary.BigEndian.PutUint16(f.buf[o+head:], etherVLAN)
+	binary.BigEndian.PutUint16(f.buf[o+head:], wire.EtherTypeVLAN)
 	binary.BigEndian.PutUint16(f.buf[o+head+2:], vid)
 	shiftHdr(f.buf[o:], 4)
 	return o

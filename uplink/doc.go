@@ -1,27 +1,25 @@
-// Package uplink implements the routed TAP uplink of tapswitch: the switch
-// owns a TAP device in another network namespace (a "lan" playing the
-// outside world in tests and labs) and is a host on that link, with its own
-// MAC and IPv4 address.
+// Package uplink defines the contract every uplink of tapswitch implements,
+// and the registry of uplink kinds.
 //
-// As a host on the link, a TAP uplink
+// An uplink is the switch's way out of the containers' subnet: the gateway
+// routes a container's datagram, NAT translates it, and the uplink carries
+// it to the outside world (Sender); what comes back is handed to the
+// gateway (Uplink.Start). Each kind lives in its own package and registers
+// itself once, from an init function, under the name that starts its
+// `tapswitch run --uplink KIND[,KEY=VALUE...]` spec:
 //
-//   - answers ARP requests for its address (RFC 826) and learns the sender
-//     of every ARP packet from its link;
-//   - resolves the next hop of each packet it sends (the configured gateway,
-//     or the destination itself when it is on the link) with ARP, holding
-//     packets in a small bounded queue while it resolves (like the kernel's
-//     unres_qlen), and refreshing an entry in use before it expires so that
-//     steady traffic never waits;
-//   - hands every IPv4 datagram addressed to its MAC and its address to the
-//     handler given to Start (the gateway, which runs NAT), and ignores the
-//     rest, counting it.
+//   - uplink/host ("host"): host sockets, TCP terminated by gVisor's
+//     netstack; unprivileged, the default;
+//   - uplink/tap ("tap"): a routed TAP in another namespace, where the
+//     switch is a host with its own MAC and address.
 //
-// The namespace side of the link (the interface named Config.IfName) is the
-// namespace's own: tapswitch creates it up, without an address, and the
-// owner of the namespace configures it (an address in the uplink's prefix,
-// or a bridge), as one plugs a cable into a network.
+// A kind parses its own options (internal/options) into a Spec, which opens
+// the Uplink. What only some kinds can do is an optional interface, checked
+// once when the uplink is opened, the way vswitch.Offloader is:
+// Publisher (published ports as host listeners), GSOSender and GSOReceiver
+// (TCP super-segments whole), Loopbacker (the host's loopback behind the
+// gateway's address), Privileged (a spec that needs root).
 //
-// Sending a packet of a resolved next hop allocates nothing: the caller
-// leaves Headroom bytes in front of the packet for the virtio_net_hdr and
-// the Ethernet header.
+// The daemon imports the kinds it knows for their registration and uses
+// nothing else of them but this contract.
 package uplink

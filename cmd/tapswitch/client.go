@@ -29,6 +29,8 @@ func cmdAttach(args []string, stdout io.Writer) error {
 	vlan := fs.Int("vlan", 0, "access VLAN (untagged inside the container), or a trunk's native VLAN (default 1)")
 	trunk := fs.String("trunk", "", "VLANs carried 802.1Q-tagged inside the container, e.g. 10,20")
 	fs.BoolVar(&req.AllowSpoof, "allow-spoof", false, "turn port security off: the container may send from any MAC and IP (routers, labs)")
+	fs.Var((*stringList)(&req.Aliases), "alias", "a further DNS name of the container (repeatable)")
+	fs.BoolVar(&req.NoResolvConf, "no-resolv-conf", false, "do not write /etc/netns/NAME/resolv.conf for a /run/netns/NAME namespace")
 	control := controlFlag(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -64,7 +66,8 @@ func cmdAttach(args []string, stdout io.Writer) error {
 	}
 	ctx, cancel := timeout()
 	defer cancel()
-	p, err := client(*control).Attach(ctx, req)
+	c := client(*control)
+	p, err := c.Attach(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -75,6 +78,10 @@ func cmdAttach(args []string, stdout io.Writer) error {
 	if len(p.Publish) > 0 {
 		fmt.Fprintf(stdout, "published %s\n", strings.Join(p.Publish, ", "))
 	}
+	if len(p.Aliases) > 0 {
+		fmt.Fprintf(stdout, "aliases %s\n", strings.Join(p.Aliases, " "))
+	}
+	printDNS(stdout, c, p)
 	return nil
 }
 

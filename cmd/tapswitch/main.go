@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/tapswitch/tapswitch/api"
@@ -27,14 +28,16 @@ Usage:
                 [--ct-udp-unreplied-timeout D] [--ct-icmp-timeout D] [--ct-tcp-pressure-timeout D]
                 [--ct-endpoint-independent-filtering]
                 [--mode learning|hub] [--icc=true|false] [--gateway-vlan N] [--state PATH] [--live-restore]
+                [--dns=true|false] [--dns-domain tapswitch] [--dns-upstream ADDR[:PORT]]... [--dns-rate N]
   tapswitch attach (--netns PATH | --pid PID) [--name NAME] [--ifname eth0] [--ip IP] [--mac MAC] [--mtu N]
-                [--vlan N] [--trunk N,M...] [--allow-spoof]
+                [--vlan N] [--trunk N,M...] [--allow-spoof] [--alias NAME]... [--no-resolv-conf]
                 [-p [HOSTIP:]HOSTPORT[-END]:CONTAINERPORT[-END][/tcp|/udp]]... [--json]
   tapswitch publish SPEC --to NAME | tapswitch publish --list [--json]
   tapswitch unpublish HOSTPORT[/tcp|/udp]
   tapswitch conntrack [--json] | --flush | --stats
   tapswitch detach NAME
   tapswitch shutdown
+  tapswitch alias NAME [ALIAS...]
   tapswitch ports [--json]
   tapswitch fdb [--json]
   tapswitch capture PORT[,PORT...]|--all -w FILE|- [-c N] [--duration D] [--format pcapng|pcap] [-s SNAPLEN] [FILTER...]
@@ -50,7 +53,9 @@ Usage:
 
 Every subcommand but run and demo talks to the daemon's control socket:
 --control PATH, else $TAPSWITCH_SOCK, else /run/tapswitch/tapswitch.sock as
-root or $XDG_RUNTIME_DIR/tapswitch.sock otherwise.
+root or $XDG_RUNTIME_DIR/tapswitch.sock otherwise. --control may also come
+before the subcommand (tapswitch --control PATH ports); given both, the one
+after the subcommand wins.
 `
 
 // errUsage marks an error in the command line: exit status 2.
@@ -69,6 +74,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	cmds := map[string]func([]string, io.Writer) error{
 		"run":      cmdRun,
 		"attach":   cmdAttach,
+		"alias":    cmdAlias,
 		"detach":   cmdDetach,
 		"shutdown": cmdShutdown,
 		"ports":    cmdPorts,
@@ -85,13 +91,25 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		"rule":     cmdRule,
 		"pipeline": cmdPipeline,
 	}
-	name := args[0]
-	if name == nshelper.Command {
+	if args[0] == nshelper.Command {
 		// Not for people: the daemon runs it inside a container's
 		// namespaces to create a TAP there (internal/nshelper).
 		return nshelper.Main(os.Stdin, stderr)
 	}
-	if name == "help" || name == "-h" || name == "--help" {
+	args, err := globalFlags(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stdout, usage)
+		return 0
+	case err != nil:
+		fmt.Fprintf(stderr, "tapswitch: %v\n", errors.Unwrap(err))
+		return 2
+	case len(args) == 0:
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	name := args[0]
+	if name == "help" {
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
@@ -100,7 +118,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "tapswitch: unknown command %q (tapswitch help lists the commands)\n", name)
 		return 2
 	}
-	err := cmd(args[1:], stdout)
+	err = cmd(args[1:], stdout)
 	switch {
 	case err == nil:
 		return 0
@@ -112,6 +130,41 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	default:
 		fmt.Fprintf(stderr, "tapswitch %s: %v\n", name, err)
 		return 1
+	}
+}
+
+// globalFlags takes the flags given before the subcommand (`tapswitch
+// --control PATH ports`, as `docker -H` and `ip -n`) and puts them among the
+// subcommand's own, so that each subcommand parses them as if they came
+// after it: args returned start with the subcommand. They go first, so that
+// the same flag after the subcommand wins; for a subcommand with
+// subcommands of its own (rule), after those. Only --control is global:
+// every subcommand that talks to the daemon takes it, and so does run,
+// which serves it.
+func globalFlags(args []string) ([]string, error) {
+	fs := newFlags("")
+	control := controlFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usageError{err}
+	}
+	rest := fs.Args()
+	if len(rest) == 0 || fs.NFlag() == 0 {
+		return rest, nil
+	}
+	global := "--control=" + *control
+	switch name := rest[0]; {
+	case name == "demo":
+		return nil, usagef("--control: demo runs a daemon of its own and takes no control socket")
+	case name == "rule":
+		if len(rest) == 1 {
+			return rest, nil // rule says what is missing
+		}
+		return slices.Concat(rest[:2], []string{global}, rest[2:]), nil
+	default:
+		return slices.Concat(rest[:1], []string{global}, rest[1:]), nil
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -65,6 +66,11 @@ func TestArgumentErrors(t *testing.T) {
 		{"capture bad format", []string{"capture", "c1", "-w", "-", "--format", "erf"}, 2, "format"},
 		{"stats extra argument", []string{"stats", "x"}, 2, `unexpected argument "x"`},
 		{"run bad metrics", []string{"run", "--metrics", "nine"}, 2, "--metrics"},
+		{"run bad dns upstream", []string{"run", "--dns-upstream", "dns.example"}, 2, `--dns-upstream: dns upstream "dns.example": not ADDR or ADDR:PORT`},
+		{"run dns upstream without dns", []string{"run", "--dns=false", "--dns-upstream", "192.0.2.1"}, 2, "--dns-upstream and --dns-domain need --dns"},
+		{"run bad dns domain", []string{"run", "--dns-domain", "a..b"}, 2, `--dns-domain: dns domain "a..b" is not a domain name`},
+		{"run bad dns rate", []string{"run", "--dns-rate", "0"}, 2, "--dns-rate 0: must be positive"},
+		{"alias without port", []string{"alias"}, 2, "give a port name"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -104,5 +110,51 @@ func TestHelp(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := runMain([]string{"help"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "tapswitch attach") {
 		t.Errorf("help: exit %d, stdout %q", code, stdout.String())
+	}
+}
+
+// TestGlobalFlags: --control may come before the subcommand, as docker -H
+// and ip -n take theirs, as well as after it; after it wins.
+func TestGlobalFlags(t *testing.T) {
+	dir := t.TempDir()
+	before, after := filepath.Join(dir, "before.sock"), filepath.Join(dir, "after.sock")
+	for _, tt := range []struct {
+		args []string
+		code int
+		want string // in stderr
+	}{
+		{[]string{"--control", before, "ports"}, 1, "cannot reach the tapswitch daemon at " + before},
+		{[]string{"--control=" + before, "fdb", "--json"}, 1, "cannot reach the tapswitch daemon at " + before},
+		{[]string{"-control", before, "detach", "c1"}, 1, "cannot reach the tapswitch daemon at " + before},
+		{[]string{"--control", before, "rule", "list"}, 1, "cannot reach the tapswitch daemon at " + before},
+		{[]string{"--control", before, "rule", "del", "1"}, 1, "cannot reach the tapswitch daemon at " + before},
+		{[]string{"--control", before, "ports", "--control", after}, 1, "cannot reach the tapswitch daemon at " + after},
+		{[]string{"--control", before, "rule", "list", "--control", after}, 1, "cannot reach the tapswitch daemon at " + after},
+		{[]string{"--control", before, "rule"}, 2, "give a subcommand: add, list or del"},
+		{[]string{"--control", before, "ports", "x"}, 2, `unexpected argument "x"`},
+		{[]string{"--control", before, "demo"}, 2, "demo runs a daemon of its own"},
+		{[]string{"--control", before}, 2, "Usage:"},
+		{[]string{"--control"}, 2, "flag needs an argument: -control"},
+		{[]string{"--json", "ports"}, 2, "flag provided but not defined: -json"},
+		{[]string{"--control", before, "frobnicate"}, 2, `unknown command "frobnicate"`},
+	} {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := runMain(tt.args, &stdout, &stderr)
+			if code != tt.code || !strings.Contains(stderr.String(), tt.want) {
+				t.Errorf("got exit %d, stderr %q; want exit %d and %q", code, stderr.String(), tt.code, tt.want)
+			}
+		})
+	}
+	for _, h := range []string{"-h", "--help", "help"} {
+		var stdout, stderr bytes.Buffer
+		if code := runMain([]string{h}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "Usage:") {
+			t.Errorf("%s: exit %d, stdout %q", h, code, stdout.String())
+		}
+	}
+	// run serves the socket it is given before the subcommand too.
+	got, err := globalFlags([]string{"--control", before, "run", "--mtu", "9000"})
+	if want := []string{"run", "--control=" + before, "--mtu", "9000"}; err != nil || !slices.Equal(got, want) {
+		t.Errorf("globalFlags: got %q, %v; want %q", got, err, want)
 	}
 }

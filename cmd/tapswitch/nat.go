@@ -38,7 +38,7 @@ func (f *natFlags) add(fs interface {
 	DurationVar(*time.Duration, string, time.Duration, string)
 	BoolVar(*bool, string, bool, string)
 }) {
-	fs.StringVar(&f.uplink, "uplink", "host", "the uplink: host[,addr=ADDR][,loopback=ADDR][,mtu=N] (host sockets), none, or tap,netns=PATH,ip=ADDR/LEN[,gw=ADDR][,ifname=ts0][,mac=MAC][,mtu=N]")
+	fs.StringVar(&f.uplink, "uplink", host.Name, "the uplink: "+uplink.Usage())
 	fs.BoolVar(&f.hostLoopback, "host-loopback", false, "with the host uplink, let containers reach the host's 127.0.0.1 through the gateway's address")
 	fs.IntVar(&f.max, "ct-max", nat.DefaultMaxEntries, "the most connections NAT tracks")
 	fs.DurationVar(&f.tcp, "ct-tcp-timeout", nat.DefaultTCPEstablished, "idle timeout of an established TCP connection")
@@ -52,23 +52,18 @@ func (f *natFlags) add(fs interface {
 
 // apply checks the flags and sets them in cfg.
 func (f *natFlags) apply(cfg *daemon.Config) error {
-	if kind, _, _ := strings.Cut(strings.TrimSpace(f.uplink), ","); kind == "host" {
-		hc, err := host.ParseSpec(f.uplink)
-		if err != nil {
-			return usagef("--uplink: %v", err)
-		}
-		hc.HostLoopback = f.hostLoopback
-		cfg.HostUplink = hc
-	} else {
-		if f.hostLoopback {
+	spec, err := uplink.Parse(f.uplink)
+	if err != nil {
+		return usagef("--uplink: %v", err)
+	}
+	if f.hostLoopback {
+		hc, ok := spec.(*host.Config)
+		if !ok {
 			return usagef("--host-loopback needs the host uplink (--uplink host)")
 		}
-		up, err := uplink.ParseSpec(f.uplink)
-		if err != nil {
-			return usagef("--uplink: %v", err)
-		}
-		cfg.Uplink = up
+		hc.HostLoopback = true
 	}
+	cfg.Uplink = spec
 	if f.max < 1 {
 		return usagef("--ct-max %d: must be at least 1", f.max)
 	}

@@ -35,6 +35,8 @@ func cmdRun(args []string, stdout io.Writer) error {
 	liveRestore := fs.Bool("live-restore", false, "keep the containers' TAPs when the daemon stops, crashes or is upgraded, and adopt them again on start (root); tapswitch shutdown removes them")
 	var nf natFlags
 	nf.add(fs)
+	var df dnsFlags
+	df.add(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -62,19 +64,23 @@ func cmdRun(args []string, stdout io.Writer) error {
 	if *ageing <= 0 {
 		return usagef("--fdb-ageing %s: must be positive", *ageing)
 	}
-	switch m := vswitch.Mode(*mode); m {
-	case vswitch.ModeLearning, vswitch.ModeHub:
-		cfg.Mode = m
-	default:
-		return usagef("--mode %q: learning or hub", *mode)
-	}
+	cfg.Mode = vswitch.Mode(*mode)
 	cfg.Isolate = !*icc
+	// Config reads a zero VLAN as the default, and a uint16 cannot hold
+	// every int: check the flag's value itself.
 	if err := api.ValidVLAN(*gwVLAN); err != nil {
 		return usagef("--gateway-vlan: %v", err)
 	}
 	cfg.GatewayVLAN = uint16(*gwVLAN)
 	if err := nf.apply(&cfg); err != nil {
 		return err
+	}
+	if err := df.apply(&cfg); err != nil {
+		return err
+	}
+	// The rest (subnet, gateway, mtu, mode) is the daemon's to check, once.
+	if err := cfg.Validate(); err != nil {
+		return usagef("%v", err)
 	}
 	path := *control
 	if path == "" {
@@ -128,6 +134,9 @@ func cmdRun(args []string, stdout io.Writer) error {
 	log.Info("tapswitch running", "version", api.Version, "control", path, "subnet", info.Subnet, "gateway", info.Gateway, "uplink", info.Uplink,
 		"mode", info.Mode, "icc", !info.Isolate, "gateway_vlan", info.GatewayVLAN, "state", info.StateFile, "pid", info.PID)
 	go watchdog(ctx, log, shutdownGrace)
+	if err := notifyReady(); err != nil {
+		log.Warn("systemd readiness", "err", err)
+	}
 	if err := d.Serve(ctx, ln); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}

@@ -1,5 +1,5 @@
 // Package checksum implements the Internet checksum of RFC 1071 and the IPv4
-// pseudo-header sum that TCP, UDP and ICMP checksums need.
+// and IPv6 pseudo-header sums that TCP, UDP and ICMPv6 checksums need.
 //
 // Sums are carried between calls as unfolded uint32 partial sums, so a
 // checksum over several discontiguous pieces (a pseudo-header, a header, a
@@ -107,4 +107,14 @@ func Update(csum uint16, delta uint32) uint16 {
 // device completes later.
 func UpdatePartial(sum uint16, delta uint32) uint16 {
 	return Fold(uint32(sum) + delta)
+}
+
+// PseudoHeaderIPv6 returns the partial sum of the IPv6 pseudo-header
+// (RFC 8200 section 8.1): source and destination address, the
+// upper-layer packet length and the next header value (the upper-layer
+// protocol, not that of an extension header).
+func PseudoHeaderIPv6(src, dst [16]byte, proto uint8, length uint32) uint32 {
+	s := Sum(src[:], 0)
+	s = Sum(dst[:], s)
+	return s + length>>16 + length&0xffff + uint32(proto)
 }

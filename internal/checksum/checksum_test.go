@@ -205,3 +205,31 @@ func FuzzUpdate(f *testing.F) {
 		}
 	})
 }
+
+// TestPseudoHeaderIPv6 checks the sum against the pseudo-header of RFC 8200
+// section 8.1 laid out in bytes: source, destination, 32-bit upper-layer
+// length, three zero bytes, next header.
+func TestPseudoHeaderIPv6(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		length uint32
+		proto  uint8
+	}{
+		{"udp", 12, 17},
+		{"icmpv6", 64, 58},
+		{"jumbo length", 0x12345, 6},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			src := [16]byte{0x20, 0x01, 0x0d, 0xb8, 15: 1}
+			dst := [16]byte{0xfe, 0x80, 8: 0x02, 0x42, 0xff, 0xfe, 15: 0xff}
+			var ph [40]byte
+			copy(ph[0:16], src[:])
+			copy(ph[16:32], dst[:])
+			binary.BigEndian.PutUint32(ph[32:36], tt.length)
+			ph[39] = tt.proto
+			if got, want := Fold(PseudoHeaderIPv6(src, dst, tt.proto, tt.length)), Fold(Sum(ph[:], 0)); got != want {
+				t.Errorf("PseudoHeaderIPv6 folds to %#04x, the laid-out pseudo-header to %#04x", got, want)
+			}
+		})
+	}
+}

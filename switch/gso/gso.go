@@ -4,26 +4,7 @@ import (
 	"encoding/binary"
 
 	"github.com/tapswitch/tapswitch/internal/checksum"
-)
-
-// Protocol numbers and EtherTypes this package reads.
-const (
-	protoTCP = 6
-	protoUDP = 17
-
-	etherIPv4  = 0x0800
-	etherIPv6  = 0x86dd
-	etherVLAN  = 0x8100
-	etherQinQ  = 0x88a8
-	ethHdrLen  = 14
-	vlanTagLen = 4
-)
-
-// TCP flags in byte 13 of the TCP header (RFC 9293 section 3.1).
-const (
-	tcpFIN = 0x01
-	tcpPSH = 0x08
-	tcpCWR = 0x80
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // layout holds the offsets of an IP packet's headers inside a frame, counted
@@ -41,63 +22,47 @@ type layout struct {
 // TCP or UDP) and checks every length against the frame's.
 func parseIP(frame []byte) (layout, error) {
 	var l layout
-	off := HdrLen + 12
-	if len(frame) < off+2 {
+	if len(frame) < HdrLen {
 		return l, ErrMalformed
 	}
-	typ := binary.BigEndian.Uint16(frame[off:])
-	for tags := 0; (typ == etherVLAN || typ == etherQinQ) && tags < 2; tags++ {
-		off += vlanTagLen
-		if len(frame) < off+2 {
-			return l, ErrMalformed
-		}
-		typ = binary.BigEndian.Uint16(frame[off:])
+	typ, l3, ok := wire.Ethernet(frame[HdrLen:]).EtherType()
+	if !ok || (wire.IsVLAN(typ) && l3 < wire.EthernetLen+wire.MaxVLANTags*wire.VLANTagLen) {
+		return l, ErrMalformed // too short, or a tag cut short
 	}
-	l.l3 = off + 2
-	ip := frame[l.l3:]
+	l.l3 = HdrLen + l3
 	switch typ {
-	case etherIPv4:
-		if len(ip) < 20 || ip[0]>>4 != 4 {
+	case wire.EtherTypeIPv4:
+		ip, err := wire.ParseIPv4(frame[l.l3:])
+		if err != nil {
 			return l, ErrMalformed
 		}
-		ihl := int(ip[0]&0xf) * 4
-		total := int(binary.BigEndian.Uint16(ip[2:]))
-		if ihl < 20 || total < ihl || total > len(ip) {
-			return l, ErrMalformed
-		}
-		if binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 {
+		if ip.IsFragment() {
 			// A fragment (MF set or an offset) has no transport
 			// header of its own to segment or checksum.
 			return l, ErrMalformed
 		}
-		l.l4, l.end, l.proto = l.l3+ihl, l.l3+total, ip[9]
-	case etherIPv6:
-		if len(ip) < 40 || ip[0]>>4 != 6 {
+		l.l4, l.end, l.proto = l.l3+ip.HeaderLen(), l.l3+len(ip), ip.Protocol()
+	case wire.EtherTypeIPv6:
+		ip, err := wire.ParseIPv6(frame[l.l3:])
+		if err != nil {
 			return l, ErrMalformed
 		}
-		total := 40 + int(binary.BigEndian.Uint16(ip[4:]))
-		if total > len(ip) {
-			return l, ErrMalformed
-		}
-		l.l4, l.end, l.proto, l.v6 = l.l3+40, l.l3+total, ip[6], true
+		l.l4, l.end, l.proto, l.v6 = l.l3+wire.IPv6Len, l.l3+len(ip), ip.NextHeader(), true
 	default:
 		return l, ErrUnsupported
 	}
 	switch l.proto {
-	case protoTCP:
-		if l.end-l.l4 < 20 {
+	case wire.ProtoTCP:
+		t, err := wire.ParseTCP(frame[l.l4:l.end])
+		if err != nil {
 			return l, ErrMalformed
 		}
-		doff := int(frame[l.l4+12]>>4) * 4
-		if doff < 20 || doff > l.end-l.l4 {
+		l.pay = l.l4 + t.HeaderLen()
+	case wire.ProtoUDP:
+		if _, err := wire.ParseUDP(frame[l.l4:l.end]); err != nil {
 			return l, ErrMalformed
 		}
-		l.pay = l.l4 + doff
-	case protoUDP:
-		if l.end-l.l4 < 8 {
-			return l, ErrMalformed
-		}
-		l.pay = l.l4 + 8
+		l.pay = l.l4 + wire.UDPLen
 	default:
 		// Includes IPv6 extension headers, which the kernel does not
 		// put in front of a GSO frame's transport header either.
@@ -150,15 +115,15 @@ func (s *Segmenter) Reset(frame []byte) error {
 	}
 	switch h.GSOType &^ TypeECN {
 	case TypeTCPv4:
-		if l.v6 || l.proto != protoTCP {
+		if l.v6 || l.proto != wire.ProtoTCP {
 			return ErrMalformed
 		}
 	case TypeTCPv6:
-		if !l.v6 || l.proto != protoTCP {
+		if !l.v6 || l.proto != wire.ProtoTCP {
 			return ErrMalformed
 		}
 	case TypeUDPL4:
-		if l.proto != protoUDP || h.GSOType&TypeECN != 0 {
+		if l.proto != wire.ProtoUDP || h.GSOType&TypeECN != 0 {
 			return ErrMalformed
 		}
 	default:
@@ -168,11 +133,11 @@ func (s *Segmenter) Reset(frame []byte) error {
 		return ErrMalformed
 	}
 	s.frame, s.l, s.mss, s.next = frame, l, int(h.GSOSize), l.pay
-	if l.proto == protoTCP {
-		s.seq = binary.BigEndian.Uint32(frame[l.l4+4:])
+	if l.proto == wire.ProtoTCP {
+		s.seq = wire.TCP(frame[l.l4:]).Seq()
 	}
 	if !l.v6 {
-		s.id = binary.BigEndian.Uint16(frame[l.l3+4:])
+		s.id = wire.IPv4(frame[l.l3:]).ID()
 	}
 	return nil
 }
@@ -204,40 +169,38 @@ func (s *Segmenter) Next(dst []byte) int {
 	copy(dst[HdrLen:l.pay], s.frame[HdrLen:l.pay])
 	copy(dst[l.pay:], s.frame[s.next:s.next+plen])
 
-	ip := dst[l.l3:]
 	l4len := n - l.l4
 	var pseudo uint32
 	if l.v6 {
-		binary.BigEndian.PutUint16(ip[4:], uint16(n-l.l3-40))
-		pseudo = checksum.Sum(ip[8:40], uint32(l.proto)+uint32(l4len))
+		ip := wire.IPv6(dst[l.l3:])
+		ip.SetPayloadLen(n - l.l3 - wire.IPv6Len)
+		pseudo = ip.PseudoSum(l.proto, l4len)
 	} else {
-		binary.BigEndian.PutUint16(ip[2:], uint16(n-l.l3))
-		binary.BigEndian.PutUint16(ip[4:], s.id+uint16(s.i))
-		binary.BigEndian.PutUint16(ip[10:], 0)
-		ihl := l.l4 - l.l3
-		binary.BigEndian.PutUint16(ip[10:], checksum.Checksum(ip[:ihl], 0))
-		pseudo = checksum.Sum(ip[12:20], uint32(l.proto)+uint32(l4len))
+		ip := wire.IPv4(dst[l.l3:])
+		ip.SetTotalLen(n - l.l3)
+		ip.SetID(s.id + uint16(s.i))
+		ip.UpdateChecksum()
+		pseudo = ip.PseudoSum(l4len)
 	}
 
-	t := dst[l.l4:]
-	if l.proto == protoTCP {
-		binary.BigEndian.PutUint32(t[4:], s.seq+uint32(s.next-l.pay))
+	if l.proto == wire.ProtoTCP {
+		t := wire.TCP(dst[l.l4:])
+		t.SetSeq(s.seq + uint32(s.next-l.pay))
+		f := t.Flags()
 		if !last {
-			t[13] &^= tcpFIN | tcpPSH
+			f &^= wire.TCPFlagFIN | wire.TCPFlagPSH
 		}
 		if s.i > 0 {
-			t[13] &^= tcpCWR
+			f &^= wire.TCPFlagCWR
 		}
-		binary.BigEndian.PutUint16(t[16:], 0)
-		binary.BigEndian.PutUint16(t[16:], checksum.Checksum(t, pseudo))
+		t.SetFlags(f)
+		t.SetChecksum(0)
+		t.SetChecksum(checksum.Checksum(t, pseudo))
 	} else {
-		binary.BigEndian.PutUint16(t[4:], uint16(l4len))
-		binary.BigEndian.PutUint16(t[6:], 0)
-		c := checksum.Checksum(t, pseudo)
-		if c == 0 {
-			c = 0xffff // RFC 768: 0 would mean "no checksum"
-		}
-		binary.BigEndian.PutUint16(t[6:], c)
+		u := wire.UDP(dst[l.l4:])
+		u.SetLength(l4len)
+		u.SetChecksum(0)
+		u.SetChecksum(wire.UDPChecksum(u, pseudo))
 	}
 	s.next += plen
 	s.i++
@@ -262,7 +225,7 @@ func CompleteChecksum(frame []byte) error {
 	h := ParseHdr(frame)
 	start := HdrLen + int(h.CsumStart)
 	field := start + int(h.CsumOffset)
-	if start < HdrLen+ethHdrLen || field+2 > len(frame) {
+	if start < HdrLen+wire.EthernetLen || field+2 > len(frame) {
 		return ErrMalformed
 	}
 	c := checksum.Checksum(frame[start:], 0)

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/tapswitch/tapswitch/internal/checksum"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // spec describes a GSO frame for tests.
@@ -30,10 +31,10 @@ func build(s spec) []byte {
 		f = append(f, 0x81, 0x00, 0x00, 0x05)
 	}
 	l3 := len(f) + 2
-	proto := byte(protoTCP)
+	proto := byte(wire.ProtoTCP)
 	l4hdr := 20 + s.opts
 	if s.udp {
-		proto, l4hdr = protoUDP, 8
+		proto, l4hdr = wire.ProtoUDP, 8
 	}
 	l4len := l4hdr + len(s.payload)
 	if s.v6 {
@@ -174,10 +175,10 @@ func check(t *testing.T, s spec, frame []byte) [][]byte {
 			}
 			wantFlags := s.flags | 0x10
 			if !last {
-				wantFlags &^= tcpFIN | tcpPSH
+				wantFlags &^= wire.TCPFlagFIN | wire.TCPFlagPSH
 			}
 			if i > 0 {
-				wantFlags &^= tcpCWR
+				wantFlags &^= wire.TCPFlagCWR
 			}
 			if tp[13] != wantFlags {
 				t.Fatalf("segment %d: flags %#x, want %#x", i, tp[13], wantFlags)
@@ -204,12 +205,12 @@ func TestSegment(t *testing.T) {
 		name string
 		s    spec
 	}{
-		{"tcp4 64KiB", spec{mss: 1448, flags: tcpPSH | tcpFIN | tcpCWR, seq: 0xfffff000, id: 0xfffe, opts: 12, payload: pattern(65000)}},
-		{"tcp4 exact multiple", spec{mss: 1000, flags: tcpPSH, payload: pattern(3000)}},
-		{"tcp4 one segment", spec{mss: 1460, flags: tcpPSH, payload: pattern(100)}},
+		{"tcp4 64KiB", spec{mss: 1448, flags: wire.TCPFlagPSH | wire.TCPFlagFIN | wire.TCPFlagCWR, seq: 0xfffff000, id: 0xfffe, opts: 12, payload: pattern(65000)}},
+		{"tcp4 exact multiple", spec{mss: 1000, flags: wire.TCPFlagPSH, payload: pattern(3000)}},
+		{"tcp4 one segment", spec{mss: 1460, flags: wire.TCPFlagPSH, payload: pattern(100)}},
 		{"tcp4 odd mss and payload", spec{mss: 1001, payload: pattern(5003)}},
 		{"tcp4 vlan", spec{vlan: true, mss: 1456, payload: pattern(9000)}},
-		{"tcp6", spec{v6: true, mss: 1428, flags: tcpPSH | tcpCWR, seq: 77, payload: pattern(60000)}},
+		{"tcp6", spec{v6: true, mss: 1428, flags: wire.TCPFlagPSH | wire.TCPFlagCWR, seq: 77, payload: pattern(60000)}},
 		{"udp4", spec{udp: true, mss: 1472, id: 9, payload: pattern(10000)}},
 		{"udp6", spec{udp: true, v6: true, mss: 1452, payload: pattern(4000)}},
 	}
@@ -311,8 +312,8 @@ func TestSegmentAllocs(t *testing.T) {
 // FuzzSegment builds valid GSO frames from the fuzzer's parameters and
 // checks every invariant of the segments.
 func FuzzSegment(f *testing.F) {
-	f.Add(false, false, false, uint16(1448), uint16(65000), byte(tcpPSH|tcpFIN), uint32(1), uint16(7), uint8(0))
-	f.Add(true, false, true, uint16(1), uint16(300), byte(tcpCWR), uint32(0xffffffff), uint16(0xffff), uint8(3))
+	f.Add(false, false, false, uint16(1448), uint16(65000), byte(wire.TCPFlagPSH|wire.TCPFlagFIN), uint32(1), uint16(7), uint8(0))
+	f.Add(true, false, true, uint16(1), uint16(300), byte(wire.TCPFlagCWR), uint32(0xffffffff), uint16(0xffff), uint8(3))
 	f.Add(false, true, false, uint16(1472), uint16(1), byte(0), uint32(0), uint16(0), uint8(0))
 	f.Add(true, true, false, uint16(65000), uint16(65000), byte(0), uint32(0), uint16(0), uint8(0))
 	f.Fuzz(func(t *testing.T, v6, udp, vlan bool, mss, plen uint16, flags byte, seq uint32, id uint16, opts uint8) {

@@ -221,6 +221,13 @@ func (d *Device) configure(cfg Config, mtu int, tmp string, host, target *netlin
 	if err := step("set up", target.LinkSetUp(link)); err != nil {
 		return err
 	}
+	if cfg.Netns != "" {
+		// What every container runtime does: a namespace whose loopback
+		// is down cannot reach its own services on 127.0.0.1.
+		if err := step("set lo up", loUp(target)); err != nil {
+			return err
+		}
+	}
 	if cfg.Gateway.IsValid() {
 		r := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: cfg.Gateway.AsSlice()}
 		if err := step("add default route via "+cfg.Gateway.String(), target.RouteAdd(r)); err != nil {
@@ -228,6 +235,19 @@ func (d *Device) configure(cfg Config, mtu int, tmp string, host, target *netlin
 		}
 	}
 	return nil
+}
+
+// loUp brings the loopback interface of h's namespace up when it is down.
+// It is never taken down again: the namespace is the runtime's.
+func loUp(h *netlink.Handle) error {
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		return err
+	}
+	if lo.Attrs().Flags&net.FlagUp != 0 {
+		return nil
+	}
+	return h.LinkSetUp(lo)
 }
 
 // openNetns opens the network namespace file at path (OpenNetns) as a

@@ -305,6 +305,14 @@ func TestCreate(t *testing.T) {
 		if want := []string{testAddr.String()}; !slices.Equal(got, want) {
 			t.Errorf("addresses = %v, want %v", got, want)
 		}
+		// A fresh namespace's lo is down; Create brings it up.
+		lo, err := h.LinkByName("lo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lo.Attrs().Flags&net.FlagUp == 0 {
+			t.Errorf("lo flags = %v, want up", lo.Attrs().Flags)
+		}
 		routes, err := h.RouteList(link, netlink.FAMILY_V4)
 		if err != nil {
 			t.Fatal(err)
@@ -708,7 +716,7 @@ func TestCreateErrors(t *testing.T) {
 		},
 	}
 	errHook := errors.New("injected failure")
-	for _, step := range []string{"open", "look up", "set MAC", "set MTU", "move to netns", "rename", "add address", "set up", "add default route"} {
+	for _, step := range []string{"open", "look up", "set MAC", "set MTU", "move to netns", "rename", "add address", "set up", "set lo up", "add default route"} {
 		tests = append(tests, struct {
 			name  string
 			setup func(t *testing.T, ns, path string) Config

@@ -12,10 +12,17 @@ import (
 type flow struct {
 	key  uint16       // mapped port or identifier
 	conn io.Closer    // *net.UDPConn or *icmp.PacketConn
-	last atomic.Int64 // unix nanoseconds of the last datagram either way
+	last atomic.Int64 // Uplink.clock of the last datagram either way
 }
 
-func (f *flow) touch() { f.last.Store(time.Now().UnixNano()) }
+// touch records a datagram at now (Uplink.clock). It writes only when the
+// clock has moved since the last one: datagrams of a busy flow, sent and
+// received on two goroutines, do not each write the shared word.
+func (f *flow) touch(now int64) {
+	if f.last.Load() != now {
+		f.last.Store(now)
+	}
+}
 
 // flows are the sockets of one protocol by mapping.
 type flows struct {
@@ -61,8 +68,9 @@ func (fs *flows) remove(f *flow) {
 	fs.mu.Unlock()
 }
 
-// expire closes the flows idle for longer than timeout; their readers
-// remove them.
+// expire closes the flows idle for longer than timeout at now (their
+// stamps may lag the time by one tick of the clock: the caller adds it);
+// their readers remove them.
 func (fs *flows) expire(now time.Time, timeout time.Duration) {
 	limit := now.Add(-timeout).UnixNano()
 	var idle []*flow
@@ -85,7 +93,7 @@ func (fs *flows) expire(now time.Time, timeout time.Duration) {
 // first), f's socket is closed and that flow is returned; past max, or once
 // the uplink is closed, f's socket is closed and nil returned.
 func (u *Uplink) startFlow(fs *flows, f *flow, max int, open, total *atomic.Uint64, read func()) *flow {
-	f.touch()
+	f.touch(u.clock())
 	got, added := fs.add(f, max)
 	if !added {
 		f.conn.Close()

@@ -2,7 +2,6 @@ package host
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/tapswitch/tapswitch/capture"
 	"github.com/tapswitch/tapswitch/nat"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // nicID is the netstack's only NIC.
@@ -29,13 +29,6 @@ const nicID tcpip.NICID = 1
 
 // maxPacket is the largest IPv4 datagram.
 const maxPacket = 65535
-
-// IP protocol numbers.
-const (
-	protoICMP = 1
-	protoTCP  = 6
-	protoUDP  = 17
-)
 
 // Uplink is the host-socket uplink. Send is safe for concurrent use; Start
 // is called once; Close ends every connection, socket, listener and
@@ -77,7 +70,14 @@ type Uplink struct {
 	wg      sync.WaitGroup
 
 	stats counters
+
+	// now is the clock flows are stamped with (unix nanoseconds),
+	// refreshed by expireLoop every tick rather than read per datagram.
+	now atomic.Int64
 }
+
+// clock returns the uplink's coarse clock (see Uplink.now).
+func (u *Uplink) clock() int64 { return u.now.Load() }
 
 // New returns a host uplink, not yet started: call Start. cfg is validated
 // first.
@@ -94,11 +94,12 @@ func New(cfg Config) (*Uplink, error) {
 		pubs:     map[pubKey]*listener{},
 		done:     make(chan struct{}),
 	}
+	u.now.Store(time.Now().UnixNano())
 	u.life, u.endLife = context.WithCancel(context.Background())
 	u.Capture.Link = capture.LinkRaw
 	u.pool.New = func() any { b := make([]byte, maxPacket+64); return &b }
-	u.udp.init(protoUDP)
-	u.icmp.init(protoICMP)
+	u.udp.init(wire.ProtoUDP)
+	u.icmp.init(wire.ProtoICMP)
 	if err := u.newStack(); err != nil {
 		return nil, err
 	}
@@ -207,6 +208,20 @@ func (u *Uplink) Close() error {
 	return nil
 }
 
+// hold counts a goroutine the uplink did not start (the netstack's
+// forwarder starts one per SYN) in u.wg, so that Close waits for it, and
+// reports whether it did: false once Close was called. A goroutine held
+// calls u.wg.Done when it returns.
+func (u *Uplink) hold() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.closed {
+		return false
+	}
+	u.wg.Add(1)
+	return true
+}
+
 // isClosed reports whether Close was called.
 func (u *Uplink) isClosed() bool {
 	select {
@@ -225,35 +240,31 @@ func (u *Uplink) Send(buf []byte, off int) error {
 		return net.ErrClosed
 	}
 	pkt := buf[off:]
-	if len(pkt) < 20 || pkt[0]>>4 != 4 {
+	ip, err := wire.ParseIPv4(pkt)
+	if err != nil {
 		u.stats.malformed.Add(1)
 		return errMalformed
 	}
-	hl := int(pkt[0]&0x0f) * 4
-	tl := int(binary.BigEndian.Uint16(pkt[2:4]))
-	if hl < 20 || tl < hl || tl > len(pkt) {
-		u.stats.malformed.Add(1)
-		return errMalformed
-	}
-	pkt = pkt[:tl]
+	pkt = ip
+	hl, tl := ip.HeaderLen(), len(ip)
 	u.Capture.Deliver(capture.Out, pkt)
 	u.stats.txPackets.Add(1)
 	u.stats.txBytes.Add(uint64(tl))
-	if pkt[16] == 127 {
+	if ip.Dst()[0] == 127 {
 		// Never the host's loopback itself (see target).
 		u.stats.loopbackRefused.Add(1)
 		return nil
 	}
-	fragment := binary.BigEndian.Uint16(pkt[6:8])&0x3fff != 0
-	switch pkt[9] {
-	case protoTCP:
+	fragment := ip.IsFragment()
+	switch proto := ip.Protocol(); proto {
+	case wire.ProtoTCP:
 		// The netstack reassembles fragments.
 		v := buffer.NewViewWithData(pkt)
 		pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithView(v)})
 		u.link.InjectInbound(ipv4.ProtocolNumber, pb)
 		pb.DecRef()
 		return nil
-	case protoUDP, protoICMP:
+	case wire.ProtoUDP, wire.ProtoICMP:
 		if fragment {
 			whole, dropped := u.reasm.add(pkt, hl, time.Now())
 			if dropped {
@@ -265,7 +276,7 @@ func (u *Uplink) Send(buf []byte, off int) error {
 			u.stats.reassembled.Add(1)
 			pkt, hl = whole, ipHdrLen
 		}
-		if pkt[9] == protoUDP {
+		if proto == wire.ProtoUDP {
 			return u.sendUDP(pkt, hl)
 		}
 		return u.sendICMP(pkt, hl)
@@ -374,8 +385,11 @@ func (u *Uplink) expireLoop() {
 		case <-u.done:
 			return
 		case now := <-t.C:
-			u.udp.expire(now, u.cfg.UDPTimeout)
-			u.icmp.expire(now, u.cfg.ICMPTimeout)
+			u.now.Store(now.UnixNano())
+			// A flow's stamp lags its last datagram by up to one
+			// tick: give it that tick, never less than its timeout.
+			u.udp.expire(now, u.cfg.UDPTimeout+every)
+			u.icmp.expire(now, u.cfg.ICMPTimeout+every)
 			u.stats.fragDropped.Add(uint64(u.reasm.expire(now)))
 		}
 	}
@@ -432,7 +446,7 @@ type pubKey struct {
 	port  uint16
 }
 
-// SendGSO is Send for a TCP super-segment (gateway.GSOUplink): the
+// SendGSO is Send for a TCP super-segment (uplink.GSOSender): the
 // netstack takes it whole, larger than the MTU, and does not verify its
 // checksum (the NIC has RX checksum offload), which may be partial.
 func (u *Uplink) SendGSO(buf []byte, off int) error { return u.Send(buf, off) }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/tapswitch/tapswitch/internal/checksum"
 	"github.com/tapswitch/tapswitch/nat"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 func TestParseSpec(t *testing.T) {
@@ -296,11 +297,11 @@ func TestUDPPortUnreachable(t *testing.T) {
 	binary.BigEndian.PutUint16(pkt[22:], closed.Port())
 	binary.BigEndian.PutUint16(pkt[24:], 15)
 	copy(pkt[28:], "anyone?")
-	putIPv4(pkt, len(pkt), protoUDP, r.u.addr, r.u.loopback, 9, 0)
+	putIPv4(pkt, len(pkt), wire.ProtoUDP, r.u.addr, r.u.loopback, 9, 0)
 	r.u.Send(pkt, 0)
 	select {
 	case p := <-got:
-		if p[9] != protoICMP || [4]byte(p[12:16]) != r.u.loopback || [4]byte(p[16:20]) != r.u.addr {
+		if p[9] != wire.ProtoICMP || [4]byte(p[12:16]) != r.u.loopback || [4]byte(p[16:20]) != r.u.addr {
 			t.Fatalf("error header %x: want ICMP from %v to %v", p[:20], r.u.loopback, r.u.addr)
 		}
 		m := p[20:]
@@ -368,11 +369,11 @@ func TestICMPEchoOrDenied(t *testing.T) {
 	// Loopback (the host's 127.0.0.1).
 	pkt := make([]byte, 28+8)
 	m := pkt[20:]
-	m[0] = icmpEchoRequest
+	m[0] = wire.ICMPEchoRequest
 	m[4], m[5] = 0x12, 0x34
 	m[7] = 1
 	copy(m[8:], "pingpong")
-	putIPv4(pkt, len(pkt), protoICMP, r.u.addr, r.u.loopback, 1, 0)
+	putIPv4(pkt, len(pkt), wire.ProtoICMP, r.u.addr, r.u.loopback, 1, 0)
 	// The peer stack does not speak ICMP: watch the uplink's output.
 	got := make(chan []byte, 1)
 	r.u.handle.Store(ptr(func(p []byte) {
@@ -392,10 +393,10 @@ func TestICMPEchoOrDenied(t *testing.T) {
 	}
 	select {
 	case p := <-got:
-		if p[9] != protoICMP || [4]byte(p[12:16]) != r.u.loopback || [4]byte(p[16:20]) != r.u.addr {
+		if p[9] != wire.ProtoICMP || [4]byte(p[12:16]) != r.u.loopback || [4]byte(p[16:20]) != r.u.addr {
 			t.Fatalf("reply header %x", p[:20])
 		}
-		if p[20] != icmpEchoReply || p[24] != 0x12 || p[25] != 0x34 || string(p[28:]) != "pingpong" {
+		if p[20] != wire.ICMPEchoReply || p[24] != 0x12 || p[25] != 0x34 || string(p[28:]) != "pingpong" {
 			t.Fatalf("reply %x: want an echo reply with identifier 0x1234", p[20:])
 		}
 	case <-time.After(5 * time.Second):

@@ -1,42 +1,36 @@
 package host
 
 import (
-	"encoding/binary"
 	"errors"
 	"net"
 	"os"
 
 	"golang.org/x/net/icmp"
 
-	"github.com/tapswitch/tapswitch/internal/checksum"
-)
-
-const (
-	icmpEchoReply   = 0
-	icmpEchoRequest = 8
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // sendICMP sends the ICMP echo request pkt (header length hl) from the
 // unprivileged ICMP socket of its mapped identifier. The kernel puts the
 // socket's own identifier in and computes the checksum.
 func (u *Uplink) sendICMP(pkt []byte, hl int) error {
-	m := pkt[hl:]
-	if len(m) < 8 || m[0] != icmpEchoRequest || m[1] != 0 {
+	m, err := wire.ParseICMP(pkt[hl:])
+	if err != nil || m.Type() != wire.ICMPEchoRequest || m.Code() != 0 {
 		u.stats.otherDropped.Add(1)
 		return nil
 	}
-	addr, ok := u.target([4]byte(pkt[16:20]))
+	addr, ok := u.target(wire.IPv4(pkt).Dst())
 	if !ok {
 		return nil
 	}
-	id := binary.BigEndian.Uint16(m[4:6])
+	id := m.ID()
 	f := u.icmp.get(id)
 	if f == nil {
 		if f = u.newICMPFlow(id); f == nil {
 			return nil
 		}
 	}
-	f.touch()
+	f.touch(u.clock())
 	if _, err := f.conn.(*icmp.PacketConn).WriteTo(m, &net.UDPAddr{IP: addr.AsSlice()}); err != nil {
 		u.stats.icmpDropped.Add(1)
 	}
@@ -84,28 +78,21 @@ func (u *Uplink) readICMP(f *flow, c *icmp.PacketConn) {
 			return
 		}
 		ua, ok := from.(*net.UDPAddr)
-		if !ok || n < 8 || b[ipHdrLen] != icmpEchoReply {
+		if !ok || n < wire.ICMPLen || b[ipHdrLen] != wire.ICMPEchoReply {
 			continue
 		}
 		ip4 := ua.IP.To4()
 		if ip4 == nil {
 			continue
 		}
-		f.touch()
+		f.touch(u.clock())
 		src := [4]byte(ip4)
 		if src[0] == 127 {
 			src = u.loopback
 		}
-		m := b[ipHdrLen : ipHdrLen+n]
-		binary.BigEndian.PutUint16(m[4:6], f.key)
-		m[2], m[3] = 0, 0
-		binary.BigEndian.PutUint16(m[2:4], checksum.Checksum(m, 0))
-		id := uint16(ipID.Add(1))
-		if ipHdrLen+n <= u.cfg.MTU {
-			putIPv4(b, ipHdrLen+n, protoICMP, src, u.addr, id, 0)
-			u.deliver(b[:ipHdrLen+n])
-			continue
-		}
-		u.fragment(m, protoICMP, src, u.addr, id)
+		m := wire.ICMP(b[ipHdrLen : ipHdrLen+n])
+		m.SetID(f.key)
+		m.UpdateChecksum4()
+		u.deliverIPv4(b, n, wire.ProtoICMP, src, u.addr)
 	}
 }

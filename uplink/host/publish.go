@@ -9,11 +9,13 @@ import (
 	"sync"
 
 	"github.com/tapswitch/tapswitch/nat"
+	"github.com/tapswitch/tapswitch/uplink"
 )
 
 // ErrHostPortInUse is returned (wrapped, with the address) by Publish when
 // a host port cannot be listened on: another socket of the host has it.
-var ErrHostPortInUse = errors.New("host port already in use")
+// It is uplink.ErrHostPortInUse.
+var ErrHostPortInUse = uplink.ErrHostPortInUse
 
 // listener is a host socket of one published port.
 type listener struct {

@@ -1,9 +1,10 @@
 package host
 
 import (
-	"encoding/binary"
 	"sync"
 	"time"
+
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // Limits of the reassembly of UDP and ICMP datagrams that containers send
@@ -46,15 +47,15 @@ type reassembly struct {
 // not, or when the fragment was dropped (dropped true: over the limits or
 // malformed).
 func (r *reassembly) add(pkt []byte, hl int, now time.Time) (whole []byte, dropped bool) {
-	ff := binary.BigEndian.Uint16(pkt[6:8])
-	off := int(ff&0x1fff) * 8
-	more := ff&0x2000 != 0
+	ip := wire.IPv4(pkt)
+	off := int(ip.FragOff()) * 8
+	more := ip.MoreFragments()
 	payload := pkt[hl:]
 	end := off + len(payload)
 	if end > maxPacket-ipHdrLen || (more && len(payload)%8 != 0) || len(payload) == 0 {
 		return nil, true
 	}
-	k := fragKey{src: [4]byte(pkt[12:16]), dst: [4]byte(pkt[16:20]), id: binary.BigEndian.Uint16(pkt[4:6]), proto: pkt[9]}
+	k := fragKey{src: ip.Src(), dst: ip.Dst(), id: ip.ID(), proto: ip.Protocol()}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.m == nil {
@@ -98,9 +99,10 @@ func (r *reassembly) add(pkt []byte, hl int, now time.Time) (whole []byte, dropp
 	delete(r.m, k)
 	whole = make([]byte, ipHdrLen+p.total)
 	copy(whole, p.hdr[:])
-	whole[0] = 0x45
-	binary.BigEndian.PutUint16(whole[2:4], uint16(len(whole)))
-	binary.BigEndian.PutUint16(whole[6:8], 0)
+	w := wire.IPv4(whole)
+	whole[0] = 0x45 // version 4, IHL 5: the options were not kept
+	w.SetTotalLen(len(whole))
+	w.SetFlagsFrag(0)
 	copy(whole[ipHdrLen:], p.data[:p.total])
 	return whole, false
 }

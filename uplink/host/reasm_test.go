@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"testing"
 	"time"
+
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // frag returns fragment [off, off+len(data)) of datagram id, with MF when
@@ -15,7 +17,7 @@ func frag(id uint16, off int, more bool, data []byte) []byte {
 	if more {
 		ff |= 0x2000
 	}
-	putIPv4(p, len(p), protoUDP, [4]byte{192, 0, 0, 8}, [4]byte{198, 51, 100, 1}, id, ff)
+	putIPv4(p, len(p), wire.ProtoUDP, [4]byte{192, 0, 0, 8}, [4]byte{198, 51, 100, 1}, id, ff)
 	copy(p[ipHdrLen:], data)
 	return p
 }

@@ -18,11 +18,17 @@ import (
 // forwardTCP handles a SYN a container sent (through NAT) to an outside
 // address: it dials the host connection first, so that a refused connect
 // becomes a RST, then completes the handshake and splices the two. It runs
-// on its own goroutine (the forwarder starts one per SYN).
+// on its own goroutine (the forwarder starts one per SYN), which Close
+// waits for like the uplink's own.
 func (u *Uplink) forwardTCP(r *tcp.ForwarderRequest) {
+	if !u.hold() {
+		r.Complete(true)
+		return
+	}
+	defer u.wg.Done()
 	id := r.ID()
 	dst, ok := u.target(id.LocalAddress.As4())
-	if !ok || u.isClosed() {
+	if !ok {
 		r.Complete(true)
 		return
 	}

@@ -1,31 +1,29 @@
 package host
 
 import (
-	"encoding/binary"
 	"net"
 	"net/netip"
 
 	"github.com/tapswitch/tapswitch/nat"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // sendUDP sends the payload of the UDP datagram pkt (header length hl)
 // from the host socket of its mapping, or, for a reply of a published
 // port, from that port's listener.
 func (u *Uplink) sendUDP(pkt []byte, hl int) error {
-	if len(pkt) < hl+8 {
+	udp, err := wire.ParseUDP(pkt[hl:])
+	if err != nil {
 		u.stats.malformed.Add(1)
 		return errMalformed
 	}
-	udp := pkt[hl:]
-	sport := binary.BigEndian.Uint16(udp[0:2])
-	dport := binary.BigEndian.Uint16(udp[2:4])
-	ul := int(binary.BigEndian.Uint16(udp[4:6]))
-	if ul < 8 || ul > len(udp) {
+	sport, dport, ul := udp.SrcPort(), udp.DstPort(), udp.Length()
+	if ul < wire.UDPLen || ul > len(udp) {
 		u.stats.malformed.Add(1)
 		return errMalformed
 	}
-	payload := udp[8:ul]
-	dst := [4]byte(pkt[16:20])
+	payload := udp[wire.UDPLen:ul]
+	dst := wire.IPv4(pkt).Dst()
 	if l := u.publishedUDP(sport); l != nil {
 		// A container's reply to a client of a published port.
 		to := netip.AddrPortFrom(u.hostAddrOf(dst), dport)
@@ -45,7 +43,7 @@ func (u *Uplink) sendUDP(pkt []byte, hl int) error {
 			return nil
 		}
 	}
-	f.touch()
+	f.touch(u.clock())
 	if _, err := f.conn.(*net.UDPConn).WriteToUDPAddrPort(payload, netip.AddrPortFrom(addr, dport)); err != nil {
 		u.stats.udpDropped.Add(1)
 	}
@@ -87,7 +85,7 @@ func (u *Uplink) readUDP(f *flow, c *net.UDPConn) {
 			u.drainErrors(f, c, b)
 			continue
 		}
-		f.touch()
+		f.touch(u.clock())
 		src, ok := nat.EndpointFrom(from)
 		if !ok {
 			continue

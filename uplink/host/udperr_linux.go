@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/tapswitch/tapswitch/internal/checksum"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // setRecvErr turns IP_RECVERR on for c: the ICMP errors about what it sends
@@ -95,20 +95,22 @@ func (u *Uplink) deliverUDPError(port uint16, dst [4]byte, dport uint16, n int, 
 	if offender[0] == 127 || offender == [4]byte{} {
 		offender = dst
 	}
-	var p [ipHdrLen + 8 + ipHdrLen + 8]byte
-	icmp := p[ipHdrLen:]
-	icmp[0], icmp[1] = typ, code
-	if typ == 3 && code == 4 {
+	var p [ipHdrLen + wire.ICMPLen + ipHdrLen + wire.UDPLen]byte
+	icmp := wire.ICMP(p[ipHdrLen:])
+	icmp.SetType(typ, code)
+	if typ == wire.ICMPUnreachable && code == wire.ICMPCodeFragNeeded {
 		// Fragmentation needed: the next-hop MTU (RFC 1191).
-		binary.BigEndian.PutUint16(icmp[6:8], uint16(info))
+		icmp.SetRest(info & 0xffff)
 	}
-	q := icmp[8:]
-	putIPv4(q, ipHdrLen+8+n, protoUDP, u.addr, dst, 0, 0)
-	binary.BigEndian.PutUint16(q[ipHdrLen:], port)
-	binary.BigEndian.PutUint16(q[ipHdrLen+2:], dport)
-	binary.BigEndian.PutUint16(q[ipHdrLen+4:], uint16(8+n))
-	binary.BigEndian.PutUint16(icmp[2:4], checksum.Checksum(icmp, 0))
-	putIPv4(p[:], len(p), protoICMP, offender, u.addr, uint16(ipID.Add(1)), 0)
+	// The quoted datagram: its header and UDP header (checksum left 0).
+	q := icmp.Body()
+	putIPv4(q, ipHdrLen+wire.UDPLen+n, wire.ProtoUDP, u.addr, dst, 0, 0)
+	quoted := wire.UDP(q[ipHdrLen:])
+	quoted.SetSrcPort(port)
+	quoted.SetDstPort(dport)
+	quoted.SetLength(wire.UDPLen + n)
+	icmp.UpdateChecksum4()
+	putIPv4(p[:], len(p), wire.ProtoICMP, offender, u.addr, uint16(ipID.Add(1)), 0)
 	u.stats.udpErrors.Add(1)
 	u.deliver(p[:])
 }

@@ -1,4 +1,4 @@
-package uplink
+package tap
 
 import (
 	"errors"
@@ -8,11 +8,12 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/tapswitch/tapswitch/switch/tap"
+	tapdev "github.com/tapswitch/tapswitch/switch/tap"
+	"github.com/tapswitch/tapswitch/uplink"
 )
 
 // OpenPersistent is Open for a daemon with --live-restore: the TAP is
-// persistent (tap.Device.SetPersist), so that it outlives the daemon with
+// persistent (tapdev.Device.SetPersist), so that it outlives the daemon with
 // what others configured on its namespace side, and one a previous daemon
 // left (the same name, a tun/tap link with the MAC this function gives it)
 // is adopted instead of created. The namespace side's MAC is derived from
@@ -24,9 +25,9 @@ func OpenPersistent(cfg Config) (*TAP, error) {
 		return nil, err
 	}
 	devMAC := PersistentMAC(cfg)
-	dev, err := tap.Adopt(cfg.Netns, cfg.IfName, devMAC, true)
+	dev, err := tapdev.Adopt(cfg.Netns, cfg.IfName, devMAC, true)
 	if errors.As(err, new(netlink.LinkNotFoundError)) {
-		dev, err = tap.Create(tap.Config{Netns: cfg.Netns, Name: cfg.IfName, MAC: devMAC, MTU: cfg.MTU, NoOffloads: true})
+		dev, err = tapdev.Create(tapdev.Config{Netns: cfg.Netns, Name: cfg.IfName, MAC: devMAC, MTU: cfg.MTU, NoOffloads: true})
 		if err == nil {
 			if err = dev.SetPersist(true); err != nil {
 				dev.Close()
@@ -54,4 +55,21 @@ func (u *TAP) SetPersist(on bool) error {
 		return p.SetPersist(on)
 	}
 	return nil
+}
+
+// openFor opens the TAP of cfg as env asks: persistent with env.Persist;
+// otherwise, a persistent TAP a live-restore daemon left under the same
+// name (recognised by PersistentMAC) is removed first, and env.Log says so.
+func openFor(cfg Config, env uplink.Env) (*TAP, error) {
+	if env.Persist {
+		return OpenPersistent(cfg)
+	}
+	u, err := Open(cfg)
+	if errors.Is(err, tapdev.ErrLinkExists) && tapdev.Remove(cfg.Netns, cfg.IfName, PersistentMAC(cfg)) == nil {
+		if env.Log != nil {
+			env.Log.Info("removed the uplink TAP a live-restore daemon left (this one runs without --live-restore)", "netns", cfg.Netns, "ifname", cfg.IfName)
+		}
+		u, err = Open(cfg)
+	}
+	return u, err
 }

@@ -1,8 +1,7 @@
-package uplink
+package tap
 
 import (
 	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -14,13 +13,15 @@ import (
 	"github.com/mdlayher/arp"
 
 	"github.com/tapswitch/tapswitch/capture"
+	"github.com/tapswitch/tapswitch/internal/neigh"
 	vswitch "github.com/tapswitch/tapswitch/switch"
-	"github.com/tapswitch/tapswitch/switch/tap"
+	tapdev "github.com/tapswitch/tapswitch/switch/tap"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // Headroom is the space Send needs in front of a packet: a virtio_net_hdr
 // and an Ethernet header.
-const Headroom = vswitch.VnetHdrLen + ethHdrLen
+const Headroom = vswitch.VnetHdrLen + wire.EthernetLen
 
 // Limits of the resolution queue and the neighbour cache.
 const (
@@ -35,18 +36,13 @@ const (
 	// last heard from; past half of it, using it sends a unicast ARP
 	// request to refresh it (the kernel's STALE -> PROBE).
 	NeighTimeout = 60 * time.Second
-	// maxNeighbors bounds the cache; a full cache forgets its oldest
-	// entry.
+	// maxNeighbors bounds the cache; a full cache forgets its expired
+	// entries, then its oldest.
 	maxNeighbors = 1024
+	// clockTick is how often the uplink's own clock is refreshed: Send
+	// reads it instead of the system clock.
+	clockTick = 100 * time.Millisecond
 )
-
-const (
-	ethHdrLen     = 14
-	etherTypeIPv4 = 0x0800
-	etherTypeARP  = 0x0806
-)
-
-var broadcastMAC = [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 
 // ErrNoRoute is returned by Send for a destination off the link when the
 // uplink has no gateway.
@@ -78,35 +74,21 @@ type TAP struct {
 	prefix netip.Prefix
 	gw     [4]byte
 	hasGW  bool
-	clock  func() int64
+	clock  func() int64 // the test's, or coarse.Load
+	// coarse is the process's monotonic clock refreshed every clockTick
+	// by expireLoop (when no clock is given).
+	coarse atomic.Int64
+	tick   func() int64 // the precise clock behind coarse; nil with a test clock
 
-	mu    sync.RWMutex // guards neigh
-	neigh map[[4]byte]*neighbor
-
-	pmu     sync.Mutex // guards pending and npending
-	pending map[[4]byte]*waiting
-	npend   int
+	// neigh holds next hops' MACs and the packets (each Headroom bytes
+	// of room and a copy of the packet) waiting for one.
+	neigh *neigh.Cache[[4]byte, []byte]
 
 	stats counters
 
 	done      chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
-}
-
-// neighbor is a resolved next hop. mac is written under TAP.mu; seen and
-// probed are atomics so that a read-locked Send can refresh them.
-type neighbor struct {
-	mac    [6]byte
-	seen   atomic.Int64 // clock of the last ARP heard from it
-	probed atomic.Int64 // clock of the last refresh request
-}
-
-// waiting holds the packets waiting for one next hop.
-type waiting struct {
-	pkts    [][]byte // each Headroom bytes of room followed by the packet
-	since   int64    // clock of the first request
-	lastReq int64    // clock of the last request
 }
 
 // Open creates the uplink's TAP in cfg.Netns (its namespace side named
@@ -127,7 +109,7 @@ func Open(cfg Config) (*TAP, error) {
 	// (NAT), so it takes only plain frames with complete checksums from
 	// the kernel, and writes such frames. Taking TSO frames whole through
 	// NAT is a later optimisation.
-	dev, err := tap.Create(tap.Config{Netns: cfg.Netns, Name: cfg.IfName, MAC: net.HardwareAddr(devMAC[:]), MTU: cfg.MTU, NoOffloads: true})
+	dev, err := tapdev.Create(tapdev.Config{Netns: cfg.Netns, Name: cfg.IfName, MAC: net.HardwareAddr(devMAC[:]), MTU: cfg.MTU, NoOffloads: true})
 	if err != nil {
 		return nil, fmt.Errorf("uplink: %w", err)
 	}
@@ -137,20 +119,24 @@ func Open(cfg Config) (*TAP, error) {
 // newTAP returns an uplink on dev; cfg is valid. clock nil means a
 // monotonic clock of the process.
 func newTAP(cfg Config, dev device, clock func() int64) *TAP {
+	u := &TAP{
+		cfg:    cfg,
+		dev:    dev,
+		mac:    [6]byte(cfg.MAC),
+		addr:   cfg.Addr.Addr().As4(),
+		prefix: cfg.Addr.Masked(),
+		clock:  clock,
+		neigh: neigh.New[[4]byte, []byte](neigh.Config{
+			Timeout: NeighTimeout, Limit: maxNeighbors,
+			PendingPerHost: PendingPerHop, PendingTotal: PendingTotal, ResolveTimeout: ResolveTimeout,
+		}),
+		done: make(chan struct{}),
+	}
 	if clock == nil {
 		epoch := time.Now()
-		clock = func() int64 { return int64(time.Since(epoch)) }
-	}
-	u := &TAP{
-		cfg:     cfg,
-		dev:     dev,
-		mac:     [6]byte(cfg.MAC),
-		addr:    cfg.Addr.Addr().As4(),
-		prefix:  cfg.Addr.Masked(),
-		clock:   clock,
-		neigh:   map[[4]byte]*neighbor{},
-		pending: map[[4]byte]*waiting{},
-		done:    make(chan struct{}),
+		u.tick = func() int64 { return int64(time.Since(epoch)) }
+		u.coarse.Store(u.tick())
+		u.clock = u.coarse.Load
 	}
 	if cfg.Gateway.IsValid() {
 		u.gw, u.hasGW = cfg.Gateway.As4(), true
@@ -209,17 +195,24 @@ func (u *TAP) readLoop(handle func(pkt []byte), gone func(error)) {
 	}
 }
 
-// expireLoop drops packets that waited too long for a next hop.
+// expireLoop refreshes the coarse clock every clockTick and, every
+// second, drops packets that waited too long for a next hop.
 func (u *TAP) expireLoop() {
 	defer u.wg.Done()
-	t := time.NewTicker(ResolveTimeout / 3)
+	t := time.NewTicker(clockTick)
 	defer t.Stop()
-	for {
+	const every = int(neigh.RequestInterval / clockTick)
+	for i := 1; ; i++ {
 		select {
 		case <-u.done:
 			return
 		case <-t.C:
-			u.expire(u.clock())
+			if u.tick != nil {
+				u.coarse.Store(u.tick())
+			}
+			if i%every == 0 {
+				u.expire(u.clock())
+			}
 		}
 	}
 }
@@ -227,7 +220,7 @@ func (u *TAP) expireLoop() {
 // input handles one frame read from the TAP: virtio_net_hdr and Ethernet.
 func (u *TAP) input(frame []byte, handle func(pkt []byte)) {
 	u.stats.rxFrames.Add(1)
-	if len(frame) < vswitch.VnetHdrLen+ethHdrLen {
+	if len(frame) < vswitch.VnetHdrLen+wire.EthernetLen {
 		u.stats.rxIgnored.Add(1)
 		return
 	}
@@ -236,30 +229,24 @@ func (u *TAP) input(frame []byte, handle func(pkt []byte)) {
 		u.stats.rxIgnored.Add(1)
 		return
 	}
-	eth := frame[vswitch.VnetHdrLen:]
+	eth := wire.Ethernet(frame[vswitch.VnetHdrLen:])
 	u.Capture.Deliver(capture.In, eth)
-	dst := [6]byte(eth[0:6])
-	switch binary.BigEndian.Uint16(eth[12:14]) {
-	case etherTypeARP:
-		u.handleARP(eth[ethHdrLen:])
-	case etherTypeIPv4:
-		if dst != u.mac {
+	switch eth.Type() {
+	case wire.EtherTypeARP:
+		u.handleARP(eth[wire.EthernetLen:])
+	case wire.EtherTypeIPv4:
+		if eth.Dst() != u.mac {
 			u.stats.rxIgnored.Add(1)
 			return
 		}
-		p := eth[ethHdrLen:]
-		if len(p) < 20 || p[0]>>4 != 4 {
-			u.stats.rxIgnored.Add(1)
-			return
-		}
-		total := int(binary.BigEndian.Uint16(p[2:4]))
-		if total < 20 || total > len(p) || [4]byte(p[16:20]) != u.addr {
+		p, err := wire.ParseIPv4(eth[wire.EthernetLen:])
+		if err != nil || p.Dst() != u.addr {
 			u.stats.rxIgnored.Add(1)
 			return
 		}
 		u.stats.rxPackets.Add(1)
-		u.stats.rxBytes.Add(uint64(total))
-		handle(p[:total])
+		u.stats.rxBytes.Add(uint64(len(p)))
+		handle(p)
 	default:
 		u.stats.rxIgnored.Add(1)
 	}
@@ -269,7 +256,7 @@ func (u *TAP) input(frame []byte, handle func(pkt []byte)) {
 // on the link.
 func (u *TAP) handleARP(b []byte) {
 	var p arp.Packet
-	if err := p.UnmarshalBinary(b); err != nil || p.HardwareType != 1 || p.ProtocolType != etherTypeIPv4 ||
+	if err := p.UnmarshalBinary(b); err != nil || p.HardwareType != 1 || p.ProtocolType != wire.EtherTypeIPv4 ||
 		p.HardwareAddrLength != 6 || p.IPLength != 4 || !p.SenderIP.Is4() || !p.TargetIP.Is4() {
 		u.stats.rxIgnored.Add(1)
 		return
@@ -284,7 +271,7 @@ func (u *TAP) handleARP(b []byte) {
 	}
 	if p.Operation == arp.OperationRequest && p.TargetIP.As4() == u.addr {
 		reply := arp.Packet{
-			HardwareType: 1, ProtocolType: etherTypeIPv4, HardwareAddrLength: 6, IPLength: 4,
+			HardwareType: 1, ProtocolType: wire.EtherTypeIPv4, HardwareAddrLength: 6, IPLength: 4,
 			Operation:          arp.OperationReply,
 			SenderHardwareAddr: net.HardwareAddr(u.mac[:]),
 			SenderIP:           netip.AddrFrom4(u.addr),
@@ -302,7 +289,7 @@ func (u *TAP) sendARP(p arp.Packet, dst [6]byte) {
 		return
 	}
 	frame := make([]byte, Headroom+len(body))
-	putEthernet(frame[vswitch.VnetHdrLen:], dst, u.mac, etherTypeARP)
+	wire.PutEthernet(frame[vswitch.VnetHdrLen:], dst, u.mac, wire.EtherTypeARP)
 	copy(frame[Headroom:], body)
 	u.Capture.Deliver(capture.Out, frame[vswitch.VnetHdrLen:])
 	if _, err := u.dev.Write(frame, 0); err != nil {
@@ -316,63 +303,13 @@ func (u *TAP) sendARP(p arp.Packet, dst [6]byte) {
 // refreshing a known neighbour.
 func (u *TAP) request(ip [4]byte, dst [6]byte) {
 	u.sendARP(arp.Packet{
-		HardwareType: 1, ProtocolType: etherTypeIPv4, HardwareAddrLength: 6, IPLength: 4,
+		HardwareType: 1, ProtocolType: wire.EtherTypeIPv4, HardwareAddrLength: 6, IPLength: 4,
 		Operation:          arp.OperationRequest,
 		SenderHardwareAddr: net.HardwareAddr(u.mac[:]),
 		SenderIP:           netip.AddrFrom4(u.addr),
 		TargetHardwareAddr: net.HardwareAddr(make([]byte, 6)),
 		TargetIP:           netip.AddrFrom4(ip),
 	}, dst)
-}
-
-// learn records ip at mac. A new neighbour is added only if add is true or
-// packets wait for it; those packets are then sent.
-func (u *TAP) learn(ip [4]byte, mac [6]byte, add bool) {
-	now := u.clock()
-	u.mu.Lock()
-	n := u.neigh[ip]
-	if n == nil {
-		u.pmu.Lock()
-		_, waited := u.pending[ip]
-		u.pmu.Unlock()
-		if !add && !waited {
-			u.mu.Unlock()
-			return
-		}
-		if len(u.neigh) >= maxNeighbors {
-			u.evictOldestLocked()
-		}
-		n = &neighbor{}
-		u.neigh[ip] = n
-	}
-	n.mac = mac
-	n.seen.Store(now)
-	u.mu.Unlock()
-
-	u.pmu.Lock()
-	w := u.pending[ip]
-	if w != nil {
-		delete(u.pending, ip)
-		u.npend -= len(w.pkts)
-	}
-	u.pmu.Unlock()
-	if w != nil {
-		for _, p := range w.pkts {
-			u.transmit(p, Headroom, mac)
-		}
-	}
-}
-
-func (u *TAP) evictOldestLocked() {
-	var oldest [4]byte
-	var seen int64
-	first := true
-	for ip, n := range u.neigh {
-		if s := n.seen.Load(); first || s < seen {
-			oldest, seen, first = ip, s, false
-		}
-	}
-	delete(u.neigh, oldest)
 }
 
 // Send sends the IPv4 packet buf[off:] to its next hop on the link. The
@@ -389,7 +326,7 @@ func (u *TAP) Send(buf []byte, off int) error {
 		u.stats.txErrors.Add(1)
 		return fmt.Errorf("uplink send: %d bytes: %w", len(pkt), vswitch.ErrFrameTooBig)
 	}
-	dst := [4]byte(pkt[16:20])
+	dst := wire.IPv4(pkt).Dst()
 	hop := dst
 	if !u.prefix.Contains(netip.AddrFrom4(dst)) {
 		if !u.hasGW {
@@ -399,21 +336,12 @@ func (u *TAP) Send(buf []byte, off int) error {
 		hop = u.gw
 	}
 	now := u.clock()
-	u.mu.RLock()
-	n := u.neigh[hop]
-	var mac [6]byte
-	var seen int64
-	if n != nil {
-		mac, seen = n.mac, n.seen.Load()
-	}
-	u.mu.RUnlock()
-	if n != nil && now-seen <= int64(NeighTimeout) {
-		if now-seen > int64(NeighTimeout/2) {
-			// Still good, but refresh it, at most once a second.
-			if p := n.probed.Load(); now-p > int64(time.Second) && n.probed.CompareAndSwap(p, now) {
-				u.request(hop, mac)
-			}
-		}
+	switch mac, st := u.neigh.Lookup(hop, now); st {
+	case neigh.Refresh:
+		// Still good, but past half its timeout: confirm it (unicast).
+		u.request(hop, mac)
+		fallthrough
+	case neigh.Reachable:
 		return u.transmit(buf[off-Headroom:], Headroom, mac)
 	}
 	return u.queue(hop, pkt, now)
@@ -424,7 +352,7 @@ func (u *TAP) Send(buf []byte, off int) error {
 func (u *TAP) transmit(frame []byte, off int, dst [6]byte) error {
 	h := frame[off-Headroom : off]
 	clear(h[:vswitch.VnetHdrLen])
-	putEthernet(h[vswitch.VnetHdrLen:], dst, u.mac, etherTypeIPv4)
+	wire.PutEthernet(h[vswitch.VnetHdrLen:], dst, u.mac, wire.EtherTypeIPv4)
 	u.Capture.Deliver(capture.Out, frame[off-Headroom+vswitch.VnetHdrLen:])
 	if _, err := u.dev.Write(frame, off-Headroom); err != nil {
 		u.stats.txErrors.Add(1)
@@ -438,81 +366,45 @@ func (u *TAP) transmit(frame []byte, off int, dst [6]byte) error {
 // queue holds a copy of pkt until hop is resolved, and asks for hop's MAC
 // (at most once a second).
 func (u *TAP) queue(hop [4]byte, pkt []byte, now int64) error {
-	u.pmu.Lock()
-	w := u.pending[hop]
-	if w == nil {
-		w = &waiting{since: now, lastReq: now - int64(time.Hour)}
-		u.pending[hop] = w
+	p := make([]byte, Headroom+len(pkt))
+	copy(p[Headroom:], pkt)
+	r := u.neigh.Queue(hop, p, now)
+	u.stats.pendingExpired.Add(uint64(len(r.Expired)))
+	if r.Request {
+		defer u.request(hop, wire.BroadcastMAC)
 	}
-	if len(w.pkts) >= PendingPerHop || u.npend >= PendingTotal {
-		u.pmu.Unlock()
+	if !r.OK {
 		u.stats.pendingDropped.Add(1)
 		return ErrQueueFull
 	}
-	p := make([]byte, Headroom+len(pkt))
-	copy(p[Headroom:], pkt)
-	w.pkts = append(w.pkts, p)
-	u.npend++
-	ask := now-w.lastReq >= int64(time.Second)
-	if ask {
-		w.lastReq = now
-	}
-	u.pmu.Unlock()
 	u.stats.pendingQueued.Add(1)
-	if ask {
-		u.request(hop, broadcastMAC)
-	}
 	return nil
 }
 
-// expire drops the packets of next hops unresolved for ResolveTimeout, and
-// forgets neighbours not heard from for NeighTimeout.
+// learn records ip at mac. A new neighbour is added only if add is true or
+// packets wait for it; those packets are then sent.
+func (u *TAP) learn(ip [4]byte, mac [6]byte, add bool) {
+	for _, p := range u.neigh.Learn(ip, mac, u.clock(), add).Waiting {
+		u.transmit(p, Headroom, mac)
+	}
+}
+
+// expire drops the packets of next hops unresolved for ResolveTimeout,
+// asks again for the others, and forgets neighbours not heard from for
+// NeighTimeout.
 func (u *TAP) expire(now int64) {
-	u.pmu.Lock()
-	for ip, w := range u.pending {
-		if now-w.since >= int64(ResolveTimeout) {
-			u.stats.pendingExpired.Add(uint64(len(w.pkts)))
-			u.npend -= len(w.pkts)
-			delete(u.pending, ip)
-		} else if now-w.lastReq >= int64(time.Second) {
-			w.lastReq = now
-			defer u.request(ip, broadcastMAC)
-		}
+	r := u.neigh.Expire(now)
+	u.stats.pendingExpired.Add(uint64(len(r.Items)))
+	for _, ip := range r.Retry {
+		u.request(ip, wire.BroadcastMAC)
 	}
-	u.pmu.Unlock()
-	u.mu.Lock()
-	for ip, n := range u.neigh {
-		if now-n.seen.Load() > int64(NeighTimeout) {
-			delete(u.neigh, ip)
-		}
-	}
-	u.mu.Unlock()
 }
 
 // Neighbor is one entry of the uplink's ARP cache.
-type Neighbor struct {
-	IP  netip.Addr
-	MAC net.HardwareAddr
-	Age time.Duration
-}
+type Neighbor = neigh.Neighbor
 
-// Neighbors returns the ARP cache.
-func (u *TAP) Neighbors() []Neighbor {
-	now := u.clock()
-	u.mu.RLock()
-	defer u.mu.RUnlock()
-	out := make([]Neighbor, 0, len(u.neigh))
-	for ip, n := range u.neigh {
-		out = append(out, Neighbor{IP: netip.AddrFrom4(ip), MAC: net.HardwareAddr(append([]byte(nil), n.mac[:]...)), Age: time.Duration(now - n.seen.Load())})
-	}
-	return out
-}
-
-func putEthernet(b []byte, dst, src [6]byte, etherType uint16) {
-	copy(b[0:6], dst[:])
-	copy(b[6:12], src[:])
-	binary.BigEndian.PutUint16(b[12:14], etherType)
-}
+// Neighbors returns the ARP cache, sorted by address.
+func (u *TAP) Neighbors() []Neighbor { return u.neigh.Neighbors(u.clock(), netip.AddrFrom4) }
 
 // counters are the uplink's atomic counters.
 type counters struct {

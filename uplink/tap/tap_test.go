@@ -1,4 +1,4 @@
-package uplink
+package tap
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"github.com/mdlayher/arp"
 
 	vswitch "github.com/tapswitch/tapswitch/switch"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 func TestParseSpec(t *testing.T) {
@@ -128,14 +129,14 @@ func newTestTAP(t *testing.T) (*TAP, *fakeDev, *int64) {
 // arpFrame builds a virtio_net_hdr + Ethernet + ARP frame.
 func arpFrame(t *testing.T, op arp.Operation, sha [6]byte, spa netip.Addr, tpa netip.Addr, dst [6]byte) []byte {
 	t.Helper()
-	p := arp.Packet{HardwareType: 1, ProtocolType: etherTypeIPv4, HardwareAddrLength: 6, IPLength: 4, Operation: op,
+	p := arp.Packet{HardwareType: 1, ProtocolType: wire.EtherTypeIPv4, HardwareAddrLength: 6, IPLength: 4, Operation: op,
 		SenderHardwareAddr: net.HardwareAddr(sha[:]), SenderIP: spa, TargetHardwareAddr: make(net.HardwareAddr, 6), TargetIP: tpa}
 	b, err := p.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := make([]byte, Headroom+len(b))
-	putEthernet(f[vswitch.VnetHdrLen:], dst, sha, etherTypeARP)
+	wire.PutEthernet(f[vswitch.VnetHdrLen:], dst, sha, wire.EtherTypeARP)
 	copy(f[Headroom:], b)
 	return f
 }
@@ -162,7 +163,7 @@ func TestResolveQueueAndSend(t *testing.T) {
 		t.Fatalf("Send: %v", err)
 	}
 	fs := dev.take()
-	if len(fs) != 1 || binary.BigEndian.Uint16(fs[0][vswitch.VnetHdrLen+12:]) != etherTypeARP {
+	if len(fs) != 1 || binary.BigEndian.Uint16(fs[0][vswitch.VnetHdrLen+12:]) != wire.EtherTypeARP {
 		t.Fatalf("after Send to an unresolved hop: %d frames, want one ARP request", len(fs))
 	}
 	var req arp.Packet
@@ -214,7 +215,7 @@ func TestQueueBoundAndExpiry(t *testing.T) {
 
 func TestAnswersARPAndDeliversIPv4(t *testing.T) {
 	u, dev, _ := newTestTAP(t)
-	u.input(arpFrame(t, arp.OperationRequest, lanMAC, lanIP, u.Addr(), broadcastMAC), nil)
+	u.input(arpFrame(t, arp.OperationRequest, lanMAC, lanIP, u.Addr(), wire.BroadcastMAC), nil)
 	fs := dev.take()
 	if len(fs) != 1 {
 		t.Fatalf("%d frames after an ARP request for our address, want a reply", len(fs))
@@ -229,14 +230,14 @@ func TestAnswersARPAndDeliversIPv4(t *testing.T) {
 		t.Errorf("Send to the learned requester: %v", err)
 	}
 	// A request for another address is not answered.
-	u.input(arpFrame(t, arp.OperationRequest, lanMAC, lanIP, netip.MustParseAddr("198.51.100.77"), broadcastMAC), nil)
+	u.input(arpFrame(t, arp.OperationRequest, lanMAC, lanIP, netip.MustParseAddr("198.51.100.77"), wire.BroadcastMAC), nil)
 	if n := len(dev.take()); n != 0 {
 		t.Errorf("%d frames after an ARP request for another host, want 0", n)
 	}
 
 	var got []byte
 	frame := make([]byte, Headroom+28+6) // Ethernet padding after the datagram
-	putEthernet(frame[vswitch.VnetHdrLen:], u.mac, lanMAC, etherTypeIPv4)
+	wire.PutEthernet(frame[vswitch.VnetHdrLen:], u.mac, lanMAC, wire.EtherTypeIPv4)
 	copy(frame[Headroom:], ipPacket(u.Addr())[Headroom:])
 	u.input(frame, func(p []byte) { got = append([]byte(nil), p...) })
 	if len(got) != 28 {
@@ -244,7 +245,7 @@ func TestAnswersARPAndDeliversIPv4(t *testing.T) {
 	}
 	// Not for our MAC: ignored.
 	got = nil
-	putEthernet(frame[vswitch.VnetHdrLen:], lanMAC, lanMAC, etherTypeIPv4)
+	wire.PutEthernet(frame[vswitch.VnetHdrLen:], lanMAC, lanMAC, wire.EtherTypeIPv4)
 	u.input(frame, func(p []byte) { got = p })
 	if got != nil {
 		t.Errorf("a datagram to another MAC reached the handler")
@@ -269,7 +270,7 @@ func TestStartClose(t *testing.T) {
 	got := make(chan int, 1)
 	u.Start(func(p []byte) { got <- len(p) }, func(error) { t.Error("gone called") })
 	frame := make([]byte, Headroom+28)
-	putEthernet(frame[vswitch.VnetHdrLen:], u.mac, lanMAC, etherTypeIPv4)
+	wire.PutEthernet(frame[vswitch.VnetHdrLen:], u.mac, lanMAC, wire.EtherTypeIPv4)
 	copy(frame[Headroom:], ipPacket(u.Addr())[Headroom:])
 	dev.in <- frame
 	select {

@@ -1,0 +1,58 @@
+package tap
+
+import (
+	"fmt"
+
+	"github.com/tapswitch/tapswitch/capture"
+	"github.com/tapswitch/tapswitch/uplink"
+)
+
+// Name is the kind's name in `--uplink tap,...`.
+const Name = "tap"
+
+func init() {
+	uplink.Register(uplink.Kind{
+		Name:  Name,
+		Usage: "tap,netns=PATH,ip=ADDR/LEN[,gw=ADDR][,ifname=" + DefaultIfName + "][,mac=MAC][,mtu=N]",
+		Parse: parse,
+	})
+}
+
+var (
+	_ uplink.Spec       = (*Config)(nil)
+	_ uplink.Privileged = (*Config)(nil)
+	_ uplink.Uplink     = (*TAP)(nil)
+)
+
+// Kind implements uplink.Spec.
+func (c *Config) Kind() string { return Name }
+
+// Privileged implements uplink.Privileged: the TAP is created in the
+// switch's namespace and moved into Netns.
+func (c *Config) Privileged() string {
+	return "it creates a TAP and moves it into another namespace"
+}
+
+// Open implements uplink.Spec: it validates a copy of c, refuses a link
+// that overlaps the containers' subnet, and opens the TAP (Open).
+func (c *Config) Open(env uplink.Env) (uplink.Uplink, error) {
+	cfg := *c
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Addr.Masked().Overlaps(env.Subnet) {
+		return nil, fmt.Errorf("%w: uplink %s overlaps the containers' subnet %s", ErrInvalidSpec, cfg.Addr, env.Subnet)
+	}
+	u, err := openFor(cfg, env) // persist.go
+	if err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// CapturePoint implements uplink.Uplink: it is &u.Capture.
+func (u *TAP) CapturePoint() *capture.Point { return &u.Capture }
+
+// String implements uplink.Uplink: the uplink's Config in the syntax of
+// ParseSpec.
+func (u *TAP) String() string { return u.cfg.String() }
