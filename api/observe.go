@@ -196,6 +196,8 @@ type Stats struct {
 	HostUplink *HostUplinkStats `json:"host_uplink,omitempty"`
 	// Process is the daemon process's own resources.
 	Process ProcessStats `json:"process"`
+	// VXLAN is the tunnels' counters, per remote VTEP among them.
+	VXLAN []VXLAN `json:"vxlan,omitempty"`
 }
 
 // ProcessStats are the daemon process's resources, to check that
@@ -261,6 +263,7 @@ type FDBStats struct {
 	Ignored         uint64 `json:"ignored"`
 	LimitPort       uint64 `json:"limit_port"`
 	LimitTotal      uint64 `json:"limit_total"`
+	Evicted         uint64 `json:"evicted"`
 	StaticConflicts uint64 `json:"static_conflicts"`
 }
 

@@ -42,7 +42,7 @@ func MetricsAddr(s string) (string, error) {
 // scraped: collecting metrics adds no work per frame.
 func (d *Daemon) MetricsHandler() http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(&collector{d: d})
+	reg.MustRegister(&collector{d: d}, vxlanCollector{d: d})
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -105,7 +105,7 @@ var (
 
 	mFDBEntries = desc("fdb_entries", "Entries in the MAC table (static ones included).")
 	mFDBStatic  = desc("fdb_static_entries", "Static entries in the MAC table.")
-	mFDBEvents  = desc("fdb_events_total", "MAC table events: learned (new entry), moved (MAC seen on another port), aged, flushed (port removed).", "event")
+	mFDBEvents  = desc("fdb_events_total", "MAC table events: learned (new entry), moved (MAC seen on another port), aged, flushed (port removed), evicted (the table was full: the oldest entry of the port with the most).", "event")
 	mFDBRefused = desc("fdb_learn_refused_total", "Source MACs not learned, by reason: ignored (multicast or zero), limit_port, limit_total, static_conflict.", "reason")
 
 	mGwARPRequests = desc("gateway_arp_requests_total", "ARP requests for the gateway's address.")
@@ -208,7 +208,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for _, p := range s.Ports {
 		sc.counter(mCapCaptured, p.Capture.Captured, p.Name)
 		sc.counter(mCapDropped, p.Capture.Dropped, p.Name)
-		if p.Kind != "tap" && p.Kind != "gateway" {
+		if p.Kind != "tap" && p.Kind != "gateway" && p.Kind != "vxlan" {
 			continue
 		}
 		ports++
@@ -236,7 +236,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	f := s.FDB
 	sc.gauge(mFDBEntries, float64(f.Entries))
 	sc.gauge(mFDBStatic, float64(f.Static))
-	sc.counters(mFDBEvents, []labelled{{"learned", f.Learned}, {"moved", f.Moved}, {"aged", f.Aged}, {"flushed", f.Flushed}})
+	sc.counters(mFDBEvents, []labelled{{"learned", f.Learned}, {"moved", f.Moved}, {"aged", f.Aged},
+		{"flushed", f.Flushed}, {"evicted", f.Evicted}})
 	sc.counters(mFDBRefused, []labelled{{"ignored", f.Ignored}, {"limit_port", f.LimitPort},
 		{"limit_total", f.LimitTotal}, {"static_conflict", f.StaticConflicts}})
 

@@ -102,6 +102,8 @@ type portTable struct {
 	isolate  bool           // Config.Isolate
 	acl      *compiledRules // nil: no rule can match
 	pipe     *pipeline
+	// macs are the ports attached with a MAC (PortConfig.MAC), by MAC.
+	macs map[fdb.MAC]fdb.PortID
 }
 
 // placement is a port's view of a snapshot: the table and the port's
@@ -168,6 +170,12 @@ func (s *Switch) publishLocked() {
 		t.all.set(i)
 		if pt.cfg.Gateway {
 			t.gateways.set(i)
+		}
+		if !pt.cfg.MAC.IsZero() {
+			if t.macs == nil {
+				t.macs = map[fdb.MAC]fdb.PortID{}
+			}
+			t.macs[pt.cfg.MAC] = pt.id
 		}
 		member(pt.cfg.VLAN, i)
 		for _, v := range pt.cfg.Trunk {
@@ -259,6 +267,14 @@ const coarseTick = 100 * time.Millisecond
 
 // FDB returns the switch's MAC table, for listings and static entries.
 func (s *Switch) FDB() *fdb.Table { return s.fdb }
+
+// PortOfMAC returns the port attached with mac as its PortConfig.MAC, if
+// any: a port whose MAC is known before it sends anything. It takes no lock
+// and allocates nothing, so a port may call it for every frame.
+func (s *Switch) PortOfMAC(mac fdb.MAC) (fdb.PortID, bool) {
+	id, ok := s.ports.Load().macs[mac]
+	return id, ok
+}
 
 // Now returns the switch's clock, the one FDB ages are measured against.
 func (s *Switch) Now() int64 { return s.clock() }

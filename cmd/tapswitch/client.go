@@ -92,6 +92,21 @@ func cmdDetach(args []string, stdout io.Writer) error {
 	return client(control).Detach(ctx, arg)
 }
 
+func cmdShutdown(args []string, stdout io.Writer) error {
+	fs := newFlags("shutdown")
+	control := controlFlag(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(pos); err != nil {
+		return err
+	}
+	ctx, cancel := timeout()
+	defer cancel()
+	return client(*control).Shutdown(ctx)
+}
+
 func cmdPorts(args []string, stdout io.Writer) error {
 	return listing(args, stdout, "ports", (*api.Client).Ports, printPorts)
 }
@@ -156,7 +171,7 @@ func cmdFDB(args []string, stdout io.Writer) error {
 // `bridge fdb show` does.
 func printFDB(w io.Writer, entries []api.FDBEntry) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "MAC\tPORT\tVLAN\tAGE\tTYPE")
+	fmt.Fprintln(tw, "MAC\tPORT\tVLAN\tAGE\tTYPE\tVTEP")
 	for _, e := range entries {
 		age, typ := (time.Duration(e.Age * float64(time.Second))).Round(time.Second).String(), "learned"
 		if e.Static {
@@ -166,7 +181,11 @@ func printFDB(w io.Writer, entries []api.FDBEntry) {
 		if e.VLAN != 0 {
 			vlan = strconv.Itoa(int(e.VLAN))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.MAC, e.Port, vlan, age, typ)
+		vtep := e.VTEP
+		if vtep == "" {
+			vtep = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.MAC, e.Port, vlan, age, typ, vtep)
 	}
 	tw.Flush()
 }
