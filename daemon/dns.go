@@ -174,6 +174,7 @@ func (d *Daemon) SetAliases(name string, aliases []string) (api.Port, error) {
 		return api.Port{}, notFound("no port named %q", name)
 	}
 	d.log.Info("aliases", "port", name, "aliases", al)
+	d.savePorts()
 	return d.Port(name)
 }
 

@@ -61,8 +61,10 @@ func (d *Daemon) savedPorts() []savedPort {
 	defer d.mu.Unlock()
 	out := make([]savedPort, 0, len(d.ports))
 	for _, a := range d.ports {
+		req := a.req
+		req.Aliases = a.aliases // as changed since the attach (SetAliases)
 		out = append(out, savedPort{
-			Request: a.req, Name: a.name, IfName: a.ifname, Netns: a.netns, NetnsInode: a.nsIno,
+			Request: req, Name: a.name, IfName: a.ifname, Netns: a.netns, NetnsInode: a.nsIno,
 			MAC: a.mac.String(), IP: a.ip.String(), Publish: pubs[a.name],
 		})
 	}

@@ -148,11 +148,17 @@ func TestLiveRestore(t *testing.T) {
 	requireRoot(t, "ping")
 	for _, how := range []string{"kill -9", "SIGTERM"} {
 		t.Run(how, func(t *testing.T) {
-			d, host, far := startHost(t, false, "--live-restore")
+			// DNS on (an upstream of the host namespace's own loopback,
+			// never asked) for the aliases, which are kept as well.
+			dnsArgs := []string{"--dns-upstream", "127.0.0.1:9"}
+			d, host, far := startHost(t, false, append([]string{"--live-restore"}, dnsArgs...)...)
 			dir := filepath.Dir(d.sock)
 			c1, c2 := newNS(t), newNS(t)
-			d.attach(t, c1, "c1")
-			p2 := d.attach(t, c2, "c2", "-p", "8080:80")
+			d.attach(t, c1, "c1", "--no-resolv-conf")
+			p2 := d.attach(t, c2, "c2", "-p", "8080:80", "--no-resolv-conf", "--alias", "web2")
+			if out, errOut, code := d.cli(t, "alias", "c2", "web2", "www2"); code != 0 {
+				t.Fatalf("tapswitch alias c2 web2 www2: exit %d: %s%s", code, out, errOut)
+			}
 			tcpServer(t, c2, ":80")
 			ping(t, c1, ip(p2))
 			s := startStream(t, c1, c2, ip(p2))
@@ -169,7 +175,7 @@ func TestLiveRestore(t *testing.T) {
 			if !slices.Contains(links(t, c1), "eth0") || !slices.Contains(links(t, c2), "eth0") {
 				t.Fatalf("the TAPs went with the daemon: c1 %v, c2 %v", links(t, c1), links(t, c2))
 			}
-			d2 := startDaemonWith(t, dir, []string{"ip", "netns", "exec", host}, "--uplink", "host", "--live-restore")
+			d2 := startDaemonWith(t, dir, []string{"ip", "netns", "exec", host}, append([]string{"--uplink", "host", "--live-restore"}, dnsArgs...)...)
 			up := time.Now()
 			t.Logf("restart gap (stop to the new daemon answering): %v", up.Sub(stopped).Round(time.Millisecond))
 			if !strings.Contains(d2.log.String(), "port restored") {
@@ -181,6 +187,9 @@ func TestLiveRestore(t *testing.T) {
 			}
 			if !slices.Contains(names, "c1") || !slices.Contains(names, "c2") {
 				t.Errorf("ports after the restart: %v, want c1 and c2", names)
+			}
+			if p, _ := d2.portNamed(t, "c2"); !slices.Equal(p.Aliases, []string{"web2", "www2"}) {
+				t.Errorf("c2's aliases after the restart: %v, want the ones set after the attach, [web2 www2]", p.Aliases)
 			}
 			out, _, _ := d2.cli(t, "publish", "--list")
 			if !strings.Contains(out, "8080") {
