@@ -41,6 +41,9 @@ type AttachRequest struct {
 	Name   string `json:"name,omitempty"`   // port name; default: the namespace's file name, or pid-PID
 	IfName string `json:"ifname,omitempty"` // interface name in the namespace; default eth0
 	IP     string `json:"ip,omitempty"`     // address in the subnet; default: the next free one from .2 up
+	// IP6 is the IPv6 address in the daemon's IPv6 subnet (run --ipv6);
+	// default: the next free one from ::2 up. Refused without --ipv6.
+	IP6 string `json:"ip6,omitempty"`
 	MAC    string `json:"mac,omitempty"`    // default: 02:42 followed by the IPv4 address, as Docker did
 	MTU    int    `json:"mtu,omitempty"`    // default: the daemon's MTU
 	// Publish are published ports in Docker's -p syntax (needs an uplink).
@@ -70,6 +73,9 @@ type Port struct {
 	Netns  string `json:"netns,omitempty"`
 	MAC    string `json:"mac"`
 	IP     string `json:"ip"` // with the subnet's prefix length, as `ip addr` shows it
+	// IP6 is the IPv6 address with its prefix length (/64), "" when the
+	// daemon runs without --ipv6.
+	IP6 string `json:"ip6,omitempty"`
 	MTU    int    `json:"mtu"`
 	// Offloads are what the switch may hand the port whole: "csum,tso4,..."
 	// for a TAP that negotiated them, "none" for the gateway.

@@ -291,6 +291,8 @@ type GatewayStats struct {
 	PendingDropped  uint64 `json:"pending_dropped"`
 	PendingExpired  uint64 `json:"pending_expired"`
 	ARPRequestsSent uint64 `json:"arp_requests_sent"`
+	NeighAdverts    uint64 `json:"neigh_adverts"`
+	RouterAdverts   uint64 `json:"router_adverts"`
 	Offload         uint64 `json:"offload"`
 	TooBig          uint64 `json:"too_big"`
 	Malformed       uint64 `json:"malformed"`

@@ -46,6 +46,7 @@ func (d *Daemon) createTap(a *attachment, pid int) (*tap.Device, error) {
 		Addr:    netip.PrefixFrom(a.ip, d.cfg.Subnet.Bits()),
 		Gateway: d.cfg.Gateway,
 	}
+	d.tapConfig6(a, &cfg)
 	if d.privileged && !d.cfg.AttachHelper {
 		dev, err := tap.Create(cfg)
 		return dev, tapError(err)
@@ -310,6 +311,9 @@ func (d *Daemon) parseAttach(req api.AttachRequest) (*attachment, error) {
 		}
 		a.ip = ip
 	}
+	if err := d.parseIP6(a, req.IP6); err != nil {
+		return nil, err
+	}
 	if req.MAC != "" {
 		mac, err := fdb.ParseMAC(req.MAC)
 		if err != nil {
@@ -373,6 +377,9 @@ func (d *Daemon) reserveLocked(a *attachment, req api.AttachRequest) error {
 			return err
 		}
 		a.ip = ip
+	}
+	if err := d.reserve6Locked(a); err != nil {
+		return err
 	}
 	if req.MAC == "" {
 		a.mac = macFor(a.ip)

@@ -46,6 +46,9 @@ type Daemon struct {
 	obs observe // captures, capture points that are not ports (capture.go)
 
 	rules rulesState // ACL rules and the state file (rules.go)
+	// subnet6State is the Subnet6 the state file keeps: the random one
+	// chosen, or that read back (ipv6.go).
+	subnet6State string
 }
 
 // attachment is a container's TAP attached to the switch.
@@ -55,6 +58,7 @@ type attachment struct {
 	netns  string
 	mac    fdb.MAC
 	ip     netip.Addr
+	ip6    netip.Addr // zero without Config.IPv6
 	mtu    int
 	id     fdb.PortID
 	// proc is the attached process when the TAP was made by the helper:
@@ -84,7 +88,7 @@ func (p namedPort) Name() string { return p.name }
 
 // New validates cfg, checks that the subnet does not overlap a route of the
 // current network namespace, and starts a switch with its gateway.
-func New(cfg Config) (_ *Daemon, err error) {
+func New(cfg Config) (d *Daemon, err error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
@@ -94,7 +98,7 @@ func New(cfg Config) (_ *Daemon, err error) {
 	if err := checkPrivileges(cfg); err != nil {
 		return nil, err
 	}
-	d := &Daemon{
+	d = &Daemon{
 		cfg:        cfg,
 		log:        cfg.Log,
 		ports:      map[string]*attachment{},
@@ -124,6 +128,9 @@ func New(cfg Config) (_ *Daemon, err error) {
 		MAC:  net.HardwareAddr(d.gwMAC[:]),
 		Addr: netip.PrefixFrom(cfg.Gateway, cfg.Subnet.Bits()),
 		MTU:  cfg.MTU,
+	}
+	if err := d.setup6(&gcfg); err != nil {
+		return nil, err
 	}
 	if d.nat, err = d.openUplink(); err != nil {
 		return nil, err

@@ -66,6 +66,9 @@ func (d *Daemon) describe(a *attachment, info vswitch.PortInfo) api.Port {
 		Trunk:      a.trunk,
 		AllowSpoof: a.allowSpoof,
 	}
+	if a.ip6.IsValid() {
+		p.IP6 = netip.PrefixFrom(a.ip6, d.cfg.Subnet6.Bits()).String()
+	}
 	a.owner.describe(&p)
 	return p
 }

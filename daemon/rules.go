@@ -163,7 +163,7 @@ func (d *Daemon) setRulesLocked(rules []api.Rule, srs []vswitch.Rule, next int) 
 		return invalid("%v", err)
 	}
 	if d.rules.path != "" {
-		st := state{Version: stateVersion, NextRuleID: next, Rules: rules}
+		st := state{Version: stateVersion, NextRuleID: next, Rules: rules, Subnet6: d.subnet6State}
 		if err := st.save(d.rules.path); err != nil {
 			d.sw.SetRules(d.rules.srs)
 			return err

@@ -29,7 +29,11 @@ func (g *Gateway) handleEthernet(eth []byte) {
 		g.handleARP(eth[wire.EthernetLen:])
 		return
 	case wire.EtherTypeIPv6:
-		g.stats.inc(cntIPv6)
+		if g.v6 == nil {
+			g.stats.inc(cntIPv6)
+			return
+		}
+		g.handleIPv6(eth, src)
 		return
 	}
 	if dst != g.mac {

@@ -22,6 +22,7 @@ func cmdAttach(args []string, stdout io.Writer) error {
 	fs.StringVar(&req.Name, "name", "", "port name (default: the namespace's file name, or pid-PID)")
 	fs.StringVar(&req.IfName, "ifname", "eth0", "interface name inside the namespace")
 	fs.StringVar(&req.IP, "ip", "", "address in the subnet (default: the next free one)")
+	fs.StringVar(&req.IP6, "ip6", "", "IPv6 address in the daemon's IPv6 subnet (run --ipv6; default: the next free one)")
 	fs.StringVar(&req.MAC, "mac", "", "MAC address (default: 02:42 followed by the IPv4 address)")
 	fs.IntVar(&req.MTU, "mtu", 0, "MTU (default: the daemon's)")
 	asJSON := fs.Bool("json", false, "print the port as JSON")
@@ -132,7 +133,7 @@ func show[T any](w io.Writer, asJSON bool, v T, err error, table func(io.Writer,
 // printPorts prints ports as an aligned table.
 func printPorts(w io.Writer, ports []api.Port) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tIFNAME\tMAC\tIP\tVLAN\tRX-PKTS\tRX-BYTES\tTX-PKTS\tTX-BYTES\tDROPS\tPUBLISH")
+	fmt.Fprintln(tw, "NAME\tIFNAME\tMAC\tIP\tIP6\tVLAN\tRX-PKTS\tRX-BYTES\tTX-PKTS\tTX-BYTES\tDROPS\tPUBLISH")
 	for _, p := range ports {
 		ifname := p.IfName
 		if ifname == "" {
@@ -147,7 +148,11 @@ func printPorts(w io.Writer, ports []api.Port) {
 		if p.AllowSpoof {
 			mac += " (spoof ok)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", p.Name, ifname, mac, p.IP, p.VLANs(),
+		ip6 := p.IP6
+		if ip6 == "" {
+			ip6 = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", p.Name, ifname, mac, p.IP, ip6, p.VLANs(),
 			s.RxPackets, s.RxBytes, s.TxPackets, s.TxBytes, s.Drops(), pub)
 	}
 	tw.Flush()
