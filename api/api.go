@@ -44,8 +44,8 @@ type AttachRequest struct {
 	// IP6 is the IPv6 address in the daemon's IPv6 subnet (run --ipv6);
 	// default: the next free one from ::2 up. Refused without --ipv6.
 	IP6 string `json:"ip6,omitempty"`
-	MAC    string `json:"mac,omitempty"`    // default: 02:42 followed by the IPv4 address, as Docker did
-	MTU    int    `json:"mtu,omitempty"`    // default: the daemon's MTU
+	MAC string `json:"mac,omitempty"` // default: 02:42 followed by the IPv4 address, as Docker did
+	MTU int    `json:"mtu,omitempty"` // default: the daemon's MTU
 	// Publish are published ports in Docker's -p syntax (needs an uplink).
 	Publish []string `json:"publish,omitempty"`
 	// VLAN is the port's access VLAN, or a trunk's native (untagged) VLAN;
@@ -76,7 +76,7 @@ type Port struct {
 	// IP6 is the IPv6 address with its prefix length (/64), "" when the
 	// daemon runs without --ipv6.
 	IP6 string `json:"ip6,omitempty"`
-	MTU    int    `json:"mtu"`
+	MTU int    `json:"mtu"`
 	// Offloads are what the switch may hand the port whole: "csum,tso4,..."
 	// for a TAP that negotiated them, "none" for the gateway.
 	Offloads string    `json:"offloads"`
