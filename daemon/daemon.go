@@ -88,7 +88,7 @@ func (p namedPort) Name() string { return p.name }
 
 // New validates cfg, checks that the subnet does not overlap a route of the
 // current network namespace, and starts a switch with its gateway.
-func New(cfg Config) (d *Daemon, err error) {
+func New(cfg Config) (_ *Daemon, err error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
@@ -98,7 +98,7 @@ func New(cfg Config) (d *Daemon, err error) {
 	if err := checkPrivileges(cfg); err != nil {
 		return nil, err
 	}
-	d = &Daemon{
+	d := &Daemon{
 		cfg:        cfg,
 		log:        cfg.Log,
 		ports:      map[string]*attachment{},
