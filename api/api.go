@@ -57,6 +57,9 @@ type AttachRequest struct {
 	// AllowSpoof turns port security off for the port: it may send from
 	// any MAC and IP (routers, labs).
 	AllowSpoof bool `json:"allow_spoof,omitempty"`
+	// AllowRA lets the port send IPv6 router advertisements, redirects
+	// and DHCPv6 server messages, which RA guard drops otherwise.
+	AllowRA bool `json:"allow_ra,omitempty"`
 	// ContainerID and Network are set by the CNI plugin: the runtime's
 	// container ID and the CNI network's name, by which the plugin's DEL,
 	// CHECK and GC find the port again (with IfName). Empty for a port
@@ -89,6 +92,8 @@ type Port struct {
 	Trunk []uint16 `json:"trunk,omitempty"`
 	// AllowSpoof: port security is off for this port.
 	AllowSpoof bool `json:"allow_spoof,omitempty"`
+	// AllowRA: RA guard is off for this port.
+	AllowRA bool `json:"allow_ra,omitempty"`
 	// ContainerID and Network: those of the AttachRequest (CNI).
 	ContainerID string `json:"container_id,omitempty"`
 	Network     string `json:"network,omitempty"`

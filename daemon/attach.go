@@ -231,6 +231,10 @@ func (d *Daemon) Attach(req api.AttachRequest) (api.Port, error) {
 		MAC:        a.mac,
 		IPs:        []netip.Addr{a.ip},
 		AllowSpoof: a.allowSpoof,
+		AllowRA:    a.allowRA,
+	}
+	if a.ip6.IsValid() {
+		pc.IPs = append(pc.IPs, a.ip6)
 	}
 	if a.id, err = d.sw.AddPortConfig(namedPort{dev, a.name}, pc); err != nil {
 		// AddPortConfig has closed the TAP.
@@ -245,7 +249,7 @@ func (d *Daemon) Attach(req api.AttachRequest) (api.Port, error) {
 		go d.watch(a)
 	}
 	d.log.Info("attached", "port", a.name, "netns", a.netns, "ifname", a.ifname, "mac", a.mac, "ip", a.ip, "publish", req.Publish,
-		"vlan", a.vlan, "trunk", a.trunk, "allow_spoof", a.allowSpoof, "helper", a.helper)
+		"vlan", a.vlan, "trunk", a.trunk, "allow_spoof", a.allowSpoof, "allow_ra", a.allowRA, "ip6", a.ip6, "helper", a.helper)
 	p := d.describe(a, d.portInfo(a.id))
 	for _, q := range pubs {
 		q.Target = a.ip
@@ -256,7 +260,7 @@ func (d *Daemon) Attach(req api.AttachRequest) (api.Port, error) {
 
 // parseAttach checks the parts of req that need no state.
 func (d *Daemon) parseAttach(req api.AttachRequest) (*attachment, error) {
-	a := &attachment{name: req.Name, ifname: req.IfName, mtu: req.MTU, vlan: req.VLAN, allowSpoof: req.AllowSpoof}
+	a := &attachment{name: req.Name, ifname: req.IfName, mtu: req.MTU, vlan: req.VLAN, allowSpoof: req.AllowSpoof, allowRA: req.AllowRA}
 	switch {
 	case req.Netns != "" && req.PID != 0:
 		return nil, invalid("give either a namespace path or a pid, not both")

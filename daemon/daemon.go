@@ -72,6 +72,7 @@ type attachment struct {
 	vlan       uint16
 	trunk      []uint16
 	allowSpoof bool
+	allowRA    bool // RA guard off (PortConfig.AllowRA)
 	// owner is the CNI container and network, if attached through CNI.
 	owner owner
 }

@@ -65,6 +65,7 @@ func (d *Daemon) describe(a *attachment, info vswitch.PortInfo) api.Port {
 		VLAN:       a.vlan,
 		Trunk:      a.trunk,
 		AllowSpoof: a.allowSpoof,
+		AllowRA:    a.allowRA,
 	}
 	if a.ip6.IsValid() {
 		p.IP6 = netip.PrefixFrom(a.ip6, d.cfg.Subnet6.Bits()).String()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tapswitch/tapswitch/capture"
 	"github.com/tapswitch/tapswitch/fdb"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // ErrNoPort is returned when a port ID names no port of the switch.
@@ -116,7 +117,9 @@ type port struct {
 	id       fdb.PortID
 	p        Port
 	cfg      PortConfig  // fixed at AddPortConfig
-	ip4      [][4]byte   // cfg.IPs
+	ip4      [][4]byte   // cfg.IPs, IPv4
+	ip6      [][16]byte  // cfg.IPs, IPv6
+	ll6      [16]byte    // the link-local address of cfg.MAC (EUI-64)
 	trunk    *[64]uint64 // cfg.Trunk as a bit per VLAN; nil for an access port
 	offloads Offloads    // what p accepts on Write (Offloader), fixed at AddPort
 	stats    counters
@@ -288,8 +291,13 @@ func (s *Switch) AddPortConfig(p Port, pc PortConfig) (fdb.PortID, error) {
 	}
 	np := &port{id: s.nextID, p: p, cfg: pc, offloads: offloadsOf(p), done: make(chan struct{})}
 	for _, ip := range pc.IPs {
-		np.ip4 = append(np.ip4, ip.As4())
+		if ip.Is4() {
+			np.ip4 = append(np.ip4, ip.As4())
+		} else {
+			np.ip6 = append(np.ip6, ip.As16())
+		}
 	}
+	np.ll6 = wire.LinkLocal(pc.MAC)
 	if pc.Trunk != nil {
 		np.trunk = new([64]uint64)
 		for _, v := range pc.Trunk {

@@ -30,6 +30,7 @@ func cmdAttach(args []string, stdout io.Writer) error {
 	vlan := fs.Int("vlan", 0, "access VLAN (untagged inside the container), or a trunk's native VLAN (default 1)")
 	trunk := fs.String("trunk", "", "VLANs carried 802.1Q-tagged inside the container, e.g. 10,20")
 	fs.BoolVar(&req.AllowSpoof, "allow-spoof", false, "turn port security off: the container may send from any MAC and IP (routers, labs)")
+	fs.BoolVar(&req.AllowRA, "allow-ra", false, "turn RA guard off: the container may send IPv6 router advertisements, redirects and DHCPv6 server replies")
 	control := controlFlag(fs)
 	pos, err := parse(fs, args)
 	if err != nil {

@@ -28,7 +28,7 @@ Usage:
                 [--ct-udp-unreplied-timeout D] [--ct-icmp-timeout D] [--ct-endpoint-independent-filtering]
                 [--mode learning|hub] [--icc=true|false] [--gateway-vlan N] [--state PATH]
   tapswitch attach (--netns PATH | --pid PID) [--name NAME] [--ifname eth0] [--ip IP] [--ip6 IP6] [--mac MAC] [--mtu N]
-                [--vlan N] [--trunk N,M...] [--allow-spoof]
+                [--vlan N] [--trunk N,M...] [--allow-spoof] [--allow-ra]
                 [-p [HOSTIP:]HOSTPORT[-END]:CONTAINERPORT[-END][/tcp|/udp]]... [--json]
   tapswitch publish SPEC --to NAME | tapswitch publish --list [--json]
   tapswitch unpublish HOSTPORT[/tcp|/udp]
