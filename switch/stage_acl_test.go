@@ -199,7 +199,8 @@ func TestPortConfigValidation(t *testing.T) {
 		{"trunk duplicate", PortConfig{Trunk: []uint16{10, 10}}},
 		{"trunk has native", PortConfig{VLAN: 10, Trunk: []uint16{10}}},
 		{"multicast mac", PortConfig{MAC: fdb.MAC{1, 0, 0x5e, 0, 0, 1}}},
-		{"ipv6 address", PortConfig{IPs: []netip.Addr{netip.MustParseAddr("2001:db8::1")}}},
+		{"ipv6 multicast address", PortConfig{IPs: []netip.Addr{netip.MustParseAddr("ff02::1")}}},
+		{"ipv4-mapped address", PortConfig{IPs: []netip.Addr{netip.MustParseAddr("::ffff:10.0.0.1")}}},
 		{"duplicate ip", PortConfig{IPs: []netip.Addr{netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.1")}}},
 	}
 	for _, tt := range bad {
