@@ -100,6 +100,7 @@ type portTable struct {
 	members  []bitset
 	all      bitset         // every port (hub mode)
 	gateways bitset         // Gateway ports
+	routers  bitset         // Gateway and AllowRA ports: where IPv6 router-only multicast goes
 	isolate  bool           // Config.Isolate
 	acl      *compiledRules // nil: no rule can match
 	pipe     *pipeline
@@ -151,6 +152,7 @@ func (s *Switch) publishLocked() {
 		pos:      make(map[fdb.PortID]int, n),
 		all:      newBitset(n),
 		gateways: newBitset(n),
+		routers:  newBitset(n),
 		isolate:  s.cfg.Isolate,
 		pipe:     s.pipe,
 	}
@@ -171,6 +173,9 @@ func (s *Switch) publishLocked() {
 		t.all.set(i)
 		if pt.cfg.Gateway {
 			t.gateways.set(i)
+		}
+		if pt.cfg.Gateway || pt.cfg.AllowRA {
+			t.routers.set(i)
 		}
 		member(pt.cfg.VLAN, i)
 		for _, v := range pt.cfg.Trunk {
