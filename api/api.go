@@ -164,6 +164,13 @@ type Info struct {
 	GatewayVLAN uint16 `json:"gateway_vlan"`
 	// StateFile is where the daemon keeps its rules; "" for none.
 	StateFile string `json:"state_file,omitempty"`
+	// Subnet6, Gateway6 and GatewayLL are the IPv6 subnet, the gateway's
+	// address in it and its link-local address (run --ipv6); RA is
+	// whether it sends router advertisements. Empty without --ipv6.
+	Subnet6   string `json:"subnet6,omitempty"`
+	Gateway6  string `json:"gateway6,omitempty"`
+	GatewayLL string `json:"gateway_ll,omitempty"`
+	RA        bool   `json:"ra,omitempty"`
 }
 
 // Error is the body of every error response.

@@ -67,6 +67,13 @@ func TestSubnet6Kept(t *testing.T) {
 	if d.cfg.Subnet6 != first {
 		t.Errorf("second daemon: subnet6 %s, want %s from the state file", d.cfg.Subnet6, first)
 	}
+	if info := d.Info(); info.Subnet6 != first.String() || info.Gateway6 != gateway6(first).String() || !info.RA ||
+		!strings.HasPrefix(info.GatewayLL, "fe80::") {
+		t.Errorf("info %+v", info)
+	}
+	if info := newTestDaemon(t, Config{}).Info(); info.Subnet6 != "" || info.Gateway6 != "" {
+		t.Errorf("IPv4-only info %+v: want no IPv6", info)
+	}
 
 	a := &attachment{name: "a"}
 	if err := d.reserve6Locked(a); err != nil || a.ip6 != first.Addr().Next().Next() {

@@ -127,7 +127,7 @@ func (d *Daemon) FDB() []api.FDBEntry {
 
 // Info describes the daemon.
 func (d *Daemon) Info() api.Info {
-	return api.Info{
+	info := api.Info{
 		Version:     api.Version,
 		PID:         os.Getpid(),
 		Subnet:      d.cfg.Subnet.String(),
@@ -142,6 +142,11 @@ func (d *Daemon) Info() api.Info {
 		GatewayVLAN: d.cfg.GatewayVLAN,
 		StateFile:   d.cfg.StatePath,
 	}
+	if d.cfg.IPv6 {
+		info.Subnet6, info.Gateway6 = d.cfg.Subnet6.String(), d.gw.Addr6().Addr().String()
+		info.GatewayLL, info.RA = d.gw.LinkLocal().String(), !d.cfg.NoRA
+	}
+	return info
 }
 
 // mode is the switch's mode.
