@@ -90,6 +90,21 @@ func TestIPv6DualStack(t *testing.T) {
 		t.Errorf("a's global IPv6 addresses: want only fd42:1::2:\n%s", out)
 	}
 
+	// An ACL rule on IPv6 prefixes: a to b dropped (and counted), a to
+	// c and IPv4 untouched.
+	d.addRule(t, "--src", ip6(pa), "--dst", "fd42:1::3/128", "drop")
+	if out, err := exec.Command("ip", "netns", "exec", a, "ping", "-6", "-c", "1", "-W", "1", ip6(pb)).CombinedOutput(); err == nil {
+		t.Errorf("ping -6 a -> b through a drop rule answered:\n%s", out)
+	}
+	ping6(t, a, ip6(pc))
+	ping(t, a, ip(pb))
+	if rs := d.rules(t); len(rs) != 1 || rs[0].Packets == 0 || rs[0].Src != ip6(pa)+"/128" {
+		t.Errorf("rules after the dropped ping: %+v", rs)
+	}
+	if _, errOut, code := d.cli(t, "rule", "del", "1"); code != 0 {
+		t.Fatalf("rule del: %s", errOut)
+	}
+
 	sent, got := transfer(t, a, b, ip6(pb), 64<<20, nil)
 	if sent != got {
 		t.Fatalf("sha256 over IPv6: sent %x, received %x", sent, got)

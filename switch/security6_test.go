@@ -185,3 +185,32 @@ func TestRouterOnlyMulticast(t *testing.T) {
 		}
 	}
 }
+
+// TestPrefixes6 checks IPv6 prefix matching, without allocating.
+func TestPrefixes6(t *testing.T) {
+	r := newStageRig(t, Config{}, sp{"a", PortConfig{}})
+	f := r.frame("a", icmp6(mA, mB, ip6A, ip6B, []byte{128, 0, 0, 0, 0, 1, 0, 1}))
+	run(f, parseStage{})
+	pfx := netip.MustParsePrefix
+	for _, tc := range []struct {
+		r    Rule
+		want bool
+	}{
+		{Rule{Src: pfx("fd42:1::/64")}, true},
+		{Rule{Src: pfx("fd42:1::a/128"), Dst: pfx("fd42:1::b/128")}, true},
+		{Rule{Dst: pfx("fd42:1::a/128")}, false},
+		{Rule{Src: pfx("fd42:2::/64")}, false},
+	} {
+		p := compile6(tc.r)
+		if got := p.match(f); got != tc.want {
+			t.Errorf("%s -> %s: %v, want %v", tc.r.Src, tc.r.Dst, got, tc.want)
+		}
+	}
+	if compile6(Rule{Src: pfx("10.0.0.0/8")}) != nil {
+		t.Errorf("compile6 of an IPv4 rule is not nil")
+	}
+	p := compile6(Rule{Src: pfx("fd42:1::/64")})
+	if n := testing.AllocsPerRun(100, func() { p.match(f) }); n != 0 {
+		t.Errorf("match: %v allocations, want 0", n)
+	}
+}
