@@ -5,6 +5,7 @@
 #   make bench  tapswitch against the Linux bridge (and OVS, vde2), root;
 #               ROUNDS=n (default 5), QUICK=1 (one short round), VARIANTS=nooffload
 #   make bench-rootless  tapswitch against slirp4netns and pasta, run as nobody
+#   make bench-dns  the embedded DNS server against dnsmasq (qps, p99, CPU)
 #   make bench-podman  `podman run` time: tapswitch's CNI plugin against
 #               podman's own CNI bridge; ROUNDS=n (default 10)
 #   make install    bin/tapswitch to $(PREFIX)/bin, the CNI plugin to
@@ -21,7 +22,7 @@ USER_UNIT_DIR ?= $(PREFIX)/lib/systemd/user
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TESTFLAGS   ?= -race -count=1 -timeout 9m
 
-.PHONY: all deps bench-deps build test lint unit demo bench bench-nat bench-rootless bench-podman install uninstall clean
+.PHONY: all deps bench-deps build test lint unit demo bench bench-nat bench-rootless bench-dns bench-podman install uninstall clean
 
 all: build
 
@@ -84,6 +85,12 @@ bench-nat: deps bench-deps build
 bench-rootless: deps bench-deps build
 	bench/rootless-compare.sh $(BIN)
 
+# DNS: tapswitch's embedded server against dnsmasq with the same names,
+# local and cached forwarded ones; ROUNDS=n (default 3), SECONDS_PER_TEST=5,
+# CONCURRENCY="1 8". A table on stdout.
+bench-dns: deps bench-deps build
+	$(GO) build -o bin/dnsload ./bench/dnsload
+	bench/dns-compare.sh $(BIN) bin/dnsload
 # podman's `run` with tapswitch's CNI plugin against its own CNI bridge.
 bench-podman: deps bench-deps build
 	bench/podman-compare.sh $(BIN) bin/cni

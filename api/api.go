@@ -60,6 +60,11 @@ type AttachRequest struct {
 	// AllowRA lets the port send IPv6 router advertisements, redirects
 	// and DHCPv6 server messages, which RA guard drops otherwise.
 	AllowRA bool `json:"allow_ra,omitempty"`
+	// Aliases are further DNS names of the port, besides its name.
+	Aliases []string `json:"aliases,omitempty"`
+	// NoResolvConf keeps attach from writing /etc/netns/NAME/resolv.conf
+	// for a /run/netns/NAME namespace.
+	NoResolvConf bool `json:"no_resolv_conf,omitempty"`
 	// ContainerID and Network are set by the CNI plugin: the runtime's
 	// container ID and the CNI network's name, by which the plugin's DEL,
 	// CHECK and GC find the port again (with IfName). Empty for a port
@@ -90,6 +95,11 @@ type Port struct {
 	VLAN uint16 `json:"vlan"`
 	// Trunk are the VLANs carried tagged; empty for an access port.
 	Trunk []uint16 `json:"trunk,omitempty"`
+	// Aliases are the port's DNS names besides its name.
+	Aliases []string `json:"aliases,omitempty"`
+	// ResolvConf is the resolv.conf attach wrote for the namespace
+	// (removed on detach); "" when it wrote none.
+	ResolvConf string `json:"resolv_conf,omitempty"`
 	// AllowSpoof: port security is off for this port.
 	AllowSpoof bool `json:"allow_spoof,omitempty"`
 	// AllowRA: RA guard is off for this port.
@@ -171,6 +181,9 @@ type Info struct {
 	Gateway6  string `json:"gateway6,omitempty"`
 	GatewayLL string `json:"gateway_ll,omitempty"`
 	RA        bool   `json:"ra,omitempty"`
+	// DNS is the embedded DNS server, what a container's resolv.conf
+	// (or a CNI result's dns field) names; nil when it is off.
+	DNS *DNSInfo `json:"dns,omitempty"`
 }
 
 // Error is the body of every error response.

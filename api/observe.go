@@ -194,6 +194,8 @@ type Stats struct {
 	Captures []CaptureInfo  `json:"captures"`
 	// NAT is the connection tracking's counters; nil without an uplink.
 	NAT *ConntrackStats `json:"nat,omitempty"`
+	// DNS is the embedded DNS server's counters; nil when it is off.
+	DNS *DNSStats `json:"dns,omitempty"`
 	// HostUplink is the host uplink's counters; nil with another uplink.
 	HostUplink *HostUplinkStats `json:"host_uplink,omitempty"`
 	// Process is the daemon process's own resources.
@@ -293,6 +295,8 @@ type GatewayStats struct {
 	ARPRequestsSent uint64 `json:"arp_requests_sent"`
 	NeighAdverts    uint64 `json:"neigh_adverts"`
 	RouterAdverts   uint64 `json:"router_adverts"`
+	LocalIn         uint64 `json:"local_in"`  // datagrams to the embedded DNS server
+	LocalOut        uint64 `json:"local_out"` // datagrams it sent
 	Offload         uint64 `json:"offload"`
 	TooBig          uint64 `json:"too_big"`
 	Malformed       uint64 `json:"malformed"`

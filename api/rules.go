@@ -3,12 +3,12 @@ package api
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
 
+	"github.com/tapswitch/tapswitch/fdb"
 	"github.com/tapswitch/tapswitch/wire"
 )
 
@@ -244,7 +244,7 @@ func (r Rule) Validate() error {
 		if m.v == "" {
 			continue
 		}
-		if hw, err := net.ParseMAC(m.v); err != nil || len(hw) != 6 {
+		if _, err := fdb.ParseMAC(m.v); err != nil {
 			return fmt.Errorf("--%s %q: not a MAC address such as 02:42:0a:5a:00:02", m.flag, m.v)
 		}
 	}

@@ -25,6 +25,8 @@ func TestRuleValidate(t *testing.T) {
 		{"port on drop", Rule{Action: "drop", MirrorTo: "m"}, "only a mirror rule"},
 		{"vlan 4095", Rule{VLAN: 4095, Action: "drop"}, "VLAN 4095"},
 		{"bad mac", Rule{SrcMAC: "02:42", Action: "drop"}, "--src-mac"},
+		{"mac in dot notation (the switch takes colons or dashes)", Rule{DstMAC: "0000.5e00.5301", Action: "drop"}, "--dst-mac"},
+		{"mac of 8 octets", Rule{SrcMAC: "02:42:0a:5a:00:02:00:01", Action: "drop"}, "--src-mac"},
 		{"small ethertype", Rule{EtherType: 0x05dc, Action: "drop"}, "0x0600"},
 		{"ipv6 prefix", Rule{Dst: "fd00::/8", Action: "drop"}, ""},
 		{"mixed families", Rule{Src: "10.0.0.0/8", Dst: "fd00::/8", Action: "drop"}, "one family"},

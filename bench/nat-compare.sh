@@ -66,7 +66,7 @@ NFT
 
 # tapswitch: the daemon in this namespace, its uplink in tl, one container
 # with 5201 published.
-"$bin" run --control "$dir/s.sock" --subnet 10.96.0.0/24 \
+"$bin" run --control "$dir/s.sock" --subnet 10.96.0.0/24 --dns=false \
 	--uplink tap,netns=/run/netns/${p}tl,ifname=ts0,ip=198.51.100.2/24,gw=198.51.100.1 2>"$dir/daemon.log" &
 daemon_pid=$!
 for _ in $(seq 100); do "$bin" ports --control "$dir/s.sock" >/dev/null 2>&1 && break; sleep 0.05; done

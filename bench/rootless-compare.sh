@@ -151,7 +151,7 @@ for mtu in $mtus; do
 	cp=$(container)
 	pids+=("$ct" "$cs" "$cp")
 
-	"${N[@]}" "$work/tapswitch" run --control "$u/ts.sock" --mtu "$mtu" --host-loopback >"$work/tapswitch-$mtu.log" 2>&1 &
+	"${N[@]}" "$work/tapswitch" run --control "$u/ts.sock" --mtu "$mtu" --host-loopback --dns=false >"$work/tapswitch-$mtu.log" 2>&1 &
 	tsd=$!
 	pids+=("$tsd")
 	for _ in $(seq 100); do "${N[@]}" "$work/tapswitch" ports --control "$u/ts.sock" >/dev/null 2>&1 && break; sleep 0.05; done

@@ -241,7 +241,7 @@ func (t *tapsw) setup(ctx context.Context) error {
 	}
 	sock := filepath.Join(t.dir, "ctl.sock")
 	// `ip netns exec` execs the daemon: the PID is tapswitch's own.
-	if _, err := t.startEnv(t.env, "ip", "netns", "exec", sw, t.bin, "run", "--control", sock, "--subnet", "198.51.100.0/24", "--uplink", "none"); err != nil {
+	if _, err := t.startEnv(t.env, "ip", "netns", "exec", sw, t.bin, "run", "--control", sock, "--subnet", "198.51.100.0/24", "--uplink", "none", "--dns=false"); err != nil {
 		return err
 	}
 	for i := 0; ; i++ {

@@ -144,11 +144,15 @@ func result(p api.Port, sandbox string, info api.Info) (*current.Result, error) 
 	}, nil
 }
 
-// resultDNS is the DNS configuration handed to the runtime (podman writes
-// it to the container's resolv.conf). Empty until the daemon serves DNS on
-// the gateway: then the gateway's address goes in Nameservers here.
-func resultDNS(api.Info) types.DNS {
-	return types.DNS{}
+// resultDNS is the DNS configuration handed to the runtime: the embedded
+// DNS server on the gateway and its search domain, when the daemon runs one
+// (podman puts the nameservers of a CNI result first in the container's
+// resolv.conf, before the host's, and adds the search domains).
+func resultDNS(info api.Info) types.DNS {
+	if info.DNS == nil || info.DNS.Nameserver == "" {
+		return types.DNS{}
+	}
+	return types.DNS{Nameservers: []string{info.DNS.Nameserver}, Search: info.DNS.Search}
 }
 
 // findPort returns the port of the container and interface of args.

@@ -68,7 +68,7 @@ func (f *fakeDaemon) handler() http.Handler {
 		return true
 	}
 	mux.HandleFunc("GET /v1/info", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, 200, api.Info{Subnet: f.subnet, Gateway: "10.90.0.1", MTU: 1500})
+		reply(w, 200, api.Info{Subnet: f.subnet, Gateway: "10.90.0.1", MTU: 1500, DNS: &api.DNSInfo{Nameserver: "10.90.0.1", Search: []string{"tapswitch"}}})
 	})
 	mux.HandleFunc("GET /v1/ports", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
@@ -260,6 +260,9 @@ func TestAdd(t *testing.T) {
 	}
 	if r.CNIVersion != "1.0.0" {
 		t.Errorf("result version = %q, want the configuration's 1.0.0", r.CNIVersion)
+	}
+	if len(r.DNS.Nameservers) != 1 || r.DNS.Nameservers[0] != "10.90.0.1" || len(r.DNS.Search) != 1 || r.DNS.Search[0] != "tapswitch" {
+		t.Errorf("dns = %+v, want nameserver 10.90.0.1, search tapswitch (the embedded server)", r.DNS)
 	}
 
 	// The same ADD again: the same result, no second attach.
@@ -577,5 +580,13 @@ func TestAddByFD(t *testing.T) {
 	}
 	if n := f2.names(); len(n) != 0 {
 		t.Errorf("ports = %v, want none", n)
+	}
+}
+
+// TestResultDNSOff: a daemon run with --dns=false gives no nameserver, so
+// the runtime keeps the host's resolvers.
+func TestResultDNSOff(t *testing.T) {
+	if got := resultDNS(api.Info{Gateway: "10.90.0.1"}); len(got.Nameservers) != 0 || len(got.Search) != 0 {
+		t.Errorf("resultDNS without a DNS server = %+v, want empty", got)
 	}
 }

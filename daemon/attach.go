@@ -49,7 +49,7 @@ func (d *Daemon) createTap(a *attachment, pid int) (*tap.Device, error) {
 	d.tapConfig6(a, &cfg)
 	if d.privileged && !d.cfg.AttachHelper {
 		dev, err := tap.Create(cfg)
-		return dev, tapError(err)
+		return dev, errorKind(err)
 	}
 	a.helper = true
 	if pid > 0 {
@@ -85,24 +85,9 @@ func (d *Daemon) createTap(a *attachment, pid int) (*tap.Device, error) {
 		if errors.Is(err, nshelper.ErrNotOwned) {
 			return nil, &reqError{ErrForbidden, err.Error()}
 		}
-		return nil, tapError(err)
+		return nil, errorKind(err)
 	}
 	return dev, nil
-}
-
-// tapError gives an error of tap.Create the kind the API answers with.
-func tapError(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, tap.ErrNetnsNotFound):
-		return notFound("%v", err)
-	case errors.Is(err, tap.ErrLinkExists):
-		return conflict("%v", err)
-	case errors.Is(err, tap.ErrInvalidConfig):
-		return invalid("%v", err)
-	}
-	return err
 }
 
 // watch waits for the process of a to exit and then removes its port. It
@@ -124,6 +109,7 @@ func (d *Daemon) watch(a *attachment) {
 	d.sw.RemovePort(a.id)
 	d.gw.Forget(a.ip)
 	d.forgetNAT(a.ip)
+	d.dnsDetached(a)
 	d.log.Info("port gone: its process exited", "port", a.name, "ip", a.ip)
 }
 
@@ -180,6 +166,7 @@ func (d *Daemon) portGone(id fdb.PortID, name string, err error) {
 	gone.stopWatch()
 	d.gw.Forget(gone.ip)
 	d.forgetNAT(gone.ip)
+	d.dnsDetached(gone)
 	d.log.Info("port gone: its interface or namespace was deleted", "port", gone.name, "ip", gone.ip, "err", err)
 }
 
@@ -245,6 +232,9 @@ func (d *Daemon) Attach(req api.AttachRequest) (api.Port, error) {
 		return api.Port{}, err
 	}
 	d.ports[a.name] = a
+	// Through CNI the runtime writes the container's resolv.conf (from
+	// the result's dns), not ip netns exec.
+	d.dnsAttachedLocked(a, req.NoResolvConf || req.ContainerID != "")
 	if a.proc != nil {
 		go d.watch(a)
 	}
@@ -330,6 +320,12 @@ func (d *Daemon) parseAttach(req api.AttachRequest) (*attachment, error) {
 			return nil, invalid("mac %s is the zero address", mac)
 		}
 		a.mac = mac
+	}
+	if len(req.Aliases) > 0 && d.cfg.DNS == nil {
+		return nil, invalid("--alias needs the DNS server, which is off (run --dns=false)")
+	}
+	if a.aliases, err = parseAliases(req.Aliases); err != nil {
+		return nil, err
 	}
 	if a.vlan == 0 {
 		a.vlan = vswitch.DefaultVLAN
@@ -424,6 +420,7 @@ func (d *Daemon) Detach(name string) error {
 	err := d.sw.RemovePort(a.id)
 	d.gw.Forget(a.ip)
 	d.forgetNAT(a.ip)
+	d.dnsDetached(a)
 	if err != nil && !errors.Is(err, vswitch.ErrNoPort) {
 		return err
 	}

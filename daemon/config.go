@@ -56,6 +56,9 @@ type Config struct {
 	// StatePath is the state file, where ACL rules are kept across
 	// restarts (see StatePath); "" keeps them in memory only.
 	StatePath string
+	// DNS is the embedded DNS server on the gateway's address (dns.go);
+	// nil means none.
+	DNS *DNSConfig
 }
 
 // Daemon is a running switch with its gateway and attached containers. Its

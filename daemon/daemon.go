@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"sync"
 
+	"github.com/tapswitch/tapswitch/dns"
 	"github.com/tapswitch/tapswitch/fdb"
 	"github.com/tapswitch/tapswitch/gateway"
 	"github.com/tapswitch/tapswitch/internal/nshelper"
@@ -49,6 +50,8 @@ type Daemon struct {
 	// subnet6State is the Subnet6 the state file keeps: the random one
 	// chosen, or that read back (ipv6.go).
 	subnet6State string
+
+	dns *dns.Server // nil when the DNS server is off (dns.go)
 }
 
 // attachment is a container's TAP attached to the switch.
@@ -73,6 +76,12 @@ type attachment struct {
 	trunk      []uint16
 	allowSpoof bool
 	allowRA    bool // RA guard off (PortConfig.AllowRA)
+	// aliases are the port's DNS names besides its name (dns.go);
+	// resolvConf the resolv.conf written for its namespace, and
+	// madeEtcDir whether its directory was made for it.
+	aliases    []string
+	resolvConf string
+	madeEtcDir bool
 	// owner is the CNI container and network, if attached through CNI.
 	owner owner
 }
@@ -122,6 +131,9 @@ func New(cfg Config) (_ *Daemon, err error) {
 			if d.nat != nil {
 				d.nat.up.Close()
 			}
+			if d.dns != nil {
+				d.dns.Close()
+			}
 		}
 	}()
 	d.gwMAC = macFor(cfg.Gateway)
@@ -143,11 +155,17 @@ func New(cfg Config) (_ *Daemon, err error) {
 			gcfg.HostLoopback = lo.HostLoopback()
 		}
 	}
+	if err := d.openDNS(&gcfg); err != nil {
+		return nil, err
+	}
 	gw, err := gateway.New(gcfg)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	d.gw = gw
+	if err := d.startDNS(); err != nil {
+		return nil, err
+	}
 	// The gateway routes, so it sends from any IP; its MAC is still checked.
 	// AddPortConfig closes the gateway if it fails.
 	if d.gwID, err = sw.AddPortConfig(gw, vswitch.PortConfig{VLAN: cfg.GatewayVLAN, MAC: d.gwMAC, Gateway: true}); err != nil {
@@ -179,11 +197,14 @@ func (d *Daemon) Close() error {
 		d.closeNAT()
 		err = d.sw.Close()
 		d.mu.Lock()
+		gone := make([]*attachment, 0, len(d.ports))
 		for _, a := range d.ports {
 			a.stopWatch()
+			gone = append(gone, a)
 		}
 		clear(d.ports)
 		d.mu.Unlock()
+		d.closeDNS(gone)
 	})
 	return err
 }

@@ -3,6 +3,10 @@ package daemon
 import (
 	"errors"
 	"fmt"
+
+	"github.com/tapswitch/tapswitch/nat"
+	"github.com/tapswitch/tapswitch/switch/tap"
+	"github.com/tapswitch/tapswitch/uplink"
 )
 
 // Errors the daemon's methods wrap, so that the control API can answer with
@@ -39,4 +43,32 @@ func conflict(format string, a ...any) error {
 
 func notFound(format string, a ...any) error {
 	return &reqError{ErrNotFound, fmt.Sprintf(format, a...)}
+}
+
+// errorKinds are the sentinel errors of the parts the daemon drives, each
+// with the kind the API answers it with: the daemon's one such mapping.
+var errorKinds = []struct{ err, kind error }{
+	{tap.ErrNetnsNotFound, ErrNotFound},
+	{tap.ErrLinkExists, ErrConflict},
+	{tap.ErrInvalidConfig, ErrInvalid},
+	{uplink.ErrInvalidSpec, ErrInvalid},
+	{uplink.ErrHostPortInUse, ErrConflict},
+	{nat.ErrPublishOverlap, ErrConflict},
+	{nat.ErrPortInUse, ErrConflict},
+	{nat.ErrNoPublish, ErrNotFound},
+	{nat.ErrBadPublish, ErrInvalid},
+}
+
+// errorKind gives err, keeping its message, the kind of the first sentinel
+// of errorKinds it wraps; it returns other errors (and nil) as they are.
+func errorKind(err error) error {
+	if err == nil {
+		return nil
+	}
+	for _, k := range errorKinds {
+		if errors.Is(err, k.err) {
+			return &reqError{k.kind, err.Error()}
+		}
+	}
+	return err
 }

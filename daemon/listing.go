@@ -66,6 +66,8 @@ func (d *Daemon) describe(a *attachment, info vswitch.PortInfo) api.Port {
 		Trunk:      a.trunk,
 		AllowSpoof: a.allowSpoof,
 		AllowRA:    a.allowRA,
+		Aliases:    a.aliases,
+		ResolvConf: a.resolvConf,
 	}
 	if a.ip6.IsValid() {
 		p.IP6 = netip.PrefixFrom(a.ip6, d.cfg.Subnet6.Bits()).String()
@@ -141,6 +143,7 @@ func (d *Daemon) Info() api.Info {
 		Isolate:     d.cfg.Isolate,
 		GatewayVLAN: d.cfg.GatewayVLAN,
 		StateFile:   d.cfg.StatePath,
+		DNS:         d.dnsInfo(),
 	}
 	if d.cfg.IPv6 {
 		info.Subnet6, info.Gateway6 = d.cfg.Subnet6.String(), d.gw.Addr6().Addr().String()

@@ -3,7 +3,6 @@ package daemon
 import (
 	"bytes"
 	"cmp"
-	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -41,7 +40,7 @@ func (d *Daemon) openUplink() (*natState, error) {
 		Log:         d.log,
 	})
 	if err != nil {
-		return nil, uplinkError(err)
+		return nil, errorKind(err)
 	}
 	nc := d.cfg.NAT
 	nc.External = up.Addr()
@@ -58,15 +57,6 @@ func (d *Daemon) openUplink() (*natState, error) {
 	n := &natState{table: table, up: up, max: max, stop: make(chan struct{}), done: make(chan struct{})}
 	n.pub, _ = up.(uplink.Publisher)
 	return n, nil
-}
-
-// uplinkError gives an error of uplink.Spec.Open the kind the API answers
-// with.
-func uplinkError(err error) error {
-	if errors.Is(err, uplink.ErrInvalidSpec) {
-		return invalid("%v", err)
-	}
-	return tapError(err)
 }
 
 // uplinkString describes the uplink for Info and logs.
@@ -195,17 +185,14 @@ func (d *Daemon) addPublish(a *attachment, p nat.Publish) error {
 		np.HostIP = netip.Addr{}
 	}
 	if err := d.nat.table.AddPublish(np); err != nil {
-		return publishError(err)
+		return errorKind(err)
 	}
 	if pub == nil {
 		return nil
 	}
 	if err := pub.Publish(p); err != nil {
 		d.nat.table.RemovePublish(p.Proto, p.HostPort)
-		if errors.Is(err, uplink.ErrHostPortInUse) {
-			return conflict("publish %s: %v", p, err)
-		}
-		return fmt.Errorf("publish %s: %w", p, err)
+		return errorKind(fmt.Errorf("publish %s: %w", p, err))
 	}
 	return nil
 }
@@ -233,19 +220,6 @@ func (d *Daemon) withHostIP(p nat.Publish) nat.Publish {
 		}
 	}
 	return p
-}
-
-// publishError gives a NAT publish error its kind.
-func publishError(err error) error {
-	switch {
-	case errors.Is(err, nat.ErrPublishOverlap), errors.Is(err, nat.ErrPortInUse):
-		return conflict("%v", err)
-	case errors.Is(err, nat.ErrNoPublish):
-		return notFound("%v", err)
-	case errors.Is(err, nat.ErrBadPublish):
-		return invalid("%v", err)
-	}
-	return err
 }
 
 // Publish publishes a port of an attached container at runtime.
@@ -289,7 +263,7 @@ func (d *Daemon) Unpublish(hostPort, proto string) (api.Published, error) {
 	}
 	p, err := d.removePublish(pr, uint16(n))
 	if err != nil {
-		return api.Published{}, publishError(err)
+		return api.Published{}, errorKind(err)
 	}
 	d.log.Info("unpublished", "spec", p.String(), "port", p.Owner)
 	return apiPublished(p), nil

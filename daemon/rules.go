@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/netip"
 	"slices"
 	"strconv"
 	"sync"
@@ -114,31 +113,34 @@ func parseRule(r api.Rule) (api.Rule, vswitch.Rule, error) {
 		SPortLo: r.SPortLo, SPortHi: r.SPortHi, DPortLo: r.DPortLo, DPortHi: r.DPortHi,
 		Action: act, MirrorTo: r.MirrorTo,
 	}
-	for _, m := range []struct {
-		s   *string
-		mac *fdb.MAC
-	}{{&r.SrcMAC, &sr.SrcMAC}, {&r.DstMAC, &sr.DstMAC}} {
-		if *m.s == "" {
-			continue
-		}
-		if *m.mac, err = fdb.ParseMAC(*m.s); err != nil {
-			return r, vswitch.Rule{}, invalid("mac %q: %v", *m.s, err)
-		}
-		*m.s = m.mac.String()
+	// Validate has checked every MAC and prefix with the same parsers.
+	if sr.SrcMAC, r.SrcMAC, err = canon(r.SrcMAC, fdb.ParseMAC); err == nil {
+		sr.DstMAC, r.DstMAC, err = canon(r.DstMAC, fdb.ParseMAC)
 	}
-	for _, p := range []struct {
-		s   *string
-		pfx *netip.Prefix
-	}{{&r.Src, &sr.Src}, {&r.Dst, &sr.Dst}} {
-		if *p.s == "" {
-			continue
-		}
-		if *p.pfx, err = api.ParsePrefix(*p.s); err != nil {
-			return r, vswitch.Rule{}, invalid("%v", err) // Validate let it through: a bug
-		}
-		*p.s = p.pfx.String()
+	if err == nil {
+		sr.Src, r.Src, err = canon(r.Src, api.ParsePrefix)
+	}
+	if err == nil {
+		sr.Dst, r.Dst, err = canon(r.Dst, api.ParsePrefix)
+	}
+	if err != nil {
+		return r, vswitch.Rule{}, invalid("%v", err)
 	}
 	return r, sr, nil
+}
+
+// canon parses s, when it is not empty, and returns the value with its
+// canonical text.
+func canon[T fmt.Stringer](s string, parse func(string) (T, error)) (T, string, error) {
+	var zero T
+	if s == "" {
+		return zero, "", nil
+	}
+	v, err := parse(s)
+	if err != nil {
+		return zero, s, err
+	}
+	return v, v.String(), nil
 }
 
 // switchRules returns the switch's rules for rules, checking each.

@@ -56,6 +56,21 @@ func (d *Daemon) Handler() http.Handler {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
+	mux.HandleFunc("PUT /v1/ports/{name}/aliases", func(w http.ResponseWriter, r *http.Request) {
+		var req api.Aliases
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			writeError(w, invalid("request body: %v", err))
+			return
+		}
+		p, err := d.SetAliases(r.PathValue("name"), req.Aliases)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, p)
+	})
 	mux.HandleFunc("GET /v1/fdb", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, d.FDB())
 	})

@@ -19,10 +19,8 @@ type PortID uint32
 const NoPort PortID = 0
 
 // Key is what the table is indexed by: a MAC address within a VLAN, as the
-// Linux bridge keys its fdb by (addr, vid). VLAN is the VLAN ID the frame
-// is switched in; untagged frames are in their port's VLAN, 1 by default
-// (vswitch.DefaultVLAN, the Linux bridge's default pvid). Key is comparable
-// and 8 bytes long.
+// Linux bridge keys its fdb by (addr, vid); untagged frames are in their
+// port's VLAN, 1 by default. Key is comparable and 8 bytes long.
 type Key struct {
 	MAC  MAC
 	VLAN uint16

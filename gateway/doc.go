@@ -7,7 +7,10 @@
 //     of every valid ARP packet, and the source of every IPv4 datagram sent
 //     to it, into a neighbour table of the hosts of its subnet;
 //   - replies to ICMP echo requests to its address (RFC 792);
-//   - answers UDP to its address with ICMP port unreachable, TCP with a
+//   - hands TCP and UDP to its address for the ports its LocalService
+//     claims (Config.Local, local.go: the DNS server) to that service,
+//     whose answers SendLocal delivers; only containers reach it;
+//   - answers other UDP to its address with ICMP port unreachable, TCP with a
 //     reset as a host in the CLOSED state (RFC 9293 3.10.7.1), and other
 //     protocols with ICMP protocol unreachable;
 //   - with NAT and an uplink (Config.NAT, Config.Uplink), routes datagrams

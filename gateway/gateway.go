@@ -114,6 +114,11 @@ type Config struct {
 	// the switch's coarse clock (Switch.Now), which it also runs
 	// NAT.Expire with.
 	Clock func() int64
+
+	// Local, if set, serves ports on the gateway's address for the
+	// containers (local.go): the embedded DNS server. Datagrams to the
+	// ports it claims go to it, before the host loopback.
+	Local LocalService
 }
 
 // Gateway is the containers' default router as a port of the switch. It
@@ -139,8 +144,9 @@ type Gateway struct {
 	pool  sync.Pool   // of *[]byte, cap UplinkHeadroom+mtu
 	queue chan qframe // frames waiting for Read
 
-	route *route // nil without NAT and uplink
-	v6    *ipv6  // nil without Config.Addr6
+	route *route       // nil without NAT and uplink
+	v6    *ipv6        // nil without Config.Addr6
+	local LocalService // nil: no service on the gateway's address
 
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
@@ -225,6 +231,7 @@ func New(cfg Config) (*Gateway, error) {
 	if (cfg.NAT == nil) != (cfg.Uplink == nil) {
 		return nil, fmt.Errorf("NAT and Uplink must be set together: %w", ErrInvalidConfig)
 	}
+	g.local = cfg.Local
 	if cfg.NAT != nil {
 		g.route = newRoute(cfg.NAT, cfg.Uplink, cfg.Clock)
 		if cfg.HostLoopback.IsValid() {

@@ -119,6 +119,8 @@ func (g *Gateway) handleIPv4(b []byte, ethSrc [6]byte) {
 	}
 	g.learn(v.src, ethSrc)
 	switch {
+	case v.dst == g.addr && g.claimedLocal(&v):
+		g.serveLocal(&v)
 	case v.dst == g.addr && g.toHostLoopback(&v):
 		// The host's loopback, through the uplink.
 		g.forward(&v, ethSrc)

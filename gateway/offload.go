@@ -111,6 +111,10 @@ func (g *Gateway) forwardGSO(h gso.Hdr, eth []byte) bool {
 		v.src == g.addr || v.src == g.bcast || (v.dst != g.addr && g.prefix.Contains(netip.AddrFrom4(v.dst))) {
 		return false
 	}
+	if v.dst == g.addr && g.claimedLocal(&v) {
+		// The gateway's local service (DNS), before the host loopback.
+		return false
+	}
 	partial := h.Flags&gso.FlagNeedsCsum != 0
 	ihl := v.ip.HeaderLen()
 	if partial && (int(h.CsumStart) != wire.EthernetLen+ihl || h.CsumOffset != wire.TCPChecksumOffset) {

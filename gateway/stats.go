@@ -35,6 +35,9 @@ const (
 	cntNeighAdverts
 	cntRouterAdverts
 
+	cntLocalIn
+	cntLocalOut
+
 	cntOffload
 	cntTooBig
 	cntMalformed
@@ -119,6 +122,10 @@ type Stats struct {
 	// unsolicited ones included); RouterAdverts router advertisements.
 	NeighAdverts, RouterAdverts uint64
 
+	// LocalIn counts datagrams handed to the LocalService (local.go);
+	// LocalOut those it sent to containers.
+	LocalIn, LocalOut uint64
+
 	// Frames dropped or ignored, by reason.
 
 	// Offload counts frames whose virtio_net_hdr asked for checksum
@@ -189,6 +196,8 @@ func (c *counters) snapshot() Stats {
 		ARPRequestsSent: c[cntARPRequestsSent].Load(),
 		NeighAdverts:    c[cntNeighAdverts].Load(),
 		RouterAdverts:   c[cntRouterAdverts].Load(),
+		LocalIn:         c[cntLocalIn].Load(),
+		LocalOut:        c[cntLocalOut].Load(),
 		Offload:         c[cntOffload].Load(),
 		TooBig:          c[cntTooBig].Load(),
 		Malformed:       c[cntMalformed].Load(),

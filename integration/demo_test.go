@@ -22,7 +22,8 @@ func TestDemo(t *testing.T) {
 	}
 	for _, want := range []string{"3/3 replies", "200 OK: hello from c1", "demo passed",
 		"GET http://198.51.100.2:8080/ from lan: 200 OK: hello from c1; you are 198.51.100.1:", "3/3 echo replies",
-		"tcp      6 ", "flow entries have been shown"} {
+		"tcp      6 ", "flow entries have been shown",
+		"nameserver 10.90.0.1", "10.90.0.2 c1.tapswitch", "198.51.100.80 www.example.test"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
@@ -36,6 +37,9 @@ func TestDemo(t *testing.T) {
 		t.Errorf("the demo output names no namespace it created:\n%s", out)
 	}
 	for _, m := range made {
+		if _, err := os.Stat(filepath.Join("/etc/netns", m[1])); err == nil {
+			t.Errorf("demo left /etc/netns/%s behind", m[1])
+		}
 		if _, err := os.Stat(netnsutil.Path(m[1])); err == nil {
 			t.Errorf("demo left namespace %s behind", m[1])
 		}

@@ -180,12 +180,26 @@ func startDaemonWith(t *testing.T, dir string, prefix []string, args ...string) 
 // tapswitch run's default, and must not open host sockets in the test's
 // namespace.
 func withUplink(args []string) []string {
+	args = withoutDNS(args)
 	for _, a := range args {
 		if a == "--uplink" || strings.HasPrefix(a, "--uplink=") {
 			return args
 		}
 	}
 	return append([]string{"--uplink", "none"}, args...)
+}
+
+// withoutDNS returns args with `--dns=false` added when they say nothing
+// of DNS: the embedded DNS server would forward to the machine's own
+// resolvers, which tests must never query. The DNS tests name an upstream
+// of their own with --dns-upstream.
+func withoutDNS(args []string) []string {
+	for _, a := range args {
+		if strings.HasPrefix(a, "--dns") {
+			return args
+		}
+	}
+	return append([]string{"--dns=false"}, args...)
 }
 
 // stop sends SIGTERM and waits for the daemon to exit; it returns Wait's

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -192,7 +193,7 @@ func writeImage(t *testing.T, path, busybox string) {
 		add(&tar.Header{Name: d + "/", Typeflag: tar.TypeDir, Mode: 0o755}, nil)
 	}
 	add(&tar.Header{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(bb))}, bb)
-	for _, app := range []string{"sh", "httpd", "ping", "ip", "cat", "sleep", "wget"} {
+	for _, app := range []string{"sh", "httpd", "ping", "ip", "cat", "sleep", "wget", "nslookup"} {
 		add(&tar.Header{Name: "bin/" + app, Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777}, nil)
 	}
 	page := []byte("hello from tapswitch\n")
@@ -238,7 +239,9 @@ func httpGet(t *testing.T, ns, addr string) string {
 // test's own (its "host"), so its listeners are there.
 func TestPodman(t *testing.T) {
 	requireRoot(t, "podman")
-	d, host, _ := startHost(t, false)
+	// DNS on, with an upstream that is the host namespace's own loopback
+	// (nothing listens there): only local names are asked below.
+	d, host, _ := startHost(t, false, "--dns-upstream", "127.0.0.1:9")
 	p := newPodman(t, d.sock, false)
 
 	// web2 asks for its address (--ip, the "ips" capability the conflist
@@ -282,6 +285,14 @@ func TestPodman(t *testing.T) {
 	}
 	p.must(t, "exec", "web1", "ping", "-c", "2", "-W", "2", ip2)
 	p.must(t, "exec", "web2", "ping", "-c", "2", "-W", "2", ip1)
+	// The CNI result names the embedded DNS server: podman writes it into
+	// the container's resolv.conf, and it answers the other's name.
+	if rc := p.must(t, "exec", "web1", "cat", "/etc/resolv.conf"); !strings.Contains(rc, "nameserver 10.90.0.1") || !regexp.MustCompile(`(?m)^search .*\btapswitch\b`).MatchString(rc) {
+		t.Errorf("web1's resolv.conf = %q, want nameserver 10.90.0.1 and search tapswitch", rc)
+	}
+	if out := p.must(t, "exec", "web1", "nslookup", "web2", "10.90.0.1"); !strings.Contains(out, ip2) {
+		t.Errorf("nslookup web2 10.90.0.1 in web1 = %q, want %s", out, ip2)
+	}
 	for _, hp := range []string{"18180", "18190"} {
 		if body := httpGet(t, host, "127.0.0.1:"+hp); body != "hello from tapswitch\n" {
 			t.Errorf("GET 127.0.0.1:%s = %q, want the page", hp, body)

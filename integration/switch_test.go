@@ -402,6 +402,28 @@ func TestSIGTERM(t *testing.T) {
 	}
 }
 
+// TestControlBeforeSubcommand: --control before the subcommand reaches the
+// daemon as it does after it (tapswitch --control PATH ports, as docker -H),
+// for a subcommand with subcommands of its own too; given both, the one
+// after the subcommand wins.
+func TestControlBeforeSubcommand(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t)
+	d.attach(t, newNS(t), "c1")
+	for _, args := range [][]string{
+		{"--control", d.sock, "ports"},
+		{"--control=" + d.sock, "ports"},
+		{"--control", "/nonexistent/tapswitch.sock", "ports", "--control", d.sock},
+	} {
+		if out, errOut, code := run(t, args...); code != 0 || !strings.Contains(out, "c1") || !strings.Contains(out, "10.90.0.2") {
+			t.Errorf("tapswitch %q: exit %d, stdout %q, stderr %q; want the port c1 listed", args, code, out, errOut)
+		}
+	}
+	if out, errOut, code := run(t, "--control", d.sock, "rule", "list", "--json"); code != 0 || out != "[]\n" {
+		t.Errorf("tapswitch --control SOCK rule list: exit %d, stdout %q, stderr %q; want []", code, out, errOut)
+	}
+}
+
 // TestSecondDaemonRefused starts a second daemon on the same socket.
 func TestSecondDaemonRefused(t *testing.T) {
 	requireRoot(t)

@@ -4,7 +4,7 @@
 # Idempotent: it installs nothing when everything is there.
 # `deps.sh bench` also installs what the benchmarks compare with: Open
 # vSwitch and vde2 (make bench), nftables (make bench-nat), slirp4netns and
-# passt's pasta (make bench-rootless).
+# passt's pasta (make bench-rootless), dnsmasq (make bench-dns).
 set -euo pipefail
 
 # package:command pairs; the command tells whether the package is there
@@ -17,6 +17,8 @@ need=(
 	curl:curl
 	util-linux:nsenter
 	util-linux:setpriv
+	bind9-dnsutils:dig
+	libc-bin:getent
 	# The CNI plugin's end-to-end test drives podman (CNI backend, runc)
 	# with an image made from the static busybox.
 	podman:podman
@@ -26,7 +28,7 @@ need=(
 	busybox-static:dpkg:busybox-static
 )
 if [ "${1:-}" = bench ]; then
-	need+=(openvswitch-switch:ovs-vswitchd vde2:vde_switch nftables:nft slirp4netns:slirp4netns passt:pasta)
+	need+=(dnsmasq-base:dnsmasq openvswitch-switch:ovs-vswitchd vde2:vde_switch nftables:nft slirp4netns:slirp4netns passt:pasta)
 	# make bench-podman: podman's own CNI bridge to compare with.
 	need+=(containernetworking-plugins:/usr/lib/cni/bridge)
 fi

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/tapswitch/tapswitch/internal/options"
 )
 
 // None is the spec of no uplink: the containers reach nothing outside
@@ -94,4 +96,25 @@ func kindNames() string {
 		return names[0]
 	}
 	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+// ParseFields returns a Kind's Parse for a kind whose spec is a *C: its
+// options are read into a new one with the fields fields gives
+// (internal/options, errors wrapping ErrInvalidSpec), then checked and
+// completed by its Validate.
+func ParseFields[C any, P interface {
+	*C
+	Spec
+	Validate() error
+}](fields func(P) []options.Field) func(opts []string) (Spec, error) {
+	return func(opts []string) (Spec, error) {
+		c := P(new(C))
+		if err := options.Fields(opts, ErrInvalidSpec, fields(c)...); err != nil {
+			return nil, err
+		}
+		if err := c.Validate(); err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
 }

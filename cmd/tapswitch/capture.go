@@ -267,6 +267,9 @@ func printStats(w io.Writer, s api.Stats) {
 			h.UDPSockets, h.UDPTotal, h.UDPDropped, h.UDPErrors, h.Reassembled, h.FragmentsDropped, h.ICMPSockets, h.ICMPTotal, h.ICMPDenied, h.ICMPDropped,
 			h.LoopbackRefused, h.Listeners, h.PublishAccepted, h.PublishFailed, h.Malformed, h.Other, h.Errors)
 	}
+	if s.DNS != nil {
+		printDNSStats(w, *s.DNS)
+	}
 	fmt.Fprintf(w, "process: %d goroutines, %d open fds\n", s.Process.Goroutines, s.Process.OpenFDs)
 	if len(s.Captures) > 0 {
 		fmt.Fprintln(w)

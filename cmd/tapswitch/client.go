@@ -31,6 +31,8 @@ func cmdAttach(args []string, stdout io.Writer) error {
 	trunk := fs.String("trunk", "", "VLANs carried 802.1Q-tagged inside the container, e.g. 10,20")
 	fs.BoolVar(&req.AllowSpoof, "allow-spoof", false, "turn port security off: the container may send from any MAC and IP (routers, labs)")
 	fs.BoolVar(&req.AllowRA, "allow-ra", false, "turn RA guard off: the container may send IPv6 router advertisements, redirects and DHCPv6 server replies")
+	fs.Var((*stringList)(&req.Aliases), "alias", "a further DNS name of the container (repeatable)")
+	fs.BoolVar(&req.NoResolvConf, "no-resolv-conf", false, "do not write /etc/netns/NAME/resolv.conf for a /run/netns/NAME namespace")
 	control := controlFlag(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -66,7 +68,8 @@ func cmdAttach(args []string, stdout io.Writer) error {
 	}
 	ctx, cancel := timeout()
 	defer cancel()
-	p, err := client(*control).Attach(ctx, req)
+	c := client(*control)
+	p, err := c.Attach(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -77,6 +80,10 @@ func cmdAttach(args []string, stdout io.Writer) error {
 	if len(p.Publish) > 0 {
 		fmt.Fprintf(stdout, "published %s\n", strings.Join(p.Publish, ", "))
 	}
+	if len(p.Aliases) > 0 {
+		fmt.Fprintf(stdout, "aliases %s\n", strings.Join(p.Aliases, " "))
+	}
+	printDNS(stdout, c, p)
 	return nil
 }
 

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/internal/netnsutil"
 )
@@ -62,6 +64,8 @@ type demo struct {
 	exited chan error
 	client *api.Client
 	ns     []string // namespaces created, to delete
+	// upstream is the demo's own DNS resolver (demo_dns.go).
+	upstream *dns.Server
 }
 
 func (d *demo) say(format string, a ...any) { fmt.Fprintf(d.out, format+"\n", a...) }
@@ -81,7 +85,11 @@ func (d *demo) run(n int) error {
 	d.ns = append(d.ns, lan)
 	d.say("$ ip netns add %s", lan)
 	uplinkSpec := "tap,netns=" + netnsutil.Path(lan) + ",ifname=ts0,ip=" + demoUplinkIP + "/24,gw=" + demoLanIP
-	if err := d.startDaemon(sock, "--uplink", uplinkSpec); err != nil {
+	upstream, err := d.startUpstream()
+	if err != nil {
+		return err
+	}
+	if err := d.startDaemon(sock, "--uplink", uplinkSpec, "--dns-upstream", upstream); err != nil {
 		return err
 	}
 	d.say("$ ip -n %s addr add %s/24 dev ts0", lan, demoLanIP)
@@ -140,6 +148,9 @@ func (d *demo) run(n int) error {
 	}
 
 	server, client := ports[0], ports[1]
+	if err := d.dnsDemo(client, server); err != nil {
+		return err
+	}
 	d.say("\n== HTTP: a server in %s on port 80, fetched from %s", server.Name, client.Name)
 	url := "http://" + addrOf(server.IP) + "/"
 	body, err := d.http(d.prefix+server.Name, d.prefix+client.Name, server, url)
@@ -328,10 +339,14 @@ func (d *demo) cleanup() {
 			fmt.Fprintln(d.out, "daemon did not stop within 10s after SIGTERM; killed")
 		}
 	}
+	if d.upstream != nil {
+		d.upstream.Shutdown()
+	}
 	for _, ns := range d.ns {
 		if err := netnsutil.Del(ns); err != nil {
 			fmt.Fprintln(d.out, err)
 		}
+		os.RemoveAll(filepath.Join("/etc/netns", ns)) // the daemon removes what it wrote; in case it could not
 	}
 	if d.dir != "" {
 		os.RemoveAll(d.dir)

@@ -27,13 +27,15 @@ Usage:
                 [--ct-max N] [--ct-tcp-timeout D] [--ct-tcp-transitory-timeout D] [--ct-udp-timeout D]
                 [--ct-udp-unreplied-timeout D] [--ct-icmp-timeout D] [--ct-endpoint-independent-filtering]
                 [--mode learning|hub] [--icc=true|false] [--gateway-vlan N] [--state PATH]
+                [--dns=true|false] [--dns-domain tapswitch] [--dns-upstream ADDR[:PORT]]... [--dns-rate N]
   tapswitch attach (--netns PATH | --pid PID) [--name NAME] [--ifname eth0] [--ip IP] [--ip6 IP6] [--mac MAC] [--mtu N]
-                [--vlan N] [--trunk N,M...] [--allow-spoof] [--allow-ra]
+                [--vlan N] [--trunk N,M...] [--allow-spoof] [--allow-ra] [--alias NAME]... [--no-resolv-conf]
                 [-p [HOSTIP:]HOSTPORT[-END]:CONTAINERPORT[-END][/tcp|/udp]]... [--json]
   tapswitch publish SPEC --to NAME | tapswitch publish --list [--json]
   tapswitch unpublish HOSTPORT[/tcp|/udp]
   tapswitch conntrack [--json] | --flush | --stats
   tapswitch detach NAME
+  tapswitch alias NAME [ALIAS...]
   tapswitch ports [--json]
   tapswitch fdb [--json]
   tapswitch capture PORT[,PORT...]|--all -w FILE|- [-c N] [--duration D] [--format pcapng|pcap] [-s SNAPLEN] [FILTER...]
@@ -70,6 +72,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	cmds := map[string]func([]string, io.Writer) error{
 		"run":     cmdRun,
 		"attach":  cmdAttach,
+		"alias":   cmdAlias,
 		"detach":  cmdDetach,
 		"ports":   cmdPorts,
 		"fdb":     cmdFDB,

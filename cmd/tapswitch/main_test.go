@@ -66,6 +66,11 @@ func TestArgumentErrors(t *testing.T) {
 		{"capture bad format", []string{"capture", "c1", "-w", "-", "--format", "erf"}, 2, "format"},
 		{"stats extra argument", []string{"stats", "x"}, 2, `unexpected argument "x"`},
 		{"run bad metrics", []string{"run", "--metrics", "nine"}, 2, "--metrics"},
+		{"run bad dns upstream", []string{"run", "--dns-upstream", "dns.example"}, 2, `--dns-upstream: dns upstream "dns.example": not ADDR or ADDR:PORT`},
+		{"run dns upstream without dns", []string{"run", "--dns=false", "--dns-upstream", "192.0.2.1"}, 2, "--dns-upstream and --dns-domain need --dns"},
+		{"run bad dns domain", []string{"run", "--dns-domain", "a..b"}, 2, `--dns-domain: dns domain "a..b" is not a domain name`},
+		{"run bad dns rate", []string{"run", "--dns-rate", "0"}, 2, "--dns-rate 0: must be positive"},
+		{"alias without port", []string{"alias"}, 2, "give a port name"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

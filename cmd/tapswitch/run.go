@@ -33,6 +33,8 @@ func cmdRun(args []string, stdout io.Writer) error {
 	statePath := fs.String("state", "", "the state file, where ACL rules are kept (default: beside the control socket, its .sock replaced by .state.json)")
 	var nf natFlags
 	nf.add(fs)
+	var df dnsFlags
+	df.add(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -69,6 +71,9 @@ func cmdRun(args []string, stdout io.Writer) error {
 		return err
 	}
 	if err := v6.apply(&cfg); err != nil {
+		return err
+	}
+	if err := df.apply(&cfg); err != nil {
 		return err
 	}
 	// The rest (subnet, gateway, mtu, mode) is the daemon's to check, once.

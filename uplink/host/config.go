@@ -73,42 +73,24 @@ type Config struct {
 //
 // Errors wrap ErrInvalidSpec and say which key is wrong.
 func ParseSpec(spec string) (*Config, error) {
-	parts := strings.Split(strings.TrimSpace(spec), ",")
-	if parts[0] != "host" {
+	if kind, _, _ := strings.Cut(strings.TrimSpace(spec), ","); kind != Name {
 		return nil, fmt.Errorf("%w: %q: not a host uplink", ErrInvalidSpec, spec)
 	}
-	return parseOptions(parts[1:])
+	s, err := uplink.Parse(spec) // this kind's parse
+	c, _ := s.(*Config)
+	return c, err
 }
 
-// parseOptions parses and validates the KEY=VALUE options of a host spec.
-func parseOptions(opts []string) (*Config, error) {
-	var c Config
-	err := options.Parse(opts, ErrInvalidSpec, func(k, v string) (err error) {
-		switch k {
-		case "addr":
-			if c.Addr, err = netip.ParseAddr(v); err != nil {
-				return fmt.Errorf("%w: addr=%s: not an IP address", ErrInvalidSpec, v)
-			}
-		case "loopback":
-			if c.Loopback, err = netip.ParseAddr(v); err != nil {
-				return fmt.Errorf("%w: loopback=%s: not an IP address", ErrInvalidSpec, v)
-			}
-		case "mtu":
-			if c.MTU, err = strconv.Atoi(v); err != nil {
-				return fmt.Errorf("%w: mtu=%s: not a number", ErrInvalidSpec, v)
-			}
-		default:
-			return fmt.Errorf("%w: unknown key %q (known: addr, loopback, mtu)", ErrInvalidSpec, k)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
+// parse parses and validates the KEY=VALUE options of a host spec.
+var parse = uplink.ParseFields(fields)
+
+// fields are the keys of a host spec, read into c.
+func fields(c *Config) []options.Field {
+	return []options.Field{
+		{Key: "addr", Set: options.Addr(&c.Addr)},
+		{Key: "loopback", Set: options.Addr(&c.Loopback)},
+		{Key: "mtu", Set: options.Int(&c.MTU)},
 	}
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	return &c, nil
 }
 
 // Validate checks c without I/O and fills in its defaults. Errors wrap

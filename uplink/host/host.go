@@ -446,7 +446,7 @@ type pubKey struct {
 	port  uint16
 }
 
-// SendGSO is Send for a TCP super-segment (gateway.GSOUplink): the
+// SendGSO is Send for a TCP super-segment (uplink.GSOSender): the
 // netstack takes it whole, larger than the MTU, and does not verify its
 // checksum (the NIC has RX checksum offload), which may be partial.
 func (u *Uplink) SendGSO(buf []byte, off int) error { return u.Send(buf, off) }

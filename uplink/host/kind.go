@@ -15,13 +15,7 @@ func init() {
 	uplink.Register(uplink.Kind{
 		Name:  Name,
 		Usage: "host[,addr=ADDR][,loopback=ADDR][,mtu=N] (host sockets)",
-		Parse: func(opts []string) (uplink.Spec, error) {
-			c, err := parseOptions(opts)
-			if err != nil {
-				return nil, err
-			}
-			return c, nil
-		},
+		Parse: parse,
 	})
 }
 

@@ -14,13 +14,7 @@ func init() {
 	uplink.Register(uplink.Kind{
 		Name:  Name,
 		Usage: "tap,netns=PATH,ip=ADDR/LEN[,gw=ADDR][,ifname=" + DefaultIfName + "][,mac=MAC][,mtu=N]",
-		Parse: func(opts []string) (uplink.Spec, error) {
-			c, err := parseOptions(opts)
-			if err != nil {
-				return nil, err
-			}
-			return c, nil
-		},
+		Parse: parse,
 	})
 }
 

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 
 	"github.com/tapswitch/tapswitch/internal/options"
@@ -61,46 +60,26 @@ func ParseSpec(spec string) (*Config, error) {
 	default:
 		return nil, fmt.Errorf("%w: %q: the kind must be host, none or tap (tap,netns=PATH,ip=ADDR/LEN,gw=ADDR)", ErrInvalidSpec, parts[0])
 	}
-	return parseOptions(parts[1:])
-}
-
-// parseOptions parses and validates the KEY=VALUE options of a tap spec.
-func parseOptions(opts []string) (*Config, error) {
-	var c Config
-	err := options.Parse(opts, ErrInvalidSpec, func(k, v string) (err error) {
-		switch k {
-		case "netns":
-			c.Netns = v
-		case "ifname":
-			c.IfName = v
-		case "ip":
-			if c.Addr, err = netip.ParsePrefix(v); err != nil {
-				return fmt.Errorf("%w: ip=%s: not an address with a prefix length such as 198.51.100.2/24", ErrInvalidSpec, v)
-			}
-		case "gw":
-			if c.Gateway, err = netip.ParseAddr(v); err != nil {
-				return fmt.Errorf("%w: gw=%s: not an IP address", ErrInvalidSpec, v)
-			}
-		case "mac":
-			if c.MAC, err = net.ParseMAC(v); err != nil {
-				return fmt.Errorf("%w: mac=%s: %v", ErrInvalidSpec, v, err)
-			}
-		case "mtu":
-			if c.MTU, err = strconv.Atoi(v); err != nil {
-				return fmt.Errorf("%w: mtu=%s: not a number", ErrInvalidSpec, v)
-			}
-		default:
-			return fmt.Errorf("%w: unknown key %q (known: netns, ifname, ip, gw, mac, mtu)", ErrInvalidSpec, k)
-		}
-		return nil
-	})
+	c, err := parse(parts[1:])
 	if err != nil {
 		return nil, err
 	}
-	if err := c.Validate(); err != nil {
-		return nil, err
+	return c.(*Config), nil
+}
+
+// parse parses and validates the KEY=VALUE options of a tap spec.
+var parse = uplink.ParseFields(fields)
+
+// fields are the keys of a tap spec, read into c.
+func fields(c *Config) []options.Field {
+	return []options.Field{
+		{Key: "netns", Set: options.String(&c.Netns)},
+		{Key: "ifname", Set: options.String(&c.IfName)},
+		{Key: "ip", Set: options.Prefix(&c.Addr, "198.51.100.2/24")},
+		{Key: "gw", Set: options.Addr(&c.Gateway)},
+		{Key: "mac", Set: options.MAC(&c.MAC)},
+		{Key: "mtu", Set: options.Int(&c.MTU)},
 	}
-	return &c, nil
 }
 
 // Validate checks c without I/O and fills in its defaults. Errors wrap
