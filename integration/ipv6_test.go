@@ -39,9 +39,9 @@ func ping6(t *testing.T, ns, addr string) {
 // and reach the gateway and each other over both families; 64 MiB of TCP
 // over IPv6 arrive intact.
 func TestIPv6DualStack(t *testing.T) {
-	requireRoot(t, "ping")
+	requireRoot(t, "ping", "dig")
 	d := startDaemon(t, "--ipv6", "--subnet6", "fd42:1::/64")
-	a, b, c := newNS(t), newNS(t), newNS(t)
+	a, b, c := dnsNS(t), dnsNS(t), dnsNS(t)
 	pa := d.attach(t, a, "a")
 	pb := d.attach(t, b, "b")
 	pc := d.attach(t, c, "c", "--ip6", "fd42:1::99")
@@ -60,6 +60,11 @@ func TestIPv6DualStack(t *testing.T) {
 		t.Errorf("a's IPv6 default route: %q, want one via fd42:1::1", out)
 	}
 
+	// The embedded DNS server (asked at the gateway) answers AAAA with
+	// the port's IPv6 address.
+	if got := digShort(t, a, "c.tapswitch", "AAAA"); got != "fd42:1::99" {
+		t.Errorf("dig c.tapswitch AAAA: %q, want fd42:1::99", got)
+	}
 	ping6(t, a, "fd42:1::1")
 	ping(t, a, "10.90.0.1")
 	ping6(t, a, ip6(pb))
