@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -156,10 +157,16 @@ func (g *Gateway) handleIPv6(eth []byte, ethSrc [6]byte) {
 	switch u.Proto {
 	case wire.ProtoICMPv6:
 		g.handleICMPv6(ip, u.Offset, ethSrc)
-	case wire.ProtoUDP, wire.ProtoTCP:
+	case wire.ProtoUDP:
 		if v.isOwn6(dst) {
 			// Nothing listens on the gateway (RFC 4443 3.1 code 4).
 			g.sendError6(ip, ethSrc, wire.ICMPv6Unreachable, 4, 0)
+			return
+		}
+		g.stats.inc(cntIgnored)
+	case wire.ProtoTCP:
+		if v.isOwn6(dst) {
+			g.reset6(ip, u.Offset, ethSrc)
 			return
 		}
 		g.stats.inc(cntIgnored)
@@ -383,4 +390,41 @@ func (g *Gateway) answer6(ethDst [6]byte, src, dst [16]byte, hl uint8, n int) (*
 	h.Put(out[wire.EthernetLen:])
 	off := wire.EthernetLen + wire.IPv6Len
 	return buf, out[off : off+n]
+}
+
+// reset6 answers a TCP segment to one of the gateway's addresses, where
+// nothing listens, as a host in the CLOSED state does (RFC 9293
+// 3.10.7.1): a reset unless the segment is one. Its checksum is checked
+// first.
+func (g *Gateway) reset6(ip wire.IPv6, off int, ethSrc [6]byte) {
+	s, err := wire.ParseTCP(ip[off:])
+	if err != nil {
+		g.stats.inc(cntMalformed)
+		return
+	}
+	if checksum.Checksum(s, ip.PseudoSum(wire.ProtoTCP, len(s))) != 0 {
+		g.stats.inc(cntBadChecksum)
+		return
+	}
+	if s.Flags()&wire.TCPFlagRST != 0 || ip.Src() == [16]byte{} {
+		g.stats.inc(cntIgnored)
+		return
+	}
+	if !g.limiter.allow(g.now()) {
+		g.stats.inc(cntRateLimited)
+		return
+	}
+	seq, ack, flags := resetFor(s)
+	src, dst := ip.Dst(), ip.Src()
+	buf := g.getBuf()
+	out := *buf
+	wire.PutEthernet(out, ethSrc, g.mac, wire.EtherTypeIPv6)
+	h := wire.IPv6Header{PayloadLen: wire.TCPMinLen, NextHeader: wire.ProtoTCP, HopLimit: hopLimit6, Src: src, Dst: dst}
+	h.Put(out[wire.EthernetLen:])
+	t := out[wire.EthernetLen+wire.IPv6Len : wire.EthernetLen+wire.IPv6Len+wire.TCPMinLen]
+	putReset(t, s, seq, ack, flags)
+	binary.BigEndian.PutUint16(t[16:18], checksum.Checksum(t, checksum.PseudoHeaderIPv6(src, dst, wire.ProtoTCP, wire.TCPMinLen)))
+	if g.enqueue(buf, wire.EthernetLen+wire.IPv6Len+wire.TCPMinLen) {
+		g.stats.inc(cntTCPResets)
+	}
 }

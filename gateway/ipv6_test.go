@@ -207,6 +207,42 @@ func TestIPv6EchoRSAndErrors(t *testing.T) {
 	}
 }
 
+// TestIPv6TCPReset checks that a SYN to the gateway's IPv6 address is
+// answered with a reset (RFC 9293 3.10.7.1) and a reset is not.
+func TestIPv6TCPReset(t *testing.T) {
+	g := newGateway6(t, nil)
+	drainStart(t, g)
+	send := func(syn, rst bool) {
+		ipl := &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolTCP, HopLimit: 64, SrcIP: aIP6.AsSlice(), DstIP: gwNet6.Addr().AsSlice()}
+		tcp := &layers.TCP{SrcPort: 40000, DstPort: 80, Seq: 1000, SYN: syn, RST: rst, Window: 1000}
+		tcp.SetNetworkLayerForChecksum(ipl)
+		buf := gopacket.NewSerializeBuffer()
+		gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+			&layers.Ethernet{SrcMAC: aMAC, DstMAC: gwMAC, EthernetType: layers.EthernetTypeIPv6}, ipl, tcp)
+		write(t, g, buf.Bytes())
+	}
+	send(true, false)
+	p := gopacket.NewPacket(read(t, g), layers.LayerTypeEthernet, gopacket.Default)
+	ip, _ := p.Layer(layers.LayerTypeIPv6).(*layers.IPv6)
+	tcp, ok := p.Layer(layers.LayerTypeTCP).(*layers.TCP)
+	if ip == nil || !ok {
+		t.Fatalf("reply to a SYN: %v", p)
+	}
+	tcp.SetNetworkLayerForChecksum(ip)
+	if err, bad := p.VerifyChecksums(); err != nil || len(bad) > 0 {
+		t.Fatalf("reset checksums: %v %v", err, bad)
+	}
+	if !tcp.RST || !tcp.ACK || tcp.Ack != 1001 || tcp.SrcPort != 80 || tcp.DstPort != 40000 ||
+		ip.SrcIP.String() != gwNet6.Addr().String() || ip.DstIP.String() != aIP6.String() {
+		t.Errorf("reset %+v from %s to %s", tcp, ip.SrcIP, ip.DstIP)
+	}
+	send(false, true)
+	expectNoReply(t, g)
+	if s := g.Stats(); s.TCPResets != 1 {
+		t.Errorf("TCPResets %d, want 1", s.TCPResets)
+	}
+}
+
 func TestIPv6Config(t *testing.T) {
 	for _, p := range []string{"fd42:1::1/48", "fd42:1::/64", "fe80::1/64", "10.0.0.1/24", "ff02::1/64"} {
 		_, err := gateway.New(gateway.Config{MAC: gwMAC, Addr: gwNet, Addr6: netip.MustParsePrefix(p)})
@@ -255,12 +291,24 @@ func FuzzWrite6(f *testing.F) {
 		if g.Queued() == 0 {
 			return
 		}
-		p, eth, ip, ic := reply6(t, g)
-		if eth.SrcMAC.String() != gwMAC.String() {
-			t.Fatalf("reply from %s: %v", eth.SrcMAC, p)
+		p := gopacket.NewPacket(read(t, g), layers.LayerTypeEthernet, gopacket.Default)
+		eth, _ := p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
+		ip, ok := p.Layer(layers.LayerTypeIPv6).(*layers.IPv6)
+		if eth == nil || !ok || eth.SrcMAC.String() != gwMAC.String() {
+			t.Fatalf("reply not IPv6 from the gateway: %v", p)
 		}
-		if ic.TypeCode.Type() < 128 && 40+int(ip.Length) > 1280 {
-			t.Fatalf("ICMPv6 error of %d bytes", 40+int(ip.Length))
+		if tcp, ok := p.Layer(layers.LayerTypeTCP).(*layers.TCP); ok {
+			tcp.SetNetworkLayerForChecksum(ip)
+		} else if ic, ok := p.Layer(layers.LayerTypeICMPv6).(*layers.ICMPv6); ok {
+			ic.SetNetworkLayerForChecksum(ip)
+			if ic.TypeCode.Type() < 128 && 40+int(ip.Length) > 1280 {
+				t.Fatalf("ICMPv6 error of %d bytes", 40+int(ip.Length))
+			}
+		} else {
+			t.Fatalf("reply neither TCP nor ICMPv6: %v", p)
+		}
+		if err, bad := p.VerifyChecksums(); err != nil || len(bad) > 0 {
+			t.Fatalf("reply checksums: %v %v\n%v", err, bad, p)
 		}
 	})
 }
