@@ -141,7 +141,7 @@ func show[T any](w io.Writer, asJSON bool, v T, err error, table func(io.Writer,
 // printPorts prints ports as an aligned table.
 func printPorts(w io.Writer, ports []api.Port) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tIFNAME\tMAC\tIP\tIP6\tVLAN\tRX-PKTS\tRX-BYTES\tTX-PKTS\tTX-BYTES\tDROPS\tPUBLISH")
+	fmt.Fprintln(tw, "NAME\tIFNAME\tMAC\tIP\tVLAN\tRX-PKTS\tRX-BYTES\tTX-PKTS\tTX-BYTES\tDROPS\tPUBLISH\tIP6")
 	for _, p := range ports {
 		ifname := p.IfName
 		if ifname == "" {
@@ -160,8 +160,10 @@ func printPorts(w io.Writer, ports []api.Port) {
 		if ip6 == "" {
 			ip6 = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", p.Name, ifname, mac, p.IP, ip6, p.VLANs(),
-			s.RxPackets, s.RxBytes, s.TxPackets, s.TxBytes, s.Drops(), pub)
+		// IP6 last: scripts reading the columns before it by position
+		// (VLAN is the fifth) still work.
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", p.Name, ifname, mac, p.IP, p.VLANs(),
+			s.RxPackets, s.RxBytes, s.TxPackets, s.TxBytes, s.Drops(), pub, ip6)
 	}
 	tw.Flush()
 }
