@@ -139,3 +139,22 @@ func TestIPv4OnlyNoIPv6(t *testing.T) {
 		t.Errorf("attach --ip6 without --ipv6: exit %d, %q; want an error that says so", code, errOut)
 	}
 }
+
+// TestIPv6AttachHelper configures IPv6 (or disables it) through the
+// namespace helper, as an attach without root does.
+func TestIPv6AttachHelper(t *testing.T) {
+	requireRoot(t, "ping", "nsenter")
+	d := startDaemon(t, "--attach-helper", "--ipv6", "--subnet6", "fd42:3::/64")
+	a, b := newNS(t), newNS(t)
+	d.attach(t, a, "a")
+	pb := d.attach(t, b, "b")
+	ping6(t, a, "fd42:3::1")
+	ping6(t, a, ip6(pb))
+
+	d4 := startDaemon(t, "--attach-helper", "--subnet", "10.91.0.0/16")
+	c := newNS(t)
+	d4.attach(t, c, "c")
+	if out := inNSOut(t, c, "cat", "/proc/sys/net/ipv6/conf/eth0/disable_ipv6"); strings.TrimSpace(out) != "1" {
+		t.Errorf("disable_ipv6 through the helper: %q, want 1", out)
+	}
+}
