@@ -111,3 +111,14 @@ func TestSubnet6Kept(t *testing.T) {
 		t.Errorf("ip6 without --ipv6: %v", err)
 	}
 }
+
+func TestMetricsIPv6(t *testing.T) {
+	d := newTestDaemon(t, Config{IPv6: true, Subnet6: netip.MustParsePrefix("fd42:1::/64")})
+	m := scrape(t, d.MetricsHandler())
+	if v := value(m, "tapswitch_gateway_ipv6_adverts_total", "kind", "neighbor"); v != 2 {
+		t.Errorf("neighbor adverts at start: %v, want 2 (global and link-local)", v)
+	}
+	if v := value(m, "tapswitch_gateway_ipv6_adverts_total", "kind", "router"); v != 1 {
+		t.Errorf("router adverts at start: %v, want 1", v)
+	}
+}
