@@ -243,6 +243,7 @@ func New(cfg Config) (*Gateway, error) {
 	} else if cfg.HostLoopback.IsValid() {
 		return nil, fmt.Errorf("HostLoopback needs NAT and Uplink: %w", ErrInvalidConfig)
 	}
+	g.start6()
 	return g, nil
 }
 

@@ -42,8 +42,7 @@ type ipv6 struct {
 }
 
 // setup6 validates the IPv6 part of cfg and, with Addr6 set, queues the
-// unsolicited NAs (RFC 4861 7.2.6) and, unless NoRA, the first RA, and
-// starts the periodic RAs.
+// unsolicited NAs (RFC 4861 7.2.6) and, unless NoRA, the first RA.
 func (g *Gateway) setup6(cfg *Config) error {
 	p := cfg.Addr6
 	if !p.IsValid() {
@@ -69,9 +68,15 @@ func (g *Gateway) setup6(cfg *Config) error {
 	}
 	if g.v6.ra {
 		g.sendRA(wire.MulticastMAC(wire.AllNodes), wire.AllNodes)
-		go g.advertise()
 	}
 	return nil
+}
+
+// start6 starts the periodic RAs, once New can no longer fail.
+func (g *Gateway) start6() {
+	if g.v6 != nil && g.v6.ra {
+		go g.advertise()
+	}
 }
 
 // Addr6 returns the gateway's IPv6 address and prefix; zero without IPv6.
