@@ -22,7 +22,7 @@ USER_UNIT_DIR ?= $(PREFIX)/lib/systemd/user
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TESTFLAGS   ?= -race -count=1 -timeout 9m
 
-.PHONY: all deps bench-deps build test lint unit demo bench bench-nat bench-rootless bench-dns bench-podman install uninstall clean
+.PHONY: all deps bench-deps build test lint unit demo bench bench-nat bench-rootless bench-dns bench-podman bench-overlay install uninstall clean
 
 all: build
 
@@ -94,6 +94,11 @@ bench-dns: deps bench-deps build
 # podman's `run` with tapswitch's CNI plugin against its own CNI bridge.
 bench-podman: deps bench-deps build
 	bench/podman-compare.sh $(BIN) bin/cni
+
+# TCP 1 stream across two hosts joined by VXLAN: tapswitch <-> tapswitch and
+# tapswitch <-> kernel against kernel vxlan <-> kernel vxlan, interleaved.
+bench-overlay: deps build
+	bench/overlay-compare.sh $(BIN)
 
 clean:
 	rm -rf bin

@@ -155,6 +155,9 @@ type FDBEntry struct {
 	Port   string  `json:"port"`
 	Static bool    `json:"static"`
 	Age    float64 `json:"age_seconds"` // since last seen; 0 for static entries
+	// VTEP is, for a MAC behind a VXLAN tunnel, the remote VTEP it was
+	// learned from (or pinned to); "" for local ports.
+	VTEP string `json:"vtep,omitempty"`
 }
 
 // Info describes the running daemon.
@@ -181,6 +184,9 @@ type Info struct {
 	Gateway6  string `json:"gateway6,omitempty"`
 	GatewayLL string `json:"gateway_ll,omitempty"`
 	RA        bool   `json:"ra,omitempty"`
+	// IPRange is the part of the subnet this host hands out (--ip-range);
+	// "" means the whole subnet.
+	IPRange string `json:"ip_range,omitempty"`
 	// DNS is the embedded DNS server, what a container's resolv.conf
 	// (or a CNI result's dns field) names; nil when it is off.
 	DNS *DNSInfo `json:"dns,omitempty"`

@@ -200,6 +200,8 @@ type Stats struct {
 	HostUplink *HostUplinkStats `json:"host_uplink,omitempty"`
 	// Process is the daemon process's own resources.
 	Process ProcessStats `json:"process"`
+	// VXLAN is the tunnels' counters, per remote VTEP among them.
+	VXLAN []VXLAN `json:"vxlan,omitempty"`
 }
 
 // ProcessStats are the daemon process's resources, to check that

@@ -275,6 +275,9 @@ func (d *Daemon) parseAttach(req api.AttachRequest) (*attachment, error) {
 	if a.name == "gateway" || a.name == "uplink" {
 		return nil, conflict("port name %q is reserved for the %s", a.name, a.name)
 	}
+	if tunnelName(a.name) {
+		return nil, conflict("port name %q is reserved for VXLAN tunnels", a.name)
+	}
 	if a.ifname == "" {
 		a.ifname = "eth0"
 	}
@@ -391,18 +394,22 @@ func (d *Daemon) reserveLocked(a *attachment, req api.AttachRequest) error {
 }
 
 // nextFree returns the lowest free host address of the subnet, from the
-// second one up (Docker's 172.17.0.2 first).
+// second one up (Docker's 172.17.0.2 first), within the IP range if one
+// is set.
 func (d *Daemon) nextFree(used map[netip.Addr]string) (netip.Addr, error) {
-	bcast := broadcast(d.cfg.Subnet)
-	for ip := d.cfg.Subnet.Addr().Next(); ip != bcast && d.cfg.Subnet.Contains(ip); ip = ip.Next() {
-		if ip == d.cfg.Gateway {
+	pool := d.cfg.Subnet
+	if d.cfg.IPRange.IsValid() {
+		pool = d.cfg.IPRange
+	}
+	for ip := pool.Addr().Next(); ip.IsValid() && pool.Contains(ip); ip = ip.Next() {
+		if ip == d.cfg.Gateway || hostAddr(d.cfg.Subnet, ip) != nil {
 			continue
 		}
 		if _, ok := used[ip]; !ok {
 			return ip, nil
 		}
 	}
-	return netip.Addr{}, conflict("no free address left in %s", d.cfg.Subnet)
+	return netip.Addr{}, conflict("no free address left in %s", pool)
 }
 
 // Detach removes the port called name; its TAP disappears from its namespace.

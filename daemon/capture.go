@@ -105,6 +105,7 @@ func (d *Daemon) capturePoints() []namedPoint {
 	d.mu.Unlock()
 	sort.Slice(ports, func(i, j int) bool { return ports[i].name < ports[j].name })
 	out = append(out, ports...)
+	out = append(out, d.tunnelPoints()...)
 	d.obs.mu.Lock()
 	var extra []namedPoint
 	for name, e := range d.obs.points {

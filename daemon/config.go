@@ -56,6 +56,17 @@ type Config struct {
 	// StatePath is the state file, where ACL rules are kept across
 	// restarts (see StatePath); "" keeps them in memory only.
 	StatePath string
+	// VXLAN are the VXLAN tunnels to open (daemon/vxlan.go); with any, a
+	// zero MTU means the first tunnel's underlay MTU less the
+	// encapsulation.
+	VXLAN []api.VXLANSpec
+	// VXLANAllow limits the outer sources tunnels accept; empty accepts
+	// any.
+	VXLANAllow []netip.Prefix
+	// IPRange is the part of Subnet this host hands out (Docker's
+	// --ip-range), so that hosts joined by VXLAN never pick the same
+	// address; zero means the whole subnet.
+	IPRange netip.Prefix
 	// DNS is the embedded DNS server on the gateway's address (dns.go);
 	// nil means none.
 	DNS *DNSConfig
@@ -88,6 +99,14 @@ func (c *Config) fill() error {
 	}
 	if err := hostAddr(c.Subnet, c.Gateway); err != nil {
 		return fmt.Errorf("gateway %s: %w", c.Gateway, err)
+	}
+	if c.IPRange.IsValid() {
+		if !c.IPRange.Addr().Is4() || c.IPRange.Bits() < c.Subnet.Bits() || !c.Subnet.Contains(c.IPRange.Addr()) {
+			return invalid("ip range %s: must be an IPv4 prefix inside the subnet %s", c.IPRange, c.Subnet)
+		}
+		if c.IPRange.Addr() != c.IPRange.Masked().Addr() {
+			return invalid("ip range %s has host bits set (did you mean %s?)", c.IPRange, c.IPRange.Masked())
+		}
 	}
 	if c.MTU == 0 {
 		c.MTU = DefaultMTU

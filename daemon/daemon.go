@@ -51,6 +51,7 @@ type Daemon struct {
 	// chosen, or that read back (ipv6.go).
 	subnet6State string
 
+	vx  tunnels     // VXLAN tunnels (vxlan.go)
 	dns *dns.Server // nil when the DNS server is off (dns.go)
 }
 
@@ -99,6 +100,12 @@ func (p namedPort) Name() string { return p.name }
 // New validates cfg, checks that the subnet does not overlap a route of the
 // current network namespace, and starts a switch with its gateway.
 func New(cfg Config) (_ *Daemon, err error) {
+	if cfg.MTU == 0 && len(cfg.VXLAN) > 0 {
+		// Containers' packets must cross the overlay whole.
+		if cfg.MTU, err = vxlanMTU(cfg.VXLAN[0]); err != nil {
+			return nil, err
+		}
+	}
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
@@ -183,6 +190,11 @@ func New(cfg Config) (_ *Daemon, err error) {
 		if r, ok := d.nat.up.(uplink.GSOReceiver); ok {
 			// TCP super-segments from the uplink to the containers.
 			r.SetGSOHandler(gw.FromUplinkGSOSlices)
+		}
+	}
+	for _, spec := range cfg.VXLAN {
+		if _, err := d.AddVXLAN(spec); err != nil {
+			return nil, err
 		}
 	}
 	d.startNAT()

@@ -110,6 +110,7 @@ func TestAPIErrors(t *testing.T) {
 		{"both", "POST", "/v1/ports", `{"netns":"/x","pid":1}`, 400, "not both"},
 		{"bad name", "POST", "/v1/ports", `{"netns":"/x","name":"-x"}`, 400, `port name "-x"`},
 		{"reserved name", "POST", "/v1/ports", `{"netns":"/x","name":"gateway"}`, 409, "reserved for the gateway"},
+		{"tunnel name", "POST", "/v1/ports", `{"netns":"/x","name":"vxlan42"}`, 409, "reserved for VXLAN tunnels"},
 		{"bad ifname", "POST", "/v1/ports", `{"netns":"/x","ifname":"0123456789abcdef"}`, 400, "0123456789abcdef"},
 		{"ip outside", "POST", "/v1/ports", `{"netns":"/x","ip":"192.0.2.9"}`, 400, "outside the subnet"},
 		{"ip network", "POST", "/v1/ports", `{"netns":"/x","ip":"10.90.0.0"}`, 400, "network address"},
@@ -216,5 +217,45 @@ func TestHostUplink(t *testing.T) {
 	}
 	if _, err := d.Publish(api.PublishRequest{Spec: "8080:80", To: "nope"}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("publish to no port: got %v, want ErrNotFound", err)
+	}
+}
+
+func TestNextFreeIPRange(t *testing.T) {
+	for _, tt := range []struct {
+		rng  string
+		want string // the addresses handed out, in order
+		err  string // from New
+	}{
+		{rng: "10.66.1.0/30", want: "10.66.1.1 10.66.1.2 10.66.1.3"},
+		{rng: "10.66.0.0/30", want: "10.66.0.2 10.66.0.3"}, // the gateway's range
+		{rng: "10.67.0.0/24", err: "inside the subnet"},
+		{rng: "10.66.1.1/24", err: "host bits set"},
+	} {
+		t.Run(tt.rng, func(t *testing.T) {
+			cfg := Config{Subnet: netip.MustParsePrefix("10.66.0.0/16"), IPRange: netip.MustParsePrefix(tt.rng)}
+			if tt.err != "" {
+				if err := cfg.fill(); err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("fill: %v, want an error with %q", err, tt.err)
+				}
+				return
+			}
+			d := newTestDaemon(t, cfg)
+			used := map[netip.Addr]string{}
+			var got []string
+			for {
+				ip, err := d.nextFree(used)
+				if err != nil {
+					if !strings.Contains(err.Error(), "no free address left in "+tt.rng) {
+						t.Fatalf("exhausted: %v", err)
+					}
+					break
+				}
+				used[ip] = "x"
+				got = append(got, ip.String())
+			}
+			if strings.Join(got, " ") != tt.want {
+				t.Errorf("allocated %v, want %s", got, tt.want)
+			}
+		})
 	}
 }

@@ -38,7 +38,7 @@ func (d *Daemon) Ports() []api.Port {
 		Stats:    apiStats(infos[d.gwID].Stats),
 		VLAN:     d.cfg.GatewayVLAN,
 	}
-	return append([]api.Port{gw}, out...)
+	return append(append([]api.Port{gw}, out...), d.tunnelPorts(infos)...)
 }
 
 // Port describes the port called name.
@@ -109,6 +109,7 @@ func (d *Daemon) FDB() []api.FDBEntry {
 		names[a.id] = a.name
 	}
 	d.mu.Unlock()
+	vtep := d.tunnelNames(names)
 	entries := d.sw.FDB().Entries(d.sw.Now())
 	out := make([]api.FDBEntry, 0, len(entries))
 	for _, e := range entries {
@@ -122,6 +123,7 @@ func (d *Daemon) FDB() []api.FDBEntry {
 			Port:   name,
 			Static: e.Static,
 			Age:    e.Age.Seconds(),
+			VTEP:   vtep(e.Port, e.MAC),
 		})
 	}
 	return out
@@ -143,6 +145,7 @@ func (d *Daemon) Info() api.Info {
 		Isolate:     d.cfg.Isolate,
 		GatewayVLAN: d.cfg.GatewayVLAN,
 		StateFile:   d.cfg.StatePath,
+		IPRange:     prefixString(d.cfg.IPRange),
 		DNS:         d.dnsInfo(),
 	}
 	if d.cfg.IPv6 {
@@ -154,3 +157,11 @@ func (d *Daemon) Info() api.Info {
 
 // mode is the switch's mode.
 func (d *Daemon) mode() vswitch.Mode { return d.cfg.Mode }
+
+// prefixString is p as text, "" for the zero prefix.
+func prefixString(p netip.Prefix) string {
+	if !p.IsValid() {
+		return ""
+	}
+	return p.String()
+}

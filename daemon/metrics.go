@@ -41,7 +41,7 @@ func MetricsAddr(s string) (string, error) {
 // scraped: collecting metrics adds no work per frame.
 func (d *Daemon) MetricsHandler() http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(&collector{d: d})
+	reg.MustRegister(&collector{d: d}, vxlanCollector{d: d})
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -174,7 +174,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for _, p := range s.Ports {
 		counter(mCapCaptured, p.Capture.Captured, p.Name)
 		counter(mCapDropped, p.Capture.Dropped, p.Name)
-		if p.Kind != "tap" && p.Kind != "gateway" {
+		if p.Kind != "tap" && p.Kind != "gateway" && p.Kind != "vxlan" {
 			continue
 		}
 		ports++

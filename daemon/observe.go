@@ -58,6 +58,7 @@ func (d *Daemon) Stats() api.Stats {
 			s.HostUplink = &hs
 		}
 	}
+	s.VXLAN = d.VXLANs()
 	s.DNS = d.dnsStats()
 	s.Process.Goroutines = runtime.NumGoroutine()
 	s.Process.OpenFDs = -1

@@ -77,6 +77,7 @@ func (d *Daemon) Handler() http.Handler {
 	d.observeRoutes(mux) // capture and stats: observe.go
 	d.natHandlers(mux)
 	d.ruleRoutes(mux) // ACL rules and the pipeline: rules.go
+	d.vxlanRoutes(mux)
 	return mux
 }
 

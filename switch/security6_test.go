@@ -162,19 +162,20 @@ func FuzzAllow6(f *testing.F) {
 // IPv6 multicast is flooded.
 func TestRouterOnlyMulticast(t *testing.T) {
 	r := newStageRig(t, Config{},
-		sp{"a", PortConfig{}},
-		sp{"b", PortConfig{}},
-		sp{"router", PortConfig{AllowRA: true}},
+		sp{"a", PortConfig{MAC: mA}},
+		sp{"b", PortConfig{MAC: mB}},
+		sp{"router", PortConfig{MAC: mC, AllowRA: true}},
 		sp{"gw", PortConfig{MAC: mG, Gateway: true}},
+		sp{"tunnel", PortConfig{}},
 	)
 	for _, tc := range []struct {
 		dst  fdb.MAC
 		want string
 	}{
-		{fdb.MAC{0x33, 0x33, 0, 0, 0, 0x16}, "router gw"},
-		{fdb.MAC{0x33, 0x33, 0, 0, 0, 0x02}, "router gw"},
-		{fdb.MAC{0x33, 0x33, 0, 0, 0, 0x01}, "b router gw"},
-		{fdb.MAC{0x33, 0x33, 0xff, 0, 0, 0x16}, "b router gw"},
+		{fdb.MAC{0x33, 0x33, 0, 0, 0, 0x16}, "router gw tunnel"},
+		{fdb.MAC{0x33, 0x33, 0, 0, 0, 0x02}, "router gw tunnel"},
+		{fdb.MAC{0x33, 0x33, 0, 0, 0, 0x01}, "b router gw tunnel"},
+		{fdb.MAC{0x33, 0x33, 0xff, 0, 0, 0x16}, "b router gw tunnel"},
 	} {
 		f := r.frame("a", ethFrame(tc.dst, mA, nil, wire.EtherTypeIPv6, nil))
 		if v := run(f, parseStage{}, vlanStage{}, forwardStage{}); v != Continue {

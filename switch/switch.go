@@ -100,10 +100,12 @@ type portTable struct {
 	members  []bitset
 	all      bitset         // every port (hub mode)
 	gateways bitset         // Gateway ports
-	routers  bitset         // Gateway and AllowRA ports: where IPv6 router-only multicast goes
+	routers  bitset         // Gateway, AllowRA and unsecured ports (tunnels, routers): where IPv6 router-only multicast goes
 	isolate  bool           // Config.Isolate
 	acl      *compiledRules // nil: no rule can match
 	pipe     *pipeline
+	// macs are the ports attached with a MAC (PortConfig.MAC), by MAC.
+	macs map[fdb.MAC]fdb.PortID
 }
 
 // placement is a port's view of a snapshot: the table and the port's
@@ -174,8 +176,14 @@ func (s *Switch) publishLocked() {
 		if pt.cfg.Gateway {
 			t.gateways.set(i)
 		}
-		if pt.cfg.Gateway || pt.cfg.AllowRA {
+		if pt.cfg.Gateway || pt.cfg.AllowRA || !pt.cfg.secure() {
 			t.routers.set(i)
+		}
+		if !pt.cfg.MAC.IsZero() {
+			if t.macs == nil {
+				t.macs = map[fdb.MAC]fdb.PortID{}
+			}
+			t.macs[pt.cfg.MAC] = pt.id
 		}
 		member(pt.cfg.VLAN, i)
 		for _, v := range pt.cfg.Trunk {
@@ -267,6 +275,14 @@ const coarseTick = 100 * time.Millisecond
 
 // FDB returns the switch's MAC table, for listings and static entries.
 func (s *Switch) FDB() *fdb.Table { return s.fdb }
+
+// PortOfMAC returns the port attached with mac as its PortConfig.MAC, if
+// any: a port whose MAC is known before it sends anything. It takes no lock
+// and allocates nothing, so a port may call it for every frame.
+func (s *Switch) PortOfMAC(mac fdb.MAC) (fdb.PortID, bool) {
+	id, ok := s.ports.Load().macs[mac]
+	return id, ok
+}
 
 // Now returns the switch's clock, the one FDB ages are measured against.
 func (s *Switch) Now() int64 { return s.clock() }

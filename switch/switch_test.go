@@ -379,3 +379,26 @@ func TestChurnUnderTraffic(t *testing.T) {
 		t.Errorf("b received %d of %d frames during churn", got, frames)
 	}
 }
+
+func TestPortOfMAC(t *testing.T) {
+	s, err := vswitch.New(vswitch.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	mac := fdb.MAC{2, 0, 0, 0, 0, 7}
+	id, err := s.AddPortConfig(memport.New("p", 4), vswitch.PortConfig{MAC: mac})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := s.PortOfMAC(mac); !ok || got != id {
+		t.Errorf("PortOfMAC(%s) = %d, %v; want %d", mac, got, ok, id)
+	}
+	if n := testing.AllocsPerRun(100, func() { s.PortOfMAC(mac) }); n != 0 {
+		t.Errorf("PortOfMAC allocates %.1f times", n)
+	}
+	s.RemovePort(id)
+	if _, ok := s.PortOfMAC(mac); ok {
+		t.Errorf("PortOfMAC(%s) after RemovePort: still found", mac)
+	}
+}

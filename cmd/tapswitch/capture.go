@@ -284,4 +284,8 @@ func printStats(w io.Writer, s api.Stats) {
 		}
 		tw.Flush()
 	}
+	if len(s.VXLAN) > 0 {
+		fmt.Fprintln(w)
+		printVXLANs(w, s.VXLAN) // vxlan.go
+	}
 }

@@ -176,7 +176,7 @@ func cmdFDB(args []string, stdout io.Writer) error {
 // `bridge fdb show` does.
 func printFDB(w io.Writer, entries []api.FDBEntry) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "MAC\tPORT\tVLAN\tAGE\tTYPE")
+	fmt.Fprintln(tw, "MAC\tPORT\tVLAN\tAGE\tTYPE\tVTEP")
 	for _, e := range entries {
 		age, typ := (time.Duration(e.Age * float64(time.Second))).Round(time.Second).String(), "learned"
 		if e.Static {
@@ -186,7 +186,11 @@ func printFDB(w io.Writer, entries []api.FDBEntry) {
 		if e.VLAN != 0 {
 			vlan = strconv.Itoa(int(e.VLAN))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.MAC, e.Port, vlan, age, typ)
+		vtep := e.VTEP
+		if vtep == "" {
+			vtep = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.MAC, e.Port, vlan, age, typ, vtep)
 	}
 	tw.Flush()
 }

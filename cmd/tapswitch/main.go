@@ -27,6 +27,8 @@ Usage:
                 [--ct-max N] [--ct-tcp-timeout D] [--ct-tcp-transitory-timeout D] [--ct-udp-timeout D]
                 [--ct-udp-unreplied-timeout D] [--ct-icmp-timeout D] [--ct-endpoint-independent-filtering]
                 [--mode learning|hub] [--icc=true|false] [--gateway-vlan N] [--state PATH]
+                [--vxlan vni=N,local=ADDR,remote=ADDR[,remote=ADDR...][,port=4789][,mtu=N][,vlan=N]]...
+                [--vxlan-allow CIDR]... [--ip-range CIDR]
                 [--dns=true|false] [--dns-domain tapswitch] [--dns-upstream ADDR[:PORT]]... [--dns-rate N]
   tapswitch attach (--netns PATH | --pid PID) [--name NAME] [--ifname eth0] [--ip IP] [--ip6 IP6] [--mac MAC] [--mtu N]
                 [--vlan N] [--trunk N,M...] [--allow-spoof] [--allow-ra] [--alias NAME]... [--no-resolv-conf]
@@ -46,6 +48,8 @@ Usage:
   tapswitch rule list [--json]
   tapswitch rule del ID
   tapswitch pipeline [--json]
+  tapswitch vxlan add vni=N,local=ADDR,remote=ADDR[,...] | vxlan list [--json] | vxlan del VNI
+  tapswitch vxlan fdb add VNI MAC VTEP | vxlan fdb del VNI MAC
   tapswitch version
   tapswitch demo
 
@@ -87,6 +91,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 
 		"rule":     cmdRule,
 		"pipeline": cmdPipeline,
+
+		"vxlan": cmdVXLAN,
 	}
 	if args[0] == nshelper.Command {
 		// Not for people: the daemon runs it inside a container's

@@ -20,7 +20,7 @@ func cmdRun(args []string, stdout io.Writer) error {
 	fs := newFlags("run")
 	subnet := fs.String("subnet", daemon.DefaultSubnet.String(), "the containers' IPv4 subnet")
 	gateway := fs.String("gateway", "", "the gateway's address (default: the subnet's first address)")
-	mtu := fs.Int("mtu", daemon.DefaultMTU, "MTU of the gateway and, unless attach says otherwise, of container interfaces")
+	mtu := fs.Int("mtu", 0, "MTU of the gateway and, unless attach says otherwise, of container interfaces (default 1500, or the underlay's less 50 with --vxlan)")
 	ageing := fs.Duration("fdb-ageing", fdb.DefaultAgeing, "how long a learned MAC is kept without traffic")
 	control := controlFlag(fs)
 	metrics := fs.String("metrics", "", "serve Prometheus metrics on `ADDR` (HOST:PORT, or PORT for 127.0.0.1:PORT); off by default")
@@ -33,6 +33,8 @@ func cmdRun(args []string, stdout io.Writer) error {
 	statePath := fs.String("state", "", "the state file, where ACL rules are kept (default: beside the control socket, its .sock replaced by .state.json)")
 	var nf natFlags
 	nf.add(fs)
+	var vf vxlanFlags
+	vf.add(fs)
 	var df dnsFlags
 	df.add(fs)
 	pos, err := parse(fs, args)
@@ -73,10 +75,14 @@ func cmdRun(args []string, stdout io.Writer) error {
 	if err := v6.apply(&cfg); err != nil {
 		return err
 	}
+	if err := vf.apply(&cfg); err != nil {
+		return err
+	}
 	if err := df.apply(&cfg); err != nil {
 		return err
 	}
-	// The rest (subnet, gateway, mtu, mode) is the daemon's to check, once.
+	// The rest (subnet, gateway, mtu, mode, ip range) is the daemon's to
+	// check, once.
 	if err := cfg.Validate(); err != nil {
 		return usagef("%v", err)
 	}
