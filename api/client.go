@@ -69,6 +69,14 @@ func (c *Client) Detach(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/ports/"+url.PathEscape(name), nil, nil)
 }
 
+// Shutdown stops the daemon and removes every port it has, persistent
+// (--live-restore) ones included: what SIGTERM does without
+// --live-restore. It returns once the daemon has accepted; the daemon exits
+// soon after.
+func (c *Client) Shutdown(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/v1/shutdown", nil, nil)
+}
+
 // FDB lists the MAC table.
 func (c *Client) FDB(ctx context.Context) ([]FDBEntry, error) {
 	var e []FDBEntry

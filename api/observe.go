@@ -267,6 +267,7 @@ type FDBStats struct {
 	Ignored         uint64 `json:"ignored"`
 	LimitPort       uint64 `json:"limit_port"`
 	LimitTotal      uint64 `json:"limit_total"`
+	Evicted         uint64 `json:"evicted"`
 	StaticConflicts uint64 `json:"static_conflicts"`
 }
 

@@ -97,11 +97,13 @@ func Add(args *skel.CmdArgs) error {
 }
 
 // unseen tells whether the daemon answered an attach with "not a network
-// namespace": the path is a bind mount it cannot see, made in a mount
+// namespace" (400; 404 from daemons before the path was checked without
+// blocking): the path is a bind mount it cannot see, made in a mount
 // namespace of the runtime's own (rootless podman's).
 func unseen(err error) bool {
 	var se *api.StatusError
-	return errors.As(err, &se) && se.Status == http.StatusNotFound && strings.Contains(se.Message, "is not a network namespace")
+	return errors.As(err, &se) && (se.Status == http.StatusBadRequest || se.Status == http.StatusNotFound) &&
+		strings.Contains(se.Message, "not a network namespace")
 }
 
 // attachByFD attaches the namespace of ar.Netns as the plugin sees it, for

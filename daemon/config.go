@@ -22,7 +22,10 @@ type Config struct {
 	Gateway   netip.Addr    // the gateway's address; zero means the subnet's first address
 	MTU       int           // zero means DefaultMTU
 	FDBAgeing time.Duration // zero means fdb.DefaultAgeing
-	Log       *slog.Logger  // nil means slog.Default()
+	// FDBMax bounds the MAC table; zero means fdb.DefaultMaxEntries. When
+	// it is full, a new MAC evicts from the port holding the most.
+	FDBMax int
+	Log    *slog.Logger // nil means slog.Default()
 	// Uplink is the uplink, of any registered kind (uplink.Parse, or a
 	// kind's Config such as *host.Config); nil means none (no NAT, no
 	// published ports, outside destinations unreachable).
@@ -67,6 +70,11 @@ type Config struct {
 	// --ip-range), so that hosts joined by VXLAN never pick the same
 	// address; zero means the whole subnet.
 	IPRange netip.Prefix
+	// LiveRestore keeps the containers' TAPs across a crash or an upgrade
+	// of the daemon: they are persistent, the attachments are kept in the
+	// state file, and Restore adopts them again (restore.go). It needs
+	// root (not the namespace helper) and a state file.
+	LiveRestore bool
 	// DNS is the embedded DNS server on the gateway's address (dns.go);
 	// nil means none.
 	DNS *DNSConfig
@@ -113,6 +121,9 @@ func (c *Config) fill() error {
 	}
 	if c.MTU < tap.MinMTU || c.MTU > tap.MaxMTU {
 		return invalid("--mtu %d: must be between %d and %d", c.MTU, tap.MinMTU, tap.MaxMTU)
+	}
+	if c.FDBMax < 0 {
+		return invalid("fdb max %d: must not be negative", c.FDBMax)
 	}
 	if c.FDBAgeing < 0 {
 		return invalid("fdb ageing %s: must not be negative", c.FDBAgeing)

@@ -52,6 +52,7 @@ func notFound(format string, a ...any) error {
 // with the kind the API answers it with: the daemon's one such mapping.
 var errorKinds = []struct{ err, kind error }{
 	{tap.ErrNetnsNotFound, ErrNotFound},
+	{tap.ErrNotNetns, ErrInvalid},
 	{tap.ErrLinkExists, ErrConflict},
 	{tap.ErrInvalidConfig, ErrInvalid},
 	{uplink.ErrInvalidSpec, ErrInvalid},

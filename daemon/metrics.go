@@ -104,7 +104,7 @@ var (
 
 	mFDBEntries = desc("fdb_entries", "Entries in the MAC table (static ones included).")
 	mFDBStatic  = desc("fdb_static_entries", "Static entries in the MAC table.")
-	mFDBEvents  = desc("fdb_events_total", "MAC table events: learned (new entry), moved (MAC seen on another port), aged, flushed (port removed).", "event")
+	mFDBEvents  = desc("fdb_events_total", "MAC table events: learned (new entry), moved (MAC seen on another port), aged, flushed (port removed), evicted (the table was full: the oldest entry of the port with the most).", "event")
 	mFDBRefused = desc("fdb_learn_refused_total", "Source MACs not learned, by reason: ignored (multicast or zero), limit_port, limit_total, static_conflict.", "reason")
 
 	mGwARPRequests = desc("gateway_arp_requests_total", "ARP requests for the gateway's address.")
@@ -209,6 +209,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(mFDBEvents, f.Moved, "moved")
 	counter(mFDBEvents, f.Aged, "aged")
 	counter(mFDBEvents, f.Flushed, "flushed")
+	counter(mFDBEvents, f.Evicted, "evicted")
 	counter(mFDBRefused, f.Ignored, "ignored")
 	counter(mFDBRefused, f.LimitPort, "limit_port")
 	counter(mFDBRefused, f.LimitTotal, "limit_total")

@@ -102,6 +102,21 @@ func cmdDetach(args []string, stdout io.Writer) error {
 	return client(*control).Detach(ctx, pos[0])
 }
 
+func cmdShutdown(args []string, stdout io.Writer) error {
+	fs := newFlags("shutdown")
+	control := controlFlag(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := noArgs(pos); err != nil {
+		return err
+	}
+	ctx, cancel := timeout()
+	defer cancel()
+	return client(*control).Shutdown(ctx)
+}
+
 func cmdPorts(args []string, stdout io.Writer) error {
 	return listing(args, stdout, "ports", (*api.Client).Ports, printPorts)
 }

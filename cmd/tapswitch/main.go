@@ -20,13 +20,14 @@ import (
 const usage = `tapswitch: a userspace virtual switch for containers
 
 Usage:
-  tapswitch run [--subnet CIDR] [--gateway IP] [--ipv6 [--subnet6 PREFIX/64] [--ra=false]] [--mtu N] [--fdb-ageing DURATION] [--control PATH] [--metrics ADDR]
+  tapswitch run [--subnet CIDR] [--gateway IP] [--ipv6 [--subnet6 PREFIX/64] [--ra=false]] [--mtu N] [--fdb-ageing DURATION] [--fdb-max N] [--control PATH] [--metrics ADDR]
                 [--attach-helper]
                 [--uplink host[,addr=ADDR][,loopback=ADDR][,mtu=N]|none|tap,netns=PATH,ip=ADDR/LEN[,gw=ADDR][,ifname=ts0][,mac=MAC][,mtu=N]]
                 [--host-loopback]
                 [--ct-max N] [--ct-tcp-timeout D] [--ct-tcp-transitory-timeout D] [--ct-udp-timeout D]
-                [--ct-udp-unreplied-timeout D] [--ct-icmp-timeout D] [--ct-endpoint-independent-filtering]
-                [--mode learning|hub] [--icc=true|false] [--gateway-vlan N] [--state PATH]
+                [--ct-udp-unreplied-timeout D] [--ct-icmp-timeout D] [--ct-tcp-pressure-timeout D]
+                [--ct-endpoint-independent-filtering]
+                [--mode learning|hub] [--icc=true|false] [--gateway-vlan N] [--state PATH] [--live-restore]
                 [--vxlan vni=N,local=ADDR,remote=ADDR[,remote=ADDR...][,port=4789][,mtu=N][,vlan=N]]...
                 [--vxlan-allow CIDR]... [--ip-range CIDR]
                 [--dns=true|false] [--dns-domain tapswitch] [--dns-upstream ADDR[:PORT]]... [--dns-rate N]
@@ -37,6 +38,7 @@ Usage:
   tapswitch unpublish HOSTPORT[/tcp|/udp]
   tapswitch conntrack [--json] | --flush | --stats
   tapswitch detach NAME
+  tapswitch shutdown
   tapswitch alias NAME [ALIAS...]
   tapswitch ports [--json]
   tapswitch fdb [--json]
@@ -74,16 +76,17 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmds := map[string]func([]string, io.Writer) error{
-		"run":     cmdRun,
-		"attach":  cmdAttach,
-		"alias":   cmdAlias,
-		"detach":  cmdDetach,
-		"ports":   cmdPorts,
-		"fdb":     cmdFDB,
-		"capture": cmdCapture,
-		"stats":   cmdStats,
-		"version": cmdVersion,
-		"demo":    cmdDemo,
+		"run":      cmdRun,
+		"attach":   cmdAttach,
+		"alias":    cmdAlias,
+		"detach":   cmdDetach,
+		"shutdown": cmdShutdown,
+		"ports":    cmdPorts,
+		"fdb":      cmdFDB,
+		"capture":  cmdCapture,
+		"stats":    cmdStats,
+		"version":  cmdVersion,
+		"demo":     cmdDemo,
 
 		"publish":   cmdPublish,
 		"unpublish": cmdUnpublish,
@@ -118,7 +121,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	}
 	cmd, ok := cmds[name]
 	if !ok {
-		fmt.Fprintf(stderr, "tapswitch: unknown command %q\n\n%s", name, usage)
+		fmt.Fprintf(stderr, "tapswitch: unknown command %q (tapswitch help lists the commands)\n", name)
 		return 2
 	}
 	err = cmd(args[1:], stdout)

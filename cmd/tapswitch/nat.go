@@ -27,6 +27,7 @@ type natFlags struct {
 	uplink                                 string
 	max                                    int
 	tcp, tcpTrans, udp, udpUnreplied, icmp time.Duration
+	tcpPressure                            time.Duration
 	eif                                    bool
 	hostLoopback                           bool
 }
@@ -42,6 +43,7 @@ func (f *natFlags) add(fs interface {
 	fs.IntVar(&f.max, "ct-max", nat.DefaultMaxEntries, "the most connections NAT tracks")
 	fs.DurationVar(&f.tcp, "ct-tcp-timeout", nat.DefaultTCPEstablished, "idle timeout of an established TCP connection")
 	fs.DurationVar(&f.tcpTrans, "ct-tcp-transitory-timeout", nat.DefaultTCPTransitory, "idle timeout of an opening or closing TCP connection")
+	fs.DurationVar(&f.tcpPressure, "ct-tcp-pressure-timeout", nat.DefaultTCPPressure, "idle timeout of an opening TCP connection while the table is more than half full (a SYN flood)")
 	fs.DurationVar(&f.udp, "ct-udp-timeout", nat.DefaultUDP, "idle timeout of a UDP flow that saw traffic both ways")
 	fs.DurationVar(&f.udpUnreplied, "ct-udp-unreplied-timeout", nat.DefaultUDPUnreplied, "idle timeout of a UDP flow without a reply")
 	fs.DurationVar(&f.icmp, "ct-icmp-timeout", nat.DefaultICMP, "idle timeout of an ICMP echo flow")
@@ -67,7 +69,7 @@ func (f *natFlags) apply(cfg *daemon.Config) error {
 	}
 	for name, d := range map[string]time.Duration{
 		"--ct-tcp-timeout": f.tcp, "--ct-tcp-transitory-timeout": f.tcpTrans, "--ct-udp-timeout": f.udp,
-		"--ct-udp-unreplied-timeout": f.udpUnreplied, "--ct-icmp-timeout": f.icmp,
+		"--ct-udp-unreplied-timeout": f.udpUnreplied, "--ct-icmp-timeout": f.icmp, "--ct-tcp-pressure-timeout": f.tcpPressure,
 	} {
 		if d <= 0 {
 			return usagef("%s %s: must be positive", name, d)
@@ -77,6 +79,7 @@ func (f *natFlags) apply(cfg *daemon.Config) error {
 		MaxEntries: f.max,
 		Timeouts: nat.Timeouts{
 			TCPEstablished: f.tcp, TCPTransitory: f.tcpTrans, UDP: f.udp, UDPUnreplied: f.udpUnreplied, ICMP: f.icmp,
+			TCPPressure: f.tcpPressure,
 		},
 		EndpointIndependentFiltering: f.eif,
 	}

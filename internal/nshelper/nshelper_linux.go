@@ -217,21 +217,14 @@ func (e *helperError) Is(target error) bool {
 // openNamespaces opens the network namespace at path and the user namespace
 // that owns it (NS_GET_USERNS), and tells whether that is the caller's own.
 func openNamespaces(path string) (netnsF, usernsF *os.File, same bool, err error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	netnsF, err = tap.OpenNetns(path)
 	switch {
-	case errors.Is(err, unix.ENOENT):
-		return nil, nil, false, fmt.Errorf("%w: %s", tap.ErrNetnsNotFound, path)
 	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
 		return nil, nil, false, fmt.Errorf("%s: permission denied: %w", path, ErrNotOwned)
 	case err != nil:
-		return nil, nil, false, fmt.Errorf("open %s: %w", path, err)
+		return nil, nil, false, err
 	}
-	netnsF = os.NewFile(uintptr(fd), path)
-	// NS_GET_NSTYPE fails with ENOTTY on a file that is not a namespace.
-	if typ, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE); err != nil || typ != unix.CLONE_NEWNET {
-		netnsF.Close()
-		return nil, nil, false, fmt.Errorf("%w: %s is not a network namespace", tap.ErrNetnsNotFound, path)
-	}
+	fd := int(netnsF.Fd())
 	ufd, err := unix.IoctlRetInt(fd, unix.NS_GET_USERNS)
 	if err != nil {
 		netnsF.Close()
