@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -157,4 +158,32 @@ func TestIPv6AttachHelper(t *testing.T) {
 	if out := inNSOut(t, c, "cat", "/proc/sys/net/ipv6/conf/eth0/disable_ipv6"); strings.TrimSpace(out) != "1" {
 		t.Errorf("disable_ipv6 through the helper: %q, want 1", out)
 	}
+}
+
+// TestIPv6LiveRestore restarts a live-restore daemon run with --ipv6 and
+// no --subnet6: the new one takes the same random ULA from the state file,
+// and the restored ports keep their IPv6 addresses, which port security
+// still lets through.
+func TestIPv6LiveRestore(t *testing.T) {
+	requireRoot(t, "ping")
+	d := startDaemon(t, "--ipv6", "--live-restore")
+	dir := filepath.Dir(d.sock)
+	a, b := newNS(t), newNS(t)
+	d.attach(t, a, "a")
+	pb := d.attach(t, b, "b")
+	ping6(t, a, ip6(pb))
+	d.cmd.Process.Kill()
+	<-d.exited
+
+	d2 := startDaemonWith(t, dir, nil, "--ipv6", "--live-restore")
+	var got api.Port
+	for _, p := range d2.ports(t) {
+		if p.Name == "b" {
+			got = p
+		}
+	}
+	if got.IP6 != pb.IP6 {
+		t.Fatalf("b's ip6 after the restart: %q, want %q", got.IP6, pb.IP6)
+	}
+	ping6(t, a, ip6(pb))
 }
