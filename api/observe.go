@@ -164,16 +164,12 @@ func (c *Client) StopCapture(ctx context.Context, id string) error {
 
 // Captures lists the running captures.
 func (c *Client) Captures(ctx context.Context) ([]CaptureInfo, error) {
-	var out []CaptureInfo
-	err := c.do(ctx, http.MethodGet, "/v1/captures", nil, &out)
-	return out, err
+	return call[[]CaptureInfo](ctx, c, http.MethodGet, "/v1/captures", nil)
 }
 
 // Stats returns the switch's counters.
 func (c *Client) Stats(ctx context.Context) (Stats, error) {
-	var s Stats
-	err := c.do(ctx, http.MethodGet, "/v1/stats", nil, &s)
-	return s, err
+	return call[Stats](ctx, c, http.MethodGet, "/v1/stats", nil)
 }
 
 // statusError reads an error response.

@@ -102,15 +102,45 @@ const (
 // Actions of a rule.
 var actions = []string{"allow", "drop", "count", "mirror"}
 
+// named is the name of a protocol number or an EtherType.
+type named[T comparable] struct {
+	v    T
+	name string
+}
+
+// protoNames and etherTypeNames are the names that ParseProto,
+// ParseEtherType, ProtoName and EtherTypeName know; the first name of a
+// value is the one printed.
+var (
+	protoNames     = []named[uint8]{{ProtoTCP, "tcp"}, {ProtoUDP, "udp"}, {ProtoICMP, "icmp"}}
+	etherTypeNames = []named[uint16]{{EtherTypeIPv4, "ipv4"}, {EtherTypeIPv4, "ip"}, {EtherTypeARP, "arp"}, {EtherTypeIPv6, "ipv6"}}
+)
+
+// byName finds the value called s (any case) in names.
+func byName[T comparable](names []named[T], s string) (T, bool) {
+	for _, n := range names {
+		if strings.EqualFold(n.name, s) {
+			return n.v, true
+		}
+	}
+	var zero T
+	return zero, false
+}
+
+// nameOf finds the name of v in names.
+func nameOf[T comparable](names []named[T], v T) (string, bool) {
+	for _, n := range names {
+		if n.v == v {
+			return n.name, true
+		}
+	}
+	return "", false
+}
+
 // ParseProto reads an IP protocol: tcp, udp, icmp or a number 1..255.
 func ParseProto(s string) (uint8, error) {
-	switch strings.ToLower(s) {
-	case "tcp":
-		return ProtoTCP, nil
-	case "udp":
-		return ProtoUDP, nil
-	case "icmp":
-		return ProtoICMP, nil
+	if p, ok := byName(protoNames, s); ok {
+		return p, nil
 	}
 	n, err := strconv.ParseUint(s, 10, 8)
 	if err != nil || n == 0 {
@@ -121,13 +151,8 @@ func ParseProto(s string) (uint8, error) {
 
 // ProtoName is the name of an IP protocol number, or the number.
 func ProtoName(p uint8) string {
-	switch p {
-	case ProtoTCP:
-		return "tcp"
-	case ProtoUDP:
-		return "udp"
-	case ProtoICMP:
-		return "icmp"
+	if s, ok := nameOf(protoNames, p); ok {
+		return s
 	}
 	return strconv.Itoa(int(p))
 }
@@ -135,13 +160,8 @@ func ProtoName(p uint8) string {
 // ParseEtherType reads an EtherType: ipv4, arp, ipv6, or a number such as
 // 0x88cc (at least 0x0600: smaller values are 802.3 lengths).
 func ParseEtherType(s string) (uint16, error) {
-	switch strings.ToLower(s) {
-	case "ipv4", "ip":
-		return EtherTypeIPv4, nil
-	case "arp":
-		return EtherTypeARP, nil
-	case "ipv6":
-		return EtherTypeIPv6, nil
+	if t, ok := byName(etherTypeNames, s); ok {
+		return t, nil
 	}
 	n, err := strconv.ParseUint(s, 0, 16)
 	if err != nil || n < 0x0600 {
@@ -152,13 +172,8 @@ func ParseEtherType(s string) (uint16, error) {
 
 // EtherTypeName is the name of an EtherType, or its number in hex.
 func EtherTypeName(t uint16) string {
-	switch t {
-	case EtherTypeIPv4:
-		return "ipv4"
-	case EtherTypeARP:
-		return "arp"
-	case EtherTypeIPv6:
-		return "ipv6"
+	if s, ok := nameOf(etherTypeNames, t); ok {
+		return s
 	}
 	return fmt.Sprintf("0x%04x", t)
 }
@@ -340,16 +355,12 @@ func portRange(lo, hi uint16) string {
 
 // Rules lists the ACL rules with their counters, in ID order.
 func (c *Client) Rules(ctx context.Context) ([]RuleStats, error) {
-	var out []RuleStats
-	err := c.do(ctx, http.MethodGet, "/v1/rules", nil, &out)
-	return out, err
+	return call[[]RuleStats](ctx, c, http.MethodGet, "/v1/rules", nil)
 }
 
 // AddRule adds a rule and returns it with its ID.
 func (c *Client) AddRule(ctx context.Context, r Rule) (RuleStats, error) {
-	var out RuleStats
-	err := c.do(ctx, http.MethodPost, "/v1/rules", r, &out)
-	return out, err
+	return call[RuleStats](ctx, c, http.MethodPost, "/v1/rules", r)
 }
 
 // DeleteRule removes the rule with the given ID.
@@ -359,9 +370,7 @@ func (c *Client) DeleteRule(ctx context.Context, id int) error {
 
 // Pipeline returns the switch's pipeline with its counters.
 func (c *Client) Pipeline(ctx context.Context) (Pipeline, error) {
-	var out Pipeline
-	err := c.do(ctx, http.MethodGet, "/v1/pipeline", nil, &out)
-	return out, err
+	return call[Pipeline](ctx, c, http.MethodGet, "/v1/pipeline", nil)
 }
 
 // ipv6 reports whether r's prefixes are IPv6 ones, and refuses a rule

@@ -178,16 +178,12 @@ type VTEPStats struct {
 
 // VXLANs lists the tunnels.
 func (c *Client) VXLANs(ctx context.Context) ([]VXLAN, error) {
-	var v []VXLAN
-	err := c.do(ctx, http.MethodGet, "/v1/vxlan", nil, &v)
-	return v, err
+	return call[[]VXLAN](ctx, c, http.MethodGet, "/v1/vxlan", nil)
 }
 
 // AddVXLAN adds a tunnel.
 func (c *Client) AddVXLAN(ctx context.Context, spec VXLANSpec) (VXLAN, error) {
-	var v VXLAN
-	err := c.do(ctx, http.MethodPost, "/v1/vxlan", spec, &v)
-	return v, err
+	return call[VXLAN](ctx, c, http.MethodPost, "/v1/vxlan", spec)
 }
 
 // DeleteVXLAN removes the tunnel of vni.

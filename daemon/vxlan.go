@@ -369,25 +369,17 @@ func (c vxlanCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c vxlanCollector) Collect(ch chan<- prometheus.Metric) {
-	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-	}
+	sc := metricSink(ch)
 	for _, v := range c.d.VXLANs() {
 		for _, e := range v.VTEPs {
-			counter(mVTEPPackets, e.RxPackets, v.Name, e.Addr, "rx")
-			counter(mVTEPPackets, e.TxPackets, v.Name, e.Addr, "tx")
-			counter(mVTEPBytes, e.RxBytes, v.Name, e.Addr, "rx")
-			counter(mVTEPBytes, e.TxBytes, v.Name, e.Addr, "tx")
-			counter(mVTEPDropped, e.TxDropped, v.Name, e.Addr)
+			sc.counters(mVTEPPackets, []labelled{{"rx", e.RxPackets}, {"tx", e.TxPackets}}, v.Name, e.Addr)
+			sc.counters(mVTEPBytes, []labelled{{"rx", e.RxBytes}, {"tx", e.TxBytes}}, v.Name, e.Addr)
+			sc.counter(mVTEPDropped, e.TxDropped, v.Name, e.Addr)
 		}
 		s := v.Stats
-		for _, r := range []struct {
-			reason string
-			n      uint64
-		}{{"malformed", s.RxMalformed}, {"bad_vni", s.RxBadVNI}, {"denied", s.RxDenied}, {"claimed_mac", s.RxClaimed},
-			{"no_vtep", s.RxNoVTEP}, {"too_big", s.TxTooBig}, {"gateway", s.TxGateway}, {"tx_error", s.TxErrors}} {
-			counter(mVXLANDrops, r.n, v.Name, r.reason)
-		}
-		ch <- prometheus.MustNewConstMetric(mVXLANMACs, prometheus.GaugeValue, float64(s.MACs), v.Name)
+		sc.counters(mVXLANDrops, []labelled{{"malformed", s.RxMalformed}, {"bad_vni", s.RxBadVNI}, {"denied", s.RxDenied},
+			{"claimed_mac", s.RxClaimed}, {"no_vtep", s.RxNoVTEP}, {"too_big", s.TxTooBig}, {"gateway", s.TxGateway},
+			{"tx_error", s.TxErrors}}, v.Name)
+		sc.gauge(mVXLANMACs, float64(s.MACs), v.Name)
 	}
 }

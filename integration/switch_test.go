@@ -2,12 +2,12 @@ package integration
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"slices"
@@ -232,17 +232,7 @@ func TestBroadcastARP(t *testing.T) {
 	// An ARP request for an address nobody has, in our own subnet.
 	marker := [4]byte{10, 90, 255, 254}
 	mac, _ := net.ParseMAC(ports[0].MAC)
-	src := net.ParseIP(ip(ports[0])).To4()
-	frame := make([]byte, 0, 60)
-	frame = append(frame, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
-	frame = append(frame, mac...)
-	frame = binary.BigEndian.AppendUint16(frame, unix.ETH_P_ARP)
-	frame = append(frame, 0, 1, 8, 0, 6, 4, 0, 1) // Ethernet, IPv4, request
-	frame = append(frame, mac...)
-	frame = append(frame, src...)
-	frame = append(frame, 0, 0, 0, 0, 0, 0)
-	frame = append(frame, marker[:]...)
-	frame = append(frame, make([]byte, 60-len(frame))...)
+	frame := arpFrame(mac, mac, ip(ports[0]), netip.AddrFrom4(marker).String())
 	dst := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ARP), Ifindex: ifindex0, Halen: 6, Addr: [8]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}}
 	if err := unix.Sendto(fds[0], frame, 0, dst); err != nil {
 		t.Fatal(err)

@@ -34,11 +34,8 @@ func cmdAttach(args []string, stdout io.Writer) error {
 	fs.Var((*stringList)(&req.Aliases), "alias", "a further DNS name of the container (repeatable)")
 	fs.BoolVar(&req.NoResolvConf, "no-resolv-conf", false, "do not write /etc/netns/NAME/resolv.conf for a /run/netns/NAME namespace")
 	control := controlFlag(fs)
-	pos, err := parse(fs, args)
+	err := parseNone(fs, args)
 	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
 		return err
 	}
 	if (req.Netns == "") == (req.PID == 0) {
@@ -88,18 +85,13 @@ func cmdAttach(args []string, stdout io.Writer) error {
 }
 
 func cmdDetach(args []string, stdout io.Writer) error {
-	fs := newFlags("detach")
-	control := controlFlag(fs)
-	pos, err := parse(fs, args)
+	control, arg, err := oneArg("detach", args, "give exactly one port name")
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usagef("give exactly one port name")
-	}
 	ctx, cancel := timeout()
 	defer cancel()
-	return client(*control).Detach(ctx, pos[0])
+	return client(control).Detach(ctx, arg)
 }
 
 func cmdShutdown(args []string, stdout io.Writer) error {
@@ -128,11 +120,7 @@ func listing[T any](args []string, stdout io.Writer, name string,
 	fs := newFlags(name)
 	asJSON := fs.Bool("json", false, "print JSON")
 	control := controlFlag(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
+	if err := parseNone(fs, args); err != nil {
 		return err
 	}
 	ctx, cancel := timeout()
@@ -213,11 +201,7 @@ func printFDB(w io.Writer, entries []api.FDBEntry) {
 func cmdVersion(args []string, stdout io.Writer) error {
 	fs := newFlags("version")
 	control := controlFlag(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
+	if err := parseNone(fs, args); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "client: tapswitch %s\n", api.Version)

@@ -238,3 +238,34 @@ func noArgs(pos []string) error {
 	}
 	return nil
 }
+
+// parseNone parses args with fs and rejects positional arguments.
+func parseNone(fs *flag.FlagSet, args []string) error {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	return noArgs(pos)
+}
+
+// parseOne parses args with fs and returns the one positional argument,
+// or a usage error that says what to give.
+func parseOne(fs *flag.FlagSet, args []string, what string) (string, error) {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return "", err
+	}
+	if len(pos) != 1 {
+		return "", usageError{errors.New(what)}
+	}
+	return pos[0], nil
+}
+
+// oneArg parses the flags of a subcommand that takes nothing but
+// --control and exactly one positional argument, and returns both.
+func oneArg(name string, args []string, what string) (control, arg string, err error) {
+	fs := newFlags(name)
+	c := controlFlag(fs)
+	arg, err = parseOne(fs, args, what)
+	return *c, arg, err
+}

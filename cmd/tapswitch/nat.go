@@ -135,29 +135,24 @@ func printPublishes(w io.Writer, ps []api.Published) {
 }
 
 func cmdUnpublish(args []string, stdout io.Writer) error {
-	fs := newFlags("unpublish")
-	control := controlFlag(fs)
-	pos, err := parse(fs, args)
+	control, arg, err := oneArg("unpublish", args, "give one host port: HOSTPORT[/tcp|/udp]")
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usagef("give one host port: HOSTPORT[/tcp|/udp]")
-	}
-	port, proto, _ := strings.Cut(pos[0], "/")
+	port, proto, _ := strings.Cut(arg, "/")
 	if proto == "" {
 		proto = "tcp"
 	}
 	n, err := strconv.ParseUint(port, 10, 16)
 	if err != nil || n == 0 {
-		return usagef("%q: not a host port (1-65535), optionally followed by /tcp or /udp", pos[0])
+		return usagef("%q: not a host port (1-65535), optionally followed by /tcp or /udp", arg)
 	}
 	if proto = strings.ToLower(proto); proto != "tcp" && proto != "udp" {
-		return usagef("%q: the protocol must be tcp or udp", pos[0])
+		return usagef("%q: the protocol must be tcp or udp", arg)
 	}
 	ctx, cancel := timeout()
 	defer cancel()
-	p, err := client(*control).Unpublish(ctx, uint16(n), proto)
+	p, err := client(control).Unpublish(ctx, uint16(n), proto)
 	if err != nil {
 		return err
 	}
@@ -171,11 +166,7 @@ func cmdConntrack(args []string, stdout io.Writer) error {
 	flush := fs.Bool("flush", false, "remove every tracked connection")
 	stats := fs.Bool("stats", false, "print the counters instead")
 	control := controlFlag(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
+	if err := parseNone(fs, args); err != nil {
 		return err
 	}
 	if *flush && *stats {

@@ -149,22 +149,17 @@ func cmdRuleAdd(args []string, stdout io.Writer) error {
 }
 
 func cmdRuleDel(args []string, stdout io.Writer) error {
-	fs := newFlags("rule del")
-	control := controlFlag(fs)
-	pos, err := parse(fs, args)
+	control, arg, err := oneArg("rule del", args, "give exactly one rule ID (see tapswitch rule list)")
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usagef("give exactly one rule ID (see tapswitch rule list)")
-	}
-	id, err := strconv.Atoi(pos[0])
+	id, err := strconv.Atoi(arg)
 	if err != nil || id < 1 {
-		return usagef("rule ID %q: a positive number expected", pos[0])
+		return usagef("rule ID %q: a positive number expected", arg)
 	}
 	ctx, cancel := timeout()
 	defer cancel()
-	return client(*control).DeleteRule(ctx, id)
+	return client(control).DeleteRule(ctx, id)
 }
 
 // printRules prints the rules as an aligned table, in the order the switch

@@ -41,11 +41,8 @@ func cmdRun(args []string, stdout io.Writer) error {
 	vf.add(fs)
 	var df dnsFlags
 	df.add(fs)
-	pos, err := parse(fs, args)
+	err := parseNone(fs, args)
 	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
 		return err
 	}
 	cfg := daemon.Config{MTU: *mtu, FDBAgeing: *ageing, FDBMax: *fdbMax, AttachHelper: *helper}

@@ -103,14 +103,11 @@ func cmdVXLANAdd(args []string, stdout io.Writer) error {
 	fs := newFlags("vxlan add")
 	asJSON := fs.Bool("json", false, "print JSON")
 	control := controlFlag(fs)
-	pos, err := parse(fs, args)
+	arg, err := parseOne(fs, args, "give one spec: vni=N,local=ADDR,remote=ADDR[,remote=ADDR...][,port=4789][,mtu=N][,vlan=N]")
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usagef("give one spec: vni=N,local=ADDR,remote=ADDR[,remote=ADDR...][,port=4789][,mtu=N][,vlan=N]")
-	}
-	spec, err := api.ParseVXLAN(pos[0])
+	spec, err := api.ParseVXLAN(arg)
 	if err != nil {
 		return usagef("%v", err)
 	}
@@ -121,22 +118,17 @@ func cmdVXLANAdd(args []string, stdout io.Writer) error {
 }
 
 func cmdVXLANDel(args []string, stdout io.Writer) error {
-	fs := newFlags("vxlan del")
-	control := controlFlag(fs)
-	pos, err := parse(fs, args)
+	control, arg, err := oneArg("vxlan del", args, "give the VNI of the tunnel to remove")
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usagef("give the VNI of the tunnel to remove")
-	}
-	vni, err := strconv.ParseUint(pos[0], 10, 24)
+	vni, err := strconv.ParseUint(arg, 10, 24)
 	if err != nil {
-		return usagef("vni %q: not a number below 16777216", pos[0])
+		return usagef("vni %q: not a number below 16777216", arg)
 	}
 	ctx, cancel := timeout()
 	defer cancel()
-	return client(*control).DeleteVXLAN(ctx, uint32(vni))
+	return client(control).DeleteVXLAN(ctx, uint32(vni))
 }
 
 // printVXLANs prints each tunnel, then its VTEPs with their counters.
