@@ -292,6 +292,8 @@ type GatewayStats struct {
 	PendingDropped  uint64 `json:"pending_dropped"`
 	PendingExpired  uint64 `json:"pending_expired"`
 	ARPRequestsSent uint64 `json:"arp_requests_sent"`
+	NeighAdverts    uint64 `json:"neigh_adverts"`
+	RouterAdverts   uint64 `json:"router_adverts"`
 	LocalIn         uint64 `json:"local_in"`  // datagrams to the embedded DNS server
 	LocalOut        uint64 `json:"local_out"` // datagrams it sent
 	Offload         uint64 `json:"offload"`

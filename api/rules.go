@@ -40,8 +40,9 @@ type Rule struct {
 	DstMAC  string `json:"dst_mac,omitempty"`
 	// EtherType is matched after any VLAN tag, e.g. 0x0800 for IPv4.
 	EtherType uint16 `json:"ethertype,omitempty"`
-	// Src and Dst are IPv4 prefixes ("10.90.0.0/24"); they match IPv4
-	// packets only.
+	// Src and Dst are IPv4 prefixes ("10.90.0.0/24"), matching IPv4
+	// packets only, or IPv6 ones ("fd42:1::/64"), matching IPv6 packets
+	// only; both of one family.
 	Src string `json:"src,omitempty"`
 	Dst string `json:"dst,omitempty"`
 	// Proto is the IP protocol number (6 tcp, 17 udp, 1 icmp).
@@ -194,7 +195,8 @@ func ParsePortRange(s string) (lo, hi uint16, err error) {
 	return uint16(l), uint16(h), nil
 }
 
-// ParsePrefix reads an IPv4 prefix for a rule; a bare address means /32.
+// ParsePrefix reads an IPv4 or IPv6 prefix for a rule; a bare address
+// means /32 or /128.
 func ParsePrefix(s string) (netip.Prefix, error) {
 	var p netip.Prefix
 	var err error
@@ -209,9 +211,9 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 	}
 	switch {
 	case err != nil:
-		return netip.Prefix{}, fmt.Errorf("%q: not an IPv4 address or prefix such as 10.90.0.0/24", s)
-	case !p.Addr().Is4():
-		return netip.Prefix{}, fmt.Errorf("%q: only IPv4 prefixes are supported", s)
+		return netip.Prefix{}, fmt.Errorf("%q: not an address or prefix such as 10.90.0.0/24 or fd42:1::/64", s)
+	case p.Addr().Zone() != "" || p.Addr().Is4In6():
+		return netip.Prefix{}, fmt.Errorf("%q: an IPv4 or IPv6 prefix without zone or IPv4-mapped address expected", s)
 	case p != p.Masked():
 		return netip.Prefix{}, fmt.Errorf("%q has host bits set (did you mean %s?)", s, p.Masked())
 	}
@@ -272,7 +274,19 @@ func (r Rule) Validate() error {
 			return fmt.Errorf("--%s %v", p.flag, err)
 		}
 	}
-	ipOnly := r.Src != "" || r.Dst != "" || r.Proto != 0
+	v6, err := r.ipv6()
+	if err != nil {
+		return err
+	}
+	if v6 {
+		if r.Proto != 0 || r.SPortLo != 0 || r.SPortHi != 0 || r.DPortLo != 0 || r.DPortHi != 0 {
+			return fmt.Errorf("--proto and ports match IPv4 packets only, not with IPv6 prefixes")
+		}
+		if r.EtherType != 0 && r.EtherType != EtherTypeIPv6 {
+			return fmt.Errorf("IPv6 --src and --dst match IPv6 packets only, not ethertype %s", EtherTypeName(r.EtherType))
+		}
+	}
+	ipOnly := !v6 && (r.Src != "" || r.Dst != "" || r.Proto != 0)
 	if ipOnly && r.EtherType != 0 && r.EtherType != EtherTypeIPv4 {
 		return fmt.Errorf("--src, --dst and --proto match IPv4 packets only, not ethertype %s", EtherTypeName(r.EtherType))
 	}
@@ -357,4 +371,24 @@ func (c *Client) DeleteRule(ctx context.Context, id int) error {
 // Pipeline returns the switch's pipeline with its counters.
 func (c *Client) Pipeline(ctx context.Context) (Pipeline, error) {
 	return call[Pipeline](ctx, c, http.MethodGet, "/v1/pipeline", nil)
+}
+
+// ipv6 reports whether r's prefixes are IPv6 ones, and refuses a rule
+// that mixes the families. The prefixes have been checked.
+func (r Rule) ipv6() (bool, error) {
+	var v4, v6 bool
+	for _, s := range []string{r.Src, r.Dst} {
+		if s == "" {
+			continue
+		}
+		p, err := ParsePrefix(s)
+		if err != nil {
+			return false, err
+		}
+		v4, v6 = v4 || p.Addr().Is4(), v6 || p.Addr().Is6()
+	}
+	if v4 && v6 {
+		return false, fmt.Errorf("--src and --dst must be of one family: %s and %s", r.Src, r.Dst)
+	}
+	return v6, nil
 }

@@ -150,7 +150,7 @@ func result(p api.Port, sandbox string, info api.Info) (*current.Result, error) 
 		return nil, types.NewError(types.ErrInternal, fmt.Sprintf("daemon gave port %s the address %q", p.Name, p.IP), err.Error())
 	}
 	gw := net.ParseIP(info.Gateway)
-	return &current.Result{
+	r := &current.Result{
 		CNIVersion: current.ImplementedSpecVersion,
 		Interfaces: []*current.Interface{{Name: p.IfName, Mac: p.MAC, Mtu: p.MTU, Sandbox: sandbox}},
 		IPs: []*current.IPConfig{{
@@ -160,7 +160,8 @@ func result(p api.Port, sandbox string, info api.Info) (*current.Result, error) 
 		}},
 		Routes: []*types.Route{{Dst: net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}, GW: gw}},
 		DNS:    resultDNS(info),
-	}, nil
+	}
+	return r, addIPv6(r, p, info)
 }
 
 // resultDNS is the DNS configuration handed to the runtime: the embedded

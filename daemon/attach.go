@@ -47,6 +47,7 @@ func (d *Daemon) createTap(a *attachment, pid int) (*tap.Device, error) {
 		Addr:    netip.PrefixFrom(a.ip, d.cfg.Subnet.Bits()),
 		Gateway: d.cfg.Gateway,
 	}
+	d.tapConfig6(a, &cfg)
 	if d.privileged && !d.cfg.AttachHelper {
 		dev, err := tap.Create(cfg)
 		return dev, errorKind(err)
@@ -318,6 +319,10 @@ func (d *Daemon) attachReserved(ctx context.Context, a *attachment, pubs []nat.P
 		MAC:        a.mac,
 		IPs:        []netip.Addr{a.ip},
 		AllowSpoof: a.allowSpoof,
+		AllowRA:    a.allowRA,
+	}
+	if a.ip6.IsValid() {
+		pc.IPs = append(pc.IPs, a.ip6)
 	}
 	if a.id, err = d.sw.AddPortConfig(namedPort{dev, a.name}, pc); err != nil {
 		// AddPortConfig has closed the TAP.
@@ -345,7 +350,7 @@ func (d *Daemon) attachReserved(ctx context.Context, a *attachment, pubs []nat.P
 		go d.watch(a)
 	}
 	d.log.Info("attached", "port", a.name, "netns", a.netns, "ifname", a.ifname, "mac", a.mac, "ip", a.ip, "publish", a.req.Publish,
-		"vlan", a.vlan, "trunk", a.trunk, "allow_spoof", a.allowSpoof, "helper", a.helper)
+		"vlan", a.vlan, "trunk", a.trunk, "allow_spoof", a.allowSpoof, "allow_ra", a.allowRA, "ip6", a.ip6, "helper", a.helper)
 	p := d.describe(a, d.portInfo(a.id))
 	for _, q := range pubs {
 		q.Target = a.ip
@@ -356,7 +361,7 @@ func (d *Daemon) attachReserved(ctx context.Context, a *attachment, pubs []nat.P
 
 // parseAttach checks the parts of req that need no state.
 func (d *Daemon) parseAttach(req api.AttachRequest) (*attachment, error) {
-	a := &attachment{req: req, name: req.Name, ifname: req.IfName, mtu: req.MTU, vlan: req.VLAN, allowSpoof: req.AllowSpoof}
+	a := &attachment{req: req, name: req.Name, ifname: req.IfName, mtu: req.MTU, vlan: req.VLAN, allowSpoof: req.AllowSpoof, allowRA: req.AllowRA}
 	switch {
 	case req.Netns != "" && req.PID != 0:
 		return nil, invalid("give either a namespace path or a pid, not both")
@@ -413,6 +418,9 @@ func (d *Daemon) parseAttach(req api.AttachRequest) (*attachment, error) {
 			return nil, conflict("ip %s is the gateway's address", ip)
 		}
 		a.ip = ip
+	}
+	if err := d.parseIP6(a, req.IP6); err != nil {
+		return nil, err
 	}
 	if req.MAC != "" {
 		mac, err := fdb.ParseMAC(req.MAC)
@@ -488,6 +496,9 @@ func (d *Daemon) reserveLocked(a *attachment, req api.AttachRequest) error {
 			return err
 		}
 		a.ip = ip
+	}
+	if err := d.reserve6Locked(a); err != nil {
+		return err
 	}
 	if req.MAC == "" {
 		a.mac = macFor(a.ip)

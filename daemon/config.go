@@ -46,6 +46,16 @@ type Config struct {
 	Isolate bool
 	// GatewayVLAN is the VLAN the gateway is on; 0 means vswitch.DefaultVLAN.
 	GatewayVLAN uint16
+	// IPv6 makes the network dual-stack (ipv6.go): containers get an
+	// address in Subnet6 and the gateway answers ND and sends RAs.
+	// Without it, attach disables IPv6 on the containers' interfaces.
+	IPv6 bool
+	// Subnet6 is the containers' IPv6 /64, with IPv6; zero means the
+	// one in the state file, or a new unique local one (RFC 4193) kept
+	// there.
+	Subnet6 netip.Prefix
+	// NoRA turns the gateway's router advertisements off (run --ra=false).
+	NoRA bool
 	// StatePath is the state file, where ACL rules are kept across
 	// restarts (see StatePath); "" keeps them in memory only.
 	StatePath string
@@ -120,6 +130,9 @@ func (c *Config) fill() error {
 	}
 	if c.FDBAgeing == 0 {
 		c.FDBAgeing = fdb.DefaultAgeing
+	}
+	if err := c.fill6(); err != nil {
+		return err
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()

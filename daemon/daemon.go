@@ -57,6 +57,9 @@ type Daemon struct {
 	obs observe // captures, capture points that are not ports (capture.go)
 
 	rules rulesState // ACL rules and the state file (rules.go)
+	// subnet6State is the Subnet6 the state file keeps: the random one
+	// chosen, or that read back (ipv6.go).
+	subnet6State string
 
 	vx  tunnels     // VXLAN tunnels (vxlan.go)
 	dns *dns.Server // nil when the DNS server is off (dns.go)
@@ -77,6 +80,7 @@ type attachment struct {
 	nsIno uint64
 	mac   fdb.MAC
 	ip    netip.Addr
+	ip6   netip.Addr // zero without Config.IPv6
 	mtu   int
 	id    fdb.PortID
 	// proc is the attached process when the TAP was made by the helper:
@@ -90,6 +94,7 @@ type attachment struct {
 	vlan       uint16
 	trunk      []uint16
 	allowSpoof bool
+	allowRA    bool // RA guard off (PortConfig.AllowRA)
 	// aliases are the port's DNS names besides its name (dns.go);
 	// resolvConf the resolv.conf written for its namespace, and
 	// madeEtcDir whether its directory was made for it.
@@ -163,6 +168,9 @@ func New(cfg Config) (_ *Daemon, err error) {
 		MAC:  net.HardwareAddr(d.gwMAC[:]),
 		Addr: netip.PrefixFrom(cfg.Gateway, cfg.Subnet.Bits()),
 		MTU:  cfg.MTU,
+	}
+	if err := d.setup6(&gcfg); err != nil {
+		return nil, err
 	}
 	if d.nat, err = d.openUplink(); err != nil {
 		return nil, err

@@ -148,6 +148,7 @@ func (d *Daemon) refreshNamesLocked() {
 			Name:    a.name,
 			Aliases: a.aliases,
 			IPv4:    a.ip,
+			IPv6:    a.ip6,
 			VLANs:   append([]uint16{a.vlan}, a.trunk...),
 		})
 	}

@@ -65,8 +65,12 @@ func (d *Daemon) describe(a *attachment, info vswitch.PortInfo) api.Port {
 		VLAN:       a.vlan,
 		Trunk:      a.trunk,
 		AllowSpoof: a.allowSpoof,
+		AllowRA:    a.allowRA,
 		Aliases:    a.aliases,
 		ResolvConf: a.resolvConf,
+	}
+	if a.ip6.IsValid() {
+		p.IP6 = netip.PrefixFrom(a.ip6, d.cfg.Subnet6.Bits()).String()
 	}
 	a.owner.describe(&p)
 	return p
@@ -127,7 +131,7 @@ func (d *Daemon) FDB() []api.FDBEntry {
 
 // Info describes the daemon.
 func (d *Daemon) Info() api.Info {
-	return api.Info{
+	info := api.Info{
 		Version:     api.Version,
 		PID:         os.Getpid(),
 		Subnet:      d.cfg.Subnet.String(),
@@ -144,6 +148,11 @@ func (d *Daemon) Info() api.Info {
 		IPRange:     prefixString(d.cfg.IPRange),
 		DNS:         d.dnsInfo(),
 	}
+	if d.cfg.IPv6 {
+		info.Subnet6, info.Gateway6 = d.cfg.Subnet6.String(), d.gw.Addr6().Addr().String()
+		info.GatewayLL, info.RA = d.gw.LinkLocal().String(), !d.cfg.NoRA
+	}
+	return info
 }
 
 // mode is the switch's mode.

@@ -92,7 +92,7 @@ var (
 	mPortRxBytes   = desc("port_rx_bytes_total", "Bytes of Ethernet frames the switch received from the port.", "port")
 	mPortTxPackets = desc("port_tx_packets_total", "Frames the switch sent to the port.", "port")
 	mPortTxBytes   = desc("port_tx_bytes_total", "Bytes of Ethernet frames the switch sent to the port.", "port")
-	mPortRxDropped = desc("port_rx_dropped_total", "Frames received from the port and dropped, by reason: invalid (too short, multicast or zero source MAC), same_port (destination behind the port it came from), spoofed (port security: a source MAC, IPv4 source or ARP sender the port may not use), vlan_error (a tag on an access port, two tags, or a VLAN the trunk does not carry), denied (an ACL rule or isolation).", "port", "reason")
+	mPortRxDropped = desc("port_rx_dropped_total", "Frames received from the port and dropped, by reason: invalid (too short, multicast or zero source MAC), same_port (destination behind the port it came from), spoofed (port security: a source MAC, IPv4 or IPv6 source or ARP sender the port may not use, forged neighbor discovery, and RA guard: router advertisements, redirects and DHCPv6 server replies), vlan_error (a tag on an access port, two tags, or a VLAN the trunk does not carry), denied (an ACL rule or isolation).", "port", "reason")
 	mPortTxDropped = desc("port_tx_dropped_total", "Frames the port could not take, by reason: write_failed (queue full, port being removed, frame too big).", "port", "reason")
 	mCapCaptured   = desc("capture_frames_total", "Frames copied to captures at the capture point.", "point")
 	mCapDropped    = desc("capture_dropped_total", "Frames lost from captures at the capture point because the reader was too slow.", "point")
@@ -119,6 +119,7 @@ var (
 	mGwNeighbors   = desc("gateway_neighbors", "Entries in the gateway's neighbour table.")
 	mGwNeighEvents = desc("gateway_neighbor_events_total", "Neighbour table events: learned, evicted.", "event")
 	mGwDropped     = desc("gateway_dropped_total", "Frames the gateway dropped or did not answer, by reason.", "reason")
+	mGwAdverts     = desc("gateway_ipv6_adverts_total", "IPv6 advertisements the gateway sent (run --ipv6), by kind: neighbor (NA), router (RA).", "kind")
 	mGwRouted      = desc("gateway_routed_packets_total", "Packets the gateway routed, by direction: out (to the uplink), in (from the uplink to a container).", "direction")
 
 	mCTEntries    = desc("conntrack_entries", "Tracked connections, by protocol and state.", "proto", "state")
@@ -150,7 +151,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		mCapCaptured, mCapDropped, mCaptures, mPorts, mRulePackets, mRuleBytes, mStageHits, mStageDrops,
 		mFDBEntries, mFDBStatic, mFDBEvents, mFDBRefused,
 		mGwARPRequests, mGwARPReplies, mGwARPConflict, mGwEcho, mGwICMPErrors, mGwResets, mGwRateLimited,
-		mGwQueueDrops, mGwNeighbors, mGwNeighEvents, mGwDropped, mGwRouted,
+		mGwQueueDrops, mGwNeighbors, mGwNeighEvents, mGwDropped, mGwRouted, mGwAdverts,
 		mCTEntries, mCTMax, mNATMappings, mCTEvents, mNATPackets, mNATICMPError, mNATDropped,
 		mHostPackets, mHostBytes, mHostTCPActive, mHostTCPEvents, mHostSockets, mHostOpened, mHostPublish, mHostDropped, mHostReasm, mHostUDPErrors,
 	} {
@@ -255,6 +256,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		{"other_ethertype", g.OtherEtherType}, {"no_error_allowed", g.NoErrorAllowed}, {"ignored", g.Ignored},
 	})
 	sc.counters(mGwRouted, []labelled{{"out", g.Forwarded}, {"in", g.ToContainer}})
+	sc.counters(mGwAdverts, []labelled{{"neighbor", g.NeighAdverts}, {"router", g.RouterAdverts}})
 
 	if s.NAT == nil {
 		return

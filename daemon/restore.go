@@ -41,13 +41,14 @@ type savedPort struct {
 	NetnsInode uint64   `json:"netns_inode"`
 	MAC        string   `json:"mac"`
 	IP         string   `json:"ip"`
+	IP6        string   `json:"ip6,omitempty"`     // run --ipv6
 	Publish    []string `json:"publish,omitempty"` // published to it now, -p syntax
 }
 
 // writeStateLocked writes the state file with rules, next and, with
 // LiveRestore, the attached ports. d.rules.mu is held.
 func (d *Daemon) writeStateLocked(rules []api.Rule, next int) error {
-	st := state{Version: stateVersion, NextRuleID: next, Rules: rules}
+	st := state{Version: stateVersion, NextRuleID: next, Rules: rules, Subnet6: d.subnet6State}
 	if d.cfg.LiveRestore && !d.removeAll.Load() {
 		st.Ports = d.savedPorts()
 	}
@@ -67,6 +68,9 @@ func (d *Daemon) savedPorts() []savedPort {
 			Request: req, Name: a.name, IfName: a.ifname, Netns: a.netns, NetnsInode: a.nsIno,
 			MAC: a.mac.String(), IP: a.ip.String(), Publish: pubs[a.name],
 		})
+		if a.ip6.IsValid() {
+			out[len(out)-1].IP6 = a.ip6.String()
+		}
 	}
 	return out
 }
@@ -155,6 +159,9 @@ func (d *Daemon) restorePort(sp savedPort) error {
 	}
 	if a.mac, err = fdb.ParseMAC(sp.MAC); err != nil {
 		return fmt.Errorf("state file: port %s: mac %q: %w", sp.Name, sp.MAC, err)
+	}
+	if err := d.parseIP6(a, sp.IP6); err != nil {
+		return fmt.Errorf("state file: port %s: %w", sp.Name, err)
 	}
 	if a.nsIno, err = checkNetns(a.netns, sp.Request.PID); err != nil {
 		return err

@@ -28,6 +28,10 @@ type state struct {
 	NextRuleID int         `json:"next_rule_id"`
 	Rules      []api.Rule  `json:"rules"`
 	Ports      []savedPort `json:"ports,omitempty"`
+	// Subnet6 is the IPv6 subnet a daemon run with --ipv6 and without
+	// --subnet6 chose (a random unique local /64), kept so that
+	// containers keep their addresses across restarts.
+	Subnet6 string `json:"subnet6,omitempty"`
 }
 
 // StatePath is the default state file of a daemon whose control socket is

@@ -84,11 +84,16 @@ func transfer(t *testing.T, clientNS, serverNS, serverIP string, size int64, pro
 
 // transferVia is transfer with the server listening on listen in serverNS
 // and the client dialling dial, which may be a NAT's published address.
+// Both use IPv6 when dial is an IPv6 address ("[ADDR]:PORT").
 func transferVia(t *testing.T, clientNS, serverNS, listen, dial string, size int64, progress *atomic.Int64) (sent, got [32]byte) {
 	t.Helper()
+	network := "tcp4"
+	if strings.HasPrefix(dial, "[") {
+		network = "tcp6"
+	}
 	var ln net.Listener
 	if err := netnsutil.Do(netnsutil.Path(serverNS), func() (err error) {
-		ln, err = net.Listen("tcp4", listen)
+		ln, err = net.Listen(network, listen)
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -119,7 +124,7 @@ func transferVia(t *testing.T, clientNS, serverNS, listen, dial string, size int
 
 	var conn net.Conn
 	if err := netnsutil.Do(netnsutil.Path(clientNS), func() (err error) {
-		conn, err = net.DialTimeout("tcp4", dial, 10*time.Second)
+		conn, err = net.DialTimeout(network, dial, 10*time.Second)
 		return err
 	}); err != nil {
 		t.Fatal(err)

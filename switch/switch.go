@@ -10,6 +10,7 @@ import (
 
 	"github.com/tapswitch/tapswitch/capture"
 	"github.com/tapswitch/tapswitch/fdb"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // ErrNoPort is returned when a port ID names no port of the switch.
@@ -99,6 +100,7 @@ type portTable struct {
 	members  []bitset
 	all      bitset         // every port (hub mode)
 	gateways bitset         // Gateway ports
+	routers  bitset         // Gateway, AllowRA and unsecured ports (tunnels, routers): where IPv6 router-only multicast goes
 	isolate  bool           // Config.Isolate
 	acl      *compiledRules // nil: no rule can match
 	pipe     *pipeline
@@ -118,7 +120,9 @@ type port struct {
 	id       fdb.PortID
 	p        Port
 	cfg      PortConfig  // fixed at AddPortConfig
-	ip4      [][4]byte   // cfg.IPs
+	ip4      [][4]byte   // cfg.IPs, IPv4
+	ip6      [][16]byte  // cfg.IPs, IPv6
+	ll6      [16]byte    // the link-local address of cfg.MAC (EUI-64)
 	trunk    *[64]uint64 // cfg.Trunk as a bit per VLAN; nil for an access port
 	offloads Offloads    // what p accepts on Write (Offloader), fixed at AddPort
 	stats    counters
@@ -150,6 +154,7 @@ func (s *Switch) publishLocked() {
 		pos:      make(map[fdb.PortID]int, n),
 		all:      newBitset(n),
 		gateways: newBitset(n),
+		routers:  newBitset(n),
 		isolate:  s.cfg.Isolate,
 		pipe:     s.pipe,
 	}
@@ -170,6 +175,9 @@ func (s *Switch) publishLocked() {
 		t.all.set(i)
 		if pt.cfg.Gateway {
 			t.gateways.set(i)
+		}
+		if pt.cfg.Gateway || pt.cfg.AllowRA || !pt.cfg.secure() {
+			t.routers.set(i)
 		}
 		if !pt.cfg.MAC.IsZero() {
 			if t.macs == nil {
@@ -304,8 +312,13 @@ func (s *Switch) AddPortConfig(p Port, pc PortConfig) (fdb.PortID, error) {
 	}
 	np := &port{id: s.nextID, p: p, cfg: pc, offloads: offloadsOf(p), done: make(chan struct{})}
 	for _, ip := range pc.IPs {
-		np.ip4 = append(np.ip4, ip.As4())
+		if ip.Is4() {
+			np.ip4 = append(np.ip4, ip.As4())
+		} else {
+			np.ip6 = append(np.ip6, ip.As16())
+		}
 	}
+	np.ll6 = wire.LinkLocal(pc.MAC)
 	if pc.Trunk != nil {
 		np.trunk = new([64]uint64)
 		for _, v := range pc.Trunk {

@@ -20,7 +20,7 @@ import (
 const usage = `tapswitch: a userspace virtual switch for containers
 
 Usage:
-  tapswitch run [--subnet CIDR] [--gateway IP] [--mtu N] [--fdb-ageing DURATION] [--fdb-max N] [--control PATH] [--metrics ADDR]
+  tapswitch run [--subnet CIDR] [--gateway IP] [--ipv6 [--subnet6 PREFIX/64] [--ra=false]] [--mtu N] [--fdb-ageing DURATION] [--fdb-max N] [--control PATH] [--metrics ADDR]
                 [--attach-helper]
                 [--uplink host[,addr=ADDR][,loopback=ADDR][,mtu=N]|none|tap,netns=PATH,ip=ADDR/LEN[,gw=ADDR][,ifname=ts0][,mac=MAC][,mtu=N]]
                 [--host-loopback]
@@ -31,8 +31,8 @@ Usage:
                 [--vxlan vni=N,local=ADDR,remote=ADDR[,remote=ADDR...][,port=4789][,mtu=N][,vlan=N]]...
                 [--vxlan-allow CIDR]... [--ip-range CIDR]
                 [--dns=true|false] [--dns-domain tapswitch] [--dns-upstream ADDR[:PORT]]... [--dns-rate N]
-  tapswitch attach (--netns PATH | --pid PID) [--name NAME] [--ifname eth0] [--ip IP] [--mac MAC] [--mtu N]
-                [--vlan N] [--trunk N,M...] [--allow-spoof] [--alias NAME]... [--no-resolv-conf]
+  tapswitch attach (--netns PATH | --pid PID) [--name NAME] [--ifname eth0] [--ip IP] [--ip6 IP6] [--mac MAC] [--mtu N]
+                [--vlan N] [--trunk N,M...] [--allow-spoof] [--allow-ra] [--alias NAME]... [--no-resolv-conf]
                 [-p [HOSTIP:]HOSTPORT[-END]:CONTAINERPORT[-END][/tcp|/udp]]... [--json]
   tapswitch publish SPEC --to NAME | tapswitch publish --list [--json]
   tapswitch unpublish HOSTPORT[/tcp|/udp]

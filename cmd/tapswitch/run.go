@@ -31,6 +31,8 @@ func cmdRun(args []string, stdout io.Writer) error {
 	mode := fs.String("mode", string(vswitch.ModeLearning), "the switch's pipeline: learning (MAC learning, VLANs, ACL) or hub (every frame to every port)")
 	icc := fs.Bool("icc", true, "inter-container communication; --icc=false lets containers reach only the gateway (and what allow rules permit)")
 	gwVLAN := fs.Int("gateway-vlan", vswitch.DefaultVLAN, "the VLAN the gateway is on")
+	var v6 ipv6Flags
+	v6.add(fs)
 	statePath := fs.String("state", "", "the state file, where ACL rules are kept (default: beside the control socket, its .sock replaced by .state.json)")
 	liveRestore := fs.Bool("live-restore", false, "keep the containers' TAPs when the daemon stops, crashes or is upgraded, and adopt them again on start (root); tapswitch shutdown removes them")
 	var nf natFlags
@@ -72,6 +74,9 @@ func cmdRun(args []string, stdout io.Writer) error {
 	}
 	cfg.GatewayVLAN = uint16(*gwVLAN)
 	if err := nf.apply(&cfg); err != nil {
+		return err
+	}
+	if err := v6.apply(&cfg); err != nil {
 		return err
 	}
 	if err := vf.apply(&cfg); err != nil {

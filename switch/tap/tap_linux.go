@@ -218,6 +218,9 @@ func (d *Device) configure(cfg Config, mtu int, tmp string, host, target *netlin
 			return err
 		}
 	}
+	if err := d.configure6(cfg, link, target, step); err != nil {
+		return err
+	}
 	if err := step("set up", target.LinkSetUp(link)); err != nil {
 		return err
 	}
@@ -231,6 +234,12 @@ func (d *Device) configure(cfg Config, mtu int, tmp string, host, target *netlin
 	if cfg.Gateway.IsValid() {
 		r := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: cfg.Gateway.AsSlice()}
 		if err := step("add default route via "+cfg.Gateway.String(), target.RouteAdd(r)); err != nil {
+			return err
+		}
+	}
+	if cfg.Gateway6.IsValid() {
+		r := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: cfg.Gateway6.AsSlice(), Family: netlink.FAMILY_V6}
+		if err := step("add default route via "+cfg.Gateway6.String(), target.RouteAdd(r)); err != nil {
 			return err
 		}
 	}
