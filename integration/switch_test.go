@@ -343,7 +343,14 @@ func TestAttachErrors(t *testing.T) {
 		{"bad interface name", []string{"--netns", netnsutil.Path(ns), "--ifname", "a/b"}, ns, "a/b"},
 		{"bad mtu", []string{"--netns", netnsutil.Path(ns), "--mtu", "70000"}, ns, "mtu 70000"},
 	}
-	hostBefore := links(t, "")
+	// The daemon runs in this (the host's) namespace, where it creates each
+	// TAP under a temporary name "tsw<its PID>_<n>" before moving it: none
+	// may be left. Other links of the host come and go with other programs.
+	tempPrefix := fmt.Sprintf("tsw%d_", d.cmd.Process.Pid)
+	daemonLinks := func() []string {
+		return slices.DeleteFunc(links(t, ""), func(n string) bool { return !strings.HasPrefix(n, tempPrefix) })
+	}
+	hostBefore := daemonLinks()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			nsBefore := links(t, tt.ns)
@@ -361,8 +368,8 @@ func TestAttachErrors(t *testing.T) {
 			if out, _ := exec.Command("ip", "-n", tt.ns, "-4", "-o", "addr", "show", "scope", "global").CombinedOutput(); len(out) != 0 {
 				t.Errorf("an address was left in the namespace: %s", out)
 			}
-			if after := links(t, ""); !slices.Equal(after, hostBefore) {
-				t.Errorf("host links: got %v, want %v", after, hostBefore)
+			if after := daemonLinks(); !slices.Equal(after, hostBefore) {
+				t.Errorf("the daemon's links in the host namespace: got %v, want %v", after, hostBefore)
 			}
 			if got := len(d.ports(t)); got != 2 {
 				t.Errorf("ports: got %d, want 2 (gateway and c1)", got)
