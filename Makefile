@@ -5,6 +5,9 @@
 #   make bench  tapswitch against the Linux bridge (and OVS, vde2), root;
 #               ROUNDS=n (default 5), QUICK=1 (one short round), VARIANTS=nooffload
 #   make bench-rootless  tapswitch against slirp4netns and pasta, run as nobody
+#   make fuzz   every fuzz target in turn, FUZZTIME each (default 1m); ONLY=regexp
+#   make soak   attach/detach, connections, a MAC flood and captures for
+#               DURATION (default 10m), sampling RSS, goroutines, fds (root)
 #   make bench-dns  the embedded DNS server against dnsmasq (qps, p99, CPU)
 #   make bench-podman  `podman run` time: tapswitch's CNI plugin against
 #               podman's own CNI bridge; ROUNDS=n (default 10)
@@ -22,7 +25,7 @@ USER_UNIT_DIR ?= $(PREFIX)/lib/systemd/user
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TESTFLAGS   ?= -race -count=1 -timeout 9m
 
-.PHONY: all deps bench-deps build test lint unit demo bench bench-nat bench-rootless bench-dns bench-podman install uninstall clean
+.PHONY: all deps bench-deps build test lint unit demo bench bench-nat bench-rootless bench-dns bench-podman bench-overlay install uninstall fuzz soak clean
 
 all: build
 
@@ -85,6 +88,16 @@ bench-nat: deps bench-deps build
 bench-rootless: deps bench-deps build
 	bench/rootless-compare.sh $(BIN)
 
+# Fuzzing beyond the seed corpora that make test replays (scripts/fuzz.sh).
+fuzz:
+	FUZZTIME=$(or $(FUZZTIME),1m) ONLY='$(ONLY)' GO=$(GO) scripts/fuzz.sh
+
+# The soak (bench/soak): a curve of the daemon's RSS, goroutines and fds
+# under a mixed load, printed and written as JSON and SVG to bench/results/.
+soak: deps build
+	$(GO) build -o bin/tssoak ./bench/soak
+	bin/tssoak -bin $(BIN) -duration $(or $(DURATION),10m)
+
 # DNS: tapswitch's embedded server against dnsmasq with the same names,
 # local and cached forwarded ones; ROUNDS=n (default 3), SECONDS_PER_TEST=5,
 # CONCURRENCY="1 8". A table on stdout.
@@ -94,6 +107,11 @@ bench-dns: deps bench-deps build
 # podman's `run` with tapswitch's CNI plugin against its own CNI bridge.
 bench-podman: deps bench-deps build
 	bench/podman-compare.sh $(BIN) bin/cni
+
+# TCP 1 stream across two hosts joined by VXLAN: tapswitch <-> tapswitch and
+# tapswitch <-> kernel against kernel vxlan <-> kernel vxlan, interleaved.
+bench-overlay: deps build
+	bench/overlay-compare.sh $(BIN)
 
 clean:
 	rm -rf bin

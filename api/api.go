@@ -41,8 +41,11 @@ type AttachRequest struct {
 	Name   string `json:"name,omitempty"`   // port name; default: the namespace's file name, or pid-PID
 	IfName string `json:"ifname,omitempty"` // interface name in the namespace; default eth0
 	IP     string `json:"ip,omitempty"`     // address in the subnet; default: the next free one from .2 up
-	MAC    string `json:"mac,omitempty"`    // default: 02:42 followed by the IPv4 address, as Docker did
-	MTU    int    `json:"mtu,omitempty"`    // default: the daemon's MTU
+	// IP6 is the IPv6 address in the daemon's IPv6 subnet (run --ipv6);
+	// default: the next free one from ::2 up. Refused without --ipv6.
+	IP6 string `json:"ip6,omitempty"`
+	MAC string `json:"mac,omitempty"` // default: 02:42 followed by the IPv4 address, as Docker did
+	MTU int    `json:"mtu,omitempty"` // default: the daemon's MTU
 	// Publish are published ports in Docker's -p syntax (needs an uplink).
 	Publish []string `json:"publish,omitempty"`
 	// VLAN is the port's access VLAN, or a trunk's native (untagged) VLAN;
@@ -54,6 +57,9 @@ type AttachRequest struct {
 	// AllowSpoof turns port security off for the port: it may send from
 	// any MAC and IP (routers, labs).
 	AllowSpoof bool `json:"allow_spoof,omitempty"`
+	// AllowRA lets the port send IPv6 router advertisements, redirects
+	// and DHCPv6 server messages, which RA guard drops otherwise.
+	AllowRA bool `json:"allow_ra,omitempty"`
 	// Aliases are further DNS names of the port, besides its name.
 	Aliases []string `json:"aliases,omitempty"`
 	// NoResolvConf keeps attach from writing /etc/netns/NAME/resolv.conf
@@ -75,7 +81,10 @@ type Port struct {
 	Netns  string `json:"netns,omitempty"`
 	MAC    string `json:"mac"`
 	IP     string `json:"ip"` // with the subnet's prefix length, as `ip addr` shows it
-	MTU    int    `json:"mtu"`
+	// IP6 is the IPv6 address with its prefix length (/64), "" when the
+	// daemon runs without --ipv6.
+	IP6 string `json:"ip6,omitempty"`
+	MTU int    `json:"mtu"`
 	// Offloads are what the switch may hand the port whole: "csum,tso4,..."
 	// for a TAP that negotiated them, "none" for the gateway.
 	Offloads string    `json:"offloads"`
@@ -93,6 +102,8 @@ type Port struct {
 	ResolvConf string `json:"resolv_conf,omitempty"`
 	// AllowSpoof: port security is off for this port.
 	AllowSpoof bool `json:"allow_spoof,omitempty"`
+	// AllowRA: RA guard is off for this port.
+	AllowRA bool `json:"allow_ra,omitempty"`
 	// ContainerID and Network: those of the AttachRequest (CNI).
 	ContainerID string `json:"container_id,omitempty"`
 	Network     string `json:"network,omitempty"`
@@ -144,6 +155,9 @@ type FDBEntry struct {
 	Port   string  `json:"port"`
 	Static bool    `json:"static"`
 	Age    float64 `json:"age_seconds"` // since last seen; 0 for static entries
+	// VTEP is, for a MAC behind a VXLAN tunnel, the remote VTEP it was
+	// learned from (or pinned to); "" for local ports.
+	VTEP string `json:"vtep,omitempty"`
 }
 
 // Info describes the running daemon.
@@ -163,6 +177,16 @@ type Info struct {
 	GatewayVLAN uint16 `json:"gateway_vlan"`
 	// StateFile is where the daemon keeps its rules; "" for none.
 	StateFile string `json:"state_file,omitempty"`
+	// Subnet6, Gateway6 and GatewayLL are the IPv6 subnet, the gateway's
+	// address in it and its link-local address (run --ipv6); RA is
+	// whether it sends router advertisements. Empty without --ipv6.
+	Subnet6   string `json:"subnet6,omitempty"`
+	Gateway6  string `json:"gateway6,omitempty"`
+	GatewayLL string `json:"gateway_ll,omitempty"`
+	RA        bool   `json:"ra,omitempty"`
+	// IPRange is the part of the subnet this host hands out (--ip-range);
+	// "" means the whole subnet.
+	IPRange string `json:"ip_range,omitempty"`
 	// DNS is the embedded DNS server, what a container's resolv.conf
 	// (or a CNI result's dns field) names; nil when it is off.
 	DNS *DNSInfo `json:"dns,omitempty"`

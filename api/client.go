@@ -45,23 +45,17 @@ func (c *Client) Socket() string { return c.socket }
 
 // Info returns the daemon's description of itself.
 func (c *Client) Info(ctx context.Context) (Info, error) {
-	var i Info
-	err := c.do(ctx, http.MethodGet, "/v1/info", nil, &i)
-	return i, err
+	return call[Info](ctx, c, http.MethodGet, "/v1/info", nil)
 }
 
 // Ports lists the switch's ports.
 func (c *Client) Ports(ctx context.Context) ([]Port, error) {
-	var p []Port
-	err := c.do(ctx, http.MethodGet, "/v1/ports", nil, &p)
-	return p, err
+	return call[[]Port](ctx, c, http.MethodGet, "/v1/ports", nil)
 }
 
 // Attach creates and attaches a port.
 func (c *Client) Attach(ctx context.Context, req AttachRequest) (Port, error) {
-	var p Port
-	err := c.do(ctx, http.MethodPost, "/v1/ports", req, &p)
-	return p, err
+	return call[Port](ctx, c, http.MethodPost, "/v1/ports", req)
 }
 
 // Detach removes the port called name.
@@ -69,11 +63,24 @@ func (c *Client) Detach(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/ports/"+url.PathEscape(name), nil, nil)
 }
 
+// Shutdown stops the daemon and removes every port it has, persistent
+// (--live-restore) ones included: what SIGTERM does without
+// --live-restore. It returns once the daemon has accepted; the daemon exits
+// soon after.
+func (c *Client) Shutdown(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/v1/shutdown", nil, nil)
+}
+
 // FDB lists the MAC table.
 func (c *Client) FDB(ctx context.Context) ([]FDBEntry, error) {
-	var e []FDBEntry
-	err := c.do(ctx, http.MethodGet, "/v1/fdb", nil, &e)
-	return e, err
+	return call[[]FDBEntry](ctx, c, http.MethodGet, "/v1/fdb", nil)
+}
+
+// call makes one request of the daemon and decodes its answer, a T.
+func call[T any](ctx context.Context, c *Client, method, path string, in any) (T, error) {
+	var out T
+	err := c.do(ctx, method, path, in, &out)
+	return out, err
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {

@@ -164,16 +164,12 @@ func (c *Client) StopCapture(ctx context.Context, id string) error {
 
 // Captures lists the running captures.
 func (c *Client) Captures(ctx context.Context) ([]CaptureInfo, error) {
-	var out []CaptureInfo
-	err := c.do(ctx, http.MethodGet, "/v1/captures", nil, &out)
-	return out, err
+	return call[[]CaptureInfo](ctx, c, http.MethodGet, "/v1/captures", nil)
 }
 
 // Stats returns the switch's counters.
 func (c *Client) Stats(ctx context.Context) (Stats, error) {
-	var s Stats
-	err := c.do(ctx, http.MethodGet, "/v1/stats", nil, &s)
-	return s, err
+	return call[Stats](ctx, c, http.MethodGet, "/v1/stats", nil)
 }
 
 // statusError reads an error response.
@@ -203,6 +199,8 @@ type Stats struct {
 	TAPUplink *TAPUplinkStats `json:"tap_uplink,omitempty"`
 	// Process is the daemon process's own resources.
 	Process ProcessStats `json:"process"`
+	// VXLAN is the tunnels' counters, per remote VTEP among them.
+	VXLAN []VXLAN `json:"vxlan,omitempty"`
 }
 
 // ProcessStats are the daemon process's resources, to check that
@@ -289,6 +287,7 @@ type FDBStats struct {
 	Ignored         uint64 `json:"ignored"`
 	LimitPort       uint64 `json:"limit_port"`
 	LimitTotal      uint64 `json:"limit_total"`
+	Evicted         uint64 `json:"evicted"`
 	StaticConflicts uint64 `json:"static_conflicts"`
 }
 
@@ -317,6 +316,8 @@ type GatewayStats struct {
 	PendingDropped  uint64 `json:"pending_dropped"`
 	PendingExpired  uint64 `json:"pending_expired"`
 	ARPRequestsSent uint64 `json:"arp_requests_sent"`
+	NeighAdverts    uint64 `json:"neigh_adverts"`
+	RouterAdverts   uint64 `json:"router_adverts"`
 	LocalIn         uint64 `json:"local_in"`  // datagrams to the embedded DNS server
 	LocalOut        uint64 `json:"local_out"` // datagrams it sent
 	Offload         uint64 `json:"offload"`

@@ -40,8 +40,9 @@ type Rule struct {
 	DstMAC  string `json:"dst_mac,omitempty"`
 	// EtherType is matched after any VLAN tag, e.g. 0x0800 for IPv4.
 	EtherType uint16 `json:"ethertype,omitempty"`
-	// Src and Dst are IPv4 prefixes ("10.90.0.0/24"); they match IPv4
-	// packets only.
+	// Src and Dst are IPv4 prefixes ("10.90.0.0/24"), matching IPv4
+	// packets only, or IPv6 ones ("fd42:1::/64"), matching IPv6 packets
+	// only; both of one family.
 	Src string `json:"src,omitempty"`
 	Dst string `json:"dst,omitempty"`
 	// Proto is the IP protocol number (6 tcp, 17 udp, 1 icmp).
@@ -101,15 +102,45 @@ const (
 // Actions of a rule.
 var actions = []string{"allow", "drop", "count", "mirror"}
 
+// named is the name of a protocol number or an EtherType.
+type named[T comparable] struct {
+	v    T
+	name string
+}
+
+// protoNames and etherTypeNames are the names that ParseProto,
+// ParseEtherType, ProtoName and EtherTypeName know; the first name of a
+// value is the one printed.
+var (
+	protoNames     = []named[uint8]{{ProtoTCP, "tcp"}, {ProtoUDP, "udp"}, {ProtoICMP, "icmp"}}
+	etherTypeNames = []named[uint16]{{EtherTypeIPv4, "ipv4"}, {EtherTypeIPv4, "ip"}, {EtherTypeARP, "arp"}, {EtherTypeIPv6, "ipv6"}}
+)
+
+// byName finds the value called s (any case) in names.
+func byName[T comparable](names []named[T], s string) (T, bool) {
+	for _, n := range names {
+		if strings.EqualFold(n.name, s) {
+			return n.v, true
+		}
+	}
+	var zero T
+	return zero, false
+}
+
+// nameOf finds the name of v in names.
+func nameOf[T comparable](names []named[T], v T) (string, bool) {
+	for _, n := range names {
+		if n.v == v {
+			return n.name, true
+		}
+	}
+	return "", false
+}
+
 // ParseProto reads an IP protocol: tcp, udp, icmp or a number 1..255.
 func ParseProto(s string) (uint8, error) {
-	switch strings.ToLower(s) {
-	case "tcp":
-		return ProtoTCP, nil
-	case "udp":
-		return ProtoUDP, nil
-	case "icmp":
-		return ProtoICMP, nil
+	if p, ok := byName(protoNames, s); ok {
+		return p, nil
 	}
 	n, err := strconv.ParseUint(s, 10, 8)
 	if err != nil || n == 0 {
@@ -120,13 +151,8 @@ func ParseProto(s string) (uint8, error) {
 
 // ProtoName is the name of an IP protocol number, or the number.
 func ProtoName(p uint8) string {
-	switch p {
-	case ProtoTCP:
-		return "tcp"
-	case ProtoUDP:
-		return "udp"
-	case ProtoICMP:
-		return "icmp"
+	if s, ok := nameOf(protoNames, p); ok {
+		return s
 	}
 	return strconv.Itoa(int(p))
 }
@@ -134,13 +160,8 @@ func ProtoName(p uint8) string {
 // ParseEtherType reads an EtherType: ipv4, arp, ipv6, or a number such as
 // 0x88cc (at least 0x0600: smaller values are 802.3 lengths).
 func ParseEtherType(s string) (uint16, error) {
-	switch strings.ToLower(s) {
-	case "ipv4", "ip":
-		return EtherTypeIPv4, nil
-	case "arp":
-		return EtherTypeARP, nil
-	case "ipv6":
-		return EtherTypeIPv6, nil
+	if t, ok := byName(etherTypeNames, s); ok {
+		return t, nil
 	}
 	n, err := strconv.ParseUint(s, 0, 16)
 	if err != nil || n < 0x0600 {
@@ -151,13 +172,8 @@ func ParseEtherType(s string) (uint16, error) {
 
 // EtherTypeName is the name of an EtherType, or its number in hex.
 func EtherTypeName(t uint16) string {
-	switch t {
-	case EtherTypeIPv4:
-		return "ipv4"
-	case EtherTypeARP:
-		return "arp"
-	case EtherTypeIPv6:
-		return "ipv6"
+	if s, ok := nameOf(etherTypeNames, t); ok {
+		return s
 	}
 	return fmt.Sprintf("0x%04x", t)
 }
@@ -179,7 +195,8 @@ func ParsePortRange(s string) (lo, hi uint16, err error) {
 	return uint16(l), uint16(h), nil
 }
 
-// ParsePrefix reads an IPv4 prefix for a rule; a bare address means /32.
+// ParsePrefix reads an IPv4 or IPv6 prefix for a rule; a bare address
+// means /32 or /128.
 func ParsePrefix(s string) (netip.Prefix, error) {
 	var p netip.Prefix
 	var err error
@@ -194,9 +211,9 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 	}
 	switch {
 	case err != nil:
-		return netip.Prefix{}, fmt.Errorf("%q: not an IPv4 address or prefix such as 10.90.0.0/24", s)
-	case !p.Addr().Is4():
-		return netip.Prefix{}, fmt.Errorf("%q: only IPv4 prefixes are supported", s)
+		return netip.Prefix{}, fmt.Errorf("%q: not an address or prefix such as 10.90.0.0/24 or fd42:1::/64", s)
+	case p.Addr().Zone() != "" || p.Addr().Is4In6():
+		return netip.Prefix{}, fmt.Errorf("%q: an IPv4 or IPv6 prefix without zone or IPv4-mapped address expected", s)
 	case p != p.Masked():
 		return netip.Prefix{}, fmt.Errorf("%q has host bits set (did you mean %s?)", s, p.Masked())
 	}
@@ -257,7 +274,19 @@ func (r Rule) Validate() error {
 			return fmt.Errorf("--%s %v", p.flag, err)
 		}
 	}
-	ipOnly := r.Src != "" || r.Dst != "" || r.Proto != 0
+	v6, err := r.ipv6()
+	if err != nil {
+		return err
+	}
+	if v6 {
+		if r.Proto != 0 || r.SPortLo != 0 || r.SPortHi != 0 || r.DPortLo != 0 || r.DPortHi != 0 {
+			return fmt.Errorf("--proto and ports match IPv4 packets only, not with IPv6 prefixes")
+		}
+		if r.EtherType != 0 && r.EtherType != EtherTypeIPv6 {
+			return fmt.Errorf("IPv6 --src and --dst match IPv6 packets only, not ethertype %s", EtherTypeName(r.EtherType))
+		}
+	}
+	ipOnly := !v6 && (r.Src != "" || r.Dst != "" || r.Proto != 0)
 	if ipOnly && r.EtherType != 0 && r.EtherType != EtherTypeIPv4 {
 		return fmt.Errorf("--src, --dst and --proto match IPv4 packets only, not ethertype %s", EtherTypeName(r.EtherType))
 	}
@@ -326,16 +355,12 @@ func portRange(lo, hi uint16) string {
 
 // Rules lists the ACL rules with their counters, in ID order.
 func (c *Client) Rules(ctx context.Context) ([]RuleStats, error) {
-	var out []RuleStats
-	err := c.do(ctx, http.MethodGet, "/v1/rules", nil, &out)
-	return out, err
+	return call[[]RuleStats](ctx, c, http.MethodGet, "/v1/rules", nil)
 }
 
 // AddRule adds a rule and returns it with its ID.
 func (c *Client) AddRule(ctx context.Context, r Rule) (RuleStats, error) {
-	var out RuleStats
-	err := c.do(ctx, http.MethodPost, "/v1/rules", r, &out)
-	return out, err
+	return call[RuleStats](ctx, c, http.MethodPost, "/v1/rules", r)
 }
 
 // DeleteRule removes the rule with the given ID.
@@ -345,7 +370,25 @@ func (c *Client) DeleteRule(ctx context.Context, id int) error {
 
 // Pipeline returns the switch's pipeline with its counters.
 func (c *Client) Pipeline(ctx context.Context) (Pipeline, error) {
-	var out Pipeline
-	err := c.do(ctx, http.MethodGet, "/v1/pipeline", nil, &out)
-	return out, err
+	return call[Pipeline](ctx, c, http.MethodGet, "/v1/pipeline", nil)
+}
+
+// ipv6 reports whether r's prefixes are IPv6 ones, and refuses a rule
+// that mixes the families. The prefixes have been checked.
+func (r Rule) ipv6() (bool, error) {
+	var v4, v6 bool
+	for _, s := range []string{r.Src, r.Dst} {
+		if s == "" {
+			continue
+		}
+		p, err := ParsePrefix(s)
+		if err != nil {
+			return false, err
+		}
+		v4, v6 = v4 || p.Addr().Is4(), v6 || p.Addr().Is6()
+	}
+	if v4 && v6 {
+		return false, fmt.Errorf("--src and --dst must be of one family: %s and %s", r.Src, r.Dst)
+	}
+	return v6, nil
 }

@@ -28,7 +28,10 @@ func TestRuleValidate(t *testing.T) {
 		{"mac in dot notation (the switch takes colons or dashes)", Rule{DstMAC: "0000.5e00.5301", Action: "drop"}, "--dst-mac"},
 		{"mac of 8 octets", Rule{SrcMAC: "02:42:0a:5a:00:02:00:01", Action: "drop"}, "--src-mac"},
 		{"small ethertype", Rule{EtherType: 0x05dc, Action: "drop"}, "0x0600"},
-		{"ipv6 prefix", Rule{Dst: "fd00::/8", Action: "drop"}, "only IPv4"},
+		{"ipv6 prefix", Rule{Dst: "fd00::/8", Action: "drop"}, ""},
+		{"mixed families", Rule{Src: "10.0.0.0/8", Dst: "fd00::/8", Action: "drop"}, "one family"},
+		{"ipv6 prefix with a protocol", Rule{Dst: "fd00::/8", Proto: 6, Action: "drop"}, "IPv4 packets only"},
+		{"ipv6 prefix with arp", Rule{Dst: "fd00::/8", EtherType: 0x0806, Action: "drop"}, "IPv6 packets only"},
 		{"host bits", Rule{Src: "10.90.0.5/16", Action: "drop"}, "did you mean 10.90.0.0/16"},
 		{"proto with arp", Rule{EtherType: EtherTypeARP, Proto: ProtoTCP, Action: "drop"}, "IPv4 packets only, not ethertype arp"},
 		{"dport without proto", Rule{DPortLo: 22, DPortHi: 22, Action: "drop"}, "--dport needs --proto tcp or --proto udp"},
@@ -82,7 +85,7 @@ func TestParsers(t *testing.T) {
 			t.Errorf("ParseEtherType(%q) = %#x, %v; want %#x, ok=%v", tt.in, got, err, tt.want, tt.ok)
 		}
 	}
-	for _, tt := range []struct{ in, want string }{{"10.90.0.2", "10.90.0.2/32"}, {"10.90.0.0/24", "10.90.0.0/24"}, {"10.90.0.1/24", ""}, {"::1", ""}, {"x", ""}} {
+	for _, tt := range []struct{ in, want string }{{"10.90.0.2", "10.90.0.2/32"}, {"10.90.0.0/24", "10.90.0.0/24"}, {"10.90.0.1/24", ""}, {"::1", "::1/128"}, {"fd42:1::/64", "fd42:1::/64"}, {"fd42:1::1/64", ""}, {"::ffff:10.0.0.1", ""}, {"x", ""}} {
 		got, err := ParsePrefix(tt.in)
 		if tt.want == "" {
 			if err == nil {

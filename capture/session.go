@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -117,15 +118,9 @@ func NewSession(cfg Config) (*Session, error) {
 	if cfg.Snaplen < 0 || cfg.Slots < 0 || cfg.BigSlots < 0 {
 		return nil, fmt.Errorf("capture: snaplen and slots must not be negative")
 	}
-	if cfg.Snaplen == 0 {
-		cfg.Snaplen = DefaultSnaplen
-	}
-	if cfg.Slots == 0 {
-		cfg.Slots = DefaultSlots
-	}
-	if cfg.BigSlots == 0 {
-		cfg.BigSlots = DefaultBigSlots
-	}
+	cfg.Snaplen = cmp.Or(cfg.Snaplen, DefaultSnaplen)
+	cfg.Slots = cmp.Or(cfg.Slots, DefaultSlots)
+	cfg.BigSlots = cmp.Or(cfg.BigSlots, DefaultBigSlots)
 	s := &Session{
 		filter:  f,
 		snaplen: cfg.Snaplen,

@@ -20,10 +20,11 @@ func records() []*Record {
 	}
 }
 
-func TestWriterPCAPNG(t *testing.T) {
-	var buf bytes.Buffer
-	ifaces := []Interface{{Name: "c1", Link: LinkEthernet}, {Name: "c2", Link: LinkEthernet}}
-	w, err := NewWriter(&buf, ifaces, WriterOptions{Format: PCAPNG, Filter: "icmp", Application: "test"})
+// writeRecords makes a writer to buf with ifaces and opts and writes the
+// records of records() to it, which it returns with the writer.
+func writeRecords(t *testing.T, buf *bytes.Buffer, ifaces []Interface, opts WriterOptions) (*Writer, []*Record) {
+	t.Helper()
+	w, err := NewWriter(buf, ifaces, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,6 +34,13 @@ func TestWriterPCAPNG(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	return w, recs
+}
+
+func TestWriterPCAPNG(t *testing.T) {
+	var buf bytes.Buffer
+	ifaces := []Interface{{Name: "c1", Link: LinkEthernet}, {Name: "c2", Link: LinkEthernet}}
+	w, recs := writeRecords(t, &buf, ifaces, WriterOptions{Format: PCAPNG, Filter: "icmp", Application: "test"})
 	start := time.Unix(0, recs[0].Time)
 	if err := w.Finish([]InterfaceStats{{Interface: ifaces[0], Received: 1, Dropped: 0}, {Interface: ifaces[1], Received: 5, Dropped: 3}}, start, start.Add(time.Second)); err != nil {
 		t.Fatal(err)
@@ -80,16 +88,7 @@ func TestWriterPCAPNG(t *testing.T) {
 
 func TestWriterPCAP(t *testing.T) {
 	var buf bytes.Buffer
-	w, err := NewWriter(&buf, []Interface{{Name: "c1", Link: LinkEthernet}, {Name: "c2", Link: LinkEthernet}}, WriterOptions{Format: PCAP, Snaplen: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	recs := records()
-	for _, r := range recs {
-		if err := w.Write(r); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w, recs := writeRecords(t, &buf, []Interface{{Name: "c1", Link: LinkEthernet}, {Name: "c2", Link: LinkEthernet}}, WriterOptions{Format: PCAP, Snaplen: 1000})
 	if err := w.Finish(nil, time.Now(), time.Now()); err != nil {
 		t.Fatal(err)
 	}

@@ -51,57 +51,76 @@ func Funcs() skel.CNIFuncs {
 // On error nothing is left attached or published (the daemon's attach is
 // all or nothing).
 func Add(args *skel.CmdArgs) error {
+	return withDaemon(args, func(ctx context.Context, conf *NetConf, c *api.Client) error {
+		req, err := parseRequest(args, conf)
+		if err != nil {
+			return err
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			return daemonError(conf.Control, "", err)
+		}
+		p, found, err := findPort(ctx, c, args)
+		if err != nil {
+			return daemonError(conf.Control, "", err)
+		}
+		if !found {
+			ar := api.AttachRequest{
+				Netns:       args.Netns,
+				Name:        req.name,
+				IfName:      args.IfName,
+				IP:          req.ip,
+				MAC:         req.mac,
+				Publish:     req.publish,
+				ContainerID: args.ContainerID,
+				Network:     conf.Name,
+			}
+			p, err = c.Attach(ctx, ar)
+			if unseen(err) {
+				p, err = attachByFD(ctx, c, ar)
+			}
+			if err != nil {
+				return daemonError(conf.Control, "attach "+args.Netns+" as "+req.name, err)
+			}
+		}
+		res, err := result(p, args.Netns, info)
+		if err != nil {
+			return err
+		}
+		return types.PrintResult(res, conf.CNIVersion)
+	})
+}
+
+// withDaemon loads the network configuration of args and runs f with a
+// client of the daemon it names, within the command's timeout.
+func withDaemon(args *skel.CmdArgs, f func(ctx context.Context, conf *NetConf, c *api.Client) error) error {
 	conf, err := loadConf(args)
-	if err != nil {
-		return err
-	}
-	req, err := parseRequest(args, conf)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	c := api.NewClient(conf.Control)
-	info, err := c.Info(ctx)
-	if err != nil {
-		return daemonError(conf.Control, "", err)
+	return f(ctx, conf, api.NewClient(conf.Control))
+}
+
+// detach detaches the port name; a port already gone (with its namespace)
+// is no error.
+func detach(ctx context.Context, c *api.Client, name string) error {
+	err := c.Detach(ctx, name)
+	if se := (*api.StatusError)(nil); errors.As(err, &se) && se.Status == http.StatusNotFound {
+		return nil
 	}
-	p, found, err := findPort(ctx, c, args)
-	if err != nil {
-		return daemonError(conf.Control, "", err)
-	}
-	if !found {
-		ar := api.AttachRequest{
-			Netns:       args.Netns,
-			Name:        req.name,
-			IfName:      args.IfName,
-			IP:          req.ip,
-			MAC:         req.mac,
-			Publish:     req.publish,
-			ContainerID: args.ContainerID,
-			Network:     conf.Name,
-		}
-		p, err = c.Attach(ctx, ar)
-		if unseen(err) {
-			p, err = attachByFD(ctx, c, ar)
-		}
-		if err != nil {
-			return daemonError(conf.Control, "attach "+args.Netns+" as "+req.name, err)
-		}
-	}
-	res, err := result(p, args.Netns, info)
-	if err != nil {
-		return err
-	}
-	return types.PrintResult(res, conf.CNIVersion)
+	return err
 }
 
 // unseen tells whether the daemon answered an attach with "not a network
-// namespace": the path is a bind mount it cannot see, made in a mount
+// namespace" (400; 404 from daemons before the path was checked without
+// blocking): the path is a bind mount it cannot see, made in a mount
 // namespace of the runtime's own (rootless podman's).
 func unseen(err error) bool {
 	var se *api.StatusError
-	return errors.As(err, &se) && se.Status == http.StatusNotFound && strings.Contains(se.Message, "is not a network namespace")
+	return errors.As(err, &se) && (se.Status == http.StatusBadRequest || se.Status == http.StatusNotFound) &&
+		strings.Contains(se.Message, "not a network namespace")
 }
 
 // attachByFD attaches the namespace of ar.Netns as the plugin sees it, for
@@ -131,7 +150,7 @@ func result(p api.Port, sandbox string, info api.Info) (*current.Result, error) 
 		return nil, types.NewError(types.ErrInternal, fmt.Sprintf("daemon gave port %s the address %q", p.Name, p.IP), err.Error())
 	}
 	gw := net.ParseIP(info.Gateway)
-	return &current.Result{
+	r := &current.Result{
 		CNIVersion: current.ImplementedSpecVersion,
 		Interfaces: []*current.Interface{{Name: p.IfName, Mac: p.MAC, Mtu: p.MTU, Sandbox: sandbox}},
 		IPs: []*current.IPConfig{{
@@ -141,7 +160,8 @@ func result(p api.Port, sandbox string, info api.Info) (*current.Result, error) 
 		}},
 		Routes: []*types.Route{{Dst: net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}, GW: gw}},
 		DNS:    resultDNS(info),
-	}, nil
+	}
+	return r, addIPv6(r, p, info)
 }
 
 // resultDNS is the DNS configuration handed to the runtime: the embedded
@@ -175,154 +195,126 @@ func findPort(ctx context.Context, c *api.Client, args *skel.CmdArgs) (api.Port,
 // nothing of the container is left to remove (the CNI spec: DEL succeeds
 // when the resources are gone).
 func Del(args *skel.CmdArgs) error {
-	conf, err := loadConf(args)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	c := api.NewClient(conf.Control)
-	p, found, err := findPort(ctx, c, args)
-	if notRunning(err) {
-		fmt.Fprintf(os.Stderr, "tapswitch: no daemon on %s; nothing attached to remove: %v\n", conf.Control, err)
+	return withDaemon(args, func(ctx context.Context, conf *NetConf, c *api.Client) error {
+		p, found, err := findPort(ctx, c, args)
+		if notRunning(err) {
+			fmt.Fprintf(os.Stderr, "tapswitch: no daemon on %s; nothing attached to remove: %v\n", conf.Control, err)
+			return nil
+		}
+		if err != nil {
+			return daemonError(conf.Control, "", err)
+		}
+		if !found {
+			return nil
+		}
+		if err := detach(ctx, c, p.Name); err != nil {
+			return daemonError(conf.Control, "detach "+p.Name, err)
+		}
 		return nil
-	}
-	if err != nil {
-		return daemonError(conf.Control, "", err)
-	}
-	if !found {
-		return nil
-	}
-	err = c.Detach(ctx, p.Name)
-	if se := (*api.StatusError)(nil); errors.As(err, &se) && se.Status == http.StatusNotFound {
-		return nil // gone meanwhile: with its namespace
-	}
-	if err != nil {
-		return daemonError(conf.Control, "detach "+p.Name, err)
-	}
-	return nil
+	})
 }
 
 // Check verifies that the container's port exists, in CNI_NETNS, with the
 // address and MAC of prevResult.
 func Check(args *skel.CmdArgs) error {
-	conf, err := loadConf(args)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	c := api.NewClient(conf.Control)
-	p, found, err := findPort(ctx, c, args)
-	if err != nil {
-		return daemonError(conf.Control, "", err)
-	}
-	if !found {
-		return types.NewError(types.ErrUnknownContainer, fmt.Sprintf("container %s has no port for %s on the switch", args.ContainerID, args.IfName), "")
-	}
-	if err := version.ParsePrevResult(&conf.PluginConf); err != nil {
-		return types.NewError(types.ErrDecodingFailure, "decode prevResult", err.Error())
-	}
-	if conf.PrevResult == nil {
-		return types.NewError(types.ErrInvalidNetworkConfig, "CHECK needs a prevResult", "")
-	}
-	prev, err := current.NewResultFromResult(conf.PrevResult)
-	if err != nil {
-		return types.NewError(types.ErrDecodingFailure, "convert prevResult", err.Error())
-	}
-	// A port attached through the plugin's /proc/PID/fd/N (attachByFD)
-	// has no path to compare.
-	if p.Netns != args.Netns && !strings.HasPrefix(p.Netns, "/proc/") {
-		return types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("port %s is in %s, not in %s", p.Name, p.Netns, args.Netns), "")
-	}
-	addr, _ := netip.ParsePrefix(p.IP)
-	ipOK := false
-	for _, ipc := range prev.IPs {
-		if a, ok := netip.AddrFromSlice(ipc.Address.IP); ok && a.Unmap() == addr.Addr() {
-			ipOK = true
+	return withDaemon(args, func(ctx context.Context, conf *NetConf, c *api.Client) error {
+		p, found, err := findPort(ctx, c, args)
+		if err != nil {
+			return daemonError(conf.Control, "", err)
 		}
-	}
-	if !ipOK {
-		return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("port %s has address %s, which prevResult does not list", p.Name, p.IP), "")
-	}
-	for _, itf := range prev.Interfaces {
-		if itf.Name == args.IfName && itf.Sandbox != "" && !strings.EqualFold(itf.Mac, p.MAC) {
-			return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("port %s has MAC %s, prevResult says %s", p.Name, p.MAC, itf.Mac), "")
+		if !found {
+			return types.NewError(types.ErrUnknownContainer, fmt.Sprintf("container %s has no port for %s on the switch", args.ContainerID, args.IfName), "")
 		}
-	}
-	return nil
+		if err := version.ParsePrevResult(&conf.PluginConf); err != nil {
+			return types.NewError(types.ErrDecodingFailure, "decode prevResult", err.Error())
+		}
+		if conf.PrevResult == nil {
+			return types.NewError(types.ErrInvalidNetworkConfig, "CHECK needs a prevResult", "")
+		}
+		prev, err := current.NewResultFromResult(conf.PrevResult)
+		if err != nil {
+			return types.NewError(types.ErrDecodingFailure, "convert prevResult", err.Error())
+		}
+		// A port attached through the plugin's /proc/PID/fd/N (attachByFD)
+		// has no path to compare.
+		if p.Netns != args.Netns && !strings.HasPrefix(p.Netns, "/proc/") {
+			return types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("port %s is in %s, not in %s", p.Name, p.Netns, args.Netns), "")
+		}
+		addr, _ := netip.ParsePrefix(p.IP)
+		ipOK := false
+		for _, ipc := range prev.IPs {
+			if a, ok := netip.AddrFromSlice(ipc.Address.IP); ok && a.Unmap() == addr.Addr() {
+				ipOK = true
+			}
+		}
+		if !ipOK {
+			return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("port %s has address %s, which prevResult does not list", p.Name, p.IP), "")
+		}
+		for _, itf := range prev.Interfaces {
+			if itf.Name == args.IfName && itf.Sandbox != "" && !strings.EqualFold(itf.Mac, p.MAC) {
+				return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("port %s has MAC %s, prevResult says %s", p.Name, p.MAC, itf.Mac), "")
+			}
+		}
+		return nil
+	})
 }
 
 // GC detaches the ports of this network whose attachment is not in
 // cni.dev/valid-attachments. Ports attached by hand, or through another
 // network's configuration, are left alone.
 func GC(args *skel.CmdArgs) error {
-	conf, err := loadConf(args)
-	if err != nil {
-		return err
-	}
-	valid := make(map[types.GCAttachment]bool, len(conf.ValidAttachments))
-	for _, a := range conf.ValidAttachments {
-		valid[a] = true
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	c := api.NewClient(conf.Control)
-	ports, err := c.Ports(ctx)
-	if err != nil {
-		return daemonError(conf.Control, "", err)
-	}
-	var errs []error
-	for _, p := range ports {
-		if p.ContainerID == "" || p.Network != conf.Name || valid[types.GCAttachment{ContainerID: p.ContainerID, IfName: p.IfName}] {
-			continue
+	return withDaemon(args, func(ctx context.Context, conf *NetConf, c *api.Client) error {
+		valid := make(map[types.GCAttachment]bool, len(conf.ValidAttachments))
+		for _, a := range conf.ValidAttachments {
+			valid[a] = true
 		}
-		err := c.Detach(ctx, p.Name)
-		if se := (*api.StatusError)(nil); errors.As(err, &se) && se.Status == http.StatusNotFound {
-			continue
-		}
+		ports, err := c.Ports(ctx)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("detach %s: %w", p.Name, err))
+			return daemonError(conf.Control, "", err)
 		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return daemonError(conf.Control, "garbage collection", err)
-	}
-	return nil
+		var errs []error
+		for _, p := range ports {
+			if p.ContainerID == "" || p.Network != conf.Name || valid[types.GCAttachment{ContainerID: p.ContainerID, IfName: p.IfName}] {
+				continue
+			}
+			if err := detach(ctx, c, p.Name); err != nil {
+				errs = append(errs, fmt.Errorf("detach %s: %w", p.Name, err))
+			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			return daemonError(conf.Control, "garbage collection", err)
+		}
+		return nil
+	})
 }
 
 // Status fails when the daemon does not answer or its subnet has no free
 // address left: then an ADD cannot succeed.
 func Status(args *skel.CmdArgs) error {
-	conf, err := loadConf(args)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	c := api.NewClient(conf.Control)
-	info, err := c.Info(ctx)
-	if err != nil {
-		return types.NewError(types.ErrPluginNotAvailable, err.Error(), "socket "+conf.Control)
-	}
-	ports, err := c.Ports(ctx)
-	if err != nil {
-		return types.NewError(types.ErrPluginNotAvailable, err.Error(), "socket "+conf.Control)
-	}
-	subnet, err := netip.ParsePrefix(info.Subnet)
-	if err != nil {
-		return types.NewError(types.ErrInternal, fmt.Sprintf("daemon's subnet %q", info.Subnet), err.Error())
-	}
-	used := 0
-	for _, p := range ports {
-		if a, err := netip.ParsePrefix(p.IP); err == nil && subnet.Contains(a.Addr()) {
-			used++ // the gateway included
+	return withDaemon(args, func(ctx context.Context, conf *NetConf, c *api.Client) error {
+		info, err := c.Info(ctx)
+		if err != nil {
+			return types.NewError(types.ErrPluginNotAvailable, err.Error(), "socket "+conf.Control)
 		}
-	}
-	if free := hostAddrs(subnet) - used; free <= 0 {
-		return types.NewError(types.ErrPluginNotAvailable, fmt.Sprintf("subnet %s is full: no free address left for a container (%d ports)", subnet, len(ports)), "socket "+conf.Control)
-	}
-	return nil
+		ports, err := c.Ports(ctx)
+		if err != nil {
+			return types.NewError(types.ErrPluginNotAvailable, err.Error(), "socket "+conf.Control)
+		}
+		subnet, err := netip.ParsePrefix(info.Subnet)
+		if err != nil {
+			return types.NewError(types.ErrInternal, fmt.Sprintf("daemon's subnet %q", info.Subnet), err.Error())
+		}
+		used := 0
+		for _, p := range ports {
+			if a, err := netip.ParsePrefix(p.IP); err == nil && subnet.Contains(a.Addr()) {
+				used++ // the gateway included
+			}
+		}
+		if free := hostAddrs(subnet) - used; free <= 0 {
+			return types.NewError(types.ErrPluginNotAvailable, fmt.Sprintf("subnet %s is full: no free address left for a container (%d ports)", subnet, len(ports)), "socket "+conf.Control)
+		}
+		return nil
+	})
 }
 
 // hostAddrs is the number of host addresses of an IPv4 subnet: without the

@@ -18,6 +18,7 @@ import (
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/fdb"
 	"github.com/tapswitch/tapswitch/internal/nshelper"
+	"github.com/tapswitch/tapswitch/nat"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/switch/tap"
 	"github.com/tapswitch/tapswitch/uplink"
@@ -46,6 +47,7 @@ func (d *Daemon) createTap(a *attachment, pid int) (*tap.Device, error) {
 		Addr:    netip.PrefixFrom(a.ip, d.cfg.Subnet.Bits()),
 		Gateway: d.cfg.Gateway,
 	}
+	d.tapConfig6(a, &cfg)
 	if d.privileged && !d.cfg.AttachHelper {
 		dev, err := tap.Create(cfg)
 		return dev, errorKind(err)
@@ -105,9 +107,11 @@ func (d *Daemon) watch(a *attachment) {
 		return
 	}
 	a.stopWatch()
+	a.unpersist()
 	d.sw.RemovePort(a.id)
 	d.gw.Forget(a.ip)
 	d.forgetNAT(a.ip)
+	d.savePorts()
 	d.dnsDetached(a)
 	d.log.Info("port gone: its process exited", "port", a.name, "ip", a.ip)
 }
@@ -140,6 +144,14 @@ func checkPrivileges(cfg Config) error {
 	if p, ok := cfg.Uplink.(uplink.Privileged); ok && !privileged() {
 		return &reqError{ErrForbidden, fmt.Sprintf("--uplink %s needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN): %s", cfg.Uplink.Kind(), p.Privileged())}
 	}
+	if cfg.LiveRestore {
+		switch {
+		case !privileged() || cfg.AttachHelper:
+			return &reqError{ErrForbidden, "--live-restore needs root without --attach-helper: a new daemon adopts the TAPs from inside the containers' namespaces"}
+		case cfg.StatePath == "":
+			return invalid("--live-restore needs a state file to keep the attachments in")
+		}
+	}
 	return nil
 }
 
@@ -165,6 +177,7 @@ func (d *Daemon) portGone(id fdb.PortID, name string, err error) {
 	gone.stopWatch()
 	d.gw.Forget(gone.ip)
 	d.forgetNAT(gone.ip)
+	d.savePorts()
 	d.dnsDetached(gone)
 	d.log.Info("port gone: its interface or namespace was deleted", "port", gone.name, "ip", gone.ip, "err", err)
 }
@@ -175,6 +188,21 @@ var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
 // Attach creates a TAP in the namespace of req, configures it and attaches it
 // to the switch. On error nothing is left behind.
 func (d *Daemon) Attach(req api.AttachRequest) (api.Port, error) {
+	return d.AttachContext(context.Background(), req)
+}
+
+// AttachContext is Attach for a caller that may give up: when ctx ends
+// before the port is attached, nothing is left behind and ctx's error is
+// returned (the control API passes the request's context, so an attach
+// whose client went away is not carried out later).
+//
+// The daemon's lock is held only to check and reserve the name, address,
+// MAC and publishes, and to add the finished port: the namespace path is
+// checked without blocking first (a FIFO or a file must not wedge the
+// control plane), and the slow work (creating the TAP, netlink in the
+// container's namespace, the helper) is done without the lock, so listings
+// and other attaches go on meanwhile.
+func (d *Daemon) AttachContext(ctx context.Context, req api.AttachRequest) (api.Port, error) {
 	a, err := d.parseAttach(req)
 	if err != nil {
 		return api.Port{}, err
@@ -183,33 +211,107 @@ func (d *Daemon) Attach(req api.AttachRequest) (api.Port, error) {
 	if err != nil {
 		return api.Port{}, err
 	}
-	// One attach at a time: addresses, names and MACs are checked and taken
-	// under the same lock.
+	if a.nsIno, err = checkNetns(a.netns, req.PID); err != nil {
+		return api.Port{}, err
+	}
+	if err := d.reserve(a, req, pubs); err != nil {
+		return api.Port{}, err
+	}
+	p, err := d.attachReserved(ctx, a, pubs, func() (*tap.Device, error) { return d.createTap(a, req.PID) })
+	if err != nil {
+		d.unreserve(a, pubs)
+		return api.Port{}, err
+	}
+	d.savePorts()
+	return p, nil
+}
+
+// unreserve withdraws the reservation of a and its publishes.
+func (d *Daemon) unreserve(a *attachment, pubs []nat.Publish) {
+	d.mu.Lock()
+	delete(d.pending, a.name)
+	if len(pubs) > 0 {
+		d.removePublishesTo(a.ip)
+	}
+	d.mu.Unlock()
+}
+
+// checkNetns checks that the namespace of an attach exists and is a network
+// namespace, without blocking (tap.OpenNetns), and returns its inode number,
+// which tells two paths to one namespace apart from two namespaces.
+func checkNetns(path string, pid int) (uint64, error) {
+	f, err := tap.OpenNetns(path)
+	switch {
+	case err == nil:
+		defer f.Close()
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+			return 0, fmt.Errorf("stat %s: %w", path, err)
+		}
+		return st.Ino, nil
+	case pid > 0 && errors.Is(err, tap.ErrNetnsNotFound):
+		return 0, notFound("no process with pid %d", pid)
+	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
+		// As the namespace helper says it (nshelper.ErrNotOwned).
+		return 0, &reqError{ErrForbidden, fmt.Sprintf("%s: permission denied: %v", path, nshelper.ErrNotOwned)}
+	}
+	return 0, errorKind(err)
+}
+
+// reserve takes the name, address and MAC of a, and its publishes, under
+// the lock: a is pending until attachReserved is done with it.
+func (d *Daemon) reserve(a *attachment, req api.AttachRequest, pubs []nat.Publish) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	select {
 	case <-d.closed:
-		return api.Port{}, errors.New("daemon is shutting down")
+		return errShuttingDown
 	default:
 	}
 	if err := d.reserveLocked(a, req); err != nil {
-		return api.Port{}, err
+		return err
 	}
 	if len(pubs) > 0 {
 		// Published first, so that a conflict leaves nothing behind;
 		// withdrawn if the TAP cannot be made.
 		if err := d.addPublishes(a, pubs); err != nil {
-			return api.Port{}, err
+			return err
 		}
-		defer func() {
-			if _, ok := d.ports[a.name]; !ok {
-				d.removePublishesTo(a.ip)
-			}
-		}()
 	}
-	dev, err := d.createTap(a, req.PID)
+	d.pending[a.name] = a
+	return nil
+}
+
+// errShuttingDown is returned by attaches that come during Close.
+var errShuttingDown = errors.New("daemon is shutting down")
+
+// attachReserved makes the TAP of the reserved attachment a with open
+// (creating or adopting it), without the lock, and adds it to the switch
+// and to the ports, with the lock. With LiveRestore the TAP is made
+// persistent. On error the caller withdraws the reservation.
+func (d *Daemon) attachReserved(ctx context.Context, a *attachment, pubs []nat.Publish, open func() (*tap.Device, error)) (api.Port, error) {
+	if err := ctx.Err(); err != nil {
+		return api.Port{}, fmt.Errorf("attach %s: client gave up: %w", a.name, err)
+	}
+	dev, err := open()
 	if err != nil {
 		return api.Port{}, err
+	}
+	fail := func() {
+		dev.Close()
+		a.stopWatch()
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		fail()
+		return api.Port{}, fmt.Errorf("attach %s: client gave up: %w", a.name, err)
+	}
+	select {
+	case <-d.closed:
+		fail()
+		return api.Port{}, errShuttingDown
+	default:
 	}
 	pc := vswitch.PortConfig{
 		VLAN:       a.vlan,
@@ -217,6 +319,10 @@ func (d *Daemon) Attach(req api.AttachRequest) (api.Port, error) {
 		MAC:        a.mac,
 		IPs:        []netip.Addr{a.ip},
 		AllowSpoof: a.allowSpoof,
+		AllowRA:    a.allowRA,
+	}
+	if a.ip6.IsValid() {
+		pc.IPs = append(pc.IPs, a.ip6)
 	}
 	if a.id, err = d.sw.AddPortConfig(namedPort{dev, a.name}, pc); err != nil {
 		// AddPortConfig has closed the TAP.
@@ -226,15 +332,25 @@ func (d *Daemon) Attach(req api.AttachRequest) (api.Port, error) {
 		}
 		return api.Port{}, err
 	}
+	if d.cfg.LiveRestore {
+		// Set last, so that a failed attach leaves no TAP behind.
+		if err := dev.SetPersist(true); err != nil {
+			d.sw.RemovePort(a.id)
+			a.stopWatch()
+			return api.Port{}, err
+		}
+	}
+	a.dev = dev
+	delete(d.pending, a.name)
 	d.ports[a.name] = a
 	// Through CNI the runtime writes the container's resolv.conf (from
 	// the result's dns), not ip netns exec.
-	d.dnsAttachedLocked(a, req.NoResolvConf || req.ContainerID != "")
+	d.dnsAttachedLocked(a, a.req.NoResolvConf || a.req.ContainerID != "")
 	if a.proc != nil {
 		go d.watch(a)
 	}
-	d.log.Info("attached", "port", a.name, "netns", a.netns, "ifname", a.ifname, "mac", a.mac, "ip", a.ip, "publish", req.Publish,
-		"vlan", a.vlan, "trunk", a.trunk, "allow_spoof", a.allowSpoof, "helper", a.helper)
+	d.log.Info("attached", "port", a.name, "netns", a.netns, "ifname", a.ifname, "mac", a.mac, "ip", a.ip, "publish", a.req.Publish,
+		"vlan", a.vlan, "trunk", a.trunk, "allow_spoof", a.allowSpoof, "allow_ra", a.allowRA, "ip6", a.ip6, "helper", a.helper)
 	p := d.describe(a, d.portInfo(a.id))
 	for _, q := range pubs {
 		q.Target = a.ip
@@ -245,7 +361,7 @@ func (d *Daemon) Attach(req api.AttachRequest) (api.Port, error) {
 
 // parseAttach checks the parts of req that need no state.
 func (d *Daemon) parseAttach(req api.AttachRequest) (*attachment, error) {
-	a := &attachment{name: req.Name, ifname: req.IfName, mtu: req.MTU, vlan: req.VLAN, allowSpoof: req.AllowSpoof}
+	a := &attachment{req: req, name: req.Name, ifname: req.IfName, mtu: req.MTU, vlan: req.VLAN, allowSpoof: req.AllowSpoof, allowRA: req.AllowRA}
 	switch {
 	case req.Netns != "" && req.PID != 0:
 		return nil, invalid("give either a namespace path or a pid, not both")
@@ -269,6 +385,9 @@ func (d *Daemon) parseAttach(req api.AttachRequest) (*attachment, error) {
 	}
 	if a.name == "gateway" || a.name == "uplink" {
 		return nil, conflict("port name %q is reserved for the %s", a.name, a.name)
+	}
+	if tunnelName(a.name) {
+		return nil, conflict("port name %q is reserved for VXLAN tunnels", a.name)
 	}
 	if a.ifname == "" {
 		a.ifname = "eth0"
@@ -299,6 +418,9 @@ func (d *Daemon) parseAttach(req api.AttachRequest) (*attachment, error) {
 			return nil, conflict("ip %s is the gateway's address", ip)
 		}
 		a.ip = ip
+	}
+	if err := d.parseIP6(a, req.IP6); err != nil {
+		return nil, err
 	}
 	if req.MAC != "" {
 		mac, err := fdb.ParseMAC(req.MAC)
@@ -340,23 +462,28 @@ func (d *Daemon) parseAttach(req api.AttachRequest) (*attachment, error) {
 	return a, nil
 }
 
-// reserveLocked checks a against the attached ports and fills in its address
-// and MAC. d.mu is held.
+// reserveLocked checks a against the attached ports and those being
+// attached, and fills in its address and MAC. d.mu is held.
 func (d *Daemon) reserveLocked(a *attachment, req api.AttachRequest) error {
 	if _, ok := d.ports[a.name]; ok {
 		return conflict("port name %q is already in use", a.name)
 	}
+	if _, ok := d.pending[a.name]; ok {
+		return conflict("port name %q is already in use (being attached)", a.name)
+	}
 	if err := d.ownerConflictLocked(a); err != nil {
 		return err
 	}
-	used := make(map[netip.Addr]string, len(d.ports))
-	macs := make(map[fdb.MAC]string, len(d.ports)+1)
+	used := make(map[netip.Addr]string, len(d.ports)+len(d.pending))
+	macs := make(map[fdb.MAC]string, len(d.ports)+len(d.pending)+1)
 	macs[d.gwMAC] = "the gateway"
-	for _, p := range d.ports {
-		used[p.ip] = p.name
-		macs[p.mac] = p.name
-		if p.netns == a.netns && p.ifname == a.ifname {
-			return conflict("interface %s in %s is already attached as port %s", a.ifname, a.netns, p.name)
+	for _, set := range []map[string]*attachment{d.ports, d.pending} {
+		for _, p := range set {
+			used[p.ip] = p.name
+			macs[p.mac] = p.name
+			if (p.netns == a.netns || p.nsIno != 0 && p.nsIno == a.nsIno) && p.ifname == a.ifname {
+				return conflict("interface %s in %s is already attached as port %s", a.ifname, a.netns, p.name)
+			}
 		}
 	}
 	if a.ip.IsValid() {
@@ -370,6 +497,9 @@ func (d *Daemon) reserveLocked(a *attachment, req api.AttachRequest) error {
 		}
 		a.ip = ip
 	}
+	if err := d.reserve6Locked(a); err != nil {
+		return err
+	}
 	if req.MAC == "" {
 		a.mac = macFor(a.ip)
 	}
@@ -380,18 +510,22 @@ func (d *Daemon) reserveLocked(a *attachment, req api.AttachRequest) error {
 }
 
 // nextFree returns the lowest free host address of the subnet, from the
-// second one up (Docker's 172.17.0.2 first).
+// second one up (Docker's 172.17.0.2 first), within the IP range if one
+// is set.
 func (d *Daemon) nextFree(used map[netip.Addr]string) (netip.Addr, error) {
-	bcast := broadcast(d.cfg.Subnet)
-	for ip := d.cfg.Subnet.Addr().Next(); ip != bcast && d.cfg.Subnet.Contains(ip); ip = ip.Next() {
-		if ip == d.cfg.Gateway {
+	pool := d.cfg.Subnet
+	if d.cfg.IPRange.IsValid() {
+		pool = d.cfg.IPRange
+	}
+	for ip := pool.Addr().Next(); ip.IsValid() && pool.Contains(ip); ip = ip.Next() {
+		if ip == d.cfg.Gateway || hostAddr(d.cfg.Subnet, ip) != nil {
 			continue
 		}
 		if _, ok := used[ip]; !ok {
 			return ip, nil
 		}
 	}
-	return netip.Addr{}, conflict("no free address left in %s", d.cfg.Subnet)
+	return netip.Addr{}, conflict("no free address left in %s", pool)
 }
 
 // Detach removes the port called name; its TAP disappears from its namespace.
@@ -406,6 +540,7 @@ func (d *Daemon) Detach(name string) error {
 		return notFound("no port named %q", name)
 	}
 	a.stopWatch()
+	a.unpersist()
 	err := d.sw.RemovePort(a.id)
 	d.gw.Forget(a.ip)
 	d.forgetNAT(a.ip)
@@ -413,6 +548,7 @@ func (d *Daemon) Detach(name string) error {
 	if err != nil && !errors.Is(err, vswitch.ErrNoPort) {
 		return err
 	}
+	d.savePorts()
 	d.log.Info("detached", "port", name)
 	return nil
 }

@@ -105,6 +105,7 @@ func (d *Daemon) capturePoints() []namedPoint {
 	d.mu.Unlock()
 	sort.Slice(ports, func(i, j int) bool { return ports[i].name < ports[j].name })
 	out = append(out, ports...)
+	out = append(out, d.tunnelPoints()...)
 	d.obs.mu.Lock()
 	var extra []namedPoint
 	for name, e := range d.obs.points {
@@ -289,8 +290,13 @@ func (d *Daemon) serveCapture(w http.ResponseWriter, r *http.Request) {
 	h.Set(api.CaptureIDHeader, c.id)
 	h.Set("Trailer", api.TrailerCaptured+", "+api.TrailerReceived+", "+api.TrailerDropped)
 	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
+	// A capture streams for as long as it was asked to: no read deadline
+	// (it would cancel the request), and a write deadline pushed forward
+	// before each write, so that only a client that stops reading is cut.
+	rc.SetReadDeadline(time.Time{})
+	rc.SetWriteDeadline(time.Now().Add(controlLimits.write))
+	w.WriteHeader(http.StatusOK)
 	wr, err := capture.NewWriter(w, c.sess.Interfaces(), capture.WriterOptions{
 		Format:      c.format,
 		Snaplen:     req.Snaplen,
@@ -322,6 +328,7 @@ func (d *Daemon) serveCapture(w http.ResponseWriter, r *http.Request) {
 	d.log.Info("capture started", "id", c.id, "interfaces", len(c.sess.Interfaces()), "filter", c.sess.Filter().String())
 	broken := false // the client went away: nothing more can be written
 	write := func(rec *capture.Record) bool {
+		rc.SetWriteDeadline(time.Now().Add(controlLimits.write))
 		err := wr.Write(rec)
 		c.sess.Release(rec)
 		if err != nil {

@@ -28,7 +28,8 @@ func TestAttachOwner(t *testing.T) {
 		{"container id starting with a dot", api.AttachRequest{Netns: "/x", ContainerID: ".a"}, ErrInvalid, "container id"},
 		{"container id too long", api.AttachRequest{Netns: "/x", ContainerID: strings.Repeat("a", 1025)}, ErrInvalid, "container id"},
 		{"network without container", api.AttachRequest{Netns: "/x", Network: "tsnet"}, ErrInvalid, "without a container id"},
-		{"same container and interface", api.AttachRequest{Netns: "/run/netns/b", Name: "web2", ContainerID: "c0ffee", Network: "tsnet"}, ErrConflict,
+		// A namespace that exists: the path is checked before anything else.
+		{"same container and interface", api.AttachRequest{Netns: "/proc/self/ns/net", Name: "web2", ContainerID: "c0ffee", Network: "tsnet"}, ErrConflict,
 			"container c0ffee already has interface eth0 attached as port web1"},
 	}
 	for _, tt := range tests {

@@ -22,7 +22,10 @@ type Config struct {
 	Gateway   netip.Addr    // the gateway's address; zero means the subnet's first address
 	MTU       int           // zero means DefaultMTU
 	FDBAgeing time.Duration // zero means fdb.DefaultAgeing
-	Log       *slog.Logger  // nil means slog.Default()
+	// FDBMax bounds the MAC table; zero means fdb.DefaultMaxEntries. When
+	// it is full, a new MAC evicts from the port holding the most.
+	FDBMax int
+	Log    *slog.Logger // nil means slog.Default()
 	// Uplink is the uplink, of any registered kind (uplink.Parse, or a
 	// kind's Config such as *host.Config); nil means none (no NAT, no
 	// published ports, outside destinations unreachable).
@@ -43,9 +46,35 @@ type Config struct {
 	Isolate bool
 	// GatewayVLAN is the VLAN the gateway is on; 0 means vswitch.DefaultVLAN.
 	GatewayVLAN uint16
+	// IPv6 makes the network dual-stack (ipv6.go): containers get an
+	// address in Subnet6 and the gateway answers ND and sends RAs.
+	// Without it, attach disables IPv6 on the containers' interfaces.
+	IPv6 bool
+	// Subnet6 is the containers' IPv6 /64, with IPv6; zero means the
+	// one in the state file, or a new unique local one (RFC 4193) kept
+	// there.
+	Subnet6 netip.Prefix
+	// NoRA turns the gateway's router advertisements off (run --ra=false).
+	NoRA bool
 	// StatePath is the state file, where ACL rules are kept across
 	// restarts (see StatePath); "" keeps them in memory only.
 	StatePath string
+	// VXLAN are the VXLAN tunnels to open (daemon/vxlan.go); with any, a
+	// zero MTU means the first tunnel's underlay MTU less the
+	// encapsulation.
+	VXLAN []api.VXLANSpec
+	// VXLANAllow limits the outer sources tunnels accept; empty accepts
+	// any.
+	VXLANAllow []netip.Prefix
+	// IPRange is the part of Subnet this host hands out (Docker's
+	// --ip-range), so that hosts joined by VXLAN never pick the same
+	// address; zero means the whole subnet.
+	IPRange netip.Prefix
+	// LiveRestore keeps the containers' TAPs across a crash or an upgrade
+	// of the daemon: they are persistent, the attachments are kept in the
+	// state file, and Restore adopts them again (restore.go). It needs
+	// root (not the namespace helper) and a state file.
+	LiveRestore bool
 	// DNS is the embedded DNS server on the gateway's address (dns.go);
 	// nil means none.
 	DNS *DNSConfig
@@ -79,17 +108,31 @@ func (c *Config) fill() error {
 	if err := hostAddr(c.Subnet, c.Gateway); err != nil {
 		return fmt.Errorf("gateway %s: %w", c.Gateway, err)
 	}
+	if c.IPRange.IsValid() {
+		if !c.IPRange.Addr().Is4() || c.IPRange.Bits() < c.Subnet.Bits() || !c.Subnet.Contains(c.IPRange.Addr()) {
+			return invalid("ip range %s: must be an IPv4 prefix inside the subnet %s", c.IPRange, c.Subnet)
+		}
+		if c.IPRange.Addr() != c.IPRange.Masked().Addr() {
+			return invalid("ip range %s has host bits set (did you mean %s?)", c.IPRange, c.IPRange.Masked())
+		}
+	}
 	if c.MTU == 0 {
 		c.MTU = DefaultMTU
 	}
 	if c.MTU < tap.MinMTU || c.MTU > tap.MaxMTU {
 		return invalid("--mtu %d: must be between %d and %d", c.MTU, tap.MinMTU, tap.MaxMTU)
 	}
+	if c.FDBMax < 0 {
+		return invalid("fdb max %d: must not be negative", c.FDBMax)
+	}
 	if c.FDBAgeing < 0 {
 		return invalid("fdb ageing %s: must not be negative", c.FDBAgeing)
 	}
 	if c.FDBAgeing == 0 {
 		c.FDBAgeing = fdb.DefaultAgeing
+	}
+	if err := c.fill6(); err != nil {
+		return err
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()

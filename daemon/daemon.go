@@ -6,7 +6,9 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
+	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/dns"
 	"github.com/tapswitch/tapswitch/fdb"
 	"github.com/tapswitch/tapswitch/gateway"
@@ -35,7 +37,12 @@ type Daemon struct {
 	gwMAC  fdb.MAC
 	closed chan struct{}
 	once   sync.Once
-	nat    *natState // nil without an uplink; see nat.go
+	// stop is closed by Shutdown, which ends Serve; removeAll is set
+	// then: Close removes persistent TAPs too.
+	stop      chan struct{}
+	stopOnce  sync.Once
+	removeAll atomic.Bool
+	nat       *natState // nil without an uplink; see nat.go
 	// privileged is whether the daemon has CAP_NET_ADMIN and CAP_SYS_ADMIN
 	// in its user namespace: it then creates TAPs itself (attach.go).
 	privileged bool
@@ -43,23 +50,39 @@ type Daemon struct {
 	mu sync.Mutex // guards ports and the address and MAC sets derived from it
 	// ports are the attached containers by port name.
 	ports map[string]*attachment
+	// pending are the attachments being made, reserved by name: their
+	// names, addresses and MACs are taken (attach.go).
+	pending map[string]*attachment
 
 	obs observe // captures, capture points that are not ports (capture.go)
 
 	rules rulesState // ACL rules and the state file (rules.go)
+	// subnet6State is the Subnet6 the state file keeps: the random one
+	// chosen, or that read back (ipv6.go).
+	subnet6State string
 
+	vx  tunnels     // VXLAN tunnels (vxlan.go)
 	dns *dns.Server // nil when the DNS server is off (dns.go)
 }
 
 // attachment is a container's TAP attached to the switch.
 type attachment struct {
+	// req is the attach request as given, kept whole in the state file
+	// with --live-restore (restore.go).
+	req api.AttachRequest
+	// dev is the TAP once attached.
+	dev    *tap.Device
 	name   string
 	ifname string
 	netns  string
-	mac    fdb.MAC
-	ip     netip.Addr
-	mtu    int
-	id     fdb.PortID
+	// nsIno is the inode number of the namespace (nsfs), the same for
+	// every path to it.
+	nsIno uint64
+	mac   fdb.MAC
+	ip    netip.Addr
+	ip6   netip.Addr // zero without Config.IPv6
+	mtu   int
+	id    fdb.PortID
 	// proc is the attached process when the TAP was made by the helper:
 	// such a TAP keeps its namespace alive, so the port is removed when
 	// the process exits instead (attach.go). nil otherwise.
@@ -71,6 +94,7 @@ type attachment struct {
 	vlan       uint16
 	trunk      []uint16
 	allowSpoof bool
+	allowRA    bool // RA guard off (PortConfig.AllowRA)
 	// aliases are the port's DNS names besides its name (dns.go);
 	// resolvConf the resolv.conf written for its namespace, and
 	// madeEtcDir whether its directory was made for it.
@@ -94,6 +118,12 @@ func (p namedPort) Name() string { return p.name }
 // New validates cfg, checks that the subnet does not overlap a route of the
 // current network namespace, and starts a switch with its gateway.
 func New(cfg Config) (_ *Daemon, err error) {
+	if cfg.MTU == 0 && len(cfg.VXLAN) > 0 {
+		// Containers' packets must cross the overlay whole.
+		if cfg.MTU, err = vxlanMTU(cfg.VXLAN[0]); err != nil {
+			return nil, err
+		}
+	}
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
@@ -107,11 +137,13 @@ func New(cfg Config) (_ *Daemon, err error) {
 		cfg:        cfg,
 		log:        cfg.Log,
 		ports:      map[string]*attachment{},
+		pending:    map[string]*attachment{},
 		closed:     make(chan struct{}),
+		stop:       make(chan struct{}),
 		privileged: privileged(),
 	}
 	sw, err := vswitch.New(vswitch.Config{
-		FDB:      fdb.Config{Ageing: cfg.FDBAgeing},
+		FDB:      fdb.Config{Ageing: cfg.FDBAgeing, MaxEntries: cfg.FDBMax},
 		PortGone: d.portGone,
 		Mode:     cfg.Mode,
 		Isolate:  cfg.Isolate,
@@ -136,6 +168,9 @@ func New(cfg Config) (_ *Daemon, err error) {
 		MAC:  net.HardwareAddr(d.gwMAC[:]),
 		Addr: netip.PrefixFrom(cfg.Gateway, cfg.Subnet.Bits()),
 		MTU:  cfg.MTU,
+	}
+	if err := d.setup6(&gcfg); err != nil {
+		return nil, err
 	}
 	if d.nat, err = d.openUplink(); err != nil {
 		return nil, err
@@ -177,15 +212,47 @@ func New(cfg Config) (_ *Daemon, err error) {
 			r.SetGSOHandler(gw.FromUplinkGSOSlices)
 		}
 	}
+	for _, spec := range cfg.VXLAN {
+		if _, err := d.AddVXLAN(spec); err != nil {
+			return nil, err
+		}
+	}
 	d.startNAT()
 	return d, nil
 }
 
-// Close detaches every container (their TAPs disappear) and stops the switch.
+// Shutdown asks Serve to stop, and Close to remove every port, persistent
+// ones (LiveRestore) included.
+func (d *Daemon) Shutdown() {
+	d.removeAll.Store(true)
+	d.stopOnce.Do(func() { close(d.stop) })
+}
+
+// Close stops the switch. Every container is detached (its TAP disappears),
+// except with LiveRestore, where the TAPs stay, persistent, for the next
+// daemon to adopt, unless Shutdown was called.
 func (d *Daemon) Close() error {
 	var err error
 	d.once.Do(func() {
+		keep := d.cfg.LiveRestore && !d.removeAll.Load()
 		close(d.closed)
+		if d.cfg.LiveRestore && !keep {
+			d.mu.Lock()
+			for _, a := range d.ports {
+				a.unpersist()
+			}
+			d.mu.Unlock()
+			if d.nat != nil {
+				if p, ok := d.nat.up.(uplink.Persister); ok {
+					p.SetPersist(false)
+				}
+			}
+			d.rules.mu.Lock()
+			if err := d.writeStateLocked(d.rules.rules, d.rules.next); err != nil {
+				d.log.Error("state file: the ports removed are still listed", "err", err)
+			}
+			d.rules.mu.Unlock()
+		}
 		d.closeNAT()
 		err = d.sw.Close()
 		d.mu.Lock()

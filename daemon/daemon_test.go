@@ -106,10 +106,19 @@ func TestAPIErrors(t *testing.T) {
 	}{
 		{"malformed body", "POST", "/v1/ports", "{", 400, "request body"},
 		{"unknown field", "POST", "/v1/ports", `{"netns":"/x","vlna":3}`, 400, `unknown field "vlna"`},
+		{"trailing data", "POST", "/v1/ports", `{"netns":"/x"} xyz`, 400, "data after the JSON object"},
+		{"second object", "POST", "/v1/ports", `{"netns":"/x"}{}`, 400, "data after the JSON object"},
+		{"empty body", "POST", "/v1/ports", "", 400, "empty"},
+		{"cut short", "POST", "/v1/ports", `{"netns":`, 400, "cut short"},
+		{"wrong type", "POST", "/v1/ports", `{"netns":"/x","vlan":"ten"}`, 400, `field "vlan"`},
+		{"oversized", "POST", "/v1/ports", `{"netns":"` + strings.Repeat("x", 70000) + `"}`, 400, "larger than 64 KiB"},
+		{"oversized after the object", "POST", "/v1/publish", `{"spec":"80:80"}` + strings.Repeat(" ", 70000) + "x", 400, "larger than 64 KiB"},
+		{"rule trailing data", "POST", "/v1/rules", `{"action":"drop"} ]`, 400, "data after the JSON object"},
 		{"neither netns nor pid", "POST", "/v1/ports", `{}`, 400, "a namespace path (--netns) or a pid (--pid) is required"},
 		{"both", "POST", "/v1/ports", `{"netns":"/x","pid":1}`, 400, "not both"},
 		{"bad name", "POST", "/v1/ports", `{"netns":"/x","name":"-x"}`, 400, `port name "-x"`},
 		{"reserved name", "POST", "/v1/ports", `{"netns":"/x","name":"gateway"}`, 409, "reserved for the gateway"},
+		{"tunnel name", "POST", "/v1/ports", `{"netns":"/x","name":"vxlan42"}`, 409, "reserved for VXLAN tunnels"},
 		{"bad ifname", "POST", "/v1/ports", `{"netns":"/x","ifname":"0123456789abcdef"}`, 400, "0123456789abcdef"},
 		{"ip outside", "POST", "/v1/ports", `{"netns":"/x","ip":"192.0.2.9"}`, 400, "outside the subnet"},
 		{"ip network", "POST", "/v1/ports", `{"netns":"/x","ip":"10.90.0.0"}`, 400, "network address"},
@@ -118,9 +127,12 @@ func TestAPIErrors(t *testing.T) {
 		{"mac malformed", "POST", "/v1/ports", `{"netns":"/x","mac":"02:42"}`, 400, "mac"},
 		{"mac multicast", "POST", "/v1/ports", `{"netns":"/x","mac":"33:33:00:00:00:01"}`, 400, "multicast"},
 		{"mac zero", "POST", "/v1/ports", `{"netns":"/x","mac":"00:00:00:00:00:00"}`, 400, "zero"},
-		{"mac of the gateway", "POST", "/v1/ports", `{"netns":"/x","mac":"02:42:0a:5a:00:01"}`, 409, "taken by the gateway"},
+		{"mac of the gateway", "POST", "/v1/ports", `{"netns":"/proc/self/ns/net","mac":"02:42:0a:5a:00:01"}`, 409, "taken by the gateway"},
 		{"mtu", "POST", "/v1/ports", `{"netns":"/x","mtu":70000}`, 400, "mtu 70000"},
 		{"namespace missing", "POST", "/v1/ports", `{"netns":"/nonexistent/ns"}`, 404, "/nonexistent/ns"},
+		{"namespace a directory", "POST", "/v1/ports", `{"netns":"/","name":"root"}`, 400, "not a network namespace"},
+		{"namespace a regular file", "POST", "/v1/ports", `{"netns":"/etc/hostname"}`, 400, "not a network namespace"},
+		{"namespace not a network one", "POST", "/v1/ports", `{"netns":"/proc/self/ns/uts"}`, 400, "not a network namespace"},
 		{"detach unknown", "DELETE", "/v1/ports/nope", "", 404, `no port named "nope"`},
 		{"get unknown", "GET", "/v1/ports/nope", "", 404, `no port named "nope"`},
 	}
@@ -216,5 +228,45 @@ func TestHostUplink(t *testing.T) {
 	}
 	if _, err := d.Publish(api.PublishRequest{Spec: "8080:80", To: "nope"}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("publish to no port: got %v, want ErrNotFound", err)
+	}
+}
+
+func TestNextFreeIPRange(t *testing.T) {
+	for _, tt := range []struct {
+		rng  string
+		want string // the addresses handed out, in order
+		err  string // from New
+	}{
+		{rng: "10.66.1.0/30", want: "10.66.1.1 10.66.1.2 10.66.1.3"},
+		{rng: "10.66.0.0/30", want: "10.66.0.2 10.66.0.3"}, // the gateway's range
+		{rng: "10.67.0.0/24", err: "inside the subnet"},
+		{rng: "10.66.1.1/24", err: "host bits set"},
+	} {
+		t.Run(tt.rng, func(t *testing.T) {
+			cfg := Config{Subnet: netip.MustParsePrefix("10.66.0.0/16"), IPRange: netip.MustParsePrefix(tt.rng)}
+			if tt.err != "" {
+				if err := cfg.fill(); err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("fill: %v, want an error with %q", err, tt.err)
+				}
+				return
+			}
+			d := newTestDaemon(t, cfg)
+			used := map[netip.Addr]string{}
+			var got []string
+			for {
+				ip, err := d.nextFree(used)
+				if err != nil {
+					if !strings.Contains(err.Error(), "no free address left in "+tt.rng) {
+						t.Fatalf("exhausted: %v", err)
+					}
+					break
+				}
+				used[ip] = "x"
+				got = append(got, ip.String())
+			}
+			if strings.Join(got, " ") != tt.want {
+				t.Errorf("allocated %v, want %s", got, tt.want)
+			}
+		})
 	}
 }

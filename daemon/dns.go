@@ -148,6 +148,7 @@ func (d *Daemon) refreshNamesLocked() {
 			Name:    a.name,
 			Aliases: a.aliases,
 			IPv4:    a.ip,
+			IPv6:    a.ip6,
 			VLANs:   append([]uint16{a.vlan}, a.trunk...),
 		})
 	}
@@ -174,6 +175,7 @@ func (d *Daemon) SetAliases(name string, aliases []string) (api.Port, error) {
 		return api.Port{}, notFound("no port named %q", name)
 	}
 	d.log.Info("aliases", "port", name, "aliases", al)
+	d.savePorts()
 	return d.Port(name)
 }
 

@@ -20,30 +20,22 @@ var (
 var dnsDescs = []*prometheus.Desc{mDNSQueries, mDNSResults, mDNSLocal, mDNSCache, mDNSEntries, mDNSUpstream, mDNSDropped, mDNSLatency}
 
 // collectDNS sends the DNS server's metrics, if it runs.
-func (d *Daemon) collectDNS(ch chan<- prometheus.Metric) {
+func (d *Daemon) collectDNS(ch metricSink) {
 	if d.dns == nil {
 		return
 	}
-	counter := func(m *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(m, prometheus.CounterValue, float64(v), labels...)
-	}
 	st := d.dns.Stats()
 	for i, t := range dns.QueryTypes {
-		counter(mDNSQueries, st.Queries[i], t)
+		ch.counter(mDNSQueries, st.Queries[i], t)
 	}
 	for i, r := range dns.Results {
-		counter(mDNSResults, st.Results[i], r)
+		ch.counter(mDNSResults, st.Results[i], r)
 	}
-	counter(mDNSLocal, st.Local)
-	counter(mDNSCache, st.CacheHits, "hit")
-	counter(mDNSCache, st.CacheMisses, "miss")
-	ch <- prometheus.MustNewConstMetric(mDNSEntries, prometheus.GaugeValue, float64(st.CacheEntries))
-	counter(mDNSUpstream, st.Upstream, "sent")
-	counter(mDNSUpstream, st.UpstreamErrors, "error")
-	counter(mDNSUpstream, st.TCPRetries, "tcp_retry")
-	counter(mDNSDropped, st.Malformed, "malformed")
-	counter(mDNSDropped, st.RateLimited, "rate_limited")
-	counter(mDNSDropped, st.Truncated, "truncated")
+	ch.counter(mDNSLocal, st.Local)
+	ch.counters(mDNSCache, []labelled{{"hit", st.CacheHits}, {"miss", st.CacheMisses}})
+	ch.gauge(mDNSEntries, float64(st.CacheEntries))
+	ch.counters(mDNSUpstream, []labelled{{"sent", st.Upstream}, {"error", st.UpstreamErrors}, {"tcp_retry", st.TCPRetries}})
+	ch.counters(mDNSDropped, []labelled{{"malformed", st.Malformed}, {"rate_limited", st.RateLimited}, {"truncated", st.Truncated}})
 	buckets := map[float64]uint64{}
 	var n uint64
 	for i, b := range dns.LatencyBuckets[:len(dns.LatencyBuckets)-1] {

@@ -3,10 +3,13 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"syscall"
 
+	"github.com/tapswitch/tapswitch/fdb"
 	"github.com/tapswitch/tapswitch/nat"
 	"github.com/tapswitch/tapswitch/switch/tap"
 	"github.com/tapswitch/tapswitch/uplink"
+	"github.com/tapswitch/tapswitch/vxlan"
 )
 
 // Errors the daemon's methods wrap, so that the control API can answer with
@@ -49,6 +52,7 @@ func notFound(format string, a ...any) error {
 // with the kind the API answers it with: the daemon's one such mapping.
 var errorKinds = []struct{ err, kind error }{
 	{tap.ErrNetnsNotFound, ErrNotFound},
+	{tap.ErrNotNetns, ErrInvalid},
 	{tap.ErrLinkExists, ErrConflict},
 	{tap.ErrInvalidConfig, ErrInvalid},
 	{uplink.ErrInvalidSpec, ErrInvalid},
@@ -57,6 +61,12 @@ var errorKinds = []struct{ err, kind error }{
 	{nat.ErrPortInUse, ErrConflict},
 	{nat.ErrNoPublish, ErrNotFound},
 	{nat.ErrBadPublish, ErrInvalid},
+	{vxlan.ErrInvalidConfig, ErrInvalid},
+	{vxlan.ErrFull, ErrInvalid},
+	{fdb.ErrNotUnicast, ErrInvalid},
+	{vxlan.ErrVNIInUse, ErrConflict},
+	{syscall.EADDRINUSE, ErrConflict},   // a tunnel's port, taken by another program
+	{syscall.EADDRNOTAVAIL, ErrInvalid}, // a tunnel's local address, not this host's
 }
 
 // errorKind gives err, keeping its message, the kind of the first sentinel

@@ -38,7 +38,7 @@ func (d *Daemon) Ports() []api.Port {
 		Stats:    apiStats(infos[d.gwID].Stats),
 		VLAN:     d.cfg.GatewayVLAN,
 	}
-	return append([]api.Port{gw}, out...)
+	return append(append([]api.Port{gw}, out...), d.tunnelPorts(infos)...)
 }
 
 // Port describes the port called name.
@@ -65,8 +65,12 @@ func (d *Daemon) describe(a *attachment, info vswitch.PortInfo) api.Port {
 		VLAN:       a.vlan,
 		Trunk:      a.trunk,
 		AllowSpoof: a.allowSpoof,
+		AllowRA:    a.allowRA,
 		Aliases:    a.aliases,
 		ResolvConf: a.resolvConf,
+	}
+	if a.ip6.IsValid() {
+		p.IP6 = netip.PrefixFrom(a.ip6, d.cfg.Subnet6.Bits()).String()
 	}
 	a.owner.describe(&p)
 	return p
@@ -105,6 +109,7 @@ func (d *Daemon) FDB() []api.FDBEntry {
 		names[a.id] = a.name
 	}
 	d.mu.Unlock()
+	vtep := d.tunnelNames(names)
 	entries := d.sw.FDB().Entries(d.sw.Now())
 	out := make([]api.FDBEntry, 0, len(entries))
 	for _, e := range entries {
@@ -118,6 +123,7 @@ func (d *Daemon) FDB() []api.FDBEntry {
 			Port:   name,
 			Static: e.Static,
 			Age:    e.Age.Seconds(),
+			VTEP:   vtep(e.Port, e.MAC),
 		})
 	}
 	return out
@@ -125,7 +131,7 @@ func (d *Daemon) FDB() []api.FDBEntry {
 
 // Info describes the daemon.
 func (d *Daemon) Info() api.Info {
-	return api.Info{
+	info := api.Info{
 		Version:     api.Version,
 		PID:         os.Getpid(),
 		Subnet:      d.cfg.Subnet.String(),
@@ -139,9 +145,23 @@ func (d *Daemon) Info() api.Info {
 		Isolate:     d.cfg.Isolate,
 		GatewayVLAN: d.cfg.GatewayVLAN,
 		StateFile:   d.cfg.StatePath,
+		IPRange:     prefixString(d.cfg.IPRange),
 		DNS:         d.dnsInfo(),
 	}
+	if d.cfg.IPv6 {
+		info.Subnet6, info.Gateway6 = d.cfg.Subnet6.String(), d.gw.Addr6().Addr().String()
+		info.GatewayLL, info.RA = d.gw.LinkLocal().String(), !d.cfg.NoRA
+	}
+	return info
 }
 
 // mode is the switch's mode.
 func (d *Daemon) mode() vswitch.Mode { return d.cfg.Mode }
+
+// prefixString is p as text, "" for the zero prefix.
+func prefixString(p netip.Prefix) string {
+	if !p.IsValid() {
+		return ""
+	}
+	return p.String()
+}

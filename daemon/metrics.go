@@ -7,12 +7,13 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tapswitch/tapswitch/api"
 )
 
 // MetricsAddr resolves the --metrics argument: "PORT", ":PORT" and
@@ -41,7 +42,7 @@ func MetricsAddr(s string) (string, error) {
 // scraped: collecting metrics adds no work per frame.
 func (d *Daemon) MetricsHandler() http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(&collector{d: d})
+	reg.MustRegister(&collector{d: d}, vxlanCollector{d: d})
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -91,7 +92,7 @@ var (
 	mPortRxBytes   = desc("port_rx_bytes_total", "Bytes of Ethernet frames the switch received from the port.", "port")
 	mPortTxPackets = desc("port_tx_packets_total", "Frames the switch sent to the port.", "port")
 	mPortTxBytes   = desc("port_tx_bytes_total", "Bytes of Ethernet frames the switch sent to the port.", "port")
-	mPortRxDropped = desc("port_rx_dropped_total", "Frames received from the port and dropped, by reason: invalid (too short, multicast or zero source MAC), same_port (destination behind the port it came from), spoofed (port security: a source MAC, IPv4 source or ARP sender the port may not use), vlan_error (a tag on an access port, two tags, or a VLAN the trunk does not carry), denied (an ACL rule or isolation).", "port", "reason")
+	mPortRxDropped = desc("port_rx_dropped_total", "Frames received from the port and dropped, by reason: invalid (too short, multicast or zero source MAC), same_port (destination behind the port it came from), spoofed (port security: a source MAC, IPv4 or IPv6 source or ARP sender the port may not use, forged neighbor discovery, and RA guard: router advertisements, redirects and DHCPv6 server replies), vlan_error (a tag on an access port, two tags, or a VLAN the trunk does not carry), denied (an ACL rule or isolation).", "port", "reason")
 	mPortTxDropped = desc("port_tx_dropped_total", "Frames the port could not take, by reason: write_failed (queue full, port being removed, frame too big).", "port", "reason")
 	mCapCaptured   = desc("capture_frames_total", "Frames copied to captures at the capture point.", "point")
 	mCapDropped    = desc("capture_dropped_total", "Frames lost from captures at the capture point because the reader was too slow.", "point")
@@ -104,7 +105,7 @@ var (
 
 	mFDBEntries = desc("fdb_entries", "Entries in the MAC table (static ones included).")
 	mFDBStatic  = desc("fdb_static_entries", "Static entries in the MAC table.")
-	mFDBEvents  = desc("fdb_events_total", "MAC table events: learned (new entry), moved (MAC seen on another port), aged, flushed (port removed).", "event")
+	mFDBEvents  = desc("fdb_events_total", "MAC table events: learned (new entry), moved (MAC seen on another port), aged, flushed (port removed), evicted (the table was full: the oldest entry of the port with the most).", "event")
 	mFDBRefused = desc("fdb_learn_refused_total", "Source MACs not learned, by reason: ignored (multicast or zero), limit_port, limit_total, static_conflict.", "reason")
 
 	mGwARPRequests = desc("gateway_arp_requests_total", "ARP requests for the gateway's address.")
@@ -118,6 +119,7 @@ var (
 	mGwNeighbors   = desc("gateway_neighbors", "Entries in the gateway's neighbour table.")
 	mGwNeighEvents = desc("gateway_neighbor_events_total", "Neighbour table events: learned, evicted.", "event")
 	mGwDropped     = desc("gateway_dropped_total", "Frames the gateway dropped or did not answer, by reason.", "reason")
+	mGwAdverts     = desc("gateway_ipv6_adverts_total", "IPv6 advertisements the gateway sent (run --ipv6), by kind: neighbor (NA), router (RA).", "kind")
 	mGwRouted      = desc("gateway_routed_packets_total", "Packets the gateway routed, by direction: out (to the uplink), in (from the uplink to a container).", "direction")
 
 	mCTEntries    = desc("conntrack_entries", "Tracked connections, by protocol and state.", "proto", "state")
@@ -149,7 +151,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		mCapCaptured, mCapDropped, mCaptures, mPorts, mRulePackets, mRuleBytes, mStageHits, mStageDrops,
 		mFDBEntries, mFDBStatic, mFDBEvents, mFDBRefused,
 		mGwARPRequests, mGwARPReplies, mGwARPConflict, mGwEcho, mGwICMPErrors, mGwResets, mGwRateLimited,
-		mGwQueueDrops, mGwNeighbors, mGwNeighEvents, mGwDropped, mGwRouted,
+		mGwQueueDrops, mGwNeighbors, mGwNeighEvents, mGwDropped, mGwRouted, mGwAdverts,
 		mCTEntries, mCTMax, mNATMappings, mCTEvents, mNATPackets, mNATICMPError, mNATDropped,
 		mHostPackets, mHostBytes, mHostTCPActive, mHostTCPEvents, mHostSockets, mHostOpened, mHostPublish, mHostDropped, mHostReasm, mHostUDPErrors,
 	} {
@@ -160,84 +162,101 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
+// metricSink sends metrics to a Prometheus collector's channel.
+type metricSink chan<- prometheus.Metric
+
+// labelled is one value of a metric and the label that tells it from the
+// metric's other values.
+type labelled struct {
+	label string
+	v     uint64
+}
+
+// unlabelled is the value of a metric that has no labels.
+type unlabelled struct {
+	d *prometheus.Desc
+	v uint64
+}
+
+func (ch metricSink) counter(d *prometheus.Desc, v uint64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+}
+
+func (ch metricSink) gauge(d *prometheus.Desc, v float64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+}
+
+// counters sends a counter of d for each value in vs, labelled with labels
+// and then the value's own label.
+func (ch metricSink) counters(d *prometheus.Desc, vs []labelled, labels ...string) {
+	for _, v := range vs {
+		ch.counter(d, v.v, append(labels[:len(labels):len(labels)], v.label)...)
+	}
+}
+
+// each sends a counter for each of the metrics without labels in vs.
+func (ch metricSink) each(vs ...unlabelled) {
+	for _, v := range vs {
+		ch.counter(v.d, v.v)
+	}
+}
+
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-	}
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
-	c.d.collectDNS(ch)
+	sc := metricSink(ch)
+	c.d.collectDNS(sc)
 	s := c.d.Stats()
 	ports := 0
 	for _, p := range s.Ports {
-		counter(mCapCaptured, p.Capture.Captured, p.Name)
-		counter(mCapDropped, p.Capture.Dropped, p.Name)
-		if p.Kind != "tap" && p.Kind != "gateway" {
+		sc.counter(mCapCaptured, p.Capture.Captured, p.Name)
+		sc.counter(mCapDropped, p.Capture.Dropped, p.Name)
+		if p.Kind != "tap" && p.Kind != "gateway" && p.Kind != "vxlan" {
 			continue
 		}
 		ports++
 		st := p.Stats
-		counter(mPortRxPackets, st.RxPackets, p.Name)
-		counter(mPortRxBytes, st.RxBytes, p.Name)
-		counter(mPortTxPackets, st.TxPackets, p.Name)
-		counter(mPortTxBytes, st.TxBytes, p.Name)
-		counter(mPortRxDropped, st.RxErrors, p.Name, "invalid")
-		counter(mPortRxDropped, st.RxFiltered, p.Name, "same_port")
-		counter(mPortTxDropped, st.TxDropped, p.Name, "write_failed")
-		counter(mPortRxDropped, st.RxSpoofed, p.Name, "spoofed")
-		counter(mPortRxDropped, st.RxVLANErrors, p.Name, "vlan_error")
-		counter(mPortRxDropped, st.RxDenied, p.Name, "denied")
+		sc.counter(mPortRxPackets, st.RxPackets, p.Name)
+		sc.counter(mPortRxBytes, st.RxBytes, p.Name)
+		sc.counter(mPortTxPackets, st.TxPackets, p.Name)
+		sc.counter(mPortTxBytes, st.TxBytes, p.Name)
+		sc.counters(mPortRxDropped, []labelled{{"invalid", st.RxErrors}, {"same_port", st.RxFiltered},
+			{"spoofed", st.RxSpoofed}, {"vlan_error", st.RxVLANErrors}, {"denied", st.RxDenied}}, p.Name)
+		sc.counter(mPortTxDropped, st.TxDropped, p.Name, "write_failed")
 	}
 	for _, r := range c.d.Rules() {
 		id := strconv.Itoa(r.ID)
-		counter(mRulePackets, r.Packets, id, r.Action)
-		counter(mRuleBytes, r.Bytes, id, r.Action)
+		sc.counter(mRulePackets, r.Packets, id, r.Action)
+		sc.counter(mRuleBytes, r.Bytes, id, r.Action)
 	}
 	for _, st := range c.d.sw.Pipeline() {
-		counter(mStageHits, st.Hits, st.Name)
-		counter(mStageDrops, st.Drops, st.Name)
+		sc.counter(mStageHits, st.Hits, st.Name)
+		sc.counter(mStageDrops, st.Drops, st.Name)
 	}
-	gauge(mPorts, float64(ports))
-	gauge(mCaptures, float64(len(s.Captures)))
+	sc.gauge(mPorts, float64(ports))
+	sc.gauge(mCaptures, float64(len(s.Captures)))
 
 	f := s.FDB
-	gauge(mFDBEntries, float64(f.Entries))
-	gauge(mFDBStatic, float64(f.Static))
-	counter(mFDBEvents, f.Learned, "learned")
-	counter(mFDBEvents, f.Moved, "moved")
-	counter(mFDBEvents, f.Aged, "aged")
-	counter(mFDBEvents, f.Flushed, "flushed")
-	counter(mFDBRefused, f.Ignored, "ignored")
-	counter(mFDBRefused, f.LimitPort, "limit_port")
-	counter(mFDBRefused, f.LimitTotal, "limit_total")
-	counter(mFDBRefused, f.StaticConflicts, "static_conflict")
+	sc.gauge(mFDBEntries, float64(f.Entries))
+	sc.gauge(mFDBStatic, float64(f.Static))
+	sc.counters(mFDBEvents, []labelled{{"learned", f.Learned}, {"moved", f.Moved}, {"aged", f.Aged},
+		{"flushed", f.Flushed}, {"evicted", f.Evicted}})
+	sc.counters(mFDBRefused, []labelled{{"ignored", f.Ignored}, {"limit_port", f.LimitPort},
+		{"limit_total", f.LimitTotal}, {"static_conflict", f.StaticConflicts}})
 
 	g := s.Gateway
-	counter(mGwARPRequests, g.ARPRequests)
-	counter(mGwARPReplies, g.ARPReplies)
-	counter(mGwARPConflict, g.ARPConflicts)
-	counter(mGwEcho, g.EchoReplies)
-	counter(mGwICMPErrors, g.ICMPErrors)
-	counter(mGwResets, g.TCPResets)
-	counter(mGwRateLimited, g.RateLimited)
-	counter(mGwQueueDrops, g.QueueDrops)
-	gauge(mGwNeighbors, float64(len(c.d.gw.Neighbors())))
-	counter(mGwNeighEvents, g.NeighLearned, "learned")
-	counter(mGwNeighEvents, g.NeighEvicted, "evicted")
-	for _, r := range []struct {
-		reason string
-		v      uint64
-	}{
+	sc.each(unlabelled{mGwARPRequests, g.ARPRequests}, unlabelled{mGwARPReplies, g.ARPReplies},
+		unlabelled{mGwARPConflict, g.ARPConflicts}, unlabelled{mGwEcho, g.EchoReplies},
+		unlabelled{mGwICMPErrors, g.ICMPErrors}, unlabelled{mGwResets, g.TCPResets},
+		unlabelled{mGwRateLimited, g.RateLimited}, unlabelled{mGwQueueDrops, g.QueueDrops})
+	sc.gauge(mGwNeighbors, float64(len(c.d.gw.Neighbors())))
+	sc.counters(mGwNeighEvents, []labelled{{"learned", g.NeighLearned}, {"evicted", g.NeighEvicted}})
+	sc.counters(mGwDropped, []labelled{
 		{"arp_other", g.ARPOther}, {"offload", g.Offload}, {"too_big", g.TooBig}, {"malformed", g.Malformed},
 		{"bad_ipv4", g.BadIPv4}, {"bad_checksum", g.BadChecksum}, {"martian", g.Martian},
 		{"fragment", g.Fragments}, {"not_for_us", g.NotForUs}, {"ipv6", g.IPv6},
 		{"other_ethertype", g.OtherEtherType}, {"no_error_allowed", g.NoErrorAllowed}, {"ignored", g.Ignored},
-	} {
-		counter(mGwDropped, r.v, strings.ToLower(r.reason))
-	}
-	counter(mGwRouted, g.Forwarded, "out")
-	counter(mGwRouted, g.ToContainer, "in")
+	})
+	sc.counters(mGwRouted, []labelled{{"out", g.Forwarded}, {"in", g.ToContainer}})
+	sc.counters(mGwAdverts, []labelled{{"neighbor", g.NeighAdverts}, {"router", g.RouterAdverts}})
 
 	if s.NAT == nil {
 		return
@@ -249,47 +268,37 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		byState[[2]string{e.Proto, e.State}]++
 	}
 	for k, v := range byState {
-		gauge(mCTEntries, float64(v), k[0], k[1])
+		sc.gauge(mCTEntries, float64(v), k[0], k[1])
 	}
-	gauge(mCTMax, float64(n.Max))
-	gauge(mNATMappings, float64(n.Mappings))
-	counter(mCTEvents, n.Created, "created")
-	counter(mCTEvents, n.Expired, "expired")
-	counter(mCTEvents, n.Evicted, "evicted")
-	counter(mCTEvents, n.Refused, "refused")
-	counter(mCTEvents, n.Flushed, "flushed")
-	counter(mNATPackets, n.TranslatedOut, "out")
-	counter(mNATPackets, n.TranslatedIn, "in")
-	counter(mNATICMPError, n.ICMPErrors)
+	sc.gauge(mCTMax, float64(n.Max))
+	sc.gauge(mNATMappings, float64(n.Mappings))
+	sc.counters(mCTEvents, []labelled{{"created", n.Created}, {"expired", n.Expired}, {"evicted", n.Evicted},
+		{"refused", n.Refused}, {"flushed", n.Flushed}})
+	sc.counters(mNATPackets, []labelled{{"out", n.TranslatedOut}, {"in", n.TranslatedIn}})
+	sc.counter(mNATICMPError, n.ICMPErrors)
 	for reason, v := range n.Drops {
-		counter(mNATDropped, v, reason)
+		sc.counter(mNATDropped, v, reason)
 	}
 	if h := s.HostUplink; h != nil {
-		counter(mHostPackets, h.TxPackets, "out")
-		counter(mHostPackets, h.RxPackets, "in")
-		counter(mHostBytes, h.TxBytes, "out")
-		counter(mHostBytes, h.RxBytes, "in")
-		gauge(mHostTCPActive, float64(h.TCPActive))
-		counter(mHostTCPEvents, h.TCPTotal, "connected")
-		counter(mHostTCPEvents, h.TCPRefused, "refused")
-		counter(mHostTCPEvents, h.TCPResets, "reset")
-		counter(mHostTCPEvents, h.TCPLimit, "limit")
-		gauge(mHostSockets, float64(h.UDPSockets), "udp")
-		gauge(mHostSockets, float64(h.ICMPSockets), "icmp")
-		gauge(mHostSockets, float64(h.Listeners), "listener")
-		counter(mHostOpened, h.UDPTotal, "udp")
-		counter(mHostOpened, h.ICMPTotal, "icmp")
-		counter(mHostPublish, h.PublishAccepted, "accepted")
-		counter(mHostPublish, h.PublishFailed, "failed")
-		counter(mHostDropped, h.UDPDropped, "udp")
-		counter(mHostDropped, h.FragmentsDropped, "fragment")
-		counter(mHostReasm, h.Reassembled)
-		counter(mHostUDPErrors, h.UDPErrors)
-		counter(mHostDropped, h.ICMPDenied, "icmp_denied")
-		counter(mHostDropped, h.ICMPDropped, "icmp")
-		counter(mHostDropped, h.LoopbackRefused, "loopback_refused")
-		counter(mHostDropped, h.Malformed, "malformed")
-		counter(mHostDropped, h.Other, "other")
-		counter(mHostDropped, h.Errors, "socket_error")
+		sc.collectHost(h)
 	}
+}
+
+// collectHost sends the host uplink's metrics.
+func (ch metricSink) collectHost(h *api.HostUplinkStats) {
+	ch.counters(mHostPackets, []labelled{{"out", h.TxPackets}, {"in", h.RxPackets}})
+	ch.counters(mHostBytes, []labelled{{"out", h.TxBytes}, {"in", h.RxBytes}})
+	ch.gauge(mHostTCPActive, float64(h.TCPActive))
+	ch.counters(mHostTCPEvents, []labelled{{"connected", h.TCPTotal}, {"refused", h.TCPRefused},
+		{"reset", h.TCPResets}, {"limit", h.TCPLimit}})
+	ch.gauge(mHostSockets, float64(h.UDPSockets), "udp")
+	ch.gauge(mHostSockets, float64(h.ICMPSockets), "icmp")
+	ch.gauge(mHostSockets, float64(h.Listeners), "listener")
+	ch.counters(mHostOpened, []labelled{{"udp", h.UDPTotal}, {"icmp", h.ICMPTotal}})
+	ch.counters(mHostPublish, []labelled{{"accepted", h.PublishAccepted}, {"failed", h.PublishFailed}})
+	ch.counter(mHostReasm, h.Reassembled)
+	ch.counter(mHostUDPErrors, h.UDPErrors)
+	ch.counters(mHostDropped, []labelled{{"udp", h.UDPDropped}, {"fragment", h.FragmentsDropped},
+		{"icmp_denied", h.ICMPDenied}, {"icmp", h.ICMPDropped}, {"loopback_refused", h.LoopbackRefused},
+		{"malformed", h.Malformed}, {"other", h.Other}, {"socket_error", h.Errors}})
 }

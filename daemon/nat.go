@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"fmt"
 	"net/netip"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,6 +39,7 @@ func (d *Daemon) openUplink() (*natState, error) {
 		UDPTimeout:  d.cfg.NAT.Timeouts.UDP,
 		ICMPTimeout: d.cfg.NAT.Timeouts.ICMP,
 		Log:         d.log,
+		Persist:     d.cfg.LiveRestore, // restore.go
 	})
 	if err != nil {
 		return nil, errorKind(err)
@@ -91,6 +93,10 @@ func (d *Daemon) startNAT() {
 				return
 			case <-t.C:
 				n.table.Expire(d.sw.Now())
+				if n.table.Compact() {
+					// A flood ended: give its memory back.
+					debug.FreeOSMemory()
+				}
 			}
 		}
 	}()
@@ -228,6 +234,7 @@ func (d *Daemon) Publish(req api.PublishRequest) (api.Published, error) {
 	if err != nil {
 		return api.Published{}, err
 	}
+	defer d.savePorts() // after the unlock: kept with --live-restore
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	a, ok := d.ports[req.To]
@@ -265,6 +272,7 @@ func (d *Daemon) Unpublish(hostPort, proto string) (api.Published, error) {
 	if err != nil {
 		return api.Published{}, errorKind(err)
 	}
+	d.savePorts()
 	d.log.Info("unpublished", "spec", p.String(), "port", p.Owner)
 	return apiPublished(p), nil
 }

@@ -63,6 +63,7 @@ func (d *Daemon) Stats() api.Stats {
 			s.TAPUplink = &ts
 		}
 	}
+	s.VXLAN = d.VXLANs()
 	s.DNS = d.dnsStats()
 	s.Process.Goroutines = runtime.NumGoroutine()
 	s.Process.OpenFDs = -1

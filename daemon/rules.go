@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -33,10 +32,8 @@ func (d *Daemon) ruleRoutes(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("POST /v1/rules", func(w http.ResponseWriter, r *http.Request) {
 		var req api.Rule
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			writeError(w, invalid("request body: %v", err))
+		if err := decodeBody(w, r, &req); err != nil {
+			writeError(w, err)
 			return
 		}
 		rs, err := d.AddRule(req)
@@ -165,8 +162,7 @@ func (d *Daemon) setRulesLocked(rules []api.Rule, srs []vswitch.Rule, next int) 
 		return invalid("%v", err)
 	}
 	if d.rules.path != "" {
-		st := state{Version: stateVersion, NextRuleID: next, Rules: rules}
-		if err := st.save(d.rules.path); err != nil {
+		if err := d.writeStateLocked(rules, next); err != nil {
 			d.sw.SetRules(d.rules.srs)
 			return err
 		}

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,13 +38,11 @@ func (d *Daemon) Handler() http.Handler {
 	})
 	mux.HandleFunc("POST /v1/ports", func(w http.ResponseWriter, r *http.Request) {
 		var req api.AttachRequest
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			writeError(w, invalid("request body: %v", err))
+		if err := decodeBody(w, r, &req); err != nil {
+			writeError(w, err)
 			return
 		}
-		p, err := d.Attach(req)
+		p, err := d.AttachContext(r.Context(), req)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -56,12 +56,14 @@ func (d *Daemon) Handler() http.Handler {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
+	mux.HandleFunc("POST /v1/shutdown", func(w http.ResponseWriter, r *http.Request) {
+		d.Shutdown()
+		w.WriteHeader(http.StatusNoContent)
+	})
 	mux.HandleFunc("PUT /v1/ports/{name}/aliases", func(w http.ResponseWriter, r *http.Request) {
 		var req api.Aliases
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			writeError(w, invalid("request body: %v", err))
+		if err := decodeBody(w, r, &req); err != nil {
+			writeError(w, err)
 			return
 		}
 		p, err := d.SetAliases(r.PathValue("name"), req.Aliases)
@@ -77,6 +79,7 @@ func (d *Daemon) Handler() http.Handler {
 	d.observeRoutes(mux) // capture and stats: observe.go
 	d.natHandlers(mux)
 	d.ruleRoutes(mux) // ACL rules and the pipeline: rules.go
+	d.vxlanRoutes(mux)
 	return mux
 }
 
@@ -168,13 +171,16 @@ func (l *Listener) Close() error {
 // Serve answers the control API on ln until ctx is done, then stops the
 // server and closes d (removing every TAP it created).
 func (d *Daemon) Serve(ctx context.Context, ln *Listener) error {
-	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := newControlServer(d.Handler(), controlLimits)
 	srv.RegisterOnShutdown(d.stopCaptures) // end capture streams cleanly
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	lim := newLimitListener(ln, controlLimits.conns)
+	srv.ConnState = lim.connState
+	go func() { errc <- srv.Serve(lim) }()
 	var err error
 	select {
 	case <-ctx.Done():
+	case <-d.stop:
 	case err = <-errc:
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -197,10 +203,8 @@ func (d *Daemon) natHandlers(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("POST /v1/publish", func(w http.ResponseWriter, r *http.Request) {
 		var req api.PublishRequest
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			writeError(w, invalid("request body: %v", err))
+		if err := decodeBody(w, r, &req); err != nil {
+			writeError(w, err)
 			return
 		}
 		p, err := d.Publish(req)
@@ -227,4 +231,48 @@ func (d *Daemon) natHandlers(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /v1/conntrack", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, d.FlushConntrack())
 	})
+}
+
+// maxBody is the largest request body the control API reads.
+const maxBody = 64 << 10
+
+// decodeBody decodes the JSON body of r into v strictly: one object, no
+// field v does not have (a typo must not pass silently), nothing after it,
+// at most maxBody bytes. The error is an ErrInvalid of one sentence.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		// Anything but white space after the object is refused, a second
+		// object included.
+		var extra json.RawMessage
+		if err = dec.Decode(&extra); err == io.EOF {
+			return nil
+		}
+		if err == nil || !isSizeError(err) {
+			return invalid("request body: data after the JSON object")
+		}
+	}
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case isSizeError(err):
+		return invalid("request body: larger than %d KiB", maxBody>>10)
+	case errors.Is(err, io.EOF):
+		return invalid("request body: empty, a JSON object is expected")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return invalid("request body: JSON cut short")
+	case errors.As(err, &syn):
+		return invalid("request body: not valid JSON at byte %d (%v)", syn.Offset, syn)
+	case errors.As(err, &typ):
+		return invalid("request body: field %q: a JSON %s cannot be a %s", typ.Field, typ.Value, typ.Type)
+	}
+	return invalid("request body: %s", strings.TrimPrefix(err.Error(), "json: "))
+}
+
+// isSizeError reports whether err is http.MaxBytesReader's.
+func isSizeError(err error) bool {
+	var mb *http.MaxBytesError
+	return errors.As(err, &mb)
 }

@@ -17,14 +17,21 @@ const stateVersion = 1
 
 // state is what the daemon keeps across restarts, in its state file:
 //
-//	{"version": 1, "next_rule_id": 3, "rules": [{"id": 1, ...}, {"id": 2, ...}]}
+//	{"version": 1, "next_rule_id": 3, "rules": [{"id": 1, ...}, {"id": 2, ...}],
+//	 "ports": [{"request": {...}, "name": "c1", "mac": ..., "ip": ...}]}
 //
 // next_rule_id is kept so that an ID is never reused within a state file,
-// even after the rule that had it was deleted.
+// even after the rule that had it was deleted. ports are the attached
+// containers, kept with --live-restore only (restore.go).
 type state struct {
-	Version    int        `json:"version"`
-	NextRuleID int        `json:"next_rule_id"`
-	Rules      []api.Rule `json:"rules"`
+	Version    int         `json:"version"`
+	NextRuleID int         `json:"next_rule_id"`
+	Rules      []api.Rule  `json:"rules"`
+	Ports      []savedPort `json:"ports,omitempty"`
+	// Subnet6 is the IPv6 subnet a daemon run with --ipv6 and without
+	// --subnet6 chose (a random unique local /64), kept so that
+	// containers keep their addresses across restarts.
+	Subnet6 string `json:"subnet6,omitempty"`
 }
 
 // StatePath is the default state file of a daemon whose control socket is

@@ -3,6 +3,7 @@ package dns
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -34,7 +35,14 @@ func FuzzHandle(f *testing.F) {
 	}
 	f.Add([]byte{0, 1, 0x78, 0, 0, 1, 0, 0, 0, 0, 0, 0}, false) // opcode 15, a question missing
 	up := startTestUpstream(f)
-	s, _ := newTestServer(f, func(c *Config) { c.Upstreams = []netip.AddrPort{up.addr}; c.Rate = 1 << 30 })
+	// A query the upstream leaves unanswered waits for Timeout: short, so
+	// that no input runs for seconds (a worker still in one when -fuzztime
+	// ends fails the run with "context deadline exceeded").
+	s, _ := newTestServer(f, func(c *Config) {
+		c.Upstreams = []netip.AddrPort{up.addr}
+		c.Rate = 1 << 30
+		c.Timeout = 100 * time.Millisecond
+	})
 	f.Fuzz(func(t *testing.T, in []byte, tcp bool) {
 		out := s.handle(in, cliIP, tcp)
 		if out == nil {

@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -83,29 +84,17 @@ func New(cfg Config) (*Server, error) {
 	if !cfg.Addr.Is4() || !cfg.Subnet.IsValid() || !cfg.Subnet.Contains(cfg.Addr) {
 		return nil, fmt.Errorf("address %s not an IPv4 address of subnet %s: %w", cfg.Addr, cfg.Subnet, ErrInvalidConfig)
 	}
-	if cfg.Domain == "" {
-		cfg.Domain = DefaultDomain
-	}
+	cfg.Domain = cmp.Or(cfg.Domain, DefaultDomain)
 	d, err := CheckDomain(cfg.Domain)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", err, ErrInvalidConfig)
 	}
 	cfg.Domain = d
-	if cfg.ResolvConf == "" {
-		cfg.ResolvConf = DefaultResolvConf
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultTimeout
-	}
-	if cfg.CacheSize == 0 {
-		cfg.CacheSize = DefaultCacheSize
-	}
-	if cfg.Rate == 0 {
-		cfg.Rate = DefaultRate
-	}
-	if cfg.MTU == 0 {
-		cfg.MTU = 1500
-	}
+	cfg.ResolvConf = cmp.Or(cfg.ResolvConf, DefaultResolvConf)
+	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultTimeout)
+	cfg.CacheSize = cmp.Or(cfg.CacheSize, DefaultCacheSize)
+	cfg.Rate = cmp.Or(cfg.Rate, DefaultRate)
+	cfg.MTU = cmp.Or(cfg.MTU, 1500)
 	if cfg.Timeout < 0 || cfg.CacheSize < 0 || cfg.Rate < 0 || cfg.MTU < 576 {
 		return nil, fmt.Errorf("negative Timeout, CacheSize or Rate, or MTU under 576: %w", ErrInvalidConfig)
 	}

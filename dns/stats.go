@@ -74,24 +74,20 @@ func (c *counters) query(qtype uint16) {
 	c.queries[i].Add(1)
 }
 
+// resultRcodes are the rcodes of the first entries of Results, in order.
+var resultRcodes = [...]int{dns.RcodeSuccess, dns.RcodeNameError, dns.RcodeServerFailure,
+	dns.RcodeFormatError, dns.RcodeRefused, dns.RcodeNotImplemented}
+
 // result counts an answer with rcode, or -1 for a dropped query.
 func (c *counters) result(rcode int) {
-	i := 6
-	switch rcode {
-	case -1:
-		i = 7
-	case dns.RcodeSuccess:
-		i = 0
-	case dns.RcodeNameError:
-		i = 1
-	case dns.RcodeServerFailure:
-		i = 2
-	case dns.RcodeFormatError:
-		i = 3
-	case dns.RcodeRefused:
-		i = 4
-	case dns.RcodeNotImplemented:
-		i = 5
+	i := len(resultRcodes) // other
+	if rcode == -1 {
+		i++ // dropped
+	}
+	for j, r := range resultRcodes {
+		if r == rcode {
+			i = j
+		}
 	}
 	c.results[i].Add(1)
 }

@@ -93,10 +93,11 @@ func TestConcurrent(t *testing.T) {
 	if got := tb.Len(); got != sum || got != st.Entries {
 		t.Errorf("Len() = %d, Stats().Entries = %d, sum of per-port counts and statics = %d; want all equal", got, st.Entries, sum)
 	}
-	// Every entry that ever existed is still there, aged or was flushed.
-	if in, out := st.Learned+statics, uint64(st.Entries)+st.Aged+st.Flushed; in != out {
-		t.Errorf("learned %d + static %d = %d, but entries %d + aged %d + flushed %d = %d",
-			st.Learned, statics, in, st.Entries, st.Aged, st.Flushed, out)
+	// Every entry that ever existed is still there, aged, was flushed or
+	// was evicted.
+	if in, out := st.Learned+statics, uint64(st.Entries)+st.Aged+st.Flushed+st.Evicted; in != out {
+		t.Errorf("learned %d + static %d = %d, but entries %d + aged %d + flushed %d + evicted %d = %d",
+			st.Learned, statics, in, st.Entries, st.Aged, st.Flushed, st.Evicted, out)
 	}
 	if st.Learned == 0 || st.Aged == 0 || st.Flushed == 0 || st.Moved == 0 {
 		t.Errorf("the test did not exercise every path: %+v", st)

@@ -21,12 +21,16 @@
 // older than that is already a miss for Lookup before Expire removes it.
 //
 // The table is bounded in total ([Config.MaxEntries]) and per port
-// ([Config.MaxPerPort], dynamic entries only). When a limit is reached, Learn
-// does not learn the MAC and reports why ([LimitPort], [LimitTotal]); the event
-// is counted in [Stats]. The frame itself is unaffected: the caller still
-// forwards it, and frames towards the unlearned MAC are flooded as for any
-// unknown destination. This bounds the memory a port can make the switch use
-// by sending frames from random source addresses (MAC flooding).
+// ([Config.MaxPerPort], dynamic entries only). A new MAC on a port at its
+// limit is not learned ([LimitPort], as the Linux bridge's max_learned); the
+// frame itself is unaffected: the caller still forwards it, and frames
+// towards the unlearned MAC are flooded as for any unknown destination. A new
+// MAC that finds the whole table full evicts the oldest entry of the port
+// holding the most entries, as Open vSwitch does (evict.go), so a port
+// flooding random source addresses cannot lock the other ports' stations
+// out; only a table full of static entries refuses ([LimitTotal]). Every
+// event is counted in [Stats]. This bounds the memory a port can make the
+// switch use by MAC flooding.
 //
 // Multicast (including broadcast) and all-zero source addresses are never
 // learned ([Ignored]). The Linux bridge goes further and drops such frames in

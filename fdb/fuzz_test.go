@@ -15,12 +15,44 @@ type refTable struct {
 	maxEntries, maxPerPort int
 	m                      map[Key]*refEntry
 	st                     Stats
+	seq                    int // orders dynamic entries by when they came to their port
 }
 
 type refEntry struct {
 	port   PortID
 	static bool
 	last   int64
+	seq    int
+}
+
+// evict removes the oldest entry (lowest seq) of the port with the most
+// dynamic entries, the lowest port on a tie; false if there is none.
+func (r *refTable) evict() bool {
+	counts := map[PortID]int{}
+	for _, e := range r.m {
+		if !e.static {
+			counts[e.port]++
+		}
+	}
+	victim, most := NoPort, 0
+	for p, n := range counts {
+		if n > most || n == most && p < victim {
+			victim, most = p, n
+		}
+	}
+	if most == 0 {
+		return false
+	}
+	var old Key
+	oldSeq := -1
+	for k, e := range r.m {
+		if !e.static && e.port == victim && (oldSeq < 0 || e.seq < oldSeq) {
+			old, oldSeq = k, e.seq
+		}
+	}
+	delete(r.m, old)
+	r.st.Evicted++
+	return true
 }
 
 func (r *refTable) aged(e *refEntry, now int64) bool { return !e.static && now-e.last >= r.ageing }
@@ -57,7 +89,8 @@ func (r *refTable) learn(k Key, port PortID, now int64) LearnResult {
 			r.st.LimitPort++
 			return LimitPort
 		}
-		e.port, e.last = port, max(e.last, now)
+		r.seq++
+		e.port, e.last, e.seq = port, max(e.last, now), r.seq
 		r.st.Moved++
 		return Moved
 	case e != nil: // aged: as if it had been expired first
@@ -72,12 +105,13 @@ func (r *refTable) learn(k Key, port PortID, now int64) LearnResult {
 			r.st.LimitPort++
 			return LimitPort
 		}
-		if len(r.m) >= r.maxEntries {
+		if len(r.m) >= r.maxEntries && !r.evict() {
 			r.st.LimitTotal++
 			return LimitTotal
 		}
 	}
-	r.m[k] = &refEntry{port: port, last: now}
+	r.seq++
+	r.m[k] = &refEntry{port: port, last: now, seq: r.seq}
 	r.st.Learned++
 	return Learned
 }

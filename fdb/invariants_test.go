@@ -40,5 +40,22 @@ func (t *Table) checkInvariants() error {
 	if len(t.m) > t.maxEntries {
 		return fmt.Errorf("%d entries, over MaxEntries %d", len(t.m), t.maxEntries)
 	}
+	// The eviction lists hold exactly the dynamic entries of their port.
+	if len(t.order) != len(counts) {
+		return fmt.Errorf("%d eviction lists, want one for each of %d ports", len(t.order), len(counts))
+	}
+	for p, o := range t.order {
+		n := 0
+		var prev *entry
+		for e := o.head; e != nil; prev, e = e, e.next {
+			if e.prev != prev || e.port != p || e.static || t.m[e.ik] != e {
+				return fmt.Errorf("eviction list of port %d is broken at %v", p, unpack(e.ik))
+			}
+			n++
+		}
+		if o.tail != prev || n != counts[p] {
+			return fmt.Errorf("eviction list of port %d: %d entries, want %d", p, n, counts[p])
+		}
+	}
 	return nil
 }

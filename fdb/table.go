@@ -112,7 +112,7 @@ const (
 	// MaxPerPort dynamic entries.
 	LimitPort
 	// LimitTotal: not learned because the table already has MaxEntries
-	// entries.
+	// entries, all static (dynamic ones are evicted instead).
 	LimitTotal
 	// StaticConflict: a static entry holds the MAC on another port; it is
 	// not moved.
@@ -157,22 +157,6 @@ func (e Entry) String() string {
 	return s + " age " + e.Age.String()
 }
 
-// Stats are the table's counters. Every field is read atomically, but the
-// fields are not one consistent snapshot of each other.
-type Stats struct {
-	Entries int // entries in the table now, aged ones not yet expired included
-	Static  int // static entries among them
-
-	Learned         uint64 // new dynamic entries
-	Moved           uint64 // MACs moved to another port by Learn
-	Aged            uint64 // dynamic entries removed because they aged
-	Flushed         uint64 // entries (dynamic and static) removed by FlushPort
-	Ignored         uint64 // Learn calls with a multicast or zero source, or NoPort
-	LimitPort       uint64 // Learn calls refused by MaxPerPort
-	LimitTotal      uint64 // Learn calls refused by MaxEntries
-	StaticConflicts uint64 // Learn calls that would have moved a static entry
-}
-
 // entry is the value of the table's map. It is reached through a pointer so
 // that its last-seen time can be updated in place under the read lock.
 type entry struct {
@@ -181,6 +165,11 @@ type entry struct {
 	lastSeen atomic.Int64
 	port     PortID // guarded by Table.mu
 	static   bool   // guarded by Table.mu
+	// ik is the entry's key (Key.pack); prev and next link the dynamic
+	// entries of a port in the order they came to it (evict.go). All
+	// guarded by Table.mu.
+	ik         uint64
+	prev, next *entry
 }
 
 // touch raises e.lastSeen to now, unless that would move it by less than
@@ -211,12 +200,14 @@ type Table struct {
 	mu      sync.RWMutex      // guards m, perPort, statics and the port and static fields of every entry
 	m       map[uint64]*entry // keyed by Key.pack
 	perPort map[PortID]int    // dynamic entries per port; ports with none are absent
+	order   map[PortID]*order // dynamic entries per port, oldest first (evict.go)
 	statics int               // static entries in m
 
 	n atomic.Int64 // len(m), for Len and Stats without the lock
 
 	learned, moved, aged, flushed  atomic.Uint64
 	ignored, limitPort, limitTotal atomic.Uint64
+	evicted                        atomic.Uint64
 	staticConflicts                atomic.Uint64
 }
 
@@ -247,6 +238,7 @@ func New(cfg Config) (*Table, error) {
 		maxPerPort: cfg.MaxPerPort,
 		m:          make(map[uint64]*entry),
 		perPort:    make(map[PortID]int),
+		order:      make(map[PortID]*order),
 	}, nil
 }
 
@@ -273,12 +265,12 @@ func (t *Table) isAged(e *entry, now int64) bool {
 // Only a new MAC and a move take the write lock.
 //
 // Limits: a new MAC on a port that already has MaxPerPort dynamic entries is
-// LimitPort; a new MAC when the table has MaxEntries entries is LimitTotal
-// (the per-port limit is checked first). A MAC moving to a port at its
-// MaxPerPort limit is LimitPort and stays on its old port. In every case the
-// MAC is not learned, the event is counted in [Stats], and the caller still
-// forwards the frame; frames towards that MAC are then flooded as for any
-// unknown destination. Aged entries hold their slots until Expire removes them
+// LimitPort; a MAC moving to a port at its MaxPerPort limit is LimitPort
+// and stays on its old port. Then the MAC is not learned, the event is
+// counted in [Stats], and the caller still forwards the frame; frames
+// towards that MAC are then flooded as for any unknown destination. A new
+// MAC when the table has MaxEntries entries evicts one (see evict.go) and is
+// Learned; LimitTotal only when every entry is static. Aged entries hold their slots until Expire removes them
 // (or Learn replaces them), so the owner should call Expire periodically.
 //
 // Static entries are never moved (StaticConflict); they behave like Linux
@@ -324,13 +316,17 @@ func (t *Table) Learn(k Key, port PortID, now int64) LearnResult {
 		if e != nil { // aged, not yet expired: as if Expire had run first
 			t.removeLocked(ik, e)
 			t.aged.Add(1)
+		} else if len(t.m) >= t.maxEntries {
+			t.evictLocked()
 		}
 		t.insertLocked(ik, port, false, now)
 		t.learned.Add(1)
 	case Moved:
+		t.unlinkLocked(e)
 		t.decPortLocked(e.port)
 		t.perPort[port]++
 		e.port = port
+		t.linkLocked(e)
 		e.touch(now, 0)
 		t.moved.Add(1)
 	default:
@@ -371,32 +367,23 @@ func (t *Table) classifyLocked(e *entry, port PortID, now int64) LearnResult {
 	if t.perPort[port] >= t.maxPerPort {
 		return LimitPort
 	}
-	if len(t.m) >= t.maxEntries {
+	if len(t.m) >= t.maxEntries && len(t.m) == t.statics {
+		// Full of static entries: nothing to evict.
 		return LimitTotal
 	}
 	return Learned
 }
 
-func (t *Table) countRefusal(r LearnResult) {
-	switch r {
-	case LimitPort:
-		t.limitPort.Add(1)
-	case LimitTotal:
-		t.limitTotal.Add(1)
-	case StaticConflict:
-		t.staticConflicts.Add(1)
-	}
-}
-
 // insertLocked adds a new entry. t.mu must be held for writing.
 func (t *Table) insertLocked(ik uint64, port PortID, static bool, now int64) {
-	e := &entry{port: port, static: static}
+	e := &entry{port: port, static: static, ik: ik}
 	e.lastSeen.Store(now)
 	t.m[ik] = e
 	if static {
 		t.statics++
 	} else {
 		t.perPort[port]++
+		t.linkLocked(e)
 	}
 	t.n.Store(int64(len(t.m)))
 }
@@ -407,6 +394,7 @@ func (t *Table) removeLocked(ik uint64, e *entry) {
 	if e.static {
 		t.statics--
 	} else {
+		t.unlinkLocked(e)
 		t.decPortLocked(e.port)
 	}
 	t.n.Store(int64(len(t.m)))
@@ -458,6 +446,7 @@ func (t *Table) AddStatic(k Key, port PortID) error {
 	defer t.mu.Unlock()
 	if e := t.m[ik]; e != nil {
 		if !e.static {
+			t.unlinkLocked(e)
 			t.decPortLocked(e.port)
 			e.static = true
 			t.statics++
@@ -578,24 +567,4 @@ func (t *Table) Entries(now int64) []Entry {
 		return cmp.Compare(a.Key.pack(), b.Key.pack())
 	})
 	return out
-}
-
-// Stats returns the table's counters, each read atomically. Static is read
-// under the read lock.
-func (t *Table) Stats() Stats {
-	t.mu.RLock()
-	static := t.statics
-	t.mu.RUnlock()
-	return Stats{
-		Entries:         t.Len(),
-		Static:          static,
-		Learned:         t.learned.Load(),
-		Moved:           t.moved.Load(),
-		Aged:            t.aged.Load(),
-		Flushed:         t.flushed.Load(),
-		Ignored:         t.ignored.Load(),
-		LimitPort:       t.limitPort.Load(),
-		LimitTotal:      t.limitTotal.Load(),
-		StaticConflicts: t.staticConflicts.Load(),
-	}
 }

@@ -295,7 +295,7 @@ func TestFlushPort(t *testing.T) {
 
 func TestLimits(t *testing.T) {
 	ageing := 10 * sec
-	k1, k2, k3, k4 := key(1), key(2), key(3), key(4)
+	k1, k2, k3, k4, k5, k6, k7 := key(1), key(2), key(3), key(4), key(5), key(6), key(7)
 	tests := []struct {
 		name  string
 		cfg   Config
@@ -327,21 +327,47 @@ func TestLimits(t *testing.T) {
 			{op: "expire", now: ageing, want: 1},
 			{op: "learn", k: k2, port: 1, now: ageing, want: Learned},
 		}},
-		{name: "total", cfg: Config{MaxEntries: 3}, steps: []step{
+		{name: "total evicts, the lowest port on a tie", cfg: Config{MaxEntries: 3}, steps: []step{
 			{op: "learn", k: k1, port: 1, want: Learned},
 			{op: "learn", k: k2, port: 2, want: Learned},
 			{op: "static", k: k3, port: 3, want: nil},
-			{op: "learn", k: k4, port: 4, want: LimitTotal},
-			{op: "lookup", k: k4, want: NoPort},
-			{op: "learn", k: k1, port: 4, want: Moved}, // a move does not grow the table
-			{op: "delete", k: k2, want: true},
-			{op: "learn", k: k4, port: 4, want: Learned},
-			{op: "stats", want: Stats{Entries: 3, Static: 1, Learned: 3, Moved: 1, LimitTotal: 1}},
+			{op: "learn", k: k4, port: 4, want: Learned}, // evicts k1
+			{op: "lookup", k: k4, want: PortID(4)},
+			{op: "lookup", k: k1, want: NoPort},
+			{op: "learn", k: k2, port: 4, want: Moved}, // a move does not grow the table
+			{op: "stats", want: Stats{Entries: 3, Static: 1, Learned: 3, Moved: 1, Evicted: 1}},
+		}},
+		{name: "total evicts the oldest of the port with the most", cfg: Config{MaxEntries: 5}, steps: []step{
+			{op: "learn", k: k1, port: 1, want: Learned},
+			{op: "learn", k: k2, port: 2, want: Learned},
+			{op: "learn", k: k3, port: 2, want: Learned},
+			{op: "learn", k: k4, port: 2, want: Learned},
+			{op: "learn", k: k5, port: 2, want: Learned},
+			{op: "learn", k: k2, port: 2, want: Refreshed}, // refreshing does not reorder
+			{op: "learn", k: k6, port: 3, want: Learned},   // evicts k2, the oldest of port 2
+			{op: "learn", k: k7, port: 1, want: Learned},   // evicts k3
+			{op: "lookup", k: k1, want: PortID(1)},
+			{op: "lookup", k: k2, want: NoPort},
+			{op: "lookup", k: k3, want: NoPort},
+			{op: "lookup", k: k4, want: PortID(2)},
+			{op: "lookup", k: k6, want: PortID(3)},
+			{op: "lookup", k: k7, want: PortID(1)},
+			{op: "stats", want: Stats{Entries: 5, Learned: 7, Evicted: 2}},
+		}},
+		{name: "a moved MAC is the newest of its port", cfg: Config{MaxEntries: 3}, steps: []step{
+			{op: "learn", k: k1, port: 1, want: Learned},
+			{op: "learn", k: k2, port: 2, want: Learned},
+			{op: "learn", k: k3, port: 2, want: Learned},
+			{op: "learn", k: k2, port: 1, want: Moved},   // port 1: k1, k2
+			{op: "learn", k: k4, port: 3, want: Learned}, // evicts k1
+			{op: "lookup", k: k1, want: NoPort},
+			{op: "lookup", k: k2, want: PortID(1)},
 		}},
 		{name: "per port is checked first", cfg: Config{MaxEntries: 1, MaxPerPort: 1}, steps: []step{
 			{op: "learn", k: k1, port: 1, want: Learned},
 			{op: "learn", k: k2, port: 1, want: LimitPort},
-			{op: "learn", k: k2, port: 2, want: LimitTotal},
+			{op: "learn", k: k2, port: 2, want: Learned}, // evicts k1
+			{op: "lookup", k: k1, want: NoPort},
 		}},
 	}
 	for _, tt := range tests {
@@ -422,7 +448,6 @@ func TestHotPathTakesNoWriteLock(t *testing.T) {
 		{"learn multicast", func() any { return tb.Learn(Key{MAC: MAC{1}}, 1, sec) }, Ignored},
 		{"learn over port limit", func() any { return tb.Learn(key(4), 1, sec) }, LimitPort},
 		{"move to full port", func() any { return tb.Learn(key(2), 1, sec) }, LimitPort},
-		{"learn over total limit", func() any { return tb.Learn(key(4), 4, sec) }, LimitTotal},
 		{"static conflict", func() any { return tb.Learn(key(3), 1, sec) }, StaticConflict},
 	}
 	for _, tt := range tests {

@@ -98,6 +98,16 @@ type Config struct {
 	// reset and UDP with port unreachable.
 	HostLoopback netip.Addr
 
+	// Addr6 is the gateway's IPv6 address and the containers' /64 (e.g.
+	// fd42:1::1/64), which makes it dual-stack (ipv6.go): it answers ND
+	// for Addr6 and its link-local address from MAC, ICMPv6 echo, and
+	// sends router advertisements. Zero: IPv6 frames are counted
+	// (Stats.IPv6) and dropped.
+	Addr6 netip.Prefix
+
+	// NoRA turns router advertisements off (RFC 4861 6.2.2: AdvSendAdvertisements).
+	NoRA bool
+
 	// Clock is the monotonic clock, in nanoseconds, passed to NAT and,
 	// unless Now is set, used for neighbour ages, read once per routed
 	// datagram; nil means one of the process's own. The daemon passes
@@ -135,6 +145,7 @@ type Gateway struct {
 	queue chan qframe // frames waiting for Read
 
 	route *route       // nil without NAT and uplink
+	v6    *ipv6        // nil without Config.Addr6
 	local LocalService // nil: no service on the gateway's address
 
 	done      chan struct{} // closed by Close
@@ -214,6 +225,9 @@ func New(cfg Config) (*Gateway, error) {
 		b := make([]byte, size)
 		return &b
 	}
+	if err := g.setup6(&cfg); err != nil {
+		return nil, err
+	}
 	if (cfg.NAT == nil) != (cfg.Uplink == nil) {
 		return nil, fmt.Errorf("NAT and Uplink must be set together: %w", ErrInvalidConfig)
 	}
@@ -229,6 +243,7 @@ func New(cfg Config) (*Gateway, error) {
 	} else if cfg.HostLoopback.IsValid() {
 		return nil, fmt.Errorf("HostLoopback needs NAT and Uplink: %w", ErrInvalidConfig)
 	}
+	g.start6()
 	return g, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -260,23 +261,11 @@ func TestARP(t *testing.T) {
 			for _, n := range g.Neighbors() {
 				got = append(got, n.IP)
 			}
-			if !equalAddrs(got, tt.wantNeigh) {
+			if !slices.Equal(got, tt.wantNeigh) {
 				t.Errorf("neighbours = %v, want %v", got, tt.wantNeigh)
 			}
 		})
 	}
-}
-
-func equalAddrs(a, b []netip.Addr) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestEchoReply(t *testing.T) {
@@ -842,7 +831,7 @@ func TestNeighborLimit(t *testing.T) {
 		got = append(got, n.IP)
 	}
 	want := []netip.Addr{netip.MustParseAddr("10.90.0.11"), netip.MustParseAddr("10.90.0.12")}
-	if !equalAddrs(got, want) {
+	if !slices.Equal(got, want) {
 		t.Errorf("Neighbors = %v, want %v (oldest evicted)", got, want)
 	}
 	if got := g.Stats().NeighEvicted; got != 1 {

@@ -29,7 +29,11 @@ func (g *Gateway) handleEthernet(eth []byte) {
 		g.handleARP(eth[wire.EthernetLen:])
 		return
 	case wire.EtherTypeIPv6:
-		g.stats.inc(cntIPv6)
+		if g.v6 == nil {
+			g.stats.inc(cntIPv6)
+			return
+		}
+		g.handleIPv6(eth, src)
 		return
 	}
 	if dst != g.mac {
@@ -230,41 +234,46 @@ func (g *Gateway) handleTCP(v *ipv4View, ethSrc [6]byte) {
 		g.stats.inc(cntRateLimited)
 		return
 	}
-	var seq, ack uint32
-	var rflags uint8
-	if flags&wire.TCPFlagACK != 0 {
-		// <SEQ=SEG.ACK><CTL=RST>
-		seq = s.Ack()
-		rflags = wire.TCPFlagRST
-	} else {
-		// <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>, where SYN and FIN
-		// count in SEG.LEN.
-		segLen := uint32(len(s.Payload()))
-		if flags&wire.TCPFlagSYN != 0 {
-			segLen++
-		}
-		if flags&wire.TCPFlagFIN != 0 {
-			segLen++
-		}
-		ack = s.Seq() + segLen
-		rflags = wire.TCPFlagRST | wire.TCPFlagACK
-	}
+	seq, ack, rflags := resetFor(s)
 
 	// The ECN field is not echoed.
 	buf, t := g.answer(ethSrc, v.src, v.ip.TOS()&^0x03, wire.ProtoTCP, wire.TCPMinLen)
+	putReset(t, s, seq, ack, rflags)
+	binary.BigEndian.PutUint16(t[16:18], transportChecksum(t, wire.ProtoTCP, g.addr, v.src))
+	if g.enqueue(buf, wire.EthernetLen+wire.IPv4MinLen+wire.TCPMinLen) {
+		g.stats.inc(cntTCPResets)
+	}
+}
+
+// resetFor returns the sequence and acknowledgment numbers and the flags
+// of the reset answering s (RFC 9293 3.10.7.1).
+func resetFor(s wire.TCP) (seq, ack uint32, flags uint8) {
+	if s.Flags()&wire.TCPFlagACK != 0 {
+		// <SEQ=SEG.ACK><CTL=RST>
+		return s.Ack(), 0, wire.TCPFlagRST
+	}
+	// <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>, where SYN and FIN count
+	// in SEG.LEN.
+	segLen := uint32(len(s.Payload()))
+	if s.Flags()&wire.TCPFlagSYN != 0 {
+		segLen++
+	}
+	if s.Flags()&wire.TCPFlagFIN != 0 {
+		segLen++
+	}
+	return 0, s.Seq() + segLen, wire.TCPFlagRST | wire.TCPFlagACK
+}
+
+// putReset writes into t (TCPMinLen bytes) the header of a reset answering
+// s, its checksum zero.
+func putReset(t []byte, s wire.TCP, seq, ack uint32, flags uint8) {
 	copy(t[0:2], s[2:4]) // source port: the segment's destination port
 	copy(t[2:4], s[0:2])
 	binary.BigEndian.PutUint32(t[4:8], seq)
 	binary.BigEndian.PutUint32(t[8:12], ack)
 	t[12] = (wire.TCPMinLen / 4) << 4
-	t[13] = rflags
-	binary.BigEndian.PutUint16(t[14:16], 0) // window
-	binary.BigEndian.PutUint16(t[16:18], 0) // checksum, below
-	binary.BigEndian.PutUint16(t[18:20], 0) // urgent pointer
-	binary.BigEndian.PutUint16(t[16:18], transportChecksum(t, wire.ProtoTCP, g.addr, v.src))
-	if g.enqueue(buf, wire.EthernetLen+wire.IPv4MinLen+wire.TCPMinLen) {
-		g.stats.inc(cntTCPResets)
-	}
+	t[13] = flags
+	clear(t[14:20]) // window, checksum, urgent pointer
 }
 
 // sendUnreachable answers v with an ICMP destination unreachable of the

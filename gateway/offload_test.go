@@ -42,6 +42,27 @@ func newGSORouter(t *testing.T, hostLo netip.Addr) (*gateway.Gateway, *gsoUplink
 	return g, up
 }
 
+// putTCP4 writes into p, which holds a whole packet, the IPv4 header (TTL
+// 64, fragment flags ipFlags) and the TCP header (data offset 5, flags
+// tcpFlags) of a segment from src:sport to dst:dport whose TCP checksum
+// field holds the pseudo-header sum, as for a GSO packet. It returns the
+// TCP segment.
+func putTCP4(p []byte, src, dst netip.Addr, sport, dport uint16, ipFlags, tcpFlags byte) []byte {
+	p[0] = 0x45
+	binary.BigEndian.PutUint16(p[2:4], uint16(len(p)))
+	p[6] = ipFlags
+	p[8], p[9] = 64, 6
+	copy(p[12:16], src.AsSlice())
+	copy(p[16:20], dst.AsSlice())
+	binary.BigEndian.PutUint16(p[10:12], checksum.Checksum(p[:20], 0))
+	tcp := p[20:]
+	binary.BigEndian.PutUint16(tcp[0:2], sport)
+	binary.BigEndian.PutUint16(tcp[2:4], dport)
+	tcp[12], tcp[13] = 0x50, tcpFlags
+	binary.BigEndian.PutUint16(tcp[16:18], checksum.Fold(checksum.PseudoHeaderIPv4(src.As4(), dst.As4(), 6, uint16(len(tcp)))))
+	return tcp
+}
+
 // tsoFrame returns a TCP/IPv4 super-frame from container A to dst:80 with
 // n bytes of payload, in segments of mss, behind its virtio_net_hdr
 // (GSO_TCPV4, NEEDS_CSUM: the TCP checksum field holds the pseudo-header
@@ -51,19 +72,7 @@ func tsoFrame(dst netip.Addr, n, mss int) []byte {
 	copy(eth[0:6], gwMAC)
 	copy(eth[6:12], aMAC)
 	eth[12], eth[13] = 0x08, 0x00
-	ip := eth[14:]
-	ip[0] = 0x45
-	binary.BigEndian.PutUint16(ip[2:4], uint16(len(ip)))
-	ip[6] = 0x40 // DF
-	ip[8], ip[9] = 64, 6
-	copy(ip[12:16], aIP.AsSlice())
-	copy(ip[16:20], dst.AsSlice())
-	binary.BigEndian.PutUint16(ip[10:12], checksum.Checksum(ip[:20], 0))
-	tcp := ip[20:]
-	binary.BigEndian.PutUint16(tcp[0:2], 40000)
-	binary.BigEndian.PutUint16(tcp[2:4], 80)
-	tcp[12], tcp[13] = 0x50, 0x18 // data offset 5, PSH ACK
-	binary.BigEndian.PutUint16(tcp[16:18], checksum.Fold(checksum.PseudoHeaderIPv4(aIP.As4(), dst.As4(), 6, uint16(len(tcp)))))
+	tcp := putTCP4(eth[14:], aIP, dst, 40000, 80, 0x40, 0x18) // DF; PSH ACK
 	for i := range n {
 		tcp[20+i] = byte(i)
 	}
@@ -178,17 +187,7 @@ func TestFromUplinkGSO(t *testing.T) {
 	// partial checksum, in segments of 1000 bytes.
 	const n, mss = 20000, 1000
 	p := make([]byte, 40+n)
-	p[0] = 0x45
-	binary.BigEndian.PutUint16(p[2:4], uint16(len(p)))
-	p[8], p[9] = 64, 6
-	copy(p[12:16], lanIP.AsSlice())
-	copy(p[16:20], extIP.AsSlice())
-	binary.BigEndian.PutUint16(p[10:12], checksum.Checksum(p[:20], 0))
-	tcp := p[20:]
-	binary.BigEndian.PutUint16(tcp[0:2], 80)
-	binary.BigEndian.PutUint16(tcp[2:4], sport)
-	tcp[12], tcp[13] = 0x50, 0x10
-	binary.BigEndian.PutUint16(tcp[16:18], checksum.Fold(checksum.PseudoHeaderIPv4(lanIP.As4(), extIP.As4(), 6, uint16(len(tcp)))))
+	putTCP4(p, lanIP, extIP, 80, sport, 0, 0x10) // ACK
 	orig := append([]byte(nil), p...)
 	// Whole, and in parts as the host uplink hands it (header and
 	// payload buffers): the same frame, and the input left alone.
@@ -200,18 +199,25 @@ func TestFromUplinkGSO(t *testing.T) {
 	}
 }
 
+// readRaw returns the next queued frame with its virtio_net_hdr, whatever
+// that says.
+func readRaw(t testing.TB, g *gateway.Gateway) []byte {
+	t.Helper()
+	buf := make([]byte, vswitch.Headroom+vswitch.MaxFrame)
+	n, err := g.Read(buf, vswitch.Headroom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf[vswitch.Headroom : vswitch.Headroom+n]
+}
+
 func checkFromUplinkGSO(t *testing.T, g *gateway.Gateway, parts [][]byte, n, mss int) {
 	t.Helper()
 	g.FromUplinkGSOSlices(parts, mss)
 	if g.Queued() != 1 {
 		t.Fatalf("%d frames queued, want 1", g.Queued())
 	}
-	buf := make([]byte, vswitch.Headroom+vswitch.MaxFrame)
-	got, err := g.Read(buf, vswitch.Headroom)
-	if err != nil {
-		t.Fatal(err)
-	}
-	frame := buf[vswitch.Headroom : vswitch.Headroom+got]
+	frame := readRaw(t, g)
 	h := gso.ParseHdr(frame)
 	want := gso.Hdr{Flags: gso.FlagNeedsCsum, GSOType: gso.TypeTCPv4, HdrLen: 54, GSOSize: uint16(mss), CsumStart: 34, CsumOffset: 16}
 	if h != want {
@@ -304,12 +310,8 @@ func FuzzFromUplinkGSO(f *testing.F) {
 		}
 		g.FromUplinkGSO(in, mss)
 		for g.Queued() > 0 {
-			buf := make([]byte, vswitch.Headroom+vswitch.MaxFrame)
-			n, err := g.Read(buf, vswitch.Headroom)
-			if err != nil {
-				t.Fatal(err)
-			}
-			frame := buf[vswitch.Headroom : vswitch.Headroom+n]
+			frame := readRaw(t, g)
+			n := len(frame)
 			h := gso.ParseHdr(frame)
 			if h.GSOType == gso.TypeTCPv4 && (int(h.GSOSize) != mss || n-gso.HdrLen <= int(h.HdrLen)+mss) {
 				t.Fatalf("virtio_net_hdr %+v for a %d-byte frame, mss %d", h, n-gso.HdrLen, mss)

@@ -32,6 +32,8 @@ const (
 	cntPendingDropped
 	cntPendingExpired
 	cntARPRequestsSent
+	cntNeighAdverts
+	cntRouterAdverts
 
 	cntLocalIn
 	cntLocalOut
@@ -116,6 +118,9 @@ type Stats struct {
 	PendingQueued, PendingDropped, PendingExpired uint64
 	// ARPRequestsSent counts ARP requests the gateway sent.
 	ARPRequestsSent uint64
+	// NeighAdverts counts neighbor advertisements sent (RFC 4861 7.2.4,
+	// unsolicited ones included); RouterAdverts router advertisements.
+	NeighAdverts, RouterAdverts uint64
 
 	// LocalIn counts datagrams handed to the LocalService (local.go);
 	// LocalOut those it sent to containers.
@@ -149,7 +154,7 @@ type Stats struct {
 	// NotForUs counts frames for other MACs (the switch's floods) that
 	// were not ARP.
 	NotForUs uint64
-	// IPv6 counts IPv6 frames, not handled yet.
+	// IPv6 counts IPv6 frames received while IPv6 is off (Config.Addr6).
 	IPv6 uint64
 	// OtherEtherType counts frames of other EtherTypes (802.1Q tags
 	// included).
@@ -189,6 +194,8 @@ func (c *counters) snapshot() Stats {
 		PendingDropped:  c[cntPendingDropped].Load(),
 		PendingExpired:  c[cntPendingExpired].Load(),
 		ARPRequestsSent: c[cntARPRequestsSent].Load(),
+		NeighAdverts:    c[cntNeighAdverts].Load(),
+		RouterAdverts:   c[cntRouterAdverts].Load(),
 		LocalIn:         c[cntLocalIn].Load(),
 		LocalOut:        c[cntLocalOut].Load(),
 		Offload:         c[cntOffload].Load(),

@@ -125,6 +125,22 @@ func (p packet) icmpEcho() string {
 	return ""
 }
 
+// readPCAPNGFile reads every packet of the pcapng file, and checks that it
+// has the one interface iface.
+func readPCAPNGFile(t *testing.T, file, iface string) []packet {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	pkts, names := readPCAPNG(t, f)
+	if len(names) != 1 || names[0] != iface {
+		t.Errorf("interfaces: %v, want [%s]", names, iface)
+	}
+	return pkts
+}
+
 // readPCAPNG reads every packet of a pcapng stream, and the names of its
 // interfaces.
 func readPCAPNG(t *testing.T, r io.Reader) ([]packet, []string) {
@@ -202,15 +218,7 @@ func TestCapturePing(t *testing.T) {
 	if m == nil || m[1] == "0" || m[3] != "0" {
 		t.Errorf("capture summary: %q, want packets captured and none dropped", stderr)
 	}
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	pkts, names := readPCAPNG(t, f)
-	if len(names) != 1 || names[0] != "c1" {
-		t.Errorf("interfaces: %v, want [c1]", names)
-	}
+	pkts := readPCAPNGFile(t, file, "c1")
 	req := fmt.Sprintf("%s > %s request", ip(ports[0]), ip(ports[1]))
 	rep := fmt.Sprintf("%s > %s reply", ip(ports[1]), ip(ports[0]))
 	var reqs, reps int
@@ -415,11 +423,10 @@ func TestCaptureSlowReader(t *testing.T) {
 	eventually(t, 10*time.Second, "capture ended after its client left", func() bool { return len(d.captures(t)) == 0 })
 }
 
-// TestMetrics scrapes /metrics, parses it with the Prometheus text parser,
-// and checks that counters move with traffic.
-func TestMetrics(t *testing.T) {
-	requireRoot(t, "ping")
-	d, ns, ports := twoContainers(t, "--metrics", "127.0.0.1:0")
+// metricsURL waits for the daemon d to log where it serves /metrics, and
+// returns that URL.
+func metricsURL(t *testing.T, d *daemon) string {
+	t.Helper()
 	var url string
 	re := regexp.MustCompile(`url=(http://127\.0\.0\.1:\d+/metrics)`)
 	eventually(t, 5*time.Second, "metrics address in the daemon's log", func() bool {
@@ -429,19 +436,32 @@ func TestMetrics(t *testing.T) {
 		}
 		return m != nil
 	})
-	scrape := func() map[string]*dto.MetricFamily {
-		resp, err := http.Get(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		p := expfmt.NewTextParser(model.UTF8Validation)
-		mf, err := p.TextToMetricFamilies(bufio.NewReader(resp.Body))
-		if err != nil {
-			t.Fatalf("/metrics does not parse: %v", err)
-		}
-		return mf
+	return url
+}
+
+// scrapeMetrics gets url and parses it with the Prometheus text parser.
+func scrapeMetrics(t *testing.T, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mf, err := p.TextToMetricFamilies(bufio.NewReader(resp.Body))
+	if err != nil {
+		t.Fatalf("/metrics does not parse: %v", err)
+	}
+	return mf
+}
+
+// TestMetrics scrapes /metrics, parses it with the Prometheus text parser,
+// and checks that counters move with traffic.
+func TestMetrics(t *testing.T) {
+	requireRoot(t, "ping")
+	d, ns, ports := twoContainers(t, "--metrics", "127.0.0.1:0")
+	url := metricsURL(t, d)
+	scrape := func() map[string]*dto.MetricFamily { return scrapeMetrics(t, url) }
 	val := func(mf map[string]*dto.MetricFamily, name, label, value string) float64 {
 		for _, m := range mf[name].GetMetric() {
 			if label == "" {
@@ -502,15 +522,7 @@ func TestCaptureUplink(t *testing.T) {
 	c := d.startCapture(t, nil, "uplink", "-w", file, "icmp")
 	ping(t, c1, lanIP)
 	c.stop(t)
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	pkts, names := readPCAPNG(t, f)
-	if len(names) != 1 || names[0] != "uplink" {
-		t.Errorf("interfaces: %v, want [uplink]", names)
-	}
+	pkts := readPCAPNGFile(t, file, "uplink")
 	want := map[string]int{
 		fmt.Sprintf("%s > %s request", upIP, lanIP): 2,
 		fmt.Sprintf("%s > %s reply", lanIP, upIP):   2,

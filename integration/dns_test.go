@@ -1,14 +1,11 @@
 package integration
 
 import (
-	"bufio"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,8 +13,6 @@ import (
 
 	"github.com/miekg/dns"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/tapswitch/tapswitch/internal/netnsutil"
 )
@@ -349,25 +344,7 @@ func TestDNSScope(t *testing.T) {
 	}
 
 	// The counters, in /metrics.
-	var url string
-	re := regexp.MustCompile(`url=(http://127\.0\.0\.1:\d+/metrics)`)
-	eventually(t, 5*time.Second, "metrics address in the daemon's log", func() bool {
-		m := re.FindStringSubmatch(d.log.String())
-		if m != nil {
-			url = m[1]
-		}
-		return m != nil
-	})
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	mf, err := parser.TextToMetricFamilies(bufio.NewReader(resp.Body))
-	resp.Body.Close()
-	if err != nil {
-		t.Fatalf("/metrics does not parse: %v", err)
-	}
+	mf := scrapeMetrics(t, metricsURL(t, d))
 	counter := func(name, label, value string) float64 {
 		for _, m := range mf[name].GetMetric() {
 			for _, l := range m.GetLabel() {

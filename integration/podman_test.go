@@ -211,22 +211,34 @@ func writeFile(t *testing.T, path, s string) {
 	}
 }
 
-// httpGet fetches http://addr/ from the namespace ns with a bare HTTP/1.0
+// fetchPage fetches http://addr/ from the namespace ns with a bare HTTP/1.0
 // request and returns the body.
-func httpGet(t *testing.T, ns, addr string) string {
+func fetchPage(t *testing.T, ns, addr string) (string, error) {
 	t.Helper()
 	c, err := dialTCP(t, ns, addr, 5*time.Second)
 	if err != nil {
-		t.Fatalf("connect to %s from %s: %v", addr, ns, err)
+		return "", fmt.Errorf("connect to %s from %s: %w", addr, ns, err)
 	}
 	defer c.Close()
 	fmt.Fprintf(c, "GET / HTTP/1.0\r\nHost: %s\r\n\r\n", addr)
 	resp, err := io.ReadAll(bufio.NewReader(c))
 	if err != nil {
-		t.Fatalf("GET http://%s/: %v", addr, err)
+		return "", fmt.Errorf("GET http://%s/: %w", addr, err)
 	}
 	_, body, _ := strings.Cut(string(resp), "\r\n\r\n")
-	return body
+	return body, nil
+}
+
+// pageServed waits until http://addr/ from ns serves the test page. The
+// published port's listener is tapswitch's and accepts at once; the
+// container's httpd may start listening a little after podman returns,
+// so a connection before that is reset.
+func pageServed(t *testing.T, ns, addr string) {
+	t.Helper()
+	eventually(t, 10*time.Second, "the page served at "+addr, func() bool {
+		body, err := fetchPage(t, ns, addr)
+		return err == nil && body == "hello from tapswitch\n"
+	})
 }
 
 // TestPodman runs the walkthrough of the README's "With podman" section with
@@ -294,9 +306,7 @@ func TestPodman(t *testing.T) {
 		t.Errorf("nslookup web2 10.90.0.1 in web1 = %q, want %s", out, ip2)
 	}
 	for _, hp := range []string{"18180", "18190"} {
-		if body := httpGet(t, host, "127.0.0.1:"+hp); body != "hello from tapswitch\n" {
-			t.Errorf("GET 127.0.0.1:%s = %q, want the page", hp, body)
-		}
+		pageServed(t, host, "127.0.0.1:"+hp)
 	}
 
 	// restart is DEL then ADD: the port comes back under the same name.
@@ -304,16 +314,7 @@ func TestPodman(t *testing.T) {
 	if _, ok := d.portNamed(t, "web1"); !ok {
 		t.Errorf("no port web1 after podman restart: %v", d.ports(t))
 	}
-	eventually(t, 10*time.Second, "httpd of web1 back after restart", func() bool {
-		c, err := dialTCP(t, host, "127.0.0.1:18180", time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	if body := httpGet(t, host, "127.0.0.1:18180"); body != "hello from tapswitch\n" {
-		t.Errorf("GET 127.0.0.1:18180 after restart = %q", body)
-	}
+	pageServed(t, host, "127.0.0.1:18180")
 
 	// A container that exits by itself: podman's cleanup process runs DEL,
 	// with the conflist only.
@@ -378,9 +379,7 @@ func TestPodmanRootless(t *testing.T) {
 		t.Errorf("podman inspect rl1: %q, tapswitch's port has %s", addr, got)
 	}
 	p.must(t, "exec", "rl1", "ping", "-c", "2", "-W", "2", gatewayIP)
-	if body := httpGet(t, host, "127.0.0.1:18480"); body != "hello from tapswitch\n" {
-		t.Errorf("GET 127.0.0.1:18480 = %q, want the page", body)
-	}
+	pageServed(t, host, "127.0.0.1:18480")
 	p.must(t, "rm", "-f", "-t", "0", "rl1")
 	if _, ok := d.portNamed(t, "rl1"); ok {
 		t.Errorf("port rl1 still there after podman rm -f")

@@ -83,6 +83,12 @@ func requireRootless(t *testing.T, tools ...string) {
 func startRootlessDaemon(t *testing.T, args ...string) (*daemon, string) {
 	t.Helper()
 	host := newNS(t)
+	return startRootlessDaemonIn(t, host, args...), host
+}
+
+// startRootlessDaemonIn is startRootlessDaemon in the namespace host.
+func startRootlessDaemonIn(t *testing.T, host string, args ...string) *daemon {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "tswr")
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +101,7 @@ func startRootlessDaemon(t *testing.T, args ...string) (*daemon, string) {
 	prefix = append(prefix, "env", "XDG_RUNTIME_DIR="+dir)
 	d := startDaemonWith(t, dir, prefix, args...)
 	d.as = asNobody
-	return d, host
+	return d
 }
 
 // container is a rootless "container": a process of nobody in its own user

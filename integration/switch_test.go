@@ -2,12 +2,12 @@ package integration
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"slices"
@@ -84,11 +84,16 @@ func transfer(t *testing.T, clientNS, serverNS, serverIP string, size int64, pro
 
 // transferVia is transfer with the server listening on listen in serverNS
 // and the client dialling dial, which may be a NAT's published address.
+// Both use IPv6 when dial is an IPv6 address ("[ADDR]:PORT").
 func transferVia(t *testing.T, clientNS, serverNS, listen, dial string, size int64, progress *atomic.Int64) (sent, got [32]byte) {
 	t.Helper()
+	network := "tcp4"
+	if strings.HasPrefix(dial, "[") {
+		network = "tcp6"
+	}
 	var ln net.Listener
 	if err := netnsutil.Do(netnsutil.Path(serverNS), func() (err error) {
-		ln, err = net.Listen("tcp4", listen)
+		ln, err = net.Listen(network, listen)
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -119,7 +124,7 @@ func transferVia(t *testing.T, clientNS, serverNS, listen, dial string, size int
 
 	var conn net.Conn
 	if err := netnsutil.Do(netnsutil.Path(clientNS), func() (err error) {
-		conn, err = net.DialTimeout("tcp4", dial, 10*time.Second)
+		conn, err = net.DialTimeout(network, dial, 10*time.Second)
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -227,17 +232,7 @@ func TestBroadcastARP(t *testing.T) {
 	// An ARP request for an address nobody has, in our own subnet.
 	marker := [4]byte{10, 90, 255, 254}
 	mac, _ := net.ParseMAC(ports[0].MAC)
-	src := net.ParseIP(ip(ports[0])).To4()
-	frame := make([]byte, 0, 60)
-	frame = append(frame, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
-	frame = append(frame, mac...)
-	frame = binary.BigEndian.AppendUint16(frame, unix.ETH_P_ARP)
-	frame = append(frame, 0, 1, 8, 0, 6, 4, 0, 1) // Ethernet, IPv4, request
-	frame = append(frame, mac...)
-	frame = append(frame, src...)
-	frame = append(frame, 0, 0, 0, 0, 0, 0)
-	frame = append(frame, marker[:]...)
-	frame = append(frame, make([]byte, 60-len(frame))...)
+	frame := arpFrame(mac, mac, ip(ports[0]), netip.AddrFrom4(marker).String())
 	dst := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ARP), Ifindex: ifindex0, Halen: 6, Addr: [8]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}}
 	if err := unix.Sendto(fds[0], frame, 0, dst); err != nil {
 		t.Fatal(err)
@@ -348,7 +343,14 @@ func TestAttachErrors(t *testing.T) {
 		{"bad interface name", []string{"--netns", netnsutil.Path(ns), "--ifname", "a/b"}, ns, "a/b"},
 		{"bad mtu", []string{"--netns", netnsutil.Path(ns), "--mtu", "70000"}, ns, "mtu 70000"},
 	}
-	hostBefore := links(t, "")
+	// The daemon runs in this (the host's) namespace, where it creates each
+	// TAP under a temporary name "tsw<its PID>_<n>" before moving it: none
+	// may be left. Other links of the host come and go with other programs.
+	tempPrefix := fmt.Sprintf("tsw%d_", d.cmd.Process.Pid)
+	daemonLinks := func() []string {
+		return slices.DeleteFunc(links(t, ""), func(n string) bool { return !strings.HasPrefix(n, tempPrefix) })
+	}
+	hostBefore := daemonLinks()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			nsBefore := links(t, tt.ns)
@@ -366,8 +368,8 @@ func TestAttachErrors(t *testing.T) {
 			if out, _ := exec.Command("ip", "-n", tt.ns, "-4", "-o", "addr", "show", "scope", "global").CombinedOutput(); len(out) != 0 {
 				t.Errorf("an address was left in the namespace: %s", out)
 			}
-			if after := links(t, ""); !slices.Equal(after, hostBefore) {
-				t.Errorf("host links: got %v, want %v", after, hostBefore)
+			if after := daemonLinks(); !slices.Equal(after, hostBefore) {
+				t.Errorf("the daemon's links in the host namespace: got %v, want %v", after, hostBefore)
 			}
 			if got := len(d.ports(t)); got != 2 {
 				t.Errorf("ports: got %d, want 2 (gateway and c1)", got)

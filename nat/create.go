@@ -182,6 +182,7 @@ func (t *Table) insertLocked(orig Tuple, os side, reply Tuple, rs side, m0, m1 *
 	t.conns[keyOf(reply, rs)] = ref{c, dirReply}
 	t.cand.pushBack(c)
 	t.nconns++
+	t.peak = max(t.peak, t.nconns)
 	t.entries[protoIndex(orig.Proto)].Add(1)
 	t.created.Add(1)
 	return c, DropNone

@@ -82,13 +82,15 @@ const expireBatch = 1024
 // and returns how many. The owner calls it periodically (every few seconds
 // is plenty: an idle entry only costs memory until then). It scans under
 // the read lock and takes the write lock only to remove what it found, 1024
-// entries at a time.
+// entries at a time. Whether the table is under pressure is decided once,
+// at the start: the embryonic TCP connections of a flood all go together.
 func (t *Table) Expire(now int64) int {
 	var dead []*conn
+	pressure := t.underPressure()
 	t.mu.RLock()
 	for _, l := range []*connList{&t.cand, &t.kept, &t.closing} {
 		for c := l.head; c != nil; c = c.next {
-			if t.expired(c, now) {
+			if t.expired(c, now, pressure) {
 				dead = append(dead, c)
 			}
 		}
@@ -105,7 +107,7 @@ func (t *Table) Expire(now int64) int {
 		dead = dead[len(batch):]
 		t.mu.Lock()
 		for _, c := range batch {
-			if !c.dead && t.expired(c, now) { // not refreshed meanwhile
+			if !c.dead && t.expired(c, now, pressure) { // not refreshed meanwhile
 				t.removeLocked(c)
 				n++
 			}
@@ -116,8 +118,8 @@ func (t *Table) Expire(now int64) int {
 	return n
 }
 
-func (t *Table) expired(c *conn, now int64) bool {
-	return now-c.lastSeen.Load() > int64(t.timeoutOf(c, c.flags.Load()))
+func (t *Table) expired(c *conn, now int64, pressure bool) bool {
+	return now-c.lastSeen.Load() > int64(t.timeoutOf(c, c.flags.Load(), pressure))
 }
 
 // Flush removes every connection and returns how many.

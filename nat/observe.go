@@ -6,6 +6,7 @@ import (
 
 // timeout left at now: what `tapswitch conntrack` lists.
 func (t *Table) Entries(now int64) []Entry {
+	pressure := t.underPressure()
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	out := make([]Entry, 0, t.nconns)
@@ -17,7 +18,7 @@ func (t *Table) Entries(now int64) []Entry {
 				State:        stateName(c.orig.Proto, f),
 				Orig:         c.orig,
 				Reply:        c.reply,
-				Timeout:      time.Duration(c.lastSeen.Load() + int64(t.timeoutOf(c, f)) - now),
+				Timeout:      time.Duration(c.lastSeen.Load() + int64(t.timeoutOf(c, f, pressure)) - now),
 				Age:          time.Duration(now - c.created),
 				OrigPackets:  c.packets[dirOrig].Load(),
 				OrigBytes:    c.bytes[dirOrig].Load(),

@@ -30,12 +30,14 @@ type Table struct {
 	kept    connList  // assured when last looked at
 	closing connList  // closing, in the order they were noticed
 	nconns  int
+	peak    int // the most connections since the maps were last made (Compact)
 
 	// closingHead is a lock-free stack of connections that started closing
 	// since the last eviction; pushed by packets, drained under mu.
 	closingHead atomic.Pointer[conn]
 
 	entries                             [3]atomic.Int64
+	pressure                            atomic.Bool // see underPressure
 	nmaps                               atomic.Int64
 	created, nexpired, evicted, refused atomic.Uint64
 	flushed                             atomic.Uint64
@@ -85,6 +87,7 @@ func New(cfg Config) (*Table, error) {
 	def(&cfg.Timeouts.UDP, DefaultUDP)
 	def(&cfg.Timeouts.UDPUnreplied, DefaultUDPUnreplied)
 	def(&cfg.Timeouts.ICMP, DefaultICMP)
+	def(&cfg.Timeouts.TCPPressure, DefaultTCPPressure)
 	t := &Table{
 		cfg:     cfg,
 		ext:     ext.As4(),
@@ -129,12 +132,16 @@ func (t *Table) drop(r DropReason) Result {
 	return Result{Action: Drop, Reason: r}
 }
 
-// timeoutOf returns the idle timeout of c in its current state.
-func (t *Table) timeoutOf(c *conn, f uint32) time.Duration {
+// timeoutOf returns the idle timeout of c in its current state, the table
+// being under pressure or not (underPressure).
+func (t *Table) timeoutOf(c *conn, f uint32, pressure bool) time.Duration {
 	switch c.orig.Proto {
 	case TCP:
 		if f&fClosing == 0 && f&fEstablished != 0 {
 			return t.tmo.TCPEstablished
+		}
+		if f&fClosing == 0 && pressure {
+			return min(t.tmo.TCPPressure, t.tmo.TCPTransitory)
 		}
 		return t.tmo.TCPTransitory
 	case UDP:

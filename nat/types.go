@@ -84,6 +84,14 @@ type Timeouts struct {
 	UDP            time.Duration // default 120 s, after traffic both ways (RFC 4787 REQ-5)
 	UDPUnreplied   time.Duration // default 30 s
 	ICMP           time.Duration // default 60 s (RFC 5508 REQ-1)
+	// TCPPressure replaces TCPTransitory for TCP connections not yet
+	// established (SYN seen, handshake not completed) while the table is
+	// under pressure (from more than half full until less than an eighth
+	// full): default 10 s. A SYN
+	// flood fills the table with such entries; nf_conntrack drops them
+	// early (early_drop) for the same reason. RFC 5382 REQ-5 lets a NAT
+	// abandon connections under resource pressure.
+	TCPPressure time.Duration
 }
 
 // The default timeouts.
@@ -93,6 +101,7 @@ const (
 	DefaultUDP            = 120 * time.Second
 	DefaultUDPUnreplied   = 30 * time.Second
 	DefaultICMP           = 60 * time.Second
+	DefaultTCPPressure    = 10 * time.Second
 	DefaultMaxEntries     = 65536
 	DefaultPortMin        = 1024
 	DefaultPortMax        = 65535

@@ -2,9 +2,10 @@
 # Installs what tapswitch's demo, tests and benchmarks need and is missing:
 # Debian packages with apt-get when we are root, Go modules through go.mod.
 # Idempotent: it installs nothing when everything is there.
-# `deps.sh bench` also installs what the benchmarks compare with: Open
-# vSwitch and vde2 (make bench), nftables (make bench-nat), slirp4netns and
-# passt's pasta (make bench-rootless), dnsmasq (make bench-dns).
+# `deps.sh bench` also installs what the benchmarks compare with: vde2
+# (make bench), nftables (make bench-nat), slirp4netns and passt's pasta
+# (make bench-rootless), dnsmasq (make bench-dns). Open vSwitch is always
+# installed: the VXLAN tests interoperate with it.
 set -euo pipefail
 
 # package:command pairs; the command tells whether the package is there
@@ -26,9 +27,13 @@ need=(
 	conmon:conmon
 	uidmap:newuidmap
 	busybox-static:dpkg:busybox-static
+	# The VXLAN tests: a kernel host checksums in software (ethtool), and
+	# an Open vSwitch host interoperates.
+	ethtool:ethtool
+	openvswitch-switch:ovs-vswitchd
 )
 if [ "${1:-}" = bench ]; then
-	need+=(dnsmasq-base:dnsmasq openvswitch-switch:ovs-vswitchd vde2:vde_switch nftables:nft slirp4netns:slirp4netns passt:pasta)
+	need+=(dnsmasq-base:dnsmasq vde2:vde_switch nftables:nft slirp4netns:slirp4netns passt:pasta)
 	# make bench-podman: podman's own CNI bridge to compare with.
 	need+=(containernetworking-plugins:/usr/lib/cni/bridge)
 fi

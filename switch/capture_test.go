@@ -3,6 +3,7 @@ package vswitch
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/tapswitch/tapswitch/capture"
@@ -51,29 +52,17 @@ func TestCaptureForward(t *testing.T) {
 	}
 	// A broadcast from b: in at b, out at a and c.
 	s.forward(b, buf, Headroom, testFrame(buf, bcast, macB))
-	if got, want := collect(), []seen{{1, capture.In}, {0, capture.Out}, {2, capture.Out}}; !equalSeen(got, want) {
+	if got, want := collect(), []seen{{1, capture.In}, {0, capture.Out}, {2, capture.Out}}; !slices.Equal(got, want) {
 		t.Errorf("broadcast: got %v, want %v", got, want)
 	}
 	// Known unicast a -> b.
 	s.forward(a, buf, Headroom, testFrame(buf, macB, macA))
-	if got, want := collect(), []seen{{0, capture.In}, {1, capture.Out}}; !equalSeen(got, want) {
+	if got, want := collect(), []seen{{0, capture.In}, {1, capture.Out}}; !slices.Equal(got, want) {
 		t.Errorf("unicast: got %v, want %v", got, want)
 	}
 	if _, err := s.CapturePoint(99); !errors.Is(err, ErrNoPort) {
 		t.Errorf("CapturePoint(99): %v", err)
 	}
-}
-
-func equalSeen[T comparable](a, b []T) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestForwardAllocsCapturing: forwarding allocates nothing while a capture

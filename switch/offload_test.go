@@ -85,18 +85,12 @@ func TestTSOToNonOffloadPort(t *testing.T) {
 	r.ports["a"] = a
 	r.add(t, "b")
 	learn := frame(bcast, macB, 1)
-	r.send(t, "b", learn)
-	r.expect(t, learn, "a")
+	r.forward(t, "b", learn, "a")
 
 	const mss, mtu = 1460, 1500
 	payload := payloadOf(64000)
 	r.send(t, "a", tsoFrame(macB, macA, mss, payload))
-	var got []byte
-	for i := 0; len(got) < len(payload); i++ {
-		f, ok := r.ports["b"].Recv(wait)
-		if !ok {
-			t.Fatalf("segment %d: none after %d payload bytes", i, len(got))
-		}
+	reassemble(t, r.ports["b"], payload, func(i int, f, got []byte) []byte {
 		if eth := len(f) - vswitch.VnetHdrLen; eth > 14+mtu {
 			t.Fatalf("segment %d: %d-byte Ethernet frame, more than the MTU allows", i, eth)
 		}
@@ -108,11 +102,8 @@ func TestTSOToNonOffloadPort(t *testing.T) {
 		if psh := ip[33]&0x08 != 0; psh != (len(got)+len(p) == len(payload)) {
 			t.Fatalf("segment %d: PSH %v, want it only on the last", i, psh)
 		}
-		got = append(got, p...)
-	}
-	if !bytes.Equal(got, payload) {
-		t.Fatal("segments' payload differs from the super-frame's")
-	}
+		return p
+	})
 	st, _ := r.sw.Stats(r.ids["b"])
 	if want := uint64((len(payload) + mss - 1) / mss); st.TxPackets != want {
 		t.Errorf("b tx_packets: got %d, want %d (one per segment)", st.TxPackets, want)
@@ -180,8 +171,7 @@ func TestMalformedSuperFrameDropped(t *testing.T) {
 	bad = bad[:len(bad)-10] // IP total length beyond the frame
 	r.send(t, "a", bad)
 	ok := frame(bcast, macA, 1)
-	r.send(t, "a", ok)
-	r.expect(t, ok, "b")
+	r.forward(t, "a", ok, "b")
 	st, _ := r.sw.Stats(r.ids["b"])
 	if st.TxDropped != 1 {
 		t.Errorf("b tx_dropped: got %d, want 1", st.TxDropped)
@@ -243,21 +233,13 @@ func TestTSOAcrossVLANTags(t *testing.T) {
 	payload := payloadOf(20000)
 	// To the trunk without offloads: tagged segments.
 	r.send(t, "a", tsoFrame(macB, macA, mss, payload))
-	var got []byte
-	for i := 0; len(got) < len(payload); i++ {
-		f, ok := r.ports["t"].Recv(wait)
-		if !ok {
-			t.Fatalf("segment %d: none after %d payload bytes", i, len(got))
-		}
+	reassemble(t, r.ports["t"], payload, func(i int, f, _ []byte) []byte {
 		o := vswitch.VnetHdrLen + 12
 		if binary.BigEndian.Uint16(f[o:]) != vswitch.EtherVLAN || binary.BigEndian.Uint16(f[o+2:])&0xfff != 10 {
 			t.Fatalf("segment %d: not tagged for VLAN 10: % x", i, f[o:o+4])
 		}
-		got = append(got, verifyTCP4(t, append(append([]byte(nil), f[:o]...), f[o+4:]...))...)
-	}
-	if !bytes.Equal(got, payload) {
-		t.Fatal("segments' payload differs from the super-frame's")
-	}
+		return verifyTCP4(t, append(append([]byte(nil), f[:o]...), f[o+4:]...))
+	})
 	// To the trunk with offloads: whole, tagged, offsets moved.
 	sent := tsoFrame(macC, macA, mss, payload)
 	r.send(t, "a", sent)
@@ -277,5 +259,23 @@ func TestTSOAcrossVLANTags(t *testing.T) {
 	}
 	if !bytes.Equal(f, sent) {
 		t.Fatalf("a: got header % x, want % x", f[:40], sent[:40])
+	}
+}
+
+// reassemble receives frames from p until the payloads that each returns
+// of them (given the payload so far) add up to the length of payload, and
+// checks that they are payload.
+func reassemble(t *testing.T, p *memport.Port, payload []byte, each func(i int, f, got []byte) []byte) {
+	t.Helper()
+	var got []byte
+	for i := 0; len(got) < len(payload); i++ {
+		f, ok := p.Recv(wait)
+		if !ok {
+			t.Fatalf("segment %d: none after %d payload bytes", i, len(got))
+		}
+		got = append(got, each(i, f, got)...)
+	}
+	if !bytes.Equal(got, payload) {
+		t.Fatal("segments' payload differs from the super-frame's")
 	}
 }

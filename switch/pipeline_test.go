@@ -153,8 +153,7 @@ func TestPortSecurity(t *testing.T) {
 	}
 	// a's honest frame goes through.
 	f := vswitch.TCP4(macB, macA, ipA, ipB, 1, 2)
-	r.send(t, "a", f)
-	r.expect(t, f, "b")
+	r.forward(t, "a", f, "b")
 }
 
 func TestIsolate(t *testing.T) {
@@ -163,11 +162,9 @@ func TestIsolate(t *testing.T) {
 	r.addConfig(t, "b", vswitch.PortConfig{})
 	r.addConfig(t, "g", vswitch.PortConfig{Gateway: true})
 	f := vswitch.EthFrame(bcast, macA, nil, vswitch.EtherARP, vswitch.ARP(1, macA, ipA, fdb.MAC{}, ipG))
-	r.send(t, "a", f)
-	r.expect(t, f, "g")
+	r.forward(t, "a", f, "g")
 	f = vswitch.EthFrame(bcast, macB, nil, vswitch.EtherARP, vswitch.ARP(1, macB, ipB, fdb.MAC{}, ipG))
-	r.send(t, "b", f)
-	r.expect(t, f, "g")
+	r.forward(t, "b", f, "g")
 	f = vswitch.TCP4(macB, macA, ipA, ipB, 1, 2)
 	r.send(t, "a", f)
 	r.expect(t, nil)
@@ -181,11 +178,9 @@ func TestIsolate(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	r.send(t, "a", f)
-	r.expect(t, f, "b")
+	r.forward(t, "a", f, "b")
 	back := vswitch.TCP4(macA, macB, ipB, ipA, 2, 1)
-	r.send(t, "b", back)
-	r.expect(t, back, "a")
+	r.forward(t, "b", back, "a")
 }
 
 func TestHubMode(t *testing.T) {
@@ -196,15 +191,12 @@ func TestHubMode(t *testing.T) {
 	// Even after b has sent (a learning switch would know where B is),
 	// a unicast to B reaches every other port.
 	f := frame(bcast, macB, 1)
-	r.send(t, "b", f)
-	r.expect(t, f, "a", "c")
+	r.forward(t, "b", f, "a", "c")
 	f = vswitch.TCP4(macB, macA, ipA, ipB, 1, 2)
-	r.send(t, "a", f)
-	r.expect(t, f, "b", "c")
+	r.forward(t, "a", f, "b", "c")
 	// Tags are carried as they are.
 	f = vswitch.EthFrame(macA, macC, []vswitch.Tag{vswitch.MkTag(vswitch.EtherVLAN, 10)}, 0x88b5, nil)
-	r.send(t, "c", f)
-	r.expect(t, f, "a", "b")
+	r.forward(t, "c", f, "a", "b")
 	// Port security holds in a hub too.
 	r.send(t, "a", vswitch.TCP4(macB, macA, ipB, ipA, 1, 2))
 	r.expect(t, nil)
@@ -303,25 +295,15 @@ func TestSetRulesUnderTraffic(t *testing.T) {
 		{{ID: 1, DstPort: "nope", Action: vswitch.ActionDrop}, {ID: 2, Port: "b", Proto: vswitch.ProtoTCP, DPortLo: 81, DPortHi: 65535, Action: vswitch.ActionDrop}},
 	}
 	const frames = 20000
-	stop := make(chan struct{})
 	var swaps atomic.Int64
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if err := r.sw.SetRules(sets[i%len(sets)]); err != nil {
-				t.Error(err)
-				return
-			}
-			swaps.Add(1)
+	stop := untilStopped(func(i int) bool {
+		if err := r.sw.SetRules(sets[i%len(sets)]); err != nil {
+			t.Error(err)
+			return false
 		}
-	}()
+		swaps.Add(1)
+		return true
+	})
 	// b is a sink whose MAC is never learned: make it known.
 	if err := r.sw.FDB().AddStatic(fdb.Key{MAC: macB, VLAN: vswitch.DefaultVLAN}, bID); err != nil {
 		t.Fatal(err)
@@ -349,8 +331,7 @@ func TestSetRulesUnderTraffic(t *testing.T) {
 	for b.n.Load() < frames && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	close(stop)
-	wg.Wait()
+	stop()
 	if got := b.n.Load(); got != frames {
 		sa, _ := r.sw.Stats(r.ids["a"])
 		sc, _ := r.sw.Stats(r.ids["c"])

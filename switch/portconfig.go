@@ -53,17 +53,22 @@ type PortConfig struct {
 	// MAC is the address the port was attached with. Set and without
 	// AllowSpoof, it turns port security on: every frame from the port
 	// must have it as Ethernet source (and ARP sender hardware address).
-	// The zero MAC means no port security. IPv6 sources (and NDP) are not
-	// checked.
+	// The zero MAC means no port security.
 	MAC fdb.MAC
-	// IPs are the IPv4 addresses the port may send from (IPv4 source, ARP
-	// sender), checked with port security on, on untagged frames (an
-	// access port's, a trunk's native VLAN's). 0.0.0.0 is always allowed
-	// (DHCP, ARP probes, RFC 5227). Empty: no IPv4 source is allowed
-	// except 0.0.0.0.
+	// IPs are the IPv4 and IPv6 addresses the port may send from (IPv4
+	// and IPv6 source, ARP sender, NA target), checked with port security
+	// on, on untagged frames (an access port's, a trunk's native VLAN's).
+	// 0.0.0.0 is always allowed (DHCP, ARP probes, RFC 5227), and so is
+	// the IPv6 link-local address of MAC (modified EUI-64) and ::
+	// for duplicate address detection (security6.go). Empty: no source is
+	// allowed but those.
 	IPs []netip.Addr
 	// AllowSpoof turns port security off (routers, labs).
 	AllowSpoof bool
+	// AllowRA lets a port with port security send router advertisements,
+	// redirects, NAs with the router flag and DHCPv6 server messages,
+	// which RA guard (RFC 6105) drops otherwise.
+	AllowRA bool
 	// Gateway marks the gateway port: it may send from any IP (it routes),
 	// its MAC is still checked, and it is exempt from Config.Isolate.
 	Gateway bool
@@ -96,8 +101,8 @@ func (pc PortConfig) normalize() (PortConfig, error) {
 		return bad("mac %s is a group address", pc.MAC)
 	}
 	for i, ip := range pc.IPs {
-		if !ip.Is4() {
-			return bad("ip %s is not an IPv4 address", ip)
+		if !ip.Is4() && (!ip.Is6() || ip.Is4In6() || ip.Zone() != "" || ip.IsMulticast() || ip.IsUnspecified()) {
+			return bad("ip %s is not a unicast IPv4 or IPv6 address", ip)
 		}
 		if slices.Contains(pc.IPs[:i], ip) {
 			return bad("ip %s listed twice", ip)

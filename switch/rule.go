@@ -82,8 +82,10 @@ var ErrInvalidRule = errors.New("invalid rule")
 // Config.Isolate. With no terminal match the frame is forwarded as usual
 // (subject to Isolate).
 //
-// Src, Dst, Proto and the port ranges match IPv4 packets only (not ARP, not
-// IPv6): a rule with any of them set never matches another frame. A port
+// Proto and the port ranges match IPv4 packets only (not ARP, not IPv6): a
+// rule with any of them set never matches another frame. Src and Dst are
+// IPv4 prefixes, matching IPv4 packets only, or IPv6 prefixes (both of one
+// family), matching IPv6 packets only, without Proto or port ranges. A port
 // range matches TCP and UDP only (Proto 0 with a port range means either).
 // IPv4 fields of a fragment other than the first are matched, its ports
 // are not (a rule with a port range does not match it).
@@ -98,7 +100,7 @@ type Rule struct {
 
 	EtherType uint16 // 0 any; the EtherType after VLAN tags
 
-	Src, Dst netip.Prefix // IPv4; the zero (invalid) Prefix: any
+	Src, Dst netip.Prefix // IPv4 or IPv6; the zero (invalid) Prefix: any
 
 	Proto uint8 // IP protocol, 0 any
 
@@ -139,10 +141,14 @@ func (r Rule) normalize() (Rule, error) {
 			*p = netip.Prefix{}
 			continue
 		}
-		if !p.Addr().Is4() {
-			return bad("prefix %s is not IPv4", *p)
+		if p.Addr().Zone() != "" || p.Addr().Is4In6() {
+			return bad("prefix %s: a zone or an IPv4-mapped address", *p)
 		}
 		*p = p.Masked()
+	}
+	v6 := r.Src.Addr().Is6() || r.Dst.Addr().Is6()
+	if v6 && (r.Src.Addr().Is4() || r.Dst.Addr().Is4()) {
+		return bad("prefixes %s and %s are of different families", r.Src, r.Dst)
 	}
 	for _, pr := range [][2]*uint16{{&r.SPortLo, &r.SPortHi}, {&r.DPortLo, &r.DPortHi}} {
 		lo, hi := pr[0], pr[1]
@@ -160,7 +166,13 @@ func (r Rule) normalize() (Rule, error) {
 	if ports && r.Proto != 0 && r.Proto != wire.ProtoTCP && r.Proto != wire.ProtoUDP {
 		return bad("port ranges need protocol tcp or udp, not %d", r.Proto)
 	}
-	ip := ports || r.Proto != 0 || r.Src.IsValid() || r.Dst.IsValid()
+	if v6 && (ports || r.Proto != 0) {
+		return bad("protocol and ports match IPv4 only, not with IPv6 prefixes")
+	}
+	if v6 && r.EtherType != 0 && r.EtherType != wire.EtherTypeIPv6 {
+		return bad("ipv6 prefixes with ethertype %#04x never match", r.EtherType)
+	}
+	ip := !v6 && (ports || r.Proto != 0 || r.Src.IsValid() || r.Dst.IsValid())
 	if ip && r.EtherType != 0 && r.EtherType != wire.EtherTypeIPv4 {
 		return bad("ip fields with ethertype %#04x never match", r.EtherType)
 	}

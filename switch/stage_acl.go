@@ -95,6 +95,7 @@ type crule struct {
 	dstMAC  fdb.MAC
 	anySMAC bool
 	anyDMAC bool
+	v6      *prefixes6 // IPv6 prefixes (rule6.go); nil for other rules
 }
 
 // prefixes are a rule's IPv4 prefixes. A frame that is not IPv4 has
@@ -158,15 +159,18 @@ func compileRules(rs *ruleSet, list []*port) *compiledRules {
 		if !ok1 || !ok2 || !ok3 || !ok4 {
 			continue // names a port that does not exist (yet)
 		}
-		if r.Src.IsValid() {
+		if cr.v6 = compile6(r); cr.v6 != nil {
+			cr.etype = wire.EtherTypeIPv6
+		}
+		if r.Src.Addr().Is4() {
 			cr.src, cr.srcMask = prefixBits(r.Src.Addr().As4(), r.Src.Bits())
 		}
-		if r.Dst.IsValid() {
+		if r.Dst.Addr().Is4() {
 			cr.dst, cr.dstMask = prefixBits(r.Dst.Addr().As4(), r.Dst.Bits())
 		}
 		cr.ports = r.SPortHi != 0 || r.DPortHi != 0
-		cr.anyL2 = r.VLAN == 0 && cr.anySMAC && cr.anyDMAC && r.EtherType == 0
-		cr.ip = cr.ports || r.Proto != 0 || r.Src.IsValid() || r.Dst.IsValid() || r.EtherType == wire.EtherTypeIPv4
+		cr.anyL2 = r.VLAN == 0 && cr.anySMAC && cr.anyDMAC && cr.etype == 0
+		cr.ip = cr.v6 == nil && (cr.ports || r.Proto != 0 || r.Src.IsValid() || r.Dst.IsValid() || r.EtherType == wire.EtherTypeIPv4)
 		c.rules = append(c.rules, cr)
 		c.pre = append(c.pre, prefixes{cr.src, cr.srcMask, cr.dst, cr.dstMask})
 		idx := int32(len(c.rules) - 1)
@@ -276,6 +280,9 @@ func (ri *ruleIndex) list(f *Frame) []int32 {
 // checks the IPv4 fields first: in a long list of rules they are what
 // usually differs.
 func (r *crule) match(f *Frame) bool {
+	if r.v6 != nil && !r.v6.match(f) {
+		return false
+	}
 	if r.ip {
 		if !f.IPv4 || f.src32&r.srcMask != r.src || f.dst32&r.dstMask != r.dst ||
 			r.proto != 0 && r.proto != f.Proto {

@@ -30,7 +30,21 @@ func (forwardStage) Process(f *Frame) Verdict {
 	}
 	f.out.addAll(members)
 	f.out.remove(f.inPos)
+	if routerOnly(f.Dst) {
+		f.out.keep(f.t.routers)
+	}
 	return Continue
+}
+
+// routerOnly reports whether dst is the Ethernet address of ff02::16 (MLDv2
+// reports, RFC 3810 5.2.14) or ff02::2 (all routers: router solicitations,
+// MLDv1 done): only routers listen to them, so the switch sends them to
+// the gateway, AllowRA ports and ports without port security (a VXLAN
+// tunnel to other switches, a router with AllowSpoof), not to every
+// container, as a snooping bridge sends reports to its router ports only
+// (RFC 4541 2.1.1). MLDv1 reports, sent to the group itself, are flooded.
+func routerOnly(dst fdb.MAC) bool {
+	return dst[0] == 0x33 && dst[1] == 0x33 && dst[2] == 0 && dst[3] == 0 && dst[4] == 0 && (dst[5] == 0x16 || dst[5] == 0x02)
 }
 
 // hubStage sends every frame to every other port, as vde_switch -x does.

@@ -11,8 +11,10 @@ import "github.com/tapswitch/tapswitch/wire"
 //     5227 section 2.1.1);
 //   - an IPv4 packet's source must be one of the port's IPs or 0.0.0.0
 //     (a DHCP client, RFC 2131 section 4.1);
-//   - a frame with the ARP or IPv4 EtherType whose header cannot be read is
-//     a violation too: it cannot be checked.
+//   - an IPv6 packet passes allow6 (security6.go: its source, ND and
+//     RA guard);
+//   - a frame with the ARP, IPv4 or IPv6 EtherType whose header cannot be
+//     read is a violation too: it cannot be checked.
 //
 // A Gateway port routes, so it may send from any IP: only its MACs are
 // checked. The IP checks apply to untagged frames (an access port's, a
@@ -40,6 +42,10 @@ func (securityStage) Process(f *Frame) Verdict {
 		}
 	case wire.EtherTypeIPv4:
 		if !f.IPv4 || !pc.Gateway && !f.in.mayUse(f.SrcIP) {
+			return DropSpoofed
+		}
+	case wire.EtherTypeIPv6:
+		if !pc.Gateway && !f.in.allow6(f.Data[f.L3:]) {
 			return DropSpoofed
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tapswitch/tapswitch/capture"
 	"github.com/tapswitch/tapswitch/fdb"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // ErrNoPort is returned when a port ID names no port of the switch.
@@ -99,9 +100,12 @@ type portTable struct {
 	members  []bitset
 	all      bitset         // every port (hub mode)
 	gateways bitset         // Gateway ports
+	routers  bitset         // Gateway, AllowRA and unsecured ports (tunnels, routers): where IPv6 router-only multicast goes
 	isolate  bool           // Config.Isolate
 	acl      *compiledRules // nil: no rule can match
 	pipe     *pipeline
+	// macs are the ports attached with a MAC (PortConfig.MAC), by MAC.
+	macs map[fdb.MAC]fdb.PortID
 }
 
 // placement is a port's view of a snapshot: the table and the port's
@@ -116,7 +120,9 @@ type port struct {
 	id       fdb.PortID
 	p        Port
 	cfg      PortConfig  // fixed at AddPortConfig
-	ip4      [][4]byte   // cfg.IPs
+	ip4      [][4]byte   // cfg.IPs, IPv4
+	ip6      [][16]byte  // cfg.IPs, IPv6
+	ll6      [16]byte    // the link-local address of cfg.MAC (EUI-64)
 	trunk    *[64]uint64 // cfg.Trunk as a bit per VLAN; nil for an access port
 	offloads Offloads    // what p accepts on Write (Offloader), fixed at AddPort
 	stats    counters
@@ -148,6 +154,7 @@ func (s *Switch) publishLocked() {
 		pos:      make(map[fdb.PortID]int, n),
 		all:      newBitset(n),
 		gateways: newBitset(n),
+		routers:  newBitset(n),
 		isolate:  s.cfg.Isolate,
 		pipe:     s.pipe,
 	}
@@ -168,6 +175,15 @@ func (s *Switch) publishLocked() {
 		t.all.set(i)
 		if pt.cfg.Gateway {
 			t.gateways.set(i)
+		}
+		if pt.cfg.Gateway || pt.cfg.AllowRA || !pt.cfg.secure() {
+			t.routers.set(i)
+		}
+		if !pt.cfg.MAC.IsZero() {
+			if t.macs == nil {
+				t.macs = map[fdb.MAC]fdb.PortID{}
+			}
+			t.macs[pt.cfg.MAC] = pt.id
 		}
 		member(pt.cfg.VLAN, i)
 		for _, v := range pt.cfg.Trunk {
@@ -260,6 +276,14 @@ const coarseTick = 100 * time.Millisecond
 // FDB returns the switch's MAC table, for listings and static entries.
 func (s *Switch) FDB() *fdb.Table { return s.fdb }
 
+// PortOfMAC returns the port attached with mac as its PortConfig.MAC, if
+// any: a port whose MAC is known before it sends anything. It takes no lock
+// and allocates nothing, so a port may call it for every frame.
+func (s *Switch) PortOfMAC(mac fdb.MAC) (fdb.PortID, bool) {
+	id, ok := s.ports.Load().macs[mac]
+	return id, ok
+}
+
 // Now returns the switch's clock, the one FDB ages are measured against.
 func (s *Switch) Now() int64 { return s.clock() }
 
@@ -288,8 +312,13 @@ func (s *Switch) AddPortConfig(p Port, pc PortConfig) (fdb.PortID, error) {
 	}
 	np := &port{id: s.nextID, p: p, cfg: pc, offloads: offloadsOf(p), done: make(chan struct{})}
 	for _, ip := range pc.IPs {
-		np.ip4 = append(np.ip4, ip.As4())
+		if ip.Is4() {
+			np.ip4 = append(np.ip4, ip.As4())
+		} else {
+			np.ip6 = append(np.ip6, ip.As16())
+		}
 	}
+	np.ll6 = wire.LinkLocal(pc.MAC)
 	if pc.Trunk != nil {
 		np.trunk = new([64]uint64)
 		for _, v := range pc.Trunk {

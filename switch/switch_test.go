@@ -88,6 +88,14 @@ func (r *rig) send(t *testing.T, from string, f []byte) {
 	}
 }
 
+// forward sends f from the port from and checks that exactly the ports to
+// receive it.
+func (r *rig) forward(t *testing.T, from string, f []byte, to ...string) {
+	t.Helper()
+	r.send(t, from, f)
+	r.expect(t, f, to...)
+}
+
 // expect checks that exactly the named ports receive f (and nothing else
 // arrives on the others within the quiet time).
 func (r *rig) expect(t *testing.T, f []byte, to ...string) {
@@ -119,52 +127,30 @@ func TestForwarding(t *testing.T) {
 		run  func(t *testing.T, r *rig)
 	}{
 		{"unknown unicast floods to every other port", func(t *testing.T, r *rig) {
-			f := frame(macX, macA, 1)
-			r.send(t, "a", f)
-			r.expect(t, f, "b", "c")
+			r.forward(t, "a", frame(macX, macA, 1), "b", "c")
 		}},
 		{"broadcast floods and never returns to its sender", func(t *testing.T, r *rig) {
-			f := frame(bcast, macA, 2)
-			r.send(t, "a", f)
-			r.expect(t, f, "b", "c")
+			r.forward(t, "a", frame(bcast, macA, 2), "b", "c")
 		}},
 		{"multicast floods", func(t *testing.T, r *rig) {
-			f := frame(mcast, macB, 3)
-			r.send(t, "b", f)
-			r.expect(t, f, "a", "c")
+			r.forward(t, "b", frame(mcast, macB, 3), "a", "c")
 		}},
 		{"learned unicast goes to one port", func(t *testing.T, r *rig) {
-			f1 := frame(bcast, macB, 4)
-			r.send(t, "b", f1)
-			r.expect(t, f1, "a", "c")
-			f2 := frame(macB, macA, 5)
-			r.send(t, "a", f2)
-			r.expect(t, f2, "b")
-			f3 := frame(macA, macB, 6) // a was learned from f2
-			r.send(t, "b", f3)
-			r.expect(t, f3, "a")
+			r.forward(t, "b", frame(bcast, macB, 4), "a", "c")
+			r.forward(t, "a", frame(macB, macA, 5), "b")
+			r.forward(t, "b", frame(macA, macB, 6), "a") // a was learned from the frame before
 		}},
 		{"a moved MAC follows the station", func(t *testing.T, r *rig) {
-			f1 := frame(bcast, macB, 7)
-			r.send(t, "b", f1)
-			r.expect(t, f1, "a", "c")
-			f2 := frame(bcast, macB, 8) // B now behind c
-			r.send(t, "c", f2)
-			r.expect(t, f2, "a", "b")
-			f3 := frame(macB, macA, 9)
-			r.send(t, "a", f3)
-			r.expect(t, f3, "c")
+			r.forward(t, "b", frame(bcast, macB, 7), "a", "c")
+			r.forward(t, "c", frame(bcast, macB, 8), "a", "b") // B now behind c
+			r.forward(t, "a", frame(macB, macA, 9), "c")
 			if got := r.sw.FDB().Stats().Moved; got != 1 {
 				t.Errorf("fdb moves: got %d, want 1", got)
 			}
 		}},
 		{"destination behind the ingress port is filtered", func(t *testing.T, r *rig) {
-			f1 := frame(bcast, macB, 10)
-			r.send(t, "b", f1)
-			r.expect(t, f1, "a", "c")
-			f2 := frame(macB, macC, 11) // c and b "on the same segment" per the fdb
-			r.send(t, "b", f2)
-			r.expect(t, f2)
+			r.forward(t, "b", frame(bcast, macB, 10), "a", "c")
+			r.forward(t, "b", frame(macB, macC, 11)) // c and b "on the same segment" per the fdb
 			st, _ := r.sw.Stats(r.ids["b"])
 			if st.RxFiltered != 1 {
 				t.Errorf("b rx_filtered: got %d, want 1", st.RxFiltered)
@@ -173,9 +159,7 @@ func TestForwarding(t *testing.T) {
 		{"multicast or zero source is dropped, not learned", func(t *testing.T, r *rig) {
 			r.send(t, "a", frame(macX, mcast, 12))
 			r.send(t, "a", frame(macX, fdb.MAC{}, 13))
-			f := frame(bcast, macA, 14) // ordering: the two were handled before this
-			r.send(t, "a", f)
-			r.expect(t, f, "b", "c")
+			r.forward(t, "a", frame(bcast, macA, 14), "b", "c") // ordering: the two were handled before this
 			st, _ := r.sw.Stats(r.ids["a"])
 			if st.RxErrors != 2 {
 				t.Errorf("a rx_errors: got %d, want 2", st.RxErrors)
@@ -186,9 +170,7 @@ func TestForwarding(t *testing.T) {
 		}},
 		{"a failing port does not stop the flood", func(t *testing.T, r *rig) {
 			r.ports["b"].Fail(true)
-			f := frame(bcast, macA, 14)
-			r.send(t, "a", f)
-			r.expect(t, f, "c")
+			r.forward(t, "a", frame(bcast, macA, 14), "c")
 			st, _ := r.sw.Stats(r.ids["b"])
 			if st.TxDropped != 1 {
 				t.Errorf("b tx_dropped: got %d, want 1", st.TxDropped)
@@ -196,9 +178,7 @@ func TestForwarding(t *testing.T) {
 		}},
 		{"runt frame is counted and dropped", func(t *testing.T, r *rig) {
 			r.send(t, "a", make([]byte, vswitch.VnetHdrLen+13))
-			f := frame(bcast, macA, 15) // ordering: the runt was handled before this
-			r.send(t, "a", f)
-			r.expect(t, f, "b", "c")
+			r.forward(t, "a", frame(bcast, macA, 15), "b", "c") // ordering: the runt was handled before this
 			st, _ := r.sw.Stats(r.ids["a"])
 			if st.RxErrors != 1 || st.RxPackets != 1 {
 				t.Errorf("a rx_errors, rx_packets: got %d, %d, want 1, 1", st.RxErrors, st.RxPackets)
@@ -215,8 +195,7 @@ func TestForwarding(t *testing.T) {
 func TestCounters(t *testing.T) {
 	r := newRig(t, vswitch.Config{}, "a", "b")
 	f := frame(bcast, macA, 1)
-	r.send(t, "a", f)
-	r.expect(t, f, "b")
+	r.forward(t, "a", f, "b")
 	a, _ := r.sw.Stats(r.ids["a"])
 	b, _ := r.sw.Stats(r.ids["b"])
 	ethLen := uint64(len(f) - vswitch.VnetHdrLen)
@@ -236,33 +215,21 @@ func TestCounters(t *testing.T) {
 
 func TestAgeing(t *testing.T) {
 	r := newRig(t, vswitch.Config{FDB: fdb.Config{Ageing: 10 * time.Second}}, "a", "b", "c")
-	f1 := frame(bcast, macB, 1)
-	r.send(t, "b", f1)
-	r.expect(t, f1, "a", "c")
-	f2 := frame(macB, macA, 2)
-	r.send(t, "a", f2)
-	r.expect(t, f2, "b")
+	r.forward(t, "b", frame(bcast, macB, 1), "a", "c")
+	r.forward(t, "a", frame(macB, macA, 2), "b")
 	r.clock.advance(11 * time.Second)
-	f3 := frame(macB, macC, 3) // B aged out: flooded again
-	r.send(t, "c", f3)
-	r.expect(t, f3, "a", "b")
+	r.forward(t, "c", frame(macB, macC, 3), "a", "b") // B aged out: flooded again
 }
 
 func TestLimits(t *testing.T) {
 	r := newRig(t, vswitch.Config{FDB: fdb.Config{MaxPerPort: 2}}, "a", "b", "c")
 	macs := []fdb.MAC{{2, 0, 0, 0, 1, 1}, {2, 0, 0, 0, 1, 2}, {2, 0, 0, 0, 1, 3}}
 	for i, m := range macs {
-		f := frame(bcast, m, byte(i))
-		r.send(t, "b", f)
-		r.expect(t, f, "a", "c")
+		r.forward(t, "b", frame(bcast, m, byte(i)), "a", "c")
 	}
 	// The first two are known, the third was refused and still floods.
-	f := frame(macs[1], macA, 10)
-	r.send(t, "a", f)
-	r.expect(t, f, "b")
-	f = frame(macs[2], macA, 11)
-	r.send(t, "a", f)
-	r.expect(t, f, "b", "c")
+	r.forward(t, "a", frame(macs[1], macA, 10), "b")
+	r.forward(t, "a", frame(macs[2], macA, 11), "b", "c")
 	if got := r.sw.FDB().Stats().LimitPort; got == 0 {
 		t.Errorf("fdb limit_port: got 0, want > 0")
 	}
@@ -282,9 +249,7 @@ func TestPortGone(t *testing.T) {
 		goneCh <- struct{}{}
 	}}
 	r := newRig(t, cfg, "a", "b", "c")
-	f := frame(bcast, macB, 1)
-	r.send(t, "b", f)
-	r.expect(t, f, "a", "c")
+	r.forward(t, "b", frame(bcast, macB, 1), "a", "c")
 	r.ports["b"].Vanish()
 	select {
 	case <-goneCh:
@@ -298,9 +263,7 @@ func TestPortGone(t *testing.T) {
 		t.Error("B still in the fdb after its port is gone")
 	}
 	delete(r.ports, "b")
-	f = frame(macB, macA, 2) // floods to c only
-	r.send(t, "a", f)
-	r.expect(t, f, "c")
+	r.forward(t, "a", frame(macB, macA, 2), "c") // floods to c only
 	mu.Lock()
 	defer mu.Unlock()
 	if len(gone) != 1 || gone[0] != "b" {
@@ -311,8 +274,7 @@ func TestPortGone(t *testing.T) {
 func TestRemovePort(t *testing.T) {
 	r := newRig(t, vswitch.Config{}, "a", "b", "c")
 	f := frame(bcast, macC, 1)
-	r.send(t, "c", f)
-	r.expect(t, f, "a", "b")
+	r.forward(t, "c", f, "a", "b")
 	if err := r.sw.RemovePort(r.ids["c"]); err != nil {
 		t.Fatal(err)
 	}
@@ -326,9 +288,7 @@ func TestRemovePort(t *testing.T) {
 		t.Error("port c not closed by RemovePort")
 	}
 	delete(r.ports, "c")
-	f = frame(macC, macA, 2)
-	r.send(t, "a", f)
-	r.expect(t, f, "b")
+	r.forward(t, "a", frame(macC, macA, 2), "b")
 }
 
 // TestChurnUnderTraffic adds and removes ports while a stream of known
@@ -336,35 +296,23 @@ func TestRemovePort(t *testing.T) {
 // -race.
 func TestChurnUnderTraffic(t *testing.T) {
 	r := newRig(t, vswitch.Config{}, "a", "b")
-	f := frame(bcast, macB, 0)
-	r.send(t, "b", f)
-	r.expect(t, f, "a")
+	r.forward(t, "b", frame(bcast, macB, 0), "a")
 
 	const frames = 2000
-	stop := make(chan struct{})
-	var churn sync.WaitGroup
-	churn.Add(1)
-	go func() {
-		defer churn.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			p := memport.New("x", 4)
-			id, err := r.sw.AddPort(p)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			p.Inject(frame(bcast, fdb.MAC{2, 0, 0, 1, byte(i >> 8), byte(i)}, 0))
-			if err := r.sw.RemovePort(id); err != nil {
-				t.Error(err)
-				return
-			}
+	stop := untilStopped(func(i int) bool {
+		p := memport.New("x", 4)
+		id, err := r.sw.AddPort(p)
+		if err != nil {
+			t.Error(err)
+			return false
 		}
-	}()
+		p.Inject(frame(bcast, fdb.MAC{2, 0, 0, 1, byte(i >> 8), byte(i)}, 0))
+		if err := r.sw.RemovePort(id); err != nil {
+			t.Error(err)
+			return false
+		}
+		return true
+	})
 	got := 0
 	for i := range frames {
 		r.send(t, "a", frame(macB, macA, byte(i)))
@@ -373,9 +321,56 @@ func TestChurnUnderTraffic(t *testing.T) {
 		}
 		got++
 	}
-	close(stop)
-	churn.Wait()
+	stop()
 	if got != frames {
 		t.Errorf("b received %d of %d frames during churn", got, frames)
+	}
+}
+
+// untilStopped calls step(0), step(1), ... on a goroutine of its own until
+// step returns false or stop is called; stop waits for the goroutine.
+func untilStopped(step func(i int) bool) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if !step(i) {
+				return
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
+func TestPortOfMAC(t *testing.T) {
+	s, err := vswitch.New(vswitch.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	mac := fdb.MAC{2, 0, 0, 0, 0, 7}
+	id, err := s.AddPortConfig(memport.New("p", 4), vswitch.PortConfig{MAC: mac})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := s.PortOfMAC(mac); !ok || got != id {
+		t.Errorf("PortOfMAC(%s) = %d, %v; want %d", mac, got, ok, id)
+	}
+	if n := testing.AllocsPerRun(100, func() { s.PortOfMAC(mac) }); n != 0 {
+		t.Errorf("PortOfMAC allocates %.1f times", n)
+	}
+	s.RemovePort(id)
+	if _, ok := s.PortOfMAC(mac); ok {
+		t.Errorf("PortOfMAC(%s) after RemovePort: still found", mac)
 	}
 }

@@ -122,6 +122,18 @@ type Env struct {
 	UDPTimeout, ICMPTimeout time.Duration
 	// Log logs the uplink's rare events.
 	Log *slog.Logger
+	// Persist asks an uplink with devices of its own to keep them across
+	// a restart of the daemon (--live-restore), adopting those a previous
+	// daemon left, and to clear that with SetPersist(false) (Persister)
+	// before a Close that must remove them. Uplinks without devices ignore
+	// it.
+	Persist bool
+}
+
+// Persister is implemented by an uplink whose devices may outlive the
+// daemon (Env.Persist).
+type Persister interface {
+	SetPersist(on bool) error
 }
 
 // Spec is the parsed and validated configuration of one uplink of one kind

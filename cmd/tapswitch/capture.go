@@ -248,8 +248,8 @@ func printStats(w io.Writer, s api.Stats) {
 	}
 	tw.Flush()
 	f := s.FDB
-	fmt.Fprintf(w, "\nfdb: %d entries (%d static); learned %d, moved %d, aged %d, flushed %d; not learned: %d ignored, %d port limit, %d table limit, %d static conflicts\n",
-		f.Entries, f.Static, f.Learned, f.Moved, f.Aged, f.Flushed, f.Ignored, f.LimitPort, f.LimitTotal, f.StaticConflicts)
+	fmt.Fprintf(w, "\nfdb: %d entries (%d static); learned %d, moved %d, aged %d, flushed %d, evicted %d; not learned: %d ignored, %d port limit, %d table limit, %d static conflicts\n",
+		f.Entries, f.Static, f.Learned, f.Moved, f.Aged, f.Flushed, f.Evicted, f.Ignored, f.LimitPort, f.LimitTotal, f.StaticConflicts)
 	g := s.Gateway
 	fmt.Fprintf(w, "gateway: arp requests %d, replies %d, conflicts %d; icmp echo replies %d, errors %d; tcp resets %d; rate limited %d; queue drops %d; neighbours learned %d, evicted %d\n",
 		g.ARPRequests, g.ARPReplies, g.ARPConflicts, g.EchoReplies, g.ICMPErrors, g.TCPResets, g.RateLimited, g.QueueDrops, g.NeighLearned, g.NeighEvicted)
@@ -283,5 +283,9 @@ func printStats(w io.Writer, s api.Stats) {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", c.ID, c.Started.Format(time.TimeOnly), c.Format, c.Captured, strings.Join(ifs, ", "), c.Filter)
 		}
 		tw.Flush()
+	}
+	if len(s.VXLAN) > 0 {
+		fmt.Fprintln(w)
+		printVXLANs(w, s.VXLAN) // vxlan.go
 	}
 }

@@ -22,6 +22,7 @@ func cmdAttach(args []string, stdout io.Writer) error {
 	fs.StringVar(&req.Name, "name", "", "port name (default: the namespace's file name, or pid-PID)")
 	fs.StringVar(&req.IfName, "ifname", "eth0", "interface name inside the namespace")
 	fs.StringVar(&req.IP, "ip", "", "address in the subnet (default: the next free one)")
+	fs.StringVar(&req.IP6, "ip6", "", "IPv6 address in the daemon's IPv6 subnet (run --ipv6; default: the next free one)")
 	fs.StringVar(&req.MAC, "mac", "", "MAC address (default: 02:42 followed by the IPv4 address)")
 	fs.IntVar(&req.MTU, "mtu", 0, "MTU (default: the daemon's)")
 	asJSON := fs.Bool("json", false, "print the port as JSON")
@@ -29,14 +30,12 @@ func cmdAttach(args []string, stdout io.Writer) error {
 	vlan := fs.Int("vlan", 0, "access VLAN (untagged inside the container), or a trunk's native VLAN (default 1)")
 	trunk := fs.String("trunk", "", "VLANs carried 802.1Q-tagged inside the container, e.g. 10,20")
 	fs.BoolVar(&req.AllowSpoof, "allow-spoof", false, "turn port security off: the container may send from any MAC and IP (routers, labs)")
+	fs.BoolVar(&req.AllowRA, "allow-ra", false, "turn RA guard off: the container may send IPv6 router advertisements, redirects and DHCPv6 server replies")
 	fs.Var((*stringList)(&req.Aliases), "alias", "a further DNS name of the container (repeatable)")
 	fs.BoolVar(&req.NoResolvConf, "no-resolv-conf", false, "do not write /etc/netns/NAME/resolv.conf for a /run/netns/NAME namespace")
 	control := controlFlag(fs)
-	pos, err := parse(fs, args)
+	err := parseNone(fs, args)
 	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
 		return err
 	}
 	if (req.Netns == "") == (req.PID == 0) {
@@ -86,18 +85,28 @@ func cmdAttach(args []string, stdout io.Writer) error {
 }
 
 func cmdDetach(args []string, stdout io.Writer) error {
-	fs := newFlags("detach")
+	control, arg, err := oneArg("detach", args, "give exactly one port name")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := timeout()
+	defer cancel()
+	return client(control).Detach(ctx, arg)
+}
+
+func cmdShutdown(args []string, stdout io.Writer) error {
+	fs := newFlags("shutdown")
 	control := controlFlag(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usagef("give exactly one port name")
+	if err := noArgs(pos); err != nil {
+		return err
 	}
 	ctx, cancel := timeout()
 	defer cancel()
-	return client(*control).Detach(ctx, pos[0])
+	return client(*control).Shutdown(ctx)
 }
 
 func cmdPorts(args []string, stdout io.Writer) error {
@@ -111,11 +120,7 @@ func listing[T any](args []string, stdout io.Writer, name string,
 	fs := newFlags(name)
 	asJSON := fs.Bool("json", false, "print JSON")
 	control := controlFlag(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
+	if err := parseNone(fs, args); err != nil {
 		return err
 	}
 	ctx, cancel := timeout()
@@ -139,7 +144,7 @@ func show[T any](w io.Writer, asJSON bool, v T, err error, table func(io.Writer,
 // printPorts prints ports as an aligned table.
 func printPorts(w io.Writer, ports []api.Port) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tIFNAME\tMAC\tIP\tVLAN\tRX-PKTS\tRX-BYTES\tTX-PKTS\tTX-BYTES\tDROPS\tPUBLISH")
+	fmt.Fprintln(tw, "NAME\tIFNAME\tMAC\tIP\tVLAN\tRX-PKTS\tRX-BYTES\tTX-PKTS\tTX-BYTES\tDROPS\tPUBLISH\tIP6")
 	for _, p := range ports {
 		ifname := p.IfName
 		if ifname == "" {
@@ -154,8 +159,14 @@ func printPorts(w io.Writer, ports []api.Port) {
 		if p.AllowSpoof {
 			mac += " (spoof ok)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", p.Name, ifname, mac, p.IP, p.VLANs(),
-			s.RxPackets, s.RxBytes, s.TxPackets, s.TxBytes, s.Drops(), pub)
+		ip6 := p.IP6
+		if ip6 == "" {
+			ip6 = "-"
+		}
+		// IP6 last: scripts reading the columns before it by position
+		// (VLAN is the fifth) still work.
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", p.Name, ifname, mac, p.IP, p.VLANs(),
+			s.RxPackets, s.RxBytes, s.TxPackets, s.TxBytes, s.Drops(), pub, ip6)
 	}
 	tw.Flush()
 }
@@ -168,7 +179,7 @@ func cmdFDB(args []string, stdout io.Writer) error {
 // `bridge fdb show` does.
 func printFDB(w io.Writer, entries []api.FDBEntry) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "MAC\tPORT\tVLAN\tAGE\tTYPE")
+	fmt.Fprintln(tw, "MAC\tPORT\tVLAN\tAGE\tTYPE\tVTEP")
 	for _, e := range entries {
 		age, typ := (time.Duration(e.Age * float64(time.Second))).Round(time.Second).String(), "learned"
 		if e.Static {
@@ -178,7 +189,11 @@ func printFDB(w io.Writer, entries []api.FDBEntry) {
 		if e.VLAN != 0 {
 			vlan = strconv.Itoa(int(e.VLAN))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.MAC, e.Port, vlan, age, typ)
+		vtep := e.VTEP
+		if vtep == "" {
+			vtep = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.MAC, e.Port, vlan, age, typ, vtep)
 	}
 	tw.Flush()
 }
@@ -186,11 +201,7 @@ func printFDB(w io.Writer, entries []api.FDBEntry) {
 func cmdVersion(args []string, stdout io.Writer) error {
 	fs := newFlags("version")
 	control := controlFlag(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
+	if err := parseNone(fs, args); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "client: tapswitch %s\n", api.Version)

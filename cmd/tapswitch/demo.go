@@ -30,11 +30,7 @@ import (
 func cmdDemo(args []string, stdout io.Writer) error {
 	fs := newFlags("demo")
 	containers := fs.Int("containers", 3, "how many namespaces to attach as containers (2 to 9)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
+	if err := parseNone(fs, args); err != nil {
 		return err
 	}
 	if *containers < 2 || *containers > 9 {

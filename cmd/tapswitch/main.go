@@ -20,21 +20,25 @@ import (
 const usage = `tapswitch: a userspace virtual switch for containers
 
 Usage:
-  tapswitch run [--subnet CIDR] [--gateway IP] [--mtu N] [--fdb-ageing DURATION] [--control PATH] [--metrics ADDR]
+  tapswitch run [--subnet CIDR] [--gateway IP] [--ipv6 [--subnet6 PREFIX/64] [--ra=false]] [--mtu N] [--fdb-ageing DURATION] [--fdb-max N] [--control PATH] [--metrics ADDR]
                 [--attach-helper]
                 [--uplink host[,addr=ADDR][,loopback=ADDR][,mtu=N]|none|tap,netns=PATH,ip=ADDR/LEN[,gw=ADDR][,ifname=ts0][,mac=MAC][,mtu=N]]
                 [--host-loopback]
                 [--ct-max N] [--ct-tcp-timeout D] [--ct-tcp-transitory-timeout D] [--ct-udp-timeout D]
-                [--ct-udp-unreplied-timeout D] [--ct-icmp-timeout D] [--ct-endpoint-independent-filtering]
-                [--mode learning|hub] [--icc=true|false] [--gateway-vlan N] [--state PATH]
+                [--ct-udp-unreplied-timeout D] [--ct-icmp-timeout D] [--ct-tcp-pressure-timeout D]
+                [--ct-endpoint-independent-filtering]
+                [--mode learning|hub] [--icc=true|false] [--gateway-vlan N] [--state PATH] [--live-restore]
+                [--vxlan vni=N,local=ADDR,remote=ADDR[,remote=ADDR...][,port=4789][,mtu=N][,vlan=N]]...
+                [--vxlan-allow CIDR]... [--ip-range CIDR]
                 [--dns=true|false] [--dns-domain tapswitch] [--dns-upstream ADDR[:PORT]]... [--dns-rate N]
-  tapswitch attach (--netns PATH | --pid PID) [--name NAME] [--ifname eth0] [--ip IP] [--mac MAC] [--mtu N]
-                [--vlan N] [--trunk N,M...] [--allow-spoof] [--alias NAME]... [--no-resolv-conf]
+  tapswitch attach (--netns PATH | --pid PID) [--name NAME] [--ifname eth0] [--ip IP] [--ip6 IP6] [--mac MAC] [--mtu N]
+                [--vlan N] [--trunk N,M...] [--allow-spoof] [--allow-ra] [--alias NAME]... [--no-resolv-conf]
                 [-p [HOSTIP:]HOSTPORT[-END]:CONTAINERPORT[-END][/tcp|/udp]]... [--json]
   tapswitch publish SPEC --to NAME | tapswitch publish --list [--json]
   tapswitch unpublish HOSTPORT[/tcp|/udp]
   tapswitch conntrack [--json] | --flush | --stats
   tapswitch detach NAME
+  tapswitch shutdown
   tapswitch alias NAME [ALIAS...]
   tapswitch ports [--json]
   tapswitch fdb [--json]
@@ -46,6 +50,8 @@ Usage:
   tapswitch rule list [--json]
   tapswitch rule del ID
   tapswitch pipeline [--json]
+  tapswitch vxlan add vni=N,local=ADDR,remote=ADDR[,...] | vxlan list [--json] | vxlan del VNI
+  tapswitch vxlan fdb add VNI MAC VTEP | vxlan fdb del VNI MAC
   tapswitch version
   tapswitch demo
 
@@ -70,16 +76,17 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmds := map[string]func([]string, io.Writer) error{
-		"run":     cmdRun,
-		"attach":  cmdAttach,
-		"alias":   cmdAlias,
-		"detach":  cmdDetach,
-		"ports":   cmdPorts,
-		"fdb":     cmdFDB,
-		"capture": cmdCapture,
-		"stats":   cmdStats,
-		"version": cmdVersion,
-		"demo":    cmdDemo,
+		"run":      cmdRun,
+		"attach":   cmdAttach,
+		"alias":    cmdAlias,
+		"detach":   cmdDetach,
+		"shutdown": cmdShutdown,
+		"ports":    cmdPorts,
+		"fdb":      cmdFDB,
+		"capture":  cmdCapture,
+		"stats":    cmdStats,
+		"version":  cmdVersion,
+		"demo":     cmdDemo,
 
 		"publish":   cmdPublish,
 		"unpublish": cmdUnpublish,
@@ -87,6 +94,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 
 		"rule":     cmdRule,
 		"pipeline": cmdPipeline,
+
+		"vxlan": cmdVXLAN,
 	}
 	if args[0] == nshelper.Command {
 		// Not for people: the daemon runs it inside a container's
@@ -112,7 +121,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	}
 	cmd, ok := cmds[name]
 	if !ok {
-		fmt.Fprintf(stderr, "tapswitch: unknown command %q\n\n%s", name, usage)
+		fmt.Fprintf(stderr, "tapswitch: unknown command %q (tapswitch help lists the commands)\n", name)
 		return 2
 	}
 	err = cmd(args[1:], stdout)
@@ -228,4 +237,35 @@ func noArgs(pos []string) error {
 		return usagef("unexpected argument %q", pos[0])
 	}
 	return nil
+}
+
+// parseNone parses args with fs and rejects positional arguments.
+func parseNone(fs *flag.FlagSet, args []string) error {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	return noArgs(pos)
+}
+
+// parseOne parses args with fs and returns the one positional argument,
+// or a usage error that says what to give.
+func parseOne(fs *flag.FlagSet, args []string, what string) (string, error) {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return "", err
+	}
+	if len(pos) != 1 {
+		return "", usageError{errors.New(what)}
+	}
+	return pos[0], nil
+}
+
+// oneArg parses the flags of a subcommand that takes nothing but
+// --control and exactly one positional argument, and returns both.
+func oneArg(name string, args []string, what string) (control, arg string, err error) {
+	fs := newFlags(name)
+	c := controlFlag(fs)
+	arg, err = parseOne(fs, args, what)
+	return *c, arg, err
 }

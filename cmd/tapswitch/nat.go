@@ -27,6 +27,7 @@ type natFlags struct {
 	uplink                                 string
 	max                                    int
 	tcp, tcpTrans, udp, udpUnreplied, icmp time.Duration
+	tcpPressure                            time.Duration
 	eif                                    bool
 	hostLoopback                           bool
 }
@@ -42,6 +43,7 @@ func (f *natFlags) add(fs interface {
 	fs.IntVar(&f.max, "ct-max", nat.DefaultMaxEntries, "the most connections NAT tracks")
 	fs.DurationVar(&f.tcp, "ct-tcp-timeout", nat.DefaultTCPEstablished, "idle timeout of an established TCP connection")
 	fs.DurationVar(&f.tcpTrans, "ct-tcp-transitory-timeout", nat.DefaultTCPTransitory, "idle timeout of an opening or closing TCP connection")
+	fs.DurationVar(&f.tcpPressure, "ct-tcp-pressure-timeout", nat.DefaultTCPPressure, "idle timeout of an opening TCP connection while the table is more than half full (a SYN flood)")
 	fs.DurationVar(&f.udp, "ct-udp-timeout", nat.DefaultUDP, "idle timeout of a UDP flow that saw traffic both ways")
 	fs.DurationVar(&f.udpUnreplied, "ct-udp-unreplied-timeout", nat.DefaultUDPUnreplied, "idle timeout of a UDP flow without a reply")
 	fs.DurationVar(&f.icmp, "ct-icmp-timeout", nat.DefaultICMP, "idle timeout of an ICMP echo flow")
@@ -67,7 +69,7 @@ func (f *natFlags) apply(cfg *daemon.Config) error {
 	}
 	for name, d := range map[string]time.Duration{
 		"--ct-tcp-timeout": f.tcp, "--ct-tcp-transitory-timeout": f.tcpTrans, "--ct-udp-timeout": f.udp,
-		"--ct-udp-unreplied-timeout": f.udpUnreplied, "--ct-icmp-timeout": f.icmp,
+		"--ct-udp-unreplied-timeout": f.udpUnreplied, "--ct-icmp-timeout": f.icmp, "--ct-tcp-pressure-timeout": f.tcpPressure,
 	} {
 		if d <= 0 {
 			return usagef("%s %s: must be positive", name, d)
@@ -77,6 +79,7 @@ func (f *natFlags) apply(cfg *daemon.Config) error {
 		MaxEntries: f.max,
 		Timeouts: nat.Timeouts{
 			TCPEstablished: f.tcp, TCPTransitory: f.tcpTrans, UDP: f.udp, UDPUnreplied: f.udpUnreplied, ICMP: f.icmp,
+			TCPPressure: f.tcpPressure,
 		},
 		EndpointIndependentFiltering: f.eif,
 	}
@@ -132,29 +135,24 @@ func printPublishes(w io.Writer, ps []api.Published) {
 }
 
 func cmdUnpublish(args []string, stdout io.Writer) error {
-	fs := newFlags("unpublish")
-	control := controlFlag(fs)
-	pos, err := parse(fs, args)
+	control, arg, err := oneArg("unpublish", args, "give one host port: HOSTPORT[/tcp|/udp]")
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usagef("give one host port: HOSTPORT[/tcp|/udp]")
-	}
-	port, proto, _ := strings.Cut(pos[0], "/")
+	port, proto, _ := strings.Cut(arg, "/")
 	if proto == "" {
 		proto = "tcp"
 	}
 	n, err := strconv.ParseUint(port, 10, 16)
 	if err != nil || n == 0 {
-		return usagef("%q: not a host port (1-65535), optionally followed by /tcp or /udp", pos[0])
+		return usagef("%q: not a host port (1-65535), optionally followed by /tcp or /udp", arg)
 	}
 	if proto = strings.ToLower(proto); proto != "tcp" && proto != "udp" {
-		return usagef("%q: the protocol must be tcp or udp", pos[0])
+		return usagef("%q: the protocol must be tcp or udp", arg)
 	}
 	ctx, cancel := timeout()
 	defer cancel()
-	p, err := client(*control).Unpublish(ctx, uint16(n), proto)
+	p, err := client(control).Unpublish(ctx, uint16(n), proto)
 	if err != nil {
 		return err
 	}
@@ -168,11 +166,7 @@ func cmdConntrack(args []string, stdout io.Writer) error {
 	flush := fs.Bool("flush", false, "remove every tracked connection")
 	stats := fs.Bool("stats", false, "print the counters instead")
 	control := controlFlag(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
+	if err := parseNone(fs, args); err != nil {
 		return err
 	}
 	if *flush && *stats {

@@ -66,8 +66,8 @@ func parseRule(args []string) (api.Rule, string, error) {
 	fs.StringVar(&r.SrcMAC, "src-mac", "", "source MAC")
 	fs.StringVar(&r.DstMAC, "dst-mac", "", "destination MAC")
 	fs.StringVar(&f.ethertype, "ethertype", "", "EtherType: ipv4, arp, ipv6 or a number such as 0x88cc")
-	fs.StringVar(&f.src, "src", "", "IPv4 source prefix, e.g. 10.90.0.0/24")
-	fs.StringVar(&f.dst, "dst", "", "IPv4 destination prefix")
+	fs.StringVar(&f.src, "src", "", "IPv4 or IPv6 source prefix, e.g. 10.90.0.0/24 or fd42:1::/64")
+	fs.StringVar(&f.dst, "dst", "", "IPv4 or IPv6 destination prefix")
 	fs.StringVar(&f.proto, "proto", "", "IP protocol: tcp, udp, icmp or a number")
 	fs.StringVar(&f.sport, "sport", "", "TCP/UDP source port or range N-M")
 	fs.StringVar(&f.dport, "dport", "", "TCP/UDP destination port or range N-M")
@@ -149,22 +149,17 @@ func cmdRuleAdd(args []string, stdout io.Writer) error {
 }
 
 func cmdRuleDel(args []string, stdout io.Writer) error {
-	fs := newFlags("rule del")
-	control := controlFlag(fs)
-	pos, err := parse(fs, args)
+	control, arg, err := oneArg("rule del", args, "give exactly one rule ID (see tapswitch rule list)")
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usagef("give exactly one rule ID (see tapswitch rule list)")
-	}
-	id, err := strconv.Atoi(pos[0])
+	id, err := strconv.Atoi(arg)
 	if err != nil || id < 1 {
-		return usagef("rule ID %q: a positive number expected", pos[0])
+		return usagef("rule ID %q: a positive number expected", arg)
 	}
 	ctx, cancel := timeout()
 	defer cancel()
-	return client(*control).DeleteRule(ctx, id)
+	return client(control).DeleteRule(ctx, id)
 }
 
 // printRules prints the rules as an aligned table, in the order the switch

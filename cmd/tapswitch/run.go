@@ -8,7 +8,9 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
+	"time"
 
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/daemon"
@@ -20,27 +22,30 @@ func cmdRun(args []string, stdout io.Writer) error {
 	fs := newFlags("run")
 	subnet := fs.String("subnet", daemon.DefaultSubnet.String(), "the containers' IPv4 subnet")
 	gateway := fs.String("gateway", "", "the gateway's address (default: the subnet's first address)")
-	mtu := fs.Int("mtu", daemon.DefaultMTU, "MTU of the gateway and, unless attach says otherwise, of container interfaces")
+	mtu := fs.Int("mtu", 0, "MTU of the gateway and, unless attach says otherwise, of container interfaces (default 1500, or the underlay's less 50 with --vxlan)")
 	ageing := fs.Duration("fdb-ageing", fdb.DefaultAgeing, "how long a learned MAC is kept without traffic")
+	fdbMax := fs.Int("fdb-max", fdb.DefaultMaxEntries, "the most MACs the table holds; when full, a new one evicts the oldest of the port holding the most (as Open vSwitch)")
 	control := controlFlag(fs)
 	metrics := fs.String("metrics", "", "serve Prometheus metrics on `ADDR` (HOST:PORT, or PORT for 127.0.0.1:PORT); off by default")
 	helper := fs.Bool("attach-helper", false, "create every container's TAP from a helper inside its namespaces, as without root (the default when the daemon has no CAP_NET_ADMIN)")
 	mode := fs.String("mode", string(vswitch.ModeLearning), "the switch's pipeline: learning (MAC learning, VLANs, ACL) or hub (every frame to every port)")
 	icc := fs.Bool("icc", true, "inter-container communication; --icc=false lets containers reach only the gateway (and what allow rules permit)")
 	gwVLAN := fs.Int("gateway-vlan", vswitch.DefaultVLAN, "the VLAN the gateway is on")
+	var v6 ipv6Flags
+	v6.add(fs)
 	statePath := fs.String("state", "", "the state file, where ACL rules are kept (default: beside the control socket, its .sock replaced by .state.json)")
+	liveRestore := fs.Bool("live-restore", false, "keep the containers' TAPs when the daemon stops, crashes or is upgraded, and adopt them again on start (root); tapswitch shutdown removes them")
 	var nf natFlags
 	nf.add(fs)
+	var vf vxlanFlags
+	vf.add(fs)
 	var df dnsFlags
 	df.add(fs)
-	pos, err := parse(fs, args)
+	err := parseNone(fs, args)
 	if err != nil {
 		return err
 	}
-	if err := noArgs(pos); err != nil {
-		return err
-	}
-	cfg := daemon.Config{MTU: *mtu, FDBAgeing: *ageing, AttachHelper: *helper}
+	cfg := daemon.Config{MTU: *mtu, FDBAgeing: *ageing, FDBMax: *fdbMax, AttachHelper: *helper}
 	if cfg.Subnet, err = netip.ParsePrefix(*subnet); err != nil {
 		return usagef("--subnet %q: not a CIDR prefix such as 10.90.0.0/16", *subnet)
 	}
@@ -53,6 +58,9 @@ func cmdRun(args []string, stdout io.Writer) error {
 		if _, err := daemon.MetricsAddr(*metrics); err != nil {
 			return usagef("--metrics: %v", err)
 		}
+	}
+	if *fdbMax < 1 {
+		return usagef("--fdb-max %d: must be at least 1", *fdbMax)
 	}
 	if *ageing <= 0 {
 		return usagef("--fdb-ageing %s: must be positive", *ageing)
@@ -68,10 +76,17 @@ func cmdRun(args []string, stdout io.Writer) error {
 	if err := nf.apply(&cfg); err != nil {
 		return err
 	}
+	if err := v6.apply(&cfg); err != nil {
+		return err
+	}
+	if err := vf.apply(&cfg); err != nil {
+		return err
+	}
 	if err := df.apply(&cfg); err != nil {
 		return err
 	}
-	// The rest (subnet, gateway, mtu, mode) is the daemon's to check, once.
+	// The rest (subnet, gateway, mtu, mode, ip range) is the daemon's to
+	// check, once.
 	if err := cfg.Validate(); err != nil {
 		return usagef("%v", err)
 	}
@@ -79,6 +94,7 @@ func cmdRun(args []string, stdout io.Writer) error {
 	if path == "" {
 		path = api.DefaultSocket()
 	}
+	cfg.LiveRestore = *liveRestore
 	cfg.StatePath = *statePath
 	if cfg.StatePath == "" {
 		cfg.StatePath = daemon.StatePath(path)
@@ -93,6 +109,16 @@ func cmdRun(args []string, stdout io.Writer) error {
 	if err != nil {
 		d.Close()
 		return err
+	}
+	// Only now, holding the control socket: no other daemon has the TAPs.
+	restored, gone, err := d.Restore()
+	if err != nil {
+		ln.Close()
+		d.Close()
+		return err
+	}
+	if len(restored)+len(gone) > 0 {
+		log.Info("ports of the previous daemon", "live_restore", *liveRestore, "restored_or_removed", restored, "gone", gone)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -115,12 +141,35 @@ func cmdRun(args []string, stdout io.Writer) error {
 	info := d.Info()
 	log.Info("tapswitch running", "version", api.Version, "control", path, "subnet", info.Subnet, "gateway", info.Gateway, "uplink", info.Uplink,
 		"mode", info.Mode, "icc", !info.Isolate, "gateway_vlan", info.GatewayVLAN, "state", info.StateFile, "pid", info.PID)
+	go watchdog(ctx, log, shutdownGrace)
 	if err := notifyReady(); err != nil {
 		log.Warn("systemd readiness", "err", err)
 	}
 	if err := d.Serve(ctx, ln); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	log.Info("tapswitch stopped: every TAP it created is removed")
+	if d.KeptPorts() {
+		log.Info("tapswitch stopped: the TAPs stay for the next daemon (--live-restore; tapswitch shutdown removes them)")
+	} else {
+		log.Info("tapswitch stopped: every TAP it created is removed")
+	}
 	return nil
+}
+
+// shutdownGrace is how long the daemon may take to stop after SIGTERM or
+// SIGINT before the watchdog ends it.
+const shutdownGrace = 10 * time.Second
+
+// watchdog ends the process grace after ctx is done if it is still running
+// then: whatever is stuck (a request, a namespace, the kernel), a SIGTERM
+// must stop the daemon. It logs the goroutines that were stuck first, so
+// that the cause can be found.
+func watchdog(ctx context.Context, log *slog.Logger, grace time.Duration) {
+	<-ctx.Done()
+	time.Sleep(grace)
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	log.Error("shutdown stuck; exiting anyway", "after", grace, "goroutines", runtime.NumGoroutine())
+	os.Stderr.Write(buf)
+	os.Exit(1)
 }

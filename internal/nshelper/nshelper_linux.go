@@ -74,6 +74,9 @@ type request struct {
 	Addr       string `json:"addr,omitempty"`
 	Gateway    string `json:"gateway,omitempty"`
 	NoOffloads bool   `json:"no_offloads,omitempty"`
+	Addr6      string `json:"addr6,omitempty"`
+	Gateway6   string `json:"gateway6,omitempty"`
+	NoIPv6     bool   `json:"disable_ipv6,omitempty"`
 }
 
 // reply is the helper's one message on the socket; a successful one carries
@@ -117,13 +120,9 @@ func Create(ctx context.Context, exe string, cfg tap.Config, privileged bool) (*
 		return nil, fmt.Errorf("%s: %w: it belongs to the user namespace the daemon runs in, where the daemon has no CAP_NET_ADMIN; attach a process of a user namespace of your own (unshare --user --map-root-user --net, a rootless container) or run tapswitch as root", path, ErrNotOwned)
 	}
 
-	req := request{Name: cfg.Name, MAC: cfg.MAC.String(), MTU: cfg.MTU, NoOffloads: cfg.NoOffloads}
-	if cfg.Addr.IsValid() {
-		req.Addr = cfg.Addr.String()
-	}
-	if cfg.Gateway.IsValid() {
-		req.Gateway = cfg.Gateway.String()
-	}
+	req := request{Name: cfg.Name, MAC: cfg.MAC.String(), MTU: cfg.MTU, NoOffloads: cfg.NoOffloads, NoIPv6: cfg.DisableIPv6}
+	req.Addr, req.Gateway = text(cfg.Addr), text(cfg.Gateway)
+	req.Addr6, req.Gateway6 = text(cfg.Addr6), text(cfg.Gateway6)
 	in, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
@@ -218,21 +217,14 @@ func (e *helperError) Is(target error) bool {
 // openNamespaces opens the network namespace at path and the user namespace
 // that owns it (NS_GET_USERNS), and tells whether that is the caller's own.
 func openNamespaces(path string) (netnsF, usernsF *os.File, same bool, err error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	netnsF, err = tap.OpenNetns(path)
 	switch {
-	case errors.Is(err, unix.ENOENT):
-		return nil, nil, false, fmt.Errorf("%w: %s", tap.ErrNetnsNotFound, path)
 	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
 		return nil, nil, false, fmt.Errorf("%s: permission denied: %w", path, ErrNotOwned)
 	case err != nil:
-		return nil, nil, false, fmt.Errorf("open %s: %w", path, err)
+		return nil, nil, false, err
 	}
-	netnsF = os.NewFile(uintptr(fd), path)
-	// NS_GET_NSTYPE fails with ENOTTY on a file that is not a namespace.
-	if typ, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE); err != nil || typ != unix.CLONE_NEWNET {
-		netnsF.Close()
-		return nil, nil, false, fmt.Errorf("%w: %s is not a network namespace", tap.ErrNetnsNotFound, path)
-	}
+	fd := int(netnsF.Fd())
 	ufd, err := unix.IoctlRetInt(fd, unix.NS_GET_USERNS)
 	if err != nil {
 		netnsF.Close()
@@ -342,18 +334,30 @@ func create(stdin io.Reader) (reply, *tap.Device) {
 	if err := json.NewDecoder(stdin).Decode(&req); err != nil {
 		return reply{Err: "read request: " + err.Error()}, nil
 	}
-	cfg := tap.Config{Name: req.Name, MTU: req.MTU, NoOffloads: req.NoOffloads}
+	cfg := tap.Config{Name: req.Name, MTU: req.MTU, NoOffloads: req.NoOffloads, DisableIPv6: req.NoIPv6}
 	var err error
 	if cfg.MAC, err = net.ParseMAC(req.MAC); err != nil {
 		return reply{Err: err.Error(), Kind: "invalid"}, nil
 	}
-	if req.Addr != "" {
-		if cfg.Addr, err = netip.ParsePrefix(req.Addr); err != nil {
+	for _, p := range []struct {
+		s string
+		p *netip.Prefix
+	}{{req.Addr, &cfg.Addr}, {req.Addr6, &cfg.Addr6}} {
+		if p.s == "" {
+			continue
+		}
+		if *p.p, err = netip.ParsePrefix(p.s); err != nil {
 			return reply{Err: err.Error(), Kind: "invalid"}, nil
 		}
 	}
-	if req.Gateway != "" {
-		if cfg.Gateway, err = netip.ParseAddr(req.Gateway); err != nil {
+	for _, a := range []struct {
+		s string
+		a *netip.Addr
+	}{{req.Gateway, &cfg.Gateway}, {req.Gateway6, &cfg.Gateway6}} {
+		if a.s == "" {
+			continue
+		}
+		if *a.a, err = netip.ParseAddr(a.s); err != nil {
 			return reply{Err: err.Error(), Kind: "invalid"}, nil
 		}
 	}
@@ -369,4 +373,16 @@ func create(stdin io.Reader) (reply, *tap.Device) {
 		return rep, nil
 	}
 	return reply{Offloads: d.Offloads()}, d
+}
+
+// text is v's text form, "" for its zero value (an invalid prefix or
+// address).
+func text[T interface {
+	IsValid() bool
+	String() string
+}](v T) string {
+	if !v.IsValid() {
+		return ""
+	}
+	return v.String()
 }

@@ -85,8 +85,8 @@ func TestCreateBadNamespace(t *testing.T) {
 		msg   string
 	}{
 		{"/nonexistent/netns", tap.ErrNetnsNotFound, "/nonexistent/netns"},
-		{file, tap.ErrNetnsNotFound, "is not a network namespace"},
-		{"/proc/self/ns/uts", tap.ErrNetnsNotFound, "is not a network namespace"},
+		{file, tap.ErrNotNetns, "not a network namespace"},
+		{"/proc/self/ns/uts", tap.ErrNotNetns, "not a network namespace"},
 	}
 	if os.Geteuid() != 0 {
 		// Without root, the caller's own namespace is not its own to

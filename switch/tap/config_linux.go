@@ -58,6 +58,21 @@ type Config struct {
 	// inside Addr's prefix, and a default route via Gateway is added.
 	Gateway netip.Addr
 
+	// Addr6 is an optional IPv6 address with its prefix length, e.g.
+	// fd42:1::2/64, added without duplicate address detection (the
+	// switch hands out unique addresses). The zero Prefix means none.
+	Addr6 netip.Prefix
+
+	// Gateway6 is optional; if set, Addr6 must be set too, Gateway6 must
+	// be inside Addr6's prefix, and an IPv6 default route via Gateway6 is
+	// added.
+	Gateway6 netip.Addr
+
+	// DisableIPv6 sets the device's disable_ipv6 sysctl before it is set
+	// up, so that it has no IPv6 at all, not even a link-local address
+	// (what Docker does on IPv4-only networks). It excludes Addr6.
+	DisableIPv6 bool
+
 	// NoOffloads turns checksum and segmentation offloads off: the
 	// container's stack then sends ordinary MTU-sized frames with full
 	// checksums. By default Create enables what the kernel accepts (see
@@ -86,7 +101,10 @@ func (c Config) Validate() error {
 	if err := validAddr(c.Addr); err != nil {
 		return err
 	}
-	return validGateway(c.Gateway, c.Addr)
+	if err := validGateway(c.Gateway, c.Addr); err != nil {
+		return err
+	}
+	return c.validate6()
 }
 
 // ValidIfName returns nil if name is acceptable as a Linux interface name,

@@ -18,7 +18,8 @@ import (
 )
 
 // ErrNetnsNotFound is returned (wrapped, with the path) by Create when
-// Config.Netns does not exist or is not a network namespace.
+// Config.Netns does not exist (ErrNotNetns when it is not a network
+// namespace).
 var ErrNetnsNotFound = errors.New("network namespace not found")
 
 // ErrLinkExists is returned (wrapped, with the name and the namespace) by
@@ -219,6 +220,9 @@ func (d *Device) configure(cfg Config, mtu int, tmp string, host, target *netlin
 			return err
 		}
 	}
+	if err := d.configure6(cfg, link, target, step); err != nil {
+		return err
+	}
 	if err := step("set up", target.LinkSetUp(link)); err != nil {
 		return err
 	}
@@ -232,6 +236,12 @@ func (d *Device) configure(cfg Config, mtu int, tmp string, host, target *netlin
 	if cfg.Gateway.IsValid() {
 		r := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: cfg.Gateway.AsSlice()}
 		if err := step("add default route via "+cfg.Gateway.String(), target.RouteAdd(r)); err != nil {
+			return err
+		}
+	}
+	if cfg.Gateway6.IsValid() {
+		r := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: cfg.Gateway6.AsSlice(), Family: netlink.FAMILY_V6}
+		if err := step("add default route via "+cfg.Gateway6.String(), target.RouteAdd(r)); err != nil {
 			return err
 		}
 	}
@@ -251,23 +261,14 @@ func loUp(h *netlink.Handle) error {
 	return h.LinkSetUp(lo)
 }
 
-// openNetns opens the network namespace file at path.
+// openNetns opens the network namespace file at path (OpenNetns) as a
+// handle of package netns.
 func openNetns(path string) (netns.NsHandle, error) {
-	ns, err := netns.GetFromPath(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return ns, fmt.Errorf("%w: %s: %w", ErrNetnsNotFound, path, err)
-	}
+	fd, err := openNetnsFd(path)
 	if err != nil {
-		return ns, fmt.Errorf("open netns %s: %w", path, err)
+		return netns.None(), err
 	}
-	// NS_GET_NSTYPE (Linux 4.11) fails with ENOTTY on a file that is not a
-	// namespace, and returns the namespace's CLONE_NEW* type otherwise.
-	typ, err := unix.IoctlRetInt(int(ns), unix.NS_GET_NSTYPE)
-	if err != nil || typ != unix.CLONE_NEWNET {
-		ns.Close()
-		return netns.None(), fmt.Errorf("%w: %s is not a network namespace", ErrNetnsNotFound, path)
-	}
-	return ns, nil
+	return netns.NsHandle(fd), nil
 }
 
 // openTap opens /dev/net/tun (non-blocking) in the caller's network

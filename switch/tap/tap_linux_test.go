@@ -682,14 +682,14 @@ func TestCreateErrors(t *testing.T) {
 				}
 				return testConfig(f)
 			},
-			want: ErrNetnsNotFound,
+			want: ErrNotNetns,
 		},
 		{
 			name: "not a network namespace",
 			setup: func(t *testing.T, ns, path string) Config {
 				return testConfig("/proc/self/ns/uts")
 			},
-			want: ErrNetnsNotFound,
+			want: ErrNotNetns,
 		},
 		{
 			name: "name taken",

@@ -122,24 +122,12 @@ func (c *Config) Validate() error {
 	if c.MTU < 576 || c.MTU > 65535 {
 		return fmt.Errorf("%w: mtu=%d: must be between 576 and 65535", ErrInvalidSpec, c.MTU)
 	}
-	if c.DialTimeout <= 0 {
-		c.DialTimeout = DefaultDialTimeout
-	}
-	if c.UDPTimeout <= 0 {
-		c.UDPTimeout = DefaultUDPTimeout
-	}
-	if c.ICMPTimeout <= 0 {
-		c.ICMPTimeout = DefaultICMPTimeout
-	}
-	if c.MaxTCP <= 0 {
-		c.MaxTCP = DefaultMaxTCP
-	}
-	if c.MaxUDP <= 0 {
-		c.MaxUDP = DefaultMaxUDP
-	}
-	if c.MaxICMP <= 0 {
-		c.MaxICMP = DefaultMaxICMP
-	}
+	defaultIfUnset(&c.DialTimeout, DefaultDialTimeout)
+	defaultIfUnset(&c.UDPTimeout, DefaultUDPTimeout)
+	defaultIfUnset(&c.ICMPTimeout, DefaultICMPTimeout)
+	defaultIfUnset(&c.MaxTCP, DefaultMaxTCP)
+	defaultIfUnset(&c.MaxUDP, DefaultMaxUDP)
+	defaultIfUnset(&c.MaxICMP, DefaultMaxICMP)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -159,4 +147,11 @@ func (c *Config) String() string {
 // loopback, multicast or class E.
 func hostAddr(ip [4]byte) bool {
 	return ip[0] != 0 && ip[0] != 127 && ip[0] < 224
+}
+
+// defaultIfUnset sets *v to def when it is zero or negative.
+func defaultIfUnset[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }

@@ -88,11 +88,12 @@ func (fs *flows) expire(now time.Time, timeout time.Duration) {
 }
 
 // startFlow stores the new flow f in fs (which holds at most max) and runs
-// read, its socket's reader, on a goroutine of its own, counted in open and
-// total. If fs already has a flow of f's key (another goroutine opened it
+// read, its socket's reader, on a goroutine of its own with a pooled buffer,
+// counted in open and total; when read returns, the flow leaves fs and its
+// socket is closed. If fs already has a flow of f's key (another goroutine opened it
 // first), f's socket is closed and that flow is returned; past max, or once
 // the uplink is closed, f's socket is closed and nil returned.
-func (u *Uplink) startFlow(fs *flows, f *flow, max int, open, total *atomic.Uint64, read func()) *flow {
+func (u *Uplink) startFlow(fs *flows, f *flow, max int, open, total *atomic.Uint64, read func(b []byte)) *flow {
 	f.touch(u.clock())
 	got, added := fs.add(f, max)
 	if !added {
@@ -107,7 +108,15 @@ func (u *Uplink) startFlow(fs *flows, f *flow, max int, open, total *atomic.Uint
 	open.Add(1)
 	total.Add(1)
 	u.wg.Add(1)
-	go read()
+	go func() {
+		defer u.wg.Done()
+		defer open.Add(^uint64(0))
+		defer fs.remove(f)
+		defer f.conn.Close()
+		bp := u.getBuf()
+		defer u.putBuf(bp)
+		read(*bp)
+	}()
 	return f
 }
 

@@ -55,7 +55,7 @@ func (u *Uplink) newICMPFlow(id uint16) *flow {
 		return nil
 	}
 	f := &flow{key: id, conn: c}
-	got := u.startFlow(&u.icmp, f, u.cfg.MaxICMP, &u.stats.icmpSockets, &u.stats.icmpTotal, func() { u.readICMP(f, c) })
+	got := u.startFlow(&u.icmp, f, u.cfg.MaxICMP, &u.stats.icmpSockets, &u.stats.icmpTotal, func(b []byte) { u.readICMP(f, c, b) })
 	if got == nil {
 		u.stats.icmpDropped.Add(1)
 	}
@@ -63,15 +63,9 @@ func (u *Uplink) newICMPFlow(id uint16) *flow {
 }
 
 // readICMP hands the echo replies the socket of f receives back to the
-// mapping, with the mapped identifier put back, until the socket is closed.
-func (u *Uplink) readICMP(f *flow, c *icmp.PacketConn) {
-	defer u.wg.Done()
-	defer u.stats.icmpSockets.Add(^uint64(0))
-	defer u.icmp.remove(f)
-	defer c.Close()
-	bp := u.getBuf()
-	defer u.putBuf(bp)
-	b := *bp
+// mapping, with the mapped identifier put back, until the socket is closed;
+// b is its buffer.
+func (u *Uplink) readICMP(f *flow, c *icmp.PacketConn, b []byte) {
 	for {
 		n, from, err := c.ReadFrom(b[ipHdrLen : maxPacket-ipHdrLen])
 		if err != nil {

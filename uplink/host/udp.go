@@ -62,19 +62,13 @@ func (u *Uplink) newUDPFlow(port uint16) *flow {
 		u.stats.errors.Add(1)
 	}
 	f := &flow{key: port, conn: c}
-	return u.startFlow(&u.udp, f, u.cfg.MaxUDP, &u.stats.udpSockets, &u.stats.udpTotal, func() { u.readUDP(f, c) })
+	return u.startFlow(&u.udp, f, u.cfg.MaxUDP, &u.stats.udpSockets, &u.stats.udpTotal, func(b []byte) { u.readUDP(f, c, b) })
 }
 
 // readUDP hands every datagram the socket of f receives, from any sender,
-// back to the mapping (NAT filters), until the socket is closed.
-func (u *Uplink) readUDP(f *flow, c *net.UDPConn) {
-	defer u.wg.Done()
-	defer u.stats.udpSockets.Add(^uint64(0))
-	defer u.udp.remove(f)
-	defer c.Close()
-	bp := u.getBuf()
-	defer u.putBuf(bp)
-	b := *bp
+// back to the mapping (NAT filters), until the socket is closed; b is its
+// buffer.
+func (u *Uplink) readUDP(f *flow, c *net.UDPConn, b []byte) {
 	for {
 		n, from, err := c.ReadFromUDPAddrPort(b[ipHdrLen+8 : maxPacket-ipHdrLen-8])
 		if err != nil {

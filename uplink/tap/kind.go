@@ -45,7 +45,7 @@ func (c *Config) Open(env uplink.Env) (uplink.Uplink, error) {
 	if cfg.Addr.Masked().Overlaps(env.Subnet) {
 		return nil, fmt.Errorf("%w: uplink %s overlaps the containers' subnet %s", ErrInvalidSpec, cfg.Addr, env.Subnet)
 	}
-	u, err := Open(cfg)
+	u, err := openFor(cfg, env) // persist.go
 	if err != nil {
 		return nil, err
 	}

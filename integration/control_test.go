@@ -1,0 +1,184 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestAttachBadNetns: a FIFO, a directory, a regular file and the
+// namespace of a process that is gone, as --netns, are each refused in
+// under a second with one line, while ports keeps answering; a daemon with
+// a request stuck (a body that never comes) exits on SIGTERM.
+func TestAttachBadNetns(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t)
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, []byte("not a namespace\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	deadNS := "/proc/" + strconv.Itoa(dead.Process.Pid) + "/ns/net"
+
+	// ports keeps answering throughout.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var answered, failed int
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_, err := d.client.Ports(ctx)
+			cancel()
+			if err != nil {
+				failed++
+			} else {
+				answered++
+			}
+		}
+	}()
+	for _, tt := range []struct{ name, path, want string }{
+		{"fifo", fifo, "not a network namespace"},
+		{"directory", dir, "not a network namespace"},
+		{"regular file", file, "not a network namespace"},
+		{"dead process", deadNS, "not found"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			_, errOut, code := d.cli(t, "attach", "--netns", tt.path, "--name", "bad")
+			took := time.Since(start)
+			if code == 0 {
+				t.Fatalf("attach --netns %s succeeded", tt.path)
+			}
+			if lines := strings.Count(strings.TrimSpace(errOut), "\n") + 1; lines != 1 || !strings.Contains(errOut, tt.want) {
+				t.Errorf("stderr %q: want one line containing %q", errOut, tt.want)
+			}
+			if took > time.Second {
+				t.Errorf("refused after %v, want under a second", took)
+			}
+		})
+	}
+	close(stop)
+	wg.Wait()
+	if answered == 0 || failed > 0 {
+		t.Errorf("ports during the attaches: %d answered, %d failed; want all answered", answered, failed)
+	}
+
+	// A request in progress (its body never comes) does not keep the
+	// daemon from exiting on SIGTERM.
+	c, err := net.Dial("unix", d.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /v1/ports HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n\r\n")
+	// The handler reading the body answers 100 Continue: it is in progress.
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || !strings.Contains(line, "100 Continue") {
+		t.Fatalf("stuck request: got %q, %v; want 100 Continue", line, err)
+	}
+	fmt.Fprintf(c, "{")
+	start := time.Now()
+	if err := d.stop(t); err != nil {
+		t.Errorf("daemon exit: %v", err)
+	}
+	t.Logf("exited %v after SIGTERM with a request stuck", time.Since(start).Round(time.Millisecond))
+}
+
+// procStatus returns a field of /proc/PID/status in kB, and the number of
+// open fds, of the process pid.
+func procUsage(t *testing.T, pid int) (rssKB, fds int) {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			rssKB, _ = strconv.Atoi(f[1])
+		}
+	}
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rssKB, len(ents)
+}
+
+// TestControlIdleConnections: 5000 idle connections to the control socket
+// neither stop ports from answering nor keep the daemon's fds and memory
+// once they are closed (RSS within 12 MB of the baseline: code and runtime
+// pages touched for the first time stay resident).
+func TestControlIdleConnections(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t)
+	pid := d.cmd.Process.Pid
+	d.ports(t)
+	rss0, fds0 := procUsage(t, pid)
+	var conns []net.Conn
+	for tries := 0; len(conns) < 5000; tries++ {
+		c, err := net.Dial("unix", d.sock)
+		if errors.Is(err, syscall.EAGAIN) && tries < 100000 {
+			// The listen backlog is full: the daemon has not yet
+			// accepted (and closed) the ones before.
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		if err != nil {
+			t.Fatalf("connection %d: %v", len(conns)+1, err)
+		}
+		conns = append(conns, c)
+	}
+	start := time.Now()
+	if len(d.ports(t)) == 0 {
+		t.Error("no ports listed")
+	}
+	t.Logf("ports answered in %v with 5000 idle connections", time.Since(start).Round(time.Millisecond))
+	rss1, fds1 := procUsage(t, pid)
+	for _, c := range conns {
+		c.Close()
+	}
+	// The daemon closes its side when it sees the close.
+	var rss2, fds2 int
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rss2, fds2 = procUsage(t, pid)
+		if fds2 <= fds0+4 && rss2 <= rss0+12<<10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon: baseline %d fds, %d kB; with 5000 idle connections %d fds, %d kB; 10 s after they closed %d fds, %d kB: not back near the baseline",
+				fds0, rss0, fds1, rss1, fds2, rss2)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("daemon: baseline %d fds, %d kB; with 5000 idle connections %d fds, %d kB; after %d fds, %d kB", fds0, rss0, fds1, rss1, fds2, rss2)
+	if fds1 > fds0+300 {
+		t.Errorf("%d fds with 5000 idle connections (baseline %d): the cap does not hold", fds1, fds0)
+	}
+}
