@@ -11,6 +11,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	vswitch "github.com/tapswitch/tapswitch/switch"
 )
 
 // ErrNotOurs is returned (wrapped) by Adopt and Remove when the interface
@@ -60,6 +62,20 @@ func (d *Device) SetPersist(on bool) error {
 // wrapping netlink.LinkNotFoundError when there is no such interface, and
 // ErrNotOurs when the interface is not that TAP.
 func Adopt(path, name string, mac net.HardwareAddr, noOffloads bool) (*Device, error) {
+	want := allOffloads
+	if noOffloads {
+		want = 0
+	}
+	return AdoptOffloads(path, name, mac, want)
+}
+
+// AdoptOffloads is Adopt asking for the offloads of offloadSets cut to
+// want, as Config.Offloads (none if want is 0): the routed uplink adopts
+// its TAP with the offloads it takes whole.
+func AdoptOffloads(path, name string, mac net.HardwareAddr, want vswitch.Offloads) (*Device, error) {
+	if offloadsOff {
+		want = 0
+	}
 	var d *Device
 	err := withinNetns(path, func(h *netlink.Handle) error {
 		if err := checkSaved(h, name, mac); err != nil {
@@ -80,7 +96,7 @@ func Adopt(path, name string, mac net.HardwareAddr, noOffloads bool) (*Device, e
 			unix.Close(fd)
 			return fmt.Errorf("TUNSETIFF %s: %w", name, err)
 		}
-		o, err := setOffloads(fd, !noOffloads && !offloadsOff)
+		o, err := setOffloads(fd, want)
 		if err == nil {
 			err = setVnetHdr(fd)
 		}
