@@ -84,26 +84,7 @@ tapswitch() {
 tapswitch ta 10.80.1.0/24 tb kt
 tapswitch tb 10.80.2.0/24 ta
 
-# tcp CLIENT_NS SERVER_NS SERVER_IP: Gbit/s received ("fail" if iperf3
-# failed twice).
-tcp() {
-	local try out
-	for try in 1 2; do
-		# `ip netns exec` execs iperf3, so $! is iperf3's own PID.
-		ip netns exec "$2" iperf3 -s -1 >/dev/null 2>&1 &
-		local srv=$!
-		for _ in $(seq 100); do
-			[ -n "$(ip netns exec "$2" ss -Hltn 'sport = :5201')" ] && break
-			sleep 0.05
-		done
-		out=$(ip netns exec "$1" iperf3 -c "$3" -t "$secs" -f g 2>&1 | awk '/receiver/ {print $(NF-2)}')
-		kill "$srv" 2>/dev/null || true
-		wait "$srv" 2>/dev/null || true
-		[ -n "$out" ] && { echo "$out"; return; }
-		echo "iperf3 $1 -> $3 failed (try $try)" >&2
-	done
-	echo fail
-}
+. "$(dirname "$0")/lib.sh" # tcp, median, ratio
 
 # Warm the paths (ARP, learning) before measuring.
 ip netns exec ${p}tac ping -c 2 -i 0.2 -q ${cip[tb]} >/dev/null
@@ -122,8 +103,6 @@ for r in $(seq "$rounds"); do
 	done
 done
 
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "-"}'; }
 mtt=$(median "${tt[@]}"); mtk=$(median "${tk[@]}"); mkk=$(median "${kk[@]}")
 echo
 printf '%-44s %10s %8s\n' "TCP 1 stream over VXLAN, Gbit/s" "median" "ratio"
