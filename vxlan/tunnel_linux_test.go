@@ -265,22 +265,10 @@ func TestTunnelTSO(t *testing.T) {
 		t.Fatal(err)
 	}
 	segments := func(frame []byte) [][]byte {
-		var sg gso.Segmenter
 		if gso.IsPlain(frame) {
 			return [][]byte{frame}
 		}
-		if err := sg.Reset(frame); err != nil {
-			t.Fatal(err)
-		}
-		var out [][]byte
-		for {
-			seg := make([]byte, 2048)
-			n := sg.Next(seg)
-			if n == 0 {
-				return out
-			}
-			out = append(out, seg[:n])
-		}
+		return segmentsOf(t, frame)
 	}
 	want := segments(f)
 	var got [][]byte
