@@ -3,6 +3,7 @@
 package netnsutil
 
 import (
+	"errors"
 	"fmt"
 	"os/exec"
 	"runtime"
@@ -39,6 +40,17 @@ func Del(name string) error {
 // path. Sockets fn creates stay in that namespace for their lifetime, and
 // may be used from any goroutine after Do returns.
 func Do(path string, fn func() error) error {
+	target, err := netns.GetFromPath(path)
+	if err != nil {
+		return fmt.Errorf("open netns %s: %w", path, err)
+	}
+	defer target.Close()
+	return DoIn(target, path, fn)
+}
+
+// DoIn is Do for a namespace the caller has opened (and closes); name
+// names it in errors.
+func DoIn(target netns.NsHandle, name string, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		// The thread is locked and never unlocked if it cannot return to
@@ -50,19 +62,13 @@ func Do(path string, fn func() error) error {
 			return
 		}
 		defer orig.Close()
-		target, err := netns.GetFromPath(path)
-		if err != nil {
-			errc <- fmt.Errorf("open netns %s: %w", path, err)
-			return
-		}
-		defer target.Close()
 		if err := netns.Set(target); err != nil {
-			errc <- fmt.Errorf("enter netns %s: %w", path, err)
+			errc <- fmt.Errorf("enter netns %s: %w", name, err)
 			return
 		}
 		ferr := fn()
 		if err := netns.Set(orig); err != nil {
-			errc <- fmt.Errorf("return from netns %s: %w", path, err)
+			errc <- errors.Join(ferr, fmt.Errorf("return from netns %s: %w", name, err))
 			return
 		}
 		runtime.UnlockOSThread()

@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"runtime"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/tapswitch/tapswitch/internal/netnsutil"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 )
 
@@ -148,39 +147,20 @@ func checkSaved(h *netlink.Handle, name string, mac net.HardwareAddr) error {
 	return nil
 }
 
-// withinNetns runs fn on an OS thread inside the namespace at path, with a
-// netlink handle there. The thread is locked throughout, and ended by the
-// runtime if it cannot return to its namespace.
+// withinNetns runs fn on an OS thread inside the namespace at path (opened
+// without blocking and checked, openNetns), with a netlink handle there.
 func withinNetns(path string, fn func(*netlink.Handle) error) error {
 	target, err := openNetns(path)
 	if err != nil {
 		return err
 	}
 	defer target.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- fmt.Errorf("current netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(target); err != nil {
-			errc <- fmt.Errorf("enter netns: %w", err)
-			return
-		}
+	return netnsutil.DoIn(target, path, func() error {
 		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
-		if err == nil {
-			err = fn(h)
-			h.Close()
+		if err != nil {
+			return err
 		}
-		if serr := netns.Set(orig); serr != nil {
-			errc <- errors.Join(err, fmt.Errorf("return from netns: %w", serr))
-			return // the thread stays locked: the runtime ends it
-		}
-		runtime.UnlockOSThread()
-		errc <- err
-	}()
-	return <-errc
+		defer h.Close()
+		return fn(h)
+	})
 }
