@@ -37,8 +37,9 @@ type Tuple struct {
 
 // ConntrackEntry is a tracked connection, like a line of `conntrack -L`.
 type ConntrackEntry struct {
-	Proto        string  `json:"proto"`
-	State        string  `json:"state"` // TCP state, or UNREPLIED/REPLIED
+	Family       string  `json:"family"` // "ipv4" or "ipv6", as conntrack -f names them
+	Proto        string  `json:"proto"`  // "tcp", "udp", "icmp" or "icmpv6"
+	State        string  `json:"state"`  // TCP state, or UNREPLIED/REPLIED
 	Timeout      float64 `json:"timeout_seconds"`
 	Orig         Tuple   `json:"orig"`
 	Reply        Tuple   `json:"reply"`
@@ -53,7 +54,8 @@ type ConntrackStats struct {
 	Entries       uint64            `json:"entries"`
 	TCP           uint64            `json:"tcp"`
 	UDP           uint64            `json:"udp"`
-	ICMP          uint64            `json:"icmp"`
+	ICMP          uint64            `json:"icmp"` // ICMP and ICMPv6
+	IPv6          uint64            `json:"ipv6"` // of Entries, the IPv6 ones
 	Max           int               `json:"max"`
 	Mappings      uint64            `json:"mappings"`
 	Created       uint64            `json:"created"`

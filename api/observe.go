@@ -222,6 +222,9 @@ type TAPUplinkStats struct {
 	NoRoute        uint64 `json:"no_route"`
 	ARPIn          uint64 `json:"arp_in"`
 	ARPOut         uint64 `json:"arp_out"`
+	NDIn           uint64 `json:"nd_in"`  // neighbor solicitations and advertisements read (IPv6)
+	NDOut          uint64 `json:"nd_out"` // and sent
+	Echo6          uint64 `json:"echo6"`  // ICMPv6 echo requests to the uplink answered
 	PendingQueued  uint64 `json:"pending_queued"`
 	PendingDropped uint64 `json:"pending_dropped"`
 	PendingExpired uint64 `json:"pending_expired"`
@@ -318,8 +321,11 @@ type GatewayStats struct {
 	ARPRequestsSent uint64 `json:"arp_requests_sent"`
 	NeighAdverts    uint64 `json:"neigh_adverts"`
 	RouterAdverts   uint64 `json:"router_adverts"`
-	LocalIn         uint64 `json:"local_in"`  // datagrams to the embedded DNS server
-	LocalOut        uint64 `json:"local_out"` // datagrams it sent
+	Forwarded6      uint64 `json:"forwarded6"`     // IPv6 packets sent through the uplink
+	ToContainer6    uint64 `json:"to_container6"`  // IPv6 packets from it (or hairpinned) to a container
+	NeighSolicits   uint64 `json:"neigh_solicits"` // neighbor solicitations for containers' IPv6 addresses
+	LocalIn         uint64 `json:"local_in"`       // datagrams to the embedded DNS server
+	LocalOut        uint64 `json:"local_out"`      // datagrams it sent
 	Offload         uint64 `json:"offload"`
 	TooBig          uint64 `json:"too_big"`
 	Malformed       uint64 `json:"malformed"`

@@ -110,7 +110,9 @@ func (d *Daemon) watch(a *attachment) {
 	a.unpersist()
 	d.sw.RemovePort(a.id)
 	d.gw.Forget(a.ip)
+	d.gw.Forget(a.ip6)
 	d.forgetNAT(a.ip)
+	d.forgetNAT(a.ip6)
 	d.savePorts()
 	d.dnsDetached(a)
 	d.log.Info("port gone: its process exited", "port", a.name, "ip", a.ip)
@@ -176,7 +178,9 @@ func (d *Daemon) portGone(id fdb.PortID, name string, err error) {
 	}
 	gone.stopWatch()
 	d.gw.Forget(gone.ip)
+	d.gw.Forget(gone.ip6)
 	d.forgetNAT(gone.ip)
+	d.forgetNAT(gone.ip6)
 	d.savePorts()
 	d.dnsDetached(gone)
 	d.log.Info("port gone: its interface or namespace was deleted", "port", gone.name, "ip", gone.ip, "err", err)
@@ -543,7 +547,9 @@ func (d *Daemon) Detach(name string) error {
 	a.unpersist()
 	err := d.sw.RemovePort(a.id)
 	d.gw.Forget(a.ip)
+	d.gw.Forget(a.ip6)
 	d.forgetNAT(a.ip)
+	d.forgetNAT(a.ip6)
 	d.dnsDetached(a)
 	if err != nil && !errors.Is(err, vswitch.ErrNoPort) {
 		return err

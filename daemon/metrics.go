@@ -122,7 +122,7 @@ var (
 	mGwAdverts     = desc("gateway_ipv6_adverts_total", "IPv6 advertisements the gateway sent (run --ipv6), by kind: neighbor (NA), router (RA).", "kind")
 	mGwRouted      = desc("gateway_routed_packets_total", "Packets the gateway routed, by direction: out (to the uplink), in (from the uplink to a container).", "direction")
 
-	mCTEntries    = desc("conntrack_entries", "Tracked connections, by protocol and state.", "proto", "state")
+	mCTEntries    = desc("conntrack_entries", "Tracked connections, by family (ipv4, ipv6), protocol and state.", "family", "proto", "state")
 	mCTMax        = desc("conntrack_max_entries", "The size bound of the connection table.")
 	mNATMappings  = desc("nat_mappings", "External ports in use by NAT mappings.")
 	mCTEvents     = desc("conntrack_events_total", "Connection table events: created, expired, evicted (to make room), refused (table full, so allocation failed), flushed.", "event")
@@ -263,12 +263,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	n := s.NAT
 	// States are counted from the listing: scrape time only.
-	byState := map[[2]string]int{}
+	byState := map[[3]string]int{}
 	for _, e := range c.d.Conntrack() {
-		byState[[2]string{e.Proto, e.State}]++
+		byState[[3]string{e.Family, e.Proto, e.State}]++
 	}
 	for k, v := range byState {
-		sc.gauge(mCTEntries, float64(v), k[0], k[1])
+		sc.gauge(mCTEntries, float64(v), k[0], k[1], k[2])
 	}
 	sc.gauge(mCTMax, float64(n.Max))
 	sc.gauge(mNATMappings, float64(n.Mappings))

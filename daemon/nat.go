@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"cmp"
 	"fmt"
 	"net/netip"
@@ -35,6 +34,7 @@ func (d *Daemon) openUplink() (*natState, error) {
 	}
 	up, err := spec.Open(uplink.Env{
 		Subnet:      d.cfg.Subnet,
+		Subnet6:     d.cfg.Subnet6, // zero without --ipv6
 		MTU:         d.cfg.MTU,
 		UDPTimeout:  d.cfg.NAT.Timeouts.UDP,
 		ICMPTimeout: d.cfg.NAT.Timeouts.ICMP,
@@ -47,6 +47,13 @@ func (d *Daemon) openUplink() (*natState, error) {
 	nc := d.cfg.NAT
 	nc.External = up.Addr()
 	nc.Internal = d.cfg.Subnet
+	if n6, ok := up.(uplink.NAT66); ok && n6.Addr6().IsValid() {
+		if !d.cfg.IPv6 {
+			up.Close()
+			return nil, invalid("the uplink's ip6=%s needs run --ipv6 (the containers have no IPv6 to masquerade)", n6.Addr6())
+		}
+		nc.External6, nc.Internal6 = n6.Addr6(), d.cfg.Subnet6 // NAT66
+	}
 	table, err := nat.New(nc)
 	if err != nil {
 		up.Close()
@@ -126,10 +133,11 @@ func (d *Daemon) closeNAT() {
 	n.up.Close()
 }
 
-// forgetNAT removes what NAT holds for a detached container: its
-// published ports and its connections.
+// forgetNAT removes what NAT holds for a detached container's address
+// (IPv4 or IPv6): its published ports and its connections. The zero Addr
+// is nothing.
 func (d *Daemon) forgetNAT(ip netip.Addr) {
-	if d.nat == nil {
+	if d.nat == nil || !ip.IsValid() {
 		return
 	}
 	d.removePublishesTo(ip)
@@ -329,6 +337,7 @@ func (d *Daemon) Conntrack() []api.ConntrackEntry {
 	slices.SortStableFunc(entries, compareEntries)
 	for _, e := range entries {
 		out = append(out, api.ConntrackEntry{
+			Family:       family(e.Orig),
 			Proto:        e.Proto.String(),
 			State:        e.State,
 			Timeout:      max(e.Timeout, 0).Seconds(),
@@ -345,25 +354,33 @@ func (d *Daemon) Conntrack() []api.ConntrackEntry {
 
 // compareEntries orders conntrack entries by protocol name, then by the
 // addresses and ports of their original tuple, as numbers (10.0.0.2
-// before 10.0.0.10): source address and port, then destination address
-// and port.
+// before 10.0.0.10, IPv4 before IPv6): source address and port, then
+// destination address and port.
 func compareEntries(a, b nat.Entry) int {
 	if a.Proto != b.Proto {
 		return strings.Compare(a.Proto.String(), b.Proto.String())
 	}
 	x, y := a.Orig, b.Orig
 	return cmp.Or(
-		bytes.Compare(x.Src.Addr[:], y.Src.Addr[:]),
+		x.Src.Addr.Compare(y.Src.Addr),
 		cmp.Compare(x.Src.Port, y.Src.Port),
-		bytes.Compare(x.Dst.Addr[:], y.Dst.Addr[:]),
+		x.Dst.Addr.Compare(y.Dst.Addr),
 		cmp.Compare(x.Dst.Port, y.Dst.Port),
 	)
 }
 
+// family returns "ipv4" or "ipv6", as `conntrack -f` names them.
+func family(t nat.Tuple) string {
+	if t.Is6() {
+		return "ipv6"
+	}
+	return "ipv4"
+}
+
 func apiTuple(t nat.Tuple) api.Tuple {
 	return api.Tuple{
-		Src:   netip.AddrFrom4(t.Src.Addr).String(),
-		Dst:   netip.AddrFrom4(t.Dst.Addr).String(),
+		Src:   t.Src.Addr.String(),
+		Dst:   t.Dst.Addr.String(),
 		Sport: t.Src.Port,
 		Dport: t.Dst.Port,
 	}
@@ -378,6 +395,7 @@ func (d *Daemon) ConntrackStats() api.ConntrackStats {
 	s := d.nat.table.Stats()
 	out.Entries = s.EntriesTotal()
 	out.TCP, out.UDP, out.ICMP = s.Entries[0], s.Entries[1], s.Entries[2]
+	out.IPv6 = s.Entries6[0] + s.Entries6[1] + s.Entries6[2]
 	out.Max = d.nat.max
 	out.Mappings = s.Mappings
 	out.Created, out.Expired, out.Evicted, out.Refused, out.Flushed = s.Created, s.Expired, s.Evicted, s.Refused, s.Flushed

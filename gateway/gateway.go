@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tapswitch/tapswitch/internal/neigh"
 	"github.com/tapswitch/tapswitch/nat"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/switch/gso"
@@ -228,12 +229,16 @@ func New(cfg Config) (*Gateway, error) {
 	if err := g.setup6(&cfg); err != nil {
 		return nil, err
 	}
+	if g.v6 != nil {
+		g.v6.neigh = neigh.New[[16]byte, qframe](neigh.Config{Timeout: timeout, Limit: maxNeigh})
+	}
 	if (cfg.NAT == nil) != (cfg.Uplink == nil) {
 		return nil, fmt.Errorf("NAT and Uplink must be set together: %w", ErrInvalidConfig)
 	}
 	g.local = cfg.Local
 	if cfg.NAT != nil {
 		g.route = newRoute(cfg.NAT, cfg.Uplink, cfg.Clock)
+		g.route.setupNAT6(g, cfg.Uplink)
 		if cfg.HostLoopback.IsValid() {
 			if !cfg.HostLoopback.Is4() || cfg.Addr.Contains(cfg.HostLoopback) || !isHostAddr(cfg.HostLoopback.As4()) {
 				return nil, fmt.Errorf("host loopback %s: not an IPv4 host address outside the subnet: %w", cfg.HostLoopback, ErrInvalidConfig)

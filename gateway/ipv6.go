@@ -39,6 +39,7 @@ type ipv6 struct {
 	addr   [16]byte     // Addr6's address
 	ll     [16]byte     // link-local, from the MAC
 	ra     bool         // send router advertisements
+	neigh  *neighCache6 // the containers' MACs (neigh6.go)
 }
 
 // setup6 validates the IPv6 part of cfg and, with Addr6 set, queues the
@@ -180,10 +181,10 @@ func (g *Gateway) handleIPv6(eth []byte, ethSrc [6]byte) {
 	}
 }
 
-// route6 handles a packet to the gateway's MAC for another address. There
-// is no IPv6 route beyond the link: an expired hop limit is answered with
-// time exceeded, anything else with no route to destination (RFC 4443 3.1
-// code 0, 3.3).
+// route6 handles a packet to the gateway's MAC for another address: an
+// expired hop limit is answered with time exceeded, the rest goes through
+// NAT66 when the gateway has it (nat6.go) or is answered with no route to
+// destination (RFC 4443 3.1 code 0, 3.3).
 func (g *Gateway) route6(ip wire.IPv6, ethSrc [6]byte) {
 	dst := ip.Dst()
 	if dst[0] == 0xff {
@@ -198,6 +199,10 @@ func (g *Gateway) route6(ip wire.IPv6, ethSrc [6]byte) {
 	if ip.HopLimit() <= 1 {
 		g.stats.inc(cntTTLExceeded)
 		g.sendError6(ip, ethSrc, wire.ICMPv6TimeExceeded, 0, 0)
+		return
+	}
+	if g.route != nil && g.route.has6 {
+		g.forwardNAT6(ip, ethSrc)
 		return
 	}
 	g.sendError6(ip, ethSrc, wire.ICMPv6Unreachable, 0, 0)
@@ -222,6 +227,11 @@ func (g *Gateway) handleICMPv6(ip wire.IPv6, off int, ethSrc [6]byte) {
 		g.handleNS(ip, m, ethSrc)
 	case wire.ICMPv6RouterSolicitation:
 		g.handleRS(ip, m, ethSrc)
+	case wire.ICMPv6NeighborAdvertisement:
+		// A container's answer to the gateway's solicitation
+		// (neigh6.go); nothing to send back.
+		g.learnNA(m, ethSrc)
+		g.stats.inc(cntIgnored)
 	default:
 		// NAs, RAs of others (port security drops those of
 		// containers), MLD, errors: nothing to answer.
@@ -273,6 +283,7 @@ func (g *Gateway) handleNS(ip wire.IPv6, m wire.ICMP, ethSrc [6]byte) {
 	if nd.HasSourceLL {
 		mac = nd.SourceLL
 	}
+	g.learn6(src, mac) // RFC 4861 7.2.3; a link-local source is not kept
 	g.sendNA(mac, src, nd.Target, flags|wire.NAFlagSolicited)
 }
 

@@ -24,6 +24,10 @@ type route struct {
 	// hostLo is Config.HostLoopback, when hasHostLo.
 	hostLo    [4]byte
 	hasHostLo bool
+	// ext6 is the uplink's IPv6 address when IPv6 goes through NAT66
+	// (has6, nat6.go).
+	ext6 [16]byte
+	has6 bool
 }
 
 func newRoute(t *nat.Table, up uplink.Sender, clock func() int64) *route {
@@ -75,8 +79,9 @@ func (g *Gateway) outbound(v *ipv4View, buf *[]byte, partial bool) ([]byte, nat.
 	return pkt, r.nat.FromInternal(pkt, partial, r.clock())
 }
 
-// FromUplink handles a datagram the uplink received for its address: NAT
-// (FromExternal), then delivery to a container. pkt may be modified; it is
+// FromUplink handles a datagram the uplink received for its address (an
+// IPv6 packet for its IPv6 address with NAT66): NAT (FromExternal), then
+// delivery to a container. pkt may be modified; it is
 // not kept. FromUplink is safe for concurrent use; it does nothing if the
 // gateway has no route.
 func (g *Gateway) FromUplink(pkt []byte) {
@@ -85,6 +90,10 @@ func (g *Gateway) FromUplink(pkt []byte) {
 		return
 	}
 	g.stats.inc(cntUplinkIn)
+	if wire.Version(pkt) == 6 {
+		g.fromUplink6(pkt) // nat6.go
+		return
+	}
 	v, reason := parseIPv4(pkt)
 	if reason != cntNone {
 		g.stats.inc(reason)

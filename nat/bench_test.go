@@ -15,7 +15,7 @@ import (
 type benchTable struct {
 	tb              *Table
 	flows, replies  [][]byte
-	keysIn, keysOut []key
+	keysIn, keysOut []Tuple
 }
 
 var (
@@ -54,10 +54,10 @@ func getBenchTable(b *testing.B, n int) *benchTable {
 			rep := udp(d.String(), s.String())
 			var p parsed
 			p.parse(orig)
-			bt.keysOut = append(bt.keysOut, keyOf(p.t, sideInternal))
+			bt.keysOut = append(bt.keysOut, p.t)
 			p = parsed{}
 			p.parse(rep)
-			bt.keysIn = append(bt.keysIn, keyOf(p.t, sideExternal))
+			bt.keysIn = append(bt.keysIn, p.t)
 			bt.flows = append(bt.flows, orig)
 			bt.replies = append(bt.replies, rep)
 		}
@@ -82,7 +82,7 @@ func BenchmarkLookup(b *testing.B) {
 			bt := getBenchTable(b, sz.n)
 			i := 0
 			for b.Loop() {
-				if bt.tb.lookup(bt.keysOut[i%len(bt.keysOut)]).c == nil {
+				if bt.tb.lookup(bt.keysOut[i%len(bt.keysOut)], sideInternal).c == nil {
 					b.Fatal("miss")
 				}
 				i++

@@ -11,13 +11,13 @@ func (t *Table) newFromInternal(pkt []byte, p *parsed, partial bool, now int64) 
 		return t.drop(r)
 	}
 	t.mu.Lock()
-	if r, ok := t.conns[keyOf(p.t, sideInternal)]; ok { // created meanwhile
+	if r, ok := t.getLocked(p.t, sideInternal); ok { // created meanwhile
 		t.mu.Unlock()
 		return t.apply(r, pkt, p, partial, now)
 	}
 	var c *conn
 	var reason DropReason
-	if p.t.Dst.Addr == t.ext {
+	if p.t.Dst.Addr == t.extOf(p.t) {
 		c, reason = t.newHairpinLocked(p, now)
 	} else {
 		c, reason = t.newOutboundLocked(p, now)
@@ -33,21 +33,22 @@ func (t *Table) newFromInternal(pkt []byte, p *parsed, partial bool, now int64) 
 // newFromExternal creates a connection for a packet from outside.
 func (t *Table) newFromExternal(pkt []byte, p *parsed, partial bool, now int64) Result {
 	if r := newFlowCheck(p); r != DropNone {
-		if r == DropICMPType || p.proto == ICMP {
+		if r == DropICMPType || isICMP(p.proto) {
 			r = DropNoFlow
 		}
 		return t.drop(r)
 	}
 	t.mu.Lock()
-	if r, ok := t.conns[keyOf(p.t, sideExternal)]; ok {
+	if r, ok := t.getLocked(p.t, sideExternal); ok {
 		t.mu.Unlock()
 		return t.apply(r, pkt, p, partial, now)
 	}
 	var target Endpoint
 	var m *mapping
-	if pub := t.publishForLocked(p.proto, p.t.Dst.Port); pub != nil {
-		target = Endpoint{Addr: pub.Target.As4(), Port: pub.TargetPort + (p.t.Dst.Port - pub.HostPort)}
-	} else if m = t.ports[portKey{p.proto, p.t.Dst.Port}]; m != nil && t.cfg.EndpointIndependentFiltering {
+	pk := portKey{p.proto, p.v6, p.t.Dst.Port}
+	if pub := t.publishForLocked(p.proto, p.v6, p.t.Dst.Port); pub != nil {
+		target = Endpoint{Addr: pub.Target, Port: pub.TargetPort + (p.t.Dst.Port - pub.HostPort)}
+	} else if m = t.ports[pk]; m != nil && t.cfg.EndpointIndependentFiltering {
 		target = m.internal
 	} else {
 		t.mu.Unlock()
@@ -61,7 +62,7 @@ func (t *Table) newFromExternal(pkt []byte, p *parsed, partial bool, now int64) 
 		return t.drop(DropTableFull)
 	}
 	if m != nil { // the eviction may have ended the mapping
-		if m = t.ports[portKey{p.proto, p.t.Dst.Port}]; m == nil {
+		if m = t.ports[pk]; m == nil {
 			t.mu.Unlock()
 			return t.drop(DropNoFlow)
 		}
@@ -84,8 +85,8 @@ func newFlowCheck(p *parsed) DropReason {
 		if p.tcpFlags&(wire.TCPFlagSYN|wire.TCPFlagACK|wire.TCPFlagRST) != wire.TCPFlagSYN {
 			return DropTCPNoSyn
 		}
-	case ICMP:
-		if p.icmpType != wire.ICMPEchoRequest {
+	case ICMP, ICMPv6:
+		if p.icmpType != echoRequest(p.proto) {
 			return DropICMPType
 		}
 	}
@@ -104,7 +105,7 @@ func (t *Table) newOutboundLocked(p *parsed, now int64) (*conn, DropReason) {
 	}
 	// For ICMP the reply tuple's destination port is the identifier, as
 	// an echo reply carries it.
-	reply := Tuple{Proto: p.proto, Src: p.t.Dst, Dst: Endpoint{Addr: t.ext, Port: m.port}}
+	reply := Tuple{Proto: p.proto, Src: p.t.Dst, Dst: Endpoint{Addr: t.extOf(p.t), Port: m.port}}
 	return t.insertLocked(p.t, sideInternal, reply, sideExternal, m, nil, now)
 }
 
@@ -115,12 +116,13 @@ func (t *Table) newOutboundLocked(p *parsed, now int64) (*conn, DropReason) {
 func (t *Table) newHairpinLocked(p *parsed, now int64) (*conn, DropReason) {
 	var target Endpoint
 	var tm *mapping
-	if p.proto == ICMP {
+	if isICMP(p.proto) {
 		return nil, DropNoFlow
 	}
-	if pub := t.publishForLocked(p.proto, p.t.Dst.Port); pub != nil {
-		target = Endpoint{Addr: pub.Target.As4(), Port: pub.TargetPort + (p.t.Dst.Port - pub.HostPort)}
-	} else if tm = t.ports[portKey{p.proto, p.t.Dst.Port}]; tm != nil && t.cfg.EndpointIndependentFiltering {
+	pk := portKey{p.proto, p.v6, p.t.Dst.Port}
+	if pub := t.publishForLocked(p.proto, p.v6, p.t.Dst.Port); pub != nil {
+		target = Endpoint{Addr: pub.Target, Port: pub.TargetPort + (p.t.Dst.Port - pub.HostPort)}
+	} else if tm = t.ports[pk]; tm != nil && t.cfg.EndpointIndependentFiltering {
 		target = tm.internal
 	} else if tm != nil {
 		return nil, DropFiltered
@@ -131,7 +133,7 @@ func (t *Table) newHairpinLocked(p *parsed, now int64) (*conn, DropReason) {
 		return nil, DropTableFull
 	}
 	if tm != nil { // the eviction may have ended the mapping
-		if tm = t.ports[portKey{p.proto, p.t.Dst.Port}]; tm == nil {
+		if tm = t.ports[pk]; tm == nil {
 			return nil, DropNoFlow
 		}
 		target = tm.internal
@@ -140,7 +142,7 @@ func (t *Table) newHairpinLocked(p *parsed, now int64) (*conn, DropReason) {
 	if m == nil {
 		return nil, r
 	}
-	reply := Tuple{Proto: p.proto, Src: target, Dst: Endpoint{Addr: t.ext, Port: m.port}}
+	reply := Tuple{Proto: p.proto, Src: target, Dst: Endpoint{Addr: t.extOf(p.t), Port: m.port}}
 	return t.insertLocked(p.t, sideInternal, reply, sideInternal, m, tm, now)
 }
 
@@ -159,7 +161,7 @@ func (t *Table) roomLocked() bool {
 // insertLocked creates and inserts a connection; the caller made room. m0
 // and m1 are mappings the connection holds (or nil).
 func (t *Table) insertLocked(orig Tuple, os side, reply Tuple, rs side, m0, m1 *mapping, now int64) (*conn, DropReason) {
-	if _, taken := t.conns[keyOf(reply, rs)]; taken || keyOf(reply, rs) == keyOf(orig, os) {
+	if _, taken := t.getLocked(reply, rs); taken || (reply == orig && rs == os) {
 		// The reply tuple belongs to another connection, or is the
 		// original tuple (an endpoint hairpinned to its own mapping):
 		// possible only with contrived hairpins; refuse.
@@ -178,12 +180,15 @@ func (t *Table) insertLocked(orig Tuple, os side, reply Tuple, rs side, m0, m1 *
 			m.refs++
 		}
 	}
-	t.conns[keyOf(orig, os)] = ref{c, dirOrig}
-	t.conns[keyOf(reply, rs)] = ref{c, dirReply}
+	t.putLocked(orig, os, ref{c, dirOrig})
+	t.putLocked(reply, rs, ref{c, dirReply})
 	t.cand.pushBack(c)
 	t.nconns++
 	t.peak = max(t.peak, t.nconns)
 	t.entries[protoIndex(orig.Proto)].Add(1)
+	if orig.Is6() {
+		t.entries6[protoIndex(orig.Proto)].Add(1)
+	}
 	t.created.Add(1)
 	return c, DropNone
 }
@@ -193,7 +198,7 @@ func newXlate(from, to Tuple, dest side) xlate {
 	if dest == sideInternal {
 		x.action = ToInternal
 	}
-	x.ipDelta = checksum.DeltaAddr4(from.Src.Addr, to.Src.Addr) + checksum.DeltaAddr4(from.Dst.Addr, to.Dst.Addr)
+	x.ipDelta = deltaAddr(from.Src.Addr, to.Src.Addr) + deltaAddr(from.Dst.Addr, to.Dst.Addr)
 	x.portDelta = checksum.Delta16(from.Src.Port, to.Src.Port) + checksum.Delta16(from.Dst.Port, to.Dst.Port)
 	return x
 }

@@ -1,7 +1,9 @@
 // Package nat implements tapswitch's network address translation: connection
-// tracking and in-place rewriting of IPv4 packets for outbound masquerade
-// (SNAT to the uplink address), published ports (DNAT that keeps the client's
-// address), hairpinning, and the translation of ICMP errors. It does what
+// tracking and in-place rewriting of IPv4 and IPv6 packets for outbound
+// masquerade (SNAT to the uplink address; NAT66 to its IPv6 address, what
+// `ip6tables -t nat -j MASQUERADE` does), published ports (DNAT that keeps
+// the client's address; IPv4 only), hairpinning, and the translation of ICMP
+// and ICMPv6 errors. It does what
 // `iptables -t nat -A POSTROUTING -s SUBNET -j MASQUERADE` plus Docker's `-p`
 // DNAT rules do in the kernel (net/netfilter/nf_nat_core.c and
 // nf_conntrack_core.c), as pure functions over byte slices: no I/O, no
@@ -12,8 +14,8 @@
 //
 // [Table.FromInternal] takes a packet a container sent to the gateway whose
 // destination is outside the containers' subnet; [Table.FromExternal] takes a
-// packet that arrived at the uplink address. Both take an IPv4 packet (header
-// first, no Ethernet header), rewrite it in place and return a [Result] that
+// packet that arrived at the uplink address. Both take an IPv4 or IPv6
+// packet (header first, no Ethernet header), rewrite it in place and return a [Result] that
 // says where it goes next ([ToExternal], [ToInternal]) or why it is dropped
 // ([Drop] and a [DropReason], counted in [Stats]). The caller owns the
 // packet; the table never keeps it after the call returns.
@@ -28,6 +30,22 @@
 // inverted (virtio VIRTIO_NET_HDR_F_NEEDS_CSUM, Linux CHECKSUM_PARTIAL): then
 // only the address changes are folded into it, because the device sums the
 // rewritten ports itself when it completes the checksum.
+//
+// # IPv6 (NAT66)
+//
+// With [Config.External6] and [Config.Internal6] the table translates IPv6
+// the same way, in the same table (one MaxEntries, one set of timeouts): a
+// container's source becomes External6 and its port, chosen as for IPv4
+// (port preservation, parity, endpoint-independent mapping) in a port space
+// of its own; ICMPv6 echo is tracked with the identifier as the port;
+// ICMPv6 errors (destination unreachable, packet too big, time exceeded,
+// parameter problem) about tracked flows are translated with their quoted
+// packet. IPv6 has no header checksum: the TCP, UDP and ICMPv6 checksums,
+// whose pseudo-header covers the addresses, take the delta of the eight
+// address words. IPv6 tuples are keyed in a map of their own (40-byte
+// keys), so IPv4 keys stay 16 bytes. IPv6 fragments, UDP without a
+// checksum (RFC 8200 8.1) and ICMP (not ICMPv6) are dropped, as is all
+// IPv6 without External6.
 //
 // # Connection tracking
 //

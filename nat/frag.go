@@ -70,7 +70,7 @@ func (f *fragTable) remember(pkt []byte, s side, x *xlate, now int64) {
 	sl := &f.slots[k.slot()]
 	sl.mu.Lock()
 	sl.k, sl.expires = k, now+fragmentTimeout
-	sl.src, sl.dst, sl.delta, sl.action = x.src.Addr, x.dst.Addr, x.ipDelta, x.action
+	sl.src, sl.dst, sl.delta, sl.action = x.src.Addr.As4(), x.dst.Addr.As4(), x.ipDelta, x.action
 	sl.mu.Unlock()
 }
 

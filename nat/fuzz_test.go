@@ -3,6 +3,7 @@ package nat
 import (
 	"bytes"
 	"encoding/binary"
+	"strconv"
 	"testing"
 
 	"github.com/tapswitch/tapswitch/wire"
@@ -16,10 +17,10 @@ import (
 //     mapping (endpoint-independent filtering) made a connection whose
 //     original and reply tuples are equal; the table now refuses it.
 
-// fuzzTable returns a table with a few connections of every kind, for the
-// packet fuzzers to hit.
+// fuzzTable returns a dual-stack table with a few connections of every
+// kind, for the packet fuzzers to hit.
 func fuzzTable(t testing.TB, eif bool) *Table {
-	tb := newTable(t, func(c *Config) { c.EndpointIndependentFiltering = eif; c.MaxEntries = 64 })
+	tb := newTable6(t, func(c *Config) { c.EndpointIndependentFiltering = eif; c.MaxEntries = 64 })
 	pub := func(s, target string) {
 		p, err := ParsePublish(s)
 		if err != nil {
@@ -37,6 +38,10 @@ func fuzzTable(t testing.TB, eif bool) *Table {
 		tcp(c1+":40001", remote+":80", wire.TCPFlagSYN),
 		echo(8, c1, remote, 7),
 		tcp(c1+":45000", extIP+":8080", wire.TCPFlagSYN),
+		udp(ap(c16, 40000), ap(remote6, 53)),
+		tcp(ap(c16, 40001), ap(remote6, 80), wire.TCPFlagSYN),
+		echo6(wire.ICMPv6EchoRequest, c16, remote6, 7),
+		udp(ap(c26, 3478), ap(remote6, 3478)),
 	} {
 		tb.FromInternal(p, false, 0)
 	}
@@ -47,6 +52,8 @@ func fuzzTable(t testing.TB, eif bool) *Table {
 		tcp(remote+":80", extIP+":40001", wire.TCPFlagSYN|wire.TCPFlagACK),
 		tcp(remote+":5000", extIP+":8080", wire.TCPFlagSYN),
 		udp(remote+":5001", extIP+":9003"),
+		udp(ap(remote6, 53), ap(extIP6, 40000)),
+		tcp(ap(remote6, 80), ap(extIP6, 40001), wire.TCPFlagSYN|wire.TCPFlagACK),
 	} {
 		tb.FromExternal(p, false, 0)
 	}
@@ -88,6 +95,19 @@ func seeds() [][]byte {
 		icmpErr(11, 0, router, extIP, tcp(extIP+":40001", remote+":80", wire.TCPFlagACK), 28),
 		icmpErr(3, 4, router, extIP, echo(8, extIP, remote, 7), 0),
 		icmpErr(3, 3, remote, extIP, tcp(extIP+":8080", remote+":5000", wire.TCPFlagSYN|wire.TCPFlagACK), 0),
+		udp(ap(c16, 40000), ap(remote6, 53)),
+		tcp(ap(c16, 40001), ap(remote6, 80), wire.TCPFlagACK),
+		tcp(ap(c26, 40005), ap(remote6, 80), wire.TCPFlagSYN),
+		echo6(wire.ICMPv6EchoRequest, c26, remote6, 9),
+		udp(ap(c16, 5000), ap(extIP6, 3478)),
+		udp(ap(remote6, 53), ap(extIP6, 40000)),
+		tcp(ap(remote6, 80), ap(extIP6, 40001), wire.TCPFlagACK),
+		echo6(wire.ICMPv6EchoReply, remote6, extIP6, 7),
+		udp(ap(remote26, 9), ap(extIP6, 3478)),
+		icmpErr(wire.ICMPv6PacketTooBig, 0, router6, extIP6, tcp(ap(extIP6, 40001), ap(remote6, 80), wire.TCPFlagACK), 0),
+		icmpErr(wire.ICMPv6Unreachable, 4, remote6, extIP6, udp(ap(extIP6, 40000), ap(remote6, 53)), 48),
+		icmpErr(wire.ICMPv6TimeExceeded, 0, router6, extIP6, echo6(wire.ICMPv6EchoRequest, extIP6, remote6, 7), 0),
+		icmpErr(wire.ICMPv6Unreachable, 4, c16, remote6, udp(ap(remote6, 53), ap(c16, 40000)), 0),
 	}
 }
 
@@ -101,7 +121,7 @@ func fuzzPacket(t *testing.T, tb *Table, fromInternal bool, pkt []byte, partial,
 		fixChecksums(pkt, true)
 	}
 	valid := checkChecksums(pkt) == nil
-	frag := len(pkt) >= 20 && binary.BigEndian.Uint16(pkt[6:])&0x3fff != 0
+	frag := len(pkt) >= 20 && pkt[0]>>4 == 4 && binary.BigEndian.Uint16(pkt[6:])&0x3fff != 0
 	if partial && valid && !frag {
 		makePartial(pkt)
 	}
@@ -132,7 +152,7 @@ func fuzzPacket(t *testing.T, tb *Table, fromInternal bool, pkt []byte, partial,
 	s, d := hdr(pkt)
 	switch r.Action {
 	case ToExternal:
-		if s.Addr != tb.ext {
+		if s.Addr != tb.ext && s.Addr != tb.ext6 {
 			t.Fatalf("to external from %s", s)
 		}
 	case ToInternal:
@@ -251,7 +271,7 @@ func FuzzRoundTrip(f *testing.F) {
 	})
 }
 
-func itoa(v uint16) string { return Endpoint{Port: v}.AddrPort().String()[len("0.0.0.0:"):] }
+func itoa(v uint16) string { return strconv.Itoa(int(v)) }
 
 func FuzzParsePublish(f *testing.F) {
 	for _, s := range []string{"8080:80", "1.2.3.4:1-5:6-10/udp", "0.0.0.0:80:80/TCP", ":80:80", "80", "a:b:c", "65535:65535/udp", "1-65535:1-65535"} {

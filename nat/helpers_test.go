@@ -11,7 +11,6 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/tapswitch/tapswitch/internal/checksum"
-	"github.com/tapswitch/tapswitch/wire"
 )
 
 // Addresses used by the tests: the uplink address and the containers'
@@ -48,8 +47,7 @@ func newTable(t testing.TB, mod func(*Config)) *Table {
 func ep(s string) Endpoint {
 	ap, err := netip.ParseAddrPort(s)
 	if err != nil {
-		a := netip.MustParseAddr(s)
-		return Endpoint{Addr: a.As4()}
+		return Endpoint{Addr: netip.MustParseAddr(s)}
 	}
 	e, _ := EndpointFrom(ap)
 	return e
@@ -58,7 +56,7 @@ func ep(s string) Endpoint {
 // spec describes a test packet.
 type spec struct {
 	proto    Proto
-	src, dst string // "a.b.c.d:port" (ICMP: address only)
+	src, dst string // "a.b.c.d:port" or "[v6]:port" (ICMP: address only); IPv6 builds an IPv6 packet
 	flags    uint8  // TCP flags
 	icmpType uint8  // ICMP
 	icmpCode uint8
@@ -71,8 +69,29 @@ type spec struct {
 
 // build returns the packet with every checksum computed in full.
 func build(s spec) []byte {
-	var l4 []byte
 	src, dst := ep(s.src), ep(s.dst)
+	l4 := buildL4(s, src, dst)
+	if src.Addr.Is6() {
+		return build6(s, src, dst, l4)
+	}
+	pkt := make([]byte, 20+len(l4))
+	pkt[0] = 0x45
+	binary.BigEndian.PutUint16(pkt[2:], uint16(len(pkt)))
+	binary.BigEndian.PutUint16(pkt[4:], s.ipID)
+	binary.BigEndian.PutUint16(pkt[6:], s.fragOff)
+	pkt[8] = 64
+	pkt[9] = byte(s.proto)
+	a, b := src.Addr.As4(), dst.Addr.As4()
+	copy(pkt[12:16], a[:])
+	copy(pkt[16:20], b[:])
+	copy(pkt[20:], l4)
+	fixChecksums(pkt, s.noCsum)
+	return pkt
+}
+
+// buildL4 returns the L4 header and payload of s, checksum zero.
+func buildL4(s spec, src, dst Endpoint) []byte {
+	var l4 []byte
 	switch s.proto {
 	case TCP:
 		l4 = make([]byte, 20+len(s.payload))
@@ -90,27 +109,16 @@ func build(s spec) []byte {
 		binary.BigEndian.PutUint16(l4[2:], dst.Port)
 		binary.BigEndian.PutUint16(l4[4:], uint16(len(l4)))
 		copy(l4[8:], s.payload)
-	case ICMP:
+	case ICMP, ICMPv6:
 		l4 = make([]byte, 8+len(s.payload))
 		l4[0], l4[1] = s.icmpType, s.icmpCode
-		if s.icmpType == wire.ICMPEchoRequest || s.icmpType == wire.ICMPEchoReply {
+		if s.icmpType == echoRequest(s.proto) || s.icmpType == echoReply(s.proto) {
 			binary.BigEndian.PutUint16(l4[4:], s.id)
 			binary.BigEndian.PutUint16(l4[6:], 1)
 		}
 		copy(l4[8:], s.payload)
 	}
-	pkt := make([]byte, 20+len(l4))
-	pkt[0] = 0x45
-	binary.BigEndian.PutUint16(pkt[2:], uint16(len(pkt)))
-	binary.BigEndian.PutUint16(pkt[4:], s.ipID)
-	binary.BigEndian.PutUint16(pkt[6:], s.fragOff)
-	pkt[8] = 64
-	pkt[9] = byte(s.proto)
-	copy(pkt[12:16], src.Addr[:])
-	copy(pkt[16:20], dst.Addr[:])
-	copy(pkt[20:], l4)
-	fixChecksums(pkt, s.noCsum)
-	return pkt
+	return l4
 }
 
 // fixChecksums computes every checksum of pkt in full, as far as pkt can be
@@ -118,6 +126,10 @@ func build(s spec) []byte {
 // it is zero), ICMP; for an ICMP error also the embedded IPv4 header and the
 // embedded L4 checksum when the quote is complete.
 func fixChecksums(pkt []byte, keepZeroUDP bool) {
+	if len(pkt) >= 40 && pkt[0]>>4 == 6 {
+		fixChecksums6(pkt, keepZeroUDP)
+		return
+	}
 	if len(pkt) < 20 || pkt[0]>>4 != 4 {
 		return
 	}
@@ -205,6 +217,9 @@ func fixInner(in []byte) {
 // same coverage as fixChecksums) and, for unfragmented packets, with
 // gopacket's own verification. It returns the first problem.
 func checkChecksums(pkt []byte) error {
+	if len(pkt) > 0 && pkt[0]>>4 == 6 {
+		return checkChecksums6(pkt)
+	}
 	if len(pkt) < 20 || pkt[0]>>4 != 4 {
 		return fmt.Errorf("not an IPv4 packet")
 	}
@@ -292,12 +307,18 @@ func checkInner(in []byte) error {
 // the identifier is the source port of both request and reply here).
 func hdr(pkt []byte) (src, dst Endpoint) {
 	ihl := int(pkt[0]&0xf) * 4
-	src.Addr, dst.Addr = [4]byte(pkt[12:16]), [4]byte(pkt[16:20])
+	proto := Proto(pkt[9])
+	if pkt[0]>>4 == 6 { // no extension headers in the tests' packets
+		ihl, proto = 40, Proto(pkt[6])
+		src.Addr, dst.Addr = netip.AddrFrom16([16]byte(pkt[8:24])), netip.AddrFrom16([16]byte(pkt[24:40]))
+	} else {
+		src.Addr, dst.Addr = netip.AddrFrom4([4]byte(pkt[12:16])), netip.AddrFrom4([4]byte(pkt[16:20]))
+	}
 	l4 := pkt[ihl:]
-	switch Proto(pkt[9]) {
+	switch proto {
 	case TCP, UDP:
 		src.Port, dst.Port = get16(l4[0:]), get16(l4[2:])
-	case ICMP:
+	case ICMP, ICMPv6:
 		src.Port = get16(l4[4:])
 	}
 	return src, dst
@@ -305,6 +326,9 @@ func hdr(pkt []byte) (src, dst Endpoint) {
 
 // inner returns the embedded packet of an ICMP error.
 func inner(pkt []byte) []byte {
+	if pkt[0]>>4 == 6 {
+		return pkt[40+8:]
+	}
 	ihl := int(pkt[0]&0xf) * 4
 	return pkt[ihl+8:]
 }
@@ -315,7 +339,11 @@ func icmpErr(typ, code uint8, src, dst string, quoted []byte, n int) []byte {
 	if n <= 0 || n > len(quoted) {
 		n = len(quoted)
 	}
-	return build(spec{proto: ICMP, src: src, dst: dst, icmpType: typ, icmpCode: code, payload: quoted[:n]})
+	proto := ICMP
+	if ep(src).Addr.Is6() {
+		proto = ICMPv6
+	}
+	return build(spec{proto: proto, src: src, dst: dst, icmpType: typ, icmpCode: code, payload: quoted[:n]})
 }
 
 // want checks a result and the packet's checksums.

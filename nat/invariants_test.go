@@ -28,10 +28,10 @@ func checkInvariants(t *testing.T, tb *Table) {
 			seen[c] = true
 			prev = c
 			cnt++
-			if r := tb.conns[keyOf(c.orig, c.origSide)]; r.c != c || r.dir != dirOrig {
+			if r, _ := tb.getLocked(c.orig, c.origSide); r.c != c || r.dir != dirOrig {
 				t.Fatalf("orig key of %v missing", c.orig)
 			}
-			if r := tb.conns[keyOf(c.reply, c.replySide)]; r.c != c || r.dir != dirReply {
+			if r, _ := tb.getLocked(c.reply, c.replySide); r.c != c || r.dir != dirReply {
 				t.Fatalf("reply key of %v missing", c.reply)
 			}
 			for _, m := range c.maps {
@@ -45,8 +45,8 @@ func checkInvariants(t *testing.T, tb *Table) {
 		}
 		n += cnt
 	}
-	if n != tb.nconns || 2*n != len(tb.conns) {
-		t.Fatalf("%d listed, nconns %d, %d keys", n, tb.nconns, len(tb.conns))
+	if n != tb.nconns || 2*n != len(tb.conns)+len(tb.conns6) {
+		t.Fatalf("%d listed, nconns %d, %d+%d keys", n, tb.nconns, len(tb.conns), len(tb.conns6))
 	}
 	if n > tb.cfg.MaxEntries {
 		t.Fatalf("%d entries over the limit %d", n, tb.cfg.MaxEntries)
@@ -59,13 +59,13 @@ func checkInvariants(t *testing.T, tb *Table) {
 		t.Fatalf("counters: entries %d for %d, mappings %d/%d/%d", byProto, n, tb.nmaps.Load(), len(tb.maps), len(tb.ports))
 	}
 	for k, m := range tb.maps {
-		if k.ep != m.internal || tb.ports[portKey{m.proto, m.port}] != m {
+		if k.ep != m.internal || tb.ports[m.portKey()] != m {
 			t.Fatalf("mapping %v inconsistent", m)
 		}
 		if m.refs != refs[m] || m.refs == 0 {
 			t.Fatalf("mapping of %v: refs %d, held by %d", m.internal, m.refs, refs[m])
 		}
-		if m.proto != ICMP && tb.publishForLocked(m.proto, m.port) != nil {
+		if !isICMP(m.proto) && tb.publishForLocked(m.proto, m.internal.Addr.Is6(), m.port) != nil {
 			t.Fatalf("mapped port %d is published", m.port)
 		}
 	}

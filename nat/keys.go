@@ -13,20 +13,69 @@ const (
 	sideExternal
 )
 
-// key is the conntrack map key: a tuple and the side its packets arrive on,
-// packed into a fixed-size array (protocol, side, source address and port,
-// destination address and port), so a lookup allocates nothing and hashes
-// one block of memory.
+// key is the conntrack map key of an IPv4 tuple: the tuple and the side
+// its packets arrive on, packed into a fixed-size array (protocol, side,
+// source address and port, destination address and port), so a lookup
+// allocates nothing and hashes one block of memory.
 type key [16]byte // 14 bytes used; 16 so the map hashes and compares it as two words
 
+// key6 is key for an IPv6 tuple, in a map of its own (Table.conns6), so
+// that IPv4 keys stay 16 bytes: the same fields with 16-byte addresses.
+type key6 [40]byte // 38 bytes used; 40 so the map hashes and compares it as five words
+
+// keyOf returns the key of an IPv4 tuple t.
 func keyOf(t Tuple, s side) key {
 	var k key
 	k[0], k[1] = byte(t.Proto), byte(s)
-	copy(k[2:6], t.Src.Addr[:])
+	a := t.Src.Addr.As4()
+	copy(k[2:6], a[:])
 	binary.BigEndian.PutUint16(k[6:], t.Src.Port)
-	copy(k[8:12], t.Dst.Addr[:])
+	a = t.Dst.Addr.As4()
+	copy(k[8:12], a[:])
 	binary.BigEndian.PutUint16(k[12:], t.Dst.Port)
 	return k
+}
+
+// key6Of returns the key of an IPv6 tuple t.
+func key6Of(t Tuple, s side) key6 {
+	var k key6
+	k[0], k[1] = byte(t.Proto), byte(s)
+	a := t.Src.Addr.As16()
+	copy(k[2:18], a[:])
+	binary.BigEndian.PutUint16(k[18:], t.Src.Port)
+	a = t.Dst.Addr.As16()
+	copy(k[20:36], a[:])
+	binary.BigEndian.PutUint16(k[36:], t.Dst.Port)
+	return k
+}
+
+// getLocked returns the connection of tuple t arriving on side s. t.mu is
+// held (either side).
+func (t *Table) getLocked(tp Tuple, s side) (ref, bool) {
+	if tp.Is6() {
+		r, ok := t.conns6[key6Of(tp, s)]
+		return r, ok
+	}
+	r, ok := t.conns[keyOf(tp, s)]
+	return r, ok
+}
+
+// putLocked records r under tuple tp arriving on side s. t.mu is held.
+func (t *Table) putLocked(tp Tuple, s side, r ref) {
+	if tp.Is6() {
+		t.conns6[key6Of(tp, s)] = r
+	} else {
+		t.conns[keyOf(tp, s)] = r
+	}
+}
+
+// deleteLocked removes tuple tp arriving on side s. t.mu is held.
+func (t *Table) deleteLocked(tp Tuple, s side) {
+	if tp.Is6() {
+		delete(t.conns6, key6Of(tp, s))
+	} else {
+		delete(t.conns, keyOf(tp, s))
+	}
 }
 
 // ref is a map value: the connection and which of its directions the key is.
@@ -121,9 +170,11 @@ func (l *connList) remove(c *conn) {
 	l.n--
 }
 
-// portKey names an external port of a protocol.
+// portKey names an external port of a protocol on the external address
+// of a family (IPv4 and IPv6 mappings have a port space each).
 type portKey struct {
 	proto Proto
+	v6    bool
 	port  uint16
 }
 

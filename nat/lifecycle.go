@@ -10,8 +10,8 @@ func (t *Table) removeLocked(c *conn) {
 		return
 	}
 	c.dead = true
-	delete(t.conns, keyOf(c.orig, c.origSide))
-	delete(t.conns, keyOf(c.reply, c.replySide))
+	t.deleteLocked(c.orig, c.origSide)
+	t.deleteLocked(c.reply, c.replySide)
 	if c.list != nil {
 		c.list.remove(c)
 	}
@@ -23,6 +23,9 @@ func (t *Table) removeLocked(c *conn) {
 	}
 	t.nconns--
 	t.entries[protoIndex(c.orig.Proto)].Add(-1)
+	if c.orig.Is6() {
+		t.entries6[protoIndex(c.orig.Proto)].Add(-1)
+	}
 }
 
 // drainClosingLocked moves the connections that started closing to the
@@ -131,11 +134,10 @@ func (t *Table) Flush() int {
 // source or destination (the connections of a detached container) and
 // returns how many.
 func (t *Table) FlushAddr(a netip.Addr) int {
-	a = a.Unmap()
-	if !a.Is4() {
+	b := a.Unmap()
+	if !b.IsValid() {
 		return 0
 	}
-	b := a.As4()
 	return t.flush(func(c *conn) bool {
 		return c.orig.Src.Addr == b || c.orig.Dst.Addr == b || c.reply.Src.Addr == b || c.reply.Dst.Addr == b
 	})

@@ -78,6 +78,7 @@ func (t *Table) Stats() Stats {
 	}
 	for i := range s.Entries {
 		s.Entries[i] = uint64(t.entries[i].Load())
+		s.Entries6[i] = uint64(t.entries6[i].Load())
 	}
 	for i := range s.Drops {
 		s.Drops[i] = t.drops[i].Load()

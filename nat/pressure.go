@@ -48,6 +48,7 @@ func (t *Table) Compact() bool {
 		return false
 	}
 	t.conns = resized(t.conns)
+	t.conns6 = resized(t.conns6)
 	t.maps = resized(t.maps)
 	t.ports = resized(t.ports)
 	t.peak = t.nconns

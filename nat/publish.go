@@ -149,8 +149,8 @@ func (t *Table) validatePublish(p *Publish) error {
 	if p.TargetPort == 0 || int(p.TargetPort)+int(p.HostPortEnd-p.HostPort) > 65535 {
 		return bad("bad target port %d", p.TargetPort)
 	}
-	if p.HostIP.IsValid() && p.HostIP.Unmap() != netip.AddrFrom4(t.ext) {
-		return bad("host address %s is not the uplink address %s", p.HostIP, netip.AddrFrom4(t.ext))
+	if p.HostIP.IsValid() && p.HostIP.Unmap() != t.ext {
+		return bad("host address %s is not the uplink address %s", p.HostIP, t.ext)
 	}
 	tg := p.Target.Unmap()
 	if !tg.Is4() || !t.cfg.Internal.Contains(tg) {
@@ -178,7 +178,7 @@ func (t *Table) AddPublish(p Publish) error {
 		}
 	}
 	for port := int(p.HostPort); port <= int(p.HostPortEnd); port++ {
-		if m := t.ports[portKey{p.Proto, uint16(port)}]; m != nil {
+		if m := t.ports[portKey{p.Proto, p.Target.Is6(), uint16(port)}]; m != nil {
 			return fmt.Errorf("%w: %d/%s is mapped to %s", ErrPortInUse, port, p.Proto, m.internal)
 		}
 	}
@@ -238,11 +238,11 @@ func (t *Table) Publishes() []Publish {
 	return slices.Clone(t.pubs)
 }
 
-// publishForLocked returns the publish of proto containing port, or nil. t.mu must
-// be held (either side).
-func (t *Table) publishForLocked(proto Proto, port uint16) *Publish {
+// publishForLocked returns the publish of proto containing port whose
+// target is of the family v6 says, or nil. t.mu must be held (either side).
+func (t *Table) publishForLocked(proto Proto, v6 bool, port uint16) *Publish {
 	for i := range t.pubs {
-		if t.pubs[i].Proto == proto && t.pubs[i].contains(port) {
+		if t.pubs[i].Proto == proto && t.pubs[i].contains(port) && t.pubs[i].Target.Is6() == v6 {
 			return &t.pubs[i]
 		}
 	}

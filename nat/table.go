@@ -1,8 +1,8 @@
 package nat
 
 import (
-	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,16 +13,17 @@ import (
 // Table is the connection tracking table and translator. Create it with New.
 // It is safe for concurrent use (see the package doc).
 type Table struct {
-	cfg     Config
-	ext     [4]byte
-	netAddr [4]byte // Internal's network address, masked
-	netMask [4]byte
-	tmo     Timeouts
+	cfg  Config
+	ext  netip.Addr // Config.External
+	ext6 netip.Addr // Config.External6; zero without IPv6
+	tmo  Timeouts
 
-	// mu guards conns, maps, ports, pubs and the lists. Translating a
-	// packet of a known connection holds the read side only.
+	// mu guards conns, conns6, maps, ports, pubs and the lists.
+	// Translating a packet of a known connection holds the read side
+	// only.
 	mu      sync.RWMutex
-	conns   map[key]ref
+	conns   map[key]ref  // IPv4 tuples
+	conns6  map[key6]ref // IPv6 tuples
 	maps    map[mapKey]*mapping
 	ports   map[portKey]*mapping
 	pubs    []Publish // sorted; replaced, never modified in place
@@ -37,7 +38,8 @@ type Table struct {
 	closingHead atomic.Pointer[conn]
 
 	entries                             [3]atomic.Int64
-	pressure                            atomic.Bool // see underPressure
+	entries6                            [3]atomic.Int64 // of entries, the IPv6 ones
+	pressure                            atomic.Bool     // see underPressure
 	nmaps                               atomic.Int64
 	created, nexpired, evicted, refused atomic.Uint64
 	flushed                             atomic.Uint64
@@ -49,7 +51,9 @@ type Table struct {
 
 // New returns an empty table for cfg, with defaults filled in. It fails
 // (wrapping ErrConfig) when External or Internal is missing or not IPv4,
-// External is inside Internal, or the port range is empty.
+// External is inside Internal, External6 and Internal6 are not both IPv6
+// (or both zero), External6 is inside Internal6 or not a unicast address,
+// or the port range is empty.
 func New(cfg Config) (*Table, error) {
 	ext := cfg.External.Unmap()
 	if !ext.Is4() || ext.IsUnspecified() {
@@ -64,6 +68,9 @@ func New(cfg Config) (*Table, error) {
 	cfg.Internal = in
 	if in.Contains(ext) {
 		return nil, fmt.Errorf("%w: external address %s is inside the internal prefix %s", ErrConfig, ext, in)
+	}
+	if err := config6(&cfg); err != nil {
+		return nil, err
 	}
 	if cfg.PortMin == 0 {
 		cfg.PortMin = DefaultPortMin
@@ -89,33 +96,59 @@ func New(cfg Config) (*Table, error) {
 	def(&cfg.Timeouts.ICMP, DefaultICMP)
 	def(&cfg.Timeouts.TCPPressure, DefaultTCPPressure)
 	t := &Table{
-		cfg:     cfg,
-		ext:     ext.As4(),
-		netAddr: in.Addr().As4(),
-		tmo:     cfg.Timeouts,
-		conns:   make(map[key]ref),
-		maps:    make(map[mapKey]*mapping),
-		ports:   make(map[portKey]*mapping),
+		cfg:    cfg,
+		ext:    ext,
+		ext6:   cfg.External6,
+		tmo:    cfg.Timeouts,
+		conns:  make(map[key]ref),
+		conns6: make(map[key6]ref),
+		maps:   make(map[mapKey]*mapping),
+		ports:  make(map[portKey]*mapping),
 	}
-	mask := ^uint32(0) << (32 - in.Bits())
-	if in.Bits() == 0 {
-		mask = 0
-	}
-	binary.BigEndian.PutUint32(t.netMask[:], mask)
 	return t, nil
+}
+
+// config6 checks and normalizes the IPv6 part of cfg.
+func config6(cfg *Config) error {
+	ext, in := cfg.External6, cfg.Internal6
+	if !ext.IsValid() && !in.IsValid() {
+		return nil
+	}
+	if !in.IsValid() || !in.Addr().Is6() || in.Addr().Is4In6() {
+		return fmt.Errorf("%w: internal6 prefix %v is not an IPv6 prefix", ErrConfig, cfg.Internal6)
+	}
+	if !ext.Is6() || ext.Is4In6() || ext.Zone() != "" || !unicast(ext) {
+		return fmt.Errorf("%w: external6 address %v is not an IPv6 unicast address", ErrConfig, cfg.External6)
+	}
+	cfg.Internal6 = in.Masked()
+	if cfg.Internal6.Contains(ext) {
+		return fmt.Errorf("%w: external6 address %s is inside the internal6 prefix %s", ErrConfig, ext, cfg.Internal6)
+	}
+	return nil
 }
 
 // Config returns the configuration with defaults filled in.
 func (t *Table) Config() Config { return t.cfg }
 
-func (t *Table) isInternal(a [4]byte) bool {
-	for i := range a {
-		if a[i]&t.netMask[i] != t.netAddr[i] {
-			return false
-		}
+// isInternal reports whether a is in the containers' subnet of its family.
+func (t *Table) isInternal(a netip.Addr) bool {
+	if a.Is4() {
+		return t.cfg.Internal.Contains(a)
 	}
-	return true
+	return t.cfg.Internal6.Contains(a) // false for the zero Internal6
 }
+
+// extOf returns the external address of the family of a tuple (zero for
+// IPv6 without Config.External6).
+func (t *Table) extOf(tp Tuple) netip.Addr {
+	if tp.Is6() {
+		return t.ext6
+	}
+	return t.ext
+}
+
+// isICMP reports whether p is ICMP or ICMPv6.
+func isICMP(p Proto) bool { return p == ICMP || p == ICMPv6 }
 
 func protoIndex(p Proto) int {
 	switch p {
@@ -223,16 +256,16 @@ func (t *Table) seen(c *conn, dir uint8, p *parsed, now int64) {
 	}
 }
 
-// lookup returns the connection of k, holding the read lock only for the
-// map access.
-func (t *Table) lookup(k key) ref {
+// lookup returns the connection of tuple tp arriving on side s, holding
+// the read lock only for the map access.
+func (t *Table) lookup(tp Tuple, s side) ref {
 	t.mu.RLock()
-	r := t.conns[k]
+	r, _ := t.getLocked(tp, s)
 	t.mu.RUnlock()
 	return r
 }
 
-// FromInternal translates pkt, an IPv4 packet (header first, no Ethernet) that a
+// FromInternal translates pkt, an IPv4 or IPv6 packet (header first, no Ethernet) that a
 // container sent to the gateway for a destination outside the containers'
 // subnet, including the external address itself (hairpin). It rewrites pkt
 // in place and returns where it goes: ToExternal (masqueraded, RFC 4787
@@ -249,7 +282,8 @@ func (t *Table) FromInternal(pkt []byte, csumPartial bool, now int64) Result {
 	if r := p.parse(pkt); r != DropNone {
 		return t.drop(r)
 	}
-	if !t.isInternal(p.t.Src.Addr) || (t.isInternal(p.t.Dst.Addr) && p.t.Dst.Addr != t.ext) || !unicast(p.t.Dst.Addr) {
+	ext := t.extOf(p.t)
+	if !t.isInternal(p.t.Src.Addr) || (t.isInternal(p.t.Dst.Addr) && p.t.Dst.Addr != ext) || !unicast(p.t.Dst.Addr) {
 		return t.drop(DropNotInternal)
 	}
 	if p.laterFrag {
@@ -258,14 +292,14 @@ func (t *Table) FromInternal(pkt []byte, csumPartial bool, now int64) Result {
 	if p.icmpErr {
 		return t.icmpError(pkt, &p, sideInternal, csumPartial)
 	}
-	if r := t.lookup(keyOf(p.t, sideInternal)); r.c != nil {
+	if r := t.lookup(p.t, sideInternal); r.c != nil {
 		return t.apply(r, pkt, &p, csumPartial, now)
 	}
 	return t.newFromInternal(pkt, &p, csumPartial, now)
 }
 
-// FromExternal translates pkt, an IPv4 packet that arrived at the uplink for
-// the external address: a reply of a tracked connection (filtered per
+// FromExternal translates pkt, an IPv4 or IPv6 packet that arrived at the
+// uplink for the external address of its family: a reply of a tracked connection (filtered per
 // Config), a new connection to a published port (DNAT, the client's address
 // kept) or, with endpoint-independent filtering, to a live mapping, or an ICMP
 // error about a tracked connection (RFC 5508 REQ-3). It rewrites pkt in place
@@ -275,7 +309,8 @@ func (t *Table) FromExternal(pkt []byte, csumPartial bool, now int64) Result {
 	if r := p.parse(pkt); r != DropNone {
 		return t.drop(r)
 	}
-	if p.t.Dst.Addr != t.ext || t.isInternal(p.t.Src.Addr) || !unicast(p.t.Src.Addr) || p.t.Src.Addr == t.ext {
+	ext := t.extOf(p.t)
+	if !ext.IsValid() || p.t.Dst.Addr != ext || t.isInternal(p.t.Src.Addr) || !unicast(p.t.Src.Addr) || p.t.Src.Addr == ext {
 		return t.drop(DropNotExternal)
 	}
 	if p.laterFrag {
@@ -284,10 +319,10 @@ func (t *Table) FromExternal(pkt []byte, csumPartial bool, now int64) Result {
 	if p.icmpErr {
 		return t.icmpError(pkt, &p, sideExternal, csumPartial)
 	}
-	if p.proto == ICMP && p.icmpType != wire.ICMPEchoReply {
+	if isICMP(p.proto) && p.icmpType != echoReply(p.proto) {
 		return t.drop(DropICMPType)
 	}
-	if r := t.lookup(keyOf(p.t, sideExternal)); r.c != nil {
+	if r := t.lookup(p.t, sideExternal); r.c != nil {
 		return t.apply(r, pkt, &p, csumPartial, now)
 	}
 	return t.newFromExternal(pkt, &p, csumPartial, now)

@@ -272,6 +272,14 @@ func TestChecksumPartial(t *testing.T) {
 // sum, as a sender with checksum offload leaves it.
 // For ICMP, which has no pseudo-header, the field is zero.
 func makePartial(pkt []byte) {
+	if len(pkt) > 0 && pkt[0]>>4 == 6 {
+		if l4, proto, ph, ok := l4Sum6(pkt); ok {
+			if off, hl := csumOffset6(proto); off >= 0 && len(l4) >= hl {
+				put16(l4[off:], checksum.Fold(ph))
+			}
+		}
+		return
+	}
 	if len(pkt) < 20 {
 		return
 	}
@@ -291,6 +299,18 @@ func makePartial(pkt []byte) {
 // completePartial does what the device does: sum the L4 segment with the
 // field as seed and store the complement.
 func completePartial(pkt []byte) {
+	if pkt[0]>>4 == 6 {
+		if l4, proto, _, ok := l4Sum6(pkt); ok {
+			if off, hl := csumOffset6(proto); off >= 0 && len(l4) >= hl {
+				c := checksum.Checksum(l4, 0)
+				if c == 0 && proto == UDP {
+					c = 0xffff
+				}
+				put16(l4[off:], c)
+			}
+		}
+		return
+	}
 	ihl := int(pkt[0]&0xf) * 4
 	total := int(get16(pkt[2:]))
 	off := l4CsumOffset(Proto(pkt[9]))

@@ -13,16 +13,19 @@ type Proto uint8
 
 // The protocols the table translates.
 const (
-	ICMP Proto = 1
-	TCP  Proto = 6
-	UDP  Proto = 17
+	ICMP   Proto = 1
+	TCP    Proto = 6
+	UDP    Proto = 17
+	ICMPv6 Proto = 58
 )
 
-// String returns "icmp", "tcp", "udp" or the number.
+// String returns "icmp", "icmpv6", "tcp", "udp" or the number.
 func (p Proto) String() string {
 	switch p {
 	case ICMP:
 		return "icmp"
+	case ICMPv6:
+		return "icmpv6"
 	case TCP:
 		return "tcp"
 	case UDP:
@@ -31,33 +34,34 @@ func (p Proto) String() string {
 	return strconv.Itoa(int(p))
 }
 
-// Endpoint is an IPv4 address and a port. For ICMP echo, Port is the
-// identifier (see [Tuple]).
+// Endpoint is an IPv4 or IPv6 address and a port. For ICMP echo, Port is
+// the identifier (see [Tuple]). An IPv4 address is never IPv4-mapped, and
+// no address has a zone: EndpointFrom makes sure of both.
 type Endpoint struct {
-	Addr [4]byte
+	Addr netip.Addr
 	Port uint16
 }
 
-// EndpointFrom returns the Endpoint of an IPv4 (or IPv4-mapped IPv6) address
-// and port; ok is false for any other address.
+// EndpointFrom returns the Endpoint of an IPv4 address (IPv4-mapped IPv6
+// ones are unmapped) or an IPv6 address without a zone, and a port; ok is
+// false for any other address.
 func EndpointFrom(ap netip.AddrPort) (e Endpoint, ok bool) {
 	a := ap.Addr().Unmap()
-	if !a.Is4() {
+	if !a.IsValid() || a.Zone() != "" {
 		return Endpoint{}, false
 	}
-	return Endpoint{Addr: a.As4(), Port: ap.Port()}, true
+	return Endpoint{Addr: a, Port: ap.Port()}, true
 }
 
 // AddrPort returns e as a netip.AddrPort.
-func (e Endpoint) AddrPort() netip.AddrPort {
-	return netip.AddrPortFrom(netip.AddrFrom4(e.Addr), e.Port)
-}
+func (e Endpoint) AddrPort() netip.AddrPort { return netip.AddrPortFrom(e.Addr, e.Port) }
 
-// String returns "a.b.c.d:port".
+// String returns "a.b.c.d:port" or "[v6]:port".
 func (e Endpoint) String() string { return e.AddrPort().String() }
 
 // Tuple identifies the packets of one direction of a connection: protocol,
-// source and destination. It is comparable and is the conntrack key.
+// source and destination, both of one family. It is comparable; the
+// conntrack key is packed from it (keys.go).
 //
 // For ICMP echo, the identifier is the source port of an echo request and the
 // destination port of an echo reply; the other port is zero. So a reply's
@@ -66,6 +70,9 @@ type Tuple struct {
 	Proto    Proto
 	Src, Dst Endpoint
 }
+
+// Is6 reports whether t is a tuple of IPv6 packets.
+func (t Tuple) Is6() bool { return t.Src.Addr.Is6() }
 
 // Reverse returns the tuple of a packet going the other way.
 func (t Tuple) Reverse() Tuple { return Tuple{Proto: t.Proto, Src: t.Dst, Dst: t.Src} }
@@ -115,6 +122,13 @@ type Config struct {
 	// Internal is the containers' subnet. Required, IPv4. Packets from
 	// inside must come from it; a destination inside it is not translated.
 	Internal netip.Prefix
+	// External6 and Internal6 are the same for IPv6 (NAT66 masquerade,
+	// RFC 6296 section 1 calls it NAPT66): both set, or both zero for a
+	// table that translates IPv4 only and drops IPv6 (DropNotInternal,
+	// DropNotExternal). External6 must be a global or unique local
+	// unicast address outside Internal6.
+	External6 netip.Addr
+	Internal6 netip.Prefix
 	// PortMin and PortMax bound the external ports (and ICMP identifiers)
 	// given to mappings whose internal port cannot be kept. Zero: 1024 and
 	// 65535.
@@ -178,9 +192,9 @@ type DropReason uint8
 // The reasons. Each is counted in Stats.Drops.
 const (
 	DropNone            DropReason = iota // not dropped
-	DropMalformed                         // not a well-formed IPv4 packet, or an L4 header too short
-	DropFragment                          // a later fragment whose first fragment was not translated (see the package doc)
-	DropProto                             // a protocol other than TCP, UDP and ICMP
+	DropMalformed                         // not a well-formed IPv4 or IPv6 packet, an L4 header too short, or UDP over IPv6 without a checksum
+	DropFragment                          // a later fragment whose first fragment was not translated, or an IPv6 fragment (see the package doc)
+	DropProto                             // a protocol other than TCP, UDP and ICMP (ICMPv6 over IPv6)
 	DropICMPType                          // an ICMP type that is neither echo nor a translated error (e.g. an echo request from outside)
 	DropNotInternal                       // FromInternal: source outside Config.Internal, or destination inside it or not unicast
 	DropNotExternal                       // FromExternal: destination is not Config.External, or the source is inside Config.Internal, not unicast, or External
@@ -233,7 +247,8 @@ type Result struct {
 
 // Stats are the table's counters, read atomically (each field on its own).
 type Stats struct {
-	Entries                            [3]uint64              // live connections by protocol: [0] TCP, [1] UDP, [2] ICMP
+	Entries                            [3]uint64              // live connections by protocol: [0] TCP, [1] UDP, [2] ICMP and ICMPv6
+	Entries6                           [3]uint64              // of those, IPv6 ones
 	Mappings                           uint64                 // live mappings (all protocols)
 	Created, Expired, Evicted, Refused uint64                 // connections created, removed by Expire, evicted when full, refused when full
 	Flushed                            uint64                 // connections removed by Flush and FlushAddr
@@ -267,6 +282,6 @@ type Entry struct {
 func (e Entry) String() string {
 	return fmt.Sprintf("%s %s %s src=%s dst=%s sport=%d dport=%d packets=%d bytes=%d src=%s dst=%s sport=%d dport=%d packets=%d bytes=%d",
 		e.Proto, e.Timeout.Round(time.Second), e.State,
-		netip.AddrFrom4(e.Orig.Src.Addr), netip.AddrFrom4(e.Orig.Dst.Addr), e.Orig.Src.Port, e.Orig.Dst.Port, e.OrigPackets, e.OrigBytes,
-		netip.AddrFrom4(e.Reply.Src.Addr), netip.AddrFrom4(e.Reply.Dst.Addr), e.Reply.Src.Port, e.Reply.Dst.Port, e.ReplyPackets, e.ReplyBytes)
+		e.Orig.Src.Addr, e.Orig.Dst.Addr, e.Orig.Src.Port, e.Orig.Dst.Port, e.OrigPackets, e.OrigBytes,
+		e.Reply.Src.Addr, e.Reply.Dst.Addr, e.Reply.Src.Port, e.Reply.Dst.Port, e.ReplyPackets, e.ReplyBytes)
 }

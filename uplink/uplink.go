@@ -27,9 +27,9 @@ var ErrHostPortInUse = errors.New("host port already in use")
 
 // Sender is the part of an uplink the gateway routes through.
 type Sender interface {
-	// Send sends the IPv4 datagram buf[off:]; it may overwrite the
-	// Headroom bytes before off and must not keep buf. It is safe for
-	// concurrent use.
+	// Send sends the IPv4 datagram buf[off:] (or IPv6 packet: NAT66); it
+	// may overwrite the Headroom bytes before off and must not keep buf.
+	// It is safe for concurrent use.
 	Send(buf []byte, off int) error
 	// Addr is the uplink's own address (nat.Config.External).
 	Addr() netip.Addr
@@ -75,6 +75,19 @@ type Publisher interface {
 	HostIP(proto nat.Proto, port uint16) (netip.Addr, bool)
 }
 
+// NAT66 is the optional interface of a Sender that is an IPv6 host on its
+// link with an address of its own (the routed TAP uplink with ip6=): the
+// gateway masquerades what containers send outside their /64 to Addr6
+// (NAT66, package nat) and hands it to Send, which takes IPv6 packets as
+// well as IPv4 datagrams; Start's handle receives the IPv6 packets sent to
+// Addr6, to translate back.
+type NAT66 interface {
+	Sender
+	// Addr6 is the uplink's IPv6 address (nat.Config.External6); the zero
+	// Addr when the uplink has none, and then Send takes IPv4 only.
+	Addr6() netip.Addr
+}
+
 // GSOSender is the optional interface of a Sender that takes TCP
 // super-segments whole, so that the gateway accepts TSO frames from the
 // switch instead of segmenting them.
@@ -112,8 +125,8 @@ type Loopbacker interface {
 // Env is what the switch tells a Spec when it opens its uplink.
 type Env struct {
 	// Subnet is the containers' subnet, which the uplink's addresses
-	// must stay out of.
-	Subnet netip.Prefix
+	// must stay out of; Subnet6 their IPv6 /64 (zero without IPv6).
+	Subnet, Subnet6 netip.Prefix
 	// MTU is the gateway's MTU: the largest datagram the uplink may hand
 	// back.
 	MTU int

@@ -271,3 +271,32 @@ func (f *Fragmenter6) Next(dst []byte) int {
 	f.done = end >= len(rest)
 	return n
 }
+
+// ParseIPv6Quoted returns the IPv6 header at the start of b, a packet
+// quoted in an ICMPv6 error (RFC 4443 2.4 (c): as much of it as fits, often
+// not all of it). The payload length is not checked against b, and the view
+// is not cut to it: Upper walks what was quoted. It returns ErrTooShort if b
+// is shorter than IPv6Len and ErrBadHeader if the version is not 6.
+func ParseIPv6Quoted(b []byte) (IPv6, error) {
+	if len(b) < IPv6Len {
+		return nil, ErrTooShort
+	}
+	if b[0]>>4 != 6 {
+		return nil, ErrBadHeader
+	}
+	return IPv6(b), nil
+}
+
+// Version returns the IP version of the packet b (its first four bits): 4
+// or 6 for an IP packet, anything else for garbage, 0 for an empty b. It
+// checks nothing else: ParseIPv4 or ParseIPv6 does.
+func Version(b []byte) uint8 {
+	if len(b) == 0 {
+		return 0
+	}
+	return b[0] >> 4
+}
+
+// DecHopLimit decrements the hop limit (IPv6 has no header checksum to
+// update). The caller checked that it is above 1.
+func (h IPv6) DecHopLimit() { h[7]-- }

@@ -36,7 +36,7 @@ Usage:
                 [-p [HOSTIP:]HOSTPORT[-END]:CONTAINERPORT[-END][/tcp|/udp]]... [--json]
   tapswitch publish SPEC --to NAME | tapswitch publish --list [--json]
   tapswitch unpublish HOSTPORT[/tcp|/udp]
-  tapswitch conntrack [--json] | --flush | --stats
+  tapswitch conntrack [--json] [-f ipv4|ipv6] | --flush | --stats
   tapswitch detach NAME
   tapswitch shutdown
   tapswitch alias NAME [ALIAS...]

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -165,12 +166,19 @@ func cmdConntrack(args []string, stdout io.Writer) error {
 	asJSON := fs.Bool("json", false, "print JSON")
 	flush := fs.Bool("flush", false, "remove every tracked connection")
 	stats := fs.Bool("stats", false, "print the counters instead")
+	fam := fs.String("f", "", "list only the connections of a family, ipv4 or ipv6 (as conntrack -L -f)")
 	control := controlFlag(fs)
 	if err := parseNone(fs, args); err != nil {
 		return err
 	}
 	if *flush && *stats {
 		return usagef("--flush and --stats do not go together")
+	}
+	if *fam != "" && *fam != "ipv4" && *fam != "ipv6" {
+		return usagef("-f %q: the family is ipv4 or ipv6", *fam)
+	}
+	if *fam != "" && (*flush || *stats) {
+		return usagef("-f lists: it does not go with --flush or --stats")
 	}
 	ctx, cancel := timeout()
 	defer cancel()
@@ -191,13 +199,16 @@ func cmdConntrack(args []string, stdout io.Writer) error {
 		return show(stdout, *asJSON, s, err, printConntrackStats)
 	}
 	entries, err := c.Conntrack(ctx)
+	if *fam != "" {
+		entries = slices.DeleteFunc(entries, func(e api.ConntrackEntry) bool { return e.Family != *fam })
+	}
 	return show(stdout, *asJSON, entries, err, printConntrack)
 }
 
 // printConntrack prints entries as `conntrack -L` does: protocol name and
 // number, seconds left, state, then the original and the reply tuple.
 func printConntrack(w io.Writer, entries []api.ConntrackEntry) {
-	num := map[string]int{"icmp": 1, "tcp": 6, "udp": 17}
+	num := map[string]int{"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}
 	for _, e := range entries {
 		var b strings.Builder
 		fmt.Fprintf(&b, "%-8s %d %d ", e.Proto, num[e.Proto], int(e.Timeout))
@@ -206,7 +217,7 @@ func printConntrack(w io.Writer, entries []api.ConntrackEntry) {
 		}
 		tuple := func(t api.Tuple, packets, bytes uint64, id uint16) {
 			fmt.Fprintf(&b, "src=%s dst=%s ", t.Src, t.Dst)
-			if e.Proto == "icmp" {
+			if e.Proto == "icmp" || e.Proto == "icmpv6" {
 				fmt.Fprintf(&b, "id=%d ", id)
 			} else {
 				fmt.Fprintf(&b, "sport=%d dport=%d ", t.Sport, t.Dport)
@@ -221,7 +232,7 @@ func printConntrack(w io.Writer, entries []api.ConntrackEntry) {
 }
 
 func printConntrackStats(w io.Writer, s api.ConntrackStats) {
-	fmt.Fprintf(w, "entries %d (tcp %d, udp %d, icmp %d) of at most %d, mappings %d\n", s.Entries, s.TCP, s.UDP, s.ICMP, s.Max, s.Mappings)
+	fmt.Fprintf(w, "entries %d (tcp %d, udp %d, icmp %d; ipv6 %d) of at most %d, mappings %d\n", s.Entries, s.TCP, s.UDP, s.ICMP, s.IPv6, s.Max, s.Mappings)
 	fmt.Fprintf(w, "created %d expired %d evicted %d refused %d flushed %d\n", s.Created, s.Expired, s.Evicted, s.Refused, s.Flushed)
 	fmt.Fprintf(w, "translated out %d in %d (icmp errors %d)\n", s.TranslatedOut, s.TranslatedIn, s.ICMPErrors)
 	reasons := make([]string, 0, len(s.Drops))

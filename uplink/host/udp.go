@@ -84,11 +84,15 @@ func (u *Uplink) readUDP(f *flow, c *net.UDPConn, b []byte) {
 		if !ok {
 			continue
 		}
-		if src.Addr[0] == 127 {
+		if !src.Addr.Is4() {
+			continue
+		}
+		a := src.Addr.As4()
+		if a[0] == 127 {
 			// Only a host loopback server answers from there; the
 			// container asked for Loopback.
-			src.Addr = u.loopback
+			a = u.loopback
 		}
-		u.deliverUDP(b, n, src.Addr, src.Port, u.addr, f.key)
+		u.deliverUDP(b, n, a, src.Port, u.addr, f.key)
 	}
 }

@@ -13,7 +13,7 @@ const Name = "tap"
 func init() {
 	uplink.Register(uplink.Kind{
 		Name:  Name,
-		Usage: "tap,netns=PATH,ip=ADDR/LEN[,gw=ADDR][,ifname=" + DefaultIfName + "][,mac=MAC][,mtu=N]",
+		Usage: "tap,netns=PATH,ip=ADDR/LEN[,gw=ADDR][,ip6=ADDR6/LEN][,gw6=ADDR6][,ifname=" + DefaultIfName + "][,mac=MAC][,mtu=N]",
 		Parse: parse,
 	})
 }
@@ -24,6 +24,7 @@ var (
 	_ uplink.Uplink      = (*TAP)(nil)
 	_ uplink.GSOSender   = (*TAP)(nil)
 	_ uplink.GSOReceiver = (*TAP)(nil)
+	_ uplink.NAT66       = (*TAP)(nil)
 )
 
 // Kind implements uplink.Spec.
@@ -44,6 +45,9 @@ func (c *Config) Open(env uplink.Env) (uplink.Uplink, error) {
 	}
 	if cfg.Addr.Masked().Overlaps(env.Subnet) {
 		return nil, fmt.Errorf("%w: uplink %s overlaps the containers' subnet %s", ErrInvalidSpec, cfg.Addr, env.Subnet)
+	}
+	if cfg.Addr6.IsValid() && env.Subnet6.IsValid() && cfg.Addr6.Masked().Overlaps(env.Subnet6) {
+		return nil, fmt.Errorf("%w: uplink ip6=%s overlaps the containers' IPv6 subnet %s", ErrInvalidSpec, cfg.Addr6, env.Subnet6)
 	}
 	u, err := openFor(cfg, env) // persist.go
 	if err != nil {

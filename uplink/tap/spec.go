@@ -38,12 +38,20 @@ type Config struct {
 	MAC net.HardwareAddr
 	// MTU is the link's MTU; 0 means DefaultMTU.
 	MTU int
+	// Addr6 is the switch's IPv6 address on the link, with the link's
+	// prefix length (ip6=2001:db8:1::2/64): the source of what NAT66
+	// masquerades. Zero: no IPv6 on the uplink.
+	Addr6 netip.Prefix
+	// Gateway6 is the IPv6 next hop for destinations outside Addr6's
+	// prefix: an address in the prefix, or a link-local one (what routers
+	// advertise). Zero: only the prefix is reachable.
+	Gateway6 netip.Addr
 }
 
 // ParseSpec parses the value of `tapswitch run --uplink`:
 //
 //	none
-//	tap,netns=PATH,ip=ADDR/LEN[,gw=ADDR][,ifname=NAME][,mac=MAC][,mtu=N]
+//	tap,netns=PATH,ip=ADDR/LEN[,gw=ADDR][,ip6=ADDR6/LEN][,gw6=ADDR6][,ifname=NAME][,mac=MAC][,mtu=N]
 //
 // It returns nil for "none" (or ""). Errors wrap ErrInvalidSpec and say
 // which key is wrong.
@@ -79,6 +87,8 @@ func fields(c *Config) []options.Field {
 		{Key: "gw", Set: options.Addr(&c.Gateway)},
 		{Key: "mac", Set: options.MAC(&c.MAC)},
 		{Key: "mtu", Set: options.Int(&c.MTU)},
+		{Key: "ip6", Set: options.Prefix(&c.Addr6, "2001:db8:1::2/64")},
+		{Key: "gw6", Set: options.Addr(&c.Gateway6)},
 	}
 }
 
@@ -131,6 +141,41 @@ func (c *Config) Validate() error {
 	if c.MTU < 576 || c.MTU > 65535-14 {
 		return fmt.Errorf("%w: mtu=%d: must be between 576 and %d", ErrInvalidSpec, c.MTU, 65535-14)
 	}
+	return c.validate6()
+}
+
+// validate6 checks the IPv6 part of c.
+func (c *Config) validate6() error {
+	if !c.Addr6.IsValid() {
+		if c.Gateway6.IsValid() {
+			return fmt.Errorf("%w: gw6=%s needs ip6=ADDR/LEN (the switch's IPv6 address on the link)", ErrInvalidSpec, c.Gateway6)
+		}
+		return nil
+	}
+	p := c.Addr6
+	a := p.Addr()
+	switch {
+	case !a.Is6() || a.Is4In6() || a.Zone() != "":
+		return fmt.Errorf("%w: ip6=%s: not an IPv6 address", ErrInvalidSpec, p)
+	case !hostAddr6(a):
+		return fmt.Errorf("%w: ip6=%s: not a global or unique local unicast address", ErrInvalidSpec, p)
+	case p.Bits() < 1 || p.Bits() > 127:
+		return fmt.Errorf("%w: ip6=%s: the prefix length must be between 1 and 127", ErrInvalidSpec, p)
+	case a == p.Masked().Addr():
+		return fmt.Errorf("%w: ip6=%s: the subnet-router anycast address of the prefix", ErrInvalidSpec, p)
+	case c.MTU < 1280:
+		return fmt.Errorf("%w: mtu=%d: IPv6 needs at least 1280", ErrInvalidSpec, c.MTU)
+	}
+	if g := c.Gateway6; g.IsValid() {
+		switch {
+		case !g.Is6() || g.Is4In6() || g.Zone() != "":
+			return fmt.Errorf("%w: gw6=%s: not an IPv6 address", ErrInvalidSpec, g)
+		case g == a:
+			return fmt.Errorf("%w: gw6=%s: the uplink's own address", ErrInvalidSpec, g)
+		case !g.IsLinkLocalUnicast() && !(p.Contains(g) && hostAddr6(g) && g != p.Masked().Addr()):
+			return fmt.Errorf("%w: gw6=%s: neither on the link %s nor link-local", ErrInvalidSpec, g, p.Masked())
+		}
+	}
 	return nil
 }
 
@@ -143,6 +188,12 @@ func (c *Config) String() string {
 	if c.Gateway.IsValid() {
 		s += ",gw=" + c.Gateway.String()
 	}
+	if c.Addr6.IsValid() {
+		s += ",ip6=" + c.Addr6.String()
+	}
+	if c.Gateway6.IsValid() {
+		s += ",gw6=" + c.Gateway6.String()
+	}
 	return s + fmt.Sprintf(",mac=%s,mtu=%d", c.MAC, c.MTU)
 }
 
@@ -152,6 +203,12 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 	v |= uint32(1)<<(32-p.Bits()) - 1
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// hostAddr6 reports whether a can be one host's IPv6 address on a routed
+// link: not unspecified, loopback, multicast, link-local or IPv4-mapped.
+func hostAddr6(a netip.Addr) bool {
+	return !a.IsUnspecified() && !a.IsLoopback() && !a.IsMulticast() && !a.IsLinkLocalUnicast() && !a.Is4In6()
 }
 
 // hostAddr reports whether ip can be one host's address: not 0.0.0.0/8,

@@ -94,6 +94,9 @@ type TAP struct {
 	// of room and a copy of the packet) waiting for one.
 	neigh *neigh.Cache[[4]byte, []byte]
 
+	// v6 is the uplink's IPv6 side (nd.go); nil without Config.Addr6.
+	v6 *ipv6
+
 	stats counters
 
 	done      chan struct{}
@@ -123,6 +126,12 @@ func Open(cfg Config) (*TAP, error) {
 	return newTAP(cfg, dev, nil), nil
 }
 
+// neighConfig bounds the neighbour caches (ARP and ND).
+var neighConfig = neigh.Config{
+	Timeout: NeighTimeout, Limit: maxNeighbors,
+	PendingPerHost: PendingPerHop, PendingTotal: PendingTotal, ResolveTimeout: ResolveTimeout,
+}
+
 // newTAP returns an uplink on dev; cfg is valid. clock nil means a
 // monotonic clock of the process.
 func newTAP(cfg Config, dev device, clock func() int64) *TAP {
@@ -133,12 +142,10 @@ func newTAP(cfg Config, dev device, clock func() int64) *TAP {
 		addr:   cfg.Addr.Addr().As4(),
 		prefix: cfg.Addr.Masked(),
 		clock:  clock,
-		neigh: neigh.New[[4]byte, []byte](neigh.Config{
-			Timeout: NeighTimeout, Limit: maxNeighbors,
-			PendingPerHost: PendingPerHop, PendingTotal: PendingTotal, ResolveTimeout: ResolveTimeout,
-		}),
-		done: make(chan struct{}),
+		neigh:  neigh.New[[4]byte, []byte](neighConfig),
+		done:   make(chan struct{}),
 	}
+	u.v6 = newIPv6(&cfg)
 	if clock == nil {
 		epoch := time.Now()
 		u.tick = func() int64 { return int64(time.Since(epoch)) }
@@ -249,6 +256,8 @@ func (u *TAP) input(frame []byte, handle func(pkt []byte)) {
 		u.stats.rxPackets.Add(1)
 		u.stats.rxBytes.Add(uint64(len(p)))
 		handle(p)
+	case wire.EtherTypeIPv6:
+		u.input6(eth, handle) // nd.go
 	default:
 		u.stats.rxIgnored.Add(1)
 	}
@@ -293,12 +302,9 @@ func (u *TAP) sendARP(p arp.Packet, dst [6]byte) {
 	frame := make([]byte, Headroom+len(body))
 	wire.PutEthernet(frame[vswitch.VnetHdrLen:], dst, u.mac, wire.EtherTypeARP)
 	copy(frame[Headroom:], body)
-	u.Capture.Deliver(capture.Out, frame[vswitch.VnetHdrLen:])
-	if _, err := u.dev.Write(frame, 0); err != nil {
-		u.stats.txErrors.Add(1)
-		return
+	if u.write(frame) {
+		u.stats.arpOut.Add(1)
 	}
-	u.stats.arpOut.Add(1)
 }
 
 // request sends an ARP request for ip, broadcast, or unicast to dst when
@@ -314,7 +320,8 @@ func (u *TAP) request(ip [4]byte, dst [6]byte) {
 	}, dst)
 }
 
-// Send sends the IPv4 packet buf[off:] to its next hop on the link. The
+// Send sends the IPv4 (or, with Config.Addr6, IPv6) packet buf[off:] to
+// its next hop on the link. The
 // Headroom bytes before off are overwritten with the virtio_net_hdr and the
 // Ethernet header. Send does not keep buf; when the next hop is not
 // resolved yet it queues a copy and sends an ARP request. Send is safe for
@@ -336,6 +343,9 @@ func (u *TAP) Send(buf []byte, off int) error {
 // wrote at buf[off-Headroom:].
 func (u *TAP) send(buf []byte, off int) error {
 	pkt := buf[off:]
+	if wire.Version(pkt) == 6 {
+		return u.send6(buf, off) // nd.go
+	}
 	dst := wire.IPv4(pkt).Dst()
 	hop := dst
 	if !u.prefix.Contains(netip.AddrFrom4(dst)) {
@@ -354,14 +364,18 @@ func (u *TAP) send(buf []byte, off int) error {
 	case neigh.Reachable:
 		return u.transmit(buf[off-Headroom:], Headroom, mac)
 	}
-	return u.queue(hop, buf[off-Headroom:], now)
+	return queueFor(u, u.neigh, hop, buf[off-Headroom:], now, func() { u.request(hop, wire.BroadcastMAC) })
 }
 
 // transmit writes frame[off:] behind the virtio_net_hdr at
 // frame[off-Headroom:] and an Ethernet header to dst, written after it.
 func (u *TAP) transmit(frame []byte, off int, dst [6]byte) error {
 	h := frame[off-Headroom : off]
-	wire.PutEthernet(h[vswitch.VnetHdrLen:], dst, u.mac, wire.EtherTypeIPv4)
+	typ := uint16(wire.EtherTypeIPv4)
+	if wire.Version(frame[off:]) == 6 {
+		typ = wire.EtherTypeIPv6
+	}
+	wire.PutEthernet(h[vswitch.VnetHdrLen:], dst, u.mac, typ)
 	u.Capture.Deliver(capture.Out, frame[off-Headroom+vswitch.VnetHdrLen:])
 	if _, err := u.dev.Write(frame, off-Headroom); err != nil {
 		u.stats.txErrors.Add(1)
@@ -372,17 +386,17 @@ func (u *TAP) transmit(frame []byte, off int, dst [6]byte) error {
 	return nil
 }
 
-// queue holds a copy of frame (the packet at Headroom, behind its
-// virtio_net_hdr) until hop is resolved, and asks for hop's MAC (at most
-// once a second).
-func (u *TAP) queue(hop [4]byte, frame []byte, now int64) error {
+// queueFor holds a copy of frame (the packet at Headroom, behind its
+// virtio_net_hdr) in cache c until hop is resolved, and asks for hop's MAC
+// with request (at most once a second).
+func queueFor[K comparable](u *TAP, c *neigh.Cache[K, []byte], hop K, frame []byte, now int64, request func()) error {
 	p := make([]byte, len(frame))
 	copy(p[:vswitch.VnetHdrLen], frame)
 	copy(p[Headroom:], frame[Headroom:])
-	r := u.neigh.Queue(hop, p, now)
+	r := c.Queue(hop, p, now)
 	u.stats.pendingExpired.Add(uint64(len(r.Expired)))
 	if r.Request {
-		defer u.request(hop, wire.BroadcastMAC)
+		defer request()
 	}
 	if !r.OK {
 		u.stats.pendingDropped.Add(1)
@@ -409,19 +423,33 @@ func (u *TAP) expire(now int64) {
 	for _, ip := range r.Retry {
 		u.request(ip, wire.BroadcastMAC)
 	}
+	if u.v6 != nil {
+		r6 := u.v6.neigh.Expire(now)
+		u.stats.pendingExpired.Add(uint64(len(r6.Items)))
+		for _, ip := range r6.Retry {
+			u.solicit(ip, wire.MulticastMAC(wire.SolicitedNode(ip)))
+		}
+	}
 }
 
-// Neighbor is one entry of the uplink's ARP cache.
+// Neighbor is one entry of the uplink's ARP or ND cache.
 type Neighbor = neigh.Neighbor
 
-// Neighbors returns the ARP cache, sorted by address.
-func (u *TAP) Neighbors() []Neighbor { return u.neigh.Neighbors(u.clock(), netip.AddrFrom4) }
+// Neighbors returns the ARP cache, then the ND cache, each sorted by
+// address.
+func (u *TAP) Neighbors() []Neighbor {
+	n := u.neigh.Neighbors(u.clock(), netip.AddrFrom4)
+	if u.v6 != nil {
+		n = append(n, u.v6.neigh.Neighbors(u.clock(), netip.AddrFrom16)...)
+	}
+	return n
+}
 
 // counters are the uplink's atomic counters.
 type counters struct {
 	rxFrames, rxPackets, rxBytes, rxIgnored       atomic.Uint64
 	txPackets, txBytes, txErrors, noRoute         atomic.Uint64
-	arpIn, arpOut                                 atomic.Uint64
+	arpIn, arpOut, ndIn, ndOut, echo6             atomic.Uint64
 	pendingQueued, pendingDropped, pendingExpired atomic.Uint64
 	rxGSO, rxSegmented, rxCsum, txGSO             atomic.Uint64
 }
@@ -429,7 +457,7 @@ type counters struct {
 // Stats are the uplink's counters.
 type Stats struct {
 	RxFrames  uint64 `json:"rx_frames"`  // frames read from the TAP
-	RxPackets uint64 `json:"rx_packets"` // IPv4 datagrams to the uplink's address, handed on
+	RxPackets uint64 `json:"rx_packets"` // IPv4 datagrams and IPv6 packets to the uplink's address, handed on
 	RxBytes   uint64 `json:"rx_bytes"`
 	RxIgnored uint64 `json:"rx_ignored"` // frames neither ARP nor IPv4 for us, or malformed
 	TxPackets uint64 `json:"tx_packets"`
@@ -438,6 +466,12 @@ type Stats struct {
 	NoRoute   uint64 `json:"no_route"`  // off-link destinations without a gateway
 	ARPIn     uint64 `json:"arp_in"`
 	ARPOut    uint64 `json:"arp_out"`
+	// NDIn counts neighbor solicitations and advertisements read from
+	// the link (IPv6), NDOut those sent; Echo6 the ICMPv6 echo requests
+	// to the uplink's IPv6 addresses answered.
+	NDIn  uint64 `json:"nd_in"`
+	NDOut uint64 `json:"nd_out"`
+	Echo6 uint64 `json:"echo6"`
 	// PendingQueued counts packets that waited for ARP; PendingDropped
 	// those refused by a full queue; PendingExpired those dropped after
 	// ResolveTimeout without a reply.
@@ -460,7 +494,7 @@ func (u *TAP) Stats() Stats {
 	return Stats{
 		RxFrames: c.rxFrames.Load(), RxPackets: c.rxPackets.Load(), RxBytes: c.rxBytes.Load(), RxIgnored: c.rxIgnored.Load(),
 		TxPackets: c.txPackets.Load(), TxBytes: c.txBytes.Load(), TxErrors: c.txErrors.Load(), NoRoute: c.noRoute.Load(),
-		ARPIn: c.arpIn.Load(), ARPOut: c.arpOut.Load(),
+		ARPIn: c.arpIn.Load(), ARPOut: c.arpOut.Load(), NDIn: c.ndIn.Load(), NDOut: c.ndOut.Load(), Echo6: c.echo6.Load(),
 		PendingQueued: c.pendingQueued.Load(), PendingDropped: c.pendingDropped.Load(), PendingExpired: c.pendingExpired.Load(),
 		RxGSO: c.rxGSO.Load(), RxSegmented: c.rxSegmented.Load(), RxCsum: c.rxCsum.Load(), TxGSO: c.txGSO.Load(),
 	}

@@ -1,0 +1,374 @@
+package nat
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"github.com/tapswitch/tapswitch/wire"
+)
+
+// The RFC 4787, 5382 and 5508 requirements again for NAT66 (the same
+// behaviour for IPv6, RFC 6296 section 1's NAPT66), on a dual-stack table.
+
+func newTable6(t testing.TB, mod func(*Config)) *Table {
+	t.Helper()
+	return newTable(t, func(c *Config) {
+		c.External6, c.Internal6 = netip.MustParseAddr(extIP6), netip.MustParsePrefix(subnet6)
+		if mod != nil {
+			mod(c)
+		}
+	})
+}
+
+func echo6(typ uint8, src, dst string, id uint16) []byte {
+	return build(spec{proto: ICMPv6, src: src, dst: dst, icmpType: typ, id: id, payload: []byte("0123456789abcdef")})
+}
+
+// out6 sends an IPv6 packet from a container and returns its translated
+// source, which must be the external IPv6 address.
+func out6(t *testing.T, tb *Table, pkt []byte, now int64) Endpoint {
+	t.Helper()
+	r := tb.FromInternal(pkt, false, now)
+	want(t, "outbound", r, ToExternal, pkt)
+	s, _ := hdr(pkt)
+	if s.Addr != ep(extIP6).Addr {
+		t.Fatalf("outbound source %s, want the external IPv6 address", s)
+	}
+	return s
+}
+
+// mk6 builds a TCP SYN or a UDP datagram.
+func mk6(proto Proto, src, dst string) []byte {
+	if proto == TCP {
+		return tcp(src, dst, wire.TCPFlagSYN)
+	}
+	return udp(src, dst)
+}
+
+func TestNAT66_RFC4787_REQ1_EndpointIndependentMapping(t *testing.T) {
+	for _, proto := range []Proto{UDP, TCP} {
+		t.Run(proto.String(), func(t *testing.T) {
+			tb := newTable6(t, nil)
+			a := out6(t, tb, mk6(proto, ap(c16, 40000), ap(remote6, 53)), 0)
+			b := out6(t, tb, mk6(proto, ap(c16, 40000), ap(remote26, 53)), 0)
+			c := out6(t, tb, mk6(proto, ap(c16, 40000), ap(remote6, 54)), 0)
+			if a != b || a != c {
+				t.Fatalf("mappings %s, %s, %s differ", a, b, c)
+			}
+			if a.Port != 40000 {
+				t.Errorf("port %d not preserved (RFC 4787 REQ-3)", a.Port)
+			}
+			if got := tb.Stats().Entries6; got[protoIndex(proto)] != 3 {
+				t.Errorf("IPv6 entries %v, want 3 of %v", got, proto)
+			}
+		})
+	}
+}
+
+// TestNAT66_RFC4787_REQ3_PortPreservation: two containers with one source
+// port; the second gets another port of the same parity (REQ-4), at or
+// above 1024; the IPv4 and IPv6 port spaces are apart.
+func TestNAT66_RFC4787_REQ3_PortPreservation(t *testing.T) {
+	tb := newTable6(t, func(c *Config) { c.PortMin, c.PortMax = 20000, 20010 })
+	a := out6(t, tb, udp(ap(c16, 40000), ap(remote6, 53)), 0)
+	b := out6(t, tb, udp(ap(c26, 40000), ap(remote6, 53)), 0)
+	if a.Port != 40000 || b.Port < 20000 || b.Port > 20010 || b.Port%2 != 0 {
+		t.Fatalf("ports %d and %d: want 40000 kept, then an even one of 20000-20010", a.Port, b.Port)
+	}
+	v4 := out(t, tb, udp(c1+":40000", remote+":53"), 0)
+	if v4.Port != 40000 {
+		t.Fatalf("IPv4 port %d: the IPv6 mapping of 40000 took it", v4.Port)
+	}
+}
+
+func TestNAT66_RFC4787_REQ8_Filtering(t *testing.T) {
+	for _, eif := range []bool{false, true} {
+		t.Run(fmt.Sprintf("eif=%v", eif), func(t *testing.T) {
+			tb := newTable6(t, func(c *Config) { c.EndpointIndependentFiltering = eif })
+			m := out6(t, tb, udp(ap(c16, 40000), ap(remote6, 3478)), 0)
+			pkt := udp(ap(remote6, 3478), m.String())
+			want(t, "reply", tb.FromExternal(pkt, false, sec), ToInternal, pkt)
+			wantHdr(t, "reply", pkt, ap(remote6, 3478), ap(c16, 40000))
+			for _, src := range []string{ap(remote6, 3479), ap(remote26, 3478)} {
+				pkt := udp(src, m.String())
+				r := tb.FromExternal(pkt, false, sec)
+				if !eif {
+					wantDrop(t, src, r, DropFiltered)
+					continue
+				}
+				want(t, src, r, ToInternal, pkt)
+				wantHdr(t, src, pkt, src, ap(c16, 40000))
+			}
+			pkt = udp(ap(remote6, 3478), ap(extIP6, 40001))
+			wantDrop(t, "unmapped port", tb.FromExternal(pkt, false, sec), DropNoFlow)
+		})
+	}
+}
+
+// TestNAT66_RFC5382_TCP: a TCP connection's handshake, data and close, both
+// ways, with every checksum valid; a non-SYN opens nothing.
+func TestNAT66_RFC5382_TCP(t *testing.T) {
+	tb := newTable6(t, nil)
+	wantDrop(t, "ack without connection", tb.FromInternal(tcp(ap(c16, 5555), ap(remote6, 80), wire.TCPFlagACK), false, 0), DropTCPNoSyn)
+	m := out6(t, tb, tcp(ap(c16, 5555), ap(remote6, 80), wire.TCPFlagSYN), 0)
+	steps := []struct {
+		in    bool
+		flags uint8
+	}{{true, wire.TCPFlagSYN | wire.TCPFlagACK}, {false, wire.TCPFlagACK}, {true, wire.TCPFlagACK | wire.TCPFlagFIN}, {false, wire.TCPFlagACK | wire.TCPFlagFIN}}
+	for _, s := range steps {
+		if s.in {
+			pkt := tcp(ap(remote6, 80), m.String(), s.flags)
+			want(t, "in", tb.FromExternal(pkt, false, sec), ToInternal, pkt)
+			wantHdr(t, "in", pkt, ap(remote6, 80), ap(c16, 5555))
+		} else {
+			pkt := tcp(ap(c16, 5555), ap(remote6, 80), s.flags)
+			want(t, "out", tb.FromInternal(pkt, false, sec), ToExternal, pkt)
+			wantHdr(t, "out", pkt, m.String(), ap(remote6, 80))
+		}
+	}
+	e := tb.Entries(sec)
+	if len(e) != 1 || e[0].State != "TIME_WAIT" || !e[0].Orig.Is6() {
+		t.Fatalf("entries %v, want one IPv6 TIME_WAIT", e)
+	}
+}
+
+// TestNAT66_ICMPv6Echo: the identifier is the port (RFC 5508 REQ-1 for
+// ICMPv6); an echo request from outside is not for the containers.
+func TestNAT66_ICMPv6Echo(t *testing.T) {
+	tb := newTable6(t, nil)
+	a := out6(t, tb, echo6(wire.ICMPv6EchoRequest, c16, remote6, 7), 0)
+	b := out6(t, tb, echo6(wire.ICMPv6EchoRequest, c26, remote6, 7), 0)
+	if a.Port != 7 || b.Port == 7 {
+		t.Fatalf("identifiers %d and %d: want 7 kept for the first, another for the second", a.Port, b.Port)
+	}
+	for _, tc := range []struct {
+		id uint16
+		to string
+	}{{a.Port, c16}, {b.Port, c26}} {
+		pkt := echo6(wire.ICMPv6EchoReply, remote6, extIP6, tc.id)
+		want(t, "echo reply", tb.FromExternal(pkt, false, sec), ToInternal, pkt)
+		wantHdr(t, "echo reply", pkt, ap(remote6, 7), tc.to)
+	}
+	wantDrop(t, "echo from outside", tb.FromExternal(echo6(wire.ICMPv6EchoRequest, remote6, extIP6, a.Port), false, 0), DropICMPType)
+	if e := tb.Entries(sec); len(e) != 2 || e[0].Proto != ICMPv6 {
+		t.Fatalf("entries %v, want 2 icmpv6", e)
+	}
+}
+
+// TestNAT66_RFC5508_REQ3_ErrorFromOutside: ICMPv6 errors about outbound
+// flows (destination unreachable, packet too big, time exceeded), from the
+// destination or a router, quoting 8 bytes of L4 header or all.
+func TestNAT66_RFC5508_REQ3_ErrorFromOutside(t *testing.T) {
+	tests := []struct {
+		name      string
+		orig      []byte
+		origSrc   string
+		from      string
+		typ, code uint8
+		n         int
+	}{
+		{"udp port unreachable", udp(ap(c16, 40000), ap(remote6, 9)), ap(c16, 40000), remote6, wire.ICMPv6Unreachable, 4, 0},
+		{"udp time exceeded from router", udp(ap(c16, 40001), ap(remote6, 9)), ap(c16, 40001), router6, wire.ICMPv6TimeExceeded, 0, 48},
+		{"tcp packet too big 8 bytes", tcp(ap(c16, 40002), ap(remote6, 80), wire.TCPFlagSYN), ap(c16, 40002), router6, wire.ICMPv6PacketTooBig, 0, 48},
+		{"tcp packet too big whole", tcp(ap(c16, 40003), ap(remote6, 80), wire.TCPFlagSYN), ap(c16, 40003), router6, wire.ICMPv6PacketTooBig, 0, 0},
+		{"echo unreachable", echo6(wire.ICMPv6EchoRequest, c16, remote6, 99), ap(c16, 99), router6, wire.ICMPv6Unreachable, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tb := newTable6(t, nil)
+			pkt := tt.orig
+			tb.FromInternal(pkt, false, 0)
+			sent := append([]byte(nil), pkt...)
+			e := icmpErr(tt.typ, tt.code, tt.from, extIP6, sent, tt.n)
+			if tt.typ == wire.ICMPv6PacketTooBig {
+				put16(e[46:], 1280) // the MTU, in the rest of the header
+				fixChecksums(e, false)
+			}
+			want(t, "error", tb.FromExternal(e, false, sec), ToInternal, e)
+			s, d := hdr(e)
+			if s.Addr != ep(tt.from).Addr || d.Addr != ep(c16).Addr {
+				t.Fatalf("outer %s -> %s, want %s -> %s", s, d, tt.from, c16)
+			}
+			is, id := hdr(inner(e))
+			if is != ep(tt.origSrc) || id.Addr != ep(remote6).Addr {
+				t.Fatalf("embedded %s -> %s, want %s -> %s", is, id, tt.origSrc, remote6)
+			}
+			if e[40] != tt.typ || e[41] != tt.code || (tt.typ == wire.ICMPv6PacketTooBig && get16(e[46:]) != 1280) {
+				t.Fatalf("type/code/mtu changed to %d/%d/%d", e[40], e[41], get16(e[46:]))
+			}
+			if tb.Stats().ICMPErrors != 1 {
+				t.Errorf("icmp errors not counted")
+			}
+		})
+	}
+}
+
+func TestNAT66_RFC5508_REQ3_BadChecksum(t *testing.T) {
+	tb := newTable6(t, nil)
+	pkt := udp(ap(c16, 40000), ap(remote6, 9))
+	tb.FromInternal(pkt, false, 0)
+	e := icmpErr(wire.ICMPv6Unreachable, 4, remote6, extIP6, pkt, 0)
+	e[len(e)-1] ^= 0xff
+	wantDrop(t, "bad checksum", tb.FromExternal(e, false, 0), DropBadChecksum)
+	e = icmpErr(wire.ICMPv6Unreachable, 4, remote6, extIP6, udp(ap(extIP6, 40001), ap(remote6, 9)), 0)
+	wantDrop(t, "untracked", tb.FromExternal(e, false, 0), DropICMPErrorNoFlow)
+	e2 := icmpErr(wire.ICMPv6Unreachable, 4, remote6, extIP6, icmpErr(wire.ICMPv6Unreachable, 4, extIP6, remote6, pkt, 0), 0)
+	wantDrop(t, "error about error", tb.FromExternal(e2, false, 0), DropICMPErrorNoFlow)
+}
+
+// TestNAT66_RFC5508_REQ4_ErrorFromInside: a container's ICMPv6 error about
+// a reply leaves from the external address, quoting what the outside sent.
+func TestNAT66_RFC5508_REQ4_ErrorFromInside(t *testing.T) {
+	tb := newTable6(t, nil)
+	m := out6(t, tb, udp(ap(c16, 41000), ap(remote6, 53)), 0)
+	in := udp(ap(remote6, 53), m.String())
+	want(t, "reply", tb.FromExternal(in, false, 0), ToInternal, in)
+	e := icmpErr(wire.ICMPv6Unreachable, 4, c16, remote6, in, 0)
+	want(t, "error on reply", tb.FromInternal(e, false, sec), ToExternal, e)
+	wantHdr(t, "outer", e, extIP6, remote6)
+	wantHdr(t, "embedded", inner(e), ap(remote6, 53), m.String())
+}
+
+// TestNAT66_RFC4787_REQ9_Hairpin: with endpoint-independent filtering a
+// container reaches another's mapping through the external IPv6 address
+// and sees its external endpoint (RFC 5382 REQ-8 for TCP).
+func TestNAT66_RFC4787_REQ9_Hairpin(t *testing.T) {
+	for _, proto := range []Proto{UDP, TCP} {
+		t.Run(proto.String(), func(t *testing.T) {
+			tb := newTable6(t, func(c *Config) { c.EndpointIndependentFiltering = true })
+			m2 := out6(t, tb, mk6(proto, ap(c26, 3478), ap(remote6, 3478)), 0)
+			pkt := mk6(proto, ap(c16, 5000), m2.String())
+			want(t, "hairpin", tb.FromInternal(pkt, false, sec), ToInternal, pkt)
+			wantHdr(t, "hairpin", pkt, ap(extIP6, 5000), ap(c26, 3478))
+			back := udp(ap(c26, 3478), ap(extIP6, 5000))
+			if proto == TCP {
+				back = tcp(ap(c26, 3478), ap(extIP6, 5000), wire.TCPFlagSYN|wire.TCPFlagACK)
+			}
+			want(t, "hairpin reply", tb.FromInternal(back, false, sec), ToInternal, back)
+			wantHdr(t, "hairpin reply", back, m2.String(), ap(c16, 5000))
+		})
+	}
+}
+
+// TestNAT66_Drops: IPv6 without NAT66 configured, fragments, zero UDP
+// checksums, ICMP (v4) over IPv6 and the like are dropped unchanged.
+func TestNAT66_Drops(t *testing.T) {
+	frag := udp(ap(c16, 40000), ap(remote6, 53))
+	frag = append(frag[:40:40], append([]byte{byte(UDP), 0, 0, 1, 0, 0, 0, 1}, frag[40:]...)...)
+	frag[6] = 44 // a Fragment header (offset 0, more fragments)
+	put16(frag[4:], uint16(len(frag)-40))
+	icmp4 := build(spec{proto: ICMPv6, src: c16, dst: remote6, icmpType: wire.ICMPv6EchoRequest})
+	icmp4[6] = byte(ICMP)
+	tests := []struct {
+		name     string
+		v4only   bool
+		internal bool
+		pkt      []byte
+		reason   DropReason
+	}{
+		{"ipv4-only table, from inside", true, true, udp(ap(c16, 40000), ap(remote6, 53)), DropNotInternal},
+		{"ipv4-only table, from outside", true, false, udp(ap(remote6, 53), ap(extIP6, 40000)), DropNotExternal},
+		{"fragment", false, true, frag, DropFragment},
+		{"zero udp checksum", false, true, build(spec{proto: UDP, src: ap(c16, 1), dst: ap(remote6, 2), noCsum: true}), DropMalformed},
+		{"icmp over ipv6", false, true, icmp4, DropProto},
+		{"link-local destination", false, true, udp(ap(c16, 40000), ap("fe80::1", 53)), DropNotInternal},
+		{"source outside the /64", false, true, udp(ap("fd42:2::2", 40000), ap(remote6, 53)), DropNotInternal},
+		{"to the external address from inside the /64", false, false, udp(ap(c16, 53), ap(extIP6, 40000)), DropNotExternal},
+		{"router solicitation", false, true, build(spec{proto: ICMPv6, src: c16, dst: remote6, icmpType: wire.ICMPv6RouterSolicitation}), DropICMPType},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tb := newTable6(t, nil)
+			if tt.v4only {
+				tb = newTable(t, nil)
+			}
+			before := append([]byte(nil), tt.pkt...)
+			var r Result
+			if tt.internal {
+				r = tb.FromInternal(tt.pkt, false, 0)
+			} else {
+				r = tb.FromExternal(tt.pkt, false, 0)
+			}
+			wantDrop(t, tt.name, r, tt.reason)
+			if string(before) != string(tt.pkt) {
+				t.Fatalf("dropped packet changed")
+			}
+		})
+	}
+}
+
+func TestNAT66Config(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		ext  string
+		in   string
+	}{
+		{"external without internal", extIP6, ""},
+		{"internal without external", "", subnet6},
+		{"ipv4 external", "203.0.113.9", subnet6},
+		{"external inside", "fd42:1::99", subnet6},
+		{"link-local external", "fe80::1", subnet6},
+		{"ipv4 internal", extIP6, "10.0.0.0/8"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig()
+			if tt.ext != "" {
+				cfg.External6 = netip.MustParseAddr(tt.ext)
+			}
+			if tt.in != "" {
+				cfg.Internal6 = netip.MustParsePrefix(tt.in)
+			}
+			if _, err := New(cfg); err == nil {
+				t.Fatalf("New accepted %s %s", tt.ext, tt.in)
+			}
+		})
+	}
+}
+
+// TestNAT66Partial: a partial checksum (virtio NEEDS_CSUM, a TSO
+// super-frame's) is translated to the right pseudo-header sum: the
+// device's completion gives a valid checksum.
+func TestNAT66Partial(t *testing.T) {
+	tb := newTable6(t, nil)
+	pkt := tcp(ap(c16, 40000), ap(remote6, 80), wire.TCPFlagSYN)
+	makePartial(pkt)
+	want(t, "partial", tb.FromInternal(pkt, true, 0), ToExternal, nil)
+	completePartial(pkt)
+	if err := checkChecksums(pkt); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNAT66Allocs: a packet of a known IPv6 flow, both ways, and an ICMPv6
+// error about one, allocate nothing.
+func TestNAT66Allocs(t *testing.T) {
+	tb := newTable6(t, nil)
+	m := out6(t, tb, tcp(ap(c16, 40000), ap(remote6, 80), wire.TCPFlagSYN), 0)
+	o := tcp(ap(c16, 40000), ap(remote6, 80), wire.TCPFlagACK)
+	i := tcp(ap(remote6, 80), m.String(), wire.TCPFlagACK)
+	ob, ib := append([]byte(nil), o...), append([]byte(nil), i...)
+	var now int64
+	if n := testing.AllocsPerRun(1000, func() {
+		copy(o, ob)
+		copy(i, ib)
+		now++
+		if tb.FromInternal(o, false, now).Action != ToExternal || tb.FromExternal(i, true, now).Action != ToInternal {
+			t.Fatal("not translated")
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations per known IPv6 flow translation, want 0", n)
+	}
+	copy(o, ob)
+	tb.FromInternal(o, false, now)
+	e := icmpErr(wire.ICMPv6PacketTooBig, 0, router6, extIP6, o, 48)
+	eb := append([]byte(nil), e...)
+	if n := testing.AllocsPerRun(1000, func() {
+		copy(e, eb)
+		if r := tb.FromExternal(e, false, now); r.Action != ToInternal {
+			t.Fatal("error not translated", r.Reason)
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations per ICMPv6 error, want 0", n)
+	}
+}
