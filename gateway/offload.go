@@ -29,7 +29,10 @@ var bigPool = sync.Pool{New: func() any {
 // offloaded frames (to the gateway itself, hairpinned, not TCP) are
 // completed and segmented in software by the gateway.
 func (g *Gateway) Offloads() vswitch.Offloads {
-	if g.route != nil && g.route.gso != nil {
+	switch {
+	case g.route != nil && g.route.gso != nil && g.route.has6:
+		return vswitch.OffloadCsum | vswitch.OffloadTSO4 | vswitch.OffloadTSO6 // offload6.go
+	case g.route != nil && g.route.gso != nil:
 		return vswitch.OffloadCsum | vswitch.OffloadTSO4
 	}
 	return 0
@@ -44,7 +47,7 @@ func (g *Gateway) writeOffloaded(frame []byte) {
 		return
 	}
 	h := gso.ParseHdr(frame)
-	if g.forwardGSO(h, frame[gso.HdrLen:]) {
+	if g.forwardGSO(h, frame[gso.HdrLen:]) || g.forwardGSO6(h, frame[gso.HdrLen:]) {
 		return
 	}
 	bp := bigPool.Get().(*[]byte)
@@ -209,6 +212,9 @@ func (g *Gateway) FromUplinkGSOSlices(parts [][]byte, mss int) {
 // (cntNone) or returns the reason to count, and then *bp is the caller's.
 func (g *Gateway) uplinkGSO(bp *[]byte, buf []byte, mss int) counter {
 	r := g.route
+	if wire.Version(buf) == 6 {
+		return g.uplinkGSO6(bp, buf, mss) // offload6.go
+	}
 	v, reason := parseIPv4(buf)
 	if reason != cntNone {
 		return reason
@@ -246,19 +252,28 @@ func (g *Gateway) uplinkGSO(bp *[]byte, buf []byte, mss int) counter {
 	if st == neigh.Missing {
 		return cntPendingDropped
 	}
-	h := gso.Hdr{Flags: gso.FlagNeedsCsum, CsumStart: uint16(wire.EthernetLen + ihl), CsumOffset: wire.TCPChecksumOffset}
-	if len(out) > ihl+thl+mss {
-		h.GSOType, h.GSOSize, h.HdrLen = gso.TypeTCPv4, uint16(mss), uint16(wire.EthernetLen+ihl+thl)
+	g.stats.inc(cntToContainer)
+	g.queueGSO(bp, len(out), ihl, thl, mss, mac, wire.EtherTypeIPv4, gso.TypeTCPv4)
+	return cntNone
+}
+
+// queueGSO queues for the container at mac the TCP packet of n bytes at
+// UplinkHeadroom in *bp, whose TCP header (of thl bytes) is at l4, as one
+// frame with a virtio_net_hdr asking for the checksum and, when it is
+// longer than one segment of mss bytes of payload, segmentation (gsoType).
+// It takes ownership of bp.
+func (g *Gateway) queueGSO(bp *[]byte, n, l4, thl, mss int, mac [6]byte, etherType uint16, gsoType uint8) {
+	h := gso.Hdr{Flags: gso.FlagNeedsCsum, CsumStart: uint16(wire.EthernetLen + l4), CsumOffset: wire.TCPChecksumOffset}
+	if n > l4+thl+mss {
+		h.GSOType, h.GSOSize, h.HdrLen = gsoType, uint16(mss), uint16(wire.EthernetLen+l4+thl)
 	}
 	h.Put((*bp)[0:gso.HdrLen])
 	off := UplinkHeadroom - wire.EthernetLen
-	wire.PutEthernet((*bp)[off:], mac, g.mac, wire.EtherTypeIPv4)
-	g.stats.inc(cntToContainer)
+	wire.PutEthernet((*bp)[off:], mac, g.mac, etherType)
 	select {
-	case g.queue <- qframe{p: bp, off: off, n: wire.EthernetLen + len(out), vnet: true}:
+	case g.queue <- qframe{p: bp, off: off, n: wire.EthernetLen + n, vnet: true}:
 	default:
 		g.stats.inc(cntQueueDrops)
 		g.putBuf(bp)
 	}
-	return cntNone
 }

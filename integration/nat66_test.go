@@ -2,6 +2,9 @@ package integration
 
 import (
 	"bufio"
+	"crypto/sha256"
+	"io"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -158,12 +161,19 @@ func TestNAT66(t *testing.T) {
 	})
 
 	t.Run("64 MiB with path MTU discovery", func(t *testing.T) {
-		before := d.gatewayStats(t)
+		before, upBefore := d.gatewayStats(t), d.tapUplink(t)
 		sent, got := transferVia(t, c1, lan, far+":5303", far+":5303", 64<<20, nil)
 		if sent != got {
 			t.Errorf("sha256: sent %x, received %x", sent, got)
 		}
-		after := d.gatewayStats(t)
+		after, up := d.gatewayStats(t), d.tapUplink(t)
+		// Once the path MTU is known, the container's TSO super-frames
+		// cross the gateway and NAT66 whole.
+		n, b := up.TxPackets-upBefore.TxPackets, up.TxBytes-upBefore.TxBytes
+		if up.TxGSO == upBefore.TxGSO || b/max(n, 1) <= upMTU {
+			t.Errorf("uplink sent %d packets of %d bytes on average, %d super-frames: want super-frames, more than %d bytes on average",
+				n, b/max(n, 1), up.TxGSO-upBefore.TxGSO, upMTU)
+		}
 		if after.FragNeeded == before.FragNeeded {
 			t.Errorf("the gateway sent no packet too big (frag_needed %d)", after.FragNeeded)
 		}
@@ -173,6 +183,20 @@ func TestNAT66(t *testing.T) {
 		if after.Forwarded6 == before.Forwarded6 || after.ToContainer6 == before.ToContainer6 {
 			t.Errorf("gateway forwarded6 %d -> %d, to_container6 %d -> %d: want both to grow",
 				before.Forwarded6, after.Forwarded6, before.ToContainer6, after.ToContainer6)
+		}
+	})
+
+	t.Run("64 MiB from the lan", func(t *testing.T) {
+		before := d.tapUplink(t)
+		sent, got := download(t, c1, lan, far+":5304", 64<<20)
+		if sent != got {
+			t.Errorf("sha256: sent %x, received %x", sent, got)
+		}
+		s := d.tapUplink(t)
+		n, b := s.RxPackets-before.RxPackets, s.RxBytes-before.RxBytes
+		if s.RxGSO == before.RxGSO || b/max(n, 1) <= upMTU || s.RxSegmented != before.RxSegmented {
+			t.Errorf("uplink received %d packets of %d bytes on average, %d super-frames, %d segmented: want super-frames handed on whole",
+				n, b/max(n, 1), s.RxGSO-before.RxGSO, s.RxSegmented-before.RxSegmented)
 		}
 	})
 
@@ -211,4 +235,34 @@ func TestNAT66(t *testing.T) {
 			t.Errorf("conntrack --json lists %d IPv6 entries, --stats says %d", v6, s.IPv6)
 		}
 	})
+}
+
+// download connects from clientNS to a server it starts in serverNS on
+// addr (IPv6), which sends size pseudo-random bytes and closes; it returns
+// the sha256 of what was sent and of what arrived.
+func download(t *testing.T, clientNS, serverNS, addr string, size int64) (sent, got [32]byte) {
+	t.Helper()
+	var ln net.Listener
+	inNS(t, serverNS, func() (err error) { ln, err = net.Listen("tcp6", addr); return err })
+	defer ln.Close()
+	done := make(chan [32]byte, 1)
+	go func() {
+		h := sha256.New()
+		c, err := ln.Accept()
+		if err == nil {
+			c.SetDeadline(time.Now().Add(2 * time.Minute))
+			io.Copy(io.MultiWriter(c, h), io.LimitReader(rand.NewChaCha8([32]byte{6, 6}), size))
+			c.Close()
+		}
+		done <- [32]byte(h.Sum(nil))
+	}()
+	var c net.Conn
+	inNS(t, clientNS, func() (err error) { c, err = net.DialTimeout("tcp6", addr, 10*time.Second); return err })
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Minute))
+	h := sha256.New()
+	if n, err := io.Copy(h, c); err != nil || n != size {
+		t.Errorf("received %d of %d bytes: %v", n, size, err)
+	}
+	return <-done, [32]byte(h.Sum(nil))
 }

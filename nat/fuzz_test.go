@@ -182,31 +182,42 @@ func FuzzFromExternal(f *testing.F) {
 	})
 }
 
-// FuzzRoundTrip builds a valid outbound packet from the fuzzer's fields,
-// translates it, answers it from outside, and checks that the answer
-// reaches the sender with every checksum valid; then it sends an ICMP error
-// about the translated packet and checks that too.
+// FuzzRoundTrip builds a valid outbound packet (IPv4, or IPv6 through
+// NAT66) from the fuzzer's fields, translates it, answers it from outside,
+// and checks that the answer reaches the sender with every checksum valid;
+// then it sends an ICMP error about the translated packet and checks that
+// too.
 func FuzzRoundTrip(f *testing.F) {
-	f.Add(uint8(17), uint16(40000), uint16(53), uint16(7), []byte("x"), false, false, uint8(0))
-	f.Add(uint8(6), uint16(1), uint16(65535), uint16(0), []byte{}, true, false, uint8(28))
-	f.Add(uint8(1), uint16(0), uint16(0), uint16(0xffff), []byte("ping"), false, true, uint8(255))
-	f.Fuzz(func(t *testing.T, proto uint8, sport, dport, id uint16, payload []byte, partial, noCsum bool, quote uint8) {
+	f.Add(uint8(17), uint16(40000), uint16(53), uint16(7), []byte("x"), false, false, uint8(0), false)
+	f.Add(uint8(6), uint16(1), uint16(65535), uint16(0), []byte{}, true, false, uint8(28), false)
+	f.Add(uint8(1), uint16(0), uint16(0), uint16(0xffff), []byte("ping"), false, true, uint8(255), false)
+	f.Add(uint8(17), uint16(40000), uint16(53), uint16(7), []byte("x"), false, false, uint8(0), true)
+	f.Add(uint8(6), uint16(1), uint16(65535), uint16(0), []byte{}, true, false, uint8(48), true)
+	f.Add(uint8(1), uint16(0), uint16(0), uint16(0xffff), []byte("ping"), true, false, uint8(255), true)
+	f.Fuzz(func(t *testing.T, proto uint8, sport, dport, id uint16, payload []byte, partial, noCsum bool, quote uint8, v6 bool) {
 		if len(payload) > 2000 {
 			payload = payload[:2000]
 		}
-		tb := newTable(t, func(c *Config) { c.PortMin, c.PortMax = 30000, 30009 })
+		// The family's addresses, its ICMP and the shortest quote of a
+		// header and 8 bytes.
+		a1, a2, rem, ext, rtr, icmp, minQuote := c1, c2, remote, extIP, router, ICMP, 28
+		if v6 {
+			a1, a2, rem, ext, rtr, icmp, minQuote = c16, c26, remote6, extIP6, router6, ICMPv6, 48
+			noCsum = false // UDP over IPv6 must have one
+		}
+		tb := newTable6(t, func(c *Config) { c.PortMin, c.PortMax = 30000, 30009 })
 		// Take the source's own port so the mapping has to change it.
-		tb.FromInternal(build(spec{proto: UDP, src: c2 + ":" + itoa(sport), dst: remote + ":1"}), false, 0)
-		tb.FromInternal(build(spec{proto: TCP, src: c2 + ":" + itoa(sport), dst: remote + ":1", flags: wire.TCPFlagSYN}), false, 0)
-		tb.FromInternal(build(spec{proto: ICMP, src: c2, dst: remote, icmpType: 8, id: id}), false, 0)
-		s := spec{src: c1 + ":" + itoa(sport), dst: remote + ":" + itoa(dport), payload: payload, noCsum: noCsum}
+		tb.FromInternal(build(spec{proto: UDP, src: ap(a2, sport), dst: ap(rem, 1)}), false, 0)
+		tb.FromInternal(build(spec{proto: TCP, src: ap(a2, sport), dst: ap(rem, 1), flags: wire.TCPFlagSYN}), false, 0)
+		tb.FromInternal(build(spec{proto: icmp, src: a2, dst: rem, icmpType: echoRequest(icmp), id: id}), false, 0)
+		s := spec{src: ap(a1, sport), dst: ap(rem, dport), payload: payload, noCsum: noCsum}
 		switch proto % 3 {
 		case 0:
 			s.proto, s.flags = TCP, wire.TCPFlagSYN
 		case 1:
 			s.proto = UDP
 		case 2:
-			s.proto, s.icmpType, s.id, s.src, s.dst = ICMP, 8, id, c1, remote
+			s.proto, s.icmpType, s.id, s.src, s.dst = icmp, echoRequest(icmp), id, a1, rem
 		}
 		pkt := build(s)
 		if partial {
@@ -226,10 +237,13 @@ func FuzzRoundTrip(f *testing.F) {
 			t.Fatalf("outbound: %v", err)
 		}
 		m, _ := hdr(pkt)
+		if m.Addr != ep(ext).Addr {
+			t.Fatalf("outbound from %s, want %s", m, ext)
+		}
 		sent := append([]byte(nil), pkt...)
-		rs := spec{proto: s.proto, src: remote + ":" + itoa(dport), dst: m.String(), payload: payload, flags: wire.TCPFlagSYN | wire.TCPFlagACK, noCsum: noCsum}
-		if s.proto == ICMP {
-			rs.src, rs.dst, rs.icmpType, rs.id = remote, extIP, 0, m.Port
+		rs := spec{proto: s.proto, src: ap(rem, dport), dst: m.String(), payload: payload, flags: wire.TCPFlagSYN | wire.TCPFlagACK, noCsum: noCsum}
+		if s.proto == icmp {
+			rs.src, rs.dst, rs.icmpType, rs.id = rem, ext, echoReply(icmp), m.Port
 		}
 		rep := build(rs)
 		if partial {
@@ -247,15 +261,19 @@ func FuzzRoundTrip(f *testing.F) {
 		}
 		rsrc, rdst := hdr(rep)
 		osrc := ep(s.src)
-		if s.proto == ICMP {
+		if s.proto == icmp {
 			osrc.Port = id
 			rdst.Port = rsrc.Port
 		}
 		if rdst != osrc {
 			t.Fatalf("reply to %s, want %s", rdst, osrc)
 		}
-		e := icmpErr(3, 3, router, extIP, sent, int(quote))
-		if len(sent) < 28 || (quote != 0 && int(quote) < 28) {
+		typ, code := uint8(3), uint8(3)
+		if v6 {
+			typ, code = wire.ICMPv6Unreachable, 4
+		}
+		e := icmpErr(typ, code, rtr, ext, sent, int(quote))
+		if len(sent) < minQuote || (quote != 0 && int(quote) < minQuote) {
 			return
 		}
 		r = tb.FromExternal(e, false, 3)
@@ -265,7 +283,7 @@ func FuzzRoundTrip(f *testing.F) {
 		if err := checkChecksums(e); err != nil {
 			t.Fatalf("icmp error: %v", err)
 		}
-		if is, _ := hdr(inner(e)); is.Addr != osrc.Addr || (s.proto != ICMP && is.Port != osrc.Port) {
+		if is, _ := hdr(inner(e)); is.Addr != osrc.Addr || (s.proto != icmp && is.Port != osrc.Port) {
 			t.Fatalf("embedded source %s, want %s", is, osrc)
 		}
 	})

@@ -85,7 +85,7 @@ func FuzzTableOps(f *testing.F) {
 		if len(ops) > 400 {
 			ops = ops[:400]
 		}
-		tb := newTable(t, func(c *Config) {
+		tb := newTable6(t, func(c *Config) {
 			c.MaxEntries = 4
 			c.PortMin, c.PortMax = 40000, 40002
 			c.EndpointIndependentFiltering = len(ops)%2 == 1
@@ -99,7 +99,7 @@ func FuzzTableOps(f *testing.F) {
 			sport := 40000 + uint16(arg>>4&3)
 			peer := [4]byte{198, 51, 100, 7 + arg>>2&3}
 			var pkt []byte
-			switch op % 8 {
+			switch op % 10 {
 			case 0, 1: // outbound UDP or TCP SYN
 				if op%2 == 0 {
 					pkt = udp(c1+":1", remote+":53")
@@ -141,6 +141,23 @@ func FuzzTableOps(f *testing.F) {
 				copy(pkt[12:16], src[:])
 				fixChecksums(pkt, false)
 				fuzzPacket(t, tb, true, pkt, false, false)
+			case 8: // outbound IPv6: UDP, TCP SYN or echo, competing for the same entries
+				a := []string{c16, c26}[arg>>6&1]
+				switch arg & 3 {
+				case 0:
+					pkt = udp(ap(a, sport), ap(remote6, 53))
+				case 1:
+					pkt = tcp(ap(a, sport), ap(remote6, 80), wire.TCPFlagSYN)
+				default:
+					pkt = echo6(wire.ICMPv6EchoRequest, a, remote6, sport)
+				}
+				fuzzPacket(t, tb, true, pkt, false, false)
+			case 9: // inbound IPv6 to a port
+				pkt = udp(ap(remote6, 53), ap(extIP6, 40000+uint16(arg>>4&3)))
+				if arg&1 == 1 {
+					pkt = tcp(ap(remote6, 80), ap(extIP6, 40000+uint16(arg>>4&3)), wire.TCPFlagSYN|wire.TCPFlagACK)
+				}
+				fuzzPacket(t, tb, false, pkt, false, false)
 			}
 			checkInvariants(t, tb)
 		}

@@ -25,25 +25,39 @@ import (
 // (a write runs the receiving namespace's TCP in the daemon's context),
 // memmove 3 % out and 19 % in (the super-frame is copied into the
 // gateway's buffer and again into the switch's), NAT and the gateway under
-// 4 %; the daemon used 0.4 of a core either way. Not USO nor TSO6: the
-// gateway takes neither whole, and the kernel segments them for us.
+// 4 %; the daemon used 0.4 of a core either way. Not USO: the gateway
+// does not take it whole, and the kernel segments it for us. TSO6 with
+// an IPv6 address (offloadsFor): NAT66 takes TCP/IPv6 super-frames whole
+// as NAT does TCP/IPv4 ones.
 const offloads = vswitch.OffloadCsum | vswitch.OffloadTSO4
 
-// maxDatagram is the largest IPv4 datagram.
+// offloadsFor returns the offloads of the uplink of cfg: offloads, and
+// TSO6 with Addr6.
+func offloadsFor(cfg *Config) vswitch.Offloads {
+	if cfg.Addr6.IsValid() {
+		return offloads | vswitch.OffloadTSO6
+	}
+	return offloads
+}
+
+// maxDatagram is the largest IPv4 datagram, and the largest IPv6 packet
+// SendGSO takes.
 const maxDatagram = 65535
 
-// SetGSOHandler implements uplink.GSOReceiver: TCP/IPv4 super-frames the
-// kernel hands the uplink's TAP (TSO on the link's side) go to h whole,
+// SetGSOHandler implements uplink.GSOReceiver: TCP/IPv4 super-frames (and
+// TCP/IPv6 ones with Addr6) the kernel hands the uplink's TAP (TSO on the
+// link's side) go to h whole,
 // with their partial checksum, as one part, and mss their gso_size;
 // without a handler they are segmented in software and handed to Start's
 // handle segment by segment. It is called before Start, if at all.
 func (u *TAP) SetGSOHandler(h func(parts [][]byte, mss int)) { u.gsoHandle = h }
 
-// SendGSO implements uplink.GSOSender: it sends the IPv4 TCP datagram
-// buf[off:], whose TCP checksum is partial (the pseudo-header sum), to its
-// next hop as Send does, in one frame with a virtio_net_hdr that asks the
-// kernel to complete the checksum (NEEDS_CSUM) and, when it is longer
-// than one segment of mss bytes of payload, to segment it (GSO_TCPV4): the
+// SendGSO implements uplink.GSOSender: it sends the IPv4 TCP datagram (or
+// IPv6 TCP packet, with Addr6) buf[off:], whose TCP checksum is partial
+// (the pseudo-header sum), to its next hop as Send does, in one frame with
+// a virtio_net_hdr that asks the kernel to complete the checksum
+// (NEEDS_CSUM) and, when it is longer than one segment of mss bytes of
+// payload, to segment it (GSO_TCPV4, GSO_TCPV6): the
 // kernel does either where it must, or hands the frame on whole to a
 // socket or a port with offloads. A datagram not cut (mss 0) must fit the
 // MTU. SendGSO is safe for concurrent use and, for a resolved next hop,
@@ -53,19 +67,22 @@ func (u *TAP) SendGSO(buf []byte, off, mss int) error {
 	if off < Headroom || len(pkt) < wire.IPv4MinLen {
 		return fmt.Errorf("uplink send: %d bytes at offset %d: bad packet or headroom", len(pkt), off)
 	}
-	ip := wire.IPv4(pkt)
-	ihl := ip.HeaderLen()
-	if ip.Protocol() != wire.ProtoTCP || ihl < wire.IPv4MinLen || len(pkt) < ihl+wire.TCPMinLen || mss < 0 {
-		return fmt.Errorf("uplink send: %d bytes, mss %d: not a TCP/IPv4 datagram", len(pkt), mss)
+	if len(pkt) > maxDatagram {
+		u.stats.txErrors.Add(1)
+		return fmt.Errorf("uplink send: %d bytes, mss %d: %w", len(pkt), mss, vswitch.ErrFrameTooBig)
+	}
+	ihl, typ, ok := tcpOffset(pkt)
+	if !ok || len(pkt) < ihl+wire.TCPMinLen || mss < 0 {
+		return fmt.Errorf("uplink send: %d bytes, mss %d: not a TCP datagram", len(pkt), mss)
 	}
 	thl := wire.TCP(pkt[ihl:]).HeaderLen()
 	h := gso.Hdr{Flags: gso.FlagNeedsCsum, CsumStart: uint16(wire.EthernetLen + ihl), CsumOffset: wire.TCPChecksumOffset}
 	switch {
-	case len(pkt) > maxDatagram || (mss == 0 && len(pkt) > u.cfg.MTU) || (mss > 0 && ihl+thl+mss > u.cfg.MTU):
+	case (mss == 0 && len(pkt) > u.cfg.MTU) || (mss > 0 && ihl+thl+mss > u.cfg.MTU):
 		u.stats.txErrors.Add(1)
 		return fmt.Errorf("uplink send: %d bytes, mss %d: %w", len(pkt), mss, vswitch.ErrFrameTooBig)
 	case mss > 0 && len(pkt) > ihl+thl+mss:
-		h.GSOType, h.GSOSize, h.HdrLen = gso.TypeTCPv4, uint16(mss), uint16(wire.EthernetLen+ihl+thl)
+		h.GSOType, h.GSOSize, h.HdrLen = typ, uint16(mss), uint16(wire.EthernetLen+ihl+thl)
 		u.stats.txGSO.Add(1)
 	}
 	h.Put(buf[off-Headroom:])
@@ -88,15 +105,15 @@ func (u *TAP) inputOffloaded(frame []byte, handle func(pkt []byte)) {
 		u.input(frame, handle)
 		return
 	}
-	p, ok := u.forUs(frame)
+	p, ok := u.forUsAny(frame)
 	if !ok {
 		// Not for the uplink: nothing to segment it for.
 		u.stats.rxIgnored.Add(1)
 		return
 	}
-	if u.gsoHandle != nil && h.GSOType == gso.TypeTCPv4 && h.GSOSize > 0 && h.Flags&gso.FlagNeedsCsum != 0 {
-		if p.Protocol() == wire.ProtoTCP && !p.IsFragment() &&
-			int(h.CsumStart) == wire.EthernetLen+p.HeaderLen() && h.CsumOffset == wire.TCPChecksumOffset {
+	if u.gsoHandle != nil && h.GSOSize > 0 && h.Flags&gso.FlagNeedsCsum != 0 {
+		if l4, typ, ok := tcpOffset(p); ok && typ == h.GSOType &&
+			int(h.CsumStart) == wire.EthernetLen+l4 && h.CsumOffset == wire.TCPChecksumOffset {
 			u.Capture.Deliver(capture.In, frame[vswitch.VnetHdrLen:])
 			u.stats.rxPackets.Add(1)
 			u.stats.rxBytes.Add(uint64(len(p)))
@@ -121,6 +138,39 @@ func (u *TAP) inputOffloaded(frame []byte, handle func(pkt []byte)) {
 	for n := s.Next(u.seg); n > 0; n = s.Next(u.seg) {
 		u.input(u.seg[:n], handle)
 	}
+}
+
+// tcpOffset returns the offset of the TCP header of the IPv4 datagram or
+// IPv6 packet p and the GSO type of its family; ok is false when p is not
+// TCP, or a fragment.
+func tcpOffset(p []byte) (l4 int, typ uint8, ok bool) {
+	if wire.Version(p) == 6 {
+		ip, err := wire.ParseIPv6(p)
+		if err != nil {
+			return 0, 0, false
+		}
+		u, err := ip.Upper()
+		return u.Offset, gso.TypeTCPv6, err == nil && u.Proto == wire.ProtoTCP && !u.Fragment
+	}
+	ip, err := wire.ParseIPv4(p)
+	if err != nil {
+		return 0, 0, false
+	}
+	return ip.HeaderLen(), gso.TypeTCPv4, ip.Protocol() == wire.ProtoTCP && !ip.IsFragment()
+}
+
+// forUsAny is forUs for IPv4 or, with Addr6, IPv6: the packet of frame
+// when it is sent to the uplink's MAC and address.
+func (u *TAP) forUsAny(frame []byte) ([]byte, bool) {
+	eth := wire.Ethernet(frame[vswitch.VnetHdrLen:])
+	if u.v6 == nil || len(eth) < wire.EthernetLen || eth.Type() != wire.EtherTypeIPv6 {
+		return u.forUs(frame)
+	}
+	ip, err := wire.ParseIPv6(eth[wire.EthernetLen:])
+	if err != nil || eth.Dst() != u.mac || ip.Dst() != u.v6.addr {
+		return nil, false
+	}
+	return ip, true
 }
 
 // forUs returns the IPv4 datagram of frame (virtio_net_hdr first) when it

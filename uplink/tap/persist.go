@@ -25,9 +25,9 @@ func OpenPersistent(cfg Config) (*TAP, error) {
 		return nil, err
 	}
 	devMAC := PersistentMAC(cfg)
-	dev, err := tapdev.AdoptOffloads(cfg.Netns, cfg.IfName, devMAC, offloads)
+	dev, err := tapdev.AdoptOffloads(cfg.Netns, cfg.IfName, devMAC, offloadsFor(&cfg))
 	if errors.As(err, new(netlink.LinkNotFoundError)) {
-		dev, err = tapdev.Create(tapdev.Config{Netns: cfg.Netns, Name: cfg.IfName, MAC: devMAC, MTU: cfg.MTU, Offloads: offloads})
+		dev, err = tapdev.Create(tapdev.Config{Netns: cfg.Netns, Name: cfg.IfName, MAC: devMAC, MTU: cfg.MTU, Offloads: offloadsFor(&cfg)})
 		if err == nil {
 			if err = dev.SetPersist(true); err != nil {
 				dev.Close()

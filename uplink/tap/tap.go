@@ -119,7 +119,7 @@ func Open(cfg Config) (*TAP, error) {
 	}
 	devMAC[0] = devMAC[0]&^1 | 2
 	// Offloads on, cut to what NAT takes whole (offloads, offload.go).
-	dev, err := tapdev.Create(tapdev.Config{Netns: cfg.Netns, Name: cfg.IfName, MAC: net.HardwareAddr(devMAC[:]), MTU: cfg.MTU, Offloads: offloads})
+	dev, err := tapdev.Create(tapdev.Config{Netns: cfg.Netns, Name: cfg.IfName, MAC: net.HardwareAddr(devMAC[:]), MTU: cfg.MTU, Offloads: offloadsFor(&cfg)})
 	if err != nil {
 		return nil, fmt.Errorf("uplink: %w", err)
 	}
