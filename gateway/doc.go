@@ -27,6 +27,13 @@
 //     table; when it is unknown the gateway broadcasts an ARP request and
 //     holds the datagrams in a small bounded queue (32 per host, 256 in all,
 //     3 s) until the reply, counting what it drops;
+//   - with IPv6 (Config.Addr6) and NAT66 (a NAT table with External6 and an
+//     uplink.NAT66, nat6.go), routes IPv6 the same way: hop limit 1 gets
+//     time exceeded, a packet over the uplink's MTU packet too big with
+//     that MTU (routers do not fragment IPv6), NAT66 translates, and the
+//     containers' MACs are learned from what they send, their NS and NA,
+//     or asked with a neighbor solicitation (neigh6.go); TCP/IPv6
+//     super-frames cross whole as TCP/IPv4 ones do (offload6.go);
 //   - without an uplink, answers datagrams for every other destination with
 //     ICMP network unreachable;
 //   - ignores (and counts) IPv6, frames for other MACs that are not ARP,

@@ -78,7 +78,13 @@ func (g *Gateway) learn(ip [4]byte, mac [6]byte) {
 	if !g.isNeighborAddr(ip) || !isUnicastMAC(mac) {
 		return
 	}
-	r := g.neigh.Learn(ip, mac, g.clock(), true)
+	learnIn(g, g.neigh, ip, mac, (*Gateway).sendTo)
+}
+
+// learnIn records ip at mac in the cache c (IPv4 or IPv6) and sends what
+// waited for it with send.
+func learnIn[K comparable](g *Gateway, c *neigh.Cache[K, qframe], ip K, mac [6]byte, send func(*Gateway, *[]byte, int, [6]byte)) {
+	r := c.Learn(ip, mac, g.clock(), true)
 	if r.Added {
 		g.stats.inc(cntNeighLearned)
 	}
@@ -86,18 +92,23 @@ func (g *Gateway) learn(ip [4]byte, mac [6]byte) {
 		g.stats.inc(cntNeighEvicted)
 	}
 	for _, q := range r.Waiting {
-		g.sendTo(q.p, q.n, mac)
+		send(g, q.p, q.n, mac)
 	}
 }
 
 // resolve returns the MAC of the container dst, or queues q (which it
 // then owns) to wait for it and asks for it with ARP; ok is false then.
 func (g *Gateway) resolve(dst [4]byte, q qframe) (mac [6]byte, ok bool) {
+	return resolveIn(g, g.neigh, dst, q, (*Gateway).sendARPRequest)
+}
+
+// resolveIn is resolve in the cache c (IPv4 or IPv6), asking with ask.
+func resolveIn[K comparable](g *Gateway, c *neigh.Cache[K, qframe], dst K, q qframe, ask func(*Gateway, K)) (mac [6]byte, ok bool) {
 	now := g.clock()
-	if mac, st := g.neigh.Lookup(dst, now); st != neigh.Missing {
+	if mac, st := c.Lookup(dst, now); st != neigh.Missing {
 		return mac, true
 	}
-	r := g.neigh.Queue(dst, q, now)
+	r := c.Queue(dst, q, now)
 	if r.OK {
 		g.stats.inc(cntPendingQueued)
 	} else {
@@ -109,7 +120,7 @@ func (g *Gateway) resolve(dst [4]byte, q qframe) (mac [6]byte, ok bool) {
 		g.putBuf(e.p)
 	}
 	if r.Request {
-		g.sendARPRequest(dst)
+		ask(g, dst)
 	}
 	return mac, false
 }

@@ -29,16 +29,7 @@ func (g *Gateway) learn6(a [16]byte, mac [6]byte) {
 	if !g.isNeighbor6(a) || !isUnicastMAC(mac) {
 		return
 	}
-	r := g.v6.neigh.Learn(a, mac, g.clock(), true)
-	if r.Added {
-		g.stats.inc(cntNeighLearned)
-	}
-	if r.Evicted {
-		g.stats.inc(cntNeighEvicted)
-	}
-	for _, q := range r.Waiting {
-		g.sendTo6(q.p, q.n, mac)
-	}
+	learnIn(g, g.v6.neigh, a, mac, (*Gateway).sendTo6)
 }
 
 // learnNA learns from a neighbor advertisement a container sent (to the
@@ -59,25 +50,7 @@ func (g *Gateway) learnNA(m wire.ICMP, ethSrc [6]byte) {
 // resolve6 returns the MAC of the container dst, or queues q (which it
 // then owns) and sends a neighbor solicitation; ok is false then.
 func (g *Gateway) resolve6(dst [16]byte, q qframe) (mac [6]byte, ok bool) {
-	now := g.clock()
-	if mac, st := g.v6.neigh.Lookup(dst, now); st != neigh.Missing {
-		return mac, true
-	}
-	r := g.v6.neigh.Queue(dst, q, now)
-	if r.OK {
-		g.stats.inc(cntPendingQueued)
-	} else {
-		g.stats.inc(cntPendingDropped)
-		g.putBuf(q.p)
-	}
-	for _, e := range r.Expired {
-		g.stats.inc(cntPendingExpired)
-		g.putBuf(e.p)
-	}
-	if r.Request {
-		g.sendNS(dst)
-	}
-	return mac, false
+	return resolveIn(g, g.v6.neigh, dst, q, (*Gateway).sendNS)
 }
 
 // sendNS multicasts a neighbor solicitation for target to its

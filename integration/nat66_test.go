@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"io"
 	"math/rand/v2"
@@ -57,59 +56,6 @@ func startNAT66(t *testing.T, args ...string) (*daemon, string) {
 	return d, lan
 }
 
-// seenAs6 connects from ns to a TCP server (tcpServer6) at addr over IPv6
-// and returns the client address the server saw.
-func seenAs6(t *testing.T, ns, addr string) netip.AddrPort {
-	t.Helper()
-	var c net.Conn
-	inNS(t, ns, func() (err error) { c, err = net.DialTimeout("tcp6", addr, 5*time.Second); return err })
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		t.Fatalf("read from %s: %v", addr, err)
-	}
-	return netip.MustParseAddrPort(strings.TrimSpace(line))
-}
-
-// tcpServer6 listens on addr (IPv6) in ns; each connection receives the
-// client's address as the server sees it, on a line.
-func tcpServer6(t *testing.T, ns, addr string) {
-	t.Helper()
-	var ln net.Listener
-	inNS(t, ns, func() (err error) { ln, err = net.Listen("tcp6", addr); return err })
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte(c.RemoteAddr().String() + "\n"))
-			c.Close()
-		}
-	}()
-}
-
-// udpServer6 answers every datagram to addr (IPv6) in ns with the sender's
-// address as the server sees it.
-func udpServer6(t *testing.T, ns, addr string) {
-	t.Helper()
-	var pc net.PacketConn
-	inNS(t, ns, func() (err error) { pc, err = net.ListenPacket("udp6", addr); return err })
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 65536)
-		for {
-			_, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo([]byte(from.String()), from)
-		}
-	}()
-}
-
 // TestNAT66: a dual-stack container reaches the lan over IPv6 through the
 // TAP uplink, masqueraded to the uplink's IPv6 address (NAT66): TCP (64
 // MiB, intact, with path MTU discovery through the gateway's packet too
@@ -134,23 +80,15 @@ func TestNAT66(t *testing.T) {
 	})
 
 	t.Run("tcp seen as the uplink", func(t *testing.T) {
-		tcpServer6(t, lan, far+":5301")
-		if a := seenAs6(t, c1, far+":5301"); a.Addr() != netip.MustParseAddr(upIP6) {
+		tcpServer(t, lan, far+":5301")
+		if a := seenAs(t, c1, far+":5301"); a.Addr() != netip.MustParseAddr(upIP6) {
 			t.Errorf("lan saw %s, want the uplink's %s", a, upIP6)
 		}
 	})
 
 	t.Run("udp", func(t *testing.T) {
-		udpServer6(t, lan, far+":5302")
-		var c *net.UDPConn
-		inNS(t, c1, func() error {
-			pc, err := net.ListenPacket("udp6", "[::]:40066")
-			if err == nil {
-				c = pc.(*net.UDPConn)
-			}
-			return err
-		})
-		defer c.Close()
+		udpServer(t, lan, far+":5302")
+		c := udpSocket(t, c1, "[::]:40066")
 		r, err := udpAsk(c, far+":5302", 4*time.Second)
 		if err != nil {
 			t.Fatalf("UDP to %s: %v", far, err)

@@ -44,6 +44,15 @@ func startNAT(t *testing.T, args ...string) (*daemon, string) {
 	return d, lan
 }
 
+// netFor returns proto ("tcp", "udp") of the family of addr: "tcp6" for
+// "[v6]:port", else "tcp4".
+func netFor(proto, addr string) string {
+	if strings.HasPrefix(addr, "[") {
+		return proto + "6"
+	}
+	return proto + "4"
+}
+
 // inNS runs fn inside the namespace ns, failing the test on error.
 func inNS(t *testing.T, ns string, fn func() error) {
 	t.Helper()
@@ -75,7 +84,7 @@ func tcpServer(t *testing.T, ns, addr string) {
 func serveTCP(t *testing.T, ns, addr string, handle func(net.Conn)) {
 	t.Helper()
 	var ln net.Listener
-	inNS(t, ns, func() (err error) { ln, err = net.Listen("tcp4", addr); return err })
+	inNS(t, ns, func() (err error) { ln, err = net.Listen(netFor("tcp", addr), addr); return err })
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -96,7 +105,7 @@ func serveTCP(t *testing.T, ns, addr string, handle func(net.Conn)) {
 func udpServer(t *testing.T, ns, addr string) {
 	t.Helper()
 	var pc net.PacketConn
-	inNS(t, ns, func() (err error) { pc, err = net.ListenPacket("udp4", addr); return err })
+	inNS(t, ns, func() (err error) { pc, err = net.ListenPacket(netFor("udp", addr), addr); return err })
 	t.Cleanup(func() { pc.Close() })
 	go func() {
 		buf := make([]byte, 65536)
@@ -116,7 +125,7 @@ func dialTCP(t *testing.T, ns, addr string, timeout time.Duration) (net.Conn, er
 	var c net.Conn
 	var err error
 	inNS(t, ns, func() error {
-		c, err = net.DialTimeout("tcp4", addr, timeout)
+		c, err = net.DialTimeout(netFor("tcp", addr), addr, timeout)
 		return nil
 	})
 	if err == nil {
@@ -146,7 +155,7 @@ func udpSocket(t *testing.T, ns, laddr string) *net.UDPConn {
 	t.Helper()
 	var c *net.UDPConn
 	inNS(t, ns, func() error {
-		pc, err := net.ListenPacket("udp4", laddr)
+		pc, err := net.ListenPacket(netFor("udp", laddr), laddr)
 		if err == nil {
 			c = pc.(*net.UDPConn)
 		}

@@ -3,7 +3,6 @@ package nat
 import (
 	"bytes"
 	"encoding/binary"
-	"strconv"
 	"testing"
 
 	"github.com/tapswitch/tapswitch/wire"
@@ -288,8 +287,6 @@ func FuzzRoundTrip(f *testing.F) {
 		}
 	})
 }
-
-func itoa(v uint16) string { return strconv.Itoa(int(v)) }
 
 func FuzzParsePublish(f *testing.F) {
 	for _, s := range []string{"8080:80", "1.2.3.4:1-5:6-10/udp", "0.0.0.0:80:80/TCP", ":80:80", "80", "a:b:c", "65535:65535/udp", "1-65535:1-65535"} {

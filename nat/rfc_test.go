@@ -21,14 +21,19 @@ func echo(typ uint8, src, dst string, id uint16) []byte {
 	return build(spec{proto: ICMP, src: src, dst: dst, icmpType: typ, id: id, payload: []byte("0123456789abcdef")})
 }
 
-// out sends a packet from a container and returns its translated source.
+// out sends a packet from a container and returns its translated source,
+// which must be the external address of its family.
 func out(t *testing.T, tb *Table, pkt []byte, now int64) Endpoint {
 	t.Helper()
 	r := tb.FromInternal(pkt, false, now)
 	want(t, "outbound", r, ToExternal, pkt)
 	s, _ := hdr(pkt)
-	if s.Addr != ep(extIP).Addr {
-		t.Fatalf("outbound source %s, want the external address", s)
+	ext := ep(extIP).Addr
+	if s.Addr.Is6() {
+		ext = ep(extIP6).Addr
+	}
+	if s.Addr != ext {
+		t.Fatalf("outbound source %s, want the external address %s", s, ext)
 	}
 	return s
 }

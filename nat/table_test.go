@@ -532,11 +532,28 @@ func TestEntriesAndFlush(t *testing.T) {
 
 // TestAllocs pins zero allocations for packets of known connections, both
 // ways, including the partial-checksum path.
+// TestAllocs: a packet of a known flow, both ways, and an ICMP error about
+// one allocate nothing, IPv4 and IPv6 (NAT66) alike.
 func TestAllocs(t *testing.T) {
-	tb := newTable(t, nil)
-	m := out(t, tb, tcp(c1+":40000", remote+":80", wire.TCPFlagSYN), 0)
-	o := tcp(c1+":40000", remote+":80", wire.TCPFlagACK)
-	i := tcp(remote+":80", m.String(), wire.TCPFlagACK)
+	for _, f := range []struct {
+		name                     string
+		c, remote, ext, router   string
+		errType, errCode, errLen uint8
+	}{
+		{"ipv4", c1, remote, extIP, router, wire.ICMPUnreachable, wire.ICMPCodeFragNeeded, 28},
+		{"ipv6", c16, remote6, extIP6, router6, wire.ICMPv6PacketTooBig, 0, 48},
+	} {
+		t.Run(f.name, func(t *testing.T) {
+			testAllocs(t, f.c, f.remote, f.ext, f.router, f.errType, f.errCode, int(f.errLen))
+		})
+	}
+}
+
+func testAllocs(t *testing.T, c, rem, ext, rtr string, errType, errCode uint8, errLen int) {
+	tb := newTable6(t, nil)
+	m := out(t, tb, tcp(ap(c, 40000), ap(rem, 80), wire.TCPFlagSYN), 0)
+	o := tcp(ap(c, 40000), ap(rem, 80), wire.TCPFlagACK)
+	i := tcp(ap(rem, 80), m.String(), wire.TCPFlagACK)
 	ob, ib := append([]byte(nil), o...), append([]byte(nil), i...)
 	var now int64
 	if n := testing.AllocsPerRun(1000, func() {
@@ -552,7 +569,7 @@ func TestAllocs(t *testing.T) {
 	// ICMP errors allocate nothing either.
 	copy(o, ob)
 	tb.FromInternal(o, false, now)
-	e := icmpErr(3, 4, router, extIP, o, 28)
+	e := icmpErr(errType, errCode, rtr, ext, o, errLen)
 	eb := append([]byte(nil), e...)
 	if n := testing.AllocsPerRun(1000, func() {
 		copy(e, eb)

@@ -1,7 +1,8 @@
 // Package tap implements the routed TAP uplink of tapswitch: the switch
 // owns a TAP device in another network namespace (a "lan" playing the
 // outside world in tests and labs) and is a host on that link, with its own
-// MAC and IPv4 address.
+// MAC and IPv4 address, and with Config.Addr6 an IPv6 address too (nd.go:
+// neighbor discovery for its addresses and next hops; NAT66 in front).
 //
 // As a host on the link, a TAP uplink
 //

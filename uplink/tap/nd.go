@@ -278,13 +278,14 @@ func (u *TAP) send6(buf []byte, off int) error {
 		}
 		hop = v.gw
 	}
-	now := u.clock()
-	switch mac, st := v.neigh.Lookup(hop, now); st {
-	case neigh.Refresh:
-		u.solicit(hop, mac)
-		fallthrough
-	case neigh.Reachable:
-		return u.transmit(buf[off-Headroom:], Headroom, mac)
+	return resolveAndSend(u, v.neigh, hop, buf[off-Headroom:], askND)
+}
+
+// askND is resolveAndSend's ask for IPv6: a neighbor solicitation, to the
+// solicited-node group unless the MAC is known.
+func askND(u *TAP, hop [16]byte, mac [6]byte, known bool) {
+	if !known {
+		mac = wire.MulticastMAC(wire.SolicitedNode(hop))
 	}
-	return queueFor(u, v.neigh, hop, buf[off-Headroom:], now, func() { u.solicit(hop, wire.MulticastMAC(wire.SolicitedNode(hop))) })
+	u.solicit(hop, mac)
 }

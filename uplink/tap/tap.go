@@ -355,16 +355,34 @@ func (u *TAP) send(buf []byte, off int) error {
 		}
 		hop = u.gw
 	}
+	return resolveAndSend(u, u.neigh, hop, buf[off-Headroom:], askARP)
+}
+
+// resolveAndSend sends frame (the packet at Headroom, behind its
+// virtio_net_hdr) to hop's MAC from the cache c, or queues it until hop
+// is resolved. ask sends a request for hop: unicast to mac when known (a
+// refresh: the entry is still good, but past half its timeout), else to
+// every host (at most once a second). It allocates nothing for a resolved
+// hop.
+func resolveAndSend[K comparable](u *TAP, c *neigh.Cache[K, []byte], hop K, frame []byte, ask func(u *TAP, hop K, mac [6]byte, known bool)) error {
 	now := u.clock()
-	switch mac, st := u.neigh.Lookup(hop, now); st {
+	switch mac, st := c.Lookup(hop, now); st {
 	case neigh.Refresh:
-		// Still good, but past half its timeout: confirm it (unicast).
-		u.request(hop, mac)
+		ask(u, hop, mac, true)
 		fallthrough
 	case neigh.Reachable:
-		return u.transmit(buf[off-Headroom:], Headroom, mac)
+		return u.transmit(frame, Headroom, mac)
 	}
-	return queueFor(u, u.neigh, hop, buf[off-Headroom:], now, func() { u.request(hop, wire.BroadcastMAC) })
+	return queueFor(u, c, hop, frame, now, ask)
+}
+
+// askARP is resolveAndSend's ask for IPv4: an ARP request, broadcast
+// unless the MAC is known.
+func askARP(u *TAP, hop [4]byte, mac [6]byte, known bool) {
+	if !known {
+		mac = wire.BroadcastMAC
+	}
+	u.request(hop, mac)
 }
 
 // transmit writes frame[off:] behind the virtio_net_hdr at
@@ -388,15 +406,15 @@ func (u *TAP) transmit(frame []byte, off int, dst [6]byte) error {
 
 // queueFor holds a copy of frame (the packet at Headroom, behind its
 // virtio_net_hdr) in cache c until hop is resolved, and asks for hop's MAC
-// with request (at most once a second).
-func queueFor[K comparable](u *TAP, c *neigh.Cache[K, []byte], hop K, frame []byte, now int64, request func()) error {
+// with ask (at most once a second).
+func queueFor[K comparable](u *TAP, c *neigh.Cache[K, []byte], hop K, frame []byte, now int64, ask func(u *TAP, hop K, mac [6]byte, known bool)) error {
 	p := make([]byte, len(frame))
 	copy(p[:vswitch.VnetHdrLen], frame)
 	copy(p[Headroom:], frame[Headroom:])
 	r := c.Queue(hop, p, now)
 	u.stats.pendingExpired.Add(uint64(len(r.Expired)))
 	if r.Request {
-		defer request()
+		defer ask(u, hop, [6]byte{}, false)
 	}
 	if !r.OK {
 		u.stats.pendingDropped.Add(1)
@@ -427,7 +445,7 @@ func (u *TAP) expire(now int64) {
 		r6 := u.v6.neigh.Expire(now)
 		u.stats.pendingExpired.Add(uint64(len(r6.Items)))
 		for _, ip := range r6.Retry {
-			u.solicit(ip, wire.MulticastMAC(wire.SolicitedNode(ip)))
+			askND(u, ip, [6]byte{}, false)
 		}
 	}
 }
