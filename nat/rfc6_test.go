@@ -143,54 +143,6 @@ func TestNAT66_ICMPv6Echo(t *testing.T) {
 	}
 }
 
-// TestNAT66_RFC5508_REQ3_ErrorFromOutside: ICMPv6 errors about outbound
-// flows (destination unreachable, packet too big, time exceeded), from the
-// destination or a router, quoting 8 bytes of L4 header or all.
-func TestNAT66_RFC5508_REQ3_ErrorFromOutside(t *testing.T) {
-	tests := []struct {
-		name      string
-		orig      []byte
-		origSrc   string
-		from      string
-		typ, code uint8
-		n         int
-	}{
-		{"udp port unreachable", udp(ap(c16, 40000), ap(remote6, 9)), ap(c16, 40000), remote6, wire.ICMPv6Unreachable, 4, 0},
-		{"udp time exceeded from router", udp(ap(c16, 40001), ap(remote6, 9)), ap(c16, 40001), router6, wire.ICMPv6TimeExceeded, 0, 48},
-		{"tcp packet too big 8 bytes", tcp(ap(c16, 40002), ap(remote6, 80), wire.TCPFlagSYN), ap(c16, 40002), router6, wire.ICMPv6PacketTooBig, 0, 48},
-		{"tcp packet too big whole", tcp(ap(c16, 40003), ap(remote6, 80), wire.TCPFlagSYN), ap(c16, 40003), router6, wire.ICMPv6PacketTooBig, 0, 0},
-		{"echo unreachable", echo6(wire.ICMPv6EchoRequest, c16, remote6, 99), ap(c16, 99), router6, wire.ICMPv6Unreachable, 0, 0},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			tb := newTable6(t, nil)
-			pkt := tt.orig
-			tb.FromInternal(pkt, false, 0)
-			sent := append([]byte(nil), pkt...)
-			e := icmpErr(tt.typ, tt.code, tt.from, extIP6, sent, tt.n)
-			if tt.typ == wire.ICMPv6PacketTooBig {
-				put16(e[46:], 1280) // the MTU, in the rest of the header
-				fixChecksums(e, false)
-			}
-			want(t, "error", tb.FromExternal(e, false, sec), ToInternal, e)
-			s, d := hdr(e)
-			if s.Addr != ep(tt.from).Addr || d.Addr != ep(c16).Addr {
-				t.Fatalf("outer %s -> %s, want %s -> %s", s, d, tt.from, c16)
-			}
-			is, id := hdr(inner(e))
-			if is != ep(tt.origSrc) || id.Addr != ep(remote6).Addr {
-				t.Fatalf("embedded %s -> %s, want %s -> %s", is, id, tt.origSrc, remote6)
-			}
-			if e[40] != tt.typ || e[41] != tt.code || (tt.typ == wire.ICMPv6PacketTooBig && get16(e[46:]) != 1280) {
-				t.Fatalf("type/code/mtu changed to %d/%d/%d", e[40], e[41], get16(e[46:]))
-			}
-			if tb.Stats().ICMPErrors != 1 {
-				t.Errorf("icmp errors not counted")
-			}
-		})
-	}
-}
-
 func TestNAT66_RFC5508_REQ3_BadChecksum(t *testing.T) {
 	tb := newTable6(t, nil)
 	pkt := udp(ap(c16, 40000), ap(remote6, 9))

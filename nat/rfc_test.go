@@ -317,7 +317,9 @@ func TestRFC5508_REQ1_ICMPQuery(t *testing.T) {
 }
 
 // TestRFC5508_REQ3_ErrorFromOutside: errors about outbound flows, from the
-// destination or a router, quoting 8 bytes or the whole packet.
+// destination or a router, quoting 8 bytes or the whole packet; the same
+// for ICMPv6 errors through NAT66 (destination unreachable, packet too big,
+// time exceeded).
 func TestRFC5508_REQ3_ErrorFromOutside(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -332,25 +334,40 @@ func TestRFC5508_REQ3_ErrorFromOutside(t *testing.T) {
 		{"tcp frag needed 8 bytes", tcp(c1+":40002", remote+":80", wire.TCPFlagSYN), c1 + ":40002", router, 3, 4, 28},
 		{"tcp unreachable whole", tcp(c1+":40003", remote+":80", wire.TCPFlagSYN), c1 + ":40003", remote, 3, 1, 0},
 		{"echo time exceeded", echo(wire.ICMPEchoRequest, c1, remote, 99), c1 + ":99", router, 11, 0, 0},
+		{"ipv6 udp port unreachable", udp(ap(c16, 40000), ap(remote6, 9)), ap(c16, 40000), remote6, wire.ICMPv6Unreachable, 4, 0},
+		{"ipv6 udp time exceeded from router", udp(ap(c16, 40001), ap(remote6, 9)), ap(c16, 40001), router6, wire.ICMPv6TimeExceeded, 0, 48},
+		{"ipv6 tcp packet too big 8 bytes", tcp(ap(c16, 40002), ap(remote6, 80), wire.TCPFlagSYN), ap(c16, 40002), router6, wire.ICMPv6PacketTooBig, 0, 48},
+		{"ipv6 tcp packet too big whole", tcp(ap(c16, 40003), ap(remote6, 80), wire.TCPFlagSYN), ap(c16, 40003), router6, wire.ICMPv6PacketTooBig, 0, 0},
+		{"ipv6 echo unreachable", echo6(wire.ICMPv6EchoRequest, c16, remote6, 99), ap(c16, 99), router6, wire.ICMPv6Unreachable, 0, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tb := newTable(t, nil)
+			tb := newTable6(t, nil)
 			pkt := tt.orig
 			tb.FromInternal(pkt, false, 0)
 			sent := append([]byte(nil), pkt...)
-			e := icmpErr(tt.typ, tt.code, tt.from, extIP, sent, tt.n)
+			// The family's addresses and where the ICMP header is.
+			ext, rem, c, at := extIP, remote, c1, 20
+			if ep(tt.origSrc).Addr.Is6() {
+				ext, rem, c, at = extIP6, remote6, c16, 40
+			}
+			e := icmpErr(tt.typ, tt.code, tt.from, ext, sent, tt.n)
+			if at == 40 && tt.typ == wire.ICMPv6PacketTooBig {
+				put16(e[at+6:], 1280) // the MTU, in the rest of the header
+				fixChecksums(e, false)
+			}
+			rest := get16(e[at+6:])
 			want(t, "error", tb.FromExternal(e, false, sec), ToInternal, e)
 			s, d := hdr(e)
-			if s.Addr != ep(tt.from).Addr || d.Addr != ep(c1).Addr {
-				t.Fatalf("outer %s -> %s, want %s -> %s", s, d, tt.from, c1)
+			if s.Addr != ep(tt.from).Addr || d.Addr != ep(c).Addr {
+				t.Fatalf("outer %s -> %s, want %s -> %s", s, d, tt.from, c)
 			}
 			is, id := hdr(inner(e))
-			if is != ep(tt.origSrc) || id.Addr != ep(remote).Addr {
-				t.Fatalf("embedded %s -> %s, want %s -> %s", is, id, tt.origSrc, remote)
+			if is != ep(tt.origSrc) || id.Addr != ep(rem).Addr {
+				t.Fatalf("embedded %s -> %s, want %s -> %s", is, id, tt.origSrc, rem)
 			}
-			if e[20] != tt.typ || e[21] != tt.code {
-				t.Fatalf("type/code changed to %d/%d", e[20], e[21])
+			if e[at] != tt.typ || e[at+1] != tt.code || get16(e[at+6:]) != rest {
+				t.Fatalf("type/code/rest changed to %d/%d/%d", e[at], e[at+1], get16(e[at+6:]))
 			}
 			if tb.Stats().ICMPErrors != 1 {
 				t.Errorf("icmp errors not counted")
