@@ -22,7 +22,8 @@ type Published struct {
 	HostIP      string `json:"host_ip,omitempty"`
 	HostPort    uint16 `json:"host_port"`
 	HostPortEnd uint16 `json:"host_port_end"`
-	Target      string `json:"target"` // the container's address
+	Target      string `json:"target"`            // the container's address
+	Target6     string `json:"target6,omitempty"` // its IPv6 address, for IPv6 clients (NAT66)
 	TargetPort  uint16 `json:"target_port"`
 	Port        string `json:"port"` // the container's port name
 }

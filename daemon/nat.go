@@ -193,6 +193,9 @@ func (d *Daemon) addPublishes(a *attachment, pubs []nat.Publish) error {
 // never on a wire).
 func (d *Daemon) addPublish(a *attachment, p nat.Publish) error {
 	p.Target, p.Owner = a.ip, a.name
+	if d.nat.table.Config().External6.IsValid() {
+		p.Target6 = a.ip6 // NAT66: the port is published over IPv6 too
+	}
 	np := p
 	pub := d.nat.pub
 	if pub != nil {
@@ -309,6 +312,14 @@ func (d *Daemon) publishesOf() map[string][]string {
 	return m
 }
 
+// addrString returns a as a string, "" for the zero Addr.
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
 func apiPublished(p nat.Publish) api.Published {
 	out := api.Published{
 		Spec:        p.String(),
@@ -316,6 +327,7 @@ func apiPublished(p nat.Publish) api.Published {
 		HostPort:    p.HostPort,
 		HostPortEnd: p.HostPortEnd,
 		Target:      p.Target.String(),
+		Target6:     addrString(p.Target6),
 		TargetPort:  p.TargetPort,
 		Port:        p.Owner,
 	}

@@ -58,15 +58,16 @@ func startNAT66(t *testing.T, args ...string) (*daemon, string) {
 
 // TestNAT66: a dual-stack container reaches the lan over IPv6 through the
 // TAP uplink, masqueraded to the uplink's IPv6 address (NAT66): TCP (64
-// MiB, intact, with path MTU discovery through the gateway's packet too
-// big), UDP and ping, on the link and beyond gw6; the gateway answers hop
-// limit 1 with time exceeded; conntrack lists the IPv6 flows as conntrack
-// -L -f ipv6 does, and IPv4 still works beside.
+// MiB both ways, intact, as super-frames, with path MTU discovery through
+// the gateway's packet too big), UDP and ping, on the link and beyond gw6;
+// its published port is reached over IPv6 with the client's address kept;
+// the gateway answers hop limit 1 with time exceeded; conntrack lists the
+// IPv6 flows as conntrack -L -f ipv6 does, and IPv4 still works beside.
 func TestNAT66(t *testing.T) {
 	requireRoot(t, "ping")
 	d, lan := startNAT66(t)
 	c1 := newNS(t)
-	p1 := d.attach(t, c1, "c1")
+	p1 := d.attach(t, c1, "c1", "-p", "8080:80")
 	if ip6(p1) != c1IP6NAT {
 		t.Fatalf("c1's ip6 %q, want %s", p1.IP6, c1IP6NAT)
 	}
@@ -138,6 +139,17 @@ func TestNAT66(t *testing.T) {
 		}
 	})
 
+	t.Run("published port over IPv6", func(t *testing.T) {
+		tcpServer(t, c1, "[::]:80") // Go's tcp6 is IPv6 only
+		tcpServer(t, c1, "0.0.0.0:80")
+		if a := seenAs(t, lan, "["+upIP6+"]:8080"); a.Addr() != netip.MustParseAddr(lanIP6) {
+			t.Errorf("c1 saw %s, want the lan's %s (DNAT66 keeps the client's address)", a, lanIP6)
+		}
+		if a := seenAs(t, lan, upIP+":8080"); a.Addr().Unmap() != netip.MustParseAddr(lanIP) {
+			t.Errorf("c1 saw %s over IPv4, want the lan's %s", a, lanIP)
+		}
+	})
+
 	t.Run("hop limit 1", func(t *testing.T) {
 		out, _ := exec.Command("ip", "netns", "exec", c1, "ping", "-6", "-c", "1", "-W", "2", "-t", "1", lanIP6Far).CombinedOutput()
 		if !strings.Contains(string(out), "Time exceeded") || !strings.Contains(string(out), gw6NAT) {
@@ -164,7 +176,7 @@ func TestNAT66(t *testing.T) {
 		for _, e := range d.conntrack(t) {
 			if e.Family == "ipv6" {
 				v6++
-				if e.Reply.Dst != upIP6 {
+				if e.Orig.Src == c1IP6NAT && e.Reply.Dst != upIP6 {
 					t.Errorf("IPv6 entry %+v: reply to %s, want the uplink's %s", e, e.Reply.Dst, upIP6)
 				}
 			}

@@ -122,6 +122,9 @@ func (t *Table) targetLocked(proto Proto, v6 bool, port uint16) (Endpoint, *mapp
 	var m *mapping
 	if pub := t.publishForLocked(proto, v6, port); pub != nil {
 		target = Endpoint{Addr: pub.Target, Port: pub.TargetPort + (port - pub.HostPort)}
+		if v6 {
+			target.Addr = pub.Target6
+		}
 	} else if m = t.ports[portKey{proto, v6, port}]; m == nil {
 		return Endpoint{}, nil, DropNoFlow
 	} else if !t.cfg.EndpointIndependentFiltering {

@@ -26,6 +26,9 @@ func fuzzTable(t testing.TB, eif bool) *Table {
 			t.Fatal(err)
 		}
 		p.Target = ep(target).AddrPort().Addr()
+		if target == c2 {
+			p.Target6 = ep(c26).Addr // published over IPv6 too
+		}
 		if err := tb.AddPublish(p); err != nil {
 			t.Fatal(err)
 		}
@@ -103,6 +106,9 @@ func seeds() [][]byte {
 		tcp(ap(remote6, 80), ap(extIP6, 40001), wire.TCPFlagACK),
 		echo6(wire.ICMPv6EchoReply, remote6, extIP6, 7),
 		udp(ap(remote26, 9), ap(extIP6, 3478)),
+		tcp(ap(remote6, 5002), ap(extIP6, 8080), wire.TCPFlagSYN),
+		tcp(ap(c26, 80), ap(remote6, 5002), wire.TCPFlagSYN|wire.TCPFlagACK),
+		tcp(ap(c16, 45000), ap(extIP6, 8080), wire.TCPFlagSYN),
 		icmpErr(wire.ICMPv6PacketTooBig, 0, router6, extIP6, tcp(ap(extIP6, 40001), ap(remote6, 80), wire.TCPFlagACK), 0),
 		icmpErr(wire.ICMPv6Unreachable, 4, remote6, extIP6, udp(ap(extIP6, 40000), ap(remote6, 53)), 48),
 		icmpErr(wire.ICMPv6TimeExceeded, 0, router6, extIP6, echo6(wire.ICMPv6EchoRequest, extIP6, remote6, 7), 0),

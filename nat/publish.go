@@ -10,13 +10,16 @@ import (
 
 // Publish is a published port range: packets from outside to the external
 // address and a host port in [HostPort, HostPortEnd] go to Target at
-// TargetPort + (port - HostPort), with the client's address kept.
+// TargetPort + (port - HostPort), with the client's address kept; with
+// Target6 and NAT66, packets to the external IPv6 address go to Target6 the
+// same way (Docker publishes a port on both families).
 type Publish struct {
 	Proto       Proto      // TCP or UDP
 	HostIP      netip.Addr // zero: any; else it must equal Config.External (Docker's HOSTIP)
 	HostPort    uint16     // first host port
 	HostPortEnd uint16     // last host port; equal to HostPort for one port
 	Target      netip.Addr // the container's address
+	Target6     netip.Addr // the container's IPv6 address, for IPv6 clients (Config.External6 set); zero: IPv4 only
 	TargetPort  uint16     // first port of the target range, which has the host range's length
 	Owner       string     // the container's port name, for listings; not interpreted
 }
@@ -157,6 +160,9 @@ func (t *Table) validatePublish(p *Publish) error {
 		return bad("target %s is not an address of the containers' subnet %s", p.Target, t.cfg.Internal)
 	}
 	p.Target = tg
+	if p.Target6.IsValid() && (!p.Target6.Is6() || p.Target6.Is4In6() || !t.cfg.Internal6.Contains(p.Target6)) {
+		return bad("target6 %s is not an address of the containers' IPv6 subnet %s", p.Target6, t.cfg.Internal6)
+	}
 	return nil
 }
 
@@ -178,7 +184,11 @@ func (t *Table) AddPublish(p Publish) error {
 		}
 	}
 	for port := int(p.HostPort); port <= int(p.HostPortEnd); port++ {
-		if m := t.ports[portKey{p.Proto, p.Target.Is6(), uint16(port)}]; m != nil {
+		m := t.ports[portKey{p.Proto, false, uint16(port)}]
+		if m == nil && p.Target6.IsValid() {
+			m = t.ports[portKey{p.Proto, true, uint16(port)}]
+		}
+		if m != nil {
 			return fmt.Errorf("%w: %d/%s is mapped to %s", ErrPortInUse, port, p.Proto, m.internal)
 		}
 	}
@@ -210,15 +220,15 @@ func (t *Table) RemovePublish(proto Proto, hostPort uint16) (Publish, error) {
 	return Publish{}, fmt.Errorf("%w: %d/%s", ErrNoPublish, hostPort, proto)
 }
 
-// RemovePublishesTo removes every publish whose target is the address (when
-// its container is detached) and returns them.
+// RemovePublishesTo removes every publish whose target (or IPv6 target) is
+// the address (when its container is detached) and returns them.
 func (t *Table) RemovePublishesTo(target netip.Addr) []Publish {
 	target = target.Unmap()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var removed, kept []Publish
 	for _, p := range t.pubs {
-		if p.Target == target {
+		if p.Target == target || p.Target6.IsValid() && p.Target6 == target {
 			removed = append(removed, p)
 		} else {
 			kept = append(kept, p)
@@ -238,11 +248,12 @@ func (t *Table) Publishes() []Publish {
 	return slices.Clone(t.pubs)
 }
 
-// publishForLocked returns the publish of proto containing port whose
-// target is of the family v6 says, or nil. t.mu must be held (either side).
+// publishForLocked returns the publish of proto containing port with a
+// target of the family v6 says (Target6 for IPv6), or nil. t.mu must be held
+// (either side).
 func (t *Table) publishForLocked(proto Proto, v6 bool, port uint16) *Publish {
 	for i := range t.pubs {
-		if t.pubs[i].Proto == proto && t.pubs[i].contains(port) && t.pubs[i].Target.Is6() == v6 {
+		if t.pubs[i].Proto == proto && t.pubs[i].contains(port) && (!v6 || t.pubs[i].Target6.IsValid()) {
 			return &t.pubs[i]
 		}
 	}

@@ -1,6 +1,7 @@
 package nat
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"testing"
@@ -276,5 +277,65 @@ func TestNAT66Partial(t *testing.T) {
 	completePartial(pkt)
 	if err := checkChecksums(pkt); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNAT66_Publish: a port published with Target6 takes IPv6 clients of
+// the external IPv6 address to the container's IPv6 address, the client's
+// address kept (DNAT66), and IPv4 ones to its IPv4 address; containers
+// reach it hairpinned (RFC 4787 REQ-9, RFC 5382 REQ-8); the container's
+// ICMPv6 error about it leaves from the external address (RFC 5508 REQ-4).
+// Without Target6 the port is IPv4 only.
+func TestNAT66_Publish(t *testing.T) {
+	for _, proto := range []Proto{UDP, TCP} {
+		t.Run(proto.String(), func(t *testing.T) {
+			tb := newTable6(t, nil)
+			p, err := ParsePublish("8080:80/" + proto.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.Target, p.Target6 = netip.MustParseAddr(c2), netip.MustParseAddr(c26)
+			if err := tb.AddPublish(p); err != nil {
+				t.Fatal(err)
+			}
+			mustPublish(t, tb, "9090:90/"+proto.String(), c1) // IPv4 only
+			in := mk6(proto, ap(remote6, 5000), ap(extIP6, 8080))
+			want(t, "to published", tb.FromExternal(in, false, 0), ToInternal, in)
+			wantHdr(t, "to published", in, ap(remote6, 5000), ap(c26, 80))
+			back := udp(ap(c26, 80), ap(remote6, 5000))
+			if proto == TCP {
+				back = tcp(ap(c26, 80), ap(remote6, 5000), wire.TCPFlagSYN|wire.TCPFlagACK)
+			}
+			want(t, "reply", tb.FromInternal(back, false, 0), ToExternal, back)
+			wantHdr(t, "reply", back, ap(extIP6, 8080), ap(remote6, 5000))
+			in4 := mk6(proto, remote+":5000", extIP+":8080")
+			want(t, "ipv4 client", tb.FromExternal(in4, false, 0), ToInternal, in4)
+			wantHdr(t, "ipv4 client", in4, remote+":5000", c2+":80")
+			wantDrop(t, "ipv4-only publish", tb.FromExternal(mk6(proto, ap(remote6, 5001), ap(extIP6, 9090)), false, 0), DropNoFlow)
+
+			hp := mk6(proto, ap(c16, 6000), ap(extIP6, 8080))
+			want(t, "hairpin", tb.FromInternal(hp, false, sec), ToInternal, hp)
+			wantHdr(t, "hairpin", hp, ap(extIP6, 6000), ap(c26, 80))
+		})
+	}
+	tb := newTable6(t, nil)
+	p, _ := ParsePublish("8053:53/udp")
+	p.Target, p.Target6 = netip.MustParseAddr(c1), netip.MustParseAddr(c16)
+	if err := tb.AddPublish(p); err != nil {
+		t.Fatal(err)
+	}
+	in := udp(ap(remote6, 5000), ap(extIP6, 8053))
+	want(t, "to published", tb.FromExternal(in, false, 0), ToInternal, in)
+	e := icmpErr(wire.ICMPv6Unreachable, 4, c16, remote6, in, 0)
+	want(t, "error", tb.FromInternal(e, false, sec), ToExternal, e)
+	wantHdr(t, "outer", e, extIP6, remote6)
+	wantHdr(t, "embedded", inner(e), ap(remote6, 5000), ap(extIP6, 8053))
+	if removed := tb.RemovePublishesTo(netip.MustParseAddr(c16)); len(removed) != 1 {
+		t.Errorf("RemovePublishesTo(the IPv6 target) removed %d, want 1", len(removed))
+	}
+
+	p.Target6 = netip.MustParseAddr("fd42:2::5")
+	if err := tb.AddPublish(p); !errors.Is(err, ErrBadPublish) {
+		t.Errorf("AddPublish with target6 outside the /64: %v, want ErrBadPublish", err)
 	}
 }
