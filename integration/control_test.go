@@ -182,3 +182,59 @@ func TestControlIdleConnections(t *testing.T) {
 		t.Errorf("%d fds with 5000 idle connections (baseline %d): the cap does not hold", fds1, fds0)
 	}
 }
+
+// TestShutdownWatchdog: a daemon whose shutdown is really stuck still exits
+// on SIGTERM, within its watchdog's grace, with status 1, and prints what
+// was stuck. The stuck request comes from a test build of the daemon (tag
+// tapswitch_testhooks: POST /v1/test/stuck holds the daemon's lock while
+// open(2) of a FIFO blocks in the kernel, as an attach of a FIFO did
+// before issue 16, so that Close waits for the lock; and the grace is 6 s
+// instead of 10); the daemon built without the tag has no such route.
+func TestShutdownWatchdog(t *testing.T) {
+	requireRoot(t)
+	exe := filepath.Join(filepath.Dir(bin), "tapswitch-testhooks")
+	if out, err := exec.Command("go", "build", "-buildvcs=false", "-tags", "tapswitch_testhooks", "-o", exe, "../cmd/tapswitch").CombinedOutput(); err != nil {
+		t.Fatalf("build the test build of tapswitch: %v\n%s", err, out)
+	}
+	d := startDaemonExe(t, exe, t.TempDir(), nil)
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("unix", d.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	body := fmt.Sprintf(`{"path":%q}`, fifo)
+	fmt.Fprintf(c, "POST /v1/test/stuck HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	// The header comes once the lock is held, just before the open.
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || !strings.Contains(line, "202") {
+		t.Fatalf("stuck request: got %q, %v; want 202", line, err)
+	}
+	start := time.Now()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("daemon still running 15 s after SIGTERM with its shutdown stuck (grace 6 s)")
+	}
+	took := time.Since(start)
+	t.Logf("exited %v after SIGTERM with its shutdown stuck", took.Round(time.Millisecond))
+	var ee *exec.ExitError
+	if !errors.As(d.err, &ee) || ee.ExitCode() != 1 {
+		t.Errorf("exit: %v, want status 1", d.err)
+	}
+	// 6 s of grace; the rest is slack for a loaded machine, not a speed
+	// requirement: without the watchdog it would never exit.
+	if took > 10*time.Second {
+		t.Errorf("exited %v after SIGTERM, want within the 6 s grace (and some slack)", took)
+	}
+	log := d.log.String()
+	for _, want := range []string{"shutdown stuck; exiting anyway", "daemon.stuckRoute", "daemon.(*Daemon).Close"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the daemon's last words do not say %q:\n%s", want, log)
+		}
+	}
+}

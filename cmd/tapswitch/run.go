@@ -34,7 +34,7 @@ func cmdRun(args []string, stdout io.Writer) error {
 	var v6 ipv6Flags
 	v6.add(fs)
 	statePath := fs.String("state", "", "the state file, where ACL rules are kept (default: beside the control socket, its .sock replaced by .state.json)")
-	liveRestore := fs.Bool("live-restore", false, "keep the containers' TAPs when the daemon stops, crashes or is upgraded, and adopt them again on start (root); tapswitch shutdown removes them")
+	liveRestore := fs.Bool("live-restore", false, "keep the containers' TAPs when the daemon stops, crashes or is upgraded, and adopt them again on start; tapswitch shutdown removes them")
 	var nf natFlags
 	nf.add(fs)
 	var vf vxlanFlags
@@ -157,8 +157,9 @@ func cmdRun(args []string, stdout io.Writer) error {
 }
 
 // shutdownGrace is how long the daemon may take to stop after SIGTERM or
-// SIGINT before the watchdog ends it.
-const shutdownGrace = 10 * time.Second
+// SIGINT before the watchdog ends it. A var only for the test build
+// (testhooks.go); nothing else changes it.
+var shutdownGrace = 10 * time.Second
 
 // watchdog ends the process grace after ctx is done if it is still running
 // then: whatever is stuck (a request, a namespace, the kernel), a SIGTERM
@@ -169,7 +170,16 @@ func watchdog(ctx context.Context, log *slog.Logger, grace time.Duration) {
 	time.Sleep(grace)
 	buf := make([]byte, 1<<20)
 	buf = buf[:runtime.Stack(buf, true)]
-	log.Error("shutdown stuck; exiting anyway", "after", grace, "goroutines", runtime.NumGoroutine())
-	os.Stderr.Write(buf)
+	said := make(chan struct{})
+	go func() {
+		log.Error("shutdown stuck; exiting anyway", "after", grace, "goroutines", runtime.NumGoroutine())
+		os.Stderr.Write(buf)
+		close(said)
+	}()
+	// Stderr may be stuck too (a pipe nobody reads): exit all the same.
+	select {
+	case <-said:
+	case <-time.After(time.Second):
+	}
 	os.Exit(1)
 }
