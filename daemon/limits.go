@@ -182,8 +182,10 @@ func (c *limitConn) Close() error {
 	c.l.mu.Unlock()
 	if free {
 		// A flood of connections is over: the Go runtime would keep their
-		// buffers' pages for minutes.
-		go debug.FreeOSMemory()
+		// buffers' pages for minutes. A second later, so that the tail of
+		// the flood has closed too and its goroutines (their stacks) are
+		// gone: the collection then frees all of it.
+		time.AfterFunc(time.Second, debug.FreeOSMemory)
 	}
 	return c.Conn.Close()
 }
