@@ -19,11 +19,7 @@ func (d *Daemon) observeRoutes(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, d.Captures())
 	})
 	mux.HandleFunc("DELETE /v1/captures/{id}", func(w http.ResponseWriter, r *http.Request) {
-		if err := d.StopCapture(r.PathValue("id")); err != nil {
-			writeError(w, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		replyNoContent(w, d.StopCapture(r.PathValue("id")))
 	})
 	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, d.Stats())
