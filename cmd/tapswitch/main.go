@@ -261,6 +261,25 @@ func parseOne(fs *flag.FlagSet, args []string, what string) (string, error) {
 	return pos[0], nil
 }
 
+// controlArgs parses the flags of a subcommand that takes nothing but
+// --control and positional arguments, and returns both.
+func controlArgs(name string, args []string) (control string, pos []string, err error) {
+	fs := newFlags(name)
+	c := controlFlag(fs)
+	pos, err = parse(fs, args)
+	return *c, pos, err
+}
+
+// noArg parses the flags of a subcommand that takes nothing but --control,
+// and returns it.
+func noArg(name string, args []string) (control string, err error) {
+	control, pos, err := controlArgs(name, args)
+	if err != nil {
+		return "", err
+	}
+	return control, noArgs(pos)
+}
+
 // oneArg parses the flags of a subcommand that takes nothing but
 // --control and exactly one positional argument, and returns both.
 func oneArg(name string, args []string, what string) (control, arg string, err error) {
