@@ -27,9 +27,7 @@ type rulesState struct {
 
 // ruleRoutes adds the rule and pipeline endpoints (api/rules.go) to mux.
 func (d *Daemon) ruleRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/rules", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, d.Rules())
-	})
+	mux.HandleFunc("GET /v1/rules", getter(d.Rules))
 	mux.HandleFunc("POST /v1/rules", decoded(http.StatusCreated, func(_ *http.Request, req api.Rule) (api.RuleStats, error) {
 		return d.AddRule(req)
 	}))
@@ -41,9 +39,7 @@ func (d *Daemon) ruleRoutes(mux *http.ServeMux) {
 		}
 		replyNoContent(w, d.DeleteRule(id))
 	})
-	mux.HandleFunc("GET /v1/pipeline", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, d.Pipeline())
-	})
+	mux.HandleFunc("GET /v1/pipeline", getter(d.Pipeline))
 }
 
 // loadRules reads the state file and hands its rules to the switch.

@@ -22,12 +22,8 @@ import (
 // Handler returns the control API (see package api) served by d.
 func (d *Daemon) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/info", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, d.Info())
-	})
-	mux.HandleFunc("GET /v1/ports", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, d.Ports())
-	})
+	mux.HandleFunc("GET /v1/info", getter(d.Info))
+	mux.HandleFunc("GET /v1/ports", getter(d.Ports))
 	mux.HandleFunc("GET /v1/ports/{name}", func(w http.ResponseWriter, r *http.Request) {
 		p, err := d.Port(r.PathValue("name"))
 		reply(w, http.StatusOK, p, err)
@@ -45,9 +41,7 @@ func (d *Daemon) Handler() http.Handler {
 	mux.HandleFunc("PUT /v1/ports/{name}/aliases", decoded(http.StatusOK, func(r *http.Request, req api.Aliases) (api.Port, error) {
 		return d.SetAliases(r.PathValue("name"), req.Aliases)
 	}))
-	mux.HandleFunc("GET /v1/fdb", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, d.FDB())
-	})
+	mux.HandleFunc("GET /v1/fdb", getter(d.FDB))
 	d.observeRoutes(mux) // capture and stats: observe.go
 	d.natHandlers(mux)
 	d.ruleRoutes(mux) // ACL rules and the pipeline: rules.go
@@ -61,6 +55,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(v)
+}
+
+// getter returns a handler that answers what get returns as JSON.
+func getter[T any](get func() T) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, get()) }
 }
 
 // reply answers v as JSON with status, or err when it is not nil.
@@ -203,9 +202,7 @@ func (d *Daemon) Serve(ctx context.Context, ln *Listener) error {
 
 // natHandlers adds the NAT endpoints (api/nat.go) to mux.
 func (d *Daemon) natHandlers(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/publish", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, d.Publishes())
-	})
+	mux.HandleFunc("GET /v1/publish", getter(d.Publishes))
 	mux.HandleFunc("POST /v1/publish", decoded(http.StatusCreated, func(_ *http.Request, req api.PublishRequest) (api.Published, error) {
 		return d.Publish(req)
 	}))
@@ -213,12 +210,8 @@ func (d *Daemon) natHandlers(mux *http.ServeMux) {
 		p, err := d.Unpublish(r.PathValue("port"), r.PathValue("proto"))
 		reply(w, http.StatusOK, p, err)
 	})
-	mux.HandleFunc("GET /v1/conntrack", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, d.Conntrack())
-	})
-	mux.HandleFunc("GET /v1/conntrack/stats", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, d.ConntrackStats())
-	})
+	mux.HandleFunc("GET /v1/conntrack", getter(d.Conntrack))
+	mux.HandleFunc("GET /v1/conntrack/stats", getter(d.ConntrackStats))
 	mux.HandleFunc("DELETE /v1/conntrack", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, d.FlushConntrack())
 	})
