@@ -249,12 +249,8 @@ func fromAToGateway(totalLen, id, proto, hdrChecksum string) []string {
 }
 
 func echoRequest(t testing.TB) []byte {
-	return frame(t, append(fromAToGateway(
-		"002c", // total length 44
-		"1234", // identification
-		"01",   // protocol ICMP
-		"13e7", // header checksum
-	),
+	// Total length 44, identification, protocol ICMP, header checksum.
+	return frame(t, append(fromAToGateway("002c", "1234", "01", "13e7"),
 		"08",   // ICMP type echo request
 		"00",   // code 0
 		"bf20", // ICMP checksum
@@ -265,12 +261,8 @@ func echoRequest(t testing.TB) []byte {
 }
 
 func udpToGateway(t testing.TB) []byte {
-	return frame(t, append(fromAToGateway(
-		"0021", // total length 33
-		"1235", // identification
-		"11",   // protocol UDP
-		"13e1", // header checksum
-	),
+	// Total length 33, identification, protocol UDP, header checksum.
+	return frame(t, append(fromAToGateway("0021", "1235", "11", "13e1"),
 		"9c40",       // source port 40000
 		"270f",       // destination port 9999
 		"000d",       // UDP length 13
@@ -280,12 +272,8 @@ func udpToGateway(t testing.TB) []byte {
 }
 
 func tcpSYN(t testing.TB) []byte {
-	return frame(t, append(fromAToGateway(
-		"0028", // total length 40
-		"1236", // identification
-		"06",   // protocol TCP
-		"13e4", // header checksum
-	),
+	// Total length 40, identification, protocol TCP, header checksum.
+	return frame(t, append(fromAToGateway("0028", "1236", "06", "13e4"),
 		"9c41",     // source port 40001
 		"0050",     // destination port 80
 		"01020304", // sequence number
