@@ -60,7 +60,7 @@ func (f *vxlanFlags) apply(cfg *daemon.Config) error {
 
 func cmdVXLAN(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return usagef("give a subcommand: add, list or del")
+		return usagef("give a subcommand: add, list, del or fdb")
 	}
 	switch args[0] {
 	case "add":
