@@ -96,11 +96,7 @@ func startRootlessDaemonIn(t *testing.T, host string, args ...string) *daemon {
 // the test ends.
 func nobodyDir(t *testing.T) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "tswr")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := tempDir(t, "tswr")
 	if err := os.Chown(dir, nobody, nobody); err != nil {
 		t.Fatal(err)
 	}
