@@ -125,11 +125,7 @@ func startDaemon(t *testing.T, args ...string) *daemon {
 // "" means the test's own namespace.
 func startDaemonIn(t *testing.T, ns string, args ...string) *daemon {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "tsw")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := tempDir(t, "tsw")
 	var prefix []string
 	if ns != "" {
 		prefix = []string{"ip", "netns", "exec", ns}
@@ -137,12 +133,31 @@ func startDaemonIn(t *testing.T, ns string, args ...string) *daemon {
 	return startDaemonWith(t, dir, prefix, args...)
 }
 
+// tempDir returns a new directory in os.TempDir() whose name starts with
+// prefix, removed when the test ends. Unlike t.TempDir()'s, whose parent
+// is 0700, it is open to the user nobody (rootless daemons, podman).
+func tempDir(t *testing.T, prefix string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
 // startDaemonWith is startDaemon with the control socket in dir and the
 // command line put after prefix (e.g. `ip netns exec NS setpriv ...`).
 func startDaemonWith(t *testing.T, dir string, prefix []string, args ...string) *daemon {
 	t.Helper()
+	return startDaemonExe(t, bin, dir, prefix, args...)
+}
+
+// startDaemonExe is startDaemonWith running the binary exe.
+func startDaemonExe(t *testing.T, exe, dir string, prefix []string, args ...string) *daemon {
+	t.Helper()
 	d := &daemon{sock: filepath.Join(dir, "ctl.sock"), log: &syncBuffer{}, exited: make(chan struct{})}
-	line := append(append(append([]string{}, prefix...), bin, "run", "--control", d.sock), withUplink(args)...)
+	line := append(append(append([]string{}, prefix...), exe, "run", "--control", d.sock), withUplink(args)...)
 	d.cmd = exec.Command(line[0], line[1:]...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {

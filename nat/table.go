@@ -40,6 +40,7 @@ type Table struct {
 	entries                             [3]atomic.Int64
 	entries6                            [3]atomic.Int64 // of entries, the IPv6 ones
 	pressure                            atomic.Bool     // see underPressure
+	pressureUntil                       atomic.Int64    // the pressure lasts at least until then
 	nmaps                               atomic.Int64
 	created, nexpired, evicted, refused atomic.Uint64
 	flushed                             atomic.Uint64
