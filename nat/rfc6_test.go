@@ -121,29 +121,6 @@ func TestNAT66_RFC5382_TCP(t *testing.T) {
 	}
 }
 
-// TestNAT66_ICMPv6Echo: the identifier is the port (RFC 5508 REQ-1 for
-// ICMPv6); an echo request from outside is not for the containers.
-func TestNAT66_ICMPv6Echo(t *testing.T) {
-	tb := newTable6(t, nil)
-	a := out(t, tb, echo6(wire.ICMPv6EchoRequest, c16, remote6, 7), 0)
-	b := out(t, tb, echo6(wire.ICMPv6EchoRequest, c26, remote6, 7), 0)
-	if a.Port != 7 || b.Port == 7 {
-		t.Fatalf("identifiers %d and %d: want 7 kept for the first, another for the second", a.Port, b.Port)
-	}
-	for _, tc := range []struct {
-		id uint16
-		to string
-	}{{a.Port, c16}, {b.Port, c26}} {
-		pkt := echo6(wire.ICMPv6EchoReply, remote6, extIP6, tc.id)
-		want(t, "echo reply", tb.FromExternal(pkt, false, sec), ToInternal, pkt)
-		wantHdr(t, "echo reply", pkt, ap(remote6, 7), tc.to)
-	}
-	wantDrop(t, "echo from outside", tb.FromExternal(echo6(wire.ICMPv6EchoRequest, remote6, extIP6, a.Port), false, 0), DropICMPType)
-	if e := tb.Entries(sec); len(e) != 2 || e[0].Proto != ICMPv6 {
-		t.Fatalf("entries %v, want 2 icmpv6", e)
-	}
-}
-
 func TestNAT66_RFC5508_REQ3_BadChecksum(t *testing.T) {
 	tb := newTable6(t, nil)
 	pkt := udp(ap(c16, 40000), ap(remote6, 9))

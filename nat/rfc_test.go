@@ -290,29 +290,44 @@ func TestRFC5382_TCPNeedsSyn(t *testing.T) {
 }
 
 // TestRFC5508_REQ1_ICMPQuery: echo identifiers are mapped like ports and the
-// query lives 60 s.
+// query lives 60 s; ICMPv6 echo through NAT66 the same.
 func TestRFC5508_REQ1_ICMPQuery(t *testing.T) {
-	tb := newTable(t, nil)
-	a := out(t, tb, echo(wire.ICMPEchoRequest, c1, remote, 7), 0)
-	b := out(t, tb, echo(wire.ICMPEchoRequest, c2, remote, 7), 0)
-	if a.Port != 7 || b.Port == 7 {
-		t.Fatalf("identifiers %d and %d: want 7 kept for the first, another for the second", a.Port, b.Port)
-	}
-	for _, tc := range []struct {
-		id uint16
-		to string
-	}{{a.Port, c1}, {b.Port, c2}} {
-		pkt := echo(wire.ICMPEchoReply, remote, extIP, tc.id)
-		want(t, "echo reply", tb.FromExternal(pkt, false, 10*sec), ToInternal, pkt)
-		wantHdr(t, "echo reply", pkt, remote+":7", tc.to)
-	}
-	// An echo request from outside is not for the containers.
-	wantDrop(t, "echo from outside", tb.FromExternal(echo(wire.ICMPEchoRequest, remote, extIP, a.Port), false, 0), DropICMPType)
-	if n := tb.Expire(70 * sec); n != 0 {
-		t.Fatalf("expired %d within 60 s of the reply", n)
-	}
-	if n := tb.Expire(71 * sec); n != 2 {
-		t.Fatalf("expired %d after 60 s, want 2", n)
+	for _, f := range []struct {
+		name           string
+		icmp           Proto
+		a, b, rem, ext string
+		mk             func(uint8, string, string, uint16) []byte
+	}{
+		{"icmp", ICMP, c1, c2, remote, extIP, echo},
+		{"icmpv6", ICMPv6, c16, c26, remote6, extIP6, echo6},
+	} {
+		t.Run(f.name, func(t *testing.T) {
+			tb := newTable6(t, nil)
+			a := out(t, tb, f.mk(echoRequest(f.icmp), f.a, f.rem, 7), 0)
+			b := out(t, tb, f.mk(echoRequest(f.icmp), f.b, f.rem, 7), 0)
+			if a.Port != 7 || b.Port == 7 {
+				t.Fatalf("identifiers %d and %d: want 7 kept for the first, another for the second", a.Port, b.Port)
+			}
+			for _, tc := range []struct {
+				id uint16
+				to string
+			}{{a.Port, f.a}, {b.Port, f.b}} {
+				pkt := f.mk(echoReply(f.icmp), f.rem, f.ext, tc.id)
+				want(t, "echo reply", tb.FromExternal(pkt, false, 10*sec), ToInternal, pkt)
+				wantHdr(t, "echo reply", pkt, ap(f.rem, 7), tc.to)
+			}
+			// An echo request from outside is not for the containers.
+			wantDrop(t, "echo from outside", tb.FromExternal(f.mk(echoRequest(f.icmp), f.rem, f.ext, a.Port), false, 0), DropICMPType)
+			if e := tb.Entries(10 * sec); len(e) != 2 || e[0].Proto != f.icmp {
+				t.Fatalf("entries %v, want 2 of %v", e, f.icmp)
+			}
+			if n := tb.Expire(70 * sec); n != 0 {
+				t.Fatalf("expired %d within 60 s of the reply", n)
+			}
+			if n := tb.Expire(71 * sec); n != 2 {
+				t.Fatalf("expired %d after 60 s, want 2", n)
+			}
+		})
 	}
 }
 
