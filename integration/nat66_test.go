@@ -65,7 +65,7 @@ func startNAT66(t *testing.T, args ...string) (*daemon, string) {
 // IPv6 flows as conntrack -L -f ipv6 does, and IPv4 still works beside.
 func TestNAT66(t *testing.T) {
 	requireRoot(t, "ping")
-	d, lan := startNAT66(t)
+	d, lan := startNAT66(t, "--metrics", "127.0.0.1:0")
 	c1 := newNS(t)
 	p1 := d.attach(t, c1, "c1", "-p", "8080:80")
 	if ip6(p1) != c1IP6NAT {
@@ -158,12 +158,20 @@ func TestNAT66(t *testing.T) {
 	})
 
 	t.Run("conntrack", func(t *testing.T) {
+		// Fresh flows: those of the subtests above may have expired
+		// on a slow machine.
+		ping6(t, c1, lanIP6Far)
+		ping(t, c1, lanIP)
+		udpServer(t, lan, far+":5305") // the udp subtest's is closed
+		if _, err := udpAsk(udpSocket(t, c1, "[::]:40067"), far+":5305", 4*time.Second); err != nil {
+			t.Fatalf("UDP to %s: %v", far, err)
+		}
 		out, errOut, code := d.cli(t, "conntrack", "-f", "ipv6")
 		if code != 0 {
 			t.Fatalf("conntrack -f ipv6: exit %d: %s", code, errOut)
 		}
-		want := "src=" + c1IP6NAT + " dst=" + lanIP6Far + " sport=40066 dport=5302 "
-		if !strings.Contains(out, want) || !strings.Contains(out, "src="+lanIP6Far+" dst="+upIP6+" sport=5302 dport=40066") {
+		want := "src=" + c1IP6NAT + " dst=" + lanIP6Far + " sport=40067 dport=5305 "
+		if !strings.Contains(out, want) || !strings.Contains(out, "src="+lanIP6Far+" dst="+upIP6+" sport=5305 dport=40067") {
 			t.Errorf("conntrack -f ipv6 lacks the UDP flow %q and its reply:\n%s", want, out)
 		}
 		if !strings.Contains(out, "icmpv6   58 ") {
@@ -183,6 +191,20 @@ func TestNAT66(t *testing.T) {
 		}
 		if s := d.ctStats(t); v6 == 0 || s.IPv6 != uint64(v6) {
 			t.Errorf("conntrack --json lists %d IPv6 entries, --stats says %d", v6, s.IPv6)
+		}
+		// /metrics has them with a family label.
+		seen := map[string]bool{}
+		if f := scrapeMetrics(t, metricsURL(t, d))["tapswitch_conntrack_entries"]; f != nil {
+			for _, m := range f.GetMetric() {
+				l := map[string]string{}
+				for _, p := range m.GetLabel() {
+					l[p.GetName()] = p.GetValue()
+				}
+				seen[l["family"]+"/"+l["proto"]] = true
+			}
+		}
+		if !seen["ipv6/udp"] || !seen["ipv6/icmpv6"] || !seen["ipv4/icmp"] {
+			t.Errorf("conntrack_entries families/protocols %v, want ipv6/udp, ipv6/icmpv6 and ipv4/icmp among them", seen)
 		}
 	})
 }
