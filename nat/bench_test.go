@@ -82,7 +82,7 @@ func BenchmarkLookup(b *testing.B) {
 			bt := getBenchTable(b, sz.n)
 			i := 0
 			for b.Loop() {
-				if bt.tb.lookup(bt.keysOut[i%len(bt.keysOut)], sideInternal).c == nil {
+				if bt.tb.lookup(&bt.keysOut[i%len(bt.keysOut)], sideInternal).c == nil {
 					b.Fatal("miss")
 				}
 				i++

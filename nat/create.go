@@ -11,7 +11,7 @@ func (t *Table) newFromInternal(pkt []byte, p *parsed, partial bool, now int64) 
 		return t.drop(r)
 	}
 	t.mu.Lock()
-	if r, ok := t.getLocked(p.t, sideInternal); ok { // created meanwhile
+	if r, ok := t.getLocked(&p.t, sideInternal); ok { // created meanwhile
 		t.mu.Unlock()
 		return t.apply(r, pkt, p, partial, now)
 	}
@@ -39,7 +39,7 @@ func (t *Table) newFromExternal(pkt []byte, p *parsed, partial bool, now int64) 
 		return t.drop(r)
 	}
 	t.mu.Lock()
-	if r, ok := t.getLocked(p.t, sideExternal); ok {
+	if r, ok := t.getLocked(&p.t, sideExternal); ok {
 		t.mu.Unlock()
 		return t.apply(r, pkt, p, partial, now)
 	}
@@ -157,7 +157,7 @@ func (t *Table) roomLocked() bool {
 // insertLocked creates and inserts a connection; the caller made room. m0
 // and m1 are mappings the connection holds (or nil).
 func (t *Table) insertLocked(orig Tuple, os side, reply Tuple, rs side, m0, m1 *mapping, now int64) (*conn, DropReason) {
-	if _, taken := t.getLocked(reply, rs); taken || (reply == orig && rs == os) {
+	if _, taken := t.getLocked(&reply, rs); taken || (reply == orig && rs == os) {
 		// The reply tuple belongs to another connection, or is the
 		// original tuple (an endpoint hairpinned to its own mapping):
 		// possible only with contrived hairpins; refuse.
@@ -176,8 +176,8 @@ func (t *Table) insertLocked(orig Tuple, os side, reply Tuple, rs side, m0, m1 *
 			m.refs++
 		}
 	}
-	t.putLocked(orig, os, ref{c, dirOrig})
-	t.putLocked(reply, rs, ref{c, dirReply})
+	t.putLocked(&orig, os, ref{c, dirOrig})
+	t.putLocked(&reply, rs, ref{c, dirReply})
 	t.cand.pushBack(c)
 	t.nconns++
 	t.peak = max(t.peak, t.nconns)

@@ -44,7 +44,8 @@ func (t *Table) icmpError(pkt []byte, p *parsed, from side, partial bool) Result
 	}
 	// A reply to the quoted packet would have the reversed tuple, arriving
 	// on the side the error comes from.
-	rf := t.lookup(e.Reverse(), from)
+	re := e.Reverse()
+	rf := t.lookup(&re, from)
 	if rf.c == nil {
 		return t.drop(DropICMPErrorNoFlow)
 	}

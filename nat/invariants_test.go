@@ -28,10 +28,10 @@ func checkInvariants(t *testing.T, tb *Table) {
 			seen[c] = true
 			prev = c
 			cnt++
-			if r, _ := tb.getLocked(c.orig, c.origSide); r.c != c || r.dir != dirOrig {
+			if r, _ := tb.getLocked(&c.orig, c.origSide); r.c != c || r.dir != dirOrig {
 				t.Fatalf("orig key of %v missing", c.orig)
 			}
-			if r, _ := tb.getLocked(c.reply, c.replySide); r.c != c || r.dir != dirReply {
+			if r, _ := tb.getLocked(&c.reply, c.replySide); r.c != c || r.dir != dirReply {
 				t.Fatalf("reply key of %v missing", c.reply)
 			}
 			for _, m := range c.maps {

@@ -24,7 +24,7 @@ type key [16]byte // 14 bytes used; 16 so the map hashes and compares it as two 
 type key6 [40]byte // 38 bytes used; 40 so the map hashes and compares it as five words
 
 // keyOf returns the key of an IPv4 tuple t.
-func keyOf(t Tuple, s side) key {
+func keyOf(t *Tuple, s side) key {
 	var k key
 	k[0], k[1] = byte(t.Proto), byte(s)
 	a := t.Src.Addr.As4()
@@ -37,7 +37,7 @@ func keyOf(t Tuple, s side) key {
 }
 
 // key6Of returns the key of an IPv6 tuple t.
-func key6Of(t Tuple, s side) key6 {
+func key6Of(t *Tuple, s side) key6 {
 	var k key6
 	k[0], k[1] = byte(t.Proto), byte(s)
 	a := t.Src.Addr.As16()
@@ -51,7 +51,7 @@ func key6Of(t Tuple, s side) key6 {
 
 // getLocked returns the connection of tuple t arriving on side s. t.mu is
 // held (either side).
-func (t *Table) getLocked(tp Tuple, s side) (ref, bool) {
+func (t *Table) getLocked(tp *Tuple, s side) (ref, bool) {
 	if tp.Is6() {
 		r, ok := t.conns6[key6Of(tp, s)]
 		return r, ok
@@ -61,7 +61,7 @@ func (t *Table) getLocked(tp Tuple, s side) (ref, bool) {
 }
 
 // putLocked records r under tuple tp arriving on side s. t.mu is held.
-func (t *Table) putLocked(tp Tuple, s side, r ref) {
+func (t *Table) putLocked(tp *Tuple, s side, r ref) {
 	if tp.Is6() {
 		t.conns6[key6Of(tp, s)] = r
 	} else {
@@ -70,7 +70,7 @@ func (t *Table) putLocked(tp Tuple, s side, r ref) {
 }
 
 // deleteLocked removes tuple tp arriving on side s. t.mu is held.
-func (t *Table) deleteLocked(tp Tuple, s side) {
+func (t *Table) deleteLocked(tp *Tuple, s side) {
 	if tp.Is6() {
 		delete(t.conns6, key6Of(tp, s))
 	} else {

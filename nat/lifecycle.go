@@ -10,8 +10,8 @@ func (t *Table) removeLocked(c *conn) {
 		return
 	}
 	c.dead = true
-	t.deleteLocked(c.orig, c.origSide)
-	t.deleteLocked(c.reply, c.replySide)
+	t.deleteLocked(&c.orig, c.origSide)
+	t.deleteLocked(&c.reply, c.replySide)
 	if c.list != nil {
 		c.list.remove(c)
 	}

@@ -12,6 +12,7 @@ import (
 // stack.
 type parsed struct {
 	t        Tuple
+	k        key // an IPv4 packet's conntrack key, side not set (lookupParsed)
 	proto    Proto
 	v6       bool
 	ihl      int // the offset of the L4 header: IPv4 header length, or IPv6 header and extension headers
@@ -54,7 +55,18 @@ func (p *parsed) parse4(pkt []byte) DropReason {
 	if p.proto == ICMPv6 {
 		return DropProto
 	}
-	return p.parseL4(ip.Payload())
+	if r := p.parseL4(ip.Payload()); r != DropNone {
+		return r
+	}
+	// The key from the header's bytes: cheaper than from the Tuple's
+	// netip.Addrs, on every packet.
+	src, dst := ip.Src(), ip.Dst()
+	p.k[0] = byte(p.proto)
+	copy(p.k[2:6], src[:])
+	binary.BigEndian.PutUint16(p.k[6:], p.t.Src.Port)
+	copy(p.k[8:12], dst[:])
+	binary.BigEndian.PutUint16(p.k[12:], p.t.Dst.Port)
+	return DropNone
 }
 
 // parse6 reads an IPv6 packet. Fragments are not translated (the table

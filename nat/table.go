@@ -257,9 +257,24 @@ func (t *Table) seen(c *conn, dir uint8, p *parsed, now int64) {
 	}
 }
 
+// lookupParsed returns the connection of the parsed packet p arriving on
+// side s, holding the read lock only for the map access: for IPv4 with
+// the key parse packed, no conversion of the Tuple's addresses.
+func (t *Table) lookupParsed(p *parsed, s side) ref {
+	if p.v6 {
+		return t.lookup(&p.t, s)
+	}
+	k := p.k
+	k[1] = byte(s)
+	t.mu.RLock()
+	r := t.conns[k]
+	t.mu.RUnlock()
+	return r
+}
+
 // lookup returns the connection of tuple tp arriving on side s, holding
 // the read lock only for the map access.
-func (t *Table) lookup(tp Tuple, s side) ref {
+func (t *Table) lookup(tp *Tuple, s side) ref {
 	t.mu.RLock()
 	r, _ := t.getLocked(tp, s)
 	t.mu.RUnlock()
@@ -293,7 +308,7 @@ func (t *Table) FromInternal(pkt []byte, csumPartial bool, now int64) Result {
 	if p.icmpErr {
 		return t.icmpError(pkt, &p, sideInternal, csumPartial)
 	}
-	if r := t.lookup(p.t, sideInternal); r.c != nil {
+	if r := t.lookupParsed(&p, sideInternal); r.c != nil {
 		return t.apply(r, pkt, &p, csumPartial, now)
 	}
 	return t.newFromInternal(pkt, &p, csumPartial, now)
@@ -323,7 +338,7 @@ func (t *Table) FromExternal(pkt []byte, csumPartial bool, now int64) Result {
 	if isICMP(p.proto) && p.icmpType != echoReply(p.proto) {
 		return t.drop(DropICMPType)
 	}
-	if r := t.lookup(p.t, sideExternal); r.c != nil {
+	if r := t.lookupParsed(&p, sideExternal); r.c != nil {
 		return t.apply(r, pkt, &p, csumPartial, now)
 	}
 	return t.newFromExternal(pkt, &p, csumPartial, now)
