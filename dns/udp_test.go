@@ -143,12 +143,7 @@ var (
 // src:40000 to the server's IPv6 port 53, with a correct UDP checksum.
 func udpQuery6(t testing.TB, src netip.Addr, name string, qtype uint16) []byte {
 	t.Helper()
-	m := new(dns.Msg)
-	m.SetQuestion(name, qtype)
-	q, err := m.Pack()
-	if err != nil {
-		t.Fatal(err)
-	}
+	q := packQuery(t, 6, name, qtype, false, false, false)
 	b := make([]byte, headerLen6+len(q))
 	h := wire.IPv6Header{PayloadLen: uint16(wire.UDPLen + len(q)), NextHeader: wire.ProtoUDP, HopLimit: 64, Src: src.As16(), Dst: gw6.As16()}
 	h.Put(b)

@@ -127,15 +127,24 @@ func (g *Gateway) SendLocal(pkt []byte) {
 		g.stats.inc(cntMalformed)
 		return
 	}
+	if buf, n, ok := g.takeLocal(h); ok {
+		g.deliver(buf, n)
+	}
+}
+
+// takeLocal copies pkt, from the LocalService, behind UplinkHeadroom into
+// a buffer of the pool, which it returns with pkt's length, and counts
+// it; ok is false after Close.
+func (g *Gateway) takeLocal(pkt []byte) (buf *[]byte, n int, ok bool) {
 	select {
 	case <-g.done:
-		return
+		return nil, 0, false
 	default:
 	}
-	buf := g.getBuf()
-	n := copy((*buf)[UplinkHeadroom:], h)
+	buf = g.getBuf()
+	n = copy((*buf)[UplinkHeadroom:], pkt)
 	g.stats.inc(cntLocalOut)
-	g.deliver(buf, n)
+	return buf, n, true
 }
 
 // sendLocal6 is SendLocal for an IPv6 packet.
@@ -150,15 +159,11 @@ func (g *Gateway) sendLocal6(pkt []byte) {
 		g.stats.inc(cntPendingDropped)
 		return
 	}
-	select {
-	case <-g.done:
+	buf, n, ok := g.takeLocal(ip)
+	if !ok {
 		return
-	default:
 	}
-	buf := g.getBuf()
-	n := copy((*buf)[UplinkHeadroom:], ip)
 	off := UplinkHeadroom - wire.EthernetLen
 	wire.PutEthernet((*buf)[off:], mac, g.mac, wire.EtherTypeIPv6)
-	g.stats.inc(cntLocalOut)
 	g.enqueueAt(buf, off, wire.EthernetLen+n)
 }
