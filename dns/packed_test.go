@@ -2,8 +2,10 @@ package dns
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -264,4 +266,51 @@ func FuzzPacked(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestPackedConcurrent asks from several goroutines while the names
+// change: every answer is whole and has its query's ID (and -race sees
+// the packed cache's sharing).
+func TestPackedConcurrent(t *testing.T) {
+	s, _, _ := packedPair(t, nil)
+	names := []string{"web.tapswitch.", "WWW.tapswitch.", "cli.", "nope.tapswitch.", "gateway.tapswitch."}
+	stop := make(chan struct{})
+	changed := make(chan struct{})
+	go func() {
+		defer close(changed)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+				s.SetHosts(testHosts[i%2:])
+			}
+		}
+	}()
+	var askers sync.WaitGroup
+	errs := make(chan error, 4)
+	for w := range 4 {
+		askers.Add(1)
+		go func() {
+			defer askers.Done()
+			ans := make([]byte, 1500)
+			for i := range 500 {
+				id := uint16(w<<12 | i)
+				q := packQuery(t, id, names[i%len(names)], dns.TypeA, i%3 == 0, false, false)
+				out, fwd := s.answerFast(q, cliIP, false, ans)
+				m := new(dns.Msg)
+				if err := m.Unpack(out); fwd != nil || err != nil || m.Id != id || len(m.Question) != 1 {
+					errs <- fmt.Errorf("answer %x to query %d: %v", out, id, err)
+					return
+				}
+			}
+		}()
+	}
+	askers.Wait()
+	close(stop)
+	<-changed
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
 }
