@@ -318,15 +318,18 @@ func (s *Server) formErr(msg []byte) []byte {
 	return out
 }
 
-// limiter is a token bucket per client address.
+// limiter is a token bucket per client address. A query takes the table's
+// read lock and its client's bucket lock, never an exclusive lock all
+// clients share: clients are answered on their own ports' goroutines.
 type limiter struct {
 	rate float64
 
-	mu      sync.Mutex // guards buckets
+	mu      sync.RWMutex // guards the map buckets (each bucket has its own lock)
 	buckets map[netip.Addr]*bucket
 }
 
 type bucket struct {
+	mu     sync.Mutex // guards tokens and last
 	tokens float64
 	last   time.Time
 }
@@ -336,16 +339,22 @@ func newLimiter(rate int) *limiter {
 }
 
 func (l *limiter) allow(a netip.Addr, now time.Time) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b, ok := l.buckets[a]
-	if !ok {
-		if len(l.buckets) >= maxClients {
-			clear(l.buckets)
+	l.mu.RLock()
+	b := l.buckets[a]
+	l.mu.RUnlock()
+	if b == nil {
+		l.mu.Lock()
+		if b = l.buckets[a]; b == nil {
+			if len(l.buckets) >= maxClients {
+				clear(l.buckets)
+			}
+			b = &bucket{tokens: l.rate, last: now}
+			l.buckets[a] = b
 		}
-		b = &bucket{tokens: l.rate, last: now}
-		l.buckets[a] = b
+		l.mu.Unlock()
 	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.tokens = min(l.rate, b.tokens+now.Sub(b.last).Seconds()*l.rate)
 	b.last = now
 	if b.tokens < 1 {
