@@ -1,6 +1,9 @@
 package tap
 
-import "os"
+import (
+	"fmt"
+	"os"
+)
 
 // How a Device reads and writes its TAP: measured, not guessed.
 //
@@ -97,3 +100,26 @@ import "os"
 // Device is created without offloads, as with Config.NoOffloads. It exists
 // for measurements (make bench VARIANTS=nooffload).
 var offloadsOff = os.Getenv("TAPSWITCH_TAP_OFFLOADS") == "off"
+
+// checkTapIO returns ErrBadTapIO when TAPSWITCH_TAP_IO names no backend.
+func checkTapIO() error {
+	switch tapIO {
+	case "", ioReadWrite, ioUring, ioUringEnter:
+		return nil
+	}
+	return fmt.Errorf("%w, not %q", ErrBadTapIO, tapIO)
+}
+
+// startIO sets up the backend TAPSWITCH_TAP_IO names for d, whose tun fd
+// is fd: nothing for read(2)/write(2), rings for io_uring.
+func (d *Device) startIO(fd int) error {
+	if tapIO != ioUring && tapIO != ioUringEnter {
+		return nil
+	}
+	u, err := newUringIO(fd, d.name, tapIO == ioUringEnter)
+	if err != nil {
+		return err
+	}
+	d.u = u
+	return nil
+}
