@@ -29,7 +29,11 @@ func (d *Device) File() *os.File { return d.f }
 // It takes ownership of fd: on error fd is closed, and with it (if it was
 // the last reference) the kernel deletes the TAP.
 func FromFD(fd int, name, netns string, offloads vswitch.Offloads) (*Device, error) {
-	if err := checkTap(fd); err != nil {
+	err := checkTapIO()
+	if err == nil {
+		err = checkTap(fd)
+	}
+	if err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("adopt tap %s: %w", name, err)
 	}
@@ -37,7 +41,12 @@ func FromFD(fd int, name, netns string, offloads vswitch.Offloads) (*Device, err
 	// os.NewFile sees O_NONBLOCK and puts the file in the netpoller, as
 	// Create does (io_linux.go).
 	f := os.NewFile(uintptr(fd), "/dev/net/tun")
-	return &Device{f: f, name: name, netns: netns, offloads: offloads}, nil
+	d := &Device{f: f, name: name, netns: netns, offloads: offloads}
+	if err := d.startIO(fd); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("adopt tap %s: %w", name, err)
+	}
+	return d, nil
 }
 
 // checkTap checks that fd is a TAP of the kind Create makes and sets it
