@@ -40,11 +40,9 @@ func available(bin, only, variants string) []topology {
 		switch v {
 		case "nooffload":
 			all = append(all, &tapsw{base: base{id: fmt.Sprintf("t%d", i)}, bin: bin, variant: v, env: []string{"TAPSWITCH_TAP_OFFLOADS=off"}})
-		case "uring", "uring-enter", "uring-defer":
-			all = append(all, &tapsw{base: base{id: fmt.Sprintf("t%d", i)}, bin: bin, variant: v, env: []string{"TAPSWITCH_TAP_IO=" + v}})
 		case "":
 		default:
-			progress("unknown variant %q (nooffload, uring, uring-enter): ignored", v)
+			progress("unknown variant %q (nooffload): ignored", v)
 		}
 	}
 	if have("ovs-vswitchd") && have("ovsdb-server") && have("ovs-vsctl") && have("ovsdb-tool") {
@@ -63,8 +61,7 @@ func available(bin, only, variants string) []topology {
 	var out []topology
 	for _, t := range all {
 		for _, n := range strings.Split(only, ",") {
-			// A variant asked for with -variants comes with tapswitch.
-			if ts, ok := t.(*tapsw); n == t.name() || ok && ts.variant != "" && n == "tapswitch" {
+			if n == t.name() {
 				out = append(out, t)
 			}
 		}

@@ -29,11 +29,7 @@ func (d *Device) File() *os.File { return d.f }
 // It takes ownership of fd: on error fd is closed, and with it (if it was
 // the last reference) the kernel deletes the TAP.
 func FromFD(fd int, name, netns string, offloads vswitch.Offloads) (*Device, error) {
-	err := checkTapIO()
-	if err == nil {
-		err = checkTap(fd)
-	}
-	if err != nil {
+	if err := checkTap(fd); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("adopt tap %s: %w", name, err)
 	}
@@ -41,12 +37,7 @@ func FromFD(fd int, name, netns string, offloads vswitch.Offloads) (*Device, err
 	// os.NewFile sees O_NONBLOCK and puts the file in the netpoller, as
 	// Create does (io_linux.go).
 	f := os.NewFile(uintptr(fd), "/dev/net/tun")
-	d := &Device{f: f, name: name, netns: netns, offloads: offloads}
-	if err := d.startIO(fd); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("adopt tap %s: %w", name, err)
-	}
-	return d, nil
+	return &Device{f: f, name: name, netns: netns, offloads: offloads}, nil
 }
 
 // checkTap checks that fd is a TAP of the kind Create makes and sets it

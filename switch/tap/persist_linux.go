@@ -75,9 +75,6 @@ func AdoptOffloads(path, name string, mac net.HardwareAddr, want vswitch.Offload
 	if offloadsOff {
 		want = 0
 	}
-	if err := checkTapIO(); err != nil {
-		return nil, fmt.Errorf("adopt tap %s in %s: %w", name, path, err)
-	}
 	var d *Device
 	err := withinNetns(path, func(h *netlink.Handle) error {
 		if err := checkSaved(h, name, mac); err != nil {
@@ -107,10 +104,6 @@ func AdoptOffloads(path, name string, mac net.HardwareAddr, want vswitch.Offload
 			return err
 		}
 		d = &Device{f: os.NewFile(uintptr(fd), "/dev/net/tun"), name: name, netns: path, offloads: o}
-		if err := d.startIO(fd); err != nil {
-			d.f.Close()
-			return err
-		}
 		return nil
 	})
 	if err != nil {

@@ -67,7 +67,6 @@ type Device struct {
 	name      string   // interface name inside the namespace
 	netns     string   // namespace path, "" for the caller's own
 	offloads  vswitch.Offloads
-	u         *uringIO // the io_uring backend (uringio_linux.go); nil: read(2)/write(2)
 	closeOnce sync.Once
 }
 
@@ -104,9 +103,6 @@ var (
 func Create(cfg Config) (*Device, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
-	}
-	if err := checkTapIO(); err != nil {
-		return nil, fmt.Errorf("create tap %s: %w", cfg.Name, err)
 	}
 	mtu := cfg.MTU
 	if mtu == 0 {
@@ -166,10 +162,6 @@ func Create(cfg Config) (*Device, error) {
 	if err := d.configure(cfg, mtu, tmp, host, target, ns); err != nil {
 		// Closing the only file of a non-persistent TAP deletes it,
 		// in the caller's namespace or in the target one.
-		f.Close()
-		return nil, fmt.Errorf("create tap %s in %s: %w", cfg.Name, where, err)
-	}
-	if err := d.startIO(fd); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("create tap %s in %s: %w", cfg.Name, where, err)
 	}
@@ -391,13 +383,6 @@ func tunOffloadFlags(o vswitch.Offloads) int {
 // means the device is gone, typically because its namespace was deleted (the
 // kernel reports EBADFD); the error wraps the errno.
 func (d *Device) Read(buf []byte, offset int) (int, error) {
-	if d.u != nil {
-		n, err := d.u.read(buf[offset:])
-		if err != nil {
-			return n, d.wrap("read", err)
-		}
-		return n, nil
-	}
 	n, err := d.f.Read(buf[offset:])
 	if err != nil {
 		return n, d.wrap("read", err)
@@ -415,13 +400,7 @@ func (d *Device) Write(buf []byte, offset int) (int, error) {
 	if len(frame) > vswitch.MaxFrame {
 		return 0, fmt.Errorf("write tap %s: %d bytes: %w", d.name, len(frame), vswitch.ErrFrameTooBig)
 	}
-	var n int
-	var err error
-	if d.u != nil {
-		n, err = d.u.write(frame)
-	} else {
-		n, err = d.f.Write(frame)
-	}
+	n, err := d.f.Write(frame)
 	if err != nil {
 		return n, d.wrap("write", err)
 	}
@@ -446,12 +425,7 @@ func (d *Device) wrap(op string, err error) error {
 // the first return nil.
 func (d *Device) Close() error {
 	var err error
-	d.closeOnce.Do(func() {
-		if d.u != nil {
-			d.u.close()
-		}
-		err = d.f.Close()
-	})
+	d.closeOnce.Do(func() { err = d.f.Close() })
 	if err != nil {
 		return fmt.Errorf("close tap %s: %w", d.name, err)
 	}

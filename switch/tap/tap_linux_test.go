@@ -194,7 +194,10 @@ func create(t testing.TB, cfg Config) *Device {
 // with its virtio_net_hdr. It fails the test after timeout.
 func readFrame(t *testing.T, d *Device, timeout time.Duration, match func(frame []byte) bool) []byte {
 	t.Helper()
-	defer readDeadline(t, d, timeout)()
+	if err := d.f.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		t.Fatal(err)
+	}
+	defer d.f.SetReadDeadline(time.Time{})
 	buf := make([]byte, vswitch.BufSize)
 	for {
 		n, err := d.Read(buf, vswitch.Headroom)
@@ -444,7 +447,7 @@ func TestVnetHdr(t *testing.T) {
 // TestFramesARP sends a datagram from inside the namespace to an address of
 // its subnet: the kernel asks for the address by ARP, the test answers as the
 // switch would, and the datagram follows to the MAC of the answer.
-func testFramesARP(t *testing.T) {
+func TestFramesARP(t *testing.T) {
 	requireRoot(t)
 	t.Run("offloads", func(t *testing.T) { framesARP(t, false) })
 	t.Run("no offloads", func(t *testing.T) { framesARP(t, true) })
@@ -541,7 +544,7 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // TestFramesPacketSocket moves a frame of a protocol no kernel handles in
 // both directions between the Device and a packet socket in the namespace.
-func testFramesPacketSocket(t *testing.T) {
+func TestFramesPacketSocket(t *testing.T) {
 	requireRoot(t)
 	_, path := newNetns(t)
 	d := create(t, testConfig(path))
@@ -596,7 +599,7 @@ func TestWriteTooBig(t *testing.T) {
 	}
 }
 
-func testClose(t *testing.T) {
+func TestClose(t *testing.T) {
 	requireRoot(t)
 	_, path := newNetns(t)
 	d := create(t, testConfig(path))
@@ -619,7 +622,7 @@ func testClose(t *testing.T) {
 	}
 }
 
-func testCloseUnblocksRead(t *testing.T) {
+func TestCloseUnblocksRead(t *testing.T) {
 	requireRoot(t)
 	_, path := newNetns(t)
 	// No address: the kernel sends nothing on its own (no ARP), and IPv6
@@ -767,7 +770,7 @@ func TestCreateErrors(t *testing.T) {
 // TestNetnsDeleted deletes the namespace while a Read is blocked: the kernel
 // deletes the TAP with the namespace, and Read fails with an error that is
 // not net.ErrClosed.
-func testNetnsDeleted(t *testing.T) {
+func TestNetnsDeleted(t *testing.T) {
 	requireRoot(t)
 	name, path := newNetns(t)
 	d := create(t, testConfig(path))
@@ -908,7 +911,7 @@ func TestTunSocketNetns(t *testing.T) {
 
 // TestReadWriteAllocs pins that a Write and a Read allocate nothing: the
 // test writes an ARP request for the namespace's address and reads the reply.
-func testReadWriteAllocs(t *testing.T) {
+func TestReadWriteAllocs(t *testing.T) {
 	requireRoot(t)
 	_, path := newNetns(t)
 	d := create(t, testConfig(path))
@@ -916,7 +919,9 @@ func testReadWriteAllocs(t *testing.T) {
 		arp(1, peerMAC, peerIP, make(net.HardwareAddr, 6), testAddr.Addr()))
 	wbuf := append(make([]byte, vswitch.Headroom), req...)
 	rbuf := make([]byte, vswitch.BufSize)
-	defer readDeadline(t, d, 10*time.Second)()
+	if err := d.f.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	var failed error
 	roundTrip := func() {
 		if _, err := d.Write(wbuf, vswitch.Headroom); err != nil {
