@@ -90,8 +90,8 @@ import "os"
 // io_uring on the tun fd was measured too (issue 15), and is not used. The
 // experiment (commit a4228ef on branch uring, with a bench variant and an
 // integration test in the next two commits, and a third wait in 85e6012:
-// uring-defer) was a backend behind
-// TAPSWITCH_TAP_IO, raw io_uring_setup/enter/register through
+// uring-defer) was a backend behind TAPSWITCH_TAP_IO, raw
+// io_uring_setup/enter/register through
 // golang.org/x/sys/unix (no Go port of liburing is served here, and the
 // few ABI structures are stable). Reads: one IORING_OP_READ_MULTISHOT
 // armed on the fd, into a provided buffer ring of 32 buffers of 64 KiB;
@@ -100,18 +100,19 @@ import "os"
 // filled by whichever writer won a compare-and-swap token; it sent its own
 // frame from the caller's buffer plus any frames other writers had copied
 // into a lock-free queue meanwhile, in one io_uring_enter waiting for their
-// completions (a TAP write completes inline: no io-wq thread appeared).
+// completions (a TAP write completes inline: no iou-wrk thread was seen
+// during a bench run).
 // The reader waited either on an eventfd registered with the ring and
 // parked in the netpoller ("uring"), or blocked in io_uring_enter with
 // min_complete 1 ("uring-enter"), or did so on a read ring set up with
 // IORING_SETUP_DEFER_TASKRUN and SINGLE_ISSUER, the reading goroutine
 // locked to its thread, so that the tun read ran in its own io_uring_enter
-// ("uring-defer"). Zero allocations per Read and Write, the
-// Device tests passed on all three backends, and ping and iperf3 worked
-// through a daemon on each.
+// ("uring-defer"). Zero allocations per Read and Write, the Device tests
+// passed on every backend, and ping and iperf3 worked through a daemon on
+// each.
 //
 // Measured on 2026-12-03 with the machine shared by other jobs (load
-// average 14 to 18 on the 2 cores, so only ratios within one run count).
+// average 14 to 22 on the 2 cores, so only ratios within one run count).
 // bin/tsbench -quick -rounds 3 -only linux-bridge,tapswitch -variants
 // uring,uring-enter, two runs, medians (bridge / read / uring / uring-enter):
 //
@@ -147,9 +148,11 @@ import "os"
 // 6.90 / 6.69 / 6.76 µs per frame, ping median 171 / 260 / 238 µs, p90
 // 263 / 498 / 909 µs.
 //
-// perf stat (raw_syscalls:sys_enter) on the daemon over 4 s of the UDP
-// test counted 1.25 / 0.87 / 0.68 system calls per forwarded frame and
-// 0.072 / 0.095 / 0.066 context switches. A CPU profile under UDP 64 B
+// perf stat -p (raw_syscalls:sys_enter, the threads present when it
+// started) on the daemon over 4 s of UDP 64 B, one run per backend beside
+// the others' load, counted 1.25 / 0.87 / 0.68 system calls per forwarded
+// frame (read / uring / uring-enter) and 0.072 / 0.095 / 0.066 context
+// switches. A CPU profile under UDP 64 B
 // (the daemon got 7 to 11 % of a core at that load) had 71 % of samples in
 // system calls with read(2)/write(2) (Read 46 % cumulative, Write 39 %),
 // and 73 % with uring, nearly all io_uring_enter of the writes; taking
@@ -159,17 +162,17 @@ import "os"
 // the switch forwards), and "uring" delivered more small datagrams for
 // less CPU per frame in two of the three interleaved runs (level in the
 // third), but it lost on the figures that must not get worse: ping in
-// every run (median ×1.2 to ×1.7, p90 ×1.9 to ×23), CPU per Gbit/s of TCP
-// in every bench run (8.1, 9.3, 6.2 against 6.6, 6.7, 6.0), and TCP 1
-// stream in two of three. The likely causes, from how the kernel does it
+// every interleaved run (median ×1.2 to ×1.7, p90 ×1.9 to ×23) and in two
+// of the three bench runs, CPU per Gbit/s of TCP in every bench run (8.1,
+// 9.3, 6.2 against 6.6, 6.7, 6.0), and TCP 1 stream in two of three. The likely causes, from how the kernel does it
 // rather than measured one by one: a multishot read completes in task work
 // of the thread that armed it, which the kernel must wake first; only then
 // does the CQE signal the eventfd and the netpoller wake the reading
 // goroutine, two wakeups where read(2) needs one, and on a busy machine
 // the second one shows. uring-enter and uring-defer, where the thread that
 // waits is the one that runs the read, came closer on ping (median ×1.0 to
-// ×1.5) but not level, and gained nothing on UDP: an io_uring_enter that
-// waits returns at the first completion, so a frame that finds the reader
+// ×1.5) but not level, and gained only 3 to 5 % on UDP: an io_uring_enter
+// that waits returns at the first completion, so a frame that finds the reader
 // asleep still costs a system call and a wakeup, and the locked thread of
 // uring-defer has the handoff cost described above. Every frame, up to a
 // 64 KiB super-frame, is copied out of the provided buffer, which TCP pays
