@@ -164,17 +164,18 @@ import "os"
 // third), but it lost on the figures that must not get worse: ping in
 // every interleaved run (median ×1.2 to ×1.7, p90 ×1.9 to ×23) and in two
 // of the three bench runs, CPU per Gbit/s of TCP in every bench run (8.1,
-// 9.3, 6.2 against 6.6, 6.7, 6.0), and TCP 1 stream in two of three. The likely causes, from how the kernel does it
-// rather than measured one by one: a multishot read completes in task work
-// of the thread that armed it, which the kernel must wake first; only then
-// does the CQE signal the eventfd and the netpoller wake the reading
-// goroutine, two wakeups where read(2) needs one, and on a busy machine
-// the second one shows. uring-enter and uring-defer, where the thread that
-// waits is the one that runs the read, came closer on ping (median ×1.0 to
-// ×1.5) but not level, and gained only 3 to 5 % on UDP: an io_uring_enter
-// that waits returns at the first completion, so a frame that finds the reader
-// asleep still costs a system call and a wakeup, and the locked thread of
-// uring-defer has the handoff cost described above. Every frame, up to a
+// 9.3, 6.2 against 6.6, 6.7, 6.0), and TCP 1 stream in two of three.
+// The likely causes, from how the kernel does it rather than measured one
+// by one: a multishot read completes in task work of the thread that armed
+// it, which the kernel must wake first; only then does the CQE signal the
+// eventfd and the netpoller wake the reading goroutine, two wakeups where
+// read(2) needs one, and on a busy machine the second one shows.
+// uring-enter and uring-defer, where the thread that waits is the one that
+// runs the read, came closer on ping (median ×1.0 to ×1.5) but not level,
+// and gained only 3 to 5 % on UDP: an io_uring_enter that waits returns at
+// the first completion, so a frame that finds the reader asleep still
+// costs a system call and a wakeup, and the locked thread of uring-defer
+// has the handoff cost described above. Every frame, up to a
 // 64 KiB super-frame, is copied out of the provided buffer, which TCP pays
 // for. Writes cannot batch much: each port is written by the other ports'
 // ingress goroutines, one frame at a time, and an io_uring_enter runs the
