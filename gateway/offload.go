@@ -69,7 +69,7 @@ func (g *Gateway) writeOffloaded(frame []byte) {
 			g.stats.inc(cntTooBig)
 			return
 		}
-		g.handleEthernet(buf[gso.HdrLen:n])
+		g.handleEthernet(buf[gso.HdrLen:n], nil)
 		return
 	}
 	var s gso.Segmenter
@@ -86,7 +86,7 @@ func (g *Gateway) writeOffloaded(frame []byte) {
 			g.stats.inc(cntTooBig)
 			continue
 		}
-		g.handleEthernet(buf[gso.HdrLen:n])
+		g.handleEthernet(buf[gso.HdrLen:n], nil)
 	}
 }
 
