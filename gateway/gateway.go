@@ -243,6 +243,9 @@ func New(cfg Config) (*Gateway, error) {
 	} else if cfg.HostLoopback.IsValid() {
 		return nil, fmt.Errorf("HostLoopback needs NAT and Uplink: %w", ErrInvalidConfig)
 	}
+	if err := g.setupOut6(&cfg, timeout, maxNeigh); err != nil {
+		return nil, err
+	}
 	g.start6()
 	return g, nil
 }

@@ -63,6 +63,7 @@ func (g *Gateway) Lookup(ip netip.Addr) (net.HardwareAddr, bool) {
 // Forget removes the neighbour ip, if present, and drops the datagrams
 // waiting for it. The daemon calls it when a container is detached.
 func (g *Gateway) Forget(ip netip.Addr) {
+	g.forget6(ip)
 	if ip.Is4() {
 		for _, q := range g.neigh.Forget(ip.As4()) {
 			g.stats.inc(cntPendingExpired)

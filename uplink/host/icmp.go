@@ -24,7 +24,7 @@ func (u *Uplink) sendICMP(pkt []byte, hl int) error {
 		return nil
 	}
 	id := m.ID()
-	f := u.icmp.get(id)
+	f := u.icmp.get(flowKey{port: id})
 	if f == nil {
 		if f = u.newICMPFlow(id); f == nil {
 			return nil
@@ -54,7 +54,7 @@ func (u *Uplink) newICMPFlow(id uint16) *flow {
 		u.stats.errors.Add(1)
 		return nil
 	}
-	f := &flow{key: id, conn: c}
+	f := &flow{key: flowKey{port: id}, conn: c}
 	got := u.startFlow(&u.icmp, f, u.cfg.MaxICMP, &u.stats.icmpSockets, &u.stats.icmpTotal, func(b []byte) { u.readICMP(f, c, b) })
 	if got == nil {
 		u.stats.icmpDropped.Add(1)
@@ -85,7 +85,7 @@ func (u *Uplink) readICMP(f *flow, c *icmp.PacketConn, b []byte) {
 			src = u.loopback
 		}
 		m := wire.ICMP(b[ipHdrLen : ipHdrLen+n])
-		m.SetID(f.key)
+		m.SetID(f.key.port)
 		m.UpdateChecksum4()
 		u.deliverIPv4(b, n, wire.ProtoICMP, src, u.addr)
 	}

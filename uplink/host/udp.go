@@ -36,7 +36,7 @@ func (u *Uplink) sendUDP(pkt []byte, hl int) error {
 	if !ok {
 		return nil
 	}
-	f := u.udp.get(sport)
+	f := u.udp.get(flowKey{port: sport})
 	if f == nil {
 		if f = u.newUDPFlow(sport); f == nil {
 			u.stats.udpDropped.Add(1)
@@ -61,7 +61,7 @@ func (u *Uplink) newUDPFlow(port uint16) *flow {
 	if err := setRecvErr(c); err != nil {
 		u.stats.errors.Add(1)
 	}
-	f := &flow{key: port, conn: c}
+	f := &flow{key: flowKey{port: port}, conn: c}
 	return u.startFlow(&u.udp, f, u.cfg.MaxUDP, &u.stats.udpSockets, &u.stats.udpTotal, func(b []byte) { u.readUDP(f, c, b) })
 }
 
@@ -89,6 +89,6 @@ func (u *Uplink) readUDP(f *flow, c *net.UDPConn, b []byte) {
 			// container asked for Loopback.
 			src.Addr = u.loopback
 		}
-		u.deliverUDP(b, n, src.Addr, src.Port, u.addr, f.key)
+		u.deliverUDP(b, n, src.Addr, src.Port, u.addr, f.key.port)
 	}
 }

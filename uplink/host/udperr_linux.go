@@ -80,7 +80,7 @@ func (u *Uplink) drainErrors(f *flow, c *net.UDPConn, b []byte) {
 			info := binary.NativeEndian.Uint32(d[8:12])
 			// The offender: a sockaddr_in after the extended error.
 			off := [4]byte(d[sizeofSockExtendedErr+4 : sizeofSockExtendedErr+8])
-			u.deliverUDPError(f.key, to.Addr, uint16(to.Port), n, off, typ, code, info)
+			u.deliverUDPError(f.key.port, to.Addr, uint16(to.Port), n, off, typ, code, info)
 		}
 	}
 }
