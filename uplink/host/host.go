@@ -43,8 +43,8 @@ type Uplink struct {
 	// come back, after NAT.
 	Capture capture.Point
 
-	cfg      Config
-	log      *slog.Logger
+	cfg       Config
+	log       *slog.Logger
 	addr      [4]byte
 	loopback  [4]byte
 	loopback6 [16]byte
@@ -96,8 +96,8 @@ func New(cfg Config) (*Uplink, error) {
 		return nil, err
 	}
 	u := &Uplink{
-		cfg:      cfg,
-		log:      cfg.Logger,
+		cfg:       cfg,
+		log:       cfg.Logger,
 		addr:      cfg.Addr.As4(),
 		loopback:  cfg.Loopback.As4(),
 		loopback6: cfg.Loopback6.As16(),
