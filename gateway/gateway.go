@@ -83,7 +83,8 @@ type Config struct {
 	// own address: hairpin) go through NAT.FromInternal, and datagrams
 	// the uplink receives come in through FromUplink (see route.go).
 	// Without them, every destination outside the subnet is answered
-	// with ICMP network unreachable.
+	// with ICMP network unreachable. With Addr6, an Uplink that is also
+	// an uplink.Sender6 carries IPv6 too, untranslated (route6.go).
 	NAT    *nat.Table
 	Uplink uplink.Sender
 

@@ -60,11 +60,16 @@ func (g *Gateway) toHostLoopback6(ip wire.IPv6, u wire.IPv6Upper) bool {
 
 // forward6 routes ip, which a container at ethSrc sent to the gateway's MAC
 // for a destination outside the /64 (or, with hostLo, to the gateway's
-// address: the host's ::1), to the uplink: packet too big over the
-// uplink's MTU (RFC 8201: routers never fragment), the hop limit
-// decremented (it was checked), the source learned as a neighbour.
+// address: the host's ::1), to the uplink: from an address of the /64 only
+// (a link-local source never leaves the link, RFC 4291 2.5.6), packet too
+// big over the uplink's MTU (RFC 8201: routers never fragment), the hop
+// limit decremented (it was checked), the source learned as a neighbour.
 func (g *Gateway) forward6(ip wire.IPv6, ethSrc [6]byte, hostLo bool) {
 	o := g.v6.out
+	if !g.isNeighbor6(ip.Src()) {
+		g.stats.inc(cntMartian)
+		return
+	}
 	if len(ip) > o.mtu {
 		g.stats.inc(cntFragNeeded)
 		g.sendError6(ip, ethSrc, wire.ICMPv6PacketTooBig, 0, uint32(o.mtu))
@@ -262,12 +267,12 @@ func rewriteAddr6(p wire.IPv6, src bool, a [16]byte) {
 		}
 	case wire.ProtoUDP:
 		if len(l4) >= wire.UDPLen {
-			u := wire.UDP(l4)
-			c := checksum.Update(u.Checksum(), delta)
+			d := wire.UDP(l4)
+			c := checksum.Update(d.Checksum(), delta)
 			if c == 0 {
 				c = 0xffff
 			}
-			u.SetChecksum(c)
+			d.SetChecksum(c)
 		}
 	}
 }

@@ -31,8 +31,12 @@ func TestParseSpec(t *testing.T) {
 		spec, want string
 		ok         bool
 	}{
-		{"host", "host,addr=192.0.0.8,loopback=192.0.0.1,mtu=1500", true},
-		{"host,addr=198.51.100.9,loopback=198.51.100.10,mtu=9000", "host,addr=198.51.100.9,loopback=198.51.100.10,mtu=9000", true},
+		{"host", "host,addr=192.0.0.8,loopback=192.0.0.1,loopback6=64:ff9b::c000:1,mtu=1500", true},
+		{"host,addr=198.51.100.9,loopback=198.51.100.10,mtu=9000", "host,addr=198.51.100.9,loopback=198.51.100.10,loopback6=64:ff9b::c633:640a,mtu=9000", true},
+		{"host,loopback6=fd00:1::1", "host,addr=192.0.0.8,loopback=192.0.0.1,loopback6=fd00:1::1,mtu=1500", true},
+		{"host,loopback6=::1", "loopback6=::1: not a unicast IPv6 address", false},
+		{"host,loopback6=::ffff:1.2.3.4", "not a unicast IPv6 address", false},
+		{"host,loopback6=192.0.2.1", "not a unicast IPv6 address", false},
 		{"host,ip=1.2.3.4", `unknown key "ip"`, false},
 		{"host,addr=127.0.0.1", "not a unicast host address", false},
 		{"host,addr=fd00::1", "only IPv4", false},

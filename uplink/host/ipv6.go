@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"os"
 
 	"golang.org/x/net/icmp"
 	"gvisor.dev/gvisor/pkg/buffer"
@@ -146,7 +145,7 @@ func (u *Uplink) sendUDP6(ip wire.IPv6, off int) error {
 	key := flowKey{addr: src, port: sport}
 	f := u.udp.get(key)
 	if f == nil {
-		if f = u.newUDPFlow6(key); f == nil {
+		if f = u.newUDPFlow(key, true); f == nil {
 			u.stats.udpDropped.Add(1)
 			return nil
 		}
@@ -159,25 +158,13 @@ func (u *Uplink) sendUDP6(ip wire.IPv6, off int) error {
 }
 
 // reply6 returns the IPv6 UDP listener whose datagrams go to the
-// container's address and port from, or nil.
+// container's address and port from, or nil. It takes no lock.
 func (u *Uplink) reply6(from netip.AddrPort) *listener {
-	u.mu.Lock()
-	l := u.replies6[from]
-	u.mu.Unlock()
-	return l
-}
-
-// newUDPFlow6 opens the AF_INET6 socket of the container's address and
-// port key and starts its reader; nil past MaxUDP or when the socket cannot
-// be opened.
-func (u *Uplink) newUDPFlow6(key flowKey) *flow {
-	c, err := net.ListenUDP("udp6", nil)
-	if err != nil {
-		u.stats.errors.Add(1)
+	m := *u.replies6.Load()
+	if len(m) == 0 {
 		return nil
 	}
-	f := &flow{key: key, conn: c}
-	return u.startFlow(&u.udp, f, u.cfg.MaxUDP, &u.stats.udpSockets, &u.stats.udpTotal, func(b []byte) { u.readUDP6(f, c, b) })
+	return m[from]
 }
 
 // readUDP6 hands every datagram the socket of f receives, from any IPv6
@@ -218,7 +205,7 @@ func (u *Uplink) sendICMP6(ip wire.IPv6, off int) error {
 	key := flowKey{addr: ip.Src(), port: m.ID()}
 	f := u.icmp.get(key)
 	if f == nil {
-		if f = u.newICMPFlow6(key); f == nil {
+		if f = u.newICMPFlow(key, true); f == nil {
 			return nil
 		}
 	}
@@ -227,31 +214,6 @@ func (u *Uplink) sendICMP6(ip wire.IPv6, off int) error {
 		u.stats.icmpDropped.Add(1)
 	}
 	return nil
-}
-
-// newICMPFlow6 opens the ICMPv6 ping socket of key and starts its reader;
-// nil when the kernel refuses (counted, warned about once: IPv6 ping
-// sockets obey net.ipv4.ping_group_range too) or past MaxICMP.
-func (u *Uplink) newICMPFlow6(key flowKey) *flow {
-	c, err := icmp.ListenPacket("udp6", "::")
-	if err != nil {
-		if errors.Is(err, os.ErrPermission) {
-			u.stats.icmpDenied.Add(1)
-			u.pingWarn.Do(func() {
-				u.log.Warn("host uplink: ping from containers is off: this user may not open ICMP echo sockets; allow its group in sysctl net.ipv4.ping_group_range (e.g. \"0 2147483647\")", "err", err)
-			})
-			return nil
-		}
-		u.stats.icmpDropped.Add(1)
-		u.stats.errors.Add(1)
-		return nil
-	}
-	f := &flow{key: key, conn: c}
-	got := u.startFlow(&u.icmp, f, u.cfg.MaxICMP, &u.stats.icmpSockets, &u.stats.icmpTotal, func(b []byte) { u.readICMP6(f, c, b) })
-	if got == nil {
-		u.stats.icmpDropped.Add(1)
-	}
-	return got
 }
 
 // readICMP6 hands the echo replies the socket of f receives back to the

@@ -36,9 +36,10 @@ func (u *Uplink) sendUDP(pkt []byte, hl int) error {
 	if !ok {
 		return nil
 	}
-	f := u.udp.get(flowKey{port: sport})
+	key := flowKey{port: sport}
+	f := u.udp.get(key)
 	if f == nil {
-		if f = u.newUDPFlow(sport); f == nil {
+		if f = u.newUDPFlow(key, false); f == nil {
 			u.stats.udpDropped.Add(1)
 			return nil
 		}
@@ -50,19 +51,27 @@ func (u *Uplink) sendUDP(pkt []byte, hl int) error {
 	return nil
 }
 
-// newUDPFlow opens the host socket of the mapping of port and starts its
+// newUDPFlow opens the host socket of key (a mapping's port, or for IPv6
+// a container's address and port: an AF_INET6 socket) and starts its
 // reader; nil past MaxUDP or when the socket cannot be opened.
-func (u *Uplink) newUDPFlow(port uint16) *flow {
-	c, err := net.ListenUDP("udp4", nil)
+func (u *Uplink) newUDPFlow(key flowKey, v6 bool) *flow {
+	network, read := "udp4", u.readUDP
+	if v6 {
+		network, read = "udp6", u.readUDP6
+	}
+	c, err := net.ListenUDP(network, nil)
 	if err != nil {
 		u.stats.errors.Add(1)
 		return nil
 	}
-	if err := setRecvErr(c); err != nil {
-		u.stats.errors.Add(1)
+	if !v6 {
+		// ICMP errors, IPv4's only (udperr_linux.go).
+		if err := setRecvErr(c); err != nil {
+			u.stats.errors.Add(1)
+		}
 	}
-	f := &flow{key: flowKey{port: port}, conn: c}
-	return u.startFlow(&u.udp, f, u.cfg.MaxUDP, &u.stats.udpSockets, &u.stats.udpTotal, func(b []byte) { u.readUDP(f, c, b) })
+	f := &flow{key: key, conn: c}
+	return u.startFlow(&u.udp, f, u.cfg.MaxUDP, &u.stats.udpSockets, &u.stats.udpTotal, func(b []byte) { read(f, c, b) })
 }
 
 // readUDP hands every datagram the socket of f receives, from any sender,
