@@ -57,14 +57,15 @@ type Uplink struct {
 	handleGSO atomic.Pointer[func(parts [][]byte, mss int)]
 	pool      sync.Pool // *[]byte of maxPacket+headroom, for packets built for handle
 
-	mu     sync.Mutex // guards closed, conns, pubs, replies6
+	mu     sync.Mutex // guards closed, conns, pubs, and writes of replies6
 	closed bool
 	conns  map[*splice]struct{}
 	pubs   map[pubKey]*listener
 	// replies6 are the IPv6 UDP listeners by the container's address and
 	// port they deliver to: a datagram from there is a reply to their
-	// client (IPv6 is not translated, so the host port is not in it).
-	replies6 map[netip.AddrPort]*listener
+	// client (IPv6 is not translated, so the host port is not in it). An
+	// immutable map, replaced under mu, read without a lock per datagram.
+	replies6 atomic.Pointer[map[netip.AddrPort]*listener]
 
 	udp   flows      // UDP sockets by mapped port
 	icmp  flows      // ICMP sockets by mapped identifier
@@ -103,9 +104,9 @@ func New(cfg Config) (*Uplink, error) {
 		loopback6: cfg.Loopback6.As16(),
 		conns:     map[*splice]struct{}{},
 		pubs:      map[pubKey]*listener{},
-		replies6:  map[netip.AddrPort]*listener{},
 		done:      make(chan struct{}),
 	}
+	u.replies6.Store(&map[netip.AddrPort]*listener{})
 	u.now.Store(time.Now().UnixNano())
 	u.life, u.endLife = context.WithCancel(context.Background())
 	u.Capture.Link = capture.LinkRaw
@@ -467,10 +468,11 @@ func (l *linkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Err
 	return n, nil
 }
 
-// pubKey names a published host port.
+// pubKey names a published host port of one family.
 type pubKey struct {
 	proto nat.Proto
 	port  uint16
+	v6    bool
 }
 
 // SendGSO is Send for a TCP super-segment (uplink.GSOSender): the
