@@ -153,14 +153,7 @@ func (g *Gateway) learn6(a [16]byte, mac [6]byte) {
 	if o == nil || !g.isNeighbor6(a) || !isUnicastMAC(mac) {
 		return
 	}
-	r := o.neigh.Learn(a, mac, g.clock(), true)
-	if r.Added {
-		g.stats.inc(cntNeighLearned)
-	}
-	if r.Evicted {
-		g.stats.inc(cntNeighEvicted)
-	}
-	for _, q := range r.Waiting {
+	for _, q := range g.learned(o.neigh.Learn(a, mac, g.clock(), true)) {
 		g.sendTo6(q.p, q.n, mac)
 	}
 }
@@ -190,18 +183,7 @@ func (g *Gateway) resolve6(dst [16]byte, q qframe) (mac [6]byte, ok bool) {
 	if mac, st := o.neigh.Lookup(dst, now); st != neigh.Missing {
 		return mac, true
 	}
-	r := o.neigh.Queue(dst, q, now)
-	if r.OK {
-		g.stats.inc(cntPendingQueued)
-	} else {
-		g.stats.inc(cntPendingDropped)
-		g.putBuf(q.p)
-	}
-	for _, e := range r.Expired {
-		g.stats.inc(cntPendingExpired)
-		g.putBuf(e.p)
-	}
-	if r.Request {
+	if g.queued(o.neigh.Queue(dst, q, now), q) {
 		g.sendNS(dst)
 	}
 	return mac, false

@@ -25,16 +25,22 @@ const (
 func startHost6(t *testing.T, args ...string) (d *daemon, host, far string) {
 	t.Helper()
 	d, host, far = startHost(t, true, append([]string{"--ipv6", "--subnet6", subnet6}, args...)...)
-	veth := vethOf(t, host)
+	linkIPv6(t, host, far)
+	return d, host, far
+}
+
+// linkIPv6 adds IPv6 addresses to the veth between startHost's host and
+// far namespaces.
+func linkIPv6(t *testing.T, host, far string) {
+	t.Helper()
 	for _, c := range [][]string{
-		{"ip", "-n", host, "addr", "add", hostVeth6 + "/64", "dev", veth, "nodad"},
+		{"ip", "-n", host, "addr", "add", hostVeth6 + "/64", "dev", vethOf(t, host), "nodad"},
 		{"ip", "-n", far, "addr", "add", far6 + "/64", "dev", "eth0", "nodad"},
 	} {
 		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
 			t.Fatalf("%v: %v: %s", c, err, out)
 		}
 	}
-	return d, host, far
 }
 
 // vethOf returns the name of the veth startHost made in host.
@@ -148,15 +154,7 @@ func TestHostUplinkIPv6(t *testing.T) {
 func TestHostUplinkIPv6ToIPv4Container(t *testing.T) {
 	requireRoot(t)
 	d, host, far := startHost(t, false)
-	veth := vethOf(t, host)
-	for _, c := range [][]string{
-		{"ip", "-n", host, "addr", "add", hostVeth6 + "/64", "dev", veth, "nodad"},
-		{"ip", "-n", far, "addr", "add", far6 + "/64", "dev", "eth0", "nodad"},
-	} {
-		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v: %s", c, err, out)
-		}
-	}
+	linkIPv6(t, host, far)
 	c1 := newNS(t)
 	d.attach(t, c1, "c1", "-p", "8080:80")
 	tcpServer(t, c1, ":80")

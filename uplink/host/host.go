@@ -286,10 +286,7 @@ func (u *Uplink) Send(buf []byte, off int) error {
 	switch proto := ip.Protocol(); proto {
 	case wire.ProtoTCP:
 		// The netstack reassembles fragments.
-		v := buffer.NewViewWithData(pkt)
-		pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithView(v)})
-		u.link.InjectInbound(ipv4.ProtocolNumber, pb)
-		pb.DecRef()
+		u.link.inject(ipv4.ProtocolNumber, pkt)
 		return nil
 	case wire.ProtoUDP, wire.ProtoICMP:
 		if fragment {
@@ -428,6 +425,14 @@ type linkEndpoint struct {
 	*channel.Endpoint
 	u  *Uplink
 	v6 bool // IPv6's NIC: no GSO
+}
+
+// inject hands the netstack the packet pkt of proto (copied) as received.
+func (l *linkEndpoint) inject(proto tcpip.NetworkProtocolNumber, pkt []byte) {
+	v := buffer.NewViewWithData(pkt)
+	pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithView(v)})
+	l.InjectInbound(proto, pb)
+	pb.DecRef()
 }
 
 // gsoMaxSize is the largest super-segment the netstack sends, headers

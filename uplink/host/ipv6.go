@@ -6,9 +6,7 @@ import (
 	"net/netip"
 
 	"golang.org/x/net/icmp"
-	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
-	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/tapswitch/tapswitch/capture"
 	"github.com/tapswitch/tapswitch/internal/checksum"
@@ -51,10 +49,7 @@ func (u *Uplink) Send6(buf []byte, off int) error {
 	u.stats.txBytes.Add(uint64(len(ip)))
 	switch up.Proto {
 	case wire.ProtoTCP:
-		v := buffer.NewViewWithData(ip)
-		pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithView(v)})
-		u.link6.InjectInbound(ipv6.ProtocolNumber, pb)
-		pb.DecRef()
+		u.link6.inject(ipv6.ProtocolNumber, ip)
 		return nil
 	case wire.ProtoUDP, wire.ProtoICMPv6:
 		if up.Fragment {
@@ -119,40 +114,17 @@ func (u *Uplink) hostAddrOf6(b [16]byte) netip.Addr {
 // host socket of the container's address and port, or, for a reply of a
 // published port, from that port's listener.
 func (u *Uplink) sendUDP6(ip wire.IPv6, off int) error {
-	udp, err := wire.ParseUDP(ip[off:])
-	if err != nil {
-		u.stats.malformed.Add(1)
+	sport, dport, payload, ok := u.parseUDP(ip[off:])
+	if !ok {
 		return errMalformed6
 	}
-	sport, dport, ul := udp.SrcPort(), udp.DstPort(), udp.Length()
-	if ul < wire.UDPLen || ul > len(udp) {
-		u.stats.malformed.Add(1)
-		return errMalformed6
-	}
-	payload := udp[wire.UDPLen:ul]
 	src, dst := ip.Src(), ip.Dst()
 	if l := u.reply6(netip.AddrPortFrom(netip.AddrFrom16(src), sport)); l != nil {
-		to := netip.AddrPortFrom(u.hostAddrOf6(dst), dport)
-		if _, err := l.udp.WriteToUDPAddrPort(payload, to); err != nil {
-			u.stats.udpDropped.Add(1)
-		}
+		u.writeUDP(l.udp, payload, netip.AddrPortFrom(u.hostAddrOf6(dst), dport))
 		return nil
 	}
-	addr, ok := u.target6(dst)
-	if !ok {
-		return nil
-	}
-	key := flowKey{addr: src, port: sport}
-	f := u.udp.get(key)
-	if f == nil {
-		if f = u.newUDPFlow(key, true); f == nil {
-			u.stats.udpDropped.Add(1)
-			return nil
-		}
-	}
-	f.touch(u.clock())
-	if _, err := f.conn.(*net.UDPConn).WriteToUDPAddrPort(payload, netip.AddrPortFrom(addr, dport)); err != nil {
-		u.stats.udpDropped.Add(1)
+	if addr, ok := u.target6(dst); ok {
+		u.sendFlowUDP(flowKey{addr: src, port: sport}, true, payload, netip.AddrPortFrom(addr, dport))
 	}
 	return nil
 }
@@ -274,9 +246,5 @@ func (u *Uplink) deliverIPv6(b []byte, l4 int, proto uint8, src, dst [16]byte) {
 		u.stats.otherDropped.Add(1)
 		return
 	}
-	fp := u.getBuf()
-	defer u.putBuf(fp)
-	for m := f.Next(*fp); m > 0; m = f.Next(*fp) {
-		u.deliver((*fp)[:m])
-	}
+	u.deliverFragments(f.Next)
 }

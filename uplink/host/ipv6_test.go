@@ -1,7 +1,6 @@
 package host
 
 import (
-	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
@@ -20,35 +19,12 @@ import (
 	"github.com/tapswitch/tapswitch/nat"
 )
 
-// echoServer6 is echoServer on [::1].
-func echoServer6(t *testing.T) netip.AddrPort {
-	t.Helper()
-	ln, err := net.Listen("tcp6", "[::1]:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).AddrPort()
-}
-
 // TestTCP6ThroughHostLoopback: the container's TCP over IPv6 to Loopback6
 // reaches the host's ::1 through an AF_INET6 socket, 4 MiB intact both
 // ways with a half-close.
 func TestTCP6ThroughHostLoopback(t *testing.T) {
 	r := newRig(t, Config{HostLoopback: true})
-	srv := echoServer6(t)
+	srv := echoServerAt(t, "tcp6", "[::1]:0")
 	c, err := gonet.DialTCP(r.peer, r.full6(srv), ipv6.ProtocolNumber)
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +53,7 @@ func TestTCP6ThroughHostLoopback(t *testing.T) {
 // and IPv4-mapped addresses (which would reach IPv4's loopback) never do.
 func TestLoopback6Refused(t *testing.T) {
 	r := newRig(t, Config{})
-	srv := echoServer6(t)
+	srv := echoServerAt(t, "tcp6", "[::1]:0")
 	_, err := gonet.DialTCP(r.peer, r.full6(srv), ipv6.ProtocolNumber)
 	if err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Errorf("dial Loopback6: got %v, want connection refused", err)
@@ -100,52 +76,13 @@ func TestLoopback6Refused(t *testing.T) {
 // port; a reply over the MTU comes back fragmented and reassembled.
 func TestUDP6Echo(t *testing.T) {
 	r := newRig(t, Config{HostLoopback: true})
-	pc, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	go func() {
-		b := make([]byte, 65536)
-		for {
-			n, from, err := pc.ReadFromUDPAddrPort(b)
-			if err != nil {
-				return
-			}
-			if string(b[:n]) == "big" {
-				pc.WriteToUDPAddrPort(bytes.Repeat([]byte("b"), 4000), from)
-				continue
-			}
-			pc.WriteToUDPAddrPort(b[:n], from)
-		}
-	}()
-	dst := r.full6(pc.LocalAddr().(*net.UDPAddr).AddrPort())
+	dst := r.full6(udpEchoServer(t, "udp6", "[::1]:0"))
 	c, err := gonet.DialUDP(r.peer, nil, &dst, ipv6.ProtocolNumber)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	for _, tt := range []struct{ send, want []byte }{
-		{[]byte("1"), []byte("1")},
-		{bytes.Repeat([]byte("k"), 1400), bytes.Repeat([]byte("k"), 1400)},
-		{[]byte("big"), bytes.Repeat([]byte("b"), 4000)},
-	} {
-		c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := c.Write(tt.send); err != nil {
-			t.Fatal(err)
-		}
-		b := make([]byte, 8192)
-		n, err := c.Read(b)
-		if err != nil {
-			t.Fatalf("send %d bytes: %v", len(tt.send), err)
-		}
-		if !bytes.Equal(b[:n], tt.want) {
-			t.Fatalf("send %d bytes: got %d bytes back, want %d", len(tt.send), n, len(tt.want))
-		}
-		if from := c.RemoteAddr().(*net.UDPAddr).AddrPort(); from.Addr() != r.u.Config().Loopback6 {
-			t.Errorf("the reply came from %s, want Loopback6", from)
-		}
-	}
+	udpEchoes(t, c)
 	if s := r.u.Stats(); s.UDPSockets != 1 || s.UDPTotal != 1 {
 		t.Errorf("udp sockets %d, total %d: want 1 and 1", s.UDPSockets, s.UDPTotal)
 	}
@@ -183,20 +120,7 @@ func TestPublishedTCP6KeepsClientAddress(t *testing.T) {
 	}
 	defer sc.Close()
 	want := netip.AddrPortFrom(r.u.Config().Loopback6, client.LocalAddr().(*net.TCPAddr).AddrPort().Port())
-	if got := sc.RemoteAddr().(*net.TCPAddr).AddrPort(); got != want {
-		t.Errorf("the container sees the client as %s, want %s", got, want)
-	}
-	client.Write([]byte("ping"))
-	b := make([]byte, 4)
-	if _, err := io.ReadFull(sc, b); err != nil || string(b) != "ping" {
-		t.Fatalf("read %q, %v", b, err)
-	}
-	sc.Write([]byte("pong"))
-	if _, err := io.ReadFull(client, b); err != nil || string(b) != "pong" {
-		t.Fatalf("read %q, %v", b, err)
-	}
-	r.u.Unpublish(p)
-	waitFor(t, "listener closed", func() bool { return r.u.Stats().Listeners == 0 })
+	publishedExchange(t, r, p, client, sc, want)
 }
 
 // TestPublishedUDP6: a UDP port published on [::1] delivers to the

@@ -8,6 +8,9 @@ import (
 	"os"
 	"sync"
 
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/waiter"
+
 	"github.com/tapswitch/tapswitch/nat"
 	"github.com/tapswitch/tapswitch/uplink"
 )
@@ -111,12 +114,9 @@ func (u *Uplink) Publish(p nat.Publish) error {
 		}
 		u.stats.listeners.Add(1)
 		u.wg.Add(1)
-		switch {
-		case l.tcp != nil:
+		if l.tcp != nil {
 			go u.acceptTCP(l)
-		case l.key.v6:
-			go u.readPublishedUDP6(l)
-		default:
+		} else {
 			go u.readPublishedUDP(l)
 		}
 	}
@@ -219,6 +219,12 @@ func (u *Uplink) publishedTCP(c *net.TCPConn, hostPort uint16) {
 	ctx, cancel := u.dialContext()
 	ep, wq, err := u.dialContainer(ctx, client, from.Port(), hostPort)
 	cancel()
+	u.splicePublished(c, ep, wq, err)
+}
+
+// splicePublished splices the accepted c with ep, its connection into the
+// container, or resets c when that dial failed (err).
+func (u *Uplink) splicePublished(c *net.TCPConn, ep tcpip.Endpoint, wq *waiter.Queue, err error) {
 	if err != nil {
 		u.stats.pubFailed.Add(1)
 		abortHost(c)
@@ -228,20 +234,29 @@ func (u *Uplink) publishedTCP(c *net.TCPConn, hostPort uint16) {
 }
 
 // readPublishedUDP delivers every datagram l receives to the container,
-// from the client's address, until l is closed.
+// from the client's address, until l is closed (an IPv6 listener's to the
+// container's IPv6 address, publish6.go).
 func (u *Uplink) readPublishedUDP(l *listener) {
 	defer u.wg.Done()
 	defer u.stats.listeners.Add(^uint64(0))
 	bp := u.getBuf()
 	defer u.putBuf(bp)
 	b := *bp
+	hl := ipHdrLen
+	if l.key.v6 {
+		hl = ip6HdrLen
+	}
 	for {
-		n, from, err := l.udp.ReadFromUDPAddrPort(b[ipHdrLen+8 : maxPacket-ipHdrLen-8])
+		n, from, err := l.udp.ReadFromUDPAddrPort(b[hl+8 : maxPacket-hl-8])
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			u.stats.errors.Add(1)
+			continue
+		}
+		if l.key.v6 {
+			u.deliverPublished6(l, b, n, from)
 			continue
 		}
 		client, ok := u.clientAddr(from.Addr())

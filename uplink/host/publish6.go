@@ -118,37 +118,14 @@ func (u *Uplink) publishedTCP6(c *net.TCPConn, l *listener) {
 		ep, wq, err = u.dialNetstack(ctx, tcpip.AddrFrom4(u.loopback), 0, tcpip.AddrFrom4(u.addr), l.key.port)
 	}
 	cancel()
-	if err != nil {
-		u.stats.pubFailed.Add(1)
-		abortHost(c)
-		return
-	}
-	u.splice(ep, wq, c)
+	u.splicePublished(c, ep, wq, err)
 }
 
-// readPublishedUDP6 delivers every datagram the IPv6 listener l receives
-// to the container's IPv6 address, from the client's address, until l is
-// closed.
-func (u *Uplink) readPublishedUDP6(l *listener) {
-	defer u.wg.Done()
-	defer u.stats.listeners.Add(^uint64(0))
-	bp := u.getBuf()
-	defer u.putBuf(bp)
-	b := *bp
-	to := l.to6.Addr().As16()
-	for {
-		n, from, err := l.udp.ReadFromUDPAddrPort(b[ip6HdrLen+8 : maxPacket-ip6HdrLen-8])
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			u.stats.errors.Add(1)
-			continue
-		}
-		client, ok := u.clientAddr6(from.Addr())
-		if !ok {
-			continue
-		}
-		u.deliverUDP6(b, n, client, from.Port(), to, l.to6.Port())
+// deliverPublished6 delivers the datagram of n bytes at b[48:] that the
+// IPv6 listener l received from the client from to the container's IPv6
+// address.
+func (u *Uplink) deliverPublished6(l *listener, b []byte, n int, from netip.AddrPort) {
+	if client, ok := u.clientAddr6(from.Addr()); ok {
+		u.deliverUDP6(b, n, client, from.Port(), l.to6.Addr().As16(), l.to6.Port())
 	}
 }

@@ -12,43 +12,57 @@ import (
 // from the host socket of its mapping, or, for a reply of a published
 // port, from that port's listener.
 func (u *Uplink) sendUDP(pkt []byte, hl int) error {
-	udp, err := wire.ParseUDP(pkt[hl:])
-	if err != nil {
-		u.stats.malformed.Add(1)
+	sport, dport, payload, ok := u.parseUDP(pkt[hl:])
+	if !ok {
 		return errMalformed
 	}
-	sport, dport, ul := udp.SrcPort(), udp.DstPort(), udp.Length()
-	if ul < wire.UDPLen || ul > len(udp) {
-		u.stats.malformed.Add(1)
-		return errMalformed
-	}
-	payload := udp[wire.UDPLen:ul]
 	dst := wire.IPv4(pkt).Dst()
 	if l := u.publishedUDP(sport); l != nil {
 		// A container's reply to a client of a published port.
-		to := netip.AddrPortFrom(u.hostAddrOf(dst), dport)
-		if _, err := l.udp.WriteToUDPAddrPort(payload, to); err != nil {
-			u.stats.udpDropped.Add(1)
-		}
+		u.writeUDP(l.udp, payload, netip.AddrPortFrom(u.hostAddrOf(dst), dport))
 		return nil
 	}
-	addr, ok := u.target(dst)
-	if !ok {
-		return nil
+	if addr, ok := u.target(dst); ok {
+		u.sendFlowUDP(flowKey{port: sport}, false, payload, netip.AddrPortFrom(addr, dport))
 	}
-	key := flowKey{port: sport}
+	return nil
+}
+
+// parseUDP returns the ports and payload of the UDP datagram l4; false
+// (counted) when it is malformed.
+func (u *Uplink) parseUDP(l4 []byte) (sport, dport uint16, payload []byte, ok bool) {
+	udp, err := wire.ParseUDP(l4)
+	if err != nil {
+		u.stats.malformed.Add(1)
+		return 0, 0, nil, false
+	}
+	ul := udp.Length()
+	if ul < wire.UDPLen || ul > len(udp) {
+		u.stats.malformed.Add(1)
+		return 0, 0, nil, false
+	}
+	return udp.SrcPort(), udp.DstPort(), udp[wire.UDPLen:ul], true
+}
+
+// sendFlowUDP sends payload to the host address to from the socket of the
+// flow key, opening it first if need be.
+func (u *Uplink) sendFlowUDP(key flowKey, v6 bool, payload []byte, to netip.AddrPort) {
 	f := u.udp.get(key)
 	if f == nil {
-		if f = u.newUDPFlow(key, false); f == nil {
+		if f = u.newUDPFlow(key, v6); f == nil {
 			u.stats.udpDropped.Add(1)
-			return nil
+			return
 		}
 	}
 	f.touch(u.clock())
-	if _, err := f.conn.(*net.UDPConn).WriteToUDPAddrPort(payload, netip.AddrPortFrom(addr, dport)); err != nil {
+	u.writeUDP(f.conn.(*net.UDPConn), payload, to)
+}
+
+// writeUDP sends payload from c to to, counting a failure.
+func (u *Uplink) writeUDP(c *net.UDPConn, payload []byte, to netip.AddrPort) {
+	if _, err := c.WriteToUDPAddrPort(payload, to); err != nil {
 		u.stats.udpDropped.Add(1)
 	}
-	return nil
 }
 
 // newUDPFlow opens the host socket of key (a mapping's port, or for IPv6
