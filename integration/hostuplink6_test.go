@@ -87,6 +87,9 @@ func TestHostUplinkIPv6(t *testing.T) {
 			t.Errorf("far server saw %s, want %s", got, hostVeth6)
 		}
 	})
+	t.Run("UDP to a closed port: connection refused", func(t *testing.T) {
+		wantUDPRefused(t, c1, hostPort6(far6, "7999"))
+	})
 	t.Run("ping6", func(t *testing.T) {
 		ping6(t, c1, far6)
 	})

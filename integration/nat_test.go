@@ -212,7 +212,7 @@ func (d *daemon) ctStats(t *testing.T) api.ConntrackStats {
 func wantUDPRefused(t *testing.T, ns, addr string) {
 	t.Helper()
 	var c net.Conn
-	inNS(t, ns, func() (err error) { c, err = net.Dial("udp4", addr); return err })
+	inNS(t, ns, func() (err error) { c, err = net.Dial(family("udp", addr), addr); return err })
 	defer c.Close()
 	var err error
 	for try := 0; try < 3 && !errors.Is(err, syscall.ECONNREFUSED); try++ {

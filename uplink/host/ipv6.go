@@ -18,8 +18,9 @@ import (
 // as its source, and the uplink hands back packets addressed to it. The
 // host sockets are the translation, as for IPv4 after NAT: TCP is
 // terminated in the netstack (its IPv6 NIC) and dialled from an AF_INET6
-// socket, UDP uses one socket per container address and port, ICMPv6
-// echo one ping socket per container address and identifier.
+// socket, UDP uses one socket per container address and port (the ICMPv6
+// errors about it carried back, IPV6_RECVERR), ICMPv6 echo one ping socket
+// per container address and identifier.
 
 // ip6HdrLen is the length of the IPv6 headers the uplink builds.
 const ip6HdrLen = wire.IPv6Len
@@ -149,6 +150,8 @@ func (u *Uplink) readUDP6(f *flow, c *net.UDPConn, b []byte) {
 			if !transient(err) {
 				return
 			}
+			// An ICMPv6 error about a datagram of the flow.
+			u.drainErrors(f, c, b)
 			continue
 		}
 		f.touch(u.clock())

@@ -3,6 +3,7 @@ package host
 import (
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -16,7 +17,9 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 
+	"github.com/tapswitch/tapswitch/internal/checksum"
 	"github.com/tapswitch/tapswitch/nat"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // TestTCP6ThroughHostLoopback: the container's TCP over IPv6 to Loopback6
@@ -194,5 +197,47 @@ func freePort(t *testing.T, network string) uint16 {
 		}
 		defer c.Close()
 		return c.LocalAddr().(*net.UDPAddr).AddrPort().Port()
+	}
+}
+
+// TestUDP6PortUnreachable: the host's ICMPv6 port unreachable about a
+// container's datagram (IPV6_RECVERR) is handed back quoting the datagram
+// as the container sent it, so that its kernel finds the socket.
+func TestUDP6PortUnreachable(t *testing.T) {
+	r := newRig(t, Config{HostLoopback: true})
+	port := freePort(t, "udp6")
+	got := make(chan []byte, 4)
+	r.u.handle.Store(ptr(func(p []byte) {
+		select {
+		case got <- append([]byte(nil), p...):
+		default:
+		}
+	}))
+	lo6, src := r.u.Config().Loopback6.As16(), peer6.As16()
+	pkt := make([]byte, 48+7)
+	copy(pkt[48:], "anyone?")
+	h := wire.IPv6Header{PayloadLen: 15, NextHeader: wire.ProtoUDP, HopLimit: 64, Src: src, Dst: lo6}
+	h.Put(pkt)
+	wire.PutUDP(pkt[40:], 15, 40000, port, checksum.PseudoHeaderIPv6(src, lo6, wire.ProtoUDP, 15))
+	r.u.Send6(pkt, 0)
+	select {
+	case p := <-got:
+		ip := wire.IPv6(p)
+		if ip.NextHeader() != wire.ProtoICMPv6 || ip.Src() != lo6 || ip.Dst() != src {
+			t.Fatalf("error header %x: want ICMPv6 from %v to %v", p[:40], lo6, peer6)
+		}
+		m := p[40:]
+		if m[0] != wire.ICMPv6Unreachable || m[1] != 4 || checksum.Checksum(m, ip.PseudoSum(wire.ProtoICMPv6, len(m))) != 0 {
+			t.Fatalf("ICMPv6 %d/%d, want a valid port unreachable", m[0], m[1])
+		}
+		q := wire.IPv6(m[8:])
+		if q.Src() != src || q.Dst() != lo6 || binary.BigEndian.Uint16(q[40:]) != 40000 || binary.BigEndian.Uint16(q[42:]) != port {
+			t.Fatalf("quoted %x: want the datagram [%v]:40000 -> [%v]:%d", q, peer6, r.u.Config().Loopback6, port)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no ICMPv6 error")
+	}
+	if s := r.u.Stats(); s.UDPErrors != 1 || s.UDPSockets != 1 {
+		t.Errorf("udp errors %d, sockets %d: want 1 and 1 (the socket lives on)", s.UDPErrors, s.UDPSockets)
 	}
 }

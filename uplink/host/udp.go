@@ -78,11 +78,8 @@ func (u *Uplink) newUDPFlow(key flowKey, v6 bool) *flow {
 		u.stats.errors.Add(1)
 		return nil
 	}
-	if !v6 {
-		// ICMP errors, IPv4's only (udperr_linux.go).
-		if err := setRecvErr(c); err != nil {
-			u.stats.errors.Add(1)
-		}
+	if err := setRecvErr(c, v6); err != nil {
+		u.stats.errors.Add(1)
 	}
 	f := &flow{key: key, conn: c}
 	return u.startFlow(&u.udp, f, u.cfg.MaxUDP, &u.stats.udpSockets, &u.stats.udpTotal, func(b []byte) { read(f, c, b) })
