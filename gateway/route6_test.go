@@ -249,3 +249,56 @@ func TestRoute6NoAllocs(t *testing.T) {
 		t.Errorf("delivering an IPv6 packet from the uplink: %v allocations, want 0", n)
 	}
 }
+
+// FuzzRoute6 feeds arbitrary frames from a container and arbitrary packets
+// from an uplink that carries IPv6 to a routing dual-stack gateway (with
+// the host loopback, whose rewrite touches checksums): nothing panics,
+// what goes out is an IPv6 packet within the uplink's MTU from the /64
+// with its hop limit decremented, and the ICMPv6 errors the gateway sends
+// have valid checksums.
+func FuzzRoute6(f *testing.F) {
+	f.Add(tcp6(f, aMAC, aIP6, farIP6, 40000, 80, 16)[14:], false, false)
+	f.Add(tcp6(f, aMAC, aIP6, gwNet6.Addr(), 40000, 9000, 1300)[14:], false, false)
+	f.Add(tcp6(f, aMAC, lo6, aIP6, 9000, 40000, 16)[14:], true, false)
+	f.Add(tcp6(f, aMAC, farIP6, bIP6, 80, 40000, 16)[14:], true, true)
+	f.Fuzz(func(t *testing.T, ip []byte, inbound, na bool) {
+		g, up := newRouter6(t, 1280, true)
+		eth := append(append([]byte{}, gwMAC...), aMAC...)
+		eth = append(append(eth, 0x86, 0xdd), ip...)
+		if na {
+			// aIP6's MAC known first, so that delivery goes out.
+			write(t, g, tcp6(t, aMAC, aIP6, farIP6, 1, 2, 0))
+			up.take()
+		}
+		if inbound {
+			g.FromUplink(ip)
+		} else {
+			g.Write(withVnetHdr(eth), vswitch.Headroom)
+		}
+		for _, d := range up.take() {
+			if len(d) > 1280 || len(d) < 40 || d[0]>>4 != 6 {
+				t.Fatalf("sent %d bytes, not an IPv6 packet within a 1280-byte uplink: %x", len(d), d)
+			}
+			if !gwNet6.Contains(netip.AddrFrom16([16]byte(d[8:24]))) || d[7] != ip[7]-1 {
+				t.Fatalf("sent from %x with hop limit %d (in: %d)", d[8:24], d[7], ip[7])
+			}
+		}
+		for g.Queued() > 0 {
+			b := read(t, g)
+			if len(b) >= 14 && b[12] == 0x86 && b[13] == 0xdd {
+				p := gopacket.NewPacket(b, layers.LayerTypeEthernet, gopacket.Default)
+				if p.ErrorLayer() != nil {
+					continue // the uplink's packet, passed on as it came
+				}
+				if ip6, ok := p.Layer(layers.LayerTypeIPv6).(*layers.IPv6); ok {
+					if ic, ok := p.Layer(layers.LayerTypeICMPv6).(*layers.ICMPv6); ok && ic.TypeCode.Type() < 128 {
+						ic.SetNetworkLayerForChecksum(ip6)
+						if err, bad := p.VerifyChecksums(); err != nil || len(bad) > 0 {
+							t.Fatalf("the gateway's ICMPv6 error has bad checksums: %v %v", err, bad)
+						}
+					}
+				}
+			}
+		}
+	})
+}
