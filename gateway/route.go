@@ -86,7 +86,7 @@ func (g *Gateway) FromUplink(pkt []byte) {
 		return
 	}
 	g.stats.inc(cntUplinkIn)
-	if len(pkt) > 0 && pkt[0]>>4 == 6 {
+	if wire.IPVersion(pkt) == 6 {
 		g.fromUplink6(pkt)
 		return
 	}

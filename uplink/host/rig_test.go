@@ -17,6 +17,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // rig is an uplink under test with a "container" in front of it: a second
@@ -103,7 +105,7 @@ func newRigGSO(t *testing.T, cfg Config, gso bool) *rig {
 				b = append(b, s...)
 			}
 			pkt.DecRef()
-			if b[0]>>4 == 6 {
+			if wire.IPVersion(b) == 6 {
 				r.u.Send6(b, 0)
 			} else {
 				r.u.Send(b, 0)
@@ -119,7 +121,7 @@ func newRigGSO(t *testing.T, cfg Config, gso bool) *rig {
 			case b := <-r.in:
 				pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(b)})
 				proto := ipv4.ProtocolNumber
-				if b[0]>>4 == 6 {
+				if wire.IPVersion(b) == 6 {
 					proto = ipv6.ProtocolNumber
 				}
 				r.ep.InjectInbound(proto, pb)
