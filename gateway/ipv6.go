@@ -160,6 +160,10 @@ func (g *Gateway) handleIPv6(eth []byte, ethSrc [6]byte) {
 		g.stats.inc(cntFragments)
 		return
 	}
+	if dst == v.addr && g.serveLocal6(ip, &u, ethSrc) {
+		return
+	}
+	// The local service (DNS) first, then the host loopback, as for IPv4.
 	if g.toHostLoopback6(ip, u) {
 		g.forward6(ip, ethSrc, true)
 		return
