@@ -336,7 +336,7 @@ type GatewayStats struct {
 	ARPRequestsSent uint64 `json:"arp_requests_sent"`
 	NeighAdverts    uint64 `json:"neigh_adverts"`
 	RouterAdverts   uint64 `json:"router_adverts"`
-	Forwarded6      uint64 `json:"forwarded6"`     // IPv6 packets sent through the uplink
+	Forwarded6      uint64 `json:"forwarded6"`     // IPv6 packets sent through the uplink (NAT66, or the host uplink's)
 	ToContainer6    uint64 `json:"to_container6"`  // IPv6 packets from it (or hairpinned) to a container
 	NeighSolicits   uint64 `json:"neigh_solicits"` // neighbor solicitations for containers' IPv6 addresses
 	LocalIn         uint64 `json:"local_in"`       // datagrams to the embedded DNS server

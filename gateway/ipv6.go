@@ -40,6 +40,7 @@ type ipv6 struct {
 	ll     [16]byte     // link-local, from the MAC
 	ra     bool         // send router advertisements
 	neigh  *neighCache6 // the containers' MACs (neigh6.go)
+	out    *out6        // the route to an uplink carrying IPv6 (route6.go); nil without
 }
 
 // setup6 validates the IPv6 part of cfg and, with Addr6 set, queues the
@@ -163,6 +164,11 @@ func (g *Gateway) handleIPv6(eth []byte, ethSrc [6]byte) {
 	if dst == v.addr && g.serveLocal6(ip, &u, ethSrc) {
 		return
 	}
+	// The local service (DNS) first, then the host loopback, as for IPv4.
+	if g.toHostLoopback6(ip, u) {
+		g.forward6(ip, ethSrc, true)
+		return
+	}
 	switch u.Proto {
 	case wire.ProtoICMPv6:
 		g.handleICMPv6(ip, u.Offset, ethSrc)
@@ -186,7 +192,8 @@ func (g *Gateway) handleIPv6(eth []byte, ethSrc [6]byte) {
 
 // route6 handles a packet to the gateway's MAC for another address: an
 // expired hop limit is answered with time exceeded, the rest goes through
-// NAT66 when the gateway has it (nat6.go) or is answered with no route to
+// NAT66 when the gateway has it (nat6.go), to an uplink that carries IPv6
+// (forward6), or, without either, is answered with no route to
 // destination (RFC 4443 3.1 code 0, 3.3).
 func (g *Gateway) route6(ip wire.IPv6, ethSrc [6]byte) {
 	dst := ip.Dst()
@@ -204,8 +211,12 @@ func (g *Gateway) route6(ip wire.IPv6, ethSrc [6]byte) {
 		g.sendError6(ip, ethSrc, wire.ICMPv6TimeExceeded, 0, 0)
 		return
 	}
-	if g.route != nil && g.route.has6 {
+	switch {
+	case g.route != nil && g.route.has6:
 		g.forwardNAT6(ip, ethSrc)
+		return
+	case g.v6.out != nil:
+		g.forward6(ip, ethSrc, false)
 		return
 	}
 	g.sendError6(ip, ethSrc, wire.ICMPv6Unreachable, 0, 0)

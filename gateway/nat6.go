@@ -54,11 +54,11 @@ func (g *Gateway) forwardNAT6(ip wire.IPv6, ethSrc [6]byte) {
 	g.dispatch6(buf, pkt, res)
 }
 
-// fromUplink6 handles an IPv6 packet the uplink received for its IPv6
+// fromUplinkNAT6 handles an IPv6 packet the uplink received for its IPv6
 // address: NAT66 (FromExternal), then delivery to a container. Packets
 // with hop limit 1 or over the gateway's MTU are dropped and counted,
 // without an ICMPv6 error to the outside, as for IPv4.
-func (g *Gateway) fromUplink6(pkt []byte) {
+func (g *Gateway) fromUplinkNAT6(pkt []byte) {
 	r := g.route
 	ip, err := wire.ParseIPv6(pkt)
 	switch {

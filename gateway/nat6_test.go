@@ -14,27 +14,24 @@ import (
 	vswitch "github.com/tapswitch/tapswitch/switch"
 )
 
-var (
-	extIP6 = netip.MustParseAddr("2001:db8:66::2")
-	farIP6 = netip.MustParseAddr("2001:db8:77::1")
-	bIP6   = netip.MustParseAddr("fd42:1::5")
-	bMAC   = net.HardwareAddr{0x02, 0x42, 0x0a, 0x5a, 0x00, 0x05}
-)
+// extIP6 is the uplink's IPv6 address; farIP6, bIP6 and bMAC are
+// route6_test.go's.
+var extIP6 = netip.MustParseAddr("2001:db8:66::2")
 
-// fakeUplink6 is fakeUplink with an IPv6 address (uplink.NAT66).
-type fakeUplink6 struct{ fakeUplink }
+// natUplink6 is fakeUplink with an IPv6 address (uplink.NAT66).
+type natUplink6 struct{ fakeUplink }
 
-func (u *fakeUplink6) Addr6() netip.Addr { return extIP6 }
+func (u *natUplink6) Addr6() netip.Addr { return extIP6 }
 
-// newRouter6 returns a dual-stack gateway routing IPv6 through NAT66 to a
+// newNATRouter6 returns a dual-stack gateway routing IPv6 through NAT66 to a
 // fake uplink of the given MTU, its start-up advertisements read.
-func newRouter6(t *testing.T, mtu int) (*gateway.Gateway, *fakeUplink6) {
+func newNATRouter6(t *testing.T, mtu int) (*gateway.Gateway, *natUplink6) {
 	t.Helper()
 	tbl, err := nat.New(nat.Config{External: extIP, Internal: gwNet.Masked(), External6: extIP6, Internal6: gwNet6.Masked()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	up := &fakeUplink6{fakeUplink{mtu: mtu, keep: true}}
+	up := &natUplink6{fakeUplink{mtu: mtu, keep: true}}
 	g := newGateway6(t, func(c *gateway.Config) { c.NAT, c.Uplink = tbl, up })
 	drainStart(t, g)
 	return g, up
@@ -93,7 +90,7 @@ func parse6(b []byte) (*layers.Ethernet, *layers.IPv6, gopacket.Packet, error) {
 // to the uplink's IPv6 address with its hop limit decremented; the reply
 // comes back to the container's MAC, learned from what it sent.
 func TestNAT6OutAndBack(t *testing.T) {
-	g, up := newRouter6(t, 1500)
+	g, up := newNATRouter6(t, 1500)
 	write(t, g, udp6(t, aMAC, gwMAC, aIP6, farIP6, 64, 40000, 53, 32))
 	sent := up.take()
 	if len(sent) != 1 {
@@ -120,7 +117,7 @@ func TestNAT6OutAndBack(t *testing.T) {
 // too big with that MTU (RFC 8201) and nothing leaves; at hop limit 1,
 // time exceeded.
 func TestNAT6PacketTooBig(t *testing.T) {
-	g, up := newRouter6(t, 1400)
+	g, up := newNATRouter6(t, 1400)
 	write(t, g, udp6(t, aMAC, gwMAC, aIP6, farIP6, 64, 40000, 53, 1400))
 	_, eth, ip, ic := reply6(t, g)
 	if ic.TypeCode.Type() != layers.ICMPv6TypePacketTooBig || eth.DstMAC.String() != aMAC.String() ||
@@ -145,7 +142,7 @@ func TestNAT6PacketTooBig(t *testing.T) {
 // TestNAT6SolicitsUnknownContainer: a reply for a container the gateway
 // has not heard from waits for a neighbor solicitation's answer.
 func TestNAT6SolicitsUnknownContainer(t *testing.T) {
-	g, up := newRouter6(t, 1500)
+	g, up := newNATRouter6(t, 1500)
 	write(t, g, udp6(t, bMAC, gwMAC, bIP6, farIP6, 64, 40001, 53, 8))
 	up.take()
 	g.Forget(bIP6) // as if its entry had expired
@@ -176,7 +173,7 @@ func TestNAT6Hairpin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	up := &fakeUplink6{fakeUplink{mtu: 1500, keep: true}}
+	up := &natUplink6{fakeUplink{mtu: 1500, keep: true}}
 	g := newGateway6(t, func(c *gateway.Config) { c.NAT, c.Uplink = tbl, up })
 	drainStart(t, g)
 	write(t, g, udp6(t, bMAC, gwMAC, bIP6, farIP6, 64, 3478, 3478, 8))
@@ -192,19 +189,19 @@ func TestNAT6Hairpin(t *testing.T) {
 	}
 }
 
-// FuzzRoute6 routes any frame from a container, or any packet from the
+// FuzzRouteNAT6 routes any frame from a container, or any packet from the
 // uplink, through NAT66: nothing panics, what leaves is at most the
 // uplink's MTU, from the uplink's IPv6 address, with valid checksums when
-// it came with valid ones. Seed c91f222c20e5f9a5 (testdata/fuzz): a packet
+// it came with valid ones. Seed c91f222c20e5f9a5 (testdata/fuzz/FuzzRouteNAT6): a packet
 // with a wrong UDP checksum, which NAT66 keeps wrong (the test first wanted
 // every packet to leave valid).
-func FuzzRoute6(f *testing.F) {
+func FuzzRouteNAT6(f *testing.F) {
 	f.Add(udp6(f, aMAC, gwMAC, aIP6, farIP6, 64, 40000, 53, 16), false)
 	f.Add(udp6(f, aMAC, gwMAC, aIP6, farIP6, 64, 40000, 53, 1300), false)
 	f.Add(udp6(f, aMAC, gwMAC, aIP6, extIP6, 64, 40000, 40000, 8), false)
 	f.Add(udp6(f, bMAC, bMAC, farIP6, extIP6, 64, 53, 40000, 16)[14:], true)
 	f.Fuzz(func(t *testing.T, b []byte, inbound bool) {
-		g, up := newRouter6(t, 1280)
+		g, up := newNATRouter6(t, 1280)
 		in := b
 		if inbound {
 			in = append(make([]byte, 12), append([]byte{0x86, 0xdd}, b...)...)

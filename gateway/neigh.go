@@ -78,37 +78,39 @@ func (g *Gateway) learn(ip [4]byte, mac [6]byte) {
 	if !g.isNeighborAddr(ip) || !isUnicastMAC(mac) {
 		return
 	}
-	learnIn(g, g.neigh, ip, mac, (*Gateway).sendTo)
+	for _, q := range g.learned(g.neigh.Learn(ip, mac, g.clock(), true)) {
+		g.sendTo(q.p, q.n, mac)
+	}
 }
 
-// learnIn records ip at mac in the cache c (IPv4 or IPv6) and sends what
-// waited for it with send.
-func learnIn[K comparable](g *Gateway, c *neigh.Cache[K, qframe], ip K, mac [6]byte, send func(*Gateway, *[]byte, int, [6]byte)) {
-	r := c.Learn(ip, mac, g.clock(), true)
+// learned counts what a Learn did (r) and returns what waited for the
+// neighbour, to send.
+func (g *Gateway) learned(r neigh.Learned[qframe]) []qframe {
 	if r.Added {
 		g.stats.inc(cntNeighLearned)
 	}
 	if r.Evicted {
 		g.stats.inc(cntNeighEvicted)
 	}
-	for _, q := range r.Waiting {
-		send(g, q.p, q.n, mac)
-	}
+	return r.Waiting
 }
 
 // resolve returns the MAC of the container dst, or queues q (which it
 // then owns) to wait for it and asks for it with ARP; ok is false then.
 func (g *Gateway) resolve(dst [4]byte, q qframe) (mac [6]byte, ok bool) {
-	return resolveIn(g, g.neigh, dst, q, (*Gateway).sendARPRequest)
-}
-
-// resolveIn is resolve in the cache c (IPv4 or IPv6), asking with ask.
-func resolveIn[K comparable](g *Gateway, c *neigh.Cache[K, qframe], dst K, q qframe, ask func(*Gateway, K)) (mac [6]byte, ok bool) {
 	now := g.clock()
-	if mac, st := c.Lookup(dst, now); st != neigh.Missing {
+	if mac, st := g.neigh.Lookup(dst, now); st != neigh.Missing {
 		return mac, true
 	}
-	r := c.Queue(dst, q, now)
+	if g.queued(g.neigh.Queue(dst, q, now), q) {
+		g.sendARPRequest(dst)
+	}
+	return mac, false
+}
+
+// queued counts what queueing q for resolution did (r), releases what it
+// refused or expired, and reports whether to send a request now.
+func (g *Gateway) queued(r neigh.Queued[qframe], q qframe) bool {
 	if r.OK {
 		g.stats.inc(cntPendingQueued)
 	} else {
@@ -119,10 +121,7 @@ func resolveIn[K comparable](g *Gateway, c *neigh.Cache[K, qframe], dst K, q qfr
 		g.stats.inc(cntPendingExpired)
 		g.putBuf(e.p)
 	}
-	if r.Request {
-		ask(g, dst)
-	}
-	return mac, false
+	return r.Request
 }
 
 // sendARPRequest broadcasts a request for ip's MAC (RFC 826).

@@ -29,7 +29,9 @@ func (g *Gateway) learn6(a [16]byte, mac [6]byte) {
 	if !g.isNeighbor6(a) || !isUnicastMAC(mac) {
 		return
 	}
-	learnIn(g, g.v6.neigh, a, mac, (*Gateway).sendTo6)
+	for _, q := range g.learned(g.v6.neigh.Learn(a, mac, g.clock(), true)) {
+		g.sendTo6(q.p, q.n, mac)
+	}
 }
 
 // learnNA learns from a neighbor advertisement a container sent (to the
@@ -50,7 +52,14 @@ func (g *Gateway) learnNA(m wire.ICMP, ethSrc [6]byte) {
 // resolve6 returns the MAC of the container dst, or queues q (which it
 // then owns) and sends a neighbor solicitation; ok is false then.
 func (g *Gateway) resolve6(dst [16]byte, q qframe) (mac [6]byte, ok bool) {
-	return resolveIn(g, g.v6.neigh, dst, q, (*Gateway).sendNS)
+	now := g.clock()
+	if mac, st := g.v6.neigh.Lookup(dst, now); st != neigh.Missing {
+		return mac, true
+	}
+	if g.queued(g.v6.neigh.Queue(dst, q, now), q) {
+		g.sendNS(dst)
+	}
+	return mac, false
 }
 
 // sendNS multicasts a neighbor solicitation for target to its

@@ -212,7 +212,7 @@ func (g *Gateway) FromUplinkGSOSlices(parts [][]byte, mss int) {
 // (cntNone) or returns the reason to count, and then *bp is the caller's.
 func (g *Gateway) uplinkGSO(bp *[]byte, buf []byte, mss int) counter {
 	r := g.route
-	if wire.Version(buf) == 6 {
+	if wire.IPVersion(buf) == 6 {
 		return g.uplinkGSO6(bp, buf, mss) // offload6.go
 	}
 	v, reason := parseIPv4(buf)

@@ -79,10 +79,11 @@ func (g *Gateway) outbound(v *ipv4View, buf *[]byte, partial bool) ([]byte, nat.
 	return pkt, r.nat.FromInternal(pkt, partial, r.clock())
 }
 
-// FromUplink handles a datagram the uplink received for its address (an
-// IPv6 packet for its IPv6 address with NAT66): NAT (FromExternal), then
-// delivery to a container. pkt may be modified; it is
-// not kept. FromUplink is safe for concurrent use; it does nothing if the
+// FromUplink handles a datagram the uplink received for its address: NAT
+// (FromExternal), then delivery to a container; or an IPv6 packet (version
+// 6): for the uplink's IPv6 address through NAT66 (nat6.go), or one an
+// uplink.Sender6 hands back for a container, delivered without NAT
+// (route6.go). pkt may be modified; it is not kept. FromUplink is safe for concurrent use; it does nothing if the
 // gateway has no route.
 func (g *Gateway) FromUplink(pkt []byte) {
 	r := g.route
@@ -90,8 +91,12 @@ func (g *Gateway) FromUplink(pkt []byte) {
 		return
 	}
 	g.stats.inc(cntUplinkIn)
-	if wire.Version(pkt) == 6 {
-		g.fromUplink6(pkt) // nat6.go
+	if wire.IPVersion(pkt) == 6 {
+		if r.has6 {
+			g.fromUplinkNAT6(pkt) // nat6.go
+		} else {
+			g.fromUplink6(pkt)
+		}
 		return
 	}
 	v, reason := parseIPv4(pkt)

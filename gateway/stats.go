@@ -125,9 +125,9 @@ type Stats struct {
 	// unsolicited ones included); RouterAdverts router advertisements.
 	NeighAdverts, RouterAdverts uint64
 	// Forwarded6 counts IPv6 packets sent through an uplink that carries
-	// IPv6 (masqueraded first for an uplink.NAT66); ToContainer6 those
-	// from it, or hairpinned, delivered to a container. Forwarded and
-	// ToContainer count IPv4 only.
+	// IPv6 (uplink.Sender6, or masqueraded first for an uplink.NAT66);
+	// ToContainer6 those from it, or hairpinned, delivered to a container.
+	// Forwarded and ToContainer count IPv4 only.
 	Forwarded6, ToContainer6 uint64
 	// NeighSolicits counts neighbor solicitations the gateway sent for
 	// containers' IPv6 addresses.

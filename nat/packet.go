@@ -29,7 +29,7 @@ type parsed struct {
 // parse reads an IPv4 or IPv6 packet: lengths checked against the slice,
 // fragments and protocols filtered, the tuple extracted.
 func (p *parsed) parse(pkt []byte) DropReason {
-	switch wire.Version(pkt) {
+	switch wire.IPVersion(pkt) {
 	case 4:
 		return p.parse4(pkt)
 	case 6:

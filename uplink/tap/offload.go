@@ -144,7 +144,7 @@ func (u *TAP) inputOffloaded(frame []byte, handle func(pkt []byte)) {
 // IPv6 packet p and the GSO type of its family; ok is false when p is not
 // TCP, or a fragment.
 func tcpOffset(p []byte) (l4 int, typ uint8, ok bool) {
-	if wire.Version(p) == 6 {
+	if wire.IPVersion(p) == 6 {
 		ip, err := wire.ParseIPv6(p)
 		if err != nil {
 			return 0, 0, false

@@ -343,7 +343,7 @@ func (u *TAP) Send(buf []byte, off int) error {
 // wrote at buf[off-Headroom:].
 func (u *TAP) send(buf []byte, off int) error {
 	pkt := buf[off:]
-	if wire.Version(pkt) == 6 {
+	if wire.IPVersion(pkt) == 6 {
 		return u.send6(buf, off) // nd.go
 	}
 	dst := wire.IPv4(pkt).Dst()
@@ -390,7 +390,7 @@ func askARP(u *TAP, hop [4]byte, mac [6]byte, known bool) {
 func (u *TAP) transmit(frame []byte, off int, dst [6]byte) error {
 	h := frame[off-Headroom : off]
 	typ := uint16(wire.EtherTypeIPv4)
-	if wire.Version(frame[off:]) == 6 {
+	if wire.IPVersion(frame[off:]) == 6 {
 		typ = wire.EtherTypeIPv6
 	}
 	wire.PutEthernet(h[vswitch.VnetHdrLen:], dst, u.mac, typ)
