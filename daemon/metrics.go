@@ -136,7 +136,7 @@ var (
 	mHostTCPEvents = desc("host_uplink_tcp_events_total", "Host uplink TCP events: connected, refused (host connect failed: RST to the container), reset (ended by a reset), limit (over the bound).", "event")
 	mHostSockets   = desc("host_uplink_sockets", "Host sockets the host uplink holds now, by kind: udp (one per mapping), icmp (echo), listener (published ports).", "kind")
 	mHostOpened    = desc("host_uplink_sockets_opened_total", "Host sockets the host uplink opened, by kind: udp, icmp.", "kind")
-	mHostPublish   = desc("host_uplink_published_connections_total", "TCP connections accepted on published ports, by result: accepted, failed (not delivered to the container).", "result")
+	mHostPublish   = desc("host_uplink_published_connections_total", "TCP connections accepted on published ports, by result: accepted, failed (not delivered to the container), spliced (from the host's loopback, spliced to a connection inside the container), splice_failed (that connection could not be opened: through the netstack instead).", "result")
 	mHostDropped   = desc("host_uplink_dropped_total", "Datagrams the host uplink dropped, by reason.", "reason")
 	mHostUDPErrors = desc("host_uplink_udp_icmp_errors_total", "ICMP errors about UDP datagrams (port unreachable, ...) the host received and the host uplink handed back to the container.")
 	mHostReasm     = desc("host_uplink_reassembled_total", "UDP and ICMP datagrams containers sent fragmented, reassembled by the host uplink.")
@@ -323,7 +323,8 @@ func (ch metricSink) collectHost(h *api.HostUplinkStats) {
 	ch.gauge(mHostSockets, float64(h.ICMPSockets), "icmp")
 	ch.gauge(mHostSockets, float64(h.Listeners), "listener")
 	ch.counters(mHostOpened, []labelled{{"udp", h.UDPTotal}, {"icmp", h.ICMPTotal}})
-	ch.counters(mHostPublish, []labelled{{"accepted", h.PublishAccepted}, {"failed", h.PublishFailed}})
+	ch.counters(mHostPublish, []labelled{{"accepted", h.PublishAccepted}, {"failed", h.PublishFailed},
+		{"spliced", h.PublishSpliced}, {"splice_failed", h.SpliceFailed}})
 	ch.counter(mHostReasm, h.Reassembled)
 	ch.counter(mHostUDPErrors, h.UDPErrors)
 	ch.counters(mHostDropped, []labelled{{"udp", h.UDPDropped}, {"fragment", h.FragmentsDropped},

@@ -97,10 +97,15 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 
 		"vxlan": cmdVXLAN,
 	}
-	if args[0] == nshelper.Command {
+	switch args[0] {
+	case nshelper.Command:
 		// Not for people: the daemon runs it inside a container's
 		// namespaces to create a TAP there (internal/nshelper).
 		return nshelper.Main(os.Stdin, stderr)
+	case nshelper.DialCommand:
+		// Nor this: it connects inside a container's namespaces for
+		// the daemon, for published ports' loopback clients.
+		return nshelper.DialMain(stderr)
 	}
 	args, err := globalFlags(args)
 	switch {

@@ -56,6 +56,8 @@ type Uplink struct {
 	conns  map[*splice]struct{}
 	pubs   map[pubKey]*listener
 
+	local localSplices // published ports' loopback clients (splice_linux.go)
+
 	udp   flows      // UDP sockets by mapped port
 	icmp  flows      // ICMP sockets by mapped identifier
 	reasm reassembly // UDP and ICMP datagrams sent fragmented
@@ -200,6 +202,7 @@ func (u *Uplink) Close() error {
 	for _, c := range conns {
 		c.abort()
 	}
+	u.closeLocal()
 	u.udp.closeAll()
 	u.icmp.closeAll()
 	u.wg.Wait()

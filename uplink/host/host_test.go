@@ -33,6 +33,9 @@ func TestParseSpec(t *testing.T) {
 	}{
 		{"host", "host,addr=192.0.0.8,loopback=192.0.0.1,mtu=1500", true},
 		{"host,addr=198.51.100.9,loopback=198.51.100.10,mtu=9000", "host,addr=198.51.100.9,loopback=198.51.100.10,mtu=9000", true},
+		{"host,splice=off", "host,addr=192.0.0.8,loopback=192.0.0.1,mtu=1500,splice=off", true},
+		{"host,splice=on", "host,addr=192.0.0.8,loopback=192.0.0.1,mtu=1500", true},
+		{"host,splice=no", "splice=no: on or off expected", false},
 		{"host,ip=1.2.3.4", `unknown key "ip"`, false},
 		{"host,addr=127.0.0.1", "not a unicast host address", false},
 		{"host,addr=fd00::1", "only IPv4", false},
