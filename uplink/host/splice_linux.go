@@ -2,7 +2,6 @@ package host
 
 import (
 	"errors"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -23,9 +22,9 @@ import (
 // With a LocalDialer set, a connection accepted from 127.0.0.0/8 is joined
 // to a connection the dialer opens inside the container's namespace (to
 // the container's address and port, from the container's own address),
-// and the two host sockets are spliced both ways: io.Copy between two
-// *net.TCPConn is TCPConn.ReadFrom, which moves the bytes with splice(2)
-// through a pipe of 1 MiB (internal/poll), never into user memory. FIN is
+// and the two host sockets are spliced both ways: TCPConn.ReadFrom from
+// another *net.TCPConn moves the bytes with splice(2) through a pipe of 1
+// MiB (internal/poll), never into user memory. FIN is
 // carried as FIN (half-close), a reset or error on one side resets the
 // other, as the netstack path does.
 
@@ -74,7 +73,7 @@ func (u *Uplink) SetLocalDialer(d uplink.LocalDialer) {
 // the caller carries c through the netstack then.
 func (u *Uplink) spliceLocal(c *net.TCPConn, hostPort uint16) bool {
 	dp := u.local.dial.Load()
-	if dp == nil || u.cfg.NoSplice {
+	if dp == nil || u.cfg.NoSplice || u.stats.tcpActive.Load() >= uint64(u.cfg.MaxTCP) {
 		return false
 	}
 	ctx, cancel := u.dialContext()
@@ -126,8 +125,8 @@ func (u *Uplink) spliceLocal(c *net.TCPConn, hostPort uint16) bool {
 // spliceHalf moves src to dst until src's EOF, then half-closes dst; an
 // error on either resets both.
 func (u *Uplink) spliceHalf(s *localSplice, dst, src *net.TCPConn) {
-	// dst.ReadFrom(src): splice(2) between the two sockets.
-	if _, err := io.Copy(dst, src); err != nil {
+	// splice(2) between the two sockets (net's spliceFrom).
+	if _, err := dst.ReadFrom(src); err != nil {
 		if s.abort() {
 			u.stats.tcpResets.Add(1)
 		}
