@@ -87,7 +87,7 @@ func (d *Daemon) dialLocal(ctx context.Context, hostPort uint16) (*net.TCPConn, 
 	if a == nil || a.ip != p.Target {
 		return nil, fmt.Errorf("%w: no port %q at %s", uplink.ErrNoLocalPath, p.Owner, p.Target)
 	}
-	target := netip.AddrPortFrom(p.Target, p.Port+(hostPort-p.HostPort))
+	target := netip.AddrPortFrom(p.Target, p.TargetPort+(hostPort-p.HostPort))
 	if d.privileged {
 		var c net.Conn
 		err := netnsutil.Do(a.netns, func() (err error) {

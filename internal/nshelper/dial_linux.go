@@ -183,12 +183,18 @@ func DialMain(stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dial helper: descriptor %d is a %T, not a unix socket\n", fdSock, c)
 		return 1
 	}
+	serveDials(uc, stderr)
+	return 0
+}
+
+// serveDials answers the requests on uc until it is closed.
+func serveDials(uc *net.UnixConn, stderr io.Writer) {
 	buf := make([]byte, 256)
 	oob := make([]byte, unix.CmsgSpace(4))
 	for {
 		n, oobn, _, _, err := uc.ReadMsgUnix(buf, oob)
 		if err != nil || n == 0 && oobn == 0 {
-			return 0 // the daemon's end is closed
+			return // the daemon's end is closed
 		}
 		fd := rightsOf(oob[:oobn])
 		if fd < 0 {

@@ -27,6 +27,12 @@
 // namespace alive (see package tap): its Read never fails when the
 // container's last process exits. Callers that attach a process watch it
 // instead (WatchPID).
+//
+// A Dialer is the same way in for TCP connections: its helper (the hidden
+// command DialCommand) stays in the namespaces, connects where the daemon
+// asks and hands each connected socket back, for published ports' clients
+// on the host's loopback, which the host uplink splices into the
+// container.
 package nshelper
 
 import (
