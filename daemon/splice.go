@@ -30,7 +30,9 @@ import (
 // so its ACL rules, captures and counters would not see the connection.
 // So it is taken only while the daemon has no ACL rule and no capture
 // running; otherwise such clients go through the netstack, NAT and the
-// port as everyone else's connections do.
+// port as everyone else's connections do. Nor while the container's lo is
+// down (`unshare --net` leaves it so; runtimes bring it up): a connection
+// to the container's own address goes through lo, and would hang.
 
 // localDialers are the dial helpers of an unprivileged daemon, one per
 // port that had a loopback client.
@@ -91,6 +93,9 @@ func (d *Daemon) dialLocal(ctx context.Context, hostPort uint16) (*net.TCPConn, 
 	if d.privileged {
 		var c net.Conn
 		err := netnsutil.Do(a.netns, func() (err error) {
+			if !nshelper.LoopbackUp() {
+				return fmt.Errorf("%w: %w", uplink.ErrNoLocalPath, nshelper.ErrLoopbackDown)
+			}
 			var nd net.Dialer
 			c, err = nd.DialContext(ctx, "tcp", target.String())
 			return err
@@ -105,7 +110,14 @@ func (d *Daemon) dialLocal(ctx context.Context, hostPort uint16) (*net.TCPConn, 
 		defer d.mu.Unlock()
 		return d.ports[a.name] == a
 	}
-	return d.local.dial(ctx, a, target, d.cfg.Exe, live)
+	c, err := d.local.dial(ctx, a, target, d.cfg.Exe, live)
+	if errors.Is(err, nshelper.ErrLoopbackDown) {
+		return nil, fmt.Errorf("%w: %w", uplink.ErrNoLocalPath, err)
+	}
+	if err != nil && !errors.Is(err, uplink.ErrNoLocalPath) {
+		d.log.Warn("published port: a loopback client goes through the netstack", "port", a.name, "err", err)
+	}
+	return c, err
 }
 
 // dial connects to target through the dial helper of a, starting it

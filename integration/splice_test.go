@@ -17,8 +17,10 @@ import (
 // inside the container and the two sockets are spliced, which stats count
 // (publish_spliced) and the container sees as its own address. A client
 // on another address keeps its address and the netstack's path; so does a
-// loopback client while an ACL rule exists (it would not see the splice).
-// The helper ends with the port.
+// loopback client while an ACL rule exists (it would not see the splice),
+// and while the container's lo is down (`unshare --net` leaves it down; a
+// connection to the container's own address would hang). The helper ends
+// with the port.
 func TestRootlessPublishSplice(t *testing.T) {
 	requireRootless(t)
 	d, host := startRootlessDaemon(t, "--uplink", "host")
@@ -26,6 +28,17 @@ func TestRootlessPublishSplice(t *testing.T) {
 	p := d.attachPID(t, c, "-p", "18090:8090", "-p", "18091:8091")
 	cname := c.named(t)
 	spliced := func() uint64 { return d.stats(t).HostUplink.PublishSpliced }
+
+	tcpServer(t, cname, ":8091")
+	if seen := seenAs(t, host, "127.0.0.1:18091"); seen.Addr().String() != "192.0.0.1" {
+		t.Errorf("loopback client, the container's lo down: the container saw %s, want 192.0.0.1 (the netstack's path)", seen)
+	}
+	if s := d.stats(t).HostUplink; s.PublishSpliced != 0 || s.SpliceFailed != 0 {
+		t.Errorf("lo down: publish_spliced %d, splice_failed %d, want 0 and 0 (declined)", s.PublishSpliced, s.SpliceFailed)
+	}
+	if out, err := c.enter("ip", "link", "set", "lo", "up"); err != nil {
+		t.Fatalf("ip link set lo up in the container: %v: %s", err, out)
+	}
 
 	hashServer(t, cname, ":8090")
 	upload(t, host, "127.0.0.1:18090", 8<<20)
@@ -36,7 +49,6 @@ func TestRootlessPublishSplice(t *testing.T) {
 		t.Errorf("%d dial helpers run, want 1 (started for the first loopback client)", n)
 	}
 
-	tcpServer(t, cname, ":8091")
 	if seen := seenAs(t, host, "127.0.0.1:18091"); seen.Addr().String() != ip(p) {
 		t.Errorf("spliced loopback client: the container saw %s, want its own address %s", seen, ip(p))
 	}

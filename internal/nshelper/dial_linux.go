@@ -23,6 +23,18 @@ const DialCommand = "__dial-helper"
 // dialTimeout bounds one connect of the dial helper.
 const dialTimeout = 10 * time.Second
 
+// ErrLoopbackDown is returned (wrapped) by Dialer.Dial when the
+// namespace's loopback is down: a connection to one of the namespace's own
+// addresses would hang (its packets go through lo), so none is tried.
+var ErrLoopbackDown = errors.New("the namespace's loopback is down")
+
+// LoopbackUp reports whether lo is up in the calling thread's network
+// namespace.
+func LoopbackUp() bool {
+	lo, err := net.InterfaceByName("lo")
+	return err == nil && lo.Flags&net.FlagUp != 0
+}
+
 // ErrHelperGone is returned (wrapped) by Dialer.Dial when the helper
 // process has exited or was closed: a new Dialer is needed.
 var ErrHelperGone = errors.New("dial helper gone")
@@ -99,6 +111,9 @@ func (d *Dialer) Dial(ctx context.Context, addr netip.AddrPort) (*net.TCPConn, e
 	case rep.Err != "":
 		if fd >= 0 {
 			unix.Close(fd)
+		}
+		if rep.Kind == "lo_down" {
+			return nil, fmt.Errorf("dial %s in %s: %w", addr, d.path, ErrLoopbackDown)
 		}
 		return nil, fmt.Errorf("dial %s in %s: %s", addr, d.path, rep.Err)
 	case fd < 0:
@@ -219,6 +234,11 @@ func answerDial(fd int, addr string) {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
 		rep.Err = err.Error()
+		send(nil)
+		return
+	}
+	if !LoopbackUp() {
+		rep.Err, rep.Kind = ErrLoopbackDown.Error(), "lo_down"
 		send(nil)
 		return
 	}
