@@ -102,7 +102,9 @@ N=(ip netns exec ${p}h setpriv --reuid 65534 --regid 65534 --clear-groups env HO
 # inside); nsenter execs too.
 E=("${N[@]}" nsenter --preserve-credentials -U -n -t)
 
-# container: start a rootless container and print its PID.
+# container: start a rootless container and print its PID. Its lo is up, as
+# container runtimes leave it (and pasta does itself); tapswitch splices a
+# published port's loopback clients into the container only then.
 container() {
 	"${N[@]}" unshare --user --map-root-user --net sleep infinity >/dev/null 2>&1 &
 	local pid=$!
@@ -112,6 +114,7 @@ container() {
 		[ "$(cat /proc/$pid/comm 2>/dev/null)" = sleep ] && break
 		sleep 0.05
 	done
+	"${E[@]}" "$pid" ip link set lo up
 	echo "$pid"
 }
 
