@@ -3,7 +3,8 @@
 # unprivileged user: iperf3 TCP (1 stream) through tapswitch (host uplink,
 # --host-loopback), slirp4netns, pasta and gvproxy, at each MTU of MTUS
 # (default "1500 65520"), interleaved over ROUNDS rounds (default 3) of
-# SECONDS_PER_TEST seconds (default 5), in one run on this machine:
+# SECONDS_PER_TEST seconds (default 5), in one run on this machine; TESTS
+# picks some of the tests (default "out in-lo in-addr"):
 #
 #   out       container -> a server on the host's 127.0.0.1 (tapswitch: the
 #             gateway 10.90.0.1 with --host-loopback; slirp4netns: 10.0.2.2,
@@ -166,7 +167,7 @@ median() { printf '%s\n' "$@" | grep -v fail | sort -g | awk '{a[NR]=$1} END {if
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a != "fail" && b != "fail" && b > 0) printf "%.2f", a / b; else print "-"}'; }
 
 tools="tapswitch slirp4netns pasta gvproxy"
-tests="out in-lo in-addr"
+tests=${TESTS:-out in-lo in-addr}
 declare -A res  # res[mtu,test,tool] = space-separated Gbit/s of every round
 declare -A ifmtu
 
@@ -225,12 +226,19 @@ for mtu in $mtus; do
 			pasta) c=$cp gw=203.0.113.254 port=5313 ;;
 			gvproxy) c=$cg gw=192.168.127.254 port=5314 ;;
 			esac
-			res[$mtu,out,$tool]+="$(tcp host "$c" "$gw" 5201) "
-			res[$mtu,in-lo,$tool]+="$(tcp "$c" host 127.0.0.1 "$port") "
-			res[$mtu,in-addr,$tool]+="$(tcp "$c" host 203.0.113.1 "$port") "
+			for test in $tests; do
+				case $test in
+				out) res[$mtu,$test,$tool]+="$(tcp host "$c" "$gw" 5201) " ;;
+				in-lo) res[$mtu,$test,$tool]+="$(tcp "$c" host 127.0.0.1 "$port") " ;;
+				in-addr) res[$mtu,$test,$tool]+="$(tcp "$c" host 203.0.113.1 "$port") " ;;
+				esac
+			done
 		done
 	done
 
+	# Which path tapswitch's published port took (stats, host uplink).
+	echo "MTU $mtu: tapswitch's published port:" $("${N[@]}" "$work/tapswitch" stats --json --control "$u/ts.sock" |
+		grep -oE '"(publish_accepted|publish_spliced|splice_failed)": ?[0-9]+') >&2
 	for pid in "$tsd" "$sd" "$pd" "$gf" "$gd" "$ct" "$cs" "$cp" "$cg"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
 	pids=()
 	rm -f "$u/ts.sock" "$u/slirp.sock" "$u/gv.sock"

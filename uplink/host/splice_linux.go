@@ -14,10 +14,17 @@ import (
 // Through the netstack, a published port reached from 127.0.0.1 costs a
 // TCP stack of the switch's, NAT, the gateway and the container's TAP on
 // every segment; pasta splices such clients to the container's loopback.
-// Measured here with `make bench-rootless ROUNDS=1` (iperf3, one stream,
-// host 127.0.0.1 -> published port, Gbit/s), before -> after, with pasta
-// in the same runs: see bench/rootless-compare.sh's results in
-// README.md ("Without root"), which this path brought level with pasta.
+// Measured on 2026-12-03 with bench/rootless-compare.sh (TESTS=in-lo
+// ROUNDS=3: iperf3, one stream, host 127.0.0.1 -> published port, medians,
+// Gbit/s, pasta in the same run) on the 2-core machine shared with other
+// work (load average 15-19, so the ratios, not the figures):
+//
+//	                 MTU 1500            MTU 65520
+//	netstack (main)  3.29 (x1.69 pasta)  2.61 (x1.07 pasta)
+//	splice           4.16 (x2.67 pasta)  4.45 (x2.35 pasta)
+//
+// On a quiet machine pasta did 14.3 and the netstack path 7.28 at 1500
+// (issue 15): pasta's lead was the splice, which is what this path does.
 //
 // With a LocalDialer set, a connection accepted from 127.0.0.0/8 is joined
 // to a connection the dialer opens inside the container's namespace (to
