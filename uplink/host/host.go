@@ -53,7 +53,7 @@ type Uplink struct {
 
 	mu     sync.Mutex // guards closed, conns, pubs
 	closed bool
-	conns  map[*splice]struct{}
+	conns  map[carried]struct{} // TCP connections carried (tcp.go)
 	pubs   map[pubKey]*listener
 
 	local localSplices // published ports' loopback clients (splice_linux.go)
@@ -92,7 +92,7 @@ func New(cfg Config) (*Uplink, error) {
 		log:      cfg.Logger,
 		addr:     cfg.Addr.As4(),
 		loopback: cfg.Loopback.As4(),
-		conns:    map[*splice]struct{}{},
+		conns:    map[carried]struct{}{},
 		pubs:     map[pubKey]*listener{},
 		done:     make(chan struct{}),
 	}
@@ -187,7 +187,7 @@ func (u *Uplink) Close() error {
 	u.closed = true
 	close(u.done)
 	u.endLife()
-	conns := make([]*splice, 0, len(u.conns))
+	conns := make([]carried, 0, len(u.conns))
 	for c := range u.conns {
 		conns = append(conns, c)
 	}
@@ -202,7 +202,6 @@ func (u *Uplink) Close() error {
 	for _, c := range conns {
 		c.abort()
 	}
-	u.closeLocal()
 	u.udp.closeAll()
 	u.icmp.closeAll()
 	u.wg.Wait()

@@ -38,10 +38,6 @@ import (
 // localSplices is the uplink's state for the splice path.
 type localSplices struct {
 	dial atomic.Pointer[uplink.LocalDialer]
-
-	mu     sync.Mutex // guards closed, conns
-	closed bool
-	conns  map[*localSplice]struct{}
 }
 
 // localSplice is one client connection joined to one inside the
@@ -51,15 +47,19 @@ type localSplice struct {
 	once        sync.Once
 }
 
-// abort ends both connections with a reset, once.
-func (s *localSplice) abort() bool {
-	done := true
+// abort ends both connections with a reset (carried).
+func (s *localSplice) abort() { s.reset() }
+
+// reset ends both connections with a reset, and reports whether it was
+// the first to.
+func (s *localSplice) reset() bool {
+	first := false
 	s.once.Do(func() {
-		done = false
+		first = true
 		abortHost(s.host)
 		abortHost(s.inner)
 	})
-	return !done
+	return first
 }
 
 // SetLocalDialer implements uplink.LocalSplicer: connections accepted on
@@ -93,39 +93,16 @@ func (u *Uplink) spliceLocal(c *net.TCPConn, hostPort uint16) bool {
 		return false
 	}
 	s := &localSplice{host: c, inner: inner}
-	l := &u.local
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		s.abort()
-		return true
-	}
-	if l.conns == nil {
-		l.conns = map[*localSplice]struct{}{}
-	}
-	l.conns[s] = struct{}{}
-	l.mu.Unlock()
 	u.stats.pubSpliced.Add(1)
-	u.stats.tcpTotal.Add(1)
-	u.stats.tcpActive.Add(1)
-	defer func() {
-		l.mu.Lock()
-		delete(l.conns, s)
-		l.mu.Unlock()
-		u.stats.tcpActive.Add(^uint64(0))
-	}()
-
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	if u.carry(s, func() {
 		u.spliceHalf(s, s.inner, s.host) // client -> container
-	}()
-	u.spliceHalf(s, s.host, s.inner) // container -> client
-	wg.Wait()
-	s.once.Do(func() {}) // ended: no reset from here on
-	s.host.Close()
-	s.inner.Close()
+	}, func() {
+		u.spliceHalf(s, s.host, s.inner) // container -> client
+	}) {
+		s.once.Do(func() {}) // ended: no reset from here on
+		s.host.Close()
+		s.inner.Close()
+	}
 	return true
 }
 
@@ -134,25 +111,10 @@ func (u *Uplink) spliceLocal(c *net.TCPConn, hostPort uint16) bool {
 func (u *Uplink) spliceHalf(s *localSplice, dst, src *net.TCPConn) {
 	// splice(2) between the two sockets (net's spliceFrom).
 	if _, err := dst.ReadFrom(src); err != nil {
-		if s.abort() {
+		if s.reset() {
 			u.stats.tcpResets.Add(1)
 		}
 		return
 	}
 	dst.CloseWrite()
-}
-
-// closeLocal resets the spliced connections and refuses new ones (Close).
-func (u *Uplink) closeLocal() {
-	l := &u.local
-	l.mu.Lock()
-	l.closed = true
-	conns := make([]*localSplice, 0, len(l.conns))
-	for s := range l.conns {
-		conns = append(conns, s)
-	}
-	l.mu.Unlock()
-	for _, s := range conns {
-		s.abort()
-	}
 }
