@@ -22,7 +22,7 @@ const usage = `tapswitch: a userspace virtual switch for containers
 Usage:
   tapswitch run [--subnet CIDR] [--gateway IP] [--ipv6 [--subnet6 PREFIX/64] [--ra=false]] [--mtu N] [--fdb-ageing DURATION] [--fdb-max N] [--control PATH] [--metrics ADDR]
                 [--attach-helper]
-                [--uplink host[,addr=ADDR][,loopback=ADDR][,mtu=N]|none|tap,netns=PATH,ip=ADDR/LEN[,gw=ADDR][,ifname=ts0][,mac=MAC][,mtu=N]]
+                [--uplink host[,addr=ADDR][,loopback=ADDR][,mtu=N][,splice=off]|none|tap,netns=PATH,ip=ADDR/LEN[,gw=ADDR][,ifname=ts0][,mac=MAC][,mtu=N]]
                 [--host-loopback]
                 [--ct-max N] [--ct-tcp-timeout D] [--ct-tcp-transitory-timeout D] [--ct-udp-timeout D]
                 [--ct-udp-unreplied-timeout D] [--ct-icmp-timeout D] [--ct-tcp-pressure-timeout D]

@@ -14,7 +14,7 @@ const Name = "host"
 func init() {
 	uplink.Register(uplink.Kind{
 		Name:  Name,
-		Usage: "host[,addr=ADDR][,loopback=ADDR][,mtu=N] (host sockets)",
+		Usage: "host[,addr=ADDR][,loopback=ADDR][,mtu=N][,splice=off] (host sockets)",
 		Parse: parse,
 	})
 }
