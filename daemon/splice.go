@@ -115,7 +115,9 @@ func (d *Daemon) dialLocal(ctx context.Context, hostPort uint16) (*net.TCPConn, 
 		return nil, fmt.Errorf("%w: %w", uplink.ErrNoLocalPath, err)
 	}
 	if err != nil && !errors.Is(err, uplink.ErrNoLocalPath) {
-		d.log.Warn("published port: a loopback client goes through the netstack", "port", a.name, "err", err)
+		// A refused connect (nothing listens in the container) is one
+		// too: not worth more than a debug line each.
+		d.log.Debug("published port: a loopback client goes through the netstack", "port", a.name, "err", err)
 	}
 	return c, err
 }
