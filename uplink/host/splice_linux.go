@@ -23,8 +23,11 @@ import (
 //	netstack (main)  3.29 (x1.69 pasta)  2.61 (x1.07 pasta)
 //	splice           4.16 (x2.67 pasta)  4.45 (x2.35 pasta)
 //
-// On a quiet machine pasta did 14.3 and the netstack path 7.28 at 1500
-// (issue 15): pasta's lead was the splice, which is what this path does.
+// With the whole benchmark (ROUNDS=1, load average 6.6-9.9), host
+// 127.0.0.1 -> published port: at 1500 5.22 (x0.77 pasta) -> 12.8 (x2.71),
+// at 65520 4.55 (x0.78) -> 8.36 (x1.08). On a quiet machine pasta did 14.3
+// and the netstack path 7.28 at 1500 (issue 15): pasta's lead was the
+// splice, which is what this path does.
 //
 // With a LocalDialer set, a connection accepted from 127.0.0.0/8 is joined
 // to a connection the dialer opens inside the container's namespace (to
