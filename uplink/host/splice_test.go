@@ -22,8 +22,8 @@ import (
 	"github.com/tapswitch/tapswitch/uplink"
 )
 
-// freePort returns a TCP port of 127.0.0.1 that nothing listens on.
-func freePort(t *testing.T) uint16 {
+// freePort4 returns a TCP port of 127.0.0.1 that nothing listens on.
+func freePort4(t *testing.T) uint16 {
 	t.Helper()
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
@@ -68,7 +68,7 @@ func dialTo(target netip.AddrPort, port uint16, calls *atomic.Int32) uplink.Loca
 func TestPublishedTCPSpliced(t *testing.T) {
 	r := newRig(t, Config{})
 	srv := echoServer(t)
-	port := freePort(t)
+	port := freePort4(t)
 	var calls atomic.Int32
 	r.u.SetLocalDialer(dialTo(srv, port, &calls))
 	addr := publishLoopback(t, r, port)
@@ -125,7 +125,7 @@ func TestPublishedTCPSpliceFallback(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newRig(t, tt.cfg)
 			r.u.SetLocalDialer(tt.dial)
-			port := freePort(t)
+			port := freePort4(t)
 			inner, err := gonet.ListenTCP(r.peer, r.full(netip.AddrPortFrom(r.u.Addr(), port)), ipv4.ProtocolNumber)
 			if err != nil {
 				t.Fatal(err)
@@ -160,7 +160,7 @@ func TestPublishedTCPSplicedReset(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	port := freePort(t)
+	port := freePort4(t)
 	var calls atomic.Int32
 	r.u.SetLocalDialer(dialTo(ln.Addr().(*net.TCPAddr).AddrPort(), port, &calls))
 	addr := publishLoopback(t, r, port)
