@@ -41,13 +41,22 @@ var overlayTests = []string{"tcp1"}
 // overlayRef is the overlay pairs' reference.
 const overlayRef = "vxlan-kernel"
 
-// overlays returns the three overlay pairs.
+// overlays returns the three overlay pairs. With $BASE_BIN set (another
+// tapswitch binary, say main's build), the two tapswitch pairs are also
+// run with it, named with -base: a change measured against its base in
+// the same run.
 func overlays(bin string) []topology {
-	return []topology{
+	ts := []topology{
 		&overlay{base: base{id: "vk"}, bin: bin},
 		&overlay{base: base{id: "vt"}, bin: bin, ts: [2]bool{true, true}},
 		&overlay{base: base{id: "vx"}, bin: bin, ts: [2]bool{true, false}},
 	}
+	if b := os.Getenv("BASE_BIN"); b != "" {
+		ts = append(ts,
+			&overlay{base: base{id: "wt"}, bin: b, ts: [2]bool{true, true}, tag: "-base"},
+			&overlay{base: base{id: "wx"}, bin: b, ts: [2]bool{true, false}, tag: "-base"})
+	}
+	return ts
 }
 
 // overlay is two hosts joined by VXLAN, each tapswitch or kernel.
@@ -55,6 +64,7 @@ type overlay struct {
 	base
 	bin string
 	ts  [2]bool // whether h1 (client side) and h2 run tapswitch
+	tag string  // added to the name: "-base" for $BASE_BIN
 	ip  string  // the server container's address
 }
 
@@ -66,13 +76,13 @@ var (
 func (t *overlay) name() string {
 	switch t.ts {
 	case [2]bool{true, true}:
-		return "vxlan-tapswitch"
+		return "vxlan-tapswitch" + t.tag
 	case [2]bool{true, false}:
-		return "vxlan-tapswitch-kernel"
+		return "vxlan-tapswitch-kernel" + t.tag
 	case [2]bool{false, false}:
 		return overlayRef
 	}
-	return "vxlan-kernel-tapswitch"
+	return "vxlan-kernel-tapswitch" + t.tag
 }
 
 func (t *overlay) label() string {
@@ -86,7 +96,11 @@ func (t *overlay) label() string {
 	if t.ts[0] != t.ts[1] {
 		arrow = " -> "
 	}
-	return side(t.ts[0]) + arrow + side(t.ts[1])
+	l := side(t.ts[0]) + arrow + side(t.ts[1])
+	if t.tag != "" {
+		l += " (BASE_BIN)"
+	}
+	return l
 }
 
 func (t *overlay) tests() []string   { return overlayTests }

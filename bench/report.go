@@ -193,6 +193,12 @@ func (r *results) printTable(w io.Writer) {
 	r.summarize()
 	const col = 30
 	main := r.mainSwitches()
+	if len(main) == 0 {
+		// Only suites ran (-only picked them).
+		r.printSuites(w)
+		r.printFooter(w)
+		return
+	}
 	fmt.Fprintf(w, "%-30s", fmt.Sprintf("median [min-max] of %d round(s)", r.Rounds))
 	for _, sw := range main {
 		fmt.Fprintf(w, " %*s", col, sw)
@@ -233,8 +239,12 @@ func (r *results) printTable(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	r.printSuites(w)
-	fmt.Fprintf(w, "\n%d CPUs, kernel %s, load average at start %s, %.0f s. x = ratio to linux-bridge.\n",
-		r.Host.CPUs, r.Host.Kernel, r.Host.Load, r.Seconds)
+	r.printFooter(w)
+}
+
+func (r *results) printFooter(w io.Writer) {
+	fmt.Fprintf(w, "\n%d CPUs, kernel %s, load average at start %s, %.0f s. x = ratio to linux-bridge (to %s for the overlay).\n",
+		r.Host.CPUs, r.Host.Kernel, r.Host.Load, r.Seconds, overlayRef)
 	fmt.Fprintln(w, "UDP: 64-byte payloads (106-byte frames); loss-free: highest paced rate of a bisection losing at most 0.1%.")
 }
 
