@@ -41,6 +41,10 @@ var overlayTests = []string{"tcp1"}
 // overlayRef is the overlay pairs' reference.
 const overlayRef = "vxlan-kernel"
 
+// groupTitles name the suite groups by their reference, in the table and
+// the chart.
+var groupTitles = map[string]string{overlayRef: "across a VXLAN overlay"}
+
 // overlays returns the three overlay pairs. With $BASE_BIN set (another
 // tapswitch binary, say main's build), the two tapswitch pairs are also
 // run with it, named with -base: a change measured against its base in

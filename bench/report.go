@@ -254,7 +254,7 @@ func (r *results) printFooter(w io.Writer) {
 func (r *results) printSuites(w io.Writer) {
 	for _, g := range r.suiteGroups() {
 		for _, test := range r.groupTests(g) {
-			fmt.Fprintf(w, "\n%-40s %24s %7s %11s\n", titles[test]+" ("+g[0]+"), "+units[test], "median [min-max]", "ratio", "switch CPU")
+			fmt.Fprintf(w, "\n%-40s %24s %7s %11s\n", titles[test]+" "+groupTitle(g[0])+", "+units[test], "median [min-max]", "ratio", "switch CPU")
 			for _, sw := range g {
 				s, ok := r.Summary[sw][test]
 				if !ok {
@@ -272,6 +272,14 @@ func (r *results) printSuites(w io.Writer) {
 			}
 		}
 	}
+}
+
+// groupTitle names the suite group whose reference is ref.
+func groupTitle(ref string) string {
+	if t, ok := groupTitles[ref]; ok {
+		return t
+	}
+	return "(against " + ref + ")"
 }
 
 // label is sw's row in a suite's table: its label, or its name.
@@ -343,7 +351,7 @@ func (r *results) panels() []panel {
 	}
 	for _, g := range r.suiteGroups() {
 		for _, test := range r.groupTests(g) {
-			ps = append(ps, panel{titles[test] + ", " + g[0], test, g[0], g})
+			ps = append(ps, panel{titles[test] + " " + groupTitle(g[0]), test, g[0], g})
 		}
 	}
 	return ps
