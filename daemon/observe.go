@@ -15,19 +15,11 @@ import (
 // observeRoutes adds the capture and statistics endpoints to the control API.
 func (d *Daemon) observeRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/capture", d.serveCapture)
-	mux.HandleFunc("GET /v1/captures", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, d.Captures())
-	})
+	mux.HandleFunc("GET /v1/captures", getter(d.Captures))
 	mux.HandleFunc("DELETE /v1/captures/{id}", func(w http.ResponseWriter, r *http.Request) {
-		if err := d.StopCapture(r.PathValue("id")); err != nil {
-			writeError(w, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		replyNoContent(w, d.StopCapture(r.PathValue("id")))
 	})
-	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, d.Stats())
-	})
+	mux.HandleFunc("GET /v1/stats", getter(d.Stats))
 }
 
 // Stats returns the counters of every port and capture point, of the FDB

@@ -27,37 +27,19 @@ type rulesState struct {
 
 // ruleRoutes adds the rule and pipeline endpoints (api/rules.go) to mux.
 func (d *Daemon) ruleRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/rules", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, d.Rules())
-	})
-	mux.HandleFunc("POST /v1/rules", func(w http.ResponseWriter, r *http.Request) {
-		var req api.Rule
-		if err := decodeBody(w, r, &req); err != nil {
-			writeError(w, err)
-			return
-		}
-		rs, err := d.AddRule(req)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusCreated, rs)
-	})
+	mux.HandleFunc("GET /v1/rules", getter(d.Rules))
+	mux.HandleFunc("POST /v1/rules", decoded(http.StatusCreated, func(_ *http.Request, req api.Rule) (api.RuleStats, error) {
+		return d.AddRule(req)
+	}))
 	mux.HandleFunc("DELETE /v1/rules/{id}", func(w http.ResponseWriter, r *http.Request) {
 		id, err := strconv.Atoi(r.PathValue("id"))
 		if err != nil || id < 1 {
 			writeError(w, invalid("rule ID %q: a positive number expected", r.PathValue("id")))
 			return
 		}
-		if err := d.DeleteRule(id); err != nil {
-			writeError(w, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		replyNoContent(w, d.DeleteRule(id))
 	})
-	mux.HandleFunc("GET /v1/pipeline", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, d.Pipeline())
-	})
+	mux.HandleFunc("GET /v1/pipeline", getter(d.Pipeline))
 }
 
 // loadRules reads the state file and hands its rules to the switch.

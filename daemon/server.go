@@ -22,60 +22,26 @@ import (
 // Handler returns the control API (see package api) served by d.
 func (d *Daemon) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/info", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, d.Info())
-	})
-	mux.HandleFunc("GET /v1/ports", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, d.Ports())
-	})
+	mux.HandleFunc("GET /v1/info", getter(d.Info))
+	mux.HandleFunc("GET /v1/ports", getter(d.Ports))
 	mux.HandleFunc("GET /v1/ports/{name}", func(w http.ResponseWriter, r *http.Request) {
 		p, err := d.Port(r.PathValue("name"))
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, p)
+		reply(w, http.StatusOK, p, err)
 	})
-	mux.HandleFunc("POST /v1/ports", func(w http.ResponseWriter, r *http.Request) {
-		var req api.AttachRequest
-		if err := decodeBody(w, r, &req); err != nil {
-			writeError(w, err)
-			return
-		}
-		p, err := d.AttachContext(r.Context(), req)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusCreated, p)
-	})
+	mux.HandleFunc("POST /v1/ports", decoded(http.StatusCreated, func(r *http.Request, req api.AttachRequest) (api.Port, error) {
+		return d.AttachContext(r.Context(), req)
+	}))
 	mux.HandleFunc("DELETE /v1/ports/{name}", func(w http.ResponseWriter, r *http.Request) {
-		if err := d.Detach(r.PathValue("name")); err != nil {
-			writeError(w, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		replyNoContent(w, d.Detach(r.PathValue("name")))
 	})
 	mux.HandleFunc("POST /v1/shutdown", func(w http.ResponseWriter, r *http.Request) {
 		d.Shutdown()
 		w.WriteHeader(http.StatusNoContent)
 	})
-	mux.HandleFunc("PUT /v1/ports/{name}/aliases", func(w http.ResponseWriter, r *http.Request) {
-		var req api.Aliases
-		if err := decodeBody(w, r, &req); err != nil {
-			writeError(w, err)
-			return
-		}
-		p, err := d.SetAliases(r.PathValue("name"), req.Aliases)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, p)
-	})
-	mux.HandleFunc("GET /v1/fdb", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, d.FDB())
-	})
+	mux.HandleFunc("PUT /v1/ports/{name}/aliases", decoded(http.StatusOK, func(r *http.Request, req api.Aliases) (api.Port, error) {
+		return d.SetAliases(r.PathValue("name"), req.Aliases)
+	}))
+	mux.HandleFunc("GET /v1/fdb", getter(d.FDB))
 	d.observeRoutes(mux) // capture and stats: observe.go
 	d.natHandlers(mux)
 	d.ruleRoutes(mux) // ACL rules and the pipeline: rules.go
@@ -89,6 +55,44 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(v)
+}
+
+// getter returns a handler that answers what get returns as JSON.
+func getter[T any](get func() T) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, get()) }
+}
+
+// reply answers v as JSON with status, or err when it is not nil.
+func reply(w http.ResponseWriter, status int, v any, err error) {
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, status, v)
+}
+
+// replyNoContent answers 204 No Content, or err when it is not nil.
+func replyNoContent(w http.ResponseWriter, err error) {
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// decoded returns a handler that decodes the request's body into a Req
+// (decodeBody: one JSON object, no unknown fields) and answers what do
+// returns for it with status, or the error.
+func decoded[Req, Resp any](status int, do func(r *http.Request, req Req) (Resp, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req Req
+		if err := decodeBody(w, r, &req); err != nil {
+			writeError(w, err)
+			return
+		}
+		v, err := do(r, req)
+		reply(w, status, v, err)
+	}
 }
 
 func writeError(w http.ResponseWriter, err error) {
@@ -198,36 +202,16 @@ func (d *Daemon) Serve(ctx context.Context, ln *Listener) error {
 
 // natHandlers adds the NAT endpoints (api/nat.go) to mux.
 func (d *Daemon) natHandlers(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/publish", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, d.Publishes())
-	})
-	mux.HandleFunc("POST /v1/publish", func(w http.ResponseWriter, r *http.Request) {
-		var req api.PublishRequest
-		if err := decodeBody(w, r, &req); err != nil {
-			writeError(w, err)
-			return
-		}
-		p, err := d.Publish(req)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusCreated, p)
-	})
+	mux.HandleFunc("GET /v1/publish", getter(d.Publishes))
+	mux.HandleFunc("POST /v1/publish", decoded(http.StatusCreated, func(_ *http.Request, req api.PublishRequest) (api.Published, error) {
+		return d.Publish(req)
+	}))
 	mux.HandleFunc("DELETE /v1/publish/{port}/{proto}", func(w http.ResponseWriter, r *http.Request) {
 		p, err := d.Unpublish(r.PathValue("port"), r.PathValue("proto"))
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, p)
+		reply(w, http.StatusOK, p, err)
 	})
-	mux.HandleFunc("GET /v1/conntrack", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, d.Conntrack())
-	})
-	mux.HandleFunc("GET /v1/conntrack/stats", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, d.ConntrackStats())
-	})
+	mux.HandleFunc("GET /v1/conntrack", getter(d.Conntrack))
+	mux.HandleFunc("GET /v1/conntrack/stats", getter(d.ConntrackStats))
 	mux.HandleFunc("DELETE /v1/conntrack", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, d.FlushConntrack())
 	})

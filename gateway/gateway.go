@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -178,7 +179,7 @@ func New(cfg Config) (*Gateway, error) {
 		mac:    mac,
 		prefix: p,
 		addr:   p.Addr().As4(),
-		mtu:    cfg.MTU,
+		mtu:    cmp.Or(cfg.MTU, DefaultMTU),
 		now:    cfg.Now,
 		done:   make(chan struct{}),
 	}
@@ -187,31 +188,16 @@ func New(cfg Config) (*Gateway, error) {
 	if g.addr == network || g.addr == g.bcast || !isHostAddr(g.addr) {
 		return nil, fmt.Errorf("addr %s is not a host address of its subnet: %w", p, ErrInvalidConfig)
 	}
-	if g.mtu == 0 {
-		g.mtu = DefaultMTU
-	}
 	if g.mtu < maxICMPErrorLen || g.mtu > 65535 {
 		return nil, fmt.Errorf("mtu %d out of range [576, 65535]: %w", g.mtu, ErrInvalidConfig)
 	}
 	if g.now == nil {
 		g.now = time.Now
 	}
-	timeout := cfg.NeighTimeout
-	if timeout == 0 {
-		timeout = DefaultNeighTimeout
-	}
-	rate := cfg.ErrorRate
-	if rate == 0 {
-		rate = DefaultErrorRate
-	}
-	qlen := cfg.QueueLen
-	if qlen == 0 {
-		qlen = DefaultQueueLen
-	}
-	maxNeigh := cfg.MaxNeighbors
-	if maxNeigh == 0 {
-		maxNeigh = DefaultMaxNeighbors
-	}
+	timeout := cmp.Or(cfg.NeighTimeout, DefaultNeighTimeout)
+	rate := cmp.Or(cfg.ErrorRate, DefaultErrorRate)
+	qlen := cmp.Or(cfg.QueueLen, DefaultQueueLen)
+	maxNeigh := cmp.Or(cfg.MaxNeighbors, DefaultMaxNeighbors)
 	if timeout < 0 || rate < 0 || qlen < 0 || maxNeigh < 0 {
 		return nil, fmt.Errorf("negative NeighTimeout, ErrorRate, QueueLen or MaxNeighbors: %w", ErrInvalidConfig)
 	}

@@ -227,78 +227,63 @@ func arpRequest(t testing.TB) []byte {
 	)
 }
 
-func echoRequest(t testing.TB) []byte {
-	return frame(t,
+// fromAToGateway returns the Ethernet and IPv4 header fields of a datagram
+// from container A (10.90.0.2) to the gateway (10.90.0.1), DF set, TTL 64,
+// with the fields that differ given.
+func fromAToGateway(totalLen, id, proto, hdrChecksum string) []string {
+	return []string{
 		"027473000001", // eth dst: gateway
 		"02420a5a0002", // eth src: container A
 		"0800",         // EtherType IPv4
 		"45",           // version 4, IHL 5
 		"00",           // TOS
-		"002c",         // total length 44
-		"1234",         // identification
+		totalLen,       // total length
+		id,             // identification
 		"4000",         // DF, fragment offset 0
 		"40",           // TTL 64
-		"01",           // protocol ICMP
-		"13e7",         // header checksum
+		proto,          // protocol
+		hdrChecksum,    // header checksum
 		"0a5a0002",     // source 10.90.0.2
 		"0a5a0001",     // destination 10.90.0.1
-		"08",           // ICMP type echo request
-		"00",           // code 0
-		"bf20",         // ICMP checksum
-		"002a",         // identifier 42
-		"0001",         // sequence number 1
+	}
+}
+
+func echoRequest(t testing.TB) []byte {
+	// Total length 44, identification, protocol ICMP, header checksum.
+	return frame(t, append(fromAToGateway("002c", "1234", "01", "13e7"),
+		"08",   // ICMP type echo request
+		"00",   // code 0
+		"bf20", // ICMP checksum
+		"002a", // identifier 42
+		"0001", // sequence number 1
 		hex.EncodeToString([]byte("tapswitch ping!!")), // data, 16 bytes
-	)
+	)...)
 }
 
 func udpToGateway(t testing.TB) []byte {
-	return frame(t,
-		"027473000001", // eth dst: gateway
-		"02420a5a0002", // eth src: container A
-		"0800",         // EtherType IPv4
-		"45",           // version 4, IHL 5
-		"00",           // TOS
-		"0021",         // total length 33
-		"1235",         // identification
-		"4000",         // DF
-		"40",           // TTL 64
-		"11",           // protocol UDP
-		"13e1",         // header checksum
-		"0a5a0002",     // source 10.90.0.2
-		"0a5a0001",     // destination 10.90.0.1
-		"9c40",         // source port 40000
-		"270f",         // destination port 9999
-		"000d",         // UDP length 13
-		"e3fb",         // UDP checksum
-		"68656c6c6f",   // "hello"
-	)
+	// Total length 33, identification, protocol UDP, header checksum.
+	return frame(t, append(fromAToGateway("0021", "1235", "11", "13e1"),
+		"9c40",       // source port 40000
+		"270f",       // destination port 9999
+		"000d",       // UDP length 13
+		"e3fb",       // UDP checksum
+		"68656c6c6f", // "hello"
+	)...)
 }
 
 func tcpSYN(t testing.TB) []byte {
-	return frame(t,
-		"027473000001", // eth dst: gateway
-		"02420a5a0002", // eth src: container A
-		"0800",         // EtherType IPv4
-		"45",           // version 4, IHL 5
-		"00",           // TOS
-		"0028",         // total length 40
-		"1236",         // identification
-		"4000",         // DF
-		"40",           // TTL 64
-		"06",           // protocol TCP
-		"13e4",         // header checksum
-		"0a5a0002",     // source 10.90.0.2
-		"0a5a0001",     // destination 10.90.0.1
-		"9c41",         // source port 40001
-		"0050",         // destination port 80
-		"01020304",     // sequence number
-		"00000000",     // acknowledgment number
-		"50",           // data offset 5
-		"02",           // flags SYN
-		"faf0",         // window
-		"ffa3",         // checksum
-		"0000",         // urgent pointer
-	)
+	// Total length 40, identification, protocol TCP, header checksum.
+	return frame(t, append(fromAToGateway("0028", "1236", "06", "13e4"),
+		"9c41",     // source port 40001
+		"0050",     // destination port 80
+		"01020304", // sequence number
+		"00000000", // acknowledgment number
+		"50",       // data offset 5
+		"02",       // flags SYN
+		"faf0",     // window
+		"ffa3",     // checksum
+		"0000",     // urgent pointer
+	)...)
 }
 
 // toElsewhere returns an ICMP echo request from container A to dst through

@@ -18,6 +18,17 @@ import (
 	"github.com/tapswitch/tapswitch/internal/checksum"
 )
 
+// sendRetry sends b to sa on the raw socket fd, again while the queue is
+// full (ENOBUFS, EAGAIN: the TAP's queue, until the switch reads it).
+func sendRetry(fd int, b []byte, sa syscall.Sockaddr) error {
+	for {
+		err := syscall.Sendto(fd, b, 0, sa)
+		if err != syscall.ENOBUFS && err != syscall.EAGAIN {
+			return err
+		}
+	}
+}
+
 // macFlood sends n frames from eth0 of ns, each from another source MAC
 // (02:aa:00:00:00:00 + i, locally administered) to an unknown unicast MAC,
 // with the local experimental EtherType 0x88b5: frames for the switch
@@ -41,15 +52,8 @@ func macFlood(t *testing.T, ns string, n int) {
 		binary.BigEndian.PutUint16(frame[12:], 0x88b5)
 		for i := range n {
 			binary.BigEndian.PutUint32(frame[8:], uint32(i))
-			for {
-				err := syscall.Sendto(fd, frame, 0, sa)
-				if err == syscall.ENOBUFS || err == syscall.EAGAIN {
-					continue // the TAP's queue is full: the switch is reading
-				}
-				if err != nil {
-					return fmt.Errorf("frame %d: %w", i, err)
-				}
-				break
+			if err := sendRetry(fd, frame, sa); err != nil {
+				return fmt.Errorf("frame %d: %w", i, err)
 			}
 		}
 		return nil
@@ -132,15 +136,8 @@ func synFlood(t *testing.T, ns string, dst string, port uint16, n int) {
 			tcp[13] = 0x02 // SYN
 			binary.BigEndian.PutUint16(tcp[14:], 64240)
 			binary.BigEndian.PutUint16(tcp[16:], checksum.Checksum(tcp, checksum.PseudoHeaderIPv4(src, d4, syscall.IPPROTO_TCP, 20)))
-			for {
-				err := syscall.Sendto(fd, pkt, 0, sa)
-				if err == syscall.ENOBUFS || err == syscall.EAGAIN {
-					continue
-				}
-				if err != nil {
-					return fmt.Errorf("SYN %d: %w", i, err)
-				}
-				break
+			if err := sendRetry(fd, pkt, sa); err != nil {
+				return fmt.Errorf("SYN %d: %w", i, err)
 			}
 		}
 		return nil

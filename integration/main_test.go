@@ -125,16 +125,25 @@ func startDaemon(t *testing.T, args ...string) *daemon {
 // "" means the test's own namespace.
 func startDaemonIn(t *testing.T, ns string, args ...string) *daemon {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "tsw")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := tempDir(t, "tsw")
 	var prefix []string
 	if ns != "" {
 		prefix = []string{"ip", "netns", "exec", ns}
 	}
 	return startDaemonWith(t, dir, prefix, args...)
+}
+
+// tempDir returns a new directory in os.TempDir() whose name starts with
+// prefix, removed when the test ends. Unlike t.TempDir()'s, whose parent
+// is 0700, it is open to the user nobody (rootless daemons, podman).
+func tempDir(t *testing.T, prefix string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }
 
 // startDaemonWith is startDaemon with the control socket in dir and the

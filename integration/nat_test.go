@@ -538,12 +538,7 @@ func TestNATBulk(t *testing.T) {
 			t.Errorf("sha256: sent %x, received %x", sent, got)
 		}
 		s := d.tapUplink(t)
-		n, b := s.TxPackets-before.TxPackets, s.TxBytes-before.TxBytes
-		t.Logf("uplink: %d datagrams sent, %d super-frames, %d bytes", n, s.TxGSO-before.TxGSO, b)
-		if s.TxGSO == before.TxGSO || b/max(n, 1) <= upMTU {
-			t.Errorf("uplink sent %d datagrams of %d bytes on average, %d super-frames: want super-frames, more than %d bytes on average",
-				n, b/max(n, 1), s.TxGSO-before.TxGSO, upMTU)
-		}
+		wantSuperFrames(t, "sent", s.TxPackets-before.TxPackets, s.TxBytes-before.TxBytes, s.TxGSO-before.TxGSO)
 	})
 	t.Run("lan to published port", func(t *testing.T) {
 		before := d.tapUplink(t)
@@ -552,12 +547,7 @@ func TestNATBulk(t *testing.T) {
 			t.Errorf("sha256: sent %x, received %x", sent, got)
 		}
 		s := d.tapUplink(t)
-		n, b := s.RxPackets-before.RxPackets, s.RxBytes-before.RxBytes
-		t.Logf("uplink: %d datagrams received, %d super-frames, %d bytes", n, s.RxGSO-before.RxGSO, b)
-		if s.RxGSO == before.RxGSO || b/max(n, 1) <= upMTU {
-			t.Errorf("uplink received %d datagrams of %d bytes on average, %d super-frames: want super-frames, more than %d bytes on average",
-				n, b/max(n, 1), s.RxGSO-before.RxGSO, upMTU)
-		}
+		wantSuperFrames(t, "received", s.RxPackets-before.RxPackets, s.RxBytes-before.RxBytes, s.RxGSO-before.RxGSO)
 		if s.RxSegmented != 0 {
 			t.Errorf("uplink segmented %d super-frames in software, want 0", s.RxSegmented)
 		}
@@ -568,6 +558,19 @@ func TestNATBulk(t *testing.T) {
 			}
 		}
 	})
+}
+
+// wantSuperFrames checks what the uplink moved one way (n datagrams of b
+// bytes in all, gso of them super-frames): super-frames, more than the
+// link's MTU on average.
+func wantSuperFrames(t *testing.T, way string, n, b, gso uint64) {
+	t.Helper()
+	avg := b / max(n, 1)
+	t.Logf("uplink: %d datagrams %s, %d super-frames, %d bytes", n, way, gso, b)
+	if gso == 0 || avg <= upMTU {
+		t.Errorf("uplink %s %d datagrams of %d bytes on average, %d super-frames: want super-frames, more than %d bytes on average",
+			way, n, avg, gso, upMTU)
+	}
 }
 
 // tapUplink returns the TAP uplink's counters.

@@ -65,13 +65,8 @@ func newPodman(t *testing.T, sock string, rootless bool) *podman {
 	t.Helper()
 	requireRoot(t, "podman", "runc", "conmon")
 	busybox := requireStaticBusybox(t)
-	// Not t.TempDir(): its parent is 0700, closed to nobody.
-	dir, err := os.MkdirTemp("", "tspodman")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) }) // after podman's own cleanup below
-	p := &podman{dir: dir}
+	// Open to nobody; removed after podman's own cleanup below.
+	p := &podman{dir: tempDir(t, "tspodman")}
 	netd := filepath.Join(p.dir, "net.d")
 	if err := os.MkdirAll(netd, 0o755); err != nil {
 		t.Fatal(err)

@@ -89,11 +89,7 @@ func startRootlessDaemon(t *testing.T, args ...string) (*daemon, string) {
 // startRootlessDaemonIn is startRootlessDaemon in the namespace host.
 func startRootlessDaemonIn(t *testing.T, host string, args ...string) *daemon {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "tswr")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := tempDir(t, "tswr")
 	if err := os.Chown(dir, nobody, nobody); err != nil {
 		t.Fatal(err)
 	}

@@ -43,29 +43,10 @@ func (t *Table) newFromExternal(pkt []byte, p *parsed, partial bool, now int64) 
 		t.mu.Unlock()
 		return t.apply(r, pkt, p, partial, now)
 	}
-	var target Endpoint
-	var m *mapping
-	if pub := t.publishForLocked(p.proto, p.t.Dst.Port); pub != nil {
-		target = Endpoint{Addr: pub.Target.As4(), Port: pub.TargetPort + (p.t.Dst.Port - pub.HostPort)}
-	} else if m = t.ports[portKey{p.proto, p.t.Dst.Port}]; m != nil && t.cfg.EndpointIndependentFiltering {
-		target = m.internal
-	} else {
+	target, m, reason := t.targetLocked(p.proto, p.t.Dst.Port)
+	if reason != DropNone {
 		t.mu.Unlock()
-		if m != nil {
-			return t.drop(DropFiltered)
-		}
-		return t.drop(DropNoFlow)
-	}
-	if !t.roomLocked() {
-		t.mu.Unlock()
-		return t.drop(DropTableFull)
-	}
-	if m != nil { // the eviction may have ended the mapping
-		if m = t.ports[portKey{p.proto, p.t.Dst.Port}]; m == nil {
-			t.mu.Unlock()
-			return t.drop(DropNoFlow)
-		}
-		target = m.internal
+		return t.drop(reason)
 	}
 	reply := Tuple{Proto: p.proto, Src: target, Dst: p.t.Src}
 	c, reason := t.insertLocked(p.t, sideExternal, reply, sideInternal, m, nil, now)
@@ -113,28 +94,12 @@ func (t *Table) newOutboundLocked(p *parsed, now int64) (*conn, DropReason) {
 // another mapping. Both source and destination are translated (RFC 4787
 // REQ-9, RFC 5382 REQ-8).
 func (t *Table) newHairpinLocked(p *parsed, now int64) (*conn, DropReason) {
-	var target Endpoint
-	var tm *mapping
 	if p.proto == ICMP {
 		return nil, DropNoFlow
 	}
-	if pub := t.publishForLocked(p.proto, p.t.Dst.Port); pub != nil {
-		target = Endpoint{Addr: pub.Target.As4(), Port: pub.TargetPort + (p.t.Dst.Port - pub.HostPort)}
-	} else if tm = t.ports[portKey{p.proto, p.t.Dst.Port}]; tm != nil && t.cfg.EndpointIndependentFiltering {
-		target = tm.internal
-	} else if tm != nil {
-		return nil, DropFiltered
-	} else {
-		return nil, DropNoFlow
-	}
-	if !t.roomLocked() {
-		return nil, DropTableFull
-	}
-	if tm != nil { // the eviction may have ended the mapping
-		if tm = t.ports[portKey{p.proto, p.t.Dst.Port}]; tm == nil {
-			return nil, DropNoFlow
-		}
-		target = tm.internal
+	target, tm, r := t.targetLocked(p.proto, p.t.Dst.Port)
+	if r != DropNone {
+		return nil, r
 	}
 	m, r := t.mappingLocked(p.proto, p.t.Src)
 	if m == nil {
@@ -142,6 +107,35 @@ func (t *Table) newHairpinLocked(p *parsed, now int64) (*conn, DropReason) {
 	}
 	reply := Tuple{Proto: p.proto, Src: target, Dst: Endpoint{Addr: t.ext, Port: m.port}}
 	return t.insertLocked(p.t, sideInternal, reply, sideInternal, m, tm, now)
+}
+
+// targetLocked resolves the target of a new connection to the external
+// address's port: a published port's target, or, with endpoint-independent
+// filtering, the internal endpoint of the mapping that holds the port, which
+// it returns too (the connection will hold it). Without either the packet is
+// dropped (DropFiltered when a mapping holds the port, DropNoFlow when none
+// does). It then makes room for the connection (roomLocked) and looks the
+// mapping up again, since the eviction may have ended it.
+func (t *Table) targetLocked(proto Proto, port uint16) (Endpoint, *mapping, DropReason) {
+	var target Endpoint
+	var m *mapping
+	if pub := t.publishForLocked(proto, port); pub != nil {
+		target = Endpoint{Addr: pub.Target.As4(), Port: pub.TargetPort + (port - pub.HostPort)}
+	} else if m = t.ports[portKey{proto, port}]; m == nil {
+		return Endpoint{}, nil, DropNoFlow
+	} else if !t.cfg.EndpointIndependentFiltering {
+		return Endpoint{}, nil, DropFiltered
+	}
+	if !t.roomLocked() {
+		return Endpoint{}, nil, DropTableFull
+	}
+	if m != nil { // the eviction may have ended the mapping
+		if m = t.ports[portKey{proto, port}]; m == nil {
+			return Endpoint{}, nil, DropNoFlow
+		}
+		target = m.internal
+	}
+	return target, m, DropNone
 }
 
 // roomLocked makes room for a new connection, evicting one when the table

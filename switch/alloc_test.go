@@ -147,25 +147,46 @@ func gsoFrame(buf []byte, dst, src fdb.MAC, payload int) int {
 	return VnetHdrLen + 54 + payload
 }
 
-func TestForwardGSOAllocs(t *testing.T) {
+// gsoRig is a switch with three ports, a and c with offloads and b
+// without; b's and c's MACs have been learned.
+type gsoRig struct {
+	s                *Switch
+	a, b, c          *port
+	macA, macB, macC fdb.MAC
+	buf              []byte
+}
+
+func newGSORig(tb testing.TB) *gsoRig {
+	tb.Helper()
 	s, err := New(Config{})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer s.Close()
+	tb.Cleanup(func() { s.Close() })
+	r := &gsoRig{
+		s:    s,
+		macA: fdb.MAC{2, 0, 0, 0, 0, 0xa}, macB: fdb.MAC{2, 0, 0, 0, 0, 0xb}, macC: fdb.MAC{2, 0, 0, 0, 0, 0xc},
+		buf: make([]byte, BufSize),
+	}
 	var ports []*port
 	for i, p := range []Port{offloadSink{newSink("a")}, newSink("b"), offloadSink{newSink("c")}} {
 		id, err := s.AddPort(p)
 		if err != nil {
-			t.Fatal(err, i)
+			tb.Fatal(err, i)
 		}
 		ports = append(ports, s.ports.Load().byID[id])
 	}
-	a, b, c := ports[0], ports[1], ports[2]
-	macA, macB, macC := fdb.MAC{2, 0, 0, 0, 0, 0xa}, fdb.MAC{2, 0, 0, 0, 0, 0xb}, fdb.MAC{2, 0, 0, 0, 0, 0xc}
-	buf := make([]byte, BufSize)
-	s.forward(b, buf, Headroom, testFrame(buf, fdb.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, macB))
-	s.forward(c, buf, Headroom, testFrame(buf, fdb.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, macC))
+	r.a, r.b, r.c = ports[0], ports[1], ports[2]
+	bcast := fdb.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+	s.forward(r.b, r.buf, Headroom, testFrame(r.buf, bcast, r.macB))
+	s.forward(r.c, r.buf, Headroom, testFrame(r.buf, bcast, r.macC))
+	return r
+}
+
+func TestForwardGSOAllocs(t *testing.T) {
+	r := newGSORig(t)
+	s, a, b, buf := r.s, r.a, r.b, r.buf
+	macA, macB, macC := r.macA, r.macB, r.macC
 	tests := []struct {
 		name string
 		dst  fdb.MAC
@@ -191,30 +212,17 @@ func TestForwardGSOAllocs(t *testing.T) {
 }
 
 func BenchmarkForwardGSO(b *testing.B) {
-	s, err := New(Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	var ports []*port
-	for _, p := range []Port{offloadSink{newSink("a")}, newSink("b"), offloadSink{newSink("c")}} {
-		id, _ := s.AddPort(p)
-		ports = append(ports, s.ports.Load().byID[id])
-	}
-	macA, macB, macC := fdb.MAC{2, 0, 0, 0, 0, 0xa}, fdb.MAC{2, 0, 0, 0, 0, 0xb}, fdb.MAC{2, 0, 0, 0, 0, 0xc}
-	buf := make([]byte, BufSize)
-	s.forward(ports[1], buf, Headroom, testFrame(buf, fdb.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, macB))
-	s.forward(ports[2], buf, Headroom, testFrame(buf, fdb.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, macC))
+	r := newGSORig(b)
 	for _, tc := range []struct {
 		name string
 		dst  fdb.MAC
-	}{{"64KiB-whole", macC}, {"64KiB-segmented", macB}} {
+	}{{"64KiB-whole", r.macC}, {"64KiB-segmented", r.macB}} {
 		b.Run(tc.name, func(b *testing.B) {
-			n := gsoFrame(buf, tc.dst, macA, 65000)
+			n := gsoFrame(r.buf, tc.dst, r.macA, 65000)
 			b.SetBytes(65000)
 			b.ReportAllocs()
 			for b.Loop() {
-				s.forward(ports[0], buf, Headroom, n)
+				r.s.forward(r.a, r.buf, Headroom, n)
 			}
 		})
 	}

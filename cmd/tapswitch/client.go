@@ -95,18 +95,13 @@ func cmdDetach(args []string, stdout io.Writer) error {
 }
 
 func cmdShutdown(args []string, stdout io.Writer) error {
-	fs := newFlags("shutdown")
-	control := controlFlag(fs)
-	pos, err := parse(fs, args)
+	control, err := noArg("shutdown", args)
 	if err != nil {
-		return err
-	}
-	if err := noArgs(pos); err != nil {
 		return err
 	}
 	ctx, cancel := timeout()
 	defer cancel()
-	return client(*control).Shutdown(ctx)
+	return client(control).Shutdown(ctx)
 }
 
 func cmdPorts(args []string, stdout io.Writer) error {
@@ -199,15 +194,14 @@ func printFDB(w io.Writer, entries []api.FDBEntry) {
 }
 
 func cmdVersion(args []string, stdout io.Writer) error {
-	fs := newFlags("version")
-	control := controlFlag(fs)
-	if err := parseNone(fs, args); err != nil {
+	control, err := noArg("version", args)
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "client: tapswitch %s\n", api.Version)
 	ctx, cancel := timeout()
 	defer cancel()
-	info, err := client(*control).Info(ctx)
+	info, err := client(control).Info(ctx)
 	if err != nil {
 		return err
 	}

@@ -72,9 +72,7 @@ func printDNS(stdout io.Writer, c *api.Client, p api.Port) {
 
 // cmdAlias sets the DNS aliases of a port.
 func cmdAlias(args []string, stdout io.Writer) error {
-	fs := newFlags("alias")
-	control := controlFlag(fs)
-	pos, err := parse(fs, args)
+	control, pos, err := controlArgs("alias", args)
 	if err != nil {
 		return err
 	}
@@ -83,7 +81,7 @@ func cmdAlias(args []string, stdout io.Writer) error {
 	}
 	ctx, cancel := timeout()
 	defer cancel()
-	p, err := client(*control).SetAliases(ctx, pos[0], pos[1:])
+	p, err := client(control).SetAliases(ctx, pos[0], pos[1:])
 	if err != nil {
 		return err
 	}

@@ -144,7 +144,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 // subcommand's own, so that each subcommand parses them as if they came
 // after it: args returned start with the subcommand. They go first, so that
 // the same flag after the subcommand wins; for a subcommand with
-// subcommands of its own (rule), after those. Only --control is global:
+// subcommands of its own (rule, vxlan), after those. Only --control is global:
 // every subcommand that talks to the daemon takes it, and so does run,
 // which serves it.
 func globalFlags(args []string) ([]string, error) {
@@ -164,9 +164,9 @@ func globalFlags(args []string) ([]string, error) {
 	switch name := rest[0]; {
 	case name == "demo":
 		return nil, usagef("--control: demo runs a daemon of its own and takes no control socket")
-	case name == "rule":
+	case name == "rule" || name == "vxlan":
 		if len(rest) == 1 {
-			return rest, nil // rule says what is missing
+			return rest, nil // the command says what is missing
 		}
 		return slices.Concat(rest[:2], []string{global}, rest[2:]), nil
 	default:
@@ -259,6 +259,25 @@ func parseOne(fs *flag.FlagSet, args []string, what string) (string, error) {
 		return "", usageError{errors.New(what)}
 	}
 	return pos[0], nil
+}
+
+// controlArgs parses the flags of a subcommand that takes nothing but
+// --control and positional arguments, and returns both.
+func controlArgs(name string, args []string) (control string, pos []string, err error) {
+	fs := newFlags(name)
+	c := controlFlag(fs)
+	pos, err = parse(fs, args)
+	return *c, pos, err
+}
+
+// noArg parses the flags of a subcommand that takes nothing but --control,
+// and returns it.
+func noArg(name string, args []string) (control string, err error) {
+	control, pos, err := controlArgs(name, args)
+	if err != nil {
+		return "", err
+	}
+	return control, noArgs(pos)
 }
 
 // oneArg parses the flags of a subcommand that takes nothing but

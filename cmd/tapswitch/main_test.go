@@ -73,16 +73,20 @@ func TestArgumentErrors(t *testing.T) {
 		{"alias without port", []string{"alias"}, 2, "give a port name"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			code := runMain(tt.args, &stdout, &stderr)
-			if code != tt.code {
-				t.Errorf("exit status: got %d, want %d", code, tt.code)
-			}
-			if !strings.Contains(stderr.String(), tt.want) {
-				t.Errorf("stderr: got %q, want it to contain %q", stderr.String(), tt.want)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { wantExit(t, tt.args, tt.code, tt.want) })
+	}
+}
+
+// wantExit runs the command line args and checks its exit status and that
+// its standard error contains want.
+func wantExit(t *testing.T, args []string, code int, want string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	if got := runMain(args, &stdout, &stderr); got != code {
+		t.Errorf("exit status: got %d, want %d (stderr %q)", got, code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr: got %q, want it to contain %q", stderr.String(), want)
 	}
 }
 
@@ -131,6 +135,9 @@ func TestGlobalFlags(t *testing.T) {
 		{[]string{"--control", before, "ports", "--control", after}, 1, "cannot reach the tapswitch daemon at " + after},
 		{[]string{"--control", before, "rule", "list", "--control", after}, 1, "cannot reach the tapswitch daemon at " + after},
 		{[]string{"--control", before, "rule"}, 2, "give a subcommand: add, list or del"},
+		{[]string{"--control", before, "vxlan", "list"}, 1, "cannot reach the tapswitch daemon at " + before},
+		{[]string{"--control", before, "vxlan", "fdb", "del", "42", "02:00:00:00:00:01"}, 1, "cannot reach the tapswitch daemon at " + before},
+		{[]string{"--control", before, "vxlan"}, 2, "give a subcommand: add, list, del or fdb"},
 		{[]string{"--control", before, "ports", "x"}, 2, `unexpected argument "x"`},
 		{[]string{"--control", before, "demo"}, 2, "demo runs a daemon of its own"},
 		{[]string{"--control", before}, 2, "Usage:"},
@@ -138,13 +145,7 @@ func TestGlobalFlags(t *testing.T) {
 		{[]string{"--json", "ports"}, 2, "flag provided but not defined: -json"},
 		{[]string{"--control", before, "frobnicate"}, 2, `unknown command "frobnicate"`},
 	} {
-		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			code := runMain(tt.args, &stdout, &stderr)
-			if code != tt.code || !strings.Contains(stderr.String(), tt.want) {
-				t.Errorf("got exit %d, stderr %q; want exit %d and %q", code, stderr.String(), tt.code, tt.want)
-			}
-		})
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) { wantExit(t, tt.args, tt.code, tt.want) })
 	}
 	for _, h := range []string{"-h", "--help", "help"} {
 		var stdout, stderr bytes.Buffer

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"strings"
 	"testing"
 
 	"github.com/tapswitch/tapswitch/api"
@@ -37,15 +36,7 @@ func TestNATArgumentErrors(t *testing.T) {
 		{"conntrack extra", []string{"conntrack", "x"}, `unexpected argument "x"`},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			if code := runMain(tt.args, &stdout, &stderr); code != 2 {
-				t.Errorf("exit status: got %d, want 2 (stderr %q)", code, stderr.String())
-			}
-			if !strings.Contains(stderr.String(), tt.want) {
-				t.Errorf("stderr: got %q, want it to contain %q", stderr.String(), tt.want)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { wantExit(t, tt.args, 2, tt.want) })
 	}
 }
 

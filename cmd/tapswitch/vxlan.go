@@ -60,7 +60,7 @@ func (f *vxlanFlags) apply(cfg *daemon.Config) error {
 
 func cmdVXLAN(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return usagef("give a subcommand: add, list or del")
+		return usagef("give a subcommand: add, list, del or fdb")
 	}
 	switch args[0] {
 	case "add":
@@ -78,9 +78,7 @@ func cmdVXLAN(args []string, stdout io.Writer) error {
 // cmdVXLANFDB is `vxlan fdb add VNI MAC VTEP` and `vxlan fdb del VNI MAC`:
 // static entries, as `bridge fdb append MAC dev vxlan42 dst VTEP`.
 func cmdVXLANFDB(args []string, stdout io.Writer) error {
-	fs := newFlags("vxlan fdb")
-	control := controlFlag(fs)
-	pos, err := parse(fs, args)
+	control, pos, err := controlArgs("vxlan fdb", args)
 	if err != nil {
 		return err
 	}
@@ -94,9 +92,9 @@ func cmdVXLANFDB(args []string, stdout io.Writer) error {
 	ctx, cancel := timeout()
 	defer cancel()
 	if pos[0] == "add" {
-		return client(*control).AddVXLANStatic(ctx, uint32(vni), api.VXLANStatic{MAC: pos[2], VTEP: pos[3]})
+		return client(control).AddVXLANStatic(ctx, uint32(vni), api.VXLANStatic{MAC: pos[2], VTEP: pos[3]})
 	}
-	return client(*control).DeleteVXLANStatic(ctx, uint32(vni), pos[2])
+	return client(control).DeleteVXLANStatic(ctx, uint32(vni), pos[2])
 }
 
 func cmdVXLANAdd(args []string, stdout io.Writer) error {
