@@ -114,11 +114,16 @@ func (t *overlay) serverIP() string  { return t.ip }
 // underlay addresses of h1 and h2.
 var overlayHosts = [2]string{"198.51.100.1", "198.51.100.2"}
 
-func (t *overlay) setup(ctx context.Context) error {
-	if err := t.tempDir(); err != nil {
-		return err
+// begin makes the topology's directory and its first namespace.
+func (b *base) begin(side string) (string, error) {
+	if err := b.tempDir(); err != nil {
+		return "", err
 	}
-	u, err := t.addNS("u")
+	return b.addNS(side)
+}
+
+func (t *overlay) setup(ctx context.Context) error {
+	u, err := t.begin("u")
 	if err != nil {
 		return err
 	}

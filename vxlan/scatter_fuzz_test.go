@@ -2,12 +2,9 @@ package vxlan
 
 import (
 	"bytes"
-	"encoding/binary"
 	"net"
 	"net/netip"
 	"testing"
-
-	"golang.org/x/sys/unix"
 
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/switch/gso"
@@ -46,10 +43,6 @@ func FuzzScatter(f *testing.F) {
 		f.Fatal(err)
 	}
 	defer c.Close()
-	oob := make([]byte, unix.CmsgSpace(2))
-	h := (*unix.Cmsghdr)(unsafePointer(&oob[0]))
-	h.Level, h.Type = unix.IPPROTO_UDP, unix.UDP_SEGMENT
-	h.SetLen(unix.CmsgLen(2))
 	marker := datagrams([][]byte{ethFrame(macB, macA, 77)})[0]
 	f.Fuzz(func(t *testing.T, at uint8, d []byte) {
 		learn(t)
@@ -63,8 +56,7 @@ func FuzzScatter(f *testing.F) {
 			d = append([]byte{0}, d...)[:min(len(d)+1, size)]
 		}
 		in[i] = d
-		binary.NativeEndian.PutUint16(oob[unix.SizeofCmsghdr:], uint16(size))
-		if _, _, err := c.WriteMsgUDP(bytes.Join(in, nil), oob, nil); err != nil {
+		if _, _, err := c.WriteMsgUDP(bytes.Join(in, nil), segmentOOB(size), nil); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := c.Write(marker); err != nil {

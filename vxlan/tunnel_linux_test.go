@@ -347,14 +347,20 @@ func sendGSO(t *testing.T, ap netip.AddrPort, dgrams [][]byte) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	if _, _, err := c.WriteMsgUDP(bytes.Join(dgrams, nil), segmentOOB(len(dgrams[0])), nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// segmentOOB returns a UDP_SEGMENT control message for datagrams of size
+// bytes.
+func segmentOOB(size int) []byte {
 	oob := make([]byte, unix.CmsgSpace(2))
 	h := (*unix.Cmsghdr)(unsafePointer(&oob[0]))
 	h.Level, h.Type = unix.IPPROTO_UDP, unix.UDP_SEGMENT
 	h.SetLen(unix.CmsgLen(2))
-	binary.NativeEndian.PutUint16(oob[unix.SizeofCmsghdr:], uint16(len(dgrams[0])))
-	if _, _, err := c.WriteMsgUDP(bytes.Join(dgrams, nil), oob, nil); err != nil {
-		t.Fatal(err)
-	}
+	binary.NativeEndian.PutUint16(oob[unix.SizeofCmsghdr:], uint16(size))
+	return oob
 }
 
 // datagrams returns the VXLAN datagrams (VNI 42) of the segments (a
