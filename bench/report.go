@@ -254,11 +254,11 @@ func (r *results) printFooter(w io.Writer) {
 func (r *results) printSuites(w io.Writer) {
 	for _, g := range r.suiteGroups() {
 		for _, test := range r.groupTests(g) {
-			fmt.Fprintf(w, "\n%-40s %24s %7s %11s\n", titles[test]+" "+groupTitle(g[0])+", "+units[test], "median [min-max]", "ratio", "switch CPU")
+			fmt.Fprintf(w, "\n%-48s %24s %7s %11s\n", titles[test]+" "+groupTitle(g[0])+", "+units[test], "median [min-max]", "ratio", "switch CPU")
 			for _, sw := range g {
 				s, ok := r.Summary[sw][test]
 				if !ok {
-					fmt.Fprintf(w, "%-40s %24s\n", r.label(sw), "-")
+					fmt.Fprintf(w, "%-48s %24s\n", r.label(sw), "-")
 					continue
 				}
 				ratio := "-"
@@ -267,7 +267,7 @@ func (r *results) printSuites(w io.Writer) {
 				} else if s.Ratio > 0 {
 					ratio = fmt.Sprintf("x%.2f", s.Ratio)
 				}
-				fmt.Fprintf(w, "%-40s %24s %7s %11s\n", r.label(sw),
+				fmt.Fprintf(w, "%-48s %24s %7s %11s\n", r.label(sw),
 					fmt.Sprintf("%s [%s-%s]", num(s.Median), num(s.Min), num(s.Max)), ratio, cpuStr(s.SwitchCPU))
 			}
 		}
