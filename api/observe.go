@@ -199,6 +199,9 @@ type Stats struct {
 	TAPUplink *TAPUplinkStats `json:"tap_uplink,omitempty"`
 	// Process is the daemon process's own resources.
 	Process ProcessStats `json:"process"`
+	// Control is the control socket's connections and what its limits
+	// did.
+	Control ControlStats `json:"control"`
 	// VXLAN is the tunnels' counters, per remote VTEP among them.
 	VXLAN []VXLAN `json:"vxlan,omitempty"`
 }
@@ -208,6 +211,18 @@ type Stats struct {
 type ProcessStats struct {
 	Goroutines int `json:"goroutines"`
 	OpenFDs    int `json:"open_fds"` // -1 when /proc/self/fd cannot be read
+}
+
+// ControlStats are the control socket's connections: how many are open,
+// and how many its cap on connections closed.
+type ControlStats struct {
+	Connections int64 `json:"connections"` // open now
+	// IdleClosed counts connections closed, idle the longest, to make
+	// room for a new one past the cap.
+	IdleClosed uint64 `json:"idle_closed"`
+	// Refused counts connections answered 503 past the cap, every open
+	// one having a request in progress.
+	Refused uint64 `json:"refused"`
 }
 
 // TAPUplinkStats are the routed TAP uplink's counters (uplink/tap.Stats).

@@ -48,7 +48,7 @@ func (d *Daemon) createTap(a *attachment, pid int) (*tap.Device, error) {
 		Gateway: d.cfg.Gateway,
 	}
 	d.tapConfig6(a, &cfg)
-	if d.privileged && !d.cfg.AttachHelper {
+	if !d.useHelper() {
 		dev, err := tap.Create(cfg)
 		return dev, errorKind(err)
 	}
@@ -65,13 +65,10 @@ func (d *Daemon) createTap(a *attachment, pid int) (*tap.Device, error) {
 		}
 		a.proc = p
 	}
-	exe := d.cfg.Exe
-	if exe == "" {
-		var err error
-		if exe, err = os.Executable(); err != nil {
-			a.stopWatch()
-			return nil, fmt.Errorf("find tapswitch's binary for the namespace helper: %w", err)
-		}
+	exe, err := d.helperExe()
+	if err != nil {
+		a.stopWatch()
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), helperTimeout)
 	defer cancel()
@@ -89,6 +86,24 @@ func (d *Daemon) createTap(a *attachment, pid int) (*tap.Device, error) {
 		return nil, errorKind(err)
 	}
 	return dev, nil
+}
+
+// useHelper reports whether the daemon makes and adopts TAPs through the
+// namespace helper: without CAP_NET_ADMIN, or with Config.AttachHelper.
+func (d *Daemon) useHelper() bool {
+	return !d.privileged || d.cfg.AttachHelper
+}
+
+// helperExe returns the binary the namespace helper runs.
+func (d *Daemon) helperExe() (string, error) {
+	if d.cfg.Exe != "" {
+		return d.cfg.Exe, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find tapswitch's binary for the namespace helper: %w", err)
+	}
+	return exe, nil
 }
 
 // watch waits for the process of a to exit and then removes its port. It
@@ -144,13 +159,8 @@ func checkPrivileges(cfg Config) error {
 	if p, ok := cfg.Uplink.(uplink.Privileged); ok && !privileged() {
 		return &reqError{ErrForbidden, fmt.Sprintf("--uplink %s needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN): %s", cfg.Uplink.Kind(), p.Privileged())}
 	}
-	if cfg.LiveRestore {
-		switch {
-		case !privileged() || cfg.AttachHelper:
-			return &reqError{ErrForbidden, "--live-restore needs root without --attach-helper: a new daemon adopts the TAPs from inside the containers' namespaces"}
-		case cfg.StatePath == "":
-			return invalid("--live-restore needs a state file to keep the attachments in")
-		}
+	if cfg.LiveRestore && cfg.StatePath == "" {
+		return invalid("--live-restore needs a state file to keep the attachments in")
 	}
 	return nil
 }

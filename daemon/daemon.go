@@ -61,8 +61,9 @@ type Daemon struct {
 	// chosen, or that read back (ipv6.go).
 	subnet6State string
 
-	vx  tunnels     // VXLAN tunnels (vxlan.go)
-	dns *dns.Server // nil when the DNS server is off (dns.go)
+	vx  tunnels      // VXLAN tunnels (vxlan.go)
+	dns *dns.Server  // nil when the DNS server is off (dns.go)
+	ctl controlStats // the control socket's connections (limits.go)
 }
 
 // attachment is a container's TAP attached to the switch.

@@ -3,12 +3,14 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/dns"
@@ -202,8 +204,12 @@ func (d *Daemon) writeResolvConf(a *attachment) {
 	if path == "" {
 		return
 	}
-	if b, err := os.ReadFile(path); err == nil && !strings.HasPrefix(string(b), resolvMarker) {
+	switch b, err := readRegular(path); {
+	case err == nil && !strings.HasPrefix(string(b), resolvMarker):
 		d.log.Warn("resolv.conf not written: one is there already", "port", a.name, "path", path)
+		return
+	case err != nil && !errors.Is(err, os.ErrNotExist):
+		d.log.Warn("resolv.conf not written: what is there cannot be read", "port", a.name, "err", err)
 		return
 	}
 	dir := filepath.Dir(path)
@@ -232,12 +238,31 @@ func (d *Daemon) removeResolvConf(a *attachment) {
 	if a.resolvConf == "" {
 		return
 	}
-	if b, err := os.ReadFile(a.resolvConf); err == nil && strings.HasPrefix(string(b), resolvMarker) {
+	if b, err := readRegular(a.resolvConf); err == nil && strings.HasPrefix(string(b), resolvMarker) {
 		os.Remove(a.resolvConf)
 	}
 	if a.madeEtcDir {
 		os.Remove(filepath.Dir(a.resolvConf)) // fails, harmlessly, if not empty
 	}
+}
+
+// readRegular reads the file at path if it is a regular file of at most
+// 64 KiB, without blocking: a FIFO put in place of a resolv.conf must not
+// wedge an attach, which writes it under the daemon's lock, or Close.
+func readRegular(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	return io.ReadAll(io.LimitReader(f, 64<<10))
 }
 
 // dnsInfo describes the server for Info; nil when it is off.

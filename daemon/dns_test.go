@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/tapswitch/tapswitch/dns"
@@ -72,6 +73,30 @@ func TestResolvConf(t *testing.T) {
 	d.writeResolvConf(b2)
 	if got, _ := os.ReadFile(own); string(got) != "nameserver 192.0.2.1\n" || b2.resolvConf != "" {
 		t.Errorf("another's resolv.conf: now %q, resolvConf %q; want it untouched", got, b2.resolvConf)
+	}
+
+	// A FIFO in its place neither blocks the attach (it is written under
+	// the daemon's lock) nor is replaced; nor does one put there after
+	// the write block the removal.
+	fifo := filepath.Join(etc, "q", "resolv.conf")
+	os.MkdirAll(filepath.Dir(fifo), 0o755)
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	q := &attachment{name: "q", netns: filepath.Join(run, "q")}
+	d.writeResolvConf(q)
+	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 || q.resolvConf != "" {
+		t.Errorf("a FIFO as resolv.conf: now %v (%v), resolvConf %q; want it untouched", fi.Mode(), err, q.resolvConf)
+	}
+	w := &attachment{name: "w", netns: filepath.Join(run, "w")}
+	d.writeResolvConf(w)
+	os.Remove(w.resolvConf)
+	if err := syscall.Mkfifo(w.resolvConf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.removeResolvConf(w) // returns
+	if _, err := os.Lstat(w.resolvConf); err != nil {
+		t.Errorf("a FIFO put in place of the resolv.conf written: %v; want it left", err)
 	}
 
 	// Not a namespace of /run/netns (--pid): nothing written.

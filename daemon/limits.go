@@ -6,7 +6,10 @@ import (
 	"net/http"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/tapswitch/tapswitch/api"
 )
 
 // limits are the limits of the control socket, so that no client, idle,
@@ -32,6 +35,19 @@ type limits struct {
 // controlLimits are the limits Serve applies; tests shorten them.
 var controlLimits = limits{read: 10 * time.Second, write: 30 * time.Second, idle: 30 * time.Second, conns: 256}
 
+// controlStats counts the control socket's connections and what its cap
+// did to them (api.ControlStats).
+type controlStats struct {
+	open       atomic.Int64  // connections open now
+	idleClosed atomic.Uint64 // closed, idle the longest, to make room
+	refused    atomic.Uint64 // answered 503, every one being busy
+}
+
+// stats returns the counters as the API shows them.
+func (s *controlStats) stats() api.ControlStats {
+	return api.ControlStats{Connections: s.open.Load(), IdleClosed: s.idleClosed.Load(), Refused: s.refused.Load()}
+}
+
 // newControlServer returns the HTTP server of the control API with lim.
 func newControlServer(h http.Handler, lim limits) *http.Server {
 	return &http.Server{
@@ -54,6 +70,7 @@ func newControlServer(h http.Handler, lim limits) *http.Server {
 type limitListener struct {
 	net.Listener
 	max int
+	st  *controlStats
 
 	mu   sync.Mutex // guards open, idle and full
 	open int
@@ -64,8 +81,10 @@ type limitListener struct {
 	full bool
 }
 
-func newLimitListener(ln net.Listener, max int) *limitListener {
-	return &limitListener{Listener: ln, max: max, idle: map[*limitConn]time.Time{}}
+// newLimitListener caps ln at max connections and counts in st what it
+// does.
+func newLimitListener(ln net.Listener, max int, st *controlStats) *limitListener {
+	return &limitListener{Listener: ln, max: max, st: st, idle: map[*limitConn]time.Time{}}
 }
 
 // refusal is the answer to a connection past a cap of max.
@@ -88,16 +107,19 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			if victim := l.oldestIdleLocked(); victim != nil {
 				delete(l.idle, victim)
 				l.mu.Unlock()
+				l.st.idleClosed.Add(1)
 				victim.Close() // gives its place back
 				l.mu.Lock()
 			}
 		}
 		if l.open < l.max {
 			l.open++
+			l.st.open.Add(1)
 			l.mu.Unlock()
 			return &limitConn{Conn: c, l: l}, nil
 		}
 		l.mu.Unlock()
+		l.st.refused.Add(1)
 		// The answer fits in the socket buffer: the write does not wait
 		// for the client to read.
 		c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
@@ -151,6 +173,7 @@ func (c *limitConn) Close() error {
 	if !c.closed {
 		c.closed = true
 		c.l.open--
+		c.l.st.open.Add(-1)
 		delete(c.l.idle, c)
 		if c.l.open <= c.l.max/4 && c.l.full {
 			c.l.full, free = false, true
@@ -159,8 +182,10 @@ func (c *limitConn) Close() error {
 	c.l.mu.Unlock()
 	if free {
 		// A flood of connections is over: the Go runtime would keep their
-		// buffers' pages for minutes.
-		go debug.FreeOSMemory()
+		// buffers' pages for minutes. A second later, so that the tail of
+		// the flood has closed too and its goroutines (their stacks) are
+		// gone: the collection then frees all of it.
+		time.AfterFunc(time.Second, debug.FreeOSMemory)
 	}
 	return c.Conn.Close()
 }

@@ -130,6 +130,9 @@ var (
 	mNATICMPError = desc("nat_icmp_errors_translated_total", "ICMP errors translated with their embedded headers (RFC 5508).")
 	mNATDropped   = desc("nat_dropped_total", "Packets NAT did not translate, by reason.", "reason")
 
+	mCtlConns  = desc("control_connections", "Connections open on the control socket.")
+	mCtlClosed = desc("control_connections_closed_total", "Control socket connections the daemon ended because of its cap on connections, by reason: idle_longest (the one idle the longest, closed to make room for a new one), refused (a new one answered 503: every open one had a request in progress).", "reason")
+
 	mHostPackets   = desc("host_uplink_packets_total", "Datagrams the host uplink carried, by direction: out (to the host), in (back to the gateway).", "direction")
 	mHostBytes     = desc("host_uplink_bytes_total", "Bytes of datagrams the host uplink carried, by direction.", "direction")
 	mHostTCPActive = desc("host_uplink_tcp_connections", "TCP connections the host uplink splices now.")
@@ -152,6 +155,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		mFDBEntries, mFDBStatic, mFDBEvents, mFDBRefused,
 		mGwARPRequests, mGwARPReplies, mGwARPConflict, mGwEcho, mGwICMPErrors, mGwResets, mGwRateLimited,
 		mGwQueueDrops, mGwNeighbors, mGwNeighEvents, mGwDropped, mGwRouted, mGwAdverts,
+		mCtlConns, mCtlClosed,
 		mCTEntries, mCTMax, mNATMappings, mCTEvents, mNATPackets, mNATICMPError, mNATDropped,
 		mHostPackets, mHostBytes, mHostTCPActive, mHostTCPEvents, mHostSockets, mHostOpened, mHostPublish, mHostDropped, mHostReasm, mHostUDPErrors,
 	} {
@@ -257,6 +261,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	})
 	sc.counters(mGwRouted, []labelled{{"out", g.Forwarded}, {"in", g.ToContainer}})
 	sc.counters(mGwAdverts, []labelled{{"neighbor", g.NeighAdverts}, {"router", g.RouterAdverts}})
+	sc.gauge(mCtlConns, float64(s.Control.Connections))
+	sc.counters(mCtlClosed, []labelled{{"idle_longest", s.Control.IdleClosed}, {"refused", s.Control.Refused}})
 
 	if s.NAT == nil {
 		return

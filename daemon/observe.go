@@ -58,6 +58,7 @@ func (d *Daemon) Stats() api.Stats {
 	s.VXLAN = d.VXLANs()
 	s.DNS = d.dnsStats()
 	s.Process.Goroutines = runtime.NumGoroutine()
+	s.Control = d.ctl.stats()
 	s.Process.OpenFDs = -1
 	if fds, err := os.ReadDir("/proc/self/fd"); err == nil {
 		s.Process.OpenFDs = len(fds)

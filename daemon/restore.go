@@ -121,7 +121,7 @@ func (d *Daemon) Restore() (done, gone []string, err error) {
 		if d.cfg.LiveRestore {
 			err = d.restorePort(sp)
 		} else {
-			err = removeLeftover(sp)
+			err = d.removeLeftover(sp)
 		}
 		switch {
 		case err == nil && d.cfg.LiveRestore:
@@ -187,7 +187,7 @@ func (d *Daemon) restorePort(sp savedPort) error {
 		}
 	}
 	_, err = d.attachReserved(context.Background(), a, pubs, func() (*tap.Device, error) {
-		return tap.Adopt(a.netns, a.ifname, net.HardwareAddr(a.mac[:]), false)
+		return d.adopt(a)
 	})
 	if err != nil {
 		d.unreserve(a, pubs)
@@ -196,11 +196,52 @@ func (d *Daemon) restorePort(sp savedPort) error {
 	return nil
 }
 
-// removeLeftover deletes the persistent TAP of sp, if it is still there.
-func removeLeftover(sp savedPort) error {
+// adopt attaches to the persistent TAP of a: itself with CAP_NET_ADMIN,
+// through the namespace helper otherwise (an unprivileged daemon: the
+// helper is root in the container's user namespace, which is what
+// attaching to an existing TAP takes; TUNSETPERSIST on the file it hands
+// back takes nothing).
+func (d *Daemon) adopt(a *attachment) (*tap.Device, error) {
+	mac := net.HardwareAddr(a.mac[:])
+	if !d.useHelper() {
+		return tap.Adopt(a.netns, a.ifname, mac, false)
+	}
+	a.helper = true
+	var dev *tap.Device
+	err := d.withHelper(func(ctx context.Context, exe string) (err error) {
+		dev, err = nshelper.Adopt(ctx, exe, a.netns, a.ifname, mac, false, d.privileged)
+		return err
+	})
+	return dev, err
+}
+
+// withHelper runs fn with the namespace helper's binary and a context
+// that bounds its run.
+func (d *Daemon) withHelper(fn func(ctx context.Context, exe string) error) error {
+	exe, err := d.helperExe()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), helperTimeout)
+	defer cancel()
+	return fn(ctx, exe)
+}
+
+// removeLeftover deletes the persistent TAP of sp, if it is still there:
+// itself with CAP_NET_ADMIN, through the namespace helper otherwise.
+func (d *Daemon) removeLeftover(sp savedPort) error {
 	mac, err := net.ParseMAC(sp.MAC)
 	if err != nil {
 		return fmt.Errorf("state file: port %s: mac %q: %w", sp.Name, sp.MAC, err)
+	}
+	if d.useHelper() {
+		err := d.withHelper(func(ctx context.Context, exe string) error {
+			return nshelper.Remove(ctx, exe, sp.Netns, sp.IfName, mac, d.privileged)
+		})
+		if errors.Is(err, nshelper.ErrGone) {
+			return fmt.Errorf("no interface %s in %s: %w", sp.IfName, sp.Netns, err)
+		}
+		return err
 	}
 	err = tap.Remove(sp.Netns, sp.IfName, mac)
 	var nf netlink.LinkNotFoundError

@@ -46,8 +46,16 @@ func (d *Daemon) Handler() http.Handler {
 	d.natHandlers(mux)
 	d.ruleRoutes(mux) // ACL rules and the pipeline: rules.go
 	d.vxlanRoutes(mux)
+	if testRoutes != nil {
+		testRoutes(d, mux)
+	}
 	return mux
 }
+
+// testRoutes, when set, adds routes to the control API for the
+// integration tests: only a build with the tapswitch_testhooks tag sets it
+// (testhooks.go); a daemon built without that tag has none.
+var testRoutes func(d *Daemon, mux *http.ServeMux)
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -178,7 +186,7 @@ func (d *Daemon) Serve(ctx context.Context, ln *Listener) error {
 	srv := newControlServer(d.Handler(), controlLimits)
 	srv.RegisterOnShutdown(d.stopCaptures) // end capture streams cleanly
 	errc := make(chan error, 1)
-	lim := newLimitListener(ln, controlLimits.conns)
+	lim := newLimitListener(ln, controlLimits.conns, &d.ctl)
 	srv.ConnState = lim.connState
 	go func() { errc <- srv.Serve(lim) }()
 	var err error

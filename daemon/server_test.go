@@ -67,10 +67,13 @@ func TestListenStale(t *testing.T) {
 
 // TestControlLimits: past the cap, the oldest idle connection makes room,
 // and without one a connection is refused with a sentence; idle
-// connections and slow bodies are cut; the API answers throughout.
+// connections and slow bodies are cut; the API answers throughout; stats
+// and metrics count the connections closed and refused.
 func TestControlLimits(t *testing.T) {
 	saved := controlLimits
-	controlLimits = limits{read: 300 * time.Millisecond, write: 5 * time.Second, idle: 300 * time.Millisecond, conns: 3}
+	// The read timeout is long enough for the idle connections below to
+	// be still there, under load, when the request that evicts one comes.
+	controlLimits = limits{read: time.Second, write: 5 * time.Second, idle: time.Second, conns: 3}
 	t.Cleanup(func() { controlLimits = saved })
 	d := newTestDaemon(t, Config{})
 	path := filepath.Join(t.TempDir(), "ts.sock")
@@ -121,8 +124,17 @@ func TestControlLimits(t *testing.T) {
 		fmt.Fprintf(c, "{\"netns\":")
 		slow = append(slow, c)
 	}
+	if got := d.Stats().Control; got != (api.ControlStats{Connections: 3}) {
+		t.Errorf("stats with the cap full: got %+v, want 3 connections", got)
+	}
+	if got := value(scrape(t, d.MetricsHandler()), "tapswitch_control_connections"); got != 3 {
+		t.Errorf("tapswitch_control_connections with the cap full: got %v, want 3", got)
+	}
 	if got := readAll(dial()); !strings.HasPrefix(got, "HTTP/1.1 503") || !strings.Contains(got, "too many control connections") {
 		t.Errorf("fourth connection: got %q, want a 503 saying too many control connections", got)
+	}
+	if got := d.Stats().Control.Refused; got != 1 {
+		t.Errorf("stats: %d refused, want 1", got)
 	}
 	// The slow bodies are cut.
 	for i, c := range slow {
@@ -142,6 +154,15 @@ func TestControlLimits(t *testing.T) {
 	}
 	if got := readAll(idle[0]); got != "" {
 		t.Errorf("oldest idle connection: got %q, want it closed without an answer", got)
+	}
+	mf := scrape(t, d.MetricsHandler())
+	for _, m := range []struct {
+		reason string
+		want   float64
+	}{{"idle_longest", 1}, {"refused", 1}} {
+		if got := value(mf, "tapswitch_control_connections_closed_total", "reason", m.reason); got != m.want {
+			t.Errorf("tapswitch_control_connections_closed_total{reason=%q}: got %v, want %v", m.reason, got, m.want)
+		}
 	}
 	// The others are cut by the read timeout.
 	for i, c := range idle[1:] {

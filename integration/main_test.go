@@ -150,8 +150,14 @@ func tempDir(t *testing.T, prefix string) string {
 // command line put after prefix (e.g. `ip netns exec NS setpriv ...`).
 func startDaemonWith(t *testing.T, dir string, prefix []string, args ...string) *daemon {
 	t.Helper()
+	return startDaemonExe(t, bin, dir, prefix, args...)
+}
+
+// startDaemonExe is startDaemonWith running the binary exe.
+func startDaemonExe(t *testing.T, exe, dir string, prefix []string, args ...string) *daemon {
+	t.Helper()
 	d := &daemon{sock: filepath.Join(dir, "ctl.sock"), log: &syncBuffer{}, exited: make(chan struct{})}
-	line := append(append(append([]string{}, prefix...), bin, "run", "--control", d.sock), withUplink(args)...)
+	line := append(append(append([]string{}, prefix...), exe, "run", "--control", d.sock), withUplink(args)...)
 	d.cmd = exec.Command(line[0], line[1:]...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {

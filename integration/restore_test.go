@@ -277,3 +277,53 @@ func TestLiveRestoreTAPUplink(t *testing.T) {
 		t.Errorf("the daemon without --live-restore does not say it replaced ts0:\n%s", d3.log.String())
 	}
 }
+
+// TestRootlessLiveRestore: a daemon run as nobody with --live-restore,
+// killed (kill -9) with two rootless containers attached by pid, leaves
+// their TAPs; the next one adopts them through the namespace helper (root
+// in the containers' user namespaces), and the containers reach each other
+// again without doing anything; that one, stopped with SIGTERM, leaves
+// them too, and a daemon without --live-restore then removes them,
+// through the helper as well.
+func TestRootlessLiveRestore(t *testing.T) {
+	requireRootless(t, "ping")
+	host, dir := newNS(t), nobodyDir(t)
+	d := startRootlessDaemonDir(t, host, dir, "--live-restore")
+	c1, c2 := startRootlessContainer(t), startRootlessContainer(t)
+	p1, p2 := d.attachPID(t, c1), d.attachPID(t, c2)
+	c1.ping(t, ip(p2))
+	kept := func() {
+		t.Helper()
+		for _, c := range []*container{c1, c2} {
+			if !slices.Contains(c.links(t), "eth0") {
+				t.Fatalf("the TAP of pid %d went with the daemon: %v", c.pid, c.links(t))
+			}
+		}
+	}
+	d.cmd.Process.Kill()
+	<-d.exited
+	kept()
+	d2 := startRootlessDaemonDir(t, host, dir, "--live-restore")
+	if n := strings.Count(d2.log.String(), "port restored"); n != 2 {
+		t.Errorf("the new daemon restored %d ports, want 2:\n%s", n, d2.log.String())
+	}
+	if names := d2.portNames(t); !slices.Contains(names, p1.Name) || !slices.Contains(names, p2.Name) {
+		t.Errorf("ports after the restart: %v, want %s and %s", names, p1.Name, p2.Name)
+	}
+	c2.ping(t, ip(p1))
+
+	// An upgrade: SIGTERM leaves the TAPs too.
+	if err := d2.stop(t); err != nil {
+		t.Fatalf("SIGTERM: %v", err)
+	}
+	kept()
+	d3 := startRootlessDaemonDir(t, host, dir)
+	if n := strings.Count(d3.log.String(), "removed the TAP of a port a live-restore daemon left"); n != 2 {
+		t.Errorf("the daemon without --live-restore removed %d TAPs, want 2:\n%s", n, d3.log.String())
+	}
+	for _, c := range []*container{c1, c2} {
+		if slices.Contains(c.links(t), "eth0") {
+			t.Errorf("eth0 left in pid %d by a daemon without --live-restore", c.pid)
+		}
+	}
+}

@@ -89,10 +89,25 @@ func startRootlessDaemon(t *testing.T, args ...string) (*daemon, string) {
 // startRootlessDaemonIn is startRootlessDaemon in the namespace host.
 func startRootlessDaemonIn(t *testing.T, host string, args ...string) *daemon {
 	t.Helper()
+	return startRootlessDaemonDir(t, host, nobodyDir(t), args...)
+}
+
+// nobodyDir returns a new temporary directory of nobody's, removed when
+// the test ends.
+func nobodyDir(t *testing.T) string {
+	t.Helper()
 	dir := tempDir(t, "tswr")
 	if err := os.Chown(dir, nobody, nobody); err != nil {
 		t.Fatal(err)
 	}
+	return dir
+}
+
+// startRootlessDaemonDir is startRootlessDaemonIn with the control socket
+// (and the state file) in dir, a directory of nobody's: a daemon started
+// again there finds what the one before left.
+func startRootlessDaemonDir(t *testing.T, host, dir string, args ...string) *daemon {
+	t.Helper()
 	prefix := append([]string{"ip", "netns", "exec", host}, asNobody...)
 	prefix = append(prefix, "env", "XDG_RUNTIME_DIR="+dir)
 	d := startDaemonWith(t, dir, prefix, args...)

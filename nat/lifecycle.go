@@ -86,7 +86,7 @@ const expireBatch = 1024
 // at the start: the embryonic TCP connections of a flood all go together.
 func (t *Table) Expire(now int64) int {
 	var dead []*conn
-	pressure := t.underPressure()
+	pressure := t.underPressure(now)
 	t.mu.RLock()
 	for _, l := range []*connList{&t.cand, &t.kept, &t.closing} {
 		for c := l.head; c != nil; c = c.next {

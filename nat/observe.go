@@ -6,7 +6,7 @@ import (
 
 // timeout left at now: what `tapswitch conntrack` lists.
 func (t *Table) Entries(now int64) []Entry {
-	pressure := t.underPressure()
+	pressure := t.underPressure(now)
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	out := make([]Entry, 0, t.nconns)

@@ -1,25 +1,29 @@
 package nat
 
 // The table is under pressure from the moment it holds more than half of
-// MaxEntries connections until it holds less than an eighth: then TCP
-// connections not yet established time out after Timeouts.TCPPressure
-// instead of TCPTransitory. The gap between the two marks lets the tail of
-// a flood expire early too, rather than for minutes once the table is
-// below the first mark.
+// MaxEntries connections until it holds less than an eighth and twice
+// Timeouts.TCPPressure have passed since it last held more than half: then
+// TCP connections not yet established time out after TCPPressure instead
+// of TCPTransitory. The gap between the two marks lets the tail of a flood
+// expire early too, rather than for minutes once the table is below the
+// first mark; the time, a tail smaller than the second mark (the flood's
+// last entries, younger than TCPPressure when the older ones went): every
+// entry the flood made is then past TCPPressure while the pressure lasts.
 const (
 	pressureOn  = 2 // more than MaxEntries/2
 	pressureOff = 8 // less than MaxEntries/8
 )
 
-// underPressure reports whether the table is under pressure, and updates
-// that state. It takes no lock.
-func (t *Table) underPressure() bool {
+// underPressure reports whether the table is under pressure at now, and
+// updates that state. It takes no lock.
+func (t *Table) underPressure(now int64) bool {
 	n := t.entries[0].Load() + t.entries[1].Load() + t.entries[2].Load()
 	max := int64(t.cfg.MaxEntries)
 	switch {
 	case n > max/pressureOn:
 		t.pressure.Store(true)
-	case n < max/pressureOff:
+		t.pressureUntil.Store(now + 2*int64(t.tmo.TCPPressure))
+	case n < max/pressureOff && now >= t.pressureUntil.Load():
 		t.pressure.Store(false)
 	}
 	return t.pressure.Load()

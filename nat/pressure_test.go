@@ -70,7 +70,8 @@ func TestCompact(t *testing.T) {
 }
 
 // TestPressureHysteresis: the pressure lasts until the table is below an
-// eighth full, so the tail of a flood expires early too.
+// eighth full, and for twice TCPPressure after it was last more than half
+// full, so the tail of a flood expires early too.
 func TestPressureHysteresis(t *testing.T) {
 	tb := newTable(t, func(c *Config) { c.MaxEntries = 16 })
 	for i := range 9 { // more than half: pressure
@@ -86,6 +87,29 @@ func TestPressureHysteresis(t *testing.T) {
 		t.Errorf("tail of the flood: Expire removed %d, want 3", got)
 	}
 	syn(t, tb, 3000, 40*sec) // 1 of 16: below an eighth, pressure over
+	if got := tb.Expire(51 * sec); got != 0 {
+		t.Errorf("after the pressure: Expire removed %d, want 0", got)
+	}
+}
+
+// TestPressureTail: the last entries of a flood, fewer than an eighth of
+// the table once the older ones expired, still expire early: the pressure
+// outlasts the flood by twice TCPPressure (10 s here).
+func TestPressureTail(t *testing.T) {
+	tb := newTable(t, func(c *Config) { c.MaxEntries = 16 })
+	for i := range 8 {
+		syn(t, tb, 1000+i, 0)
+	}
+	syn(t, tb, 2000, 8*sec) // the flood's last: 9 of 16, pressure
+	if got := tb.Expire(11 * sec); got != 8 {
+		t.Fatalf("Expire removed %d, want 8", got)
+	}
+	// 1 of 16 left, below an eighth, but 8 s after the table was last
+	// more than half full.
+	if got := tb.Expire(19 * sec); got != 1 {
+		t.Errorf("the flood's last entry: Expire removed %d, want 1 (early)", got)
+	}
+	syn(t, tb, 3000, 40*sec) // 29 s after: the pressure is over
 	if got := tb.Expire(51 * sec); got != 0 {
 		t.Errorf("after the pressure: Expire removed %d, want 0", got)
 	}

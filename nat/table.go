@@ -37,7 +37,8 @@ type Table struct {
 	closingHead atomic.Pointer[conn]
 
 	entries                             [3]atomic.Int64
-	pressure                            atomic.Bool // see underPressure
+	pressure                            atomic.Bool  // see underPressure
+	pressureUntil                       atomic.Int64 // the pressure lasts at least until then
 	nmaps                               atomic.Int64
 	created, nexpired, evicted, refused atomic.Uint64
 	flushed                             atomic.Uint64

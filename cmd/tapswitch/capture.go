@@ -271,6 +271,8 @@ func printStats(w io.Writer, s api.Stats) {
 		printDNSStats(w, *s.DNS)
 	}
 	fmt.Fprintf(w, "process: %d goroutines, %d open fds\n", s.Process.Goroutines, s.Process.OpenFDs)
+	fmt.Fprintf(w, "control socket: %d connections; past the cap, %d closed idle, %d refused\n",
+		s.Control.Connections, s.Control.IdleClosed, s.Control.Refused)
 	if len(s.Captures) > 0 {
 		fmt.Fprintln(w)
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

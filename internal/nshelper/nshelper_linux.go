@@ -43,6 +43,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	vswitch "github.com/tapswitch/tapswitch/switch"
@@ -65,12 +66,16 @@ const (
 // user.
 var ErrNotOwned = errors.New("namespace of another user")
 
-// request is the TAP the daemon asks for, JSON on the helper's stdin: a
-// tap.Config without Netns, the helper's own namespace being the target.
+// request is what the daemon asks the helper for, JSON on its stdin: a
+// TAP to create (a tap.Config without Netns, the helper's own namespace
+// being the target), or, with Op, one a previous daemon left to adopt or
+// remove (Name and MAC only).
 type request struct {
+	// Op is "" (create), "adopt" or "remove".
+	Op         string `json:"op,omitempty"`
 	Name       string `json:"name"`
 	MAC        string `json:"mac"`
-	MTU        int    `json:"mtu"`
+	MTU        int    `json:"mtu,omitempty"`
 	Addr       string `json:"addr,omitempty"`
 	Gateway    string `json:"gateway,omitempty"`
 	NoOffloads bool   `json:"no_offloads,omitempty"`
@@ -79,13 +84,19 @@ type request struct {
 	NoIPv6     bool   `json:"disable_ipv6,omitempty"`
 }
 
+// The operations of a request besides creating a TAP.
+const (
+	opAdopt  = "adopt"
+	opRemove = "remove"
+)
+
 // reply is the helper's one message on the socket; a successful one carries
 // the TAP's descriptor.
 type reply struct {
 	Offloads vswitch.Offloads `json:"offloads"`
 	Err      string           `json:"error,omitempty"`
-	// Kind says which sentinel of package tap Err stood for: "exists",
-	// "invalid" or "".
+	// Kind says which sentinel Err stood for: "exists" or "invalid" (of
+	// package tap), "gone" (ErrGone) or "".
 	Kind string `json:"kind,omitempty"`
 }
 
@@ -105,7 +116,33 @@ func Create(ctx context.Context, exe string, cfg tap.Config, privileged bool) (*
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	path := cfg.Netns
+	req := request{Name: cfg.Name, MAC: cfg.MAC.String(), MTU: cfg.MTU, NoOffloads: cfg.NoOffloads, NoIPv6: cfg.DisableIPv6}
+	req.Addr, req.Gateway = text(cfg.Addr), text(cfg.Gateway)
+	req.Addr6, req.Gateway6 = text(cfg.Addr6), text(cfg.Gateway6)
+	return run(ctx, exe, cfg.Netns, req, privileged)
+}
+
+// Adopt attaches to the persistent TAP called name, with the MAC mac, in
+// the network namespace at path through a helper process, as Create
+// makes one: what tap.Adopt does for a daemon with CAP_NET_ADMIN in the
+// namespace's user namespace, for one without (--live-restore without
+// root). The TAP's persist flag stays as it is. Errors are Create's, and
+// those of tap.Adopt, as one line.
+func Adopt(ctx context.Context, exe, path, name string, mac net.HardwareAddr, noOffloads, privileged bool) (*tap.Device, error) {
+	return run(ctx, exe, path, request{Op: opAdopt, Name: name, MAC: mac.String(), NoOffloads: noOffloads}, privileged)
+}
+
+// Remove deletes the persistent TAP called name, with the MAC mac, from
+// the network namespace at path through a helper process: tap.Remove for
+// a daemon without CAP_NET_ADMIN there. Errors are Adopt's.
+func Remove(ctx context.Context, exe, path, name string, mac net.HardwareAddr, privileged bool) error {
+	_, err := run(ctx, exe, path, request{Op: opRemove, Name: name, MAC: mac.String()}, privileged)
+	return err
+}
+
+// run has the helper carry out req in the network namespace at path and
+// returns the TAP it sends back (nil for opRemove).
+func run(ctx context.Context, exe, path string, req request, privileged bool) (*tap.Device, error) {
 	nsenter, err := exec.LookPath("nsenter")
 	if err != nil {
 		return nil, fmt.Errorf("attach %s without root needs nsenter (util-linux): %w", path, err)
@@ -119,10 +156,6 @@ func Create(ctx context.Context, exe string, cfg tap.Config, privileged bool) (*
 	if sameUserns && !privileged {
 		return nil, fmt.Errorf("%s: %w: it belongs to the user namespace the daemon runs in, where the daemon has no CAP_NET_ADMIN; attach a process of a user namespace of your own (unshare --user --map-root-user --net, a rootless container) or run tapswitch as root", path, ErrNotOwned)
 	}
-
-	req := request{Name: cfg.Name, MAC: cfg.MAC.String(), MTU: cfg.MTU, NoOffloads: cfg.NoOffloads, NoIPv6: cfg.DisableIPv6}
-	req.Addr, req.Gateway = text(cfg.Addr), text(cfg.Gateway)
-	req.Addr6, req.Gateway6 = text(cfg.Addr6), text(cfg.Gateway6)
 	in, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
@@ -166,7 +199,7 @@ func Create(ctx context.Context, exe string, cfg tap.Config, privileged bool) (*
 
 	rep, fd, rerr := receive(ctx, uc)
 	werr := cmd.Wait()
-	if rerr == nil && fd < 0 && rep.Err == "" {
+	if rerr == nil && fd < 0 && rep.Err == "" && req.Op != opRemove {
 		rerr = errors.New("helper replied without a TAP")
 	}
 	if rerr != nil {
@@ -196,11 +229,24 @@ func Create(ctx context.Context, exe string, cfg tap.Config, privileged bool) (*
 			err.kind = tap.ErrLinkExists
 		case "invalid":
 			err.kind = tap.ErrInvalidConfig
+		case "gone":
+			err.kind = ErrGone
 		}
 		return nil, fmt.Errorf("in %s: %w", path, err)
 	}
-	return tap.FromFD(fd, cfg.Name, path, rep.Offloads)
+	if req.Op == opRemove {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		return nil, nil
+	}
+	return tap.FromFD(fd, req.Name, path, rep.Offloads)
 }
+
+// ErrGone is returned (wrapped) by Adopt and Remove when the namespace has
+// no interface of that name, or it is not the TAP that was saved
+// (tap.ErrNotOurs).
+var ErrGone = errors.New("not there")
 
 // helperError is an error of the helper: its message, and the sentinel of
 // package tap it stood for (nil if none).
@@ -299,7 +345,7 @@ func Main(stdin io.Reader, stderr io.Writer) int {
 	// The namespace descriptors were for nsenter.
 	unix.Close(fdUserns)
 	unix.Close(fdNetns)
-	rep, d := create(stdin)
+	rep, d := serve(stdin)
 	data, err := json.Marshal(rep)
 	if err != nil {
 		fmt.Fprintln(stderr, "tap helper:", err)
@@ -328,14 +374,55 @@ func Main(stdin io.Reader, stderr io.Writer) int {
 	return 0
 }
 
-// create decodes the request and creates the TAP in the current namespace.
-func create(stdin io.Reader) (reply, *tap.Device) {
+// serve decodes the request and carries it out in the current namespace:
+// it returns the reply and the TAP created or adopted.
+func serve(stdin io.Reader) (reply, *tap.Device) {
 	var req request
 	if err := json.NewDecoder(stdin).Decode(&req); err != nil {
 		return reply{Err: "read request: " + err.Error()}, nil
 	}
-	cfg := tap.Config{Name: req.Name, MTU: req.MTU, NoOffloads: req.NoOffloads, DisableIPv6: req.NoIPv6}
+	switch req.Op {
+	case "":
+		return create(req)
+	case opAdopt, opRemove:
+		return adopt(req)
+	}
+	return reply{Err: fmt.Sprintf("unknown operation %q", req.Op), Kind: "invalid"}, nil
+}
+
+// adopt adopts or removes the TAP of req in the current namespace.
+func adopt(req request) (reply, *tap.Device) {
+	mac, err := net.ParseMAC(req.MAC)
+	if err != nil {
+		return reply{Err: err.Error(), Kind: "invalid"}, nil
+	}
+	// The helper is in the namespace: tap's own entry into it is a
+	// setns to where it is already.
+	const self = "/proc/self/ns/net"
+	var d *tap.Device
+	if req.Op == opRemove {
+		err = tap.Remove(self, req.Name, mac)
+	} else {
+		d, err = tap.Adopt(self, req.Name, mac, req.NoOffloads)
+	}
+	if err != nil {
+		rep := reply{Err: strings.ReplaceAll(err.Error(), " in "+self, "")}
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) || errors.Is(err, tap.ErrNotOurs) {
+			rep.Kind = "gone"
+		}
+		return rep, nil
+	}
+	if d == nil {
+		return reply{}, nil
+	}
+	return reply{Offloads: d.Offloads()}, d
+}
+
+// create creates the TAP of req in the current namespace.
+func create(req request) (reply, *tap.Device) {
 	var err error
+	cfg := tap.Config{Name: req.Name, MTU: req.MTU, NoOffloads: req.NoOffloads, DisableIPv6: req.NoIPv6}
 	if cfg.MAC, err = net.ParseMAC(req.MAC); err != nil {
 		return reply{Err: err.Error(), Kind: "invalid"}, nil
 	}

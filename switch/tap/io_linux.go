@@ -87,6 +87,109 @@ import "os"
 // for the same two cores. One queue is kept. On a machine with more cores
 // than busy threads this would be worth measuring again.
 //
+// io_uring on the tun fd was measured too (issue 15), and is not used. The
+// experiment (commit a4228ef on branch uring, with a bench variant and an
+// integration test in the next two commits, and a third wait in 85e6012:
+// uring-defer) was a backend behind TAPSWITCH_TAP_IO, raw
+// io_uring_setup/enter/register through
+// golang.org/x/sys/unix (no Go port of liburing is served here, and the
+// few ABI structures are stable). Reads: one IORING_OP_READ_MULTISHOT
+// armed on the fd, into a provided buffer ring of 32 buffers of 64 KiB;
+// Read took the next CQE and copied the frame into the caller's buffer
+// (the Port contract: the caller owns buf). Writes: a second ring,
+// filled by whichever writer won a compare-and-swap token; it sent its own
+// frame from the caller's buffer plus any frames other writers had copied
+// into a lock-free queue meanwhile, in one io_uring_enter waiting for their
+// completions (a TAP write completes inline: no iou-wrk thread was seen
+// during a bench run).
+// The reader waited either on an eventfd registered with the ring and
+// parked in the netpoller ("uring"), or blocked in io_uring_enter with
+// min_complete 1 ("uring-enter"), or did so on a read ring set up with
+// IORING_SETUP_DEFER_TASKRUN and SINGLE_ISSUER, the reading goroutine
+// locked to its thread, so that the tun read ran in its own io_uring_enter
+// ("uring-defer"). Zero allocations per Read and Write, the Device tests
+// passed on every backend, and ping and iperf3 worked through a daemon on
+// each.
+//
+// Measured on 2026-12-03 with the machine shared by other jobs (load
+// average 14 to 22 on the 2 cores, so only ratios within one run count).
+// bin/tsbench -quick -rounds 3 -only linux-bridge,tapswitch -variants
+// uring,uring-enter, two runs, medians (bridge / read / uring / uring-enter):
+//
+//	                     run 1 (load 15.0)          run 2 (load 16.6)
+//	TCP 1 stream Gbit/s  3.13 / 4.32 / 5.31 / 6.40  3.16 / 6.94 / 4.70 / 6.10
+//	TCP 2 streams        3.69 / 2.35 / 5.69 / 6.07  3.43 / 5.77 / 3.65 / 8.29
+//	UDP 64 B kpps        62.9 / 12.7 / 29.1 / 21.8  52.9 / 24.6 / 19.9 / 15.0
+//	UDP loss-free kpps   58.7 / 26.1 / 17.5 / 33.9  39.2 / 18.9 / 54.4 / 25.1
+//	ping avg µs          84 / 228 / 804 / 1284      89 / 2092 / 372 / 378
+//	CPU % per Gbit/s     - / 6.6 / 8.1 / 8.7        - / 6.7 / 9.3 / 8.4
+//
+// and a third run with uring-defer in place of uring-enter (load 20.2;
+// bridge / read / uring / uring-defer): TCP 1 stream 3.14 / 6.83 / 2.91 /
+// 3.02 Gbit/s, 2 streams 2.67 / 8.75 / 6.49 / 3.66, UDP 64 B 56.5 / 17.6 /
+// 31.0 / 12.3 kpps, loss-free 71.0 / 16.1 / 19.8 / 47.4, ping 74 / 317 /
+// 7851 / 241 µs, CPU % per Gbit/s - / 6.0 / 6.2 / 7.0.
+//
+// The bridge slower than tapswitch shows how noisy that was, so three
+// daemons (read, uring, uring-enter) were then run side by side, each
+// with two namespaces, and measured in interleaved rounds: 4 rounds of
+// iperf3 -u -l 64 -b 0 -t 3 (the daemon's CPU time from /proc per frame
+// delivered) and 4 rounds of 100 pings 10 ms apart, run twice
+// (read / uring / uring-enter):
+//
+//	                     first                  second
+//	UDP 64 B kpps        26.3 / 34.5 / 27.6     26.9 / 42.3 / 27.7
+//	daemon CPU µs/frame  9.19 / 7.97 / 8.98     10.7 / 6.73 / 10.1
+//	ping median µs       186 / 311 / 287        250 / 298 / 255
+//	ping p90 µs          273 / 6330 / 3700      538 / 1600 / 542
+//
+// and a third time with uring-defer in place of uring-enter (load 20 to
+// 22; read / uring / uring-defer): UDP 64 B 33.8 / 33.1 / 35.2 kpps, CPU
+// 6.90 / 6.69 / 6.76 µs per frame, ping median 171 / 260 / 238 µs, p90
+// 263 / 498 / 909 µs.
+//
+// perf stat -p (raw_syscalls:sys_enter, the threads present when it
+// started) on the daemon over 4 s of UDP 64 B, one run per backend beside
+// the others' load, counted 1.25 / 0.87 / 0.68 system calls per forwarded
+// frame (read / uring / uring-enter) and 0.072 / 0.095 / 0.066 context
+// switches. A CPU profile under UDP 64 B
+// (the daemon got 7 to 11 % of a core at that load) had 71 % of samples in
+// system calls with read(2)/write(2) (Read 46 % cumulative, Write 39 %),
+// and 73 % with uring, nearly all io_uring_enter of the writes; taking
+// frames from the CQ cost 17 %.
+//
+// So io_uring saves system calls per frame under load (the CQ fills while
+// the switch forwards), and "uring" delivered more small datagrams for
+// less CPU per frame in two of the three interleaved runs (level in the
+// third), but it lost on the figures that must not get worse: ping in
+// every interleaved run (median ×1.2 to ×1.7, p90 ×1.9 to ×23) and in two
+// of the three bench runs, CPU per Gbit/s of TCP in every bench run (8.1,
+// 9.3, 6.2 against 6.6, 6.7, 6.0), and TCP 1 stream in two of three.
+// The likely causes, from how the kernel does it rather than measured one
+// by one: a multishot read completes in task work of the thread that armed
+// it, which the kernel must wake first; only then does the CQE signal the
+// eventfd and the netpoller wake the reading goroutine, two wakeups where
+// read(2) needs one, and on a busy machine the second one shows.
+// uring-enter and uring-defer, where the thread that waits is the one that
+// runs the read, came closer on ping (median ×1.0 to ×1.5) but not level,
+// and gained only 3 to 5 % on UDP: an io_uring_enter that waits returns at
+// the first completion, so a frame that finds the reader asleep still
+// costs a system call and a wakeup, and the locked thread of uring-defer
+// has the handoff cost described above. Every frame, up to a
+// 64 KiB super-frame, is copied out of the provided buffer, which TCP pays
+// for. Writes cannot batch much: each port is written by the other ports'
+// ingress goroutines, one frame at a time, and an io_uring_enter runs the
+// same tun_get_user as a write(2) (batch sizes were not counted). Not
+// tried: a Port that lends the provided buffer to the switch instead of a
+// copy (a change of the Port contract), and a quiet machine, where the
+// wakeup that io_uring adds may weigh less. The experiment's code has two
+// defects, found after the measurements and not mended since it goes: go
+// test -race flags the writers' queue head, which handOff reads after
+// giving the token back, and in 2 of 8 runs of its integration test a
+// port's multishot read failed (EBADFD once) and the daemon dropped the
+// port, cause not found. The runs above lost no port as far as their
+// figures show (every round delivered frames, every ping was answered).
+//
 // A CPU profile of the daemon under iperf3 (TAPSWITCH_CPUPROFILE) puts
 // 85 % of its time in the read(2) and write(2) system calls (a TAP write
 // runs the receiving container's network stack in the writer's context),
