@@ -16,6 +16,9 @@ import (
 type DNSInfo struct {
 	// Nameserver is the server's address: the gateway's.
 	Nameserver string `json:"nameserver"`
+	// Nameserver6 is its IPv6 address, the gateway's, when the daemon
+	// runs --ipv6.
+	Nameserver6 string `json:"nameserver6,omitempty"`
 	// Search is the search domain for bare names, e.g. "tapswitch".
 	Search []string `json:"search"`
 	// Upstreams are the forwarders given with --dns-upstream; empty

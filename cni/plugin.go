@@ -165,14 +165,19 @@ func result(p api.Port, sandbox string, info api.Info) (*current.Result, error) 
 }
 
 // resultDNS is the DNS configuration handed to the runtime: the embedded
-// DNS server on the gateway and its search domain, when the daemon runs one
+// DNS server on the gateway (its IPv4 address, and its IPv6 one with
+// --ipv6) and its search domain, when the daemon runs one
 // (podman puts the nameservers of a CNI result first in the container's
 // resolv.conf, before the host's, and adds the search domains).
 func resultDNS(info api.Info) types.DNS {
 	if info.DNS == nil || info.DNS.Nameserver == "" {
 		return types.DNS{}
 	}
-	return types.DNS{Nameservers: []string{info.DNS.Nameserver}, Search: info.DNS.Search}
+	ns := []string{info.DNS.Nameserver}
+	if info.DNS.Nameserver6 != "" {
+		ns = append(ns, info.DNS.Nameserver6)
+	}
+	return types.DNS{Nameservers: ns, Search: info.DNS.Search}
 }
 
 // findPort returns the port of the container and interface of args.

@@ -590,3 +590,12 @@ func TestResultDNSOff(t *testing.T) {
 		t.Errorf("resultDNS without a DNS server = %+v, want empty", got)
 	}
 }
+
+// TestResultDNSIPv6: a daemon run with --ipv6 gives both of the server's
+// addresses, the IPv4 one first.
+func TestResultDNSIPv6(t *testing.T) {
+	got := resultDNS(api.Info{DNS: &api.DNSInfo{Nameserver: "10.90.0.1", Nameserver6: "fd42:1::1", Search: []string{"tapswitch"}}})
+	if strings.Join(got.Nameservers, " ") != "10.90.0.1 fd42:1::1" || strings.Join(got.Search, " ") != "tapswitch" {
+		t.Errorf("resultDNS with IPv6 = %+v, want both nameservers and the search domain", got)
+	}
+}

@@ -56,6 +56,8 @@ func (d *Daemon) openDNS(gcfg *gateway.Config) error {
 	srv, err := dns.New(dns.Config{
 		Addr:         d.cfg.Gateway,
 		Subnet:       d.cfg.Subnet,
+		Addr6:        gcfg.Addr6.Addr(), // zero without --ipv6 (setup6)
+		Subnet6:      gcfg.Addr6.Masked(),
 		MTU:          d.cfg.MTU,
 		Domain:       c.Domain,
 		Upstreams:    c.Upstreams,
@@ -190,10 +192,15 @@ func resolvConfPath(netns string) string {
 	return filepath.Join(netnsEtcDir, filepath.Base(netns), "resolv.conf")
 }
 
-// resolvConf is the resolv.conf of a container on this switch.
+// resolvConf is the resolv.conf of a container on this switch: the
+// server's IPv4 address, and its IPv6 one with --ipv6.
 func (d *Daemon) resolvConf(name string) string {
-	return fmt.Sprintf("%s for port %s; removed on detach\nnameserver %s\nsearch %s\n",
-		resolvMarker, name, d.cfg.Gateway, d.dns.Domain())
+	ns6 := ""
+	if a := d.dns.Addr6(); a.IsValid() {
+		ns6 = "nameserver " + a.String() + "\n"
+	}
+	return fmt.Sprintf("%s for port %s; removed on detach\nnameserver %s\n%ssearch %s\n",
+		resolvMarker, name, d.cfg.Gateway, ns6, d.dns.Domain())
 }
 
 // writeResolvConf writes the resolv.conf of the namespace of a, unless one
@@ -271,6 +278,9 @@ func (d *Daemon) dnsInfo() *api.DNSInfo {
 		return nil
 	}
 	i := &api.DNSInfo{Nameserver: d.cfg.Gateway.String(), Search: []string{d.dns.Domain()}}
+	if a := d.dns.Addr6(); a.IsValid() {
+		i.Nameserver6 = a.String()
+	}
 	for _, u := range d.cfg.DNS.Upstreams {
 		i.Upstreams = append(i.Upstreams, u.String())
 	}

@@ -51,8 +51,8 @@ func keyOf(req *dns.Msg) cacheKey {
 }
 
 // get returns a copy of the answer cached under k with its TTLs lowered by
-// the time it has spent in the cache, or nil.
-func (c *cache) get(k cacheKey, now time.Time) *dns.Msg {
+// the time it has spent in the cache, and its entry; or nil.
+func (c *cache) get(k cacheKey, now time.Time) (*dns.Msg, cacheEntry) {
 	c.mu.Lock()
 	e, ok := c.entries[k]
 	if ok && !now.Before(e.expires) {
@@ -61,7 +61,7 @@ func (c *cache) get(k cacheKey, now time.Time) *dns.Msg {
 	}
 	c.mu.Unlock()
 	if !ok {
-		return nil
+		return nil, cacheEntry{}
 	}
 	m := e.msg.Copy()
 	age := uint32(now.Sub(e.stored) / time.Second)
@@ -78,7 +78,7 @@ func (c *cache) get(k cacheKey, now time.Time) *dns.Msg {
 			}
 		}
 	}
-	return m
+	return m, e
 }
 
 // put caches m under k if it can be cached: NOERROR with answers (for the

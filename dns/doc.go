@@ -3,11 +3,17 @@
 // resolvers through a cache. It is built on github.com/miekg/dns.
 //
 // The server is the gateway's local service (gateway.LocalService): the
-// gateway hands it the datagrams containers send to its port 53, and its
-// answers go back through the gateway. UDP queries are answered on the
-// spot (udp.go): the answer is built as an IPv4/UDP datagram, at most the
-// MTU (larger ones are truncated, TC set), and a query that needs an
-// upstream waits on a goroutine of its own. TCP (RFC 7766: truncated
+// gateway hands it the datagrams containers send to port 53 of its
+// address, and of its IPv6 address when the network has IPv6 (Config.Addr6),
+// and its answers go back through the gateway. UDP queries are answered
+// on the spot (udp.go): the answer is built as an IPv4 or IPv6 UDP
+// packet, at most the MTU (larger ones are truncated, TC set), into the
+// buffer the gateway gives (which the switch forwards on the querier's own
+// goroutine: vswitch.Answerer), and a query that needs an upstream waits
+// on a goroutine of its own. A question asked again is answered from the
+// packed cache (packed.go): the answer as it was sent, with its ID, its
+// question's spelling and its TTLs patched, without parsing or packing
+// and without allocating. TCP (RFC 7766: truncated
 // answers, large TXT) goes into a small gVisor netstack of the server's own
 // (stack.go, as the host uplink uses one), whose gonet listener serves
 // length-prefixed queries with miekg/dns's Conn. Nothing listens on a
@@ -15,11 +21,12 @@
 // not an open resolver.
 //
 // Local names (zone.go): every port's name and aliases under the domain
-// (default "tapswitch"), and the bare names too, answered A (AAAA once
-// ports have IPv6 addresses: Host.IPv6), PTR in the subnet's reverse zone,
-// "gateway.DOMAIN", and host.tapswitch.internal and host.containers.internal
+// (default "tapswitch"), and the bare names too, answered A and AAAA (for
+// ports with an IPv6 address: Host.IPv6), PTR in the reverse zones of the
+// subnet (in-addr.arpa) and the IPv6 subnet (ip6.arpa), "gateway.DOMAIN",
+// and host.tapswitch.internal and host.containers.internal
 // for the gateway when the host loopback is on. Unknown names in the
-// domain or the subnet's reverse zone get NXDOMAIN with the zone's SOA.
+// domain or the subnets' reverse zones get NXDOMAIN with the zone's SOA.
 // Local answers have TTL 0: a name follows attach and detach at once.
 //
 // Scoping: a client sees the ports that share a VLAN with it (its access

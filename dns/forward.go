@@ -11,7 +11,7 @@ import (
 // with req's ID, or SERVFAIL when no upstream answered in time.
 func (s *Server) forward(req *dns.Msg) *dns.Msg {
 	k := keyOf(req)
-	if m := s.cache.get(k, s.now()); m != nil {
+	if m, _ := s.cache.get(k, s.now()); m != nil {
 		s.stats.hits.Add(1) // another query filled it meanwhile
 		return s.reply(req, m)
 	}

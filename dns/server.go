@@ -36,6 +36,12 @@ type Config struct {
 	// the containers' subnet, whose reverse zone is local.
 	Addr   netip.Addr
 	Subnet netip.Prefix
+	// Addr6 and Subnet6, both set or both zero, are the gateway's
+	// global IPv6 address and the containers' IPv6 subnet (run --ipv6):
+	// the server answers there too, and the subnet's reverse zone
+	// (ip6.arpa) is local.
+	Addr6   netip.Addr
+	Subnet6 netip.Prefix
 	// MTU is the gateway's MTU, the netstack NIC's.
 	MTU int
 	// Domain is the containers' domain, "tapswitch" when empty.
@@ -71,9 +77,13 @@ type Server struct {
 	now   func() time.Time
 	zone  atomic.Pointer[zone]
 	cache *cache
-	ups   *upstreams
-	limit *limiter
-	stats counters
+	// packed keeps UDP answers in wire format (packed.go); gens numbers
+	// the zones SetHosts makes, whose answers it keeps apart.
+	packed *packedCache
+	gens   atomic.Uint64
+	ups    *upstreams
+	limit  *limiter
+	stats  counters
 
 	inFlight atomic.Int32
 	stack    atomic.Pointer[netStack] // nil until Start and after Close
@@ -83,6 +93,11 @@ type Server struct {
 func New(cfg Config) (*Server, error) {
 	if !cfg.Addr.Is4() || !cfg.Subnet.IsValid() || !cfg.Subnet.Contains(cfg.Addr) {
 		return nil, fmt.Errorf("address %s not an IPv4 address of subnet %s: %w", cfg.Addr, cfg.Subnet, ErrInvalidConfig)
+	}
+	if cfg.Addr6.IsValid() || cfg.Subnet6.IsValid() {
+		if !cfg.Addr6.Is6() || cfg.Addr6.Is4In6() || cfg.Addr6.Zone() != "" || !cfg.Subnet6.IsValid() || !cfg.Subnet6.Contains(cfg.Addr6) {
+			return nil, fmt.Errorf("address %s not an IPv6 address of subnet %s: %w", cfg.Addr6, cfg.Subnet6, ErrInvalidConfig)
+		}
 	}
 	cfg.Domain = cmp.Or(cfg.Domain, DefaultDomain)
 	d, err := CheckDomain(cfg.Domain)
@@ -98,12 +113,13 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Timeout < 0 || cfg.CacheSize < 0 || cfg.Rate < 0 || cfg.MTU < 576 {
 		return nil, fmt.Errorf("negative Timeout, CacheSize or Rate, or MTU under 576: %w", ErrInvalidConfig)
 	}
-	s := &Server{cfg: cfg, now: cfg.Now, cache: newCache(cfg.CacheSize), ups: newUpstreams(cfg.Upstreams, cfg.ResolvConf)}
+	s := &Server{cfg: cfg, now: cfg.Now, cache: newCache(cfg.CacheSize), packed: newPackedCache(cfg.CacheSize),
+		ups: newUpstreams(cfg.Upstreams, cfg.ResolvConf)}
 	if s.now == nil {
 		s.now = time.Now
 	}
 	s.limit = newLimiter(cfg.Rate)
-	s.zone.Store(newZone(&s.cfg, nil))
+	s.zone.Store(newZone(&s.cfg, nil, 0))
 	return s, nil
 }
 
@@ -124,9 +140,16 @@ func (s *Server) Domain() string { return strings.TrimSuffix(s.cfg.Domain, ".") 
 // Addr returns the address the server answers on.
 func (s *Server) Addr() netip.Addr { return s.cfg.Addr }
 
+// Addr6 returns the IPv6 address the server answers on; zero without
+// IPv6.
+func (s *Server) Addr6() netip.Addr { return s.cfg.Addr6 }
+
 // SetHosts replaces the local names with those of hosts. Queries answered
 // after it returns see the new names.
-func (s *Server) SetHosts(hosts []Host) { s.zone.Store(newZone(&s.cfg, hosts)) }
+func (s *Server) SetHosts(hosts []Host) {
+	s.zone.Store(newZone(&s.cfg, hosts, s.gens.Add(1)))
+	s.packed.clear()
+}
 
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
@@ -139,21 +162,38 @@ func (s *Server) Stats() Stats {
 // tcp is set. It returns the answer in wire format, or nil to drop the
 // query. It blocks while the query is forwarded (at most Config.Timeout).
 func (s *Server) handle(msg []byte, client netip.Addr, tcp bool) []byte {
-	out, fwd := s.answerFast(msg, client, tcp)
+	var dst []byte
+	if !tcp {
+		dst = make([]byte, s.cfg.MTU)
+	}
+	out, fwd := s.answerFast(msg, client, tcp, dst)
 	if fwd != nil {
-		return s.answerForwarded(fwd, tcp)
+		return s.answerForwarded(fwd, client, tcp)
 	}
 	return out
 }
 
-// answerFast answers msg without waiting: from the local names, the cache,
-// or with an error. When the query must go upstream it returns it parsed
-// instead, for answerForwarded, and has counted it in flight.
-func (s *Server) answerFast(msg []byte, client netip.Addr, tcp bool) ([]byte, *dns.Msg) {
-	if !s.limit.allow(client, s.now()) {
+// answerFast answers msg without waiting: from the packed answers (into
+// dst, a UDP query only), the local names, the cache, or with an error.
+// When the query must go upstream it returns it parsed instead, for
+// answerForwarded, and has counted it in flight.
+func (s *Server) answerFast(msg []byte, client netip.Addr, tcp bool, dst []byte) ([]byte, *dns.Msg) {
+	now := s.now()
+	if !s.limit.allow(client, now) {
 		s.stats.limited.Add(1)
 		s.stats.result(-1)
 		return nil, nil
+	}
+	z := s.zone.Load()
+	c := z.client(client)
+	var q query
+	packable := !tcp && parseQuery(msg, &q)
+	if packable {
+		q.setClient(c)
+		if n, e := s.packed.answer(msg, &q, z.gen, now, dst); e != nil {
+			s.stats.packedHit(q.qtype, e)
+			return dst[:n], nil
+		}
 	}
 	req := new(dns.Msg)
 	if err := req.Unpack(msg); err != nil {
@@ -162,21 +202,22 @@ func (s *Server) answerFast(msg []byte, client netip.Addr, tcp bool) ([]byte, *d
 	if req.Response || len(req.Question) != 1 || len(req.Answer) > 0 || len(req.Ns) > 0 {
 		return s.formErr(msg), nil
 	}
-	q := req.Question[0]
-	s.stats.query(q.Qtype)
+	qn := req.Question[0]
+	s.stats.query(qn.Qtype)
 	resp := new(dns.Msg)
+	var keep *packedEntry // how to keep the answer in the packed cache
 	switch {
 	case req.Opcode != dns.OpcodeQuery:
 		resp.SetRcode(req, dns.RcodeNotImplemented)
-	case q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR:
+	case qn.Qtype == dns.TypeAXFR || qn.Qtype == dns.TypeIXFR:
 		resp.SetRcode(req, dns.RcodeRefused)
 	default:
-		z := s.zone.Load()
-		rrs, rcode, ok := z.localAnswer(q, strings.ToLower(q.Name), z.client(client))
+		rrs, rcode, ok := z.localAnswer(qn, strings.ToLower(qn.Name), c)
 		if !ok {
-			if m := s.cache.get(keyOf(req), s.now()); m != nil {
+			if m, e := s.cache.get(keyOf(req), now); m != nil {
 				s.stats.hits.Add(1)
 				resp = s.reply(req, m)
+				keep = &packedEntry{stored: e.stored, expires: e.expires, age0: int64(now.Sub(e.stored) / time.Second)}
 				break
 			}
 			if s.inFlight.Add(1) > maxInFlight {
@@ -192,23 +233,31 @@ func (s *Server) answerFast(msg []byte, client netip.Addr, tcp bool) ([]byte, *d
 		resp.RecursionAvailable = true
 		resp.Answer = rrs
 		if len(rrs) == 0 {
-			soa := *z.soa
-			resp.Ns = []dns.RR{&soa}
+			resp.Ns = []dns.RR{z.apexSOA(qn.Name)}
+		}
+		keep = &packedEntry{local: true}
+	}
+	out := s.finish(req, resp, client, tcp)
+	if packable && keep != nil && len(out) >= headerSize {
+		if rcode := int(out[3] & 0xf); rcode == dns.RcodeSuccess || rcode == dns.RcodeNameError {
+			keep.gen, keep.rcode, keep.truncated = z.gen, rcode, out[2]&0x02 != 0
+			s.packed.put(msg, &q, out, keep)
 		}
 	}
-	return s.finish(req, resp, tcp), nil
+	return out, nil
 }
 
 // answerForwarded answers req, which answerFast handed over, from
 // upstream (or the cache, filled meanwhile).
-func (s *Server) answerForwarded(req *dns.Msg, tcp bool) []byte {
+func (s *Server) answerForwarded(req *dns.Msg, client netip.Addr, tcp bool) []byte {
 	defer s.inFlight.Add(-1)
-	return s.finish(req, s.forward(req), tcp)
+	return s.finish(req, s.forward(req), client, tcp)
 }
 
 // finish sets the EDNS0 OPT of a local answer, cuts a UDP answer to the
-// client's size and the MTU (RFC 6891 7; TC set, RFC 2181 9) and packs it.
-func (s *Server) finish(req, resp *dns.Msg, tcp bool) []byte {
+// client's size and what the MTU leaves after the IP and UDP headers to
+// client (RFC 6891 7; TC set, RFC 2181 9) and packs it.
+func (s *Server) finish(req, resp *dns.Msg, client netip.Addr, tcp bool) []byte {
 	size := dns.MinMsgSize
 	if o := req.IsEdns0(); o != nil {
 		size = max(int(o.UDPSize()), dns.MinMsgSize)
@@ -221,7 +270,7 @@ func (s *Server) finish(req, resp *dns.Msg, tcp bool) []byte {
 	}
 	// Never more than fits in the MTU unfragmented (RFC 8085 3.2; what
 	// the 2020 DNS flag day asks of large buffers too).
-	size = min(size, s.cfg.MTU-headerLen)
+	size = min(size, s.cfg.MTU-udpHeaderLen(client))
 	if tcp {
 		size = dns.MaxMsgSize
 	}
@@ -269,15 +318,18 @@ func (s *Server) formErr(msg []byte) []byte {
 	return out
 }
 
-// limiter is a token bucket per client address.
+// limiter is a token bucket per client address. A query takes the table's
+// read lock and its client's bucket lock, never an exclusive lock all
+// clients share: clients are answered on their own ports' goroutines.
 type limiter struct {
 	rate float64
 
-	mu      sync.Mutex // guards buckets
+	mu      sync.RWMutex // guards the map buckets (each bucket has its own lock)
 	buckets map[netip.Addr]*bucket
 }
 
 type bucket struct {
+	mu     sync.Mutex // guards tokens and last
 	tokens float64
 	last   time.Time
 }
@@ -287,16 +339,22 @@ func newLimiter(rate int) *limiter {
 }
 
 func (l *limiter) allow(a netip.Addr, now time.Time) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b, ok := l.buckets[a]
-	if !ok {
-		if len(l.buckets) >= maxClients {
-			clear(l.buckets)
+	l.mu.RLock()
+	b := l.buckets[a]
+	l.mu.RUnlock()
+	if b == nil {
+		l.mu.Lock()
+		if b = l.buckets[a]; b == nil {
+			if len(l.buckets) >= maxClients {
+				clear(l.buckets)
+			}
+			b = &bucket{tokens: l.rate, last: now}
+			l.buckets[a] = b
 		}
-		b = &bucket{tokens: l.rate, last: now}
-		l.buckets[a] = b
+		l.mu.Unlock()
 	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.tokens = min(l.rate, b.tokens+now.Sub(b.last).Seconds()*l.rate)
 	b.last = now
 	if b.tokens < 1 {

@@ -17,6 +17,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 )
@@ -39,10 +40,10 @@ const (
 type netStack struct {
 	s    *stack.Stack
 	link *link
-	tcp  *gonet.TCPListener
+	tcp  []*gonet.TCPListener // on the IPv4 address, and the IPv6 one
 
-	addr  [4]byte        // the gateway's, the source of answers
 	ipID  atomic.Uint32  // IPv4 identification of the next UDP answer
+	bufs  sync.Pool      // *[]byte of headerLen6+MTU bytes, for UDP answers
 	wg    sync.WaitGroup // the TCP accept loop and connections
 	conns chan struct{}  // a token per open TCP connection
 	// forwards are the UDP queries waiting for upstreams.
@@ -122,23 +123,41 @@ func (s *Server) Claims(proto uint8, port uint16) bool {
 
 // Deliver implements gateway.LocalService. A UDP query is answered
 // here, on the caller's goroutine, when the answer needs no upstream
-// (udp.go); TCP goes into the netstack, which verifies its checksums.
-func (s *Server) Deliver(datagram []byte) {
+// (udp.go): into answer when it is not nil. TCP goes into the netstack,
+// which verifies its checksums.
+func (s *Server) Deliver(datagram, answer []byte) int {
 	st := s.stack.Load()
 	if st == nil {
-		return
+		return 0
 	}
-	h, err := wire.ParseIPv4(datagram)
-	if err != nil {
+	if h, err := wire.ParseIPv4(datagram); err == nil {
+		if h.Protocol() == wire.ProtoUDP {
+			return s.deliverUDP(st, h, answer)
+		}
+		st.inject(ipv4.ProtocolNumber, h)
+		return 0
+	}
+	h, err := wire.ParseIPv6(datagram)
+	if err != nil || !s.cfg.Addr6.IsValid() {
 		s.stats.malformed.Add(1)
-		return
+		return 0
 	}
-	if h.Protocol() == wire.ProtoUDP {
-		s.deliverUDP(st, h)
-		return
+	u, err := h.Upper()
+	if err != nil || !u.HasHeader() || u.Fragment {
+		s.stats.malformed.Add(1)
+		return 0
 	}
-	pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(h)})
-	st.link.InjectInbound(ipv4.ProtocolNumber, pb)
+	if u.Proto == wire.ProtoUDP {
+		return s.deliverUDP6(st, h, u.Offset, answer)
+	}
+	st.inject(ipv6.ProtocolNumber, h)
+	return 0
+}
+
+// inject hands the netstack a packet of the network protocol proto.
+func (ns *netStack) inject(proto tcpip.NetworkProtocolNumber, pkt []byte) {
+	pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(pkt)})
+	ns.link.InjectInbound(proto, pb)
 	pb.DecRef()
 }
 
@@ -146,12 +165,14 @@ func (s *Server) Deliver(datagram []byte) {
 // containers (gateway.SendLocal); it must not block or keep its argument.
 // Start must be called once, before the gateway delivers anything.
 func (s *Server) Start(send func(pkt []byte)) error {
-	ns, err := newNetStack(s.cfg.Addr, s.cfg.Subnet, s.cfg.MTU, send)
+	ns, err := newNetStack(&s.cfg, send)
 	if err != nil {
 		return err
 	}
-	ns.wg.Add(1)
-	go s.serveTCP(ns)
+	for _, l := range ns.tcp {
+		ns.wg.Add(1)
+		go s.serveTCP(ns, l)
+	}
 	s.stack.Store(ns)
 	return nil
 }
@@ -162,7 +183,9 @@ func (s *Server) Close() error {
 	if ns == nil {
 		return nil
 	}
-	ns.tcp.Close()
+	for _, l := range ns.tcp {
+		l.Close()
+	}
 	ns.closeConns()
 	ns.wg.Wait()
 	ns.forwards.Wait()
@@ -170,36 +193,59 @@ func (s *Server) Close() error {
 	return nil
 }
 
-func newNetStack(addr netip.Addr, subnet netip.Prefix, mtu int, send func([]byte)) (*netStack, error) {
+// newNetStack makes the netstack of cfg: its NIC has the gateway's
+// addresses, with a route to the subnets, and listens on port 53 of each.
+func newNetStack(cfg *Config, send func([]byte)) (*netStack, error) {
 	s := stack.New(stack.Options{
-		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol},
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol},
 	})
-	l := &link{Endpoint: channel.New(1, uint32(mtu), ""), send: send}
+	l := &link{Endpoint: channel.New(1, uint32(cfg.MTU), ""), send: send}
 	if err := s.CreateNIC(nicID, l); err != nil {
 		return nil, fmt.Errorf("dns netstack nic: %s", err)
 	}
-	pa := tcpip.ProtocolAddress{
-		Protocol:          ipv4.ProtocolNumber,
-		AddressWithPrefix: tcpip.AddrFrom4(addr.As4()).WithPrefix(),
+	ns := &netStack{s: s, link: l, conns: make(chan struct{}, maxTCPConns), open: map[net.Conn]struct{}{}}
+	ns.bufs.New = func() any {
+		b := make([]byte, headerLen6+cfg.MTU)
+		return &b
 	}
-	pa.AddressWithPrefix.PrefixLen = subnet.Bits()
-	if err := s.AddProtocolAddress(nicID, pa, stack.AddressProperties{}); err != nil {
-		return nil, fmt.Errorf("dns netstack address: %s", err)
+	var routes []tcpip.Route
+	for _, a := range []struct {
+		addr   netip.Addr
+		subnet netip.Prefix
+		proto  tcpip.NetworkProtocolNumber
+	}{
+		{cfg.Addr, cfg.Subnet, ipv4.ProtocolNumber},
+		{cfg.Addr6, cfg.Subnet6, ipv6.ProtocolNumber},
+	} {
+		if !a.addr.IsValid() {
+			continue
+		}
+		addr := tcpip.AddrFromSlice(a.addr.AsSlice())
+		pa := tcpip.ProtocolAddress{Protocol: a.proto, AddressWithPrefix: tcpip.AddressWithPrefix{Address: addr, PrefixLen: a.subnet.Bits()}}
+		if err := s.AddProtocolAddress(nicID, pa, stack.AddressProperties{}); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("dns netstack address %s: %s", a.addr, err)
+		}
+		sub, err := tcpip.NewSubnet(tcpip.AddrFromSlice(a.subnet.Masked().Addr().AsSlice()),
+			tcpip.MaskFromBytes(net.CIDRMask(a.subnet.Bits(), a.addr.BitLen())))
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("dns netstack route %s: %w", a.subnet, err)
+		}
+		routes = append(routes, tcpip.Route{Destination: sub, NIC: nicID})
+		t, err := gonet.ListenTCP(s, tcpip.FullAddress{NIC: nicID, Addr: addr, Port: Port}, a.proto)
+		if err != nil {
+			for _, t := range ns.tcp {
+				t.Close()
+			}
+			s.Close()
+			return nil, fmt.Errorf("dns netstack tcp %s: %w", a.addr, err)
+		}
+		ns.tcp = append(ns.tcp, t)
 	}
-	sub, err := tcpip.NewSubnet(tcpip.AddrFrom4(subnet.Masked().Addr().As4()),
-		tcpip.MaskFromBytes(net.CIDRMask(subnet.Bits(), 32)))
-	if err != nil {
-		return nil, fmt.Errorf("dns netstack route: %w", err)
-	}
-	s.SetRouteTable([]tcpip.Route{{Destination: sub, NIC: nicID}})
-	local := tcpip.FullAddress{NIC: nicID, Addr: tcpip.AddrFrom4(addr.As4()), Port: Port}
-	t, err := gonet.ListenTCP(s, local, ipv4.ProtocolNumber)
-	if err != nil {
-		s.Close()
-		return nil, fmt.Errorf("dns netstack tcp: %w", err)
-	}
-	return &netStack{s: s, link: l, tcp: t, addr: addr.As4(), conns: make(chan struct{}, maxTCPConns), open: map[net.Conn]struct{}{}}, nil
+	s.SetRouteTable(routes)
+	return ns, nil
 }
 
 func clientOf(a net.Addr) netip.Addr {
@@ -211,14 +257,14 @@ func clientOf(a net.Addr) netip.Addr {
 	return netip.Addr{}
 }
 
-// serveTCP accepts connections and answers their queries in turn (RFC
-// 7766 6.2.1), closing a connection idle for tcpIdle.
-func (s *Server) serveTCP(ns *netStack) {
+// serveTCP accepts connections on l and answers their queries in turn
+// (RFC 7766 6.2.1), closing a connection idle for tcpIdle.
+func (s *Server) serveTCP(ns *netStack, l *gonet.TCPListener) {
 	defer ns.wg.Done()
 	var conns sync.WaitGroup
 	defer conns.Wait()
 	for {
-		nc, err := ns.tcp.Accept()
+		nc, err := l.Accept()
 		if err != nil {
 			return
 		}

@@ -63,15 +63,39 @@ type counters struct {
 	truncated          atomic.Uint64
 }
 
+// queryTypeCodes are the type codes of QueryTypes but "other", in order.
+var queryTypeCodes = func() []uint16 {
+	codes := make([]uint16, len(QueryTypes)-1)
+	for i, name := range QueryTypes[:len(codes)] {
+		codes[i] = dns.StringToType[name]
+	}
+	return codes
+}()
+
 func (c *counters) query(qtype uint16) {
 	i := len(QueryTypes) - 1
-	for j, name := range QueryTypes[:i] {
-		if dns.StringToType[name] == qtype {
+	for j, code := range queryTypeCodes {
+		if code == qtype {
 			i = j
 			break
 		}
 	}
 	c.queries[i].Add(1)
+}
+
+// packedHit counts a query of qtype answered with the packed answer e, as
+// the slow path counted the query that built it.
+func (c *counters) packedHit(qtype uint16, e *packedEntry) {
+	c.query(qtype)
+	if e.local {
+		c.local.Add(1)
+	} else {
+		c.hits.Add(1)
+	}
+	if e.truncated {
+		c.truncated.Add(1)
+	}
+	c.result(e.rcode)
 }
 
 // resultRcodes are the rcodes of the first entries of Results, in order.

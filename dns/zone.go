@@ -40,22 +40,30 @@ type zone struct {
 	byIP    map[netip.Addr]int
 	gateway netip.Addr
 	subnet  netip.Prefix
-	soa     *dns.SOA
-	hostLo  bool
-	isolate bool
+	// gateway6 and subnet6 are Config's Addr6 and Subnet6, zero
+	// without IPv6.
+	gateway6 netip.Addr
+	subnet6  netip.Prefix
+	soa      *dns.SOA
+	hostLo   bool
+	isolate  bool
+	gen      uint64 // numbers the zones of a server (packed.go)
 }
 
 // newZone builds the snapshot of hosts. Names are compared without case
 // (RFC 4343).
-func newZone(c *Config, hosts []Host) *zone {
+func newZone(c *Config, hosts []Host, gen uint64) *zone {
 	z := &zone{
-		domain:  c.Domain,
-		names:   make(map[string][]int, 2*len(hosts)),
-		byIP:    make(map[netip.Addr]int, len(hosts)),
-		gateway: c.Addr,
-		subnet:  c.Subnet,
-		hostLo:  c.HostLoopback,
-		isolate: c.Isolate,
+		gen:      gen,
+		domain:   c.Domain,
+		names:    make(map[string][]int, 2*len(hosts)),
+		byIP:     make(map[netip.Addr]int, len(hosts)),
+		gateway:  c.Addr,
+		subnet:   c.Subnet,
+		gateway6: c.Addr6,
+		subnet6:  c.Subnet6,
+		hostLo:   c.HostLoopback,
+		isolate:  c.Isolate,
 	}
 	z.soa = &dns.SOA{
 		Hdr:     dns.RR_Header{Name: z.domain, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 0},
@@ -84,6 +92,17 @@ func newZone(c *Config, hosts []Host) *zone {
 		}
 	}
 	return z
+}
+
+// apexSOA returns a copy of the zone's SOA record named name, which is the
+// domain in the client's spelling when it asked for the apex (as every
+// other local answer is named as asked) and the domain otherwise.
+func (z *zone) apexSOA(name string) *dns.SOA {
+	soa := *z.soa
+	if strings.EqualFold(name, z.domain) {
+		soa.Hdr.Name = name
+	}
+	return &soa
 }
 
 // visible reports whether the client at index c (-1: not a port) may see
@@ -130,7 +149,7 @@ func (z *zone) localAnswer(q dns.Question, qname string, c int) (rrs []dns.RR, r
 	switch {
 	case qname == z.domain:
 		if q.Qtype == dns.TypeSOA {
-			return []dns.RR{z.soa}, dns.RcodeSuccess, true
+			return []dns.RR{z.apexSOA(q.Name)}, dns.RcodeSuccess, true
 		}
 		return nil, dns.RcodeSuccess, true
 	case strings.HasSuffix(qname, "."+z.domain):
@@ -146,7 +165,7 @@ func (z *zone) localAnswer(q dns.Question, qname string, c int) (rrs []dns.RR, r
 		return nil, 0, false
 	}
 	if label == "gateway" {
-		return z.addrAnswer(q, []netip.Addr{z.gateway}), dns.RcodeSuccess, true
+		return z.addrAnswer(q, []netip.Addr{z.gateway, z.gateway6}), dns.RcodeSuccess, true
 	}
 	var addrs []netip.Addr
 	found := false
@@ -190,11 +209,11 @@ func (z *zone) addrAnswer(q dns.Question, addrs []netip.Addr) []dns.RR {
 // forwarded otherwise.
 func (z *zone) ptr(q dns.Question, qname string, c int) ([]dns.RR, int, bool) {
 	a, ok := reverseAddr(qname)
-	if !ok || !z.subnet.Contains(a) {
+	if !ok || !z.subnet.Contains(a) && !z.subnet6.Contains(a) {
 		return nil, 0, false
 	}
 	var target string
-	if a == z.gateway {
+	if a == z.gateway || a == z.gateway6 {
 		target = "gateway." + z.domain
 	} else if i, ok := z.byIP[a]; ok && z.visible(c, i) {
 		target = z.hosts[i].Name + "." + z.domain
@@ -210,9 +229,13 @@ func (z *zone) ptr(q dns.Question, qname string, c int) ([]dns.RR, int, bool) {
 	}}, dns.RcodeSuccess, true
 }
 
-// reverseAddr parses a full IPv4 in-addr.arpa name (RFC 1035 3.5); IPv6
-// reverse names are not local yet.
+// reverseAddr parses a full reverse name: IPv4 in-addr.arpa (RFC 1035
+// 3.5), or IPv6 ip6.arpa, 32 nibbles lowest first (RFC 3596 2.5). qname is
+// in lower case.
 func reverseAddr(qname string) (netip.Addr, bool) {
+	if s, ok := strings.CutSuffix(qname, ".ip6.arpa."); ok {
+		return reverseAddr6(s)
+	}
 	s, ok := strings.CutSuffix(qname, ".in-addr.arpa.")
 	if !ok {
 		return netip.Addr{}, false
@@ -227,4 +250,36 @@ func reverseAddr(qname string) (netip.Addr, bool) {
 		return netip.Addr{}, false
 	}
 	return a, true
+}
+
+// reverseAddr6 parses the 32 nibbles of an ip6.arpa name ("b.a.9.8. ...
+// .0.d.f", the lowest first) without the suffix.
+func reverseAddr6(s string) (netip.Addr, bool) {
+	if len(s) != 2*32-1 {
+		return netip.Addr{}, false
+	}
+	var a [16]byte
+	for i := range 32 {
+		c := s[2*i]
+		if i < 31 && s[2*i+1] != '.' {
+			return netip.Addr{}, false
+		}
+		var v byte
+		switch {
+		case '0' <= c && c <= '9':
+			v = c - '0'
+		case 'a' <= c && c <= 'f':
+			v = c - 'a' + 10
+		default:
+			return netip.Addr{}, false
+		}
+		// Nibble i counts from the lowest of the address.
+		b := 15 - i/2
+		if i%2 == 0 {
+			a[b] |= v
+		} else {
+			a[b] |= v << 4
+		}
+	}
+	return netip.AddrFrom16(a), true
 }

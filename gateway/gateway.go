@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tapswitch/tapswitch/internal/neigh"
 	"github.com/tapswitch/tapswitch/nat"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/switch/gso"
@@ -148,6 +149,9 @@ type Gateway struct {
 	route *route       // nil without NAT and uplink
 	v6    *ipv6        // nil without Config.Addr6
 	local LocalService // nil: no service on the gateway's address
+	// localMACs are the MACs the LocalService's IPv6 clients sent from;
+	// nil without IPv6 or a LocalService (local.go).
+	localMACs *neigh.Cache[[16]byte, struct{}]
 
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
@@ -155,7 +159,10 @@ type Gateway struct {
 	stats counters
 }
 
-var _ vswitch.Port = (*Gateway)(nil)
+var (
+	_ vswitch.Port     = (*Gateway)(nil)
+	_ vswitch.Answerer = (*Gateway)(nil)
+)
 
 // New returns a Gateway configured by cfg, after applying defaults and
 // validating it. Errors wrap ErrInvalidConfig.
@@ -217,7 +224,7 @@ func New(cfg Config) (*Gateway, error) {
 	if (cfg.NAT == nil) != (cfg.Uplink == nil) {
 		return nil, fmt.Errorf("NAT and Uplink must be set together: %w", ErrInvalidConfig)
 	}
-	g.local = cfg.Local
+	g.setLocal(cfg.Local, timeout, maxNeigh)
 	if cfg.NAT != nil {
 		g.route = newRoute(cfg.NAT, cfg.Uplink, cfg.Clock)
 		if cfg.HostLoopback.IsValid() {
@@ -307,6 +314,24 @@ func (g *Gateway) Read(buf []byte, offset int) (int, error) {
 //
 // Write is safe for concurrent use.
 func (g *Gateway) Write(buf []byte, offset int) (int, error) {
+	return g.write(buf, offset, nil)
+}
+
+// WriteAnswer implements vswitch.Answerer: Write, with the answer of the
+// LocalService to a UDP query, when it has one at once, put in
+// ans[ansOff:] (a zero virtio_net_hdr and the Ethernet frame, to the MAC
+// the query came from) instead of queued for Read.
+func (g *Gateway) WriteAnswer(buf []byte, offset int, ans []byte, ansOff int) (int, int, error) {
+	if ansOff < 0 || ansOff > len(ans) {
+		return 0, 0, fmt.Errorf("gateway write: answer offset %d out of range", ansOff)
+	}
+	a := answer{buf: ans[ansOff:]}
+	n, err := g.write(buf, offset, &a)
+	return n, a.n, err
+}
+
+// write is Write, with a place for an answer at once when a is not nil.
+func (g *Gateway) write(buf []byte, offset int, a *answer) (int, error) {
 	if offset < 0 || offset > len(buf) {
 		return 0, fmt.Errorf("gateway write: offset %d out of range", offset)
 	}
@@ -332,7 +357,7 @@ func (g *Gateway) Write(buf []byte, offset int) (int, error) {
 		g.stats.inc(cntTooBig)
 		return 0, vswitch.ErrFrameTooBig
 	}
-	g.handleEthernet(eth)
+	g.handleEthernet(eth, a)
 	return n, nil
 }
 

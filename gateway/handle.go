@@ -10,8 +10,9 @@ import (
 	"github.com/tapswitch/tapswitch/wire"
 )
 
-// handleEthernet dispatches one Ethernet frame (virtio_net_hdr removed).
-func (g *Gateway) handleEthernet(eth []byte) {
+// handleEthernet dispatches one Ethernet frame (virtio_net_hdr removed);
+// a, if not nil, takes an answer at once (WriteAnswer).
+func (g *Gateway) handleEthernet(eth []byte, a *answer) {
 	if len(eth) < wire.EthernetLen {
 		g.stats.inc(cntMalformed)
 		return
@@ -44,7 +45,7 @@ func (g *Gateway) handleEthernet(eth []byte) {
 		g.stats.inc(cntOtherEtherType)
 		return
 	}
-	g.handleIPv4(eth[wire.EthernetLen:], src)
+	g.handleIPv4(eth[wire.EthernetLen:], src, a)
 }
 
 // handleARP answers ARP requests for the gateway's address and learns the
@@ -103,7 +104,7 @@ func (g *Gateway) handleARP(b []byte) {
 }
 
 // handleIPv4 handles a datagram sent to the gateway's MAC from ethSrc.
-func (g *Gateway) handleIPv4(b []byte, ethSrc [6]byte) {
+func (g *Gateway) handleIPv4(b []byte, ethSrc [6]byte, a *answer) {
 	v, reason := parseIPv4(b)
 	if reason != cntNone {
 		g.stats.inc(reason)
@@ -120,7 +121,7 @@ func (g *Gateway) handleIPv4(b []byte, ethSrc [6]byte) {
 	g.learn(v.src, ethSrc)
 	switch {
 	case v.dst == g.addr && g.claimedLocal(&v):
-		g.serveLocal(&v)
+		g.serveLocal(&v, ethSrc, a)
 	case v.dst == g.addr && g.toHostLoopback(&v):
 		// The host's loopback, through the uplink.
 		g.forward(&v, ethSrc)

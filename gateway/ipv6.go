@@ -159,6 +159,9 @@ func (g *Gateway) handleIPv6(eth []byte, ethSrc [6]byte) {
 		g.stats.inc(cntFragments)
 		return
 	}
+	if dst == v.addr && g.serveLocal6(ip, &u, ethSrc) {
+		return
+	}
 	switch u.Proto {
 	case wire.ProtoICMPv6:
 		g.handleICMPv6(ip, u.Offset, ethSrc)

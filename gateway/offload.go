@@ -66,7 +66,7 @@ func (g *Gateway) writeOffloaded(frame []byte) {
 			g.stats.inc(cntTooBig)
 			return
 		}
-		g.handleEthernet(buf[gso.HdrLen:n])
+		g.handleEthernet(buf[gso.HdrLen:n], nil)
 		return
 	}
 	var s gso.Segmenter
@@ -83,7 +83,7 @@ func (g *Gateway) writeOffloaded(frame []byte) {
 			g.stats.inc(cntTooBig)
 			continue
 		}
-		g.handleEthernet(buf[gso.HdrLen:n])
+		g.handleEthernet(buf[gso.HdrLen:n], nil)
 	}
 }
 

@@ -15,6 +15,7 @@ func (s *Switch) ingress(pt *port) {
 	buf := s.bufs.Get().(*[BufSize]byte)
 	defer s.bufs.Put(buf)
 	defer pt.putSeg(&s.bufs)
+	defer pt.putAns(&s.bufs)
 	for {
 		n, err := pt.p.Read(buf[:], Headroom)
 		if err != nil {
@@ -39,6 +40,12 @@ func (s *Switch) ingress(pt *port) {
 // interface call on the port's reused Frame, and the pipeline's counters
 // cost one sharded atomic add per frame (and one per drop).
 func (s *Switch) forward(in *port, buf []byte, off, n int) {
+	s.forwardFrame(&in.frame, in, buf, off, n)
+}
+
+// forwardFrame is forward with the Frame f: the port's own, or its
+// answerState's for an Answerer's answer.
+func (s *Switch) forwardFrame(f *Frame, in *port, buf []byte, off, n int) {
 	// Ports write buf[off:]: cut the buffer at the frame's end.
 	buf = buf[:off+n]
 	if n >= VnetHdrLen+wire.EthernetLen {
@@ -51,7 +58,6 @@ func (s *Switch) forward(in *port, buf []byte, off, n int) {
 	if pl == nil {
 		return // detached while the frame was read
 	}
-	f := &in.frame
 	f.reset(s, pl.t, in, pl.pos, buf, off)
 	p := pl.t.pipe
 	p.entered.add(in.id)
@@ -64,9 +70,14 @@ func (s *Switch) forward(in *port, buf []byte, off, n int) {
 	}
 }
 
-// transmit writes one frame to out and counts the outcome.
-func (s *Switch) transmit(out *port, buf []byte, off int) {
+// transmit writes one frame of f to out and counts the outcome. An
+// Answerer's answer is forwarded at once, unless f is one (answer.go).
+func (s *Switch) transmit(f *Frame, out *port, buf []byte, off int) {
 	out.capture.Deliver(capture.Out, buf[off+VnetHdrLen:])
+	if out.answerer != nil && !f.answer {
+		s.transmitAnswered(f.in, out, buf, off)
+		return
+	}
 	n, err := out.p.Write(buf, off)
 	if err != nil {
 		out.stats.txDropped.Add(1)

@@ -40,4 +40,8 @@
 // or removing a VLAN tag moves the header's csum_start and hdr_len with the
 // headers. The one cost every frame pays is a look at two bytes of the
 // header.
+//
+// A port that implements Answerer (the gateway) may answer a frame written
+// to it at once; the switch forwards the answer on the writer's goroutine
+// (answer.go), not the port's own.
 package vswitch

@@ -76,6 +76,9 @@ type Frame struct {
 	pending []pendingRule
 	// inPos is the ingress port's position in t.list.
 	inPos int
+	// answer marks the Frame of an Answerer's answer (answer.go), whose
+	// own outputs are written without asking for answers.
+	answer bool
 }
 
 // InPort returns the ID of the port the frame came in on.

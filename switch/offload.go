@@ -112,24 +112,27 @@ func isIPv6(frame []byte) bool {
 	return len(frame) >= o+2 && frame[o] == 0x86 && frame[o+1] == 0xdd
 }
 
-// transmitSoftware sends the frame buf[off:] to out, which lacks some of
+// transmitSoftware sends the frame buf[off:] of f to out, which lacks some of
 // the offloads need. A frame that only needs its checksum completed gets it
 // in place (the frame stays valid for every port, so a flood goes on with
 // the completed frame); a super-frame is cut into ordinary frames in the
 // ingress port's segment buffer, each written in turn. Counters count the
 // frames out gets. A frame that cannot be segmented is a transmit drop.
-func (s *Switch) transmitSoftware(in, out *port, buf []byte, off int, need Offloads) {
+func (s *Switch) transmitSoftware(f *Frame, out *port, buf []byte, off int, need Offloads) {
 	frame := buf[off:]
 	if need&^OffloadCsum == 0 {
 		if gso.CompleteChecksum(frame) != nil {
 			out.stats.txDropped.Add(1)
 			return
 		}
-		s.transmit(out, buf, off)
+		s.transmit(f, out, buf, off)
 		return
 	}
+	in := f.in
 	var sg gso.Segmenter
-	if sg.Reset(frame) != nil {
+	// An Answerer's answer is never a super-frame; were it one, its
+	// port's segment buffer would be another goroutine's.
+	if f.answer || sg.Reset(frame) != nil {
 		out.stats.txDropped.Add(1)
 		return
 	}
@@ -143,19 +146,19 @@ func (s *Switch) transmitSoftware(in, out *port, buf []byte, off int, need Offlo
 		if n == 0 {
 			return
 		}
-		s.transmit(out, seg[:Headroom+n], Headroom)
+		s.transmit(f, out, seg[:Headroom+n], Headroom)
 	}
 }
 
-// send writes the frame buf[off:] that came in on in to out: whole when out
+// send writes the frame buf[off:] of f to out: whole when out
 // takes every offload the frame needs (always for an ordinary frame),
 // through software GSO otherwise.
-func (s *Switch) send(in, out *port, buf []byte, off int, need Offloads) {
+func (s *Switch) send(f *Frame, out *port, buf []byte, off int, need Offloads) {
 	if need&^out.offloads == 0 {
-		s.transmit(out, buf, off)
+		s.transmit(f, out, buf, off)
 		return
 	}
-	s.transmitSoftware(in, out, buf, off, need)
+	s.transmitSoftware(f, out, buf, off, need)
 }
 
 // putSeg returns the port's segment buffer, if it took one, to pool.

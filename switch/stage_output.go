@@ -21,7 +21,7 @@ func (outputStage) Process(f *Frame) Verdict {
 // tagged.
 func (s *Switch) egress(f *Frame, out *port) {
 	if f.VLAN == 0 || f.VLAN == out.cfg.VLAN {
-		s.send(f.in, out, f.buf, f.off, f.need)
+		s.send(f, out, f.buf, f.off, f.need)
 		return
 	}
 	if f.off < 4 {
@@ -31,6 +31,6 @@ func (s *Switch) egress(f *Frame, out *port) {
 		return
 	}
 	o := f.insertTag(f.VLAN)
-	s.send(f.in, out, f.buf, o, f.need)
+	s.send(f, out, f.buf, o, f.need)
 	f.restoreTag()
 }

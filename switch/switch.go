@@ -125,6 +125,7 @@ type port struct {
 	ll6      [16]byte    // the link-local address of cfg.MAC (EUI-64)
 	trunk    *[64]uint64 // cfg.Trunk as a bit per VLAN; nil for an access port
 	offloads Offloads    // what p accepts on Write (Offloader), fixed at AddPort
+	answerer Answerer    // p if it is one, fixed at AddPort
 	stats    counters
 	done     chan struct{} // closed when the ingress loop has returned
 
@@ -138,6 +139,9 @@ type port struct {
 	// from this port into; taken from the pool the first time one is
 	// needed, used only by the port's ingress goroutine (offload.go).
 	seg *[BufSize]byte
+	// ans is where the ingress goroutine takes the answers of Answerer
+	// ports, taken the first time one is needed (answer.go).
+	ans *answerState
 	// capture is the port's capture point: frames it receives (In) and
 	// is sent (Out), fed by forward and transmit.
 	capture capture.Point
@@ -310,7 +314,7 @@ func (s *Switch) AddPortConfig(p Port, pc PortConfig) (fdb.PortID, error) {
 		p.Close()
 		return fdb.NoPort, fmt.Errorf("add port %s: switch closed", p.Name())
 	}
-	np := &port{id: s.nextID, p: p, cfg: pc, offloads: offloadsOf(p), done: make(chan struct{})}
+	np := &port{id: s.nextID, p: p, cfg: pc, offloads: offloadsOf(p), answerer: answererOf(p), done: make(chan struct{})}
 	for _, ip := range pc.IPs {
 		if ip.Is4() {
 			np.ip4 = append(np.ip4, ip.As4())

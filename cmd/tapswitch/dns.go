@@ -66,8 +66,12 @@ func printDNS(stdout io.Writer, c *api.Client, p api.Port) {
 	if err != nil || info.DNS == nil {
 		return
 	}
+	ns := info.DNS.Nameserver
+	if info.DNS.Nameserver6 != "" {
+		ns += " and " + info.DNS.Nameserver6
+	}
 	fmt.Fprintf(stdout, "dns: nameserver %s, search %s (put them in the container's resolv.conf)\n",
-		info.DNS.Nameserver, strings.Join(info.DNS.Search, " "))
+		ns, strings.Join(info.DNS.Search, " "))
 }
 
 // cmdAlias sets the DNS aliases of a port.
