@@ -333,8 +333,11 @@ type GatewayStats struct {
 	ARPRequestsSent uint64 `json:"arp_requests_sent"`
 	NeighAdverts    uint64 `json:"neigh_adverts"`
 	RouterAdverts   uint64 `json:"router_adverts"`
-	LocalIn         uint64 `json:"local_in"`  // datagrams to the embedded DNS server
-	LocalOut        uint64 `json:"local_out"` // datagrams it sent
+	Forwarded6      uint64 `json:"forwarded6"`     // IPv6 packets to an uplink carrying IPv6 (host)
+	ToContainer6    uint64 `json:"to_container6"`  // IPv6 packets from it to containers
+	NeighSolicits   uint64 `json:"neigh_solicits"` // NS sent for containers' IPv6 addresses
+	LocalIn         uint64 `json:"local_in"`       // datagrams to the embedded DNS server
+	LocalOut        uint64 `json:"local_out"`      // datagrams it sent
 	Offload         uint64 `json:"offload"`
 	TooBig          uint64 `json:"too_big"`
 	Malformed       uint64 `json:"malformed"`

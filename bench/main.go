@@ -7,12 +7,14 @@
 // For every switch it builds a topology of its own (namespaces named
 // tsb<pid>..., addresses 198.51.100.0/24 inside them) and removes it at the
 // end, on failure or on Ctrl-C too. Then, for each round, in a new random
-// order of switches and tests: iperf3 TCP with 1 and 2 streams, iperf3 UDP
-// with 64-byte payloads unpaced (delivered packets/s) and a paced sweep for
-// the highest rate without loss, and ping RTT; with the CPU time the
-// switch's processes used (from /proc/PID/stat) and the machine's busy time
-// (/proc/stat). It prints progress, then a table of medians [min-max] with
-// the ratio to the Linux bridge, and writes JSON and an SVG chart.
+// order of switches and tests: iperf3 TCP with 1 and 2 streams, and with 1
+// stream over IPv6 (tcp1v6: every topology gives both sides an address in
+// 2001:db8:b::/64 too, tapswitch with --ipv6), iperf3 UDP with 64-byte
+// payloads unpaced (delivered packets/s) and a paced sweep for the highest
+// rate without loss, and ping RTT; with the CPU time the switch's processes
+// used (from /proc/PID/stat) and the machine's busy time (/proc/stat). It
+// prints progress, then a table of medians [min-max] with the ratio to the
+// Linux bridge, and writes JSON and an SVG chart.
 //
 // The overlay rows (overlay.go) run TCP with 1 stream container ->
 // container across two hosts joined by VXLAN: tapswitch <-> tapswitch and
@@ -113,8 +115,10 @@ func run(bin string, rounds int, quick bool, outDir, only, variants string) erro
 			progress("skipping %s: %v", t.name(), err)
 			continue
 		}
-		// Warm up: ARP, the switch's MAC table.
-		exec.Command("ip", "netns", "exec", t.client(), "ping", "-c", "3", "-i", "0.05", "-W", "1", t.serverIP()).Run()
+		// Warm up: ARP and ND, the switch's MAC table.
+		for _, dst := range []string{t.serverIP(), t.serverIP6()} {
+			exec.Command("ip", "netns", "exec", t.client(), "ping", "-c", "3", "-i", "0.05", "-W", "1", dst).Run()
+		}
 		up = append(up, t)
 	}
 

@@ -26,13 +26,14 @@ type measurement struct {
 
 // units of each test's Value.
 var units = map[string]string{
-	"tcp1": "Gbit/s", "tcp2": "Gbit/s", "udp64": "kpps", "lossfree": "kpps", "ping": "µs",
+	"tcp1": "Gbit/s", "tcp2": "Gbit/s", "tcp1v6": "Gbit/s", "udp64": "kpps", "lossfree": "kpps", "ping": "µs",
 }
 
 // titles of the tests for the table and the chart.
 var titles = map[string]string{
 	"tcp1":     "TCP, 1 stream",
 	"tcp2":     "TCP, 2 streams",
+	"tcp1v6":   "TCP over IPv6, 1 stream",
 	"udp64":    "UDP 64 B delivered, unpaced",
 	"lossfree": "UDP 64 B loss-free rate",
 	"ping":     "ping RTT (avg)",
@@ -59,6 +60,8 @@ func measure(ctx context.Context, t topology, test string, p params) (measuremen
 		m.Value, err = tcp(ctx, t, p.tcpSecs, 1)
 	case "tcp2":
 		m.Value, err = tcp(ctx, t, p.tcpSecs, 2)
+	case "tcp1v6":
+		m.Value, err = tcpTo(ctx, t, t.serverIP6(), p.tcpSecs, 1)
 	case "udp64":
 		var r udpResult
 		r, err = udp(ctx, t, p.tcpSecs, 0)
@@ -75,6 +78,11 @@ func measure(ctx context.Context, t topology, test string, p params) (measuremen
 // iperf3 runs an iperf3 server in t's server namespace and the client with
 // args in its client namespace, and returns the client's JSON report.
 func iperf3(ctx context.Context, t topology, args ...string) ([]byte, error) {
+	return iperf3To(ctx, t, t.serverIP(), args...)
+}
+
+// iperf3To is iperf3 with the client connecting to dst.
+func iperf3To(ctx context.Context, t topology, dst string, args ...string) ([]byte, error) {
 	srv := exec.CommandContext(ctx, "ip", "netns", "exec", t.server(), "iperf3", "-s", "-1", "-p", "5201", "--forceflush")
 	out, err := srv.StdoutPipe()
 	if err != nil {
@@ -110,7 +118,7 @@ func iperf3(ctx context.Context, t topology, args ...string) ([]byte, error) {
 	case <-time.After(5 * time.Second):
 		return nil, fmt.Errorf("iperf3 server did not start within 5s")
 	}
-	cargs := append([]string{"netns", "exec", t.client(), "iperf3", "-c", t.serverIP(), "-p", "5201", "-J"}, args...)
+	cargs := append([]string{"netns", "exec", t.client(), "iperf3", "-c", dst, "-p", "5201", "-J"}, args...)
 	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	rep, err := exec.CommandContext(cctx, "ip", cargs...).Output()
@@ -128,7 +136,12 @@ func iperf3(ctx context.Context, t topology, args ...string) ([]byte, error) {
 
 // tcp returns the received throughput in Gbit/s.
 func tcp(ctx context.Context, t topology, secs, streams int) (float64, error) {
-	rep, err := iperf3(ctx, t, "-t", strconv.Itoa(secs), "-P", strconv.Itoa(streams))
+	return tcpTo(ctx, t, t.serverIP(), secs, streams)
+}
+
+// tcpTo is tcp to the server's address dst (its IPv6 one, for tcp1v6).
+func tcpTo(ctx context.Context, t topology, dst string, secs, streams int) (float64, error) {
+	rep, err := iperf3To(ctx, t, dst, "-t", strconv.Itoa(secs), "-P", strconv.Itoa(streams))
 	if err != nil {
 		return 0, err
 	}

@@ -215,7 +215,8 @@ func (t *overlay) tapswitchHost(i int) (string, error) {
 	if err := waitDaemon(t.bin, sock); err != nil {
 		return "", err
 	}
-	return attach(t.bin, sock, t.container(i), "c")
+	ip, _, err := attach(t.bin, sock, t.container(i), "c")
+	return ip, err
 }
 
 // waitDaemon waits for the daemon at the control socket sock to answer.
@@ -232,18 +233,19 @@ func waitDaemon(bin, sock string) error {
 }
 
 // attach attaches the namespace ns to the daemon at sock as port name and
-// returns the address it was given.
-func attach(bin, sock, ns, name string) (string, error) {
+// returns the addresses it was given (IPv6 "" without --ipv6).
+func attach(bin, sock, ns, name string) (ip, ip6 string, err error) {
 	out, err := exec.Command(bin, "attach", "--netns", "/run/netns/"+ns, "--name", name, "--control", sock, "--json").Output()
 	if err != nil {
-		return "", fmt.Errorf("attach %s: %w", ns, err)
+		return "", "", fmt.Errorf("attach %s: %w", ns, err)
 	}
-	var p struct{ IP string }
+	var p struct{ IP, IP6 string }
 	if err := json.Unmarshal(out, &p); err != nil {
-		return "", fmt.Errorf("attach %s: %w", ns, err)
+		return "", "", fmt.Errorf("attach %s: %w", ns, err)
 	}
-	ip, _, _ := strings.Cut(p.IP, "/")
-	return ip, nil
+	ip, _, _ = strings.Cut(p.IP, "/")
+	ip6, _, _ = strings.Cut(p.IP6, "/")
+	return ip, ip6, nil
 }
 
 // shAll runs the commands in turn and stops at the first error.

@@ -13,7 +13,7 @@ import (
 )
 
 // tests in the order of the table and the chart.
-var testOrder = []string{"tcp1", "tcp2", "udp64", "lossfree", "ping"}
+var testOrder = []string{"tcp1", "tcp2", "tcp1v6", "udp64", "lossfree", "ping"}
 
 // results are every measurement of a run, and what the JSON file holds.
 type results struct {

@@ -29,15 +29,18 @@ func TestMedian(t *testing.T) {
 // well-formed XML.
 func TestReport(t *testing.T) {
 	r := &results{Rounds: 2, Switches: []string{"linux-bridge", "tapswitch"}, Runs: map[string]map[string][]measurement{
-		"linux-bridge": {"tcp1": {{Value: 10, SwitchCPU: -1}, {Value: 12, SwitchCPU: -1}}, "ping": {{Value: 30}, {Value: 30}}},
-		"tapswitch":    {"tcp1": {{Value: 8, SwitchCPU: 90}, {Value: 9.6, SwitchCPU: 100}}, "ping": {{Value: 60}, {Value: 60}}},
+		"linux-bridge": {"tcp1": {{Value: 10, SwitchCPU: -1}, {Value: 12, SwitchCPU: -1}}, "ping": {{Value: 30}, {Value: 30}}, "tcp1v6": {{Value: 10}, {Value: 10}}},
+		"tapswitch":    {"tcp1": {{Value: 8, SwitchCPU: 90}, {Value: 9.6, SwitchCPU: 100}}, "ping": {{Value: 60}, {Value: 60}}, "tcp1v6": {{Value: 5}, {Value: 5}}},
 	}}
 	var out bytes.Buffer
 	r.printTable(&out)
 	if got := r.Summary["tapswitch"]["tcp1"]; got.Median != 8.8 || got.Ratio != 0.8 || got.Min != 8 || got.Max != 9.6 {
 		t.Errorf("tapswitch tcp1 summary: got %+v, want median 8.8, ratio 0.8, min 8, max 9.6", got)
 	}
-	for _, want := range []string{"8.80 [8.00-9.60] x0.80", "60.0 [60.0-60.0] x2.00", " 95%"} {
+	if got := r.Summary["tapswitch"]["tcp1v6"]; got.Ratio != 0.5 || got.Unit != "Gbit/s" {
+		t.Errorf("tapswitch tcp1v6 summary: got %+v, want ratio 0.5 in Gbit/s", got)
+	}
+	for _, want := range []string{"8.80 [8.00-9.60] x0.80", "60.0 [60.0-60.0] x2.00", " 95%", "TCP over IPv6, 1 stream", "5.00 [5.00-5.00] x0.50"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}

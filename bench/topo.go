@@ -19,7 +19,8 @@ type topology interface {
 	client() string // namespace of the iperf3 client and of ping
 	server() string // namespace of the iperf3 server
 	serverIP() string
-	pids() []int // the switch's processes, for CPU time; none for the kernel
+	serverIP6() string // the server's IPv6 address, for tcp1v6
+	pids() []int       // the switch's processes, for CPU time; none for the kernel
 }
 
 // prefix names this run's namespaces; the PID keeps parallel runs apart.
@@ -83,6 +84,7 @@ func (b *base) ns(side string) string { return prefix + b.id + side }
 func (b *base) client() string        { return b.ns("a") }
 func (b *base) server() string        { return b.ns("b") }
 func (b *base) serverIP() string      { return "198.51.100.2" }
+func (b *base) serverIP6() string     { return "2001:db8:b::2" }
 
 func (b *base) pids() []int {
 	var p []int
@@ -167,14 +169,20 @@ func sh(name string, args ...string) error {
 }
 
 // hostSide configures the interface dev already moved into namespace ns as
-// a container's eth0: renamed, the address, up.
-func hostSide(ns, dev, addr string) error {
+// the eth0 of container i (1 or 2): renamed, its IPv4 address
+// 198.51.100.i/24 and IPv6 address 2001:db8:b::i/64 (without duplicate
+// address detection, so that it works at once, as tapswitch's attach
+// adds it), up.
+func hostSide(ns, dev string, i int) error {
 	if dev != "eth0" {
 		if err := sh("ip", "-n", ns, "link", "set", dev, "name", "eth0"); err != nil {
 			return err
 		}
 	}
-	if err := sh("ip", "-n", ns, "addr", "add", addr+"/24", "dev", "eth0"); err != nil {
+	if err := sh("ip", "-n", ns, "addr", "add", fmt.Sprintf("198.51.100.%d/24", i), "dev", "eth0"); err != nil {
+		return err
+	}
+	if err := sh("ip", "-n", ns, "addr", "add", fmt.Sprintf("2001:db8:b::%d/64", i), "dev", "eth0", "nodad"); err != nil {
 		return err
 	}
 	return sh("ip", "-n", ns, "link", "set", "eth0", "up")
@@ -208,7 +216,7 @@ func (t *bridge) setup(ctx context.Context) error {
 		if err := sh("ip", "-n", sw, "link", "set", "v"+side, "master", "br0", "up"); err != nil {
 			return err
 		}
-		if err := hostSide(ns, "eth0", fmt.Sprintf("198.51.100.%d", i+1)); err != nil {
+		if err := hostSide(ns, "eth0", i+1); err != nil {
 			return err
 		}
 	}
@@ -219,7 +227,7 @@ func (t *bridge) setup(ctx context.Context) error {
 type tapsw struct {
 	base
 	bin     string
-	ip      string
+	ip, ip6 string   // the server's addresses
 	variant string   // "" or what -variants named
 	env     []string // for the daemon, on top of ours
 }
@@ -230,7 +238,8 @@ func (t *tapsw) name() string {
 	}
 	return "tapswitch"
 }
-func (t *tapsw) serverIP() string { return t.ip }
+func (t *tapsw) serverIP() string  { return t.ip }
+func (t *tapsw) serverIP6() string { return t.ip6 }
 
 func (t *tapsw) setup(ctx context.Context) error {
 	if err := t.tempDir(); err != nil {
@@ -242,7 +251,8 @@ func (t *tapsw) setup(ctx context.Context) error {
 	}
 	sock := filepath.Join(t.dir, "ctl.sock")
 	// `ip netns exec` execs the daemon: the PID is tapswitch's own.
-	if _, err := t.startEnv(t.env, "ip", "netns", "exec", sw, t.bin, "run", "--control", sock, "--subnet", "198.51.100.0/24", "--uplink", "none", "--dns=false"); err != nil {
+	if _, err := t.startEnv(t.env, "ip", "netns", "exec", sw, t.bin, "run", "--control", sock, "--subnet", "198.51.100.0/24",
+		"--ipv6", "--subnet6", "2001:db8:b::/64", "--uplink", "none", "--dns=false"); err != nil {
 		return err
 	}
 	if err := waitDaemon(t.bin, sock); err != nil {
@@ -253,7 +263,7 @@ func (t *tapsw) setup(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if t.ip, err = attach(t.bin, sock, ns, side); err != nil {
+		if t.ip, t.ip6, err = attach(t.bin, sock, ns, side); err != nil {
 			return err
 		}
 	}
@@ -332,7 +342,7 @@ func (t *ovs) setup(ctx context.Context) error {
 		if err := sh("ip", "-n", sw, "link", "set", tap, "netns", ns); err != nil {
 			return err
 		}
-		if err := hostSide(ns, tap, fmt.Sprintf("198.51.100.%d", i+1)); err != nil {
+		if err := hostSide(ns, tap, i+1); err != nil {
 			return err
 		}
 	}
@@ -381,7 +391,7 @@ func (t *vde) setup(ctx context.Context) error {
 		if moveErr != nil {
 			return moveErr
 		}
-		if err := hostSide(ns, tap, fmt.Sprintf("198.51.100.%d", i+1)); err != nil {
+		if err := hostSide(ns, tap, i+1); err != nil {
 			return err
 		}
 	}

@@ -348,7 +348,7 @@ func TestAddErrors(t *testing.T) {
 		{name: "bad json", stdin: `{"cniVersion":"1.0.0","name":`, wantCode: types.ErrDecodingFailure},
 		{name: "sctp", rc: `{"portMappings":[{"hostPort":80,"containerPort":80,"protocol":"sctp"}]}`, wantCode: types.ErrInvalidNetworkConfig, wantInMsg: "tcp or udp"},
 		{name: "port 0", rc: `{"portMappings":[{"hostPort":0,"containerPort":80}]}`, wantCode: types.ErrInvalidNetworkConfig, wantInMsg: "1-65535"},
-		{name: "IPv6 host address", rc: `{"portMappings":[{"hostPort":80,"containerPort":80,"hostIP":"::1"}]}`, wantCode: types.ErrInvalidNetworkConfig, wantInMsg: "IPv4"},
+		{name: "IPv4-mapped host address", rc: `{"portMappings":[{"hostPort":80,"containerPort":80,"hostIP":"::ffff:127.0.0.1"}]}`, wantCode: types.ErrInvalidNetworkConfig, wantInMsg: "not an IPv4 or IPv6 address"},
 		{name: "host port twice", rc: `{"portMappings":[{"hostPort":80,"containerPort":80},{"hostPort":80,"containerPort":81,"hostIP":"127.0.0.1"}]}`, wantCode: types.ErrInvalidNetworkConfig, wantInMsg: "mapped twice"},
 		{name: "bad ip", args: "IP=10.90.0", wantCode: types.ErrInvalidNetworkConfig, wantInMsg: "not an IPv4 address"},
 		{name: "two ips", rc: `{"ips":["10.90.0.5/16","10.90.0.6/16"]}`, wantCode: types.ErrInvalidNetworkConfig, wantInMsg: "one IPv4 address"},

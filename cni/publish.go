@@ -40,10 +40,15 @@ func publishSpecs(pms []PortMapping) ([]string, error) {
 		hostIP := ""
 		if pm.HostIP != "" {
 			a, err := netip.ParseAddr(pm.HostIP)
-			if err != nil || !a.Is4() {
-				return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("port mapping %d:%d/%s: host address %q: tapswitch publishes on IPv4 addresses only", pm.HostPort, pm.ContainerPort, proto, pm.HostIP), "")
+			if err != nil || a.Is4In6() || a.Zone() != "" {
+				return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("port mapping %d:%d/%s: host address %q: not an IPv4 or IPv6 address", pm.HostPort, pm.ContainerPort, proto, pm.HostIP), "")
 			}
-			if !a.IsUnspecified() {
+			switch {
+			case a.IsUnspecified():
+				// Every address, of both families, as before.
+			case a.Is6():
+				hostIP = "[" + a.String() + "]"
+			default:
 				hostIP = a.String()
 			}
 		}

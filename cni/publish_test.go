@@ -25,6 +25,8 @@ func TestPublishSpecs(t *testing.T) {
 			{HostPort: 9001, ContainerPort: 9001, Protocol: "udp"}}, want: []string{"9000:9000/tcp", "9000-9001:9000-9001/udp"}},
 		{name: "host addresses", in: []PortMapping{{HostPort: 80, ContainerPort: 80, HostIP: "127.0.0.1"}, {HostPort: 81, ContainerPort: 81, HostIP: "0.0.0.0"},
 			{HostPort: 82, ContainerPort: 82}}, want: []string{"81-82:81-82/tcp", "127.0.0.1:80:80/tcp"}},
+		{name: "IPv6 host addresses", in: []PortMapping{{HostPort: 80, ContainerPort: 80, HostIP: "::1"}, {HostPort: 81, ContainerPort: 81, HostIP: "::1"},
+			{HostPort: 82, ContainerPort: 82, HostIP: "::"}}, want: []string{"82:82/tcp", "[::1]:80-81:80-81/tcp"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

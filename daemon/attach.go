@@ -125,6 +125,7 @@ func (d *Daemon) watch(a *attachment) {
 	a.unpersist()
 	d.sw.RemovePort(a.id)
 	d.gw.Forget(a.ip)
+	d.gw.Forget(a.ip6)
 	d.forgetNAT(a.ip)
 	d.savePorts()
 	d.dnsDetached(a)
@@ -186,6 +187,7 @@ func (d *Daemon) portGone(id fdb.PortID, name string, err error) {
 	}
 	gone.stopWatch()
 	d.gw.Forget(gone.ip)
+	d.gw.Forget(gone.ip6)
 	d.forgetNAT(gone.ip)
 	d.savePorts()
 	d.dnsDetached(gone)
@@ -553,6 +555,7 @@ func (d *Daemon) Detach(name string) error {
 	a.unpersist()
 	err := d.sw.RemovePort(a.id)
 	d.gw.Forget(a.ip)
+	d.gw.Forget(a.ip6)
 	d.forgetNAT(a.ip)
 	d.dnsDetached(a)
 	if err != nil && !errors.Is(err, vswitch.ErrNoPort) {

@@ -213,7 +213,7 @@ func TestHostUplink(t *testing.T) {
 		}
 	})
 	d := newTestDaemon(t, Config{Uplink: &host.Config{HostLoopback: true}})
-	if got, want := d.Info().Uplink, "host,addr=192.0.0.8,loopback=192.0.0.1,mtu=1500 (host-loopback)"; got != want {
+	if got, want := d.Info().Uplink, "host,addr=192.0.0.8,loopback=192.0.0.1,loopback6=64:ff9b::c000:1,mtu=1500 (host-loopback)"; got != want {
 		t.Errorf("info uplink: got %q, want %q", got, want)
 	}
 	if p, _ := d.Port("gateway"); p.Offloads != "csum,tso4" {

@@ -121,4 +121,12 @@ func TestMetricsIPv6(t *testing.T) {
 	if v := value(m, "tapswitch_gateway_ipv6_adverts_total", "kind", "router"); v != 1 {
 		t.Errorf("router adverts at start: %v, want 1", v)
 	}
+	// Routed packets by family (the label shared with conntrack's).
+	for _, fam := range []string{"ipv4", "ipv6"} {
+		for _, dir := range []string{"out", "in"} {
+			if v := value(m, "tapswitch_gateway_routed_packets_total", "family", fam, "direction", dir); v != 0 {
+				t.Errorf("gateway_routed_packets_total{family=%q,direction=%q} = %v, want 0 (present)", fam, dir, v)
+			}
+		}
+	}
 }

@@ -120,7 +120,7 @@ var (
 	mGwNeighEvents = desc("gateway_neighbor_events_total", "Neighbour table events: learned, evicted.", "event")
 	mGwDropped     = desc("gateway_dropped_total", "Frames the gateway dropped or did not answer, by reason.", "reason")
 	mGwAdverts     = desc("gateway_ipv6_adverts_total", "IPv6 advertisements the gateway sent (run --ipv6), by kind: neighbor (NA), router (RA).", "kind")
-	mGwRouted      = desc("gateway_routed_packets_total", "Packets the gateway routed, by direction: out (to the uplink), in (from the uplink to a container).", "direction")
+	mGwRouted      = desc("gateway_routed_packets_total", "Packets the gateway routed, by family (ipv4, ipv6: through an uplink that carries IPv6) and direction: out (to the uplink), in (from the uplink to a container).", "family", "direction")
 
 	mCTEntries    = desc("conntrack_entries", "Tracked connections, by protocol and state.", "proto", "state")
 	mCTMax        = desc("conntrack_max_entries", "The size bound of the connection table.")
@@ -259,7 +259,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		{"fragment", g.Fragments}, {"not_for_us", g.NotForUs}, {"ipv6", g.IPv6},
 		{"other_ethertype", g.OtherEtherType}, {"no_error_allowed", g.NoErrorAllowed}, {"ignored", g.Ignored},
 	})
-	sc.counters(mGwRouted, []labelled{{"out", g.Forwarded}, {"in", g.ToContainer}})
+	sc.counters(mGwRouted, []labelled{{"out", g.Forwarded}, {"in", g.ToContainer}}, "ipv4")
+	sc.counters(mGwRouted, []labelled{{"out", g.Forwarded6}, {"in", g.ToContainer6}}, "ipv6")
 	sc.counters(mGwAdverts, []labelled{{"neighbor", g.NeighAdverts}, {"router", g.RouterAdverts}})
 	sc.gauge(mCtlConns, float64(s.Control.Connections))
 	sc.counters(mCtlClosed, []labelled{{"idle_longest", s.Control.IdleClosed}, {"refused", s.Control.Refused}})

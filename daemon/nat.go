@@ -184,11 +184,15 @@ func (d *Daemon) addPublishes(a *attachment, pubs []nat.Publish) error {
 // the host listens on; NAT's publish has none (its external address is
 // never on a wire).
 func (d *Daemon) addPublish(a *attachment, p nat.Publish) error {
-	p.Target, p.Owner = a.ip, a.name
+	p.Target, p.Target6, p.Owner = a.ip, a.ip6, a.name
 	np := p
 	pub := d.nat.pub
 	if pub != nil {
 		np.HostIP = netip.Addr{}
+	} else if p.HostIP.Is6() {
+		// NAT translates IPv4 only: an IPv6 publish through an uplink
+		// that is not a host listener needs NAT66.
+		return invalid("publish %s: publishing on an IPv6 address needs NAT66, which the %s uplink does not have yet: publish on IPv4, or use the host uplink", p, d.cfg.Uplink.Kind())
 	}
 	if err := d.nat.table.AddPublish(np); err != nil {
 		return errorKind(err)

@@ -85,7 +85,8 @@ type Config struct {
 	// own address: hairpin) go through NAT.FromInternal, and datagrams
 	// the uplink receives come in through FromUplink (see route.go).
 	// Without them, every destination outside the subnet is answered
-	// with ICMP network unreachable.
+	// with ICMP network unreachable. With Addr6, an Uplink that is also
+	// an uplink.Sender6 carries IPv6 too, untranslated (route6.go).
 	NAT    *nat.Table
 	Uplink uplink.Sender
 
@@ -235,6 +236,9 @@ func New(cfg Config) (*Gateway, error) {
 		}
 	} else if cfg.HostLoopback.IsValid() {
 		return nil, fmt.Errorf("HostLoopback needs NAT and Uplink: %w", ErrInvalidConfig)
+	}
+	if err := g.setupOut6(&cfg, timeout, maxNeigh); err != nil {
+		return nil, err
 	}
 	g.start6()
 	return g, nil

@@ -39,6 +39,7 @@ type ipv6 struct {
 	addr   [16]byte     // Addr6's address
 	ll     [16]byte     // link-local, from the MAC
 	ra     bool         // send router advertisements
+	out    *out6        // the route to an uplink carrying IPv6 (route6.go); nil without
 }
 
 // setup6 validates the IPv6 part of cfg and, with Addr6 set, queues the
@@ -162,6 +163,11 @@ func (g *Gateway) handleIPv6(eth []byte, ethSrc [6]byte) {
 	if dst == v.addr && g.serveLocal6(ip, &u, ethSrc) {
 		return
 	}
+	// The local service (DNS) first, then the host loopback, as for IPv4.
+	if g.toHostLoopback6(ip, u) {
+		g.forward6(ip, ethSrc, true)
+		return
+	}
 	switch u.Proto {
 	case wire.ProtoICMPv6:
 		g.handleICMPv6(ip, u.Offset, ethSrc)
@@ -183,10 +189,10 @@ func (g *Gateway) handleIPv6(eth []byte, ethSrc [6]byte) {
 	}
 }
 
-// route6 handles a packet to the gateway's MAC for another address. There
-// is no IPv6 route beyond the link: an expired hop limit is answered with
-// time exceeded, anything else with no route to destination (RFC 4443 3.1
-// code 0, 3.3).
+// route6 handles a packet to the gateway's MAC for another address: an
+// expired hop limit is answered with time exceeded, the rest goes to an
+// uplink that carries IPv6 (forward6) or, without one, is answered with
+// no route to destination (RFC 4443 3.1 code 0, 3.3).
 func (g *Gateway) route6(ip wire.IPv6, ethSrc [6]byte) {
 	dst := ip.Dst()
 	if dst[0] == 0xff {
@@ -201,6 +207,10 @@ func (g *Gateway) route6(ip wire.IPv6, ethSrc [6]byte) {
 	if ip.HopLimit() <= 1 {
 		g.stats.inc(cntTTLExceeded)
 		g.sendError6(ip, ethSrc, wire.ICMPv6TimeExceeded, 0, 0)
+		return
+	}
+	if g.v6.out != nil {
+		g.forward6(ip, ethSrc, false)
 		return
 	}
 	g.sendError6(ip, ethSrc, wire.ICMPv6Unreachable, 0, 0)
@@ -225,6 +235,10 @@ func (g *Gateway) handleICMPv6(ip wire.IPv6, off int, ethSrc [6]byte) {
 		g.handleNS(ip, m, ethSrc)
 	case wire.ICMPv6RouterSolicitation:
 		g.handleRS(ip, m, ethSrc)
+	case wire.ICMPv6NeighborAdvertisement:
+		// An answer to the gateway's solicitation (route6.go).
+		g.learnNA(m, ethSrc)
+		g.stats.inc(cntIgnored)
 	default:
 		// NAs, RAs of others (port security drops those of
 		// containers), MLD, errors: nothing to answer.

@@ -63,6 +63,7 @@ func (g *Gateway) Lookup(ip netip.Addr) (net.HardwareAddr, bool) {
 // Forget removes the neighbour ip, if present, and drops the datagrams
 // waiting for it. The daemon calls it when a container is detached.
 func (g *Gateway) Forget(ip netip.Addr) {
+	g.forget6(ip)
 	if ip.Is4() {
 		for _, q := range g.neigh.Forget(ip.As4()) {
 			g.stats.inc(cntPendingExpired)
@@ -77,16 +78,21 @@ func (g *Gateway) learn(ip [4]byte, mac [6]byte) {
 	if !g.isNeighborAddr(ip) || !isUnicastMAC(mac) {
 		return
 	}
-	r := g.neigh.Learn(ip, mac, g.clock(), true)
+	for _, q := range g.learned(g.neigh.Learn(ip, mac, g.clock(), true)) {
+		g.sendTo(q.p, q.n, mac)
+	}
+}
+
+// learned counts what a Learn did (r) and returns what waited for the
+// neighbour, to send.
+func (g *Gateway) learned(r neigh.Learned[qframe]) []qframe {
 	if r.Added {
 		g.stats.inc(cntNeighLearned)
 	}
 	if r.Evicted {
 		g.stats.inc(cntNeighEvicted)
 	}
-	for _, q := range r.Waiting {
-		g.sendTo(q.p, q.n, mac)
-	}
+	return r.Waiting
 }
 
 // resolve returns the MAC of the container dst, or queues q (which it
@@ -96,7 +102,15 @@ func (g *Gateway) resolve(dst [4]byte, q qframe) (mac [6]byte, ok bool) {
 	if mac, st := g.neigh.Lookup(dst, now); st != neigh.Missing {
 		return mac, true
 	}
-	r := g.neigh.Queue(dst, q, now)
+	if g.queued(g.neigh.Queue(dst, q, now), q) {
+		g.sendARPRequest(dst)
+	}
+	return mac, false
+}
+
+// queued counts what queueing q for resolution did (r), releases what it
+// refused or expired, and reports whether to send a request now.
+func (g *Gateway) queued(r neigh.Queued[qframe], q qframe) bool {
 	if r.OK {
 		g.stats.inc(cntPendingQueued)
 	} else {
@@ -107,10 +121,7 @@ func (g *Gateway) resolve(dst [4]byte, q qframe) (mac [6]byte, ok bool) {
 		g.stats.inc(cntPendingExpired)
 		g.putBuf(e.p)
 	}
-	if r.Request {
-		g.sendARPRequest(dst)
-	}
-	return mac, false
+	return r.Request
 }
 
 // sendARPRequest broadcasts a request for ip's MAC (RFC 826).

@@ -76,8 +76,9 @@ func (g *Gateway) outbound(v *ipv4View, buf *[]byte, partial bool) ([]byte, nat.
 }
 
 // FromUplink handles a datagram the uplink received for its address: NAT
-// (FromExternal), then delivery to a container. pkt may be modified; it is
-// not kept. FromUplink is safe for concurrent use; it does nothing if the
+// (FromExternal), then delivery to a container; or an IPv6 packet (version
+// 6) an uplink.Sender6 hands back for a container, delivered without NAT
+// (route6.go). pkt may be modified; it is not kept. FromUplink is safe for concurrent use; it does nothing if the
 // gateway has no route.
 func (g *Gateway) FromUplink(pkt []byte) {
 	r := g.route
@@ -85,6 +86,10 @@ func (g *Gateway) FromUplink(pkt []byte) {
 		return
 	}
 	g.stats.inc(cntUplinkIn)
+	if wire.IPVersion(pkt) == 6 {
+		g.fromUplink6(pkt)
+		return
+	}
 	v, reason := parseIPv4(pkt)
 	if reason != cntNone {
 		g.stats.inc(reason)

@@ -34,6 +34,9 @@ const (
 	cntARPRequestsSent
 	cntNeighAdverts
 	cntRouterAdverts
+	cntForwarded6
+	cntToContainer6
+	cntNeighSolicits
 
 	cntLocalIn
 	cntLocalOut
@@ -121,6 +124,13 @@ type Stats struct {
 	// NeighAdverts counts neighbor advertisements sent (RFC 4861 7.2.4,
 	// unsolicited ones included); RouterAdverts router advertisements.
 	NeighAdverts, RouterAdverts uint64
+	// Forwarded6 counts IPv6 packets sent through an uplink that carries
+	// IPv6 (uplink.Sender6); ToContainer6 those from it delivered to a
+	// container. Forwarded and ToContainer count IPv4 only.
+	Forwarded6, ToContainer6 uint64
+	// NeighSolicits counts neighbor solicitations the gateway sent for
+	// containers' IPv6 addresses.
+	NeighSolicits uint64
 
 	// LocalIn counts datagrams handed to the LocalService (local.go);
 	// LocalOut those it sent to containers.
@@ -196,6 +206,9 @@ func (c *counters) snapshot() Stats {
 		ARPRequestsSent: c[cntARPRequestsSent].Load(),
 		NeighAdverts:    c[cntNeighAdverts].Load(),
 		RouterAdverts:   c[cntRouterAdverts].Load(),
+		Forwarded6:      c[cntForwarded6].Load(),
+		ToContainer6:    c[cntToContainer6].Load(),
+		NeighSolicits:   c[cntNeighSolicits].Load(),
 		LocalIn:         c[cntLocalIn].Load(),
 		LocalOut:        c[cntLocalOut].Load(),
 		Offload:         c[cntOffload].Load(),

@@ -75,7 +75,7 @@ func tcpServer(t *testing.T, ns, addr string) {
 func serveTCP(t *testing.T, ns, addr string, handle func(net.Conn)) {
 	t.Helper()
 	var ln net.Listener
-	inNS(t, ns, func() (err error) { ln, err = net.Listen("tcp4", addr); return err })
+	inNS(t, ns, func() (err error) { ln, err = net.Listen(family("tcp", addr), addr); return err })
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -96,7 +96,7 @@ func serveTCP(t *testing.T, ns, addr string, handle func(net.Conn)) {
 func udpServer(t *testing.T, ns, addr string) {
 	t.Helper()
 	var pc net.PacketConn
-	inNS(t, ns, func() (err error) { pc, err = net.ListenPacket("udp4", addr); return err })
+	inNS(t, ns, func() (err error) { pc, err = net.ListenPacket(family("udp", addr), addr); return err })
 	t.Cleanup(func() { pc.Close() })
 	go func() {
 		buf := make([]byte, 65536)
@@ -110,13 +110,22 @@ func udpServer(t *testing.T, ns, addr string) {
 	}()
 }
 
+// family returns proto ("tcp", "udp") for the family of addr's host:
+// IPv6 for an IPv6 literal ("[::]:80"), IPv4 otherwise (":80" too).
+func family(proto, addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil && strings.Contains(h, ":") {
+		return proto + "6"
+	}
+	return proto + "4"
+}
+
 // dialTCP connects from ns to addr within timeout.
 func dialTCP(t *testing.T, ns, addr string, timeout time.Duration) (net.Conn, error) {
 	t.Helper()
 	var c net.Conn
 	var err error
 	inNS(t, ns, func() error {
-		c, err = net.DialTimeout("tcp4", addr, timeout)
+		c, err = net.DialTimeout(family("tcp", addr), addr, timeout)
 		return nil
 	})
 	if err == nil {
@@ -146,7 +155,7 @@ func udpSocket(t *testing.T, ns, laddr string) *net.UDPConn {
 	t.Helper()
 	var c *net.UDPConn
 	inNS(t, ns, func() error {
-		pc, err := net.ListenPacket("udp4", laddr)
+		pc, err := net.ListenPacket(family("udp", laddr), laddr)
 		if err == nil {
 			c = pc.(*net.UDPConn)
 		}
@@ -203,7 +212,7 @@ func (d *daemon) ctStats(t *testing.T) api.ConntrackStats {
 func wantUDPRefused(t *testing.T, ns, addr string) {
 	t.Helper()
 	var c net.Conn
-	inNS(t, ns, func() (err error) { c, err = net.Dial("udp4", addr); return err })
+	inNS(t, ns, func() (err error) { c, err = net.Dial(family("udp", addr), addr); return err })
 	defer c.Close()
 	var err error
 	for try := 0; try < 3 && !errors.Is(err, syscall.ECONNREFUSED); try++ {

@@ -254,7 +254,8 @@ func FuzzRoundTrip(f *testing.F) {
 func itoa(v uint16) string { return Endpoint{Port: v}.AddrPort().String()[len("0.0.0.0:"):] }
 
 func FuzzParsePublish(f *testing.F) {
-	for _, s := range []string{"8080:80", "1.2.3.4:1-5:6-10/udp", "0.0.0.0:80:80/TCP", ":80:80", "80", "a:b:c", "65535:65535/udp", "1-65535:1-65535"} {
+	for _, s := range []string{"8080:80", "1.2.3.4:1-5:6-10/udp", "0.0.0.0:80:80/TCP", ":80:80", "80", "a:b:c", "65535:65535/udp", "1-65535:1-65535",
+		"[::1]:8080:80", "[2001:db8::5]:1-2:3-4/udp", "2001:db8::5:80:80", ":::80:80", "[::ffff:1.2.3.4]:1:2", "[fe80::1%eth0]:1:2", "[::1]"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -264,6 +265,9 @@ func FuzzParsePublish(f *testing.F) {
 		}
 		if p.HostPort == 0 || p.HostPortEnd < p.HostPort || p.TargetPort == 0 || int(p.TargetPort)+int(p.HostPortEnd-p.HostPort) > 65535 {
 			t.Fatalf("ParsePublish(%q) = %+v: bad ranges accepted", s, p)
+		}
+		if h := p.HostIP; h.IsValid() && (h.Zone() != "" || h.Is4In6()) {
+			t.Fatalf("ParsePublish(%q) = %+v: host address with a zone or IPv4-mapped accepted", s, p)
 		}
 		q, err := ParsePublish(p.String())
 		if err != nil || q != p {

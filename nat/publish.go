@@ -12,20 +12,31 @@ import (
 // address and a host port in [HostPort, HostPortEnd] go to Target at
 // TargetPort + (port - HostPort), with the client's address kept.
 type Publish struct {
-	Proto       Proto      // TCP or UDP
-	HostIP      netip.Addr // zero: any; else it must equal Config.External (Docker's HOSTIP)
+	Proto Proto // TCP or UDP
+	// HostIP is Docker's HOSTIP: zero for every address of both
+	// families, 0.0.0.0 for every IPv4 one, :: for every IPv6 one, or one
+	// address. NAT takes zero, 0.0.0.0 or Config.External; the others
+	// are for an uplink that listens on the host (uplink.Publisher).
+	HostIP      netip.Addr
 	HostPort    uint16     // first host port
 	HostPortEnd uint16     // last host port; equal to HostPort for one port
-	Target      netip.Addr // the container's address
-	TargetPort  uint16     // first port of the target range, which has the host range's length
-	Owner       string     // the container's port name, for listings; not interpreted
+	Target      netip.Addr // the container's (IPv4) address
+	// Target6 is the container's IPv6 address, if it has one: an
+	// uplink.Publisher delivers what its IPv6 listeners accept there
+	// (else to Target, as Docker's proxy does). NAT does not use it.
+	Target6    netip.Addr
+	TargetPort uint16 // first port of the target range, which has the host range's length
+	Owner      string // the container's port name, for listings; not interpreted
 }
 
 // ParsePublish parses Docker's -p syntax,
 // [HOSTIP:]HOSTPORT[-END]:CONTAINERPORT[-END][/tcp|/udp], into a Publish
 // without Target and Owner. The protocol defaults to TCP; the two ranges
-// must have the same length; HOSTIP must be IPv4 (0.0.0.0 means any). Errors
-// wrap ErrBadPublish and say what is wrong.
+// must have the same length. HOSTIP is an IPv4 address or an IPv6 one, in
+// brackets ([::1]:8080:80) or, as Docker also takes it, bare
+// (2001:db8::5:8080:80); 0.0.0.0 and :: are every address of their
+// family, and no HOSTIP every address of both. IPv4-mapped IPv6 addresses
+// and zones are refused. Errors wrap ErrBadPublish and say what is wrong.
 func ParsePublish(spec string) (Publish, error) {
 	bad := func(format string, args ...any) (Publish, error) {
 		return Publish{}, fmt.Errorf("%w %q: %s", ErrBadPublish, spec, fmt.Sprintf(format, args...))
@@ -42,27 +53,42 @@ func ParsePublish(spec string) (Publish, error) {
 		}
 		rest = rest[:i]
 	}
+	host, bracketed := "", false
 	if strings.HasPrefix(rest, "[") {
-		return bad("only IPv4 host addresses are supported")
+		end := strings.IndexByte(rest, ']')
+		if end < 0 {
+			return bad("host address: %q has no closing bracket", rest)
+		}
+		if !strings.HasPrefix(rest[end+1:], ":") {
+			return bad("host address %q must be followed by :HOSTPORT:CONTAINERPORT", rest[:end+1])
+		}
+		host, rest, bracketed = rest[1:end], rest[end+2:], true
 	}
 	parts := strings.Split(rest, ":")
-	switch len(parts) {
-	case 2:
-	case 3:
-		if parts[0] != "" {
-			ip, err := netip.ParseAddr(parts[0])
-			if err != nil || !ip.Is4() {
-				return bad("host address %q is not an IPv4 address", parts[0])
-			}
-			if !ip.IsUnspecified() {
-				p.HostIP = ip
-			}
-		}
-		parts = parts[1:]
-	case 1:
+	switch n := len(parts); {
+	case n == 1:
 		return bad("a host port is required (HOSTPORT:CONTAINERPORT)")
-	default:
-		return bad("too many colons")
+	case bracketed && n != 2:
+		return bad("too many colons after the host address")
+	case n == 3:
+		host, parts = parts[0], parts[1:]
+	case n > 3:
+		// A bare IPv6 address: the last two fields are the ports.
+		host, parts = strings.Join(parts[:n-2], ":"), parts[n-2:]
+	}
+	if host != "" || bracketed {
+		ip, err := netip.ParseAddr(host)
+		switch {
+		case err != nil:
+			return bad("host address %q is not an IPv4 or IPv6 address", host)
+		case ip.Zone() != "":
+			return bad("host address %s: zones are not supported", ip)
+		case ip.Is4In6():
+			return bad("host address %s is IPv4-mapped: write %s", ip, ip.Unmap())
+		case bracketed && ip.Is4():
+			return bad("host address %s is IPv4: write it without brackets", ip)
+		}
+		p.HostIP = ip
 	}
 	if parts[0] == "" {
 		return bad("a host port is required (HOSTPORT:CONTAINERPORT)")
@@ -112,7 +138,11 @@ func parsePort(s string) (uint16, error) {
 // (e.g. "8080:80/tcp", "127.0.0.1:9000-9009:9000-9009/udp").
 func (p Publish) String() string {
 	var b strings.Builder
-	if p.HostIP.IsValid() {
+	if p.HostIP.Is6() {
+		b.WriteByte('[')
+		b.WriteString(p.HostIP.String())
+		b.WriteString("]:")
+	} else if p.HostIP.IsValid() {
 		b.WriteString(p.HostIP.String())
 		b.WriteByte(':')
 	}
@@ -149,7 +179,7 @@ func (t *Table) validatePublish(p *Publish) error {
 	if p.TargetPort == 0 || int(p.TargetPort)+int(p.HostPortEnd-p.HostPort) > 65535 {
 		return bad("bad target port %d", p.TargetPort)
 	}
-	if p.HostIP.IsValid() && p.HostIP.Unmap() != netip.AddrFrom4(t.ext) {
+	if h := p.HostIP; h.IsValid() && h != netip.IPv4Unspecified() && h.Unmap() != netip.AddrFrom4(t.ext) {
 		return bad("host address %s is not the uplink address %s", p.HostIP, netip.AddrFrom4(t.ext))
 	}
 	tg := p.Target.Unmap()

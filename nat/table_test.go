@@ -197,8 +197,18 @@ func TestParsePublish(t *testing.T) {
 		{"8080:80/udp", Publish{Proto: UDP, HostPort: 8080, HostPortEnd: 8080, TargetPort: 80}, "8080:80/udp"},
 		{"9000-9009:9000-9009/udp", Publish{Proto: UDP, HostPort: 9000, HostPortEnd: 9009, TargetPort: 9000}, "9000-9009:9000-9009/udp"},
 		{"203.0.113.2:53:5353/UDP", Publish{Proto: UDP, HostIP: netip.MustParseAddr("203.0.113.2"), HostPort: 53, HostPortEnd: 53, TargetPort: 5353}, "203.0.113.2:53:5353/udp"},
-		{"0.0.0.0:1-2:3-4", Publish{Proto: TCP, HostPort: 1, HostPortEnd: 2, TargetPort: 3}, "1-2:3-4/tcp"},
+		// 0.0.0.0 and :: are every address of one family (Docker's -p);
+		// no address is both.
+		{"0.0.0.0:1-2:3-4", Publish{Proto: TCP, HostIP: netip.IPv4Unspecified(), HostPort: 1, HostPortEnd: 2, TargetPort: 3}, "0.0.0.0:1-2:3-4/tcp"},
 		{":80:80", Publish{Proto: TCP, HostPort: 80, HostPortEnd: 80, TargetPort: 80}, "80:80/tcp"},
+		{"[::1]:8080:80", Publish{Proto: TCP, HostIP: netip.IPv6Loopback(), HostPort: 8080, HostPortEnd: 8080, TargetPort: 80}, "[::1]:8080:80/tcp"},
+		{"[2001:db8::5]:8080:80/udp", Publish{Proto: UDP, HostIP: netip.MustParseAddr("2001:db8::5"), HostPort: 8080, HostPortEnd: 8080, TargetPort: 80}, "[2001:db8::5]:8080:80/udp"},
+		{"[::]:9000-9001:80-81", Publish{Proto: TCP, HostIP: netip.IPv6Unspecified(), HostPort: 9000, HostPortEnd: 9001, TargetPort: 80}, "[::]:9000-9001:80-81/tcp"},
+		// Docker takes a bare IPv6 address too: the last two fields
+		// are the ports.
+		{"2001:db8::5:8080:80", Publish{Proto: TCP, HostIP: netip.MustParseAddr("2001:db8::5"), HostPort: 8080, HostPortEnd: 8080, TargetPort: 80}, "[2001:db8::5]:8080:80/tcp"},
+		{"::1:80:80", Publish{Proto: TCP, HostIP: netip.IPv6Loopback(), HostPort: 80, HostPortEnd: 80, TargetPort: 80}, "[::1]:80:80/tcp"},
+		{"[FD42:1::1]:80:80", Publish{Proto: TCP, HostIP: netip.MustParseAddr("fd42:1::1"), HostPort: 80, HostPortEnd: 80, TargetPort: 80}, "[fd42:1::1]:80:80/tcp"},
 	}
 	for _, tt := range good {
 		got, err := ParsePublish(tt.in)
@@ -211,25 +221,31 @@ func TestParsePublish(t *testing.T) {
 		}
 	}
 	bad := map[string]string{
-		"80":                 "host port is required",
-		":80":                "host port is required",
-		"8080:80/sctp":       "not tcp or udp",
-		"0:80":               "not a port",
-		"65536:80":           "not a port",
-		"80-79:80-79":        "ends before",
-		"8000-8001:80":       "differ in length",
-		"8000:80-81":         "differ in length",
-		"[::1]:80:80":        "IPv4",
-		"::1:80:80":          "too many colons",
-		"fe80::1:80":         "too many colons",
-		"host:80:80":         "not an IPv4",
-		"a:b:c:d":            "too many colons",
-		"08:80":              "not a port",
-		"80:-1":              "not a port",
-		"+80:80":             "not a port",
-		"1.2.3.4::80":        "host port is required",
-		"8080:80/tcp/tcp":    "not a port",
-		"2001:db8::1:80:80/": "not tcp or udp",
+		"80":                   "host port is required",
+		":80":                  "host port is required",
+		"8080:80/sctp":         "not tcp or udp",
+		"0:80":                 "not a port",
+		"65536:80":             "not a port",
+		"80-79:80-79":          "ends before",
+		"8000-8001:80":         "differ in length",
+		"8000:80-81":           "differ in length",
+		"[::1]:80":             "host port is required",
+		"[::1]:80:80:80":       "too many colons after",
+		"[::1]80:80":           "must be followed by",
+		"[::1:80:80":           "no closing bracket",
+		"[]:80:80":             "not an IPv4 or IPv6",
+		"[1.2.3.4]:80:80":      "without brackets",
+		"[::ffff:1.2.3.4]:1:2": "IPv4-mapped",
+		"[fe80::1%eth0]:1:2":   "zones",
+		"fe80::1:80":           "not an IPv4 or IPv6",
+		"host:80:80":           "not an IPv4 or IPv6",
+		"a:b:c:d":              "not an IPv4 or IPv6",
+		"08:80":                "not a port",
+		"80:-1":                "not a port",
+		"+80:80":               "not a port",
+		"1.2.3.4::80":          "host port is required",
+		"8080:80/tcp/tcp":      "not a port",
+		"2001:db8::1:80:80/":   "not tcp or udp",
 	}
 	for in, msg := range bad {
 		_, err := ParsePublish(in)

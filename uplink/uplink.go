@@ -42,7 +42,8 @@ type Sender interface {
 type Uplink interface {
 	Sender
 	// Start starts the uplink. handle is called with each IPv4 datagram
-	// received for Addr, possibly from several goroutines at once; it may
+	// received for Addr (and, from a Sender6, each IPv6 packet for a
+	// container), possibly from several goroutines at once; it may
 	// modify the datagram but must not keep it. gone is called once if
 	// the uplink stops working on its own (its device or namespace was
 	// deleted). Start is called once.
@@ -73,6 +74,24 @@ type Publisher interface {
 	// HostIP returns the host address the published range of proto
 	// containing port listens on, and whether it is published.
 	HostIP(proto nat.Proto, port uint16) (netip.Addr, bool)
+}
+
+// Sender6 is the optional interface of a Sender that carries IPv6 too:
+// the gateway routes what containers send outside their /64 to Send6
+// untranslated (the host uplink, whose host sockets are the translation:
+// there is no NAT66 in front of it), and the uplink hands what comes back
+// to Start's handle, addressed to the containers, with the IPv6 version in
+// its first byte.
+type Sender6 interface {
+	// Send6 sends the IPv6 packet buf[off:], as a container sent it (its
+	// hop limit decremented); it may overwrite the Headroom bytes before
+	// off and must not keep buf. It is safe for concurrent use.
+	Send6(buf []byte, off int) error
+	// Loopback6 is the IPv6 address that stands for the host's loopback
+	// (::1), as Loopbacker's address does for 127.0.0.1: clients of
+	// published ports on ::1 appear with it, and, when HostLoopback is
+	// set, the gateway rewrites its own IPv6 address to it.
+	Loopback6() netip.Addr
 }
 
 // GSOSender is the optional interface of a Sender that takes TCP

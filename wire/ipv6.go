@@ -36,6 +36,15 @@ func ParseIPv6(b []byte) (IPv6, error) {
 	return IPv6(b[:total]), nil
 }
 
+// IPVersion returns the version field of the IP packet b (4 or 6 for
+// what this switch reads), or 0 when b is empty.
+func IPVersion(b []byte) uint8 {
+	if len(b) == 0 {
+		return 0
+	}
+	return b[0] >> 4
+}
+
 // TrafficClass returns the traffic class (DSCP and ECN).
 func (h IPv6) TrafficClass() uint8 { return uint8(binary.BigEndian.Uint16(h[0:2]) >> 4) }
 

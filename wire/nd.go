@@ -119,6 +119,19 @@ func PutNA(b []byte, target [16]byte, flags uint8, mac [6]byte) int {
 	return NALen + NDLLOptLen
 }
 
+// PutNS writes a Neighbor Solicitation for target with a source
+// link-layer address option for mac (which a multicast solicitation must
+// carry, RFC 4861 4.3) into b, checksum zero, and returns its length,
+// NSLen+NDLLOptLen.
+func PutNS(b []byte, target [16]byte, mac [6]byte) int {
+	_ = b[NSLen+NDLLOptLen-1]
+	clear(b[:8])
+	b[0] = ICMPv6NeighborSolicitation
+	copy(b[8:24], target[:])
+	putLLOpt(b[NSLen:], NDOptSourceLL, mac)
+	return NSLen + NDLLOptLen
+}
+
 // RA holds what PutRA writes into a Router Advertisement.
 type RA struct {
 	HopLimit       uint8  // Cur Hop Limit; 0: unspecified

@@ -135,3 +135,13 @@ func PseudoHeaderIPv6(src, dst [16]byte, proto uint8, length uint32) uint32 {
 	s = Sum(dst[:], s)
 	return s + length>>16 + length&0xffff + uint32(proto)
 }
+
+// DeltaAddr6 returns the delta of an IPv6 address (eight words) changing
+// from old to new.
+func DeltaAddr6(old, new [16]byte) uint32 {
+	var d uint32
+	for i := 0; i < 16; i += 2 {
+		d += Delta16(binary.BigEndian.Uint16(old[i:]), binary.BigEndian.Uint16(new[i:]))
+	}
+	return d
+}

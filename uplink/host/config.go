@@ -49,6 +49,11 @@ type Config struct {
 	// Loopback stands for the host's loopback (see the package doc); zero
 	// means DefaultLoopback.
 	Loopback netip.Addr
+	// Loopback6 stands for the host's ::1 as Loopback does for
+	// 127.0.0.1; zero means Loopback in RFC 6052's well-known prefix
+	// (64:ff9b::c000:1 for 192.0.0.1): the IPv6 form of the same
+	// stand-in, outside any container's /64.
+	Loopback6 netip.Addr
 	// MTU is the largest datagram handed back to the gateway; zero means
 	// DefaultMTU.
 	MTU int
@@ -69,7 +74,7 @@ type Config struct {
 
 // ParseSpec parses the value of `tapswitch run --uplink` for this kind:
 //
-//	host[,addr=ADDR][,loopback=ADDR][,mtu=N]
+//	host[,addr=ADDR][,loopback=ADDR][,loopback6=ADDR6][,mtu=N]
 //
 // Errors wrap ErrInvalidSpec and say which key is wrong.
 func ParseSpec(spec string) (*Config, error) {
@@ -89,6 +94,7 @@ func fields(c *Config) []options.Field {
 	return []options.Field{
 		{Key: "addr", Set: options.Addr(&c.Addr)},
 		{Key: "loopback", Set: options.Addr(&c.Loopback)},
+		{Key: "loopback6", Set: options.Addr(&c.Loopback6)},
 		{Key: "mtu", Set: options.Int(&c.MTU)},
 	}
 }
@@ -116,6 +122,12 @@ func (c *Config) Validate() error {
 	if c.Addr == c.Loopback {
 		return fmt.Errorf("%w: addr and loopback are both %s", ErrInvalidSpec, c.Addr)
 	}
+	if !c.Loopback6.IsValid() {
+		c.Loopback6 = nat64(c.Loopback)
+	}
+	if a := c.Loopback6; !a.Is6() || a.Is4In6() || !hostAddr6(a.As16()) || a.Zone() != "" {
+		return fmt.Errorf("%w: loopback6=%s: not a unicast IPv6 address (nor loopback, link-local or IPv4-mapped)", ErrInvalidSpec, a)
+	}
 	if c.MTU == 0 {
 		c.MTU = DefaultMTU
 	}
@@ -136,7 +148,7 @@ func (c *Config) Validate() error {
 
 // String returns c in the syntax of ParseSpec.
 func (c *Config) String() string {
-	s := "host,addr=" + c.Addr.String() + ",loopback=" + c.Loopback.String() + ",mtu=" + strconv.Itoa(c.MTU)
+	s := "host,addr=" + c.Addr.String() + ",loopback=" + c.Loopback.String() + ",loopback6=" + c.Loopback6.String() + ",mtu=" + strconv.Itoa(c.MTU)
 	if c.HostLoopback {
 		s += " (host-loopback)"
 	}
@@ -147,6 +159,21 @@ func (c *Config) String() string {
 // loopback, multicast or class E.
 func hostAddr(ip [4]byte) bool {
 	return ip[0] != 0 && ip[0] != 127 && ip[0] < 224
+}
+
+// hostAddr6 reports whether a can be one host's IPv6 address: not
+// unspecified, loopback, multicast or link-local.
+func hostAddr6(a [16]byte) bool {
+	ip := netip.AddrFrom16(a)
+	return !ip.IsUnspecified() && !ip.IsLoopback() && !ip.IsMulticast() && !ip.IsLinkLocalUnicast() && !ip.Is4In6()
+}
+
+// nat64 returns a in RFC 6052's well-known prefix, 64:ff9b::/96.
+func nat64(a netip.Addr) netip.Addr {
+	b := [16]byte{0: 0x00, 1: 0x64, 2: 0xff, 3: 0x9b}
+	v4 := a.As4()
+	copy(b[12:], v4[:])
+	return netip.AddrFrom16(b)
 }
 
 // defaultIfUnset sets *v to def when it is zero or negative.

@@ -49,4 +49,12 @@
 // UDP and ICMP datagrams that containers send fragmented are reassembled
 // (the netstack reassembles TCP's); UDP replies and echo replies larger
 // than the MTU are fragmented.
+//
+// IPv6 (uplink.Sender6, ipv6.go) comes untranslated: the gateway routes a
+// container's packets here with its own address as their source, and the
+// same three ways carry them over AF_INET6 sockets, keyed by the
+// container's address and port (or echo identifier) instead of a NAT
+// mapping; the netstack has a second NIC for IPv6, without GSO.
+// Config.Loopback6 stands for ::1 as Loopback does for 127.0.0.1. Published
+// ports listen on both families (publish6.go).
 package host

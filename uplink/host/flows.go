@@ -7,10 +7,19 @@ import (
 	"time"
 )
 
+// flowKey names a flow: an IPv4 NAT mapping by its mapped port or
+// identifier (addr zero), or an IPv6 container's source address and port
+// or identifier (IPv6 comes untranslated).
+type flowKey struct {
+	addr [16]byte
+	port uint16
+}
+
 // flow is a host socket of one NAT mapping: a UDP socket for a mapped
-// source port, or an ICMP echo socket for a mapped identifier.
+// source port, or an ICMP echo socket for a mapped identifier (for IPv6,
+// of a container's address and port or identifier).
 type flow struct {
-	key  uint16       // mapped port or identifier
+	key  flowKey
 	conn io.Closer    // *net.UDPConn or *icmp.PacketConn
 	last atomic.Int64 // Uplink.clock of the last datagram either way
 }
@@ -28,16 +37,16 @@ func (f *flow) touch(now int64) {
 type flows struct {
 	proto int
 	mu    sync.RWMutex // guards m
-	m     map[uint16]*flow
+	m     map[flowKey]*flow
 }
 
 func (fs *flows) init(proto int) {
 	fs.proto = proto
-	fs.m = map[uint16]*flow{}
+	fs.m = map[flowKey]*flow{}
 }
 
 // get returns the flow of key, or nil.
-func (fs *flows) get(key uint16) *flow {
+func (fs *flows) get(key flowKey) *flow {
 	fs.mu.RLock()
 	f := fs.m[key]
 	fs.mu.RUnlock()
@@ -124,7 +133,7 @@ func (u *Uplink) startFlow(fs *flows, f *flow, max int, open, total *atomic.Uint
 func (fs *flows) closeAll() {
 	fs.mu.Lock()
 	all := fs.m
-	fs.m = map[uint16]*flow{}
+	fs.m = map[flowKey]*flow{}
 	fs.mu.Unlock()
 	for _, f := range all {
 		f.conn.Close()

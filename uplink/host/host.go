@@ -16,6 +16,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
@@ -24,8 +25,11 @@ import (
 	"github.com/tapswitch/tapswitch/wire"
 )
 
-// nicID is the netstack's only NIC.
-const nicID tcpip.NICID = 1
+// nicID is the netstack's IPv4 NIC, nicID6 its IPv6 one (ipv6.go).
+const (
+	nicID  tcpip.NICID = 1
+	nicID6 tcpip.NICID = 2
+)
 
 // maxPacket is the largest IPv4 datagram.
 const maxPacket = 65535
@@ -39,22 +43,29 @@ type Uplink struct {
 	// come back, after NAT.
 	Capture capture.Point
 
-	cfg      Config
-	log      *slog.Logger
-	addr     [4]byte
-	loopback [4]byte
+	cfg       Config
+	log       *slog.Logger
+	addr      [4]byte
+	loopback  [4]byte
+	loopback6 [16]byte
 
 	stack *stack.Stack
 	link  *linkEndpoint
+	link6 *linkEndpoint // IPv6's NIC (ipv6.go)
 
 	handle    atomic.Pointer[func(pkt []byte)]
 	handleGSO atomic.Pointer[func(parts [][]byte, mss int)]
 	pool      sync.Pool // *[]byte of maxPacket+headroom, for packets built for handle
 
-	mu     sync.Mutex // guards closed, conns, pubs
+	mu     sync.Mutex // guards closed, conns, pubs, and writes of replies6
 	closed bool
 	conns  map[*splice]struct{}
 	pubs   map[pubKey]*listener
+	// replies6 are the IPv6 UDP listeners by the container's address and
+	// port they deliver to: a datagram from there is a reply to their
+	// client (IPv6 is not translated, so the host port is not in it). An
+	// immutable map, replaced under mu, read without a lock per datagram.
+	replies6 atomic.Pointer[map[netip.AddrPort]*listener]
 
 	udp   flows      // UDP sockets by mapped port
 	icmp  flows      // ICMP sockets by mapped identifier
@@ -86,14 +97,16 @@ func New(cfg Config) (*Uplink, error) {
 		return nil, err
 	}
 	u := &Uplink{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		addr:     cfg.Addr.As4(),
-		loopback: cfg.Loopback.As4(),
-		conns:    map[*splice]struct{}{},
-		pubs:     map[pubKey]*listener{},
-		done:     make(chan struct{}),
+		cfg:       cfg,
+		log:       cfg.Logger,
+		addr:      cfg.Addr.As4(),
+		loopback:  cfg.Loopback.As4(),
+		loopback6: cfg.Loopback6.As16(),
+		conns:     map[*splice]struct{}{},
+		pubs:      map[pubKey]*listener{},
+		done:      make(chan struct{}),
 	}
+	u.replies6.Store(&map[netip.AddrPort]*listener{})
 	u.now.Store(time.Now().UnixNano())
 	u.life, u.endLife = context.WithCancel(context.Background())
 	u.Capture.Link = capture.LinkRaw
@@ -111,7 +124,9 @@ func New(cfg Config) (*Uplink, error) {
 // hands every SYN to the forwarder.
 func (u *Uplink) newStack() error {
 	s := stack.New(stack.Options{
-		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol},
+		// IPv6 with its zero options: no RS, no MLD, no SLAAC, no DAD
+		// (the NIC has no address of its own).
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocolWithOptions(ipv6.Options{})},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol},
 	})
 	u.link = &linkEndpoint{Endpoint: channel.New(1, uint32(u.cfg.MTU), ""), u: u}
@@ -119,16 +134,28 @@ func (u *Uplink) newStack() error {
 	// incremental checksum updates are exact: the netstack need not
 	// verify them again.
 	u.link.LinkEPCapabilities = stack.CapabilityRXChecksumOffload
-	if err := s.CreateNIC(nicID, u.link); err != nil {
-		return fmt.Errorf("host uplink: netstack nic: %s", err)
+	// IPv6 has a NIC of its own, without GSO: the gateway takes
+	// super-segments for TCP/IPv4 only.
+	u.link6 = &linkEndpoint{Endpoint: channel.New(1, uint32(u.cfg.MTU), ""), u: u, v6: true}
+	u.link6.LinkEPCapabilities = stack.CapabilityRXChecksumOffload
+	for _, n := range []struct {
+		id tcpip.NICID
+		ep *linkEndpoint
+	}{{nicID, u.link}, {nicID6, u.link6}} {
+		if err := s.CreateNIC(n.id, n.ep); err != nil {
+			return fmt.Errorf("host uplink: netstack nic: %s", err)
+		}
+		if err := s.SetPromiscuousMode(n.id, true); err != nil {
+			return fmt.Errorf("host uplink: promiscuous: %s", err)
+		}
+		if err := s.SetSpoofing(n.id, true); err != nil {
+			return fmt.Errorf("host uplink: spoofing: %s", err)
+		}
 	}
-	if err := s.SetPromiscuousMode(nicID, true); err != nil {
-		return fmt.Errorf("host uplink: promiscuous: %s", err)
-	}
-	if err := s.SetSpoofing(nicID, true); err != nil {
-		return fmt.Errorf("host uplink: spoofing: %s", err)
-	}
-	s.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, NIC: nicID}})
+	s.SetRouteTable([]tcpip.Route{
+		{Destination: header.IPv4EmptySubnet, NIC: nicID},
+		{Destination: header.IPv6EmptySubnet, NIC: nicID6},
+	})
 	sack := tcpip.TCPSACKEnabled(true)
 	s.SetTransportProtocolOption(tcp.ProtocolNumber, &sack)
 	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: 4096, Default: 1 << 20, Max: 8 << 20}
@@ -259,10 +286,7 @@ func (u *Uplink) Send(buf []byte, off int) error {
 	switch proto := ip.Protocol(); proto {
 	case wire.ProtoTCP:
 		// The netstack reassembles fragments.
-		v := buffer.NewViewWithData(pkt)
-		pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithView(v)})
-		u.link.InjectInbound(ipv4.ProtocolNumber, pb)
-		pb.DecRef()
+		u.link.inject(ipv4.ProtocolNumber, pkt)
 		return nil
 	case wire.ProtoUDP, wire.ProtoICMP:
 		if fragment {
@@ -399,7 +423,16 @@ func (u *Uplink) expireLoop() {
 // gateway (through deliver), packets from the gateway are injected.
 type linkEndpoint struct {
 	*channel.Endpoint
-	u *Uplink
+	u  *Uplink
+	v6 bool // IPv6's NIC: no GSO
+}
+
+// inject hands the netstack the packet pkt of proto (copied) as received.
+func (l *linkEndpoint) inject(proto tcpip.NetworkProtocolNumber, pkt []byte) {
+	v := buffer.NewViewWithData(pkt)
+	pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithView(v)})
+	l.InjectInbound(proto, pb)
+	pb.DecRef()
 }
 
 // gsoMaxSize is the largest super-segment the netstack sends, headers
@@ -409,7 +442,7 @@ const gsoMaxSize = 65000
 // SupportedGSO implements stack.GSOEndpoint: the netstack sends TCP
 // super-segments (with a partial checksum) when a GSO handler is set.
 func (l *linkEndpoint) SupportedGSO() stack.SupportedGSO {
-	if l.u.handleGSO.Load() != nil {
+	if !l.v6 && l.u.handleGSO.Load() != nil {
 		return stack.HostGSOSupported
 	}
 	return stack.GSONotSupported
@@ -440,10 +473,11 @@ func (l *linkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Err
 	return n, nil
 }
 
-// pubKey names a published host port.
+// pubKey names a published host port of one family.
 type pubKey struct {
 	proto nat.Proto
 	port  uint16
+	v6    bool
 }
 
 // SendGSO is Send for a TCP super-segment (uplink.GSOSender): the

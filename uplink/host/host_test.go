@@ -31,8 +31,12 @@ func TestParseSpec(t *testing.T) {
 		spec, want string
 		ok         bool
 	}{
-		{"host", "host,addr=192.0.0.8,loopback=192.0.0.1,mtu=1500", true},
-		{"host,addr=198.51.100.9,loopback=198.51.100.10,mtu=9000", "host,addr=198.51.100.9,loopback=198.51.100.10,mtu=9000", true},
+		{"host", "host,addr=192.0.0.8,loopback=192.0.0.1,loopback6=64:ff9b::c000:1,mtu=1500", true},
+		{"host,addr=198.51.100.9,loopback=198.51.100.10,mtu=9000", "host,addr=198.51.100.9,loopback=198.51.100.10,loopback6=64:ff9b::c633:640a,mtu=9000", true},
+		{"host,loopback6=fd00:1::1", "host,addr=192.0.0.8,loopback=192.0.0.1,loopback6=fd00:1::1,mtu=1500", true},
+		{"host,loopback6=::1", "loopback6=::1: not a unicast IPv6 address", false},
+		{"host,loopback6=::ffff:1.2.3.4", "not a unicast IPv6 address", false},
+		{"host,loopback6=192.0.2.1", "not a unicast IPv6 address", false},
 		{"host,ip=1.2.3.4", `unknown key "ip"`, false},
 		{"host,addr=127.0.0.1", "not a unicast host address", false},
 		{"host,addr=fd00::1", "only IPv4", false},
@@ -65,7 +69,13 @@ func TestParseSpec(t *testing.T) {
 // it reads back, then closes its side.
 func echoServer(t *testing.T) netip.AddrPort {
 	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	return echoServerAt(t, "tcp4", "127.0.0.1:0")
+}
+
+// echoServerAt is echoServer on addr of network.
+func echoServerAt(t *testing.T, network, addr string) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen(network, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,37 +223,41 @@ func TestHostResetIsReset(t *testing.T) {
 	waitFor(t, "the netstack endpoint freed", func() bool { return len(r.u.stack.RegisteredEndpoints()) == 0 })
 }
 
-func TestUDPEcho(t *testing.T) {
-	r := newRig(t, Config{HostLoopback: true})
-	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+// udpEchoServer echoes UDP on addr of network until the test ends; "big"
+// is answered with 4000 bytes, a reply over the MTU.
+func udpEchoServer(t *testing.T, network, addr string) netip.AddrPort {
+	t.Helper()
+	pc, err := net.ListenPacket(network, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pc.Close()
+	t.Cleanup(func() { pc.Close() })
+	c := pc.(*net.UDPConn)
 	go func() {
 		b := make([]byte, 65536)
 		for {
-			n, from, err := pc.ReadFromUDPAddrPort(b)
+			n, from, err := c.ReadFromUDPAddrPort(b)
 			if err != nil {
 				return
 			}
-			if string(b[:n]) == "big" { // a reply over the MTU
-				pc.WriteToUDPAddrPort(bytes.Repeat([]byte("b"), 4000), from)
+			if string(b[:n]) == "big" {
+				c.WriteToUDPAddrPort(bytes.Repeat([]byte("b"), 4000), from)
 				continue
 			}
-			pc.WriteToUDPAddrPort(b[:n], from)
+			c.WriteToUDPAddrPort(b[:n], from)
 		}
 	}()
-	dst := r.full(pc.LocalAddr().(*net.UDPAddr).AddrPort())
-	c, err := gonet.DialUDP(r.peer, nil, &dst, ipv4.ProtocolNumber)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+// udpEchoes sends a datagram of 1 byte, one of 1400 and "big" on c and
+// wants each echo (4000 bytes for "big", fragmented by the uplink).
+func udpEchoes(t *testing.T, c net.Conn) {
+	t.Helper()
 	for _, tt := range []struct{ send, want []byte }{
 		{[]byte("1"), []byte("1")},
 		{bytes.Repeat([]byte("k"), 1400), bytes.Repeat([]byte("k"), 1400)},
-		{[]byte("big"), bytes.Repeat([]byte("b"), 4000)}, // fragmented by the uplink
+		{[]byte("big"), bytes.Repeat([]byte("b"), 4000)},
 	} {
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		if _, err := c.Write(tt.send); err != nil {
@@ -258,6 +272,17 @@ func TestUDPEcho(t *testing.T) {
 			t.Fatalf("send %d bytes: got %d bytes back, want %d", len(tt.send), n, len(tt.want))
 		}
 	}
+}
+
+func TestUDPEcho(t *testing.T) {
+	r := newRig(t, Config{HostLoopback: true})
+	dst := r.full(udpEchoServer(t, "udp4", "127.0.0.1:0"))
+	c, err := gonet.DialUDP(r.peer, nil, &dst, ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	udpEchoes(t, c)
 	if s := r.u.Stats(); s.UDPSockets != 1 || s.UDPTotal != 1 {
 		t.Errorf("udp sockets %d, total %d: want 1 and 1 (one per mapping)", s.UDPSockets, s.UDPTotal)
 	}
@@ -438,6 +463,17 @@ func TestPublishedTCPKeepsClientAddress(t *testing.T) {
 	}
 	defer sc.Close()
 	want := netip.AddrPortFrom(DefaultLoopback, client.LocalAddr().(*net.TCPAddr).AddrPort().Port())
+	publishedExchange(t, r, p, client, sc, want)
+	if _, err := net.Dial("tcp4", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port).String()); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("dial after unpublish: got %v, want connection refused", err)
+	}
+}
+
+// publishedExchange wants the container's side sc of a published
+// connection to see the client at want, a ping and a pong to cross it,
+// and the listener to close when p is unpublished.
+func publishedExchange(t *testing.T, r *rig, p nat.Publish, client, sc net.Conn, want netip.AddrPort) {
+	t.Helper()
 	if got := sc.RemoteAddr().(*net.TCPAddr).AddrPort(); got != want {
 		t.Errorf("the container sees the client as %s, want %s", got, want)
 	}
@@ -452,9 +488,6 @@ func TestPublishedTCPKeepsClientAddress(t *testing.T) {
 	}
 	r.u.Unpublish(p)
 	waitFor(t, "listener closed", func() bool { return r.u.Stats().Listeners == 0 })
-	if _, err := net.Dial("tcp4", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port).String()); !errors.Is(err, syscall.ECONNREFUSED) {
-		t.Errorf("dial after unpublish: got %v, want connection refused", err)
-	}
 }
 
 func TestPublishPortInUse(t *testing.T) {

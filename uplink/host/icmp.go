@@ -23,10 +23,10 @@ func (u *Uplink) sendICMP(pkt []byte, hl int) error {
 	if !ok {
 		return nil
 	}
-	id := m.ID()
-	f := u.icmp.get(id)
+	key := flowKey{port: m.ID()}
+	f := u.icmp.get(key)
 	if f == nil {
-		if f = u.newICMPFlow(id); f == nil {
+		if f = u.newICMPFlow(key, false); f == nil {
 			return nil
 		}
 	}
@@ -37,11 +37,17 @@ func (u *Uplink) sendICMP(pkt []byte, hl int) error {
 	return nil
 }
 
-// newICMPFlow opens the ICMP socket of identifier id and starts its reader;
-// nil when the kernel refuses (counted, warned about once) or past
+// newICMPFlow opens the ICMP socket of key (an identifier mapping, or for
+// IPv6 a container's address and identifier: an ICMPv6 socket) and starts
+// its reader; nil when the kernel refuses (counted, warned about once:
+// ICMPv6 echo sockets obey net.ipv4.ping_group_range too) or past
 // MaxICMP.
-func (u *Uplink) newICMPFlow(id uint16) *flow {
-	c, err := icmp.ListenPacket("udp4", "0.0.0.0")
+func (u *Uplink) newICMPFlow(key flowKey, v6 bool) *flow {
+	network, laddr, read := "udp4", "0.0.0.0", u.readICMP
+	if v6 {
+		network, laddr, read = "udp6", "::", u.readICMP6
+	}
+	c, err := icmp.ListenPacket(network, laddr)
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			u.stats.icmpDenied.Add(1)
@@ -54,8 +60,8 @@ func (u *Uplink) newICMPFlow(id uint16) *flow {
 		u.stats.errors.Add(1)
 		return nil
 	}
-	f := &flow{key: id, conn: c}
-	got := u.startFlow(&u.icmp, f, u.cfg.MaxICMP, &u.stats.icmpSockets, &u.stats.icmpTotal, func(b []byte) { u.readICMP(f, c, b) })
+	f := &flow{key: key, conn: c}
+	got := u.startFlow(&u.icmp, f, u.cfg.MaxICMP, &u.stats.icmpSockets, &u.stats.icmpTotal, func(b []byte) { read(f, c, b) })
 	if got == nil {
 		u.stats.icmpDropped.Add(1)
 	}
@@ -85,7 +91,7 @@ func (u *Uplink) readICMP(f *flow, c *icmp.PacketConn, b []byte) {
 			src = u.loopback
 		}
 		m := wire.ICMP(b[ipHdrLen : ipHdrLen+n])
-		m.SetID(f.key)
+		m.SetID(f.key.port)
 		m.UpdateChecksum4()
 		u.deliverIPv4(b, n, wire.ProtoICMP, src, u.addr)
 	}

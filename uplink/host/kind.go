@@ -14,7 +14,7 @@ const Name = "host"
 func init() {
 	uplink.Register(uplink.Kind{
 		Name:  Name,
-		Usage: "host[,addr=ADDR][,loopback=ADDR][,mtu=N] (host sockets)",
+		Usage: "host[,addr=ADDR][,loopback=ADDR][,loopback6=ADDR6][,mtu=N] (host sockets)",
 		Parse: parse,
 	})
 }
@@ -26,6 +26,7 @@ var (
 	_ uplink.GSOSender   = (*Uplink)(nil)
 	_ uplink.GSOReceiver = (*Uplink)(nil)
 	_ uplink.Loopbacker  = (*Uplink)(nil)
+	_ uplink.Sender6     = (*Uplink)(nil)
 )
 
 // Kind implements uplink.Spec.
@@ -74,6 +75,9 @@ func (u *Uplink) CapturePoint() *capture.Point { return &u.Capture }
 // String implements uplink.Uplink: the uplink's Config in the syntax of
 // ParseSpec.
 func (u *Uplink) String() string { return u.cfg.String() }
+
+// Loopback6 implements uplink.Sender6: Config.Loopback6.
+func (u *Uplink) Loopback6() netip.Addr { return u.cfg.Loopback6 }
 
 // HostLoopback implements uplink.Loopbacker: Config.Loopback when
 // Config.HostLoopback is set.

@@ -46,9 +46,15 @@ func (u *Uplink) deliverIPv4(b []byte, l4 int, proto uint8, src, dst [4]byte) {
 		u.stats.otherDropped.Add(1)
 		return
 	}
+	u.deliverFragments(f.Next)
+}
+
+// deliverFragments hands the gateway every fragment next (a fragmenter's
+// Next) cuts.
+func (u *Uplink) deliverFragments(next func(dst []byte) int) {
 	fp := u.getBuf()
 	defer u.putBuf(fp)
-	for m := f.Next(*fp); m > 0; m = f.Next(*fp) {
+	for m := next(*fp); m > 0; m = next(*fp) {
 		u.deliver((*fp)[:m])
 	}
 }

@@ -8,6 +8,9 @@ import (
 	"os"
 	"sync"
 
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/waiter"
+
 	"github.com/tapswitch/tapswitch/nat"
 	"github.com/tapswitch/tapswitch/uplink"
 )
@@ -20,7 +23,12 @@ var ErrHostPortInUse = uplink.ErrHostPortInUse
 // listener is a host socket of one published port.
 type listener struct {
 	key  pubKey
-	bind netip.Addr // the host address listened on (0.0.0.0 for any)
+	bind netip.Addr // the host address listened on (0.0.0.0 or :: for any)
+	any  bool       // published without a host address: both families
+	// to6 is where an IPv6 listener delivers: the container's IPv6
+	// address and port; zero for a container without IPv6, reached over
+	// IPv4 (publish6.go).
+	to6  netip.AddrPort
 	tcp  *net.TCPListener
 	udp  *net.UDPConn
 	once sync.Once
@@ -36,18 +44,20 @@ func (l *listener) close() {
 	})
 }
 
-// Publish opens the host listeners of p, one per host port of its range,
-// on p.HostIP (every address of the host when zero): TCP connections and
-// UDP datagrams they accept are delivered through NAT, which must hold the
-// same publish (with HostIP zero), to the container. All or none are
-// opened; a port some other socket has fails with ErrHostPortInUse.
+// Publish opens the host listeners of p, one per host port of its range
+// and family: on p.HostIP, or, when it is zero, on 0.0.0.0 and [::] (as
+// Docker does; [::] is left out on a host without IPv6). IPv4 listeners
+// deliver what they accept through NAT, which must hold the same publish
+// (with HostIP zero), to the container; IPv6 ones deliver to p.Target6
+// (publish6.go). All or none are opened; a port some other socket has
+// fails with ErrHostPortInUse.
 func (u *Uplink) Publish(p nat.Publish) error {
 	if p.Proto != nat.TCP && p.Proto != nat.UDP {
 		return fmt.Errorf("%w %s: protocol must be tcp or udp", nat.ErrBadPublish, p)
 	}
-	bind := p.HostIP
-	if !bind.IsValid() {
-		bind = netip.IPv4Unspecified()
+	binds, err := publishBinds(p)
+	if err != nil {
+		return err
 	}
 	var opened []*listener
 	undo := func() {
@@ -56,25 +66,28 @@ func (u *Uplink) Publish(p nat.Publish) error {
 		}
 	}
 	for port := int(p.HostPort); port <= int(p.HostPortEnd); port++ {
-		l := &listener{key: pubKey{p.Proto, uint16(port)}, bind: bind}
-		ap := netip.AddrPortFrom(bind, uint16(port))
-		var err error
-		if p.Proto == nat.TCP {
-			l.tcp, err = net.ListenTCP("tcp4", net.TCPAddrFromAddrPort(ap))
-		} else {
-			l.udp, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(ap))
-		}
-		if err != nil {
-			undo()
-			if errors.Is(err, errAddrInUse) {
-				return fmt.Errorf("%w: %s/%s", ErrHostPortInUse, ap, p.Proto)
+		for _, bind := range binds {
+			l := &listener{key: pubKey{p.Proto, uint16(port), bind.Is6()}, bind: bind, any: !p.HostIP.IsValid()}
+			if bind.Is6() && p.Target6.IsValid() {
+				l.to6 = netip.AddrPortFrom(p.Target6, p.TargetPort+uint16(port)-p.HostPort)
 			}
-			if errors.Is(err, os.ErrPermission) {
-				return fmt.Errorf("listen on %s/%s: %w (a port below net.ipv4.ip_unprivileged_port_start needs privilege)", ap, p.Proto, err)
+			ap := netip.AddrPortFrom(bind, uint16(port))
+			err := l.listen(ap)
+			if err != nil && l.any && bind.Is6() && noIPv6(err) {
+				continue // a host without IPv6: IPv4 only
 			}
-			return fmt.Errorf("listen on %s/%s: %w", ap, p.Proto, err)
+			if err != nil {
+				undo()
+				if errors.Is(err, errAddrInUse) {
+					return fmt.Errorf("%w: %s/%s", ErrHostPortInUse, ap, p.Proto)
+				}
+				if errors.Is(err, os.ErrPermission) {
+					return fmt.Errorf("listen on %s/%s: %w (a port below net.ipv4.ip_unprivileged_port_start needs privilege)", ap, p.Proto, err)
+				}
+				return fmt.Errorf("listen on %s/%s: %w", ap, p.Proto, err)
+			}
+			opened = append(opened, l)
 		}
-		opened = append(opened, l)
 	}
 	u.mu.Lock()
 	if u.closed {
@@ -88,9 +101,17 @@ func (u *Uplink) Publish(p nat.Publish) error {
 			undo()
 			return fmt.Errorf("%w: %d/%s is already published", ErrHostPortInUse, l.key.port, l.key.proto)
 		}
+		if err := u.replyTakenLocked(l); err != nil {
+			u.mu.Unlock()
+			undo()
+			return err
+		}
 	}
 	for _, l := range opened {
 		u.pubs[l.key] = l
+		if l.udp != nil && l.to6.IsValid() {
+			u.setReply6Locked(l.to6, l)
+		}
 		u.stats.listeners.Add(1)
 		u.wg.Add(1)
 		if l.tcp != nil {
@@ -109,10 +130,15 @@ func (u *Uplink) Unpublish(p nat.Publish) {
 	u.mu.Lock()
 	var ls []*listener
 	for port := int(p.HostPort); port <= int(p.HostPortEnd); port++ {
-		k := pubKey{p.Proto, uint16(port)}
-		if l := u.pubs[k]; l != nil {
-			ls = append(ls, l)
-			delete(u.pubs, k)
+		for _, v6 := range []bool{false, true} {
+			k := pubKey{p.Proto, uint16(port), v6}
+			if l := u.pubs[k]; l != nil {
+				ls = append(ls, l)
+				delete(u.pubs, k)
+				if (*u.replies6.Load())[l.to6] == l {
+					u.setReply6Locked(l.to6, nil)
+				}
+			}
 		}
 	}
 	u.mu.Unlock()
@@ -126,11 +152,14 @@ func (u *Uplink) Unpublish(p nat.Publish) {
 func (u *Uplink) HostIP(proto nat.Proto, port uint16) (netip.Addr, bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	l := u.pubs[pubKey{proto, port}]
+	l := u.pubs[pubKey{proto, port, false}]
+	if l == nil {
+		l = u.pubs[pubKey{proto, port, true}]
+	}
 	if l == nil {
 		return netip.Addr{}, false
 	}
-	if l.bind.IsUnspecified() {
+	if l.any {
 		return netip.Addr{}, true
 	}
 	return l.bind, true
@@ -139,7 +168,7 @@ func (u *Uplink) HostIP(proto nat.Proto, port uint16) (netip.Addr, bool) {
 // publishedUDP returns the UDP listener of host port, or nil.
 func (u *Uplink) publishedUDP(port uint16) *listener {
 	u.mu.Lock()
-	l := u.pubs[pubKey{nat.UDP, port}]
+	l := u.pubs[pubKey{nat.UDP, port, false}]
 	u.mu.Unlock()
 	return l
 }
@@ -162,6 +191,10 @@ func (u *Uplink) acceptTCP(l *listener) {
 		u.wg.Add(1)
 		go func() {
 			defer u.wg.Done()
+			if l.key.v6 {
+				u.publishedTCP6(c, l)
+				return
+			}
 			u.publishedTCP(c, l.key.port)
 		}()
 	}
@@ -186,6 +219,12 @@ func (u *Uplink) publishedTCP(c *net.TCPConn, hostPort uint16) {
 	ctx, cancel := u.dialContext()
 	ep, wq, err := u.dialContainer(ctx, client, from.Port(), hostPort)
 	cancel()
+	u.splicePublished(c, ep, wq, err)
+}
+
+// splicePublished splices the accepted c with ep, its connection into the
+// container, or resets c when that dial failed (err).
+func (u *Uplink) splicePublished(c *net.TCPConn, ep tcpip.Endpoint, wq *waiter.Queue, err error) {
 	if err != nil {
 		u.stats.pubFailed.Add(1)
 		abortHost(c)
@@ -195,20 +234,29 @@ func (u *Uplink) publishedTCP(c *net.TCPConn, hostPort uint16) {
 }
 
 // readPublishedUDP delivers every datagram l receives to the container,
-// from the client's address, until l is closed.
+// from the client's address, until l is closed (an IPv6 listener's to the
+// container's IPv6 address, publish6.go).
 func (u *Uplink) readPublishedUDP(l *listener) {
 	defer u.wg.Done()
 	defer u.stats.listeners.Add(^uint64(0))
 	bp := u.getBuf()
 	defer u.putBuf(bp)
 	b := *bp
+	hl := ipHdrLen
+	if l.key.v6 {
+		hl = ip6HdrLen
+	}
 	for {
-		n, from, err := l.udp.ReadFromUDPAddrPort(b[ipHdrLen+8 : maxPacket-ipHdrLen-8])
+		n, from, err := l.udp.ReadFromUDPAddrPort(b[hl+8 : maxPacket-hl-8])
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			u.stats.errors.Add(1)
+			continue
+		}
+		if l.key.v6 {
+			u.deliverPublished6(l, b, n, from)
 			continue
 		}
 		client, ok := u.clientAddr(from.Addr())

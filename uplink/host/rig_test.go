@@ -13,15 +13,19 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // rig is an uplink under test with a "container" in front of it: a second
 // netstack whose address is the uplink's, so that its packets look like
 // NAT's translated ones (source: the uplink's address) and the uplink's
-// replies reach it directly. No NAT and no gateway are in between.
+// replies reach it directly, and whose IPv6 address is peer6 (IPv6 is not
+// translated). No NAT and no gateway are in between.
 type rig struct {
 	u      *Uplink
 	peer   *stack.Stack
@@ -50,7 +54,7 @@ func newRigGSO(t *testing.T, cfg Config, gso bool) *rig {
 	}
 	r := &rig{u: u, in: make(chan []byte, 4096)}
 	r.peer = stack.New(stack.Options{
-		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol},
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocolWithOptions(ipv6.Options{})},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol},
 	})
 	r.ep = channel.New(4096, uint32(u.MTU()), "")
@@ -75,7 +79,11 @@ func newRigGSO(t *testing.T, cfg Config, gso bool) *rig {
 	if err := r.peer.AddProtocolAddress(1, pa, stack.AddressProperties{}); err != nil {
 		t.Fatal(err)
 	}
-	r.peer.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, NIC: 1}})
+	pa6 := tcpip.ProtocolAddress{Protocol: ipv6.ProtocolNumber, AddressWithPrefix: tcpip.AddrFrom16(peer6.As16()).WithPrefix()}
+	if err := r.peer.AddProtocolAddress(1, pa6, stack.AddressProperties{}); err != nil {
+		t.Fatal(err)
+	}
+	r.peer.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, NIC: 1}, {Destination: header.IPv6EmptySubnet, NIC: 1}})
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	u.Start(func(pkt []byte) {
@@ -97,7 +105,11 @@ func newRigGSO(t *testing.T, cfg Config, gso bool) *rig {
 				b = append(b, s...)
 			}
 			pkt.DecRef()
-			r.u.Send(b, 0)
+			if wire.IPVersion(b) == 6 {
+				r.u.Send6(b, 0)
+			} else {
+				r.u.Send(b, 0)
+			}
 		}
 	}()
 	go func() { // uplink -> peer
@@ -108,7 +120,11 @@ func newRigGSO(t *testing.T, cfg Config, gso bool) *rig {
 				return
 			case b := <-r.in:
 				pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(b)})
-				r.ep.InjectInbound(ipv4.ProtocolNumber, pb)
+				proto := ipv4.ProtocolNumber
+				if wire.IPVersion(b) == 6 {
+					proto = ipv6.ProtocolNumber
+				}
+				r.ep.InjectInbound(proto, pb)
 				pb.DecRef()
 			}
 		}
@@ -133,6 +149,18 @@ func (r *rig) full(ap netip.AddrPort) tcpip.FullAddress {
 		a = r.u.Config().Loopback
 	}
 	return tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFrom4(a.As4()), Port: ap.Port()}
+}
+
+// peer6 is the rig's peer's IPv6 address, a container's.
+var peer6 = netip.MustParseAddr("fd42:1::2")
+
+// full6 is full for IPv6: the uplink's Loopback6 for ::1.
+func (r *rig) full6(ap netip.AddrPort) tcpip.FullAddress {
+	a := ap.Addr()
+	if a.IsLoopback() {
+		a = r.u.Config().Loopback6
+	}
+	return tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFrom16(a.As16()), Port: ap.Port()}
 }
 
 // waitFor polls cond every 10 ms for up to 10 s.

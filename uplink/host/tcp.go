@@ -11,6 +11,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/waiter"
 )
@@ -27,7 +28,13 @@ func (u *Uplink) forwardTCP(r *tcp.ForwarderRequest) {
 	}
 	defer u.wg.Done()
 	id := r.ID()
-	dst, ok := u.target(id.LocalAddress.As4())
+	network, dst, ok := "tcp4", netip.Addr{}, false
+	if id.LocalAddress.Len() == 16 {
+		network = "tcp6"
+		dst, ok = u.target6(id.LocalAddress.As16())
+	} else {
+		dst, ok = u.target(id.LocalAddress.As4())
+	}
 	if !ok {
 		r.Complete(true)
 		return
@@ -39,7 +46,7 @@ func (u *Uplink) forwardTCP(r *tcp.ForwarderRequest) {
 	}
 	ctx, cancel := u.dialContext()
 	var d net.Dialer
-	hc, err := d.DialContext(ctx, "tcp4", netip.AddrPortFrom(dst, id.LocalPort).String())
+	hc, err := d.DialContext(ctx, network, netip.AddrPortFrom(dst, id.LocalPort).String())
 	cancel()
 	if err != nil {
 		u.stats.tcpRefused.Add(1)
@@ -69,19 +76,30 @@ func (u *Uplink) dialContext() (context.Context, context.CancelFunc) {
 // the uplink's address and host port, which NAT's published port turns into
 // the container's port. It returns the endpoint too, to abort it.
 func (u *Uplink) dialContainer(ctx context.Context, client [4]byte, cport, hostPort uint16) (tcpip.Endpoint, *waiter.Queue, error) {
+	return u.dialNetstack(ctx, tcpip.AddrFrom4(client), cport, tcpip.AddrFrom4(u.addr), hostPort)
+}
+
+// dialNetstack opens a netstack connection from from:fport (port 0: any)
+// to to:port, of IPv4 or IPv6 as the addresses are, and returns its
+// endpoint.
+func (u *Uplink) dialNetstack(ctx context.Context, from tcpip.Address, fport uint16, to tcpip.Address, port uint16) (tcpip.Endpoint, *waiter.Queue, error) {
+	proto, nic := ipv4.ProtocolNumber, nicID
+	if to.Len() == 16 {
+		proto, nic = ipv6.ProtocolNumber, nicID6
+	}
 	wq := new(waiter.Queue)
-	ep, terr := u.stack.NewEndpoint(tcp.ProtocolNumber, ipv4.ProtocolNumber, wq)
+	ep, terr := u.stack.NewEndpoint(tcp.ProtocolNumber, proto, wq)
 	if terr != nil {
 		return nil, nil, errors.New(terr.String())
 	}
 	entry, notify := waiter.NewChannelEntry(waiter.WritableEvents)
 	wq.EventRegister(&entry)
 	defer wq.EventUnregister(&entry)
-	if terr := ep.Bind(tcpip.FullAddress{NIC: nicID, Addr: tcpip.AddrFrom4(client), Port: cport}); terr != nil {
+	if terr := ep.Bind(tcpip.FullAddress{NIC: nic, Addr: from, Port: fport}); terr != nil {
 		ep.Close()
 		return nil, nil, errors.New(terr.String())
 	}
-	terr = ep.Connect(tcpip.FullAddress{NIC: nicID, Addr: tcpip.AddrFrom4(u.addr), Port: hostPort})
+	terr = ep.Connect(tcpip.FullAddress{NIC: nic, Addr: to, Port: port})
 	if _, ok := terr.(*tcpip.ErrConnectStarted); ok {
 		select {
 		case <-ctx.Done():

@@ -12,57 +12,77 @@ import (
 // from the host socket of its mapping, or, for a reply of a published
 // port, from that port's listener.
 func (u *Uplink) sendUDP(pkt []byte, hl int) error {
-	udp, err := wire.ParseUDP(pkt[hl:])
-	if err != nil {
-		u.stats.malformed.Add(1)
+	sport, dport, payload, ok := u.parseUDP(pkt[hl:])
+	if !ok {
 		return errMalformed
 	}
-	sport, dport, ul := udp.SrcPort(), udp.DstPort(), udp.Length()
-	if ul < wire.UDPLen || ul > len(udp) {
-		u.stats.malformed.Add(1)
-		return errMalformed
-	}
-	payload := udp[wire.UDPLen:ul]
 	dst := wire.IPv4(pkt).Dst()
 	if l := u.publishedUDP(sport); l != nil {
 		// A container's reply to a client of a published port.
-		to := netip.AddrPortFrom(u.hostAddrOf(dst), dport)
-		if _, err := l.udp.WriteToUDPAddrPort(payload, to); err != nil {
-			u.stats.udpDropped.Add(1)
-		}
+		u.writeUDP(l.udp, payload, netip.AddrPortFrom(u.hostAddrOf(dst), dport))
 		return nil
 	}
-	addr, ok := u.target(dst)
-	if !ok {
-		return nil
-	}
-	f := u.udp.get(sport)
-	if f == nil {
-		if f = u.newUDPFlow(sport); f == nil {
-			u.stats.udpDropped.Add(1)
-			return nil
-		}
-	}
-	f.touch(u.clock())
-	if _, err := f.conn.(*net.UDPConn).WriteToUDPAddrPort(payload, netip.AddrPortFrom(addr, dport)); err != nil {
-		u.stats.udpDropped.Add(1)
+	if addr, ok := u.target(dst); ok {
+		u.sendFlowUDP(flowKey{port: sport}, false, payload, netip.AddrPortFrom(addr, dport))
 	}
 	return nil
 }
 
-// newUDPFlow opens the host socket of the mapping of port and starts its
+// parseUDP returns the ports and payload of the UDP datagram l4; false
+// (counted) when it is malformed.
+func (u *Uplink) parseUDP(l4 []byte) (sport, dport uint16, payload []byte, ok bool) {
+	udp, err := wire.ParseUDP(l4)
+	if err != nil {
+		u.stats.malformed.Add(1)
+		return 0, 0, nil, false
+	}
+	ul := udp.Length()
+	if ul < wire.UDPLen || ul > len(udp) {
+		u.stats.malformed.Add(1)
+		return 0, 0, nil, false
+	}
+	return udp.SrcPort(), udp.DstPort(), udp[wire.UDPLen:ul], true
+}
+
+// sendFlowUDP sends payload to the host address to from the socket of the
+// flow key, opening it first if need be.
+func (u *Uplink) sendFlowUDP(key flowKey, v6 bool, payload []byte, to netip.AddrPort) {
+	f := u.udp.get(key)
+	if f == nil {
+		if f = u.newUDPFlow(key, v6); f == nil {
+			u.stats.udpDropped.Add(1)
+			return
+		}
+	}
+	f.touch(u.clock())
+	u.writeUDP(f.conn.(*net.UDPConn), payload, to)
+}
+
+// writeUDP sends payload from c to to, counting a failure.
+func (u *Uplink) writeUDP(c *net.UDPConn, payload []byte, to netip.AddrPort) {
+	if _, err := c.WriteToUDPAddrPort(payload, to); err != nil {
+		u.stats.udpDropped.Add(1)
+	}
+}
+
+// newUDPFlow opens the host socket of key (a mapping's port, or for IPv6
+// a container's address and port: an AF_INET6 socket) and starts its
 // reader; nil past MaxUDP or when the socket cannot be opened.
-func (u *Uplink) newUDPFlow(port uint16) *flow {
-	c, err := net.ListenUDP("udp4", nil)
+func (u *Uplink) newUDPFlow(key flowKey, v6 bool) *flow {
+	network, read := "udp4", u.readUDP
+	if v6 {
+		network, read = "udp6", u.readUDP6
+	}
+	c, err := net.ListenUDP(network, nil)
 	if err != nil {
 		u.stats.errors.Add(1)
 		return nil
 	}
-	if err := setRecvErr(c); err != nil {
+	if err := setRecvErr(c, v6); err != nil {
 		u.stats.errors.Add(1)
 	}
-	f := &flow{key: port, conn: c}
-	return u.startFlow(&u.udp, f, u.cfg.MaxUDP, &u.stats.udpSockets, &u.stats.udpTotal, func(b []byte) { u.readUDP(f, c, b) })
+	f := &flow{key: key, conn: c}
+	return u.startFlow(&u.udp, f, u.cfg.MaxUDP, &u.stats.udpSockets, &u.stats.udpTotal, func(b []byte) { read(f, c, b) })
 }
 
 // readUDP hands every datagram the socket of f receives, from any sender,
@@ -89,6 +109,6 @@ func (u *Uplink) readUDP(f *flow, c *net.UDPConn, b []byte) {
 			// container asked for Loopback.
 			src.Addr = u.loopback
 		}
-		u.deliverUDP(b, n, src.Addr, src.Port, u.addr, f.key)
+		u.deliverUDP(b, n, src.Addr, src.Port, u.addr, f.key.port)
 	}
 }

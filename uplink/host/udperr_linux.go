@@ -4,24 +4,31 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"net/netip"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tapswitch/tapswitch/internal/checksum"
 	"github.com/tapswitch/tapswitch/wire"
 )
 
-// setRecvErr turns IP_RECVERR on for c: the ICMP errors about what it sends
-// (port unreachable, ...) are queued on the socket instead of lost, as
-// they are for an unconnected UDP socket otherwise (ip(7)).
-func setRecvErr(c *net.UDPConn) error {
+// setRecvErr turns IP_RECVERR (IPV6_RECVERR for an AF_INET6 socket, v6)
+// on for c: the ICMP errors about what it sends (port unreachable, ...) are
+// queued on the socket instead of lost, as they are for an unconnected UDP
+// socket otherwise (ip(7), ipv6(7)).
+func setRecvErr(c *net.UDPConn, v6 bool) error {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return err
 	}
+	level, opt := unix.IPPROTO_IP, unix.IP_RECVERR
+	if v6 {
+		level, opt = unix.IPPROTO_IPV6, unix.IPV6_RECVERR
+	}
 	var serr error
 	if err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_RECVERR, 1)
+		serr = unix.SetsockoptInt(int(fd), level, opt, 1)
 	}); err != nil {
 		return err
 	}
@@ -43,7 +50,8 @@ const sizeofSockExtendedErr = 16
 // the gateway an ICMP error (RFC 792) for each ICMP error the host
 // received about a datagram of the flow, quoting that datagram's headers as
 // the container's NAT mapping sent them, so that NAT translates it to the
-// container (RFC 5508). b is scratch space of maxPacket bytes.
+// container (RFC 5508); for an IPv6 flow, an ICMPv6 error straight to the
+// container (icmp6Errors). b is scratch space of maxPacket bytes.
 func (u *Uplink) drainErrors(f *flow, c *net.UDPConn, b []byte) {
 	rc, err := c.SyscallConn()
 	if err != nil {
@@ -60,12 +68,16 @@ func (u *Uplink) drainErrors(f *flow, c *net.UDPConn, b []byte) {
 		}); err != nil || rerr != nil {
 			return
 		}
-		to, ok := from.(*unix.SockaddrInet4)
-		if !ok {
-			continue
-		}
 		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
 		if err != nil {
+			continue
+		}
+		if to6, ok := from.(*unix.SockaddrInet6); ok {
+			u.icmp6Errors(f, msgs, to6, n)
+			continue
+		}
+		to, ok := from.(*unix.SockaddrInet4)
+		if !ok {
 			continue
 		}
 		for _, m := range msgs {
@@ -80,7 +92,7 @@ func (u *Uplink) drainErrors(f *flow, c *net.UDPConn, b []byte) {
 			info := binary.NativeEndian.Uint32(d[8:12])
 			// The offender: a sockaddr_in after the extended error.
 			off := [4]byte(d[sizeofSockExtendedErr+4 : sizeofSockExtendedErr+8])
-			u.deliverUDPError(f.key, to.Addr, uint16(to.Port), n, off, typ, code, info)
+			u.deliverUDPError(f.key.port, to.Addr, uint16(to.Port), n, off, typ, code, info)
 		}
 	}
 }
@@ -113,4 +125,46 @@ func (u *Uplink) deliverUDPError(port uint16, dst [4]byte, dport uint16, n int, 
 	putIPv4(p[:], len(p), wire.ProtoICMP, offender, u.addr, uint16(ipID.Add(1)), 0)
 	u.stats.udpErrors.Add(1)
 	u.deliver(p[:])
+}
+
+// icmp6Errors hands the container of the IPv6 flow f an ICMPv6 error
+// (RFC 4443) for each one in msgs the host received about its datagram of
+// n payload bytes to `to`, quoting that datagram as the container sent it,
+// so that its kernel finds the socket (a UDP socket sees "connection
+// refused").
+func (u *Uplink) icmp6Errors(f *flow, msgs []unix.SocketControlMessage, to *unix.SockaddrInet6, n int) {
+	for _, m := range msgs {
+		d := m.Data
+		// The offender: a sockaddr_in6 after the extended error.
+		if m.Header.Level != unix.IPPROTO_IPV6 || m.Header.Type != unix.IPV6_RECVERR ||
+			len(d) < sizeofSockExtendedErr+24 || d[4] != unix.SO_EE_ORIGIN_ICMP6 {
+			continue
+		}
+		dst, ok := u.clientAddr6(netip.AddrFrom16(to.Addr))
+		if !ok {
+			continue
+		}
+		offender, ok := u.clientAddr6(netip.AddrFrom16([16]byte(d[sizeofSockExtendedErr+8 : sizeofSockExtendedErr+24])))
+		if !ok || offender == [16]byte{} {
+			offender = dst
+		}
+		typ, code, info := d[5], d[6], binary.NativeEndian.Uint32(d[8:12])
+		var p [ip6HdrLen + wire.ICMPLen + ip6HdrLen + wire.UDPLen]byte
+		icmp := wire.ICMP(p[ip6HdrLen:])
+		icmp.SetType(typ, code)
+		if typ == wire.ICMPv6PacketTooBig {
+			icmp.SetRest(info) // the MTU
+		}
+		// The quoted packet: its header and UDP header (checksum 0).
+		q := icmp.Body()
+		h := wire.IPv6Header{PayloadLen: uint16(wire.UDPLen + n), NextHeader: wire.ProtoUDP, HopLimit: wire.DefaultTTL, Src: f.key.addr, Dst: dst}
+		h.Put(q)
+		quoted := wire.UDP(q[ip6HdrLen:])
+		quoted.SetSrcPort(f.key.port)
+		quoted.SetDstPort(uint16(to.Port))
+		quoted.SetLength(wire.UDPLen + n)
+		icmp.UpdateChecksum6(checksum.PseudoHeaderIPv6(offender, f.key.addr, wire.ProtoICMPv6, uint32(len(icmp))))
+		u.stats.udpErrors.Add(1)
+		u.deliverIPv6(p[:], len(icmp), wire.ProtoICMPv6, offender, f.key.addr)
+	}
 }
