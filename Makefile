@@ -108,10 +108,14 @@ bench-dns: deps bench-deps build
 bench-podman: deps bench-deps build
 	bench/podman-compare.sh $(BIN) bin/cni
 
-# TCP 1 stream across two hosts joined by VXLAN: tapswitch <-> tapswitch and
-# tapswitch <-> kernel against kernel vxlan <-> kernel vxlan, interleaved.
+# The overlay rows of make bench alone: TCP 1 stream across two hosts
+# joined by VXLAN, tapswitch <-> tapswitch and tapswitch -> kernel against
+# kernel vxlan <-> kernel vxlan, interleaved (bench/overlay.go). ROUNDS=n,
+# QUICK=1; BASE_BIN=path adds the tapswitch pairs run with another build.
+OVERLAYS = vxlan-kernel,vxlan-tapswitch,vxlan-tapswitch-kernel,vxlan-tapswitch-base,vxlan-tapswitch-kernel-base
 bench-overlay: deps build
-	bench/overlay-compare.sh $(BIN)
+	$(GO) build -o bin/tsbench ./bench
+	bin/tsbench -bin $(BIN) -only $(OVERLAYS) -out bench/results/overlay $(if $(ROUNDS),-rounds $(ROUNDS)) $(if $(filter-out 0,$(QUICK)),-quick)
 
 clean:
 	rm -rf bin
