@@ -4,7 +4,7 @@
 #   make deps   install missing tools (apt-get, as root) and Go modules
 #   make bench  tapswitch against the Linux bridge (and OVS, vde2), root;
 #               ROUNDS=n (default 5), QUICK=1 (one short round), VARIANTS=nooffload
-#   make bench-rootless  tapswitch against slirp4netns and pasta, run as nobody
+#   make bench-rootless  tapswitch against slirp4netns, pasta and gvproxy, run as nobody
 #   make fuzz   every fuzz target in turn, FUZZTIME each (default 1m); ONLY=regexp
 #   make soak   attach/detach, connections, a MAC flood and captures for
 #               DURATION (default 10m), sampling RSS, goroutines, fds (root)
@@ -82,8 +82,8 @@ bench: deps build
 bench-nat: deps bench-deps build
 	bench/nat-compare.sh $(BIN)
 
-# Rootless networking: tapswitch's host uplink against slirp4netns and
-# pasta, as nobody in a namespace of its own; ROUNDS=n (default 3),
+# Rootless networking: tapswitch's host uplink against slirp4netns, pasta
+# and gvproxy, as nobody in a namespace of its own; ROUNDS=n (default 3),
 # MTUS="1500 65520", SECONDS_PER_TEST=5. Table on stdout, JSON in bench/results/.
 bench-rootless: deps bench-deps build
 	bench/rootless-compare.sh $(BIN)
@@ -108,10 +108,14 @@ bench-dns: deps bench-deps build
 bench-podman: deps bench-deps build
 	bench/podman-compare.sh $(BIN) bin/cni
 
-# TCP 1 stream across two hosts joined by VXLAN: tapswitch <-> tapswitch and
-# tapswitch <-> kernel against kernel vxlan <-> kernel vxlan, interleaved.
+# The overlay rows of make bench alone: TCP 1 stream across two hosts
+# joined by VXLAN, tapswitch <-> tapswitch and tapswitch -> kernel against
+# kernel vxlan <-> kernel vxlan, interleaved (bench/overlay.go). ROUNDS=n,
+# QUICK=1; BASE_BIN=path adds the tapswitch pairs run with another build.
+OVERLAYS = vxlan-kernel,vxlan-tapswitch,vxlan-tapswitch-kernel,vxlan-tapswitch-base,vxlan-tapswitch-kernel-base
 bench-overlay: deps build
-	bench/overlay-compare.sh $(BIN)
+	$(GO) build -o bin/tsbench ./bench
+	bin/tsbench -bin $(BIN) -only $(OVERLAYS) -out bench/results/overlay $(if $(ROUNDS),-rounds $(ROUNDS)) $(if $(filter-out 0,$(QUICK)),-quick)
 
 clean:
 	rm -rf bin

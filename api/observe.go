@@ -274,6 +274,8 @@ type HostUplinkStats struct {
 	Listeners        uint64 `json:"listeners"`
 	PublishAccepted  uint64 `json:"publish_accepted"`
 	PublishFailed    uint64 `json:"publish_failed"`
+	PublishSpliced   uint64 `json:"publish_spliced"` // loopback clients spliced into the container's namespace
+	SpliceFailed     uint64 `json:"splice_failed"`   // loopback clients whose connection inside could not be opened (netstack instead)
 	Malformed        uint64 `json:"malformed"`
 	Other            uint64 `json:"other_dropped"`
 	Errors           uint64 `json:"errors"`

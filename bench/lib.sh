@@ -1,5 +1,5 @@
 # Shell functions shared by the same-run comparison scripts
-# (nat-compare.sh, overlay-compare.sh), sourced by them. They read $secs,
+# (nat-compare.sh), sourced by them. They read $secs,
 # the seconds of each iperf3 run.
 
 # tcp CLIENT_NS SERVER_NS SERVER_IP: Gbit/s received ("fail" if iperf3

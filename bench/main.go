@@ -16,8 +16,14 @@
 // prints progress, then a table of medians [min-max] with the ratio to the
 // Linux bridge, and writes JSON and an SVG chart.
 //
-// It needs root, ip and iperf3 and ping; ovs-vswitchd/ovsdb-server/ovs-vsctl
-// and vde_switch are used when found.
+// The overlay rows (overlay.go) run TCP with 1 stream container ->
+// container across two hosts joined by VXLAN: tapswitch <-> tapswitch and
+// tapswitch -> a Linux host, with ratios to kernel vxlan <-> kernel vxlan,
+// interleaved with the rest (`-only vxlan-kernel,vxlan-tapswitch,vxlan-tapswitch-kernel`
+// runs them alone, as `make bench-overlay` does).
+//
+// It needs root, ip, iperf3, ping, bridge and ethtool;
+// ovs-vswitchd/ovsdb-server/ovs-vsctl and vde_switch are used when found.
 package main
 
 import (
@@ -76,7 +82,7 @@ func run(bin string, rounds int, quick bool, outDir, only, variants string) erro
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("needs root (network namespaces)")
 	}
-	for _, t := range []string{"ip", "iperf3", "ping"} {
+	for _, t := range []string{"ip", "iperf3", "ping", "bridge", "ethtool"} {
 		if !have(t) {
 			return fmt.Errorf("needs %s (make deps)", t)
 		}
@@ -103,7 +109,7 @@ func run(bin string, rounds int, quick bool, outDir, only, variants string) erro
 		progress("setting up %s", t.name())
 		if err := t.setup(ctx); err != nil {
 			t.teardown()
-			if t.name() == "linux-bridge" || t.name() == "tapswitch" {
+			if required(t) {
 				return fmt.Errorf("%s: %w", t.name(), err)
 			}
 			progress("skipping %s: %v", t.name(), err)
@@ -117,7 +123,6 @@ func run(bin string, rounds int, quick bool, outDir, only, variants string) erro
 	}
 
 	res := newResults(up, rounds, quick)
-	tests := testOrder
 	start := time.Now()
 	for r := 1; r <= rounds; r++ {
 		// Interleave: every switch and every test once a round, in an
@@ -128,7 +133,7 @@ func run(bin string, rounds int, quick bool, outDir, only, variants string) erro
 		}
 		var jobs []job
 		for _, t := range up {
-			for _, test := range tests {
+			for _, test := range testsOf(t) {
 				jobs = append(jobs, job{t, test})
 			}
 		}
@@ -157,6 +162,22 @@ func run(bin string, rounds int, quick bool, outDir, only, variants string) erro
 		fmt.Println("wrote", f)
 	}
 	return nil
+}
+
+// required reports whether the run fails without t: the references and
+// tapswitch, alone and across the overlay; the other switches are skipped
+// when they cannot be set up.
+func required(t topology) bool {
+	_, ok := t.(suite)
+	return ok || t.name() == "linux-bridge" || t.name() == "tapswitch"
+}
+
+// testsOf returns the tests t runs: its own for a suite, else testOrder.
+func testsOf(t topology) []string {
+	if s, ok := t.(suite); ok {
+		return s.tests()
+	}
+	return testOrder
 }
 
 func progress(format string, args ...any) {

@@ -45,15 +45,58 @@ func TestReport(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}
 	}
-	d := xml.NewDecoder(bytes.NewReader(r.svg()))
+	checkXML(t, r.svg())
+}
+
+// checkXML fails t if b is not well-formed XML.
+func checkXML(t *testing.T, b []byte) {
+	t.Helper()
+	d := xml.NewDecoder(bytes.NewReader(b))
 	for {
 		if _, err := d.Token(); err != nil {
 			if !errors.Is(err, io.EOF) {
 				t.Fatalf("SVG: %v", err)
 			}
-			break
+			return
 		}
 	}
+}
+
+// TestReportSuites checks that the overlay pairs are compared with their
+// own reference, not the bridge, and get a table of their own.
+func TestReportSuites(t *testing.T) {
+	r := &results{Rounds: 1, Switches: []string{"linux-bridge", "tapswitch", overlayRef, "vxlan-tapswitch"},
+		Suites: map[string]suiteInfo{
+			overlayRef:        {Label: "kernel vxlan <-> kernel vxlan", Reference: overlayRef},
+			"vxlan-tapswitch": {Label: "tapswitch <-> tapswitch", Reference: overlayRef},
+		},
+		Runs: map[string]map[string][]measurement{
+			"linux-bridge":    {"tcp1": {{Value: 10, SwitchCPU: -1}}},
+			"tapswitch":       {"tcp1": {{Value: 8, SwitchCPU: 90}}},
+			overlayRef:        {"tcp1": {{Value: 6, SwitchCPU: -1}}},
+			"vxlan-tapswitch": {"tcp1": {{Value: 3, SwitchCPU: 150}}},
+		}}
+	var out bytes.Buffer
+	r.printTable(&out)
+	if got := r.Summary["vxlan-tapswitch"]["tcp1"].Ratio; got != 0.5 {
+		t.Errorf("vxlan-tapswitch ratio: got %v, want 0.5 (to %s)", got, overlayRef)
+	}
+	if got := r.Summary[overlayRef]["tcp1"].Ratio; got != 0 {
+		t.Errorf("%s ratio: got %v, want 0 (it is the reference)", overlayRef, got)
+	}
+	lines := strings.Split(out.String(), "\n")
+	if strings.Contains(lines[0], overlayRef) {
+		t.Errorf("the main table has the overlay as a column: %q", lines[0])
+	}
+	for _, want := range []string{"kernel vxlan <-> kernel vxlan", "tapswitch <-> tapswitch", "x0.50", "150%"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+	if got := len(r.panels()); got != len(testOrder)+1 {
+		t.Errorf("SVG panels: got %d, want %d (the main tests and the overlay's tcp1)", got, len(testOrder)+1)
+	}
+	checkXML(t, r.svg())
 }
 
 func TestCPUCounters(t *testing.T) {

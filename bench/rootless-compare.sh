@@ -1,19 +1,39 @@
 #!/usr/bin/env bash
 # bench/rootless-compare.sh BIN: rootless networking side by side, as an
 # unprivileged user: iperf3 TCP (1 stream) through tapswitch (host uplink,
-# --host-loopback), slirp4netns and pasta, at each MTU of MTUS (default
-# "1500 65520"), interleaved over ROUNDS rounds (default 3) of
-# SECONDS_PER_TEST seconds (default 5), in one run on this machine:
+# --host-loopback), slirp4netns, pasta and gvproxy, at each MTU of MTUS
+# (default "1500 65520"), interleaved over ROUNDS rounds (default 3) of
+# SECONDS_PER_TEST seconds (default 5), in one run on this machine; TESTS
+# picks some of the tests (default "out in-lo in-addr"):
 #
 #   out       container -> a server on the host's 127.0.0.1 (tapswitch: the
 #             gateway 10.90.0.1 with --host-loopback; slirp4netns: 10.0.2.2,
 #             its default; pasta: its gateway address, which it maps to the
-#             host's loopback)
+#             host's loopback; gvproxy: 192.168.127.254, its default NAT to
+#             127.0.0.1)
 #   in-lo     a client on the host's 127.0.0.1 -> a published port -> a
 #             server in the container (tapswitch -p, slirp4netns add_hostfwd
-#             through its API socket, pasta -t)
+#             through its API socket, pasta -t, gvproxy's
+#             /services/forwarder/expose)
 #   in-addr   the same from the host's own address 203.0.113.1 instead of
-#             127.0.0.1 (pasta splices loopback connections but not these)
+#             127.0.0.1 (pasta and tapswitch splice loopback connections
+#             but not these)
+#
+# gvproxy (gvisor-tap-vsock, GVPROXY, default bin/bench/gvproxy, built
+# pinned by `make bench-deps`) serves virtual machines: frames come over a
+# socket in its own framing, and its gVisor netstack is the gateway
+# (192.168.127.1), NAT and DNS. A namespace is attached to it the way a VM's
+# guest is, by gvisor-tap-vsock's own forwarder (cmd/vm, "gvforwarder",
+# GVFORWARDER, default bin/bench/vm, pinned alike) run inside the container:
+# gvproxy `-listen unix://SOCK -mtu MTU -ssh-port -1` (HyperKit framing: a
+# 2-byte length before each frame; no SSH forward), and in the container a
+# TAP tap0 made by the script (MAC 5a:94:ef:e4:0c:ee, 192.168.127.2/24,
+# gvproxy's static lease, default route via 192.168.127.1, MTU MTU), which
+# `vm -url unix://SOCK -iface tap0 -preexisting -mtu MTU` moves frames
+# between (-preexisting: no DHCP client, the address is set). The published
+# port is `POST /services/forwarder/expose {"local": ":5314", "remote":
+# "192.168.127.2:5201"}` on the same socket: gvproxy listens on the host
+# and dials the container through its netstack.
 #
 # It prints a table of medians and writes JSON to OUT (default
 # bench/results/rootless-DATE.json).
@@ -30,13 +50,15 @@
 set -euo pipefail
 
 bin=${1:-bin/tapswitch}
+gvproxy=${GVPROXY:-bin/bench/gvproxy}
+gvforwarder=${GVFORWARDER:-bin/bench/vm}
 rounds=${ROUNDS:-3}
 secs=${SECONDS_PER_TEST:-5}
 mtus=${MTUS:-1500 65520}
 out=${OUT:-bench/results}
 [ "$(id -u)" -eq 0 ] || { echo "rootless-compare.sh: needs root to create the stage (it runs the benchmark itself as nobody)" >&2; exit 1; }
-for t in ip iperf3 setpriv unshare nsenter slirp4netns pasta socat ss; do
-	command -v $t >/dev/null || { echo "rootless-compare.sh: needs $t (make bench-deps)" >&2; exit 1; }
+for t in ip iperf3 setpriv unshare nsenter slirp4netns pasta socat ss curl "$gvproxy" "$gvforwarder"; do
+	command -v "$t" >/dev/null || { echo "rootless-compare.sh: needs $t (make bench-deps)" >&2; exit 1; }
 done
 
 p=tswr$$
@@ -59,7 +81,9 @@ u=$work/u # nobody's runtime directory
 mkdir "$u"
 chown 65534:65534 "$u"
 cp "$bin" "$work/tapswitch"
-chmod 0755 "$work/tapswitch"
+cp "$gvproxy" "$work/gvproxy"
+cp "$gvforwarder" "$work/gvforwarder"
+chmod 0755 "$work/tapswitch" "$work/gvproxy" "$work/gvforwarder"
 
 ip netns add ${p}h
 ip netns add ${p}x
@@ -79,7 +103,9 @@ N=(ip netns exec ${p}h setpriv --reuid 65534 --regid 65534 --clear-groups env HO
 # inside); nsenter execs too.
 E=("${N[@]}" nsenter --preserve-credentials -U -n -t)
 
-# container: start a rootless container and print its PID.
+# container: start a rootless container and print its PID. Its lo is up, as
+# container runtimes leave it (and pasta does itself); tapswitch splices a
+# published port's loopback clients into the container only then.
 container() {
 	"${N[@]}" unshare --user --map-root-user --net sleep infinity >/dev/null 2>&1 &
 	local pid=$!
@@ -89,6 +115,7 @@ container() {
 		[ "$(cat /proc/$pid/comm 2>/dev/null)" = sleep ] && break
 		sleep 0.05
 	done
+	"${E[@]}" "$pid" ip link set lo up
 	echo "$pid"
 }
 
@@ -139,8 +166,8 @@ linkmtu() { nsenter -t "$1" -n ip -o link show dev "$2" | sed -n 's/.* mtu \([0-
 median() { printf '%s\n' "$@" | grep -v fail | sort -g | awk '{a[NR]=$1} END {if (NR == 0) print "fail"; else print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a != "fail" && b != "fail" && b > 0) printf "%.2f", a / b; else print "-"}'; }
 
-tools="tapswitch slirp4netns pasta"
-tests="out in-lo in-addr"
+tools="tapswitch slirp4netns pasta gvproxy"
+tests=${TESTS:-out in-lo in-addr}
 declare -A res  # res[mtu,test,tool] = space-separated Gbit/s of every round
 declare -A ifmtu
 
@@ -149,7 +176,8 @@ for mtu in $mtus; do
 	ct=$(container)
 	cs=$(container)
 	cp=$(container)
-	pids+=("$ct" "$cs" "$cp")
+	cg=$(container)
+	pids+=("$ct" "$cs" "$cp" "$cg")
 
 	"${N[@]}" "$work/tapswitch" run --control "$u/ts.sock" --mtu "$mtu" --host-loopback --dns=false >"$work/tapswitch-$mtu.log" 2>&1 &
 	tsd=$!
@@ -169,10 +197,25 @@ for mtu in $mtus; do
 	pids+=("$pd")
 	for _ in $(seq 100); do [ -n "$(nsenter -t "$cp" -n ip -o -4 addr show dev eth0 2>/dev/null)" ] && break; sleep 0.05; done
 
+	"${N[@]}" "$work/gvproxy" -listen "unix://$u/gv.sock" -mtu "$mtu" -ssh-port -1 >"$work/gvproxy-$mtu.log" 2>&1 &
+	gd=$!
+	pids+=("$gd")
+	for _ in $(seq 100); do [ -S "$u/gv.sock" ] && break; sleep 0.05; done
+	"${E[@]}" "$cg" ip tuntap add dev tap0 mode tap
+	"${E[@]}" "$cg" ip link set dev tap0 address 5a:94:ef:e4:0c:ee mtu "$mtu" up
+	"${E[@]}" "$cg" ip addr add 192.168.127.2/24 dev tap0
+	"${E[@]}" "$cg" ip route add default via 192.168.127.1
+	"${E[@]}" "$cg" "$work/gvforwarder" -url "unix://$u/gv.sock" -iface tap0 -preexisting -mtu "$mtu" -stop-if-exist "" >"$work/gvforwarder-$mtu.log" 2>&1 &
+	gf=$!
+	pids+=("$gf")
+	"${N[@]}" curl -sS --fail --unix-socket "$u/gv.sock" -X POST -d '{"local": ":5314", "remote": "192.168.127.2:5201"}' http://gvproxy/services/forwarder/expose ||
+		{ echo "gvproxy expose failed" >&2; exit 1; }
+
 	for _ in $(seq 100); do [ -n "$(nsenter -t "$cs" -n ip -o -4 addr show dev tap0 2>/dev/null)" ] && break; sleep 0.05; done
 	ifmtu[$mtu,tapswitch]=$(linkmtu "$ct" eth0)
 	ifmtu[$mtu,slirp4netns]=$(linkmtu "$cs" tap0)
 	ifmtu[$mtu,pasta]=$(linkmtu "$cp" eth0)
+	ifmtu[$mtu,gvproxy]=$(linkmtu "$cg" tap0)
 
 	for r in $(seq "$rounds"); do
 		echo "MTU $mtu: round $r/$rounds" >&2
@@ -181,16 +224,24 @@ for mtu in $mtus; do
 			tapswitch) c=$ct gw=10.90.0.1 port=5311 ;;
 			slirp4netns) c=$cs gw=10.0.2.2 port=5312 ;;
 			pasta) c=$cp gw=203.0.113.254 port=5313 ;;
+			gvproxy) c=$cg gw=192.168.127.254 port=5314 ;;
 			esac
-			res[$mtu,out,$tool]+="$(tcp host "$c" "$gw" 5201) "
-			res[$mtu,in-lo,$tool]+="$(tcp "$c" host 127.0.0.1 "$port") "
-			res[$mtu,in-addr,$tool]+="$(tcp "$c" host 203.0.113.1 "$port") "
+			for test in $tests; do
+				case $test in
+				out) res[$mtu,$test,$tool]+="$(tcp host "$c" "$gw" 5201) " ;;
+				in-lo) res[$mtu,$test,$tool]+="$(tcp "$c" host 127.0.0.1 "$port") " ;;
+				in-addr) res[$mtu,$test,$tool]+="$(tcp "$c" host 203.0.113.1 "$port") " ;;
+				esac
+			done
 		done
 	done
 
-	for pid in "$tsd" "$sd" "$pd" "$ct" "$cs" "$cp"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+	# Which path tapswitch's published port took (stats, host uplink).
+	echo "MTU $mtu: tapswitch's published port:" $("${N[@]}" "$work/tapswitch" stats --json --control "$u/ts.sock" |
+		grep -oE '"(publish_accepted|publish_spliced|splice_failed)": ?[0-9]+') >&2
+	for pid in "$tsd" "$sd" "$pd" "$gf" "$gd" "$ct" "$cs" "$cp" "$cg"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
 	pids=()
-	rm -f "$u/ts.sock" "$u/slirp.sock"
+	rm -f "$u/ts.sock" "$u/slirp.sock" "$u/gv.sock"
 done
 
 declare -A med
@@ -204,24 +255,26 @@ for mtu in $mtus; do
 done
 
 echo
-printf '%-6s %-8s %10s %12s %8s %12s %12s\n' MTU test tapswitch slirp4netns pasta "ts/slirp" "ts/pasta"
+printf '%-6s %-8s %10s %12s %8s %8s %9s %9s %9s\n' MTU test tapswitch slirp4netns pasta gvproxy "ts/slirp" "ts/pasta" "ts/gvp"
 for mtu in $mtus; do
 	for test in $tests; do
-		printf '%-6s %-8s %10s %12s %8s %12s %12s\n' "$mtu" "$test" \
-			"${med[$mtu,$test,tapswitch]}" "${med[$mtu,$test,slirp4netns]}" "${med[$mtu,$test,pasta]}" \
+		printf '%-6s %-8s %10s %12s %8s %8s %9s %9s %9s\n' "$mtu" "$test" \
+			"${med[$mtu,$test,tapswitch]}" "${med[$mtu,$test,slirp4netns]}" "${med[$mtu,$test,pasta]}" "${med[$mtu,$test,gvproxy]}" \
 			"$(ratio "${med[$mtu,$test,tapswitch]}" "${med[$mtu,$test,slirp4netns]}")" \
-			"$(ratio "${med[$mtu,$test,tapswitch]}" "${med[$mtu,$test,pasta]}")"
+			"$(ratio "${med[$mtu,$test,tapswitch]}" "${med[$mtu,$test,pasta]}")" \
+			"$(ratio "${med[$mtu,$test,tapswitch]}" "${med[$mtu,$test,gvproxy]}")"
 	done
 done
 echo "(Gbit/s, iperf3 TCP 1 stream, medians of $rounds rounds of ${secs}s, run as nobody; interface MTUs seen in the containers:" \
-	"$(for mtu in $mtus; do printf '%s: tapswitch %s, slirp4netns %s, pasta %s; ' "$mtu" "${ifmtu[$mtu,tapswitch]}" "${ifmtu[$mtu,slirp4netns]}" "${ifmtu[$mtu,pasta]}"; done))"
+	"$(for mtu in $mtus; do printf '%s: tapswitch %s, slirp4netns %s, pasta %s, gvproxy %s; ' "$mtu" "${ifmtu[$mtu,tapswitch]}" "${ifmtu[$mtu,slirp4netns]}" "${ifmtu[$mtu,pasta]}" "${ifmtu[$mtu,gvproxy]}"; done))"
 
 mkdir -p "$out"
 file=$out/rootless-$(date -u +%Y%m%dT%H%M%SZ).json
 {
 	printf '{\n  "date": "%s",\n  "kernel": "%s",\n  "rounds": %s,\n  "seconds": %s,\n' "$(date -u +%FT%TZ)" "$(uname -r)" "$rounds" "$secs"
-	printf '  "versions": {"tapswitch": "%s", "slirp4netns": "%s", "pasta": "%s"},\n' \
-		"$("$bin" version 2>/dev/null | head -1 | sed "s/^client: //")" "$(slirp4netns --version | head -1)" "$(dpkg-query -W -f '${Version}' passt 2>/dev/null || echo unknown)"
+	printf '  "versions": {"tapswitch": "%s", "slirp4netns": "%s", "pasta": "%s", "gvproxy": "%s"},\n' \
+		"$("$bin" version 2>/dev/null | head -1 | sed "s/^client: //")" "$(slirp4netns --version | head -1)" "$(dpkg-query -W -f '${Version}' passt 2>/dev/null || echo unknown)" \
+		"$("$gvproxy" -version 2>/dev/null | head -1)"
 	printf '  "unit": "Gbit/s",\n  "results": ['
 	sep=
 	for mtu in $mtus; do

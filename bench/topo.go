@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -30,8 +29,9 @@ var prefix = fmt.Sprintf("tsb%d", os.Getpid())
 // have reports whether the command is installed.
 func have(cmd string) bool { _, err := exec.LookPath(cmd); return err == nil }
 
-// available lists the topologies to run: the bridge and tapswitch always,
-// OVS and vde2 when installed; only, if set, picks by name.
+// available lists the topologies to run: the bridge, tapswitch and the
+// overlay pairs (overlay.go) always, OVS and vde2 when installed; only, if
+// set, picks by name.
 func available(bin, only, variants string) []topology {
 	all := []topology{
 		&bridge{base: base{id: "br"}},
@@ -56,6 +56,7 @@ func available(bin, only, variants string) []topology {
 	} else {
 		progress("vde2 not installed (make bench-deps): skipped")
 	}
+	all = append(all, overlays(bin)...)
 	if only == "" {
 		return all
 	}
@@ -254,30 +255,17 @@ func (t *tapsw) setup(ctx context.Context) error {
 		"--ipv6", "--subnet6", "2001:db8:b::/64", "--uplink", "none", "--dns=false"); err != nil {
 		return err
 	}
-	for i := 0; ; i++ {
-		if exec.Command(t.bin, "ports", "--control", sock).Run() == nil {
-			break
-		}
-		if i == 200 {
-			return fmt.Errorf("daemon did not answer on %s", sock)
-		}
-		time.Sleep(25 * time.Millisecond)
+	if err := waitDaemon(t.bin, sock); err != nil {
+		return err
 	}
 	for _, side := range []string{"a", "b"} {
 		ns, err := t.addNS(side)
 		if err != nil {
 			return err
 		}
-		out, err := exec.Command(t.bin, "attach", "--netns", "/run/netns/"+ns, "--name", side, "--control", sock, "--json").Output()
-		if err != nil {
-			return fmt.Errorf("attach %s: %v", ns, err)
-		}
-		var p struct{ IP, IP6 string }
-		if err := json.Unmarshal(out, &p); err != nil {
+		if t.ip, t.ip6, err = attach(t.bin, sock, ns, side); err != nil {
 			return err
 		}
-		t.ip, _, _ = strings.Cut(p.IP, "/")
-		t.ip6, _, _ = strings.Cut(p.IP6, "/")
 	}
 	return nil
 }

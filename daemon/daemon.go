@@ -64,6 +64,8 @@ type Daemon struct {
 	vx  tunnels      // VXLAN tunnels (vxlan.go)
 	dns *dns.Server  // nil when the DNS server is off (dns.go)
 	ctl controlStats // the control socket's connections (limits.go)
+
+	local localDialers // dial helpers for published ports' loopback clients (splice.go)
 }
 
 // attachment is a container's TAP attached to the switch.
@@ -213,6 +215,7 @@ func New(cfg Config) (_ *Daemon, err error) {
 			r.SetGSOHandler(gw.FromUplinkGSOSlices)
 		}
 	}
+	d.setLocalSplice()
 	for _, spec := range cfg.VXLAN {
 		if _, err := d.AddVXLAN(spec); err != nil {
 			return nil, err
@@ -255,6 +258,7 @@ func (d *Daemon) Close() error {
 			d.rules.mu.Unlock()
 		}
 		d.closeNAT()
+		d.local.closeAll()
 		err = d.sw.Close()
 		d.mu.Lock()
 		gone := make([]*attachment, 0, len(d.ports))

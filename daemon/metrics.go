@@ -139,10 +139,20 @@ var (
 	mHostTCPEvents = desc("host_uplink_tcp_events_total", "Host uplink TCP events: connected, refused (host connect failed: RST to the container), reset (ended by a reset), limit (over the bound).", "event")
 	mHostSockets   = desc("host_uplink_sockets", "Host sockets the host uplink holds now, by kind: udp (one per mapping), icmp (echo), listener (published ports).", "kind")
 	mHostOpened    = desc("host_uplink_sockets_opened_total", "Host sockets the host uplink opened, by kind: udp, icmp.", "kind")
-	mHostPublish   = desc("host_uplink_published_connections_total", "TCP connections accepted on published ports, by result: accepted, failed (not delivered to the container).", "result")
+	mHostPublish   = desc("host_uplink_published_connections_total", "TCP connections accepted on published ports, by result: accepted, failed (not delivered to the container), spliced (from the host's loopback, spliced to a connection inside the container), splice_failed (that connection could not be opened: through the netstack instead).", "result")
 	mHostDropped   = desc("host_uplink_dropped_total", "Datagrams the host uplink dropped, by reason.", "reason")
 	mHostUDPErrors = desc("host_uplink_udp_icmp_errors_total", "ICMP errors about UDP datagrams (port unreachable, ...) the host received and the host uplink handed back to the container.")
 	mHostReasm     = desc("host_uplink_reassembled_total", "UDP and ICMP datagrams containers sent fragmented, reassembled by the host uplink.")
+
+	mTAPPackets   = desc("tap_uplink_packets_total", "IPv4 datagrams the routed TAP uplink carried, by direction: out (written to its TAP), in (read from it and handed to the gateway).", "direction")
+	mTAPBytes     = desc("tap_uplink_bytes_total", "Bytes of IPv4 datagrams the routed TAP uplink carried, by direction.", "direction")
+	mTAPRxFrames  = desc("tap_uplink_rx_frames_total", "Frames read from the routed TAP uplink's TAP, ARP and ignored ones included.")
+	mTAPGSO       = desc("tap_uplink_gso_total", "TCP super-frames the routed TAP uplink carried whole, by direction: in (read from its TAP, handed to the gateway's GSO path), out (written to its TAP).", "direction")
+	mTAPSegmented = desc("tap_uplink_rx_segmented_total", "Super-frames read from the routed TAP uplink's TAP and segmented in software.")
+	mTAPCsum      = desc("tap_uplink_rx_csum_total", "Frames read from the routed TAP uplink's TAP whose partial checksum the uplink completed.")
+	mTAPARP       = desc("tap_uplink_arp_total", "ARP packets of the routed TAP uplink, by direction: in, out.", "direction")
+	mTAPPending   = desc("tap_uplink_pending_total", "Packets the routed TAP uplink held for ARP resolution, by result: queued, dropped (queue full), expired (no reply in time).", "result")
+	mTAPDropped   = desc("tap_uplink_dropped_total", "Packets the routed TAP uplink dropped, by reason: ignored (frames read that are neither ARP nor IPv4 for the uplink, or malformed), tx_error (write failed, over the MTU), no_route (off-link without a gateway).", "reason")
 )
 
 // collector reads the daemon's counters at scrape time.
@@ -158,6 +168,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		mCtlConns, mCtlClosed,
 		mCTEntries, mCTMax, mNATMappings, mCTEvents, mNATPackets, mNATICMPError, mNATDropped,
 		mHostPackets, mHostBytes, mHostTCPActive, mHostTCPEvents, mHostSockets, mHostOpened, mHostPublish, mHostDropped, mHostReasm, mHostUDPErrors,
+		mTAPPackets, mTAPBytes, mTAPRxFrames, mTAPGSO, mTAPSegmented, mTAPCsum, mTAPARP, mTAPPending, mTAPDropped,
 	} {
 		ch <- d
 	}
@@ -289,6 +300,23 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if h := s.HostUplink; h != nil {
 		sc.collectHost(h)
 	}
+	if u := s.TAPUplink; u != nil {
+		sc.collectTAP(u)
+	}
+}
+
+// collectTAP sends the routed TAP uplink's metrics (`stats --json`'s
+// tap_uplink).
+func (ch metricSink) collectTAP(u *api.TAPUplinkStats) {
+	ch.counters(mTAPPackets, []labelled{{"out", u.TxPackets}, {"in", u.RxPackets}})
+	ch.counters(mTAPBytes, []labelled{{"out", u.TxBytes}, {"in", u.RxBytes}})
+	ch.counter(mTAPRxFrames, u.RxFrames)
+	ch.counters(mTAPGSO, []labelled{{"in", u.RxGSO}, {"out", u.TxGSO}})
+	ch.counter(mTAPSegmented, u.RxSegmented)
+	ch.counter(mTAPCsum, u.RxCsum)
+	ch.counters(mTAPARP, []labelled{{"in", u.ARPIn}, {"out", u.ARPOut}})
+	ch.counters(mTAPPending, []labelled{{"queued", u.PendingQueued}, {"dropped", u.PendingDropped}, {"expired", u.PendingExpired}})
+	ch.counters(mTAPDropped, []labelled{{"ignored", u.RxIgnored}, {"tx_error", u.TxErrors}, {"no_route", u.NoRoute}})
 }
 
 // collectHost sends the host uplink's metrics.
@@ -302,7 +330,8 @@ func (ch metricSink) collectHost(h *api.HostUplinkStats) {
 	ch.gauge(mHostSockets, float64(h.ICMPSockets), "icmp")
 	ch.gauge(mHostSockets, float64(h.Listeners), "listener")
 	ch.counters(mHostOpened, []labelled{{"udp", h.UDPTotal}, {"icmp", h.ICMPTotal}})
-	ch.counters(mHostPublish, []labelled{{"accepted", h.PublishAccepted}, {"failed", h.PublishFailed}})
+	ch.counters(mHostPublish, []labelled{{"accepted", h.PublishAccepted}, {"failed", h.PublishFailed},
+		{"spliced", h.PublishSpliced}, {"splice_failed", h.SpliceFailed}})
 	ch.counter(mHostReasm, h.Reassembled)
 	ch.counter(mHostUDPErrors, h.UDPErrors)
 	ch.counters(mHostDropped, []labelled{{"udp", h.UDPDropped}, {"fragment", h.FragmentsDropped},

@@ -142,6 +142,7 @@ func (d *Daemon) forgetNAT(ip netip.Addr) {
 	}
 	d.removePublishesTo(ip)
 	d.nat.table.FlushAddr(ip)
+	d.local.forget(ip)
 }
 
 // removePublishesTo removes the publishes to the container ip, and their

@@ -118,7 +118,7 @@ func TestHostUplink(t *testing.T) {
 	requireRoot(t, "ping")
 	d, host, far := startHost(t, true, "--host-loopback")
 	c1 := newNS(t)
-	d.attach(t, c1, "c1", "-p", "8080:80", "-p", "8081:81/udp", "-p", "8082:82")
+	p1 := d.attach(t, c1, "c1", "-p", "8080:80", "-p", "8081:81/udp", "-p", "8082:82")
 
 	t.Run("TCP 100 MiB, sha256 equal", func(t *testing.T) {
 		hashServer(t, far, farIP+":7000")
@@ -168,12 +168,17 @@ func TestHostUplink(t *testing.T) {
 			t.Errorf("the container saw the client as %s, want %s", got, want)
 		}
 	})
-	t.Run("published TCP: a client on the host's loopback is the gateway", func(t *testing.T) {
-		// With --host-loopback the gateway's address stands for the
-		// host's loopback both ways.
+	t.Run("published TCP: a client on the host's loopback is spliced", func(t *testing.T) {
+		// A root daemon connects inside the container's namespace, to
+		// the container's own address, and splices the two sockets
+		// (TestHostUplinkDefaults has splice=off, the netstack's way).
 		tcpServer(t, c1, ":80")
-		if got := seenAs(t, host, "127.0.0.1:8080"); got.Addr().String() != gatewayIP {
-			t.Errorf("the container saw a loopback client as %s, want %s", got, gatewayIP)
+		before := d.stats(t).HostUplink.PublishSpliced
+		if got := seenAs(t, host, "127.0.0.1:8080"); got.Addr().String() != ip(p1) {
+			t.Errorf("the container saw a spliced loopback client as %s, want its own address %s", got, ip(p1))
+		}
+		if s := d.stats(t).HostUplink; s.PublishSpliced != before+1 {
+			t.Errorf("publish_spliced %d, want %d", s.PublishSpliced, before+1)
 		}
 	})
 	t.Run("published UDP range", func(t *testing.T) {
@@ -266,10 +271,11 @@ func TestHostUplink(t *testing.T) {
 // TestHostUplinkDefaults: without --host-loopback the gateway's address is
 // the gateway's (a reset, nothing made on the host); without
 // ping_group_range permission ping is refused, counted and warned about
-// once.
+// once; with splice=off a published port's client on the host's loopback
+// goes through the netstack and appears as 192.0.0.1.
 func TestHostUplinkDefaults(t *testing.T) {
 	requireRoot(t, "ping")
-	d, host, far := startHost(t, false)
+	d, host, far := startHost(t, false, "--uplink", "host,splice=off")
 	c1 := newNS(t)
 	d.attach(t, c1, "c1")
 

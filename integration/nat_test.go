@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/internal/netnsutil"
 )
@@ -536,7 +538,7 @@ func TestNATNoUplink(t *testing.T) {
 // than the link's MTU on average).
 func TestNATBulk(t *testing.T) {
 	requireRoot(t)
-	d, lan := startNAT(t)
+	d, lan := startNAT(t, "--metrics", "127.0.0.1:0")
 	c1 := newNS(t)
 	d.attach(t, c1, "c1", "-p", "15201:5201")
 	const size = 64 << 20
@@ -567,6 +569,40 @@ func TestNATBulk(t *testing.T) {
 			}
 		}
 	})
+	// The same counters in /metrics: scraped after `stats`, each at least
+	// what it showed (counters only grow).
+	s := d.tapUplink(t)
+	mf := scrapeMetrics(t, metricsURL(t, d))
+	for _, m := range []struct {
+		name, label, value string
+		min                uint64
+	}{
+		{"tapswitch_tap_uplink_gso_total", "direction", "in", s.RxGSO},
+		{"tapswitch_tap_uplink_gso_total", "direction", "out", s.TxGSO},
+		{"tapswitch_tap_uplink_packets_total", "direction", "in", s.RxPackets},
+		{"tapswitch_tap_uplink_rx_segmented_total", "", "", s.RxSegmented},
+		{"tapswitch_tap_uplink_rx_csum_total", "", "", s.RxCsum},
+	} {
+		got, ok := metricValue(mf, m.name, m.label, m.value)
+		if !ok || got < float64(m.min) {
+			t.Errorf("/metrics %s{%s=%q}: got %v (found %v), want at least %d as in stats", m.name, m.label, m.value, got, ok, m.min)
+		}
+	}
+}
+
+// metricValue returns the value of the counter or gauge name whose label
+// has value (any, when label is ""), and whether there is one.
+func metricValue(mf map[string]*dto.MetricFamily, name, label, value string) (float64, bool) {
+	for _, m := range mf[name].GetMetric() {
+		match := label == ""
+		for _, l := range m.GetLabel() {
+			match = match || l.GetName() == label && l.GetValue() == value
+		}
+		if match {
+			return m.GetCounter().GetValue() + m.GetGauge().GetValue(), true
+		}
+	}
+	return 0, false
 }
 
 // wantSuperFrames checks what the uplink moved one way (n datagrams of b

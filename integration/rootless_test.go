@@ -420,19 +420,7 @@ func TestRootlessHostUplink(t *testing.T) {
 		t.Errorf("UDP echo from the host's 127.0.0.1: the server saw %s, want a loopback address", from)
 	}
 
-	// A client namespace on a veth link to the host namespace.
-	client := newNS(t)
-	for _, args := range [][]string{
-		{"-n", host, "link", "add", "cl0", "type", "veth", "peer", "name", "eth0", "netns", client},
-		{"-n", host, "addr", "add", "198.51.100.1/24", "dev", "cl0"},
-		{"-n", host, "link", "set", "cl0", "up"},
-		{"-n", client, "addr", "add", "198.51.100.2/24", "dev", "eth0"},
-		{"-n", client, "link", "set", "eth0", "up"},
-	} {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %v: %v: %s", args, err, out)
-		}
-	}
+	client := vethClient(t, host)
 	tcpServer(t, cname, ":8080")
 	if seen := seenAs(t, client, "198.51.100.1:18080"); seen.Addr() != netip.MustParseAddr("198.51.100.2") {
 		t.Errorf("published TCP port: the container saw the client as %s, want 198.51.100.2", seen)
@@ -465,4 +453,23 @@ func TestRootlessHostUplink(t *testing.T) {
 		}
 		return err != nil
 	})
+}
+
+// vethClient creates a client namespace on a veth link to the namespace
+// host: the client is 198.51.100.2/24, the host 198.51.100.1 on that link.
+func vethClient(t *testing.T, host string) string {
+	t.Helper()
+	client := newNS(t)
+	for _, args := range [][]string{
+		{"-n", host, "link", "add", "cl0", "type", "veth", "peer", "name", "eth0", "netns", client},
+		{"-n", host, "addr", "add", "198.51.100.1/24", "dev", "cl0"},
+		{"-n", host, "link", "set", "cl0", "up"},
+		{"-n", client, "addr", "add", "198.51.100.2/24", "dev", "eth0"},
+		{"-n", client, "link", "set", "eth0", "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	return client
 }

@@ -4,8 +4,10 @@
 # Idempotent: it installs nothing when everything is there.
 # `deps.sh bench` also installs what the benchmarks compare with: vde2
 # (make bench), nftables (make bench-nat), slirp4netns and passt's pasta
-# (make bench-rootless), dnsmasq (make bench-dns). Open vSwitch is always
-# installed: the VXLAN tests interoperate with it.
+# (make bench-rootless), dnsmasq (make bench-dns), and builds gvproxy and
+# its forwarder (gvisor-tap-vsock's cmd/gvproxy and cmd/vm, pinned, with go
+# install through the module proxy) into bin/bench for make bench-rootless.
+# Open vSwitch is always installed: the VXLAN tests interoperate with it.
 set -euo pipefail
 
 # package:command pairs; the command tells whether the package is there
@@ -65,3 +67,14 @@ if ((${#missing[@]})); then
 fi
 
 go mod download
+
+if [ "${1:-}" = bench ]; then
+	# gvproxy and gvforwarder (cmd/vm) of one pinned release, rebuilt only
+	# when bin/bench lacks them at that version.
+	gvtv=github.com/containers/gvisor-tap-vsock gvver=v0.8.9
+	built() { go version -m "bin/bench/$1" 2>/dev/null | grep -q "mod[[:space:]]*$gvtv[[:space:]]*$gvver"; }
+	if ! built gvproxy || ! built vm; then
+		echo "deps: building gvproxy and gvforwarder $gvver into bin/bench"
+		GOBIN=$PWD/bin/bench go install "$gvtv/cmd/gvproxy@$gvver" "$gvtv/cmd/vm@$gvver"
+	fi
+fi

@@ -18,7 +18,9 @@
 // once when the uplink is opened, the way vswitch.Offloader is:
 // Publisher (published ports as host listeners), GSOSender and GSOReceiver
 // (TCP super-segments whole), Loopbacker (the host's loopback behind the
-// gateway's address), Privileged (a spec that needs root).
+// gateway's address), LocalSplicer (published ports reached from the
+// host's loopback spliced into the container's namespace), Privileged (a
+// spec that needs root).
 //
 // The daemon imports the kinds it knows for their registration and uses
 // nothing else of them but this contract.

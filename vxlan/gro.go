@@ -95,27 +95,30 @@ func groStart(f []byte, n int) (groRun, bool) {
 	return g, true
 }
 
-// pseudo returns the partial sum of the TCP pseudo-header of the IP packet
-// ip (RFC 9293 section 3.1; RFC 8200 section 8.1 for IPv6).
-func pseudo(ip []byte, v6 bool) uint32 {
+// pseudo returns the partial sum of the TCP pseudo-header of the IP
+// header ip for a TCP segment of l4len bytes (RFC 9293 section 3.1; RFC
+// 8200 section 8.1 for IPv6).
+func pseudo(ip []byte, v6 bool, l4len int) uint32 {
 	if v6 {
-		return wire.IPv6(ip).PseudoSum(wire.ProtoTCP, len(ip)-wire.IPv6Len)
+		return wire.IPv6(ip).PseudoSum(wire.ProtoTCP, l4len)
 	}
-	return wire.IPv4(ip).PseudoSum(len(ip) - wire.IPv4MinLen)
+	return wire.IPv4(ip).PseudoSum(l4len)
 }
 
 // checksumsOK checks the IPv4 header checksum and the TCP checksum of the
-// IP packet ip, as inet_gro_receive and tcp4_gro_receive (tcp6_gro_receive)
-// do.
-func checksumsOK(ip []byte, v6 bool) bool {
+// segment whose IP and TCP headers are hdr (of a family parseTCPIP
+// accepts) and whose payload is pay, as inet_gro_receive and
+// tcp4_gro_receive (tcp6_gro_receive) do.
+func checksumsOK(hdr, pay []byte, v6 bool) bool {
 	l4 := wire.IPv6Len
 	if !v6 {
-		if !wire.IPv4(ip).HeaderValid() {
+		if !wire.IPv4(hdr).HeaderValid() {
 			return false
 		}
 		l4 = wire.IPv4MinLen
 	}
-	return checksum.Checksum(ip[l4:], pseudo(ip, v6)) == 0
+	tcp := hdr[l4:] // even-sized: the payload, maybe odd, comes last
+	return checksum.Checksum(pay, checksum.Sum(tcp, pseudo(hdr, v6, len(tcp)+len(pay)))) == 0
 }
 
 // sameIP reports whether the IP headers of the packets ip and sip (both
@@ -137,32 +140,58 @@ func (g *groRun) sameIP(ip, sip []byte) bool {
 // the run, and reports whether it did.
 func (g *groRun) add(seg []byte) bool {
 	hl := g.hlen - gso.HdrLen // header length within seg
-	if g.ended || len(seg) <= hl || g.n+len(seg)-hl > len(g.f) || g.n-ipStart+len(seg)-hl > maxIPLen {
+	if len(seg) <= hl {
 		return false
 	}
-	stcp, l4, v6, ok := parseTCPIP(seg)
-	if !ok || v6 != g.v6 || l4 != g.l4-gso.HdrLen || stcp.HeaderLen() != g.hlen-g.l4 {
+	return g.join(seg[:hl], seg[hl:])
+}
+
+// join appends the segment whose Ethernet, IP and TCP headers are hdr and
+// whose payload is pay if it continues the run, and reports whether it
+// did. pay is copied to the end of the run unless it is there already
+// (Read's scatter puts it there).
+func (g *groRun) join(hdr, pay []byte) bool {
+	hl, l4 := g.hlen-gso.HdrLen, g.l4-gso.HdrLen // offsets within hdr
+	plen := len(pay)
+	if g.ended || len(hdr) != hl || plen == 0 || g.n+plen > len(g.f) || g.n-ipStart+plen > maxIPLen {
+		return false
+	}
+	// What parseTCPIP checks of the first segment, on headers alone: the
+	// IP length is the segment's, TCP with a header of the first's length
+	// (the EtherType, IPv6 next header and fragment bits are compared
+	// with the first's below).
+	ip := hdr[wire.EthernetLen:l4]
+	if g.v6 {
+		if wire.IPv6(ip).PayloadLen() != hl-l4+plen {
+			return false
+		}
+	} else if ip[0] != 0x45 || wire.IPv4(ip).TotalLen() != hl-wire.EthernetLen+plen || wire.IPv4(ip).Protocol() != wire.ProtoTCP {
+		return false
+	}
+	stcp, err := wire.ParseTCP(hdr[l4:])
+	if err != nil || stcp.HeaderLen() != hl-l4 {
 		return false
 	}
 	f := g.f[gso.HdrLen:g.n]
 	tcp := wire.TCP(f[l4:])
-	plen := len(seg) - hl
-	if !bytes.Equal(f[:wire.EthernetLen], seg[:wire.EthernetLen]) || !g.sameIP(f[wire.EthernetLen:l4], seg[wire.EthernetLen:l4]) ||
+	if !bytes.Equal(f[:wire.EthernetLen], hdr[:wire.EthernetLen]) || !g.sameIP(f[wire.EthernetLen:l4], ip) ||
 		tcp.SrcPort() != stcp.SrcPort() || tcp.DstPort() != stcp.DstPort() || stcp.Seq() != g.seq ||
 		tcp.Ack() != stcp.Ack() || stcp.Flags()&^wire.TCPFlagPSH != tcp.Flags() || tcp.Window() != stcp.Window() ||
 		!bytes.Equal(tcp[18:tcp.HeaderLen()], stcp[18:stcp.HeaderLen()]) || // urgent pointer and options
 		plen > g.mss {
 		return false
 	}
-	if g.segs == 1 && !checksumsOK(g.f[ipStart:g.n], g.v6) {
+	if g.segs == 1 && !checksumsOK(g.f[ipStart:g.hlen], g.f[g.hlen:g.n], g.v6) {
 		g.ended = true
 		return false
 	}
-	if !checksumsOK(seg[wire.EthernetLen:], g.v6) {
+	if !checksumsOK(hdr[wire.EthernetLen:], pay, g.v6) {
 		g.ended = true
 		return false
 	}
-	copy(g.f[g.n:], seg[hl:])
+	if &g.f[g.n] != &pay[0] {
+		copy(g.f[g.n:], pay)
+	}
 	g.n += plen
 	g.seq += uint32(plen)
 	g.segs++
@@ -192,7 +221,7 @@ func (g *groRun) finish() int {
 		wire.IPv4(ip).SetTotalLen(len(ip))
 		wire.IPv4(ip).UpdateChecksum()
 	}
-	binary.BigEndian.PutUint16(g.f[g.l4+wire.TCPChecksumOffset:], checksum.Fold(pseudo(ip, g.v6)))
+	binary.BigEndian.PutUint16(g.f[g.l4+wire.TCPChecksumOffset:], checksum.Fold(pseudo(ip, g.v6, g.n-g.l4)))
 	gso.Hdr{
 		Flags:      gso.FlagNeedsCsum,
 		GSOType:    typ,

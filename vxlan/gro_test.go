@@ -75,7 +75,7 @@ func TestGRO(t *testing.T) {
 			ip := seg[gso.HdrLen+14:]
 			tcp := seg[fam.l4:]
 			binary.BigEndian.PutUint16(tcp[16:], 0)
-			binary.BigEndian.PutUint16(tcp[16:], checksum.Checksum(tcp, pseudo(ip, fam.v6)))
+			binary.BigEndian.PutUint16(tcp[16:], checksum.Checksum(tcp, pseudo(ip, fam.v6, len(tcp))))
 		}
 		for _, c := range []struct {
 			name   string

@@ -39,8 +39,9 @@ type Tunnel struct {
 	vmu   sync.Mutex // guards adding to vteps
 	vteps atomic.Pointer[vtepSet]
 
-	rd     reader    // Read's state: one goroutine at a time
-	txPool sync.Pool // *txState
+	rd      reader    // Read's state: one goroutine at a time
+	txPool  sync.Pool // *txState, when every slot is busy
+	txSlots [txSlots]txSlot
 
 	stop chan struct{}
 	once sync.Once

@@ -262,10 +262,10 @@ func printStats(w io.Writer, s api.Stats) {
 		printConntrackStats(w, *s.NAT)
 	}
 	if h := s.HostUplink; h != nil {
-		fmt.Fprintf(w, "host uplink: to host %d packets %d bytes, from host %d packets %d bytes; tcp active %d, total %d, refused %d, resets %d, over limit %d; udp sockets %d, total %d, dropped %d, icmp errors back %d; reassembled %d, fragments dropped %d; icmp sockets %d, total %d, denied %d, dropped %d; loopback refused %d; listeners %d, accepted %d, failed %d; malformed %d, other dropped %d, errors %d\n",
+		fmt.Fprintf(w, "host uplink: to host %d packets %d bytes, from host %d packets %d bytes; tcp active %d, total %d, refused %d, resets %d, over limit %d; udp sockets %d, total %d, dropped %d, icmp errors back %d; reassembled %d, fragments dropped %d; icmp sockets %d, total %d, denied %d, dropped %d; loopback refused %d; listeners %d, accepted %d, failed %d, spliced %d, splice failed %d; malformed %d, other dropped %d, errors %d\n",
 			h.TxPackets, h.TxBytes, h.RxPackets, h.RxBytes, h.TCPActive, h.TCPTotal, h.TCPRefused, h.TCPResets, h.TCPLimit,
 			h.UDPSockets, h.UDPTotal, h.UDPDropped, h.UDPErrors, h.Reassembled, h.FragmentsDropped, h.ICMPSockets, h.ICMPTotal, h.ICMPDenied, h.ICMPDropped,
-			h.LoopbackRefused, h.Listeners, h.PublishAccepted, h.PublishFailed, h.Malformed, h.Other, h.Errors)
+			h.LoopbackRefused, h.Listeners, h.PublishAccepted, h.PublishFailed, h.PublishSpliced, h.SpliceFailed, h.Malformed, h.Other, h.Errors)
 	}
 	if s.DNS != nil {
 		printDNSStats(w, *s.DNS)

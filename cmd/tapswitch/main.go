@@ -22,7 +22,7 @@ const usage = `tapswitch: a userspace virtual switch for containers
 Usage:
   tapswitch run [--subnet CIDR] [--gateway IP] [--ipv6 [--subnet6 PREFIX/64] [--ra=false]] [--mtu N] [--fdb-ageing DURATION] [--fdb-max N] [--control PATH] [--metrics ADDR]
                 [--attach-helper]
-                [--uplink host[,addr=ADDR][,loopback=ADDR][,mtu=N]|none|tap,netns=PATH,ip=ADDR/LEN[,gw=ADDR][,ifname=ts0][,mac=MAC][,mtu=N]]
+                [--uplink host[,addr=ADDR][,loopback=ADDR][,mtu=N][,splice=off]|none|tap,netns=PATH,ip=ADDR/LEN[,gw=ADDR][,ifname=ts0][,mac=MAC][,mtu=N]]
                 [--host-loopback]
                 [--ct-max N] [--ct-tcp-timeout D] [--ct-tcp-transitory-timeout D] [--ct-udp-timeout D]
                 [--ct-udp-unreplied-timeout D] [--ct-icmp-timeout D] [--ct-tcp-pressure-timeout D]
@@ -97,10 +97,15 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 
 		"vxlan": cmdVXLAN,
 	}
-	if args[0] == nshelper.Command {
+	switch args[0] {
+	case nshelper.Command:
 		// Not for people: the daemon runs it inside a container's
 		// namespaces to create a TAP there (internal/nshelper).
 		return nshelper.Main(os.Stdin, stderr)
+	case nshelper.DialCommand:
+		// Nor this: it connects inside a container's namespaces for
+		// the daemon, for published ports' loopback clients.
+		return nshelper.DialMain(stderr)
 	}
 	args, err := globalFlags(args)
 	switch {

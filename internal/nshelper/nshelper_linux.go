@@ -27,6 +27,12 @@
 // namespace alive (see package tap): its Read never fails when the
 // container's last process exits. Callers that attach a process watch it
 // instead (WatchPID).
+//
+// A Dialer is the same way in for TCP connections: its helper (the hidden
+// command DialCommand) stays in the namespaces, connects where the daemon
+// asks and hands each connected socket back, for published ports' clients
+// on the host's loopback, which the host uplink splices into the
+// container.
 package nshelper
 
 import (
@@ -143,62 +149,18 @@ func Remove(ctx context.Context, exe, path, name string, mac net.HardwareAddr, p
 // run has the helper carry out req in the network namespace at path and
 // returns the TAP it sends back (nil for opRemove).
 func run(ctx context.Context, exe, path string, req request, privileged bool) (*tap.Device, error) {
-	nsenter, err := exec.LookPath("nsenter")
-	if err != nil {
-		return nil, fmt.Errorf("attach %s without root needs nsenter (util-linux): %w", path, err)
-	}
-	netnsF, usernsF, sameUserns, err := openNamespaces(path)
-	if err != nil {
-		return nil, err
-	}
-	defer netnsF.Close()
-	defer usernsF.Close()
-	if sameUserns && !privileged {
-		return nil, fmt.Errorf("%s: %w: it belongs to the user namespace the daemon runs in, where the daemon has no CAP_NET_ADMIN; attach a process of a user namespace of your own (unshare --user --map-root-user --net, a rootless container) or run tapswitch as root", path, ErrNotOwned)
-	}
 	in, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
 	}
-
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	h, err := start(ctx, exe, Command, path, privileged, bytes.NewReader(in))
 	if err != nil {
-		return nil, fmt.Errorf("socketpair: %w", err)
+		return nil, err
 	}
-	ours := os.NewFile(uintptr(fds[0]), "tap-helper")
-	theirs := os.NewFile(uintptr(fds[1]), "tap-helper")
-	conn, err := net.FileConn(ours)
-	ours.Close()
-	if err != nil {
-		theirs.Close()
-		return nil, fmt.Errorf("socketpair: %w", err)
-	}
-	defer conn.Close()
-	uc := conn.(*net.UnixConn)
+	defer h.conn.Close()
 
-	args := []string{"--net=/proc/self/fd/5"}
-	if !sameUserns {
-		args = append(args, "--user=/proc/self/fd/4")
-		if !privileged {
-			args = append(args, "--preserve-credentials")
-		}
-	}
-	args = append(args, "--", exe, Command)
-	cmd := exec.CommandContext(ctx, nsenter, args...)
-	cmd.Stdin = bytes.NewReader(in)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	cmd.ExtraFiles = []*os.File{theirs, usernsF, netnsF} // fdSock, fdUserns, fdNetns
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	cmd.WaitDelay = time.Second
-	err = cmd.Start()
-	theirs.Close()
-	if err != nil {
-		return nil, fmt.Errorf("start %s: %w", nsenter, err)
-	}
-
-	rep, fd, rerr := receive(ctx, uc)
-	werr := cmd.Wait()
+	rep, fd, rerr := receive(ctx, h.conn)
+	werr := h.cmd.Wait()
 	if rerr == nil && fd < 0 && rep.Err == "" && req.Op != opRemove {
 		rerr = errors.New("helper replied without a TAP")
 	}
@@ -208,7 +170,7 @@ func run(ctx context.Context, exe, path string, req request, privileged bool) (*
 		}
 		// Nothing came back: nsenter failed to enter (its message is
 		// on stderr), or the helper died.
-		why := lastLine(stderr.String())
+		why := lastLine(h.stderr.String())
 		switch {
 		case ctx.Err() != nil:
 			return nil, fmt.Errorf("enter %s: %w", path, ctx.Err())
@@ -260,6 +222,69 @@ func (e *helperError) Is(target error) bool {
 	return e.kind != nil && target == e.kind
 }
 
+// helper is a helper process started in a container's namespaces.
+type helper struct {
+	cmd    *exec.Cmd
+	conn   *net.UnixConn // the daemon's end of the socket on the helper's fdSock
+	stderr *bytes.Buffer // what nsenter and the helper wrote, once cmd has exited
+}
+
+// start runs `nsenter ... -- exe command` in the user namespace that owns
+// the network namespace at path and in that network namespace (see the
+// package doc), with stdin, and with its end of a new SOCK_SEQPACKET
+// socket pair on fdSock. ctx kills the process when it ends. Errors wrap
+// ErrNotOwned where it applies.
+func start(ctx context.Context, exe, command, path string, privileged bool, stdin io.Reader) (*helper, error) {
+	nsenter, err := exec.LookPath("nsenter")
+	if err != nil {
+		return nil, fmt.Errorf("enter %s without root needs nsenter (util-linux): %w", path, err)
+	}
+	netnsF, usernsF, sameUserns, err := openNamespaces(path)
+	if err != nil {
+		return nil, err
+	}
+	defer netnsF.Close()
+	defer usernsF.Close()
+	if sameUserns && !privileged {
+		return nil, fmt.Errorf("%s: %w: it belongs to the user namespace the daemon runs in, where the daemon has no CAP_NET_ADMIN; attach a process of a user namespace of your own (unshare --user --map-root-user --net, a rootless container) or run tapswitch as root", path, ErrNotOwned)
+	}
+
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socketpair: %w", err)
+	}
+	ours := os.NewFile(uintptr(fds[0]), command)
+	theirs := os.NewFile(uintptr(fds[1]), command)
+	conn, err := net.FileConn(ours)
+	ours.Close()
+	if err != nil {
+		theirs.Close()
+		return nil, fmt.Errorf("socketpair: %w", err)
+	}
+
+	args := []string{"--net=/proc/self/fd/5"}
+	if !sameUserns {
+		args = append(args, "--user=/proc/self/fd/4")
+		if !privileged {
+			args = append(args, "--preserve-credentials")
+		}
+	}
+	args = append(args, "--", exe, command)
+	h := &helper{cmd: exec.CommandContext(ctx, nsenter, args...), conn: conn.(*net.UnixConn), stderr: new(bytes.Buffer)}
+	h.cmd.Stdin = stdin
+	h.cmd.Stderr = h.stderr
+	h.cmd.ExtraFiles = []*os.File{theirs, usernsF, netnsF} // fdSock, fdUserns, fdNetns
+	h.cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	h.cmd.WaitDelay = time.Second
+	err = h.cmd.Start()
+	theirs.Close()
+	if err != nil {
+		h.conn.Close()
+		return nil, fmt.Errorf("start %s: %w", nsenter, err)
+	}
+	return h, nil
+}
+
 // openNamespaces opens the network namespace at path and the user namespace
 // that owns it (NS_GET_USERNS), and tells whether that is the caller's own.
 func openNamespaces(path string) (netnsF, usernsF *os.File, same bool, err error) {
@@ -301,26 +326,7 @@ func receive(ctx context.Context, c *net.UnixConn) (reply, int, error) {
 	if err != nil {
 		return reply{}, -1, err
 	}
-	fd := -1
-	if oobn > 0 {
-		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-		if err != nil {
-			return reply{}, -1, fmt.Errorf("control message: %w", err)
-		}
-		for _, m := range msgs {
-			rights, err := unix.ParseUnixRights(&m)
-			if err != nil {
-				continue
-			}
-			for _, r := range rights {
-				if fd < 0 {
-					fd = r
-				} else {
-					unix.Close(r)
-				}
-			}
-		}
-	}
+	fd := rightsOf(oob[:oobn])
 	if n == 0 {
 		return reply{}, fd, io.ErrUnexpectedEOF
 	}

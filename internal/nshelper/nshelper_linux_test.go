@@ -1,8 +1,11 @@
 package nshelper
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -150,5 +153,85 @@ func TestReceive(t *testing.T) {
 	rep, fd, err = receive(ctx, uc)
 	if err != nil || fd != -1 || rep.Err != "create tap eth0: boom" || rep.Kind != "exists" {
 		t.Fatalf("receive = %+v, %d, %v; want the error reply without a descriptor", rep, fd, err)
+	}
+}
+
+// TestDialProtocol runs a Dialer against the helper's request loop in this
+// process (no namespace change): concurrent dials each get their own
+// connected socket, a refused connect comes back as the helper's reason,
+// and a helper gone is ErrHelperGone.
+func TestDialProtocol(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := func(fd int) *net.UnixConn {
+		f := os.NewFile(uintptr(fd), "dial")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.(*net.UnixConn)
+	}
+	ours, theirs := conn(fds[0]), conn(fds[1])
+	served := make(chan struct{})
+	go func() { serveDials(theirs, io.Discard); close(served) }()
+	d := &Dialer{h: &helper{conn: ours, stderr: new(bytes.Buffer)}, path: "test", exited: make(chan struct{})}
+
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte(c.RemoteAddr().String()))
+			c.Close()
+		}
+	}()
+	target := ln.Addr().(*net.TCPAddr).AddrPort()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	const n = 16
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			c, err := d.Dial(ctx, target)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			// The server names the connection's source: ours.
+			got, err := io.ReadAll(c)
+			if err == nil && string(got) != c.LocalAddr().String() {
+				err = fmt.Errorf("server saw %s, the socket is %s", got, c.LocalAddr())
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+
+	ln2, _ := net.Listen("tcp4", "127.0.0.1:0")
+	closed := ln2.Addr().(*net.TCPAddr).AddrPort()
+	ln2.Close()
+	if _, err := d.Dial(ctx, closed); err == nil || !strings.Contains(err.Error(), "refused") || errors.Is(err, ErrHelperGone) {
+		t.Errorf("dial a closed port: %v, want the helper's connection refused", err)
+	}
+
+	theirs.Close()
+	<-served
+	close(d.exited)
+	if _, err := d.Dial(ctx, target); !errors.Is(err, ErrHelperGone) {
+		t.Errorf("dial after the helper went: %v, want ErrHelperGone", err)
 	}
 }

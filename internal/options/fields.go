@@ -55,6 +55,22 @@ func Int(p *int) func(string) error {
 	}
 }
 
+// Off is a Field's Set that reads "on" or "off" into *off, true for
+// "off": for what is on unless turned off.
+func Off(off *bool) func(string) error {
+	return func(v string) error {
+		switch v {
+		case "on":
+			*off = false
+		case "off":
+			*off = true
+		default:
+			return errors.New("on or off expected")
+		}
+		return nil
+	}
+}
+
 // Addr is a Field's Set that reads an IP address.
 func Addr(p *netip.Addr) func(string) error {
 	return func(v string) (err error) {

@@ -157,34 +157,61 @@ func (s *Segmenter) MaxLen() int {
 // one segment yields one segment. dst must not overlap the frame and must
 // have at least MaxLen bytes; Next panics otherwise.
 func (s *Segmenter) Next(dst []byte) int {
+	n, pay := s.NextHeader(dst)
+	if n == 0 {
+		return 0
+	}
+	return n + copy(dst[n:], pay)
+}
+
+// HeaderLen returns the length of every segment's virtio_net_hdr and
+// headers (what NextHeader writes), or 0 if Reset failed.
+func (s *Segmenter) HeaderLen() int {
+	if s.frame == nil {
+		return 0
+	}
+	return s.l.pay
+}
+
+// NextHeader is Next without the payload: it writes the next segment's
+// virtio_net_hdr (zero) and headers into dst and returns their length
+// (HeaderLen) and the segment's payload, a slice of the frame given to
+// Reset, to be sent after them (as with writev: the VXLAN tunnel hands both
+// to sendmsg, and so copies no payload). The headers are those of the
+// complete segment, its checksum included. It returns 0, nil when every
+// segment has been written. dst must not overlap the frame and must have at
+// least HeaderLen bytes; NextHeader panics otherwise.
+func (s *Segmenter) NextHeader(dst []byte) (int, []byte) {
 	l := s.l
 	if s.frame == nil || (s.i > 0 && s.next >= l.end) {
-		return 0
+		return 0, nil
 	}
 	plen := min(s.mss, l.end-s.next)
 	last := s.next+plen >= l.end
-	n := l.pay + plen
-	dst = dst[:n]
-	clear(dst[:HdrLen])
-	copy(dst[HdrLen:l.pay], s.frame[HdrLen:l.pay])
-	copy(dst[l.pay:], s.frame[s.next:s.next+plen])
+	pay := s.frame[s.next : s.next+plen]
+	n := l.pay + plen // the segment's length
+	h := dst[:l.pay]
+	clear(h[:HdrLen])
+	copy(h[HdrLen:], s.frame[HdrLen:l.pay])
 
 	l4len := n - l.l4
 	var pseudo uint32
 	if l.v6 {
-		ip := wire.IPv6(dst[l.l3:])
+		ip := wire.IPv6(h[l.l3:])
 		ip.SetPayloadLen(n - l.l3 - wire.IPv6Len)
 		pseudo = ip.PseudoSum(l.proto, l4len)
 	} else {
-		ip := wire.IPv4(dst[l.l3:])
+		ip := wire.IPv4(h[l.l3:])
 		ip.SetTotalLen(n - l.l3)
 		ip.SetID(s.id + uint16(s.i))
 		ip.UpdateChecksum()
 		pseudo = ip.PseudoSum(l4len)
 	}
 
+	// The transport header is even-sized: the payload, which may be odd,
+	// comes last in the sum as RFC 1071 padding wants.
 	if l.proto == wire.ProtoTCP {
-		t := wire.TCP(dst[l.l4:])
+		t := wire.TCP(h[l.l4:])
 		t.SetSeq(s.seq + uint32(s.next-l.pay))
 		f := t.Flags()
 		if !last {
@@ -195,16 +222,20 @@ func (s *Segmenter) Next(dst []byte) int {
 		}
 		t.SetFlags(f)
 		t.SetChecksum(0)
-		t.SetChecksum(checksum.Checksum(t, pseudo))
+		t.SetChecksum(checksum.Checksum(pay, checksum.Sum(t, pseudo)))
 	} else {
-		u := wire.UDP(dst[l.l4:])
+		u := wire.UDP(h[l.l4:])
 		u.SetLength(l4len)
 		u.SetChecksum(0)
-		u.SetChecksum(wire.UDPChecksum(u, pseudo))
+		c := checksum.Checksum(pay, checksum.Sum(u, pseudo))
+		if c == 0 {
+			c = 0xffff // RFC 768: a computed 0 is sent as all ones
+		}
+		u.SetChecksum(c)
 	}
 	s.next += plen
 	s.i++
-	return n
+	return l.pay, pay
 }
 
 // CompleteChecksum completes in place the partial transport checksum of a

@@ -60,6 +60,10 @@ type Config struct {
 	// HostLoopback lets containers reach the host's 127.0.0.1 through
 	// Loopback.
 	HostLoopback bool
+	// NoSplice turns off the splice path of published ports' clients on
+	// the host's loopback (SetLocalDialer, `splice=off`): they go through
+	// the netstack and appear as Loopback.
+	NoSplice bool
 	// DialTimeout bounds a host connect; zero means DefaultDialTimeout.
 	DialTimeout time.Duration
 	// UDPTimeout and ICMPTimeout are how long an idle socket lives; zero
@@ -74,7 +78,7 @@ type Config struct {
 
 // ParseSpec parses the value of `tapswitch run --uplink` for this kind:
 //
-//	host[,addr=ADDR][,loopback=ADDR][,loopback6=ADDR6][,mtu=N]
+//	host[,addr=ADDR][,loopback=ADDR][,loopback6=ADDR6][,mtu=N][,splice=on|off]
 //
 // Errors wrap ErrInvalidSpec and say which key is wrong.
 func ParseSpec(spec string) (*Config, error) {
@@ -96,6 +100,7 @@ func fields(c *Config) []options.Field {
 		{Key: "loopback", Set: options.Addr(&c.Loopback)},
 		{Key: "loopback6", Set: options.Addr(&c.Loopback6)},
 		{Key: "mtu", Set: options.Int(&c.MTU)},
+		{Key: "splice", Set: options.Off(&c.NoSplice)},
 	}
 }
 
@@ -149,6 +154,9 @@ func (c *Config) Validate() error {
 // String returns c in the syntax of ParseSpec.
 func (c *Config) String() string {
 	s := "host,addr=" + c.Addr.String() + ",loopback=" + c.Loopback.String() + ",loopback6=" + c.Loopback6.String() + ",mtu=" + strconv.Itoa(c.MTU)
+	if c.NoSplice {
+		s += ",splice=off"
+	}
 	if c.HostLoopback {
 		s += " (host-loopback)"
 	}

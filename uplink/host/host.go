@@ -59,13 +59,15 @@ type Uplink struct {
 
 	mu     sync.Mutex // guards closed, conns, pubs, and writes of replies6
 	closed bool
-	conns  map[*splice]struct{}
+	conns  map[carried]struct{} // TCP connections carried (tcp.go)
 	pubs   map[pubKey]*listener
 	// replies6 are the IPv6 UDP listeners by the container's address and
 	// port they deliver to: a datagram from there is a reply to their
 	// client (IPv6 is not translated, so the host port is not in it). An
 	// immutable map, replaced under mu, read without a lock per datagram.
 	replies6 atomic.Pointer[map[netip.AddrPort]*listener]
+
+	local localSplices // published ports' loopback clients (splice_linux.go)
 
 	udp   flows      // UDP sockets by mapped port
 	icmp  flows      // ICMP sockets by mapped identifier
@@ -102,7 +104,7 @@ func New(cfg Config) (*Uplink, error) {
 		addr:      cfg.Addr.As4(),
 		loopback:  cfg.Loopback.As4(),
 		loopback6: cfg.Loopback6.As16(),
-		conns:     map[*splice]struct{}{},
+		conns:     map[carried]struct{}{},
 		pubs:      map[pubKey]*listener{},
 		done:      make(chan struct{}),
 	}
@@ -212,7 +214,7 @@ func (u *Uplink) Close() error {
 	u.closed = true
 	close(u.done)
 	u.endLife()
-	conns := make([]*splice, 0, len(u.conns))
+	conns := make([]carried, 0, len(u.conns))
 	for c := range u.conns {
 		conns = append(conns, c)
 	}

@@ -14,7 +14,7 @@ const Name = "host"
 func init() {
 	uplink.Register(uplink.Kind{
 		Name:  Name,
-		Usage: "host[,addr=ADDR][,loopback=ADDR][,loopback6=ADDR6][,mtu=N] (host sockets)",
+		Usage: "host[,addr=ADDR][,loopback=ADDR][,loopback6=ADDR6][,mtu=N][,splice=off] (host sockets)",
 		Parse: parse,
 	})
 }

@@ -210,6 +210,9 @@ func (u *Uplink) publishedTCP(c *net.TCPConn, hostPort uint16) {
 		return
 	}
 	from := ra.AddrPort()
+	if from.Addr().Unmap().IsLoopback() && u.spliceLocal(c, hostPort) {
+		return
+	}
 	client, ok := u.clientAddr(from.Addr())
 	if !ok || u.stats.tcpActive.Load() >= uint64(u.cfg.MaxTCP) {
 		u.stats.pubFailed.Add(1)

@@ -43,6 +43,12 @@ type Stats struct {
 	Listeners       uint64 `json:"listeners"`        // host listeners of published ports now
 	PublishAccepted uint64 `json:"publish_accepted"` // TCP connections accepted on published ports
 	PublishFailed   uint64 `json:"publish_failed"`   // of those, not delivered (the container refused or did not answer)
+	// PublishSpliced counts the accepted connections from the host's
+	// loopback spliced to a connection inside the container
+	// (uplink.LocalSplicer); SpliceFailed those the dialer failed to
+	// open, which went through the netstack instead.
+	PublishSpliced uint64 `json:"publish_spliced"`
+	SpliceFailed   uint64 `json:"splice_failed"`
 
 	Malformed uint64 `json:"malformed"`     // datagrams from the gateway that were not IPv4
 	Other     uint64 `json:"other_dropped"` // other protocols, ICMP other than echo, bad destinations
@@ -55,6 +61,7 @@ type counters struct {
 	udpSockets, udpTotal, udpDropped, udpErrors, reassembled, fragDropped atomic.Uint64
 	icmpSockets, icmpTotal, icmpDenied, icmpDropped                       atomic.Uint64
 	loopbackRefused, listeners, pubAccepted, pubFailed                    atomic.Uint64
+	pubSpliced, spliceFailed                                              atomic.Uint64
 	malformed, otherDropped, errors                                       atomic.Uint64
 }
 
@@ -72,6 +79,7 @@ func (u *Uplink) Stats() Stats {
 		ICMPDropped:     c.icmpDropped.Load(),
 		LoopbackRefused: c.loopbackRefused.Load(),
 		Listeners:       c.listeners.Load(), PublishAccepted: c.pubAccepted.Load(), PublishFailed: c.pubFailed.Load(),
+		PublishSpliced: c.pubSpliced.Load(), SpliceFailed: c.spliceFailed.Load(),
 		Malformed: c.malformed.Load(), Other: c.otherDropped.Load(), Errors: c.errors.Load(),
 	}
 }

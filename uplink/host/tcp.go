@@ -146,46 +146,64 @@ func abortHost(c *net.TCPConn) {
 // It returns when the connection has ended and both sockets are closed.
 func (u *Uplink) splice(ep tcpip.Endpoint, wq *waiter.Queue, out *net.TCPConn) {
 	s := &splice{ep: ep, in: gonet.NewTCPConn(wq, ep), out: out}
-	u.mu.Lock()
-	if u.closed {
-		u.mu.Unlock()
-		s.abort()
-		return
-	}
-	u.conns[s] = struct{}{}
-	u.mu.Unlock()
-	u.stats.tcpTotal.Add(1)
-	u.stats.tcpActive.Add(1)
-	defer func() {
-		u.mu.Lock()
-		delete(u.conns, s)
-		u.mu.Unlock()
-		u.stats.tcpActive.Add(^uint64(0))
-	}()
-
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	carried := u.carry(s, func() {
 		// host -> container
 		if err := copyHalf(s.in, s.out); err != nil {
 			u.reset(s)
 			return
 		}
 		s.in.CloseWrite()
-	}()
-	// container -> host
-	if err := copyHalf(s.out, s.in); err != nil {
-		u.reset(s)
-	} else {
-		s.out.CloseWrite()
+	}, func() {
+		// container -> host
+		if err := copyHalf(s.out, s.in); err != nil {
+			u.reset(s)
+		} else {
+			s.out.CloseWrite()
+		}
+	})
+	if !carried {
+		return
 	}
-	wg.Wait()
 	s.once.Do(func() {}) // ended: no reset from here on
 	// After a reset too: Abort resets a connected endpoint but leaves it
 	// to Close to free it.
 	s.in.Close()
 	s.out.Close()
+}
+
+// carried is a TCP connection the uplink carries: Close aborts it (with
+// resets both ways).
+type carried interface{ abort() }
+
+// carry runs the two directions of c, one on a goroutine of its own, until
+// both return, with c counted (active, total) and known to Close
+// meanwhile. It returns false, having aborted c, after Close.
+func (u *Uplink) carry(c carried, one, other func()) bool {
+	u.mu.Lock()
+	if u.closed {
+		u.mu.Unlock()
+		c.abort()
+		return false
+	}
+	u.conns[c] = struct{}{}
+	u.mu.Unlock()
+	u.stats.tcpTotal.Add(1)
+	u.stats.tcpActive.Add(1)
+	defer func() {
+		u.mu.Lock()
+		delete(u.conns, c)
+		u.mu.Unlock()
+		u.stats.tcpActive.Add(^uint64(0))
+	}()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		one()
+	}()
+	other()
+	wg.Wait()
+	return true
 }
 
 // reset ends s with resets both ways, counted once.
