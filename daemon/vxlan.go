@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/netip"
@@ -298,56 +297,36 @@ func (d *Daemon) tunnelPoints() []namedPoint {
 	return out
 }
 
-// vxlanRoutes adds the tunnel endpoints (api/vxlan.go) to mux.
+// vxlanRoutes adds the tunnel endpoints (api/vxlan.go) to mux; bodies are
+// decoded as strictly as every other POST's (decodeBody).
 func (d *Daemon) vxlanRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/vxlan", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, d.VXLANs())
-	})
-	mux.HandleFunc("POST /v1/vxlan", func(w http.ResponseWriter, r *http.Request) {
-		var spec api.VXLANSpec
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&spec); err != nil {
-			writeError(w, invalid("request body: %v", err))
-			return
-		}
-		v, err := d.AddVXLAN(spec)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusCreated, v)
-	})
+	mux.HandleFunc("GET /v1/vxlan", getter(d.VXLANs))
+	mux.HandleFunc("POST /v1/vxlan", decoded(http.StatusCreated, func(_ *http.Request, spec api.VXLANSpec) (api.VXLAN, error) {
+		return d.AddVXLAN(spec)
+	}))
 	mux.HandleFunc("DELETE /v1/vxlan/{vni}", func(w http.ResponseWriter, r *http.Request) {
-		noContent(w, r, d.DeleteVXLAN)
+		replyNoContent(w, withVNI(r, d.DeleteVXLAN))
 	})
 	mux.HandleFunc("POST /v1/vxlan/{vni}/fdb", func(w http.ResponseWriter, r *http.Request) {
 		var s api.VXLANStatic
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&s); err != nil {
-			writeError(w, invalid("request body: %v", err))
+		if err := decodeBody(w, r, &s); err != nil {
+			writeError(w, err)
 			return
 		}
-		noContent(w, r, func(vni uint32) error { return d.AddVXLANStatic(vni, s) })
+		replyNoContent(w, withVNI(r, func(vni uint32) error { return d.AddVXLANStatic(vni, s) }))
 	})
 	mux.HandleFunc("DELETE /v1/vxlan/{vni}/fdb/{mac}", func(w http.ResponseWriter, r *http.Request) {
-		noContent(w, r, func(vni uint32) error { return d.DeleteVXLANStatic(vni, r.PathValue("mac")) })
+		replyNoContent(w, withVNI(r, func(vni uint32) error { return d.DeleteVXLANStatic(vni, r.PathValue("mac")) }))
 	})
 }
 
-// noContent runs fn on the request's {vni} and answers 204, or the error.
-func noContent(w http.ResponseWriter, r *http.Request, fn func(vni uint32) error) {
+// withVNI runs fn on the request's {vni}, or says why it is not a VNI.
+func withVNI(r *http.Request, fn func(vni uint32) error) error {
 	vni, err := strconv.ParseUint(r.PathValue("vni"), 10, 24)
 	if err != nil {
-		writeError(w, invalid("vni %q: not a number below 16777216", r.PathValue("vni")))
-		return
+		return invalid("vni %q: not a number below 16777216", r.PathValue("vni"))
 	}
-	if err := fn(uint32(vni)); err != nil {
-		writeError(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	return fn(uint32(vni))
 }
 
 // Per-VTEP metrics.

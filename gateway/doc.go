@@ -33,11 +33,16 @@
 //     that MTU (routers do not fragment IPv6), NAT66 translates, and the
 //     containers' MACs are learned from what they send, their NS and NA,
 //     or asked with a neighbor solicitation (neigh6.go); TCP/IPv6
-//     super-frames cross whole as TCP/IPv4 ones do (offload6.go);
+//     super-frames cross whole as TCP/IPv4 ones do (offload6.go); an
+//     uplink that re-originates IPv6 itself (uplink.Sender6, the host
+//     uplink) gets it untranslated instead (route6.go); on the link it
+//     answers neighbor solicitations, router solicitations with router
+//     advertisements, and echo requests (ipv6.go);
 //   - without an uplink, answers datagrams for every other destination with
 //     ICMP network unreachable;
-//   - ignores (and counts) IPv6, frames for other MACs that are not ARP,
-//     and everything it cannot parse.
+//   - ignores (and counts) IPv6 when it has no IPv6 address, frames for
+//     other MACs that are not ARP or neighbor discovery, and everything it
+//     cannot parse.
 //
 // ICMP errors follow RFC 1812: at most 576 bytes quoting as much of the
 // offending datagram as fits (4.3.2.3), never about an ICMP error, a

@@ -150,9 +150,6 @@ type Gateway struct {
 	route *route       // nil without NAT and uplink
 	v6    *ipv6        // nil without Config.Addr6
 	local LocalService // nil: no service on the gateway's address
-	// localMACs are the MACs the LocalService's IPv6 clients sent from;
-	// nil without IPv6 or a LocalService (local.go).
-	localMACs *neigh.Cache[[16]byte, struct{}]
 
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
@@ -228,7 +225,7 @@ func New(cfg Config) (*Gateway, error) {
 	if (cfg.NAT == nil) != (cfg.Uplink == nil) {
 		return nil, fmt.Errorf("NAT and Uplink must be set together: %w", ErrInvalidConfig)
 	}
-	g.setLocal(cfg.Local, timeout, maxNeigh)
+	g.local = cfg.Local
 	if cfg.NAT != nil {
 		g.route = newRoute(cfg.NAT, cfg.Uplink, cfg.Clock)
 		g.route.setupNAT6(g, cfg.Uplink)

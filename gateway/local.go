@@ -1,9 +1,6 @@
 package gateway
 
 import (
-	"time"
-
-	"github.com/tapswitch/tapswitch/internal/neigh"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/wire"
 )
@@ -38,16 +35,6 @@ type LocalService interface {
 type answer struct {
 	buf []byte
 	n   int
-}
-
-// setLocal makes s the gateway's LocalService. With IPv6 the gateway
-// remembers the MAC each client of s sent from (localMACs), for the
-// answers: a query always comes before them.
-func (g *Gateway) setLocal(s LocalService, timeout time.Duration, limit int) {
-	g.local = s
-	if s != nil && g.v6 != nil {
-		g.localMACs = neigh.New[[16]byte, struct{}](neigh.Config{Timeout: timeout, Limit: limit})
-	}
 }
 
 // claimedLocal reports whether v, addressed to the gateway, is for its
@@ -103,7 +90,7 @@ func (g *Gateway) serveLocal6(ip wire.IPv6, u *wire.IPv6Upper, ethSrc [6]byte) b
 		!g.local.Claims(u.Proto, wire.UDP(ip[u.Offset:]).DstPort()) { // TCP's ports are where UDP's are
 		return false
 	}
-	g.localMACs.Learn(ip.Src(), ethSrc, g.clock(), true)
+	g.learn6(ip.Src(), ethSrc)
 	g.stats.inc(cntLocalIn)
 	g.local.Deliver(ip, nil)
 	return true
@@ -112,14 +99,14 @@ func (g *Gateway) serveLocal6(ip wire.IPv6, u *wire.IPv6Upper, ethSrc [6]byte) b
 // SendLocal sends the IPv4 datagram or IPv6 packet pkt, which the
 // LocalService built with the gateway's address as its source, to the
 // container it is addressed to: over IPv4 at its MAC from the neighbour
-// table, or ARP; over IPv6 at the MAC its last packet to the service came
-// from. It does not keep pkt. Packets that are malformed, larger than the
-// MTU, not from the gateway's address or not for a host of the subnet are
-// dropped and counted, as are IPv6 ones for an address the service has
-// not heard from. SendLocal is safe for concurrent use and never blocks.
+// table, or ARP; over IPv6 at its MAC from the IPv6 neighbour cache (which
+// learnt it from the query), or a neighbor solicitation. It does not keep
+// pkt. Packets that are malformed, larger than the MTU, not from the
+// gateway's address or not for a host of the subnet are dropped and
+// counted. SendLocal is safe for concurrent use and never blocks.
 func (g *Gateway) SendLocal(pkt []byte) {
 	h, err := wire.ParseIPv4(pkt)
-	if err != nil && g.localMACs != nil {
+	if err != nil && g.v6 != nil {
 		g.sendLocal6(pkt)
 		return
 	}
@@ -150,20 +137,15 @@ func (g *Gateway) takeLocal(pkt []byte) (buf *[]byte, n int, ok bool) {
 // sendLocal6 is SendLocal for an IPv6 packet.
 func (g *Gateway) sendLocal6(pkt []byte) {
 	ip, err := wire.ParseIPv6(pkt)
-	if err != nil || len(ip) > g.mtu || ip.Src() != g.v6.addr {
+	if err != nil || len(ip) > g.mtu || ip.Src() != g.v6.addr || !g.isNeighbor6(ip.Dst()) {
 		g.stats.inc(cntMalformed)
-		return
-	}
-	mac, st := g.localMACs.Lookup(ip.Dst(), g.clock())
-	if st == neigh.Missing {
-		g.stats.inc(cntPendingDropped)
 		return
 	}
 	buf, n, ok := g.takeLocal(ip)
 	if !ok {
 		return
 	}
-	off := UplinkHeadroom - wire.EthernetLen
-	wire.PutEthernet((*buf)[off:], mac, g.mac, wire.EtherTypeIPv6)
-	g.enqueueAt(buf, off, wire.EthernetLen+n)
+	if mac, ok := g.resolve6(ip.Dst(), qframe{p: buf, off: UplinkHeadroom, n: n}); ok {
+		g.sendTo6(buf, n, mac)
+	}
 }
