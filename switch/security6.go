@@ -67,8 +67,8 @@ func (pt *port) allowICMPv6(ip wire.IPv6, u wire.IPv6Upper, unspecified bool) bo
 	}
 	typ := m.Type()
 	switch typ {
-	case 130, 131, 132, 143: // MLD query, report, done; MLDv2 report
-		return !unspecified || typ == 131 || typ == 143
+	case wire.ICMPv6MLDQuery, wire.ICMPv6MLDReport, wire.ICMPv6MLDDone, wire.ICMPv6MLDv2Report:
+		return !unspecified || typ == wire.ICMPv6MLDReport || typ == wire.ICMPv6MLDv2Report
 	case wire.ICMPv6RouterSolicitation, wire.ICMPv6RouterAdvertisement, wire.ICMPv6NeighborSolicitation,
 		wire.ICMPv6NeighborAdvertisement, wire.ICMPv6Redirect:
 	default:

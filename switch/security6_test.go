@@ -3,7 +3,6 @@ package vswitch
 import (
 	"encoding/binary"
 	"net/netip"
-	"strings"
 	"testing"
 
 	"github.com/tapswitch/tapswitch/fdb"
@@ -155,36 +154,6 @@ func FuzzAllow6(f *testing.F) {
 			t.Fatalf("accepted source %x", s)
 		}
 	})
-}
-
-// TestRouterOnlyMulticast checks that MLDv2 reports and router
-// solicitations go to the gateway and AllowRA ports only, and that other
-// IPv6 multicast is flooded.
-func TestRouterOnlyMulticast(t *testing.T) {
-	r := newStageRig(t, Config{},
-		sp{"a", PortConfig{MAC: mA}},
-		sp{"b", PortConfig{MAC: mB}},
-		sp{"router", PortConfig{MAC: mC, AllowRA: true}},
-		sp{"gw", PortConfig{MAC: mG, Gateway: true}},
-		sp{"tunnel", PortConfig{}},
-	)
-	for _, tc := range []struct {
-		dst  fdb.MAC
-		want string
-	}{
-		{fdb.MAC{0x33, 0x33, 0, 0, 0, 0x16}, "router gw tunnel"},
-		{fdb.MAC{0x33, 0x33, 0, 0, 0, 0x02}, "router gw tunnel"},
-		{fdb.MAC{0x33, 0x33, 0, 0, 0, 0x01}, "b router gw tunnel"},
-		{fdb.MAC{0x33, 0x33, 0xff, 0, 0, 0x16}, "b router gw tunnel"},
-	} {
-		f := r.frame("a", ethFrame(tc.dst, mA, nil, wire.EtherTypeIPv6, nil))
-		if v := run(f, parseStage{}, vlanStage{}, forwardStage{}); v != Continue {
-			t.Fatalf("%s: verdict %d", tc.dst, v)
-		}
-		if got := strings.Join(r.outs(f), " "); got != tc.want {
-			t.Errorf("%s: to %q, want %q", tc.dst, got, tc.want)
-		}
-	}
 }
 
 // TestPrefixes6 checks IPv6 prefix matching, without allocating.

@@ -183,6 +183,10 @@ const (
 	ICMPv6ParamProblem          uint8 = 4
 	ICMPv6EchoRequest           uint8 = 128
 	ICMPv6EchoReply             uint8 = 129
+	ICMPv6MLDQuery              uint8 = 130 // RFC 2710 3.6; RFC 3810 5.1 (v2)
+	ICMPv6MLDReport             uint8 = 131 // MLDv1, to the group (RFC 2710 3.7)
+	ICMPv6MLDDone               uint8 = 132 // MLDv1, to ff02::2 (RFC 2710 3.8)
+	ICMPv6MLDv2Report           uint8 = 143 // to ff02::16 (RFC 3810 5.2.14)
 	ICMPv6RouterSolicitation    uint8 = 133
 	ICMPv6RouterAdvertisement   uint8 = 134
 	ICMPv6NeighborSolicitation  uint8 = 135
