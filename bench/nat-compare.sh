@@ -98,8 +98,8 @@ ip -n ${p}tl addr add 2001:db8:51::1/64 dev ts0 nodad
 # Warm both paths (ARP, neighbour tables) before measuring.
 ip netns exec ${p}kc ping -c 2 -i 0.2 -q 198.51.100.1 >/dev/null
 ip netns exec ${p}tc ping -c 2 -i 0.2 -q 198.51.100.1 >/dev/null
-ip netns exec ${p}kc ping -6 -c 2 -i 0.2 -q 2001:db8:51::1 >/dev/null
-ip netns exec ${p}tc ping -6 -c 2 -i 0.2 -q 2001:db8:51::1 >/dev/null
+ip netns exec ${p}kc ping -6 -c 2 -i 0.2 -w 5 -q 2001:db8:51::1 >/dev/null
+ip netns exec ${p}tc ping -6 -c 2 -i 0.2 -w 5 -q 2001:db8:51::1 >/dev/null
 
 # Per path (k kernel, t tapswitch): o out (masquerade), i in (DNAT), and
 # the same over IPv6 (o6, i6).
