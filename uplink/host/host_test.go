@@ -455,16 +455,7 @@ func TestPublishedTCPKeepsClientAddress(t *testing.T) {
 	if err := r.u.Publish(p); !errors.Is(err, ErrHostPortInUse) {
 		t.Fatalf("publish twice: got %v, want ErrHostPortInUse", err)
 	}
-	client, err := net.Dial("tcp4", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port).String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	sc, err := inner.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
+	client, sc := dialAccept(t, "tcp4", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port).String(), inner)
 	want := netip.AddrPortFrom(DefaultLoopback, client.LocalAddr().(*net.TCPAddr).AddrPort().Port())
 	publishedExchange(t, r, p, client, sc, want)
 	if _, err := net.Dial("tcp4", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port).String()); !errors.Is(err, syscall.ECONNREFUSED) {
@@ -475,6 +466,23 @@ func TestPublishedTCPKeepsClientAddress(t *testing.T) {
 // publishedExchange wants the container's side sc of a published
 // connection to see the client at want, a ping and a pong to cross it,
 // and the listener to close when p is unpublished.
+// dialAccept dials addr and returns the client's end and the end inner
+// accepted, both closed when the test ends.
+func dialAccept(t *testing.T, network, addr string, inner net.Listener) (client, accepted net.Conn) {
+	t.Helper()
+	client, err := net.Dial(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	accepted, err = inner.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { accepted.Close() })
+	return client, accepted
+}
+
 func publishedExchange(t *testing.T, r *rig, p nat.Publish, client, sc net.Conn, want netip.AddrPort) {
 	t.Helper()
 	if got := sc.RemoteAddr().(*net.TCPAddr).AddrPort(); got != want {

@@ -112,16 +112,7 @@ func TestPublishedTCP6KeepsClientAddress(t *testing.T) {
 	if _, err := net.Dial("tcp4", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port).String()); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("dial 127.0.0.1: got %v, want connection refused (published on ::1 only)", err)
 	}
-	client, err := net.Dial("tcp6", netip.AddrPortFrom(netip.IPv6Loopback(), port).String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	sc, err := inner.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
+	client, sc := dialAccept(t, "tcp6", netip.AddrPortFrom(netip.IPv6Loopback(), port).String(), inner)
 	want := netip.AddrPortFrom(r.u.Config().Loopback6, client.LocalAddr().(*net.TCPAddr).AddrPort().Port())
 	publishedExchange(t, r, p, client, sc, want)
 }

@@ -131,16 +131,7 @@ func TestPublishedTCPSpliceFallback(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer inner.Close()
-			client, err := net.Dial("tcp4", publishLoopback(t, r, port))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer client.Close()
-			sc, err := inner.Accept()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sc.Close()
+			_, sc := dialAccept(t, "tcp4", publishLoopback(t, r, port), inner)
 			if got := sc.RemoteAddr().(*net.TCPAddr).AddrPort().Addr(); got != DefaultLoopback {
 				t.Errorf("the container sees the client as %s, want %s", got, DefaultLoopback)
 			}
