@@ -144,23 +144,11 @@ func (u *Uplink) reply6(from netip.AddrPort) *listener {
 // sender, back to the container's address and port, until the socket is
 // closed; b is its buffer.
 func (u *Uplink) readUDP6(f *flow, c *net.UDPConn, b []byte) {
-	for {
-		n, from, err := c.ReadFromUDPAddrPort(b[ip6HdrLen+wire.UDPLen : maxPacket-ip6HdrLen-wire.UDPLen])
-		if err != nil {
-			if !transient(err) {
-				return
-			}
-			// An ICMPv6 error about a datagram of the flow.
-			u.drainErrors(f, c, b)
-			continue
+	u.receiveUDP(f, c, b, ip6HdrLen+wire.UDPLen, func(n int, from netip.AddrPort) {
+		if src, ok := u.clientAddr6(from.Addr()); ok {
+			u.deliverUDP6(b, n, src, from.Port(), f.key.addr, f.key.port)
 		}
-		f.touch(u.clock())
-		src, ok := u.clientAddr6(from.Addr())
-		if !ok {
-			continue
-		}
-		u.deliverUDP6(b, n, src, from.Port(), f.key.addr, f.key.port)
-	}
+	})
 }
 
 // sendICMP6 sends the ICMPv6 echo request at off in ip from the ping

@@ -89,23 +89,10 @@ func (u *Uplink) newUDPFlow(key flowKey, v6 bool) *flow {
 // back to the mapping (NAT filters), until the socket is closed; b is its
 // buffer.
 func (u *Uplink) readUDP(f *flow, c *net.UDPConn, b []byte) {
-	for {
-		n, from, err := c.ReadFromUDPAddrPort(b[ipHdrLen+8 : maxPacket-ipHdrLen-8])
-		if err != nil {
-			if !transient(err) {
-				return
-			}
-			// An ICMP error about a datagram of the flow.
-			u.drainErrors(f, c, b)
-			continue
-		}
-		f.touch(u.clock())
+	u.receiveUDP(f, c, b, ipHdrLen+8, func(n int, from netip.AddrPort) {
 		src, ok := nat.EndpointFrom(from)
-		if !ok {
-			continue
-		}
-		if !src.Addr.Is4() {
-			continue
+		if !ok || !src.Addr.Is4() {
+			return
 		}
 		a := src.Addr.As4()
 		if a[0] == 127 {
@@ -114,5 +101,25 @@ func (u *Uplink) readUDP(f *flow, c *net.UDPConn, b []byte) {
 			a = u.loopback
 		}
 		u.deliverUDP(b, n, a, src.Port, u.addr, f.key.port)
+	})
+}
+
+// receiveUDP is the read loop of readUDP and readUDP6: it reads each
+// datagram of f's socket into b behind hdr bytes of room for the headers
+// deliver puts in front (leaving as much room at the end), refreshes f and
+// hands it on, until the socket is closed. A transient error is an ICMP or
+// ICMPv6 error about a datagram of the flow: drainErrors passes it on.
+func (u *Uplink) receiveUDP(f *flow, c *net.UDPConn, b []byte, hdr int, deliver func(n int, from netip.AddrPort)) {
+	for {
+		n, from, err := c.ReadFromUDPAddrPort(b[hdr : maxPacket-hdr])
+		if err != nil {
+			if !transient(err) {
+				return
+			}
+			u.drainErrors(f, c, b)
+			continue
+		}
+		f.touch(u.clock())
+		deliver(n, from)
 	}
 }
