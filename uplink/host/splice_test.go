@@ -166,6 +166,10 @@ func TestPublishedTCPSplicedReset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Reset only once the splice holds the connection: a reset that
+	// reaches the dialer's connect first fails the dial, and the client
+	// goes through the netstack instead (splice_failed, not a reset).
+	waitFor(t, "the connection spliced", func() bool { return r.u.Stats().TCPActive == 1 })
 	sc.(*net.TCPConn).SetLinger(0)
 	sc.Close() // a RST
 	if _, err := io.ReadAll(c); !errors.Is(err, syscall.ECONNRESET) {
