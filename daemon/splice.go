@@ -61,8 +61,9 @@ func (d *Daemon) setLocalSplice() {
 }
 
 // dialLocal implements uplink.LocalDialer: it connects to the target of
-// the published TCP port hostPort from inside its container's namespace.
-func (d *Daemon) dialLocal(ctx context.Context, hostPort uint16) (*net.TCPConn, error) {
+// the published TCP port hostPort from inside its container's namespace,
+// to the container's IPv6 address when v6 is set.
+func (d *Daemon) dialLocal(ctx context.Context, hostPort uint16, v6 bool) (*net.TCPConn, error) {
 	d.rules.mu.Lock()
 	rules := len(d.rules.rules)
 	d.rules.mu.Unlock()
@@ -89,7 +90,14 @@ func (d *Daemon) dialLocal(ctx context.Context, hostPort uint16) (*net.TCPConn, 
 	if a == nil || a.ip != p.Target {
 		return nil, fmt.Errorf("%w: no port %q at %s", uplink.ErrNoLocalPath, p.Owner, p.Target)
 	}
-	target := netip.AddrPortFrom(p.Target, p.TargetPort+(hostPort-p.HostPort))
+	to := p.Target
+	if v6 {
+		if !p.Target6.IsValid() || a.ip6 != p.Target6 {
+			return nil, fmt.Errorf("%w: port %q has no IPv6 address", uplink.ErrNoLocalPath, p.Owner)
+		}
+		to = p.Target6
+	}
+	target := netip.AddrPortFrom(to, p.TargetPort+(hostPort-p.HostPort))
 	if d.privileged {
 		var c net.Conn
 		err := netnsutil.Do(a.netns, func() (err error) {

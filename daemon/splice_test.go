@@ -13,7 +13,8 @@ import (
 // TestDialLocalDeclines checks that the daemon's LocalDialer declines
 // (uplink.ErrNoLocalPath, so the uplink uses the netstack without counting
 // a failure) a port nobody published and, while an ACL rule exists, any
-// port; and that the host uplink got it as its dialer.
+// port, for IPv4 and IPv6 clients alike; and that the host uplink got it
+// as its dialer.
 func TestDialLocalDeclines(t *testing.T) {
 	d := newTestDaemon(t, Config{Uplink: &host.Config{}})
 	if _, ok := d.nat.up.(uplink.LocalSplicer); !ok {
@@ -33,9 +34,11 @@ func TestDialLocalDeclines(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			c, err := d.dialLocal(t.Context(), 18555)
-			if c != nil || !errors.Is(err, uplink.ErrNoLocalPath) || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("dialLocal: %v, %v; want ErrNoLocalPath with %q", c, err, tt.want)
+			for _, v6 := range []bool{false, true} {
+				c, err := d.dialLocal(t.Context(), 18555, v6)
+				if c != nil || !errors.Is(err, uplink.ErrNoLocalPath) || !strings.Contains(err.Error(), tt.want) {
+					t.Errorf("dialLocal (v6 %t): %v, %v; want ErrNoLocalPath with %q", v6, c, err, tt.want)
+				}
 			}
 		})
 	}

@@ -62,8 +62,9 @@ func hostPort6(a, port string) string { return net.JoinHostPort(a, port) }
 // an IPv6 address of a namespace the test made, through AF_INET6 sockets
 // of the daemon's namespace (seen from its address); published ports
 // listen on [::] too and keep the client's IPv6 address, [::1] clients
-// appear as the gateway with --host-loopback, `-p [::1]:...` listens only
-// there, and the gateway's IPv6 address reaches the host's ::1.
+// are spliced into the container's namespace (it sees its own IPv6
+// address) as 127.0.0.1 ones are, `-p [::1]:...` listens only there, and
+// the gateway's IPv6 address reaches the host's ::1.
 func TestHostUplinkIPv6(t *testing.T) {
 	requireRoot(t, "ping")
 	d, host, far := startHost6(t, "--host-loopback")
@@ -105,10 +106,17 @@ func TestHostUplinkIPv6(t *testing.T) {
 		}
 		upload(t, far, hostPort6(hostVeth6, "8083"), 4<<20)
 	})
-	t.Run("published TCP over [::1]: the gateway's IPv6 address", func(t *testing.T) {
+	t.Run("published TCP over [::1]: spliced, the container's own IPv6 address, 64 MiB both ways", func(t *testing.T) {
+		// A root daemon connects inside the container's namespace, to
+		// its own IPv6 address, as for 127.0.0.1 (TestHostUplink).
 		tcpServer(t, c1, "[::]:80")
-		if got := seenAs(t, host, "[::1]:8080"); got.Addr().String() != gateway6 {
-			t.Errorf("the container saw a ::1 client as %s, want the gateway %s", got, gateway6)
+		before := d.stats(t).HostUplink.PublishSpliced
+		if got := seenAs(t, host, "[::1]:8080"); got.Addr().String() != ip6(p1) {
+			t.Errorf("the container saw a spliced ::1 client as %s, want its own address %s", got, ip6(p1))
+		}
+		echoBack(t, host, "[::1]:8080", 64<<20)
+		if s := d.stats(t).HostUplink; s.PublishSpliced != before+2 || s.SpliceFailed != 0 {
+			t.Errorf("publish_spliced %d, splice_failed %d: want %d and 0", s.PublishSpliced, s.SpliceFailed, before+2)
 		}
 	})
 	t.Run("published UDP over [::]: the client's address kept", func(t *testing.T) {
@@ -121,8 +129,8 @@ func TestHostUplinkIPv6(t *testing.T) {
 	})
 	t.Run("-p [::1]:8082:82 listens on ::1 only", func(t *testing.T) {
 		tcpServer(t, c1, "[::]:82")
-		if got := seenAs(t, host, "[::1]:8082"); got.Addr().String() != gateway6 {
-			t.Errorf("the container saw a ::1 client as %s, want %s", got, gateway6)
+		if got := seenAs(t, host, "[::1]:8082"); got.Addr().String() != ip6(p1) {
+			t.Errorf("the container saw a ::1 client as %s, want its own address %s (spliced)", got, ip6(p1))
 		}
 		for _, addr := range []string{hostPort6(hostVeth6, "8082"), "127.0.0.1:8082"} {
 			ns := host
@@ -189,18 +197,30 @@ func TestTAPUplinkIPv6PublishRefused(t *testing.T) {
 }
 
 // TestRootlessHostUplinkIPv6: the same as nobody, for a rootless container:
-// a port published on [::1] is reached from the host namespace's ::1 (the
-// container sees the gateway's IPv6 address), and the gateway's IPv6
-// address reaches the host's ::1.
+// a port published on [::1] is reached from the host namespace's ::1,
+// through the netstack while the container's lo is down (it sees the
+// gateway's IPv6 address), spliced by the dial helper once lo is up (it
+// sees its own IPv6 address; 64 MiB both ways, sha256 equal); and the
+// gateway's IPv6 address reaches the host's ::1.
 func TestRootlessHostUplinkIPv6(t *testing.T) {
 	requireRootless(t)
 	d, host := startRootlessDaemon(t, "--uplink", "host", "--host-loopback", "--ipv6", "--subnet6", subnet6)
 	c := startRootlessContainer(t)
-	d.attachPID(t, c, "-p", "[::1]:18090:8090")
+	p := d.attachPID(t, c, "-p", "[::1]:18090:8090")
 	cname := c.named(t)
 	tcpServer(t, cname, "[::]:8090")
 	if got := seenAs(t, host, "[::1]:18090"); got.Addr().String() != gateway6 {
-		t.Errorf("the container saw a ::1 client as %s, want %s", got, gateway6)
+		t.Errorf("the container's lo down: the container saw a ::1 client as %s, want %s (the netstack's path)", got, gateway6)
+	}
+	if out, err := c.enter("ip", "link", "set", "lo", "up"); err != nil {
+		t.Fatalf("ip link set lo up in the container: %v: %s", err, out)
+	}
+	if got := seenAs(t, host, "[::1]:18090"); got.Addr().String() != ip6(p) {
+		t.Errorf("the container saw a spliced ::1 client as %s, want its own address %s", got, ip6(p))
+	}
+	echoBack(t, host, "[::1]:18090", 64<<20)
+	if s := d.stats(t).HostUplink; s.PublishSpliced != 2 || s.SpliceFailed != 0 {
+		t.Errorf("publish_spliced %d, splice_failed %d: want 2 and 0", s.PublishSpliced, s.SpliceFailed)
 	}
 	tcpServer(t, host, "[::1]:15300")
 	if got := seenAs(t, cname, hostPort6(gateway6, "15300")); got.Addr() != netip.IPv6Loopback() {

@@ -1,7 +1,12 @@
 package integration
 
 import (
+	"bufio"
 	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -105,4 +110,36 @@ func dialHelpers(t *testing.T, pid int) int {
 		}
 	}
 	return n
+}
+
+// echoBack connects from ns to a tcpServer at addr, sends size random
+// bytes while reading its echo, half-closes, and wants the echo whole
+// (sha256 equal): the same bytes both ways over one connection.
+func echoBack(t *testing.T, ns, addr string, size int) {
+	t.Helper()
+	data := make([]byte, size)
+	rand.Read(data)
+	c, err := dialTCP(t, ns, addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(120 * time.Second))
+	r := bufio.NewReader(c)
+	if _, err := r.ReadString('\n'); err != nil {
+		t.Fatalf("read the address line from %s: %v", addr, err)
+	}
+	sent := make(chan error, 1)
+	go func() {
+		_, err := c.Write(data)
+		c.(*net.TCPConn).CloseWrite()
+		sent <- err
+	}()
+	h := sha256.New()
+	n, err := io.Copy(h, r)
+	if err := <-sent; err != nil {
+		t.Fatalf("write %d bytes to %s: %v", size, addr, err)
+	}
+	if want := sha256.Sum256(data); err != nil || n != int64(size) || !bytes.Equal(h.Sum(nil), want[:]) {
+		t.Fatalf("echo from %s: %d bytes (%v), want the %d sent with sha256 equal", addr, n, err, size)
+	}
 }

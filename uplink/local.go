@@ -12,13 +12,14 @@ import (
 var ErrNoLocalPath = errors.New("no direct path into the container")
 
 // LocalDialer opens a TCP connection to the target of the published TCP
-// host port hostPort (the container's address and port) from inside the
-// network namespace of the container that owns it, as one of its own
-// processes would: the connection is the container's loopback traffic, it
-// never crosses the switch. The connection returned lives in that
-// namespace; the caller owns it. ctx bounds the connect. It must be safe
-// for concurrent use.
-type LocalDialer func(ctx context.Context, hostPort uint16) (*net.TCPConn, error)
+// host port hostPort (the container's address and port: its IPv6 address
+// when v6 is set, for a client of ::1, its IPv4 address otherwise) from
+// inside the network namespace of the container that owns it, as one of
+// its own processes would: the connection is the container's loopback
+// traffic, it never crosses the switch. The connection returned lives in
+// that namespace; the caller owns it. ctx bounds the connect. It must be
+// safe for concurrent use.
+type LocalDialer func(ctx context.Context, hostPort uint16, v6 bool) (*net.TCPConn, error)
 
 // LocalSplicer is the optional interface of a Publisher that can join a
 // TCP connection accepted from the host's own loopback to a connection

@@ -210,7 +210,7 @@ func (u *Uplink) publishedTCP(c *net.TCPConn, hostPort uint16) {
 		return
 	}
 	from := ra.AddrPort()
-	if from.Addr().Unmap().IsLoopback() && u.spliceLocal(c, hostPort) {
+	if from.Addr().Unmap().IsLoopback() && u.spliceLocal(c, hostPort, false) {
 		return
 	}
 	client, ok := u.clientAddr(from.Addr())

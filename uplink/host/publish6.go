@@ -89,16 +89,26 @@ func (u *Uplink) setReply6Locked(to netip.AddrPort, l *listener) {
 // publishedTCP6 opens the connection into the container for c, accepted
 // on the IPv6 listener l, and splices the two: to the container's IPv6
 // address from the client's, or, for a container without IPv6, over IPv4
-// from Loopback through NAT's publish. A container that refuses or does
-// not answer resets c.
+// from Loopback through NAT's publish. A client of ::1 is spliced into
+// the container's namespace where it can be (splice_linux.go), to the
+// same address as the netstack would connect to. A container that refuses
+// or does not answer resets c.
 func (u *Uplink) publishedTCP6(c *net.TCPConn, l *listener) {
 	ra, ok := c.RemoteAddr().(*net.TCPAddr)
-	if !ok || u.stats.tcpActive.Load() >= uint64(u.cfg.MaxTCP) {
+	if !ok {
 		u.stats.pubFailed.Add(1)
 		abortHost(c)
 		return
 	}
 	from := ra.AddrPort()
+	if from.Addr().IsLoopback() && u.spliceLocal(c, l.key.port, l.to6.IsValid()) {
+		return
+	}
+	if u.stats.tcpActive.Load() >= uint64(u.cfg.MaxTCP) {
+		u.stats.pubFailed.Add(1)
+		abortHost(c)
+		return
+	}
 	ctx, cancel := u.dialContext()
 	defer cancel()
 	var (

@@ -77,17 +77,18 @@ func (u *Uplink) SetLocalDialer(d uplink.LocalDialer) {
 }
 
 // spliceLocal carries c, a connection from the host's loopback accepted on
-// hostPort, over a connection opened inside the container, and returns
-// true once c is done with. It returns false, having touched nothing, when
-// there is no such path (no dialer, or the dialer failed or declined):
-// the caller carries c through the netstack then.
-func (u *Uplink) spliceLocal(c *net.TCPConn, hostPort uint16) bool {
+// hostPort, over a connection opened inside the container (to its IPv6
+// address when v6 is set), and returns true once c is done with. It
+// returns false, having touched nothing, when there is no such path (no
+// dialer, or the dialer failed or declined): the caller carries c through
+// the netstack then.
+func (u *Uplink) spliceLocal(c *net.TCPConn, hostPort uint16, v6 bool) bool {
 	dp := u.local.dial.Load()
 	if dp == nil || u.cfg.NoSplice || u.stats.tcpActive.Load() >= uint64(u.cfg.MaxTCP) {
 		return false
 	}
 	ctx, cancel := u.dialContext()
-	inner, err := (*dp)(ctx, hostPort)
+	inner, err := (*dp)(ctx, hostPort, v6)
 	cancel()
 	if err != nil {
 		if !errors.Is(err, uplink.ErrNoLocalPath) {

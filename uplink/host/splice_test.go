@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -37,23 +38,31 @@ func freePort4(t *testing.T) uint16 {
 // dial.
 func publishLoopback(t *testing.T, r *rig, port uint16) string {
 	t.Helper()
-	p := nat.Publish{Proto: nat.TCP, HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: port, HostPortEnd: port, TargetPort: 80}
+	return publishAt(t, r, nat.Publish{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: port})
+}
+
+// publishAt publishes p (TCP, one host port, to port 80) and returns the
+// address to dial.
+func publishAt(t *testing.T, r *rig, p nat.Publish) string {
+	t.Helper()
+	p.Proto, p.HostPortEnd, p.TargetPort = nat.TCP, p.HostPort, 80
 	if err := r.u.Publish(p); err != nil {
 		t.Fatal(err)
 	}
-	return netip.AddrPortFrom(p.HostIP, port).String()
+	return netip.AddrPortFrom(p.HostIP, p.HostPort).String()
 }
 
 // dialTo is a LocalDialer that connects to target (standing for the
-// container's server) for host port, and counts its calls.
-func dialTo(target netip.AddrPort, port uint16, calls *atomic.Int32) uplink.LocalDialer {
-	return func(ctx context.Context, hostPort uint16) (*net.TCPConn, error) {
+// container's server) for host port and the family v6, and counts its
+// calls.
+func dialTo(target netip.AddrPort, port uint16, v6 bool, calls *atomic.Int32) uplink.LocalDialer {
+	return func(ctx context.Context, hostPort uint16, gotV6 bool) (*net.TCPConn, error) {
 		calls.Add(1)
-		if hostPort != port {
-			return nil, fmt.Errorf("host port %d, want %d", hostPort, port)
+		if hostPort != port || gotV6 != v6 {
+			return nil, fmt.Errorf("host port %d, v6 %t; want %d, %t", hostPort, gotV6, port, v6)
 		}
 		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp4", target.String())
+		c, err := d.DialContext(ctx, "tcp", target.String())
 		if err != nil {
 			return nil, err
 		}
@@ -61,54 +70,71 @@ func dialTo(target netip.AddrPort, port uint16, calls *atomic.Int32) uplink.Loca
 	}
 }
 
-// TestPublishedTCPSpliced: a client on 127.0.0.1 of a published port is
-// joined to the LocalDialer's connection and the bytes spliced both ways,
-// half-close included (the echo server closes after the client's FIN);
-// counted as spliced, never through the netstack; nothing left after.
+// TestPublishedTCPSpliced: a client on 127.0.0.1 or ::1 of a published
+// port is joined to the LocalDialer's connection (asked for the
+// container's IPv6 address only when the client is on ::1 and the
+// container has one) and the bytes spliced both ways, 64 MiB with their
+// sha256 equal, half-close included (the echo server closes after the
+// client's FIN); counted as spliced, never through the netstack; nothing
+// left after.
 func TestPublishedTCPSpliced(t *testing.T) {
-	r := newRig(t, Config{})
-	srv := echoServer(t)
-	port := freePort4(t)
-	var calls atomic.Int32
-	r.u.SetLocalDialer(dialTo(srv, port, &calls))
-	addr := publishLoopback(t, r, port)
-	base := runtime.NumGoroutine()
+	for _, tt := range []struct {
+		name    string
+		network string
+		pub     nat.Publish
+		wantV6  bool
+	}{
+		{"127.0.0.1", "tcp4", nat.Publish{HostIP: netip.MustParseAddr("127.0.0.1")}, false},
+		{"::1 to the container's IPv6 address", "tcp6", nat.Publish{HostIP: netip.IPv6Loopback(), Target6: netip.MustParseAddr("fd00::2")}, true},
+		{"::1 to a container without IPv6", "tcp6", nat.Publish{HostIP: netip.IPv6Loopback()}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t, Config{})
+			srv := echoServerAt(t, tt.network, netip.AddrPortFrom(tt.pub.HostIP, 0).String())
+			tt.pub.HostPort = freePort4(t)
+			var calls atomic.Int32
+			r.u.SetLocalDialer(dialTo(srv, tt.pub.HostPort, tt.wantV6, &calls))
+			addr := publishAt(t, r, tt.pub)
+			base := runtime.NumGoroutine()
 
-	for i := range 3 {
-		c, err := net.Dial("tcp4", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.SetDeadline(time.Now().Add(30 * time.Second))
-		data := make([]byte, 4<<20>>i)
-		rand.Read(data)
-		go func() {
-			c.Write(data)
-			c.(*net.TCPConn).CloseWrite()
-		}()
-		got, err := io.ReadAll(c)
-		c.Close()
-		if err != nil || sha256.Sum256(got) != sha256.Sum256(data) {
-			t.Fatalf("connection %d: read %d bytes (%v), want the %d sent back with sha256 equal", i, len(got), err, len(data))
-		}
+			for i, size := range []int{64 << 20, 1 << 20, 1} {
+				c, err := net.Dial(tt.network, addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.SetDeadline(time.Now().Add(60 * time.Second))
+				data := make([]byte, size)
+				rand.Read(data)
+				go func() {
+					c.Write(data)
+					c.(*net.TCPConn).CloseWrite()
+				}()
+				h := sha256.New()
+				n, err := io.Copy(h, c)
+				c.Close()
+				if want := sha256.Sum256(data); err != nil || n != int64(size) || !bytes.Equal(h.Sum(nil), want[:]) {
+					t.Fatalf("connection %d: read %d bytes (%v), want the %d sent back with sha256 equal", i, n, err, size)
+				}
+			}
+			waitFor(t, "spliced connections ended", func() bool { return r.u.Stats().TCPActive == 0 })
+			s := r.u.Stats()
+			if s.PublishSpliced != 3 || s.TCPTotal != 3 || s.SpliceFailed != 0 || calls.Load() != 3 || s.TxPackets != 0 {
+				t.Errorf("publish_spliced %d, tcp_total %d, splice_failed %d, dials %d, packets to the netstack %d: want 3, 3, 0, 3, 0",
+					s.PublishSpliced, s.TCPTotal, s.SpliceFailed, calls.Load(), s.TxPackets)
+			}
+			waitFor(t, "goroutines back to the baseline", func() bool { return runtime.NumGoroutine() <= base+2 })
+		})
 	}
-	waitFor(t, "spliced connections ended", func() bool { return r.u.Stats().TCPActive == 0 })
-	s := r.u.Stats()
-	if s.PublishSpliced != 3 || s.TCPTotal != 3 || s.SpliceFailed != 0 || calls.Load() != 3 || s.TxPackets != 0 {
-		t.Errorf("publish_spliced %d, tcp_total %d, splice_failed %d, dials %d, packets to the netstack %d: want 3, 3, 0, 3, 0",
-			s.PublishSpliced, s.TCPTotal, s.SpliceFailed, calls.Load(), s.TxPackets)
-	}
-	waitFor(t, "goroutines back to the baseline", func() bool { return runtime.NumGoroutine() <= base+2 })
 }
 
 // TestPublishedTCPSpliceFallback: when the dialer declines (ErrNoLocalPath),
 // fails, or splice=off, a loopback client goes through the netstack as
 // before and the container sees it as Loopback.
 func TestPublishedTCPSpliceFallback(t *testing.T) {
-	declined := func(context.Context, uint16) (*net.TCPConn, error) {
+	declined := func(context.Context, uint16, bool) (*net.TCPConn, error) {
 		return nil, fmt.Errorf("%w: a rule", uplink.ErrNoLocalPath)
 	}
-	failed := func(context.Context, uint16) (*net.TCPConn, error) {
+	failed := func(context.Context, uint16, bool) (*net.TCPConn, error) {
 		return nil, syscall.ECONNREFUSED
 	}
 	for _, tt := range []struct {
@@ -153,7 +179,7 @@ func TestPublishedTCPSplicedReset(t *testing.T) {
 	defer ln.Close()
 	port := freePort4(t)
 	var calls atomic.Int32
-	r.u.SetLocalDialer(dialTo(ln.Addr().(*net.TCPAddr).AddrPort(), port, &calls))
+	r.u.SetLocalDialer(dialTo(ln.Addr().(*net.TCPAddr).AddrPort(), port, false, &calls))
 	addr := publishLoopback(t, r, port)
 
 	c, err := net.Dial("tcp4", addr)
