@@ -4,7 +4,10 @@
 # --host-loopback), slirp4netns, pasta and gvproxy, at each MTU of MTUS
 # (default "1500 65520"), interleaved over ROUNDS rounds (default 3) of
 # SECONDS_PER_TEST seconds (default 5), in one run on this machine; TESTS
-# picks some of the tests (default "out in-lo in-addr"):
+# picks some of the tests (default "out in-lo in-lo6 in-addr"), TOOLS some
+# of the peers (default "tapswitch slirp4netns pasta gvproxy"); BASE=BIN2
+# adds a second tapswitch binary as the peer "base" (the unchanged build,
+# to measure a change against in the same run; a ts/base column):
 #
 #   out       container -> a server on the host's 127.0.0.1 (tapswitch: the
 #             gateway 10.90.0.1 with --host-loopback; slirp4netns: 10.0.2.2,
@@ -15,6 +18,10 @@
 #             server in the container (tapswitch -p, slirp4netns add_hostfwd
 #             through its API socket, pasta -t, gvproxy's
 #             /services/forwarder/expose)
+#   in-lo6    the same from the host's ::1 (tapswitch, base and pasta only:
+#             slirp4netns and gvproxy forward IPv4 here; tapswitch runs
+#             with --ipv6 and splices to the container's IPv6 address,
+#             pasta to the container's ::1)
 #   in-addr   the same from the host's own address 203.0.113.1 instead of
 #             127.0.0.1 (pasta and tapswitch splice loopback connections
 #             but not these)
@@ -39,9 +46,9 @@
 # bench/results/rootless-DATE.json).
 #
 # The script needs root only to set the stage: it creates a namespace that
-# stands for the host (its own loopback, and a veth link 203.0.113.1/24 to a
-# second namespace with a default route, which pasta copies its addresses
-# from; nothing is sent there), makes /dev/net/tun 0666 as ordinary
+# stands for the host (its own loopback, and a veth link 203.0.113.1/24 and
+# 2001:db8:113::1/64 to a second namespace with default routes, which pasta
+# copies its addresses from; nothing is sent there), makes /dev/net/tun 0666 as ordinary
 # distributions ship it (put back on exit), and runs everything else as
 # nobody (setpriv, uid/gid 65534) inside that namespace: the containers are
 # `unshare --user --map-root-user --net` processes of nobody's, and
@@ -50,6 +57,7 @@
 set -euo pipefail
 
 bin=${1:-bin/tapswitch}
+base=${BASE:-}
 gvproxy=${GVPROXY:-bin/bench/gvproxy}
 gvforwarder=${GVFORWARDER:-bin/bench/vm}
 rounds=${ROUNDS:-3}
@@ -81,9 +89,11 @@ u=$work/u # nobody's runtime directory
 mkdir "$u"
 chown 65534:65534 "$u"
 cp "$bin" "$work/tapswitch"
+[ -z "$base" ] || cp "$base" "$work/base"
 cp "$gvproxy" "$work/gvproxy"
 cp "$gvforwarder" "$work/gvforwarder"
 chmod 0755 "$work/tapswitch" "$work/gvproxy" "$work/gvforwarder"
+[ -z "$base" ] || chmod 0755 "$work/base"
 
 ip netns add ${p}h
 ip netns add ${p}x
@@ -94,6 +104,9 @@ ip -n ${p}h link set eth0 up
 ip -n ${p}x addr add 203.0.113.254/24 dev eth0
 ip -n ${p}x link set eth0 up
 ip -n ${p}h route add default via 203.0.113.254
+ip -n ${p}h addr add 2001:db8:113::1/64 dev eth0 nodad
+ip -n ${p}x addr add 2001:db8:113::fe/64 dev eth0 nodad
+ip -n ${p}h -6 route add default via 2001:db8:113::fe
 
 # "${N[@]}" CMD...: run CMD as nobody in the host namespace. `ip netns
 # exec`, setpriv and env exec, so $! of `"${N[@]}" CMD &` is CMD's own PID
@@ -163,40 +176,64 @@ tcp() {
 # linkmtu PID DEV: the MTU of DEV in the container PID.
 linkmtu() { nsenter -t "$1" -n ip -o link show dev "$2" | sed -n 's/.* mtu \([0-9]*\) .*/\1/p'; }
 
-median() { printf '%s\n' "$@" | grep -v fail | sort -g | awk '{a[NR]=$1} END {if (NR == 0) print "fail"; else print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a != "fail" && b != "fail" && b > 0) printf "%.2f", a / b; else print "-"}'; }
+# median RUNS...: the median of the runs that did not fail; "fail" if all
+# did, "-" if there were none (a test or peer not run).
+median() {
+	[ $# -gt 0 ] || { echo -; return; }
+	printf '%s\n' "$@" | grep -v fail | sort -g | awk '{a[NR]=$1} END {if (NR == 0) print "fail"; else print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2f", a / b; else print "-"}'; }
 
-tools="tapswitch slirp4netns pasta gvproxy"
-tests=${TESTS:-out in-lo in-addr}
+tools=${TOOLS:-tapswitch slirp4netns pasta gvproxy}
+[ -z "$base" ] || tools="$tools base"
+tests=${TESTS:-out in-lo in-lo6 in-addr}
+has() { case " $tools " in *" $1 "*) return 0 ;; esac; return 1; }
 declare -A res  # res[mtu,test,tool] = space-separated Gbit/s of every round
 declare -A ifmtu
 
 for mtu in $mtus; do
 	echo "MTU $mtu: setting up" >&2
-	ct=$(container)
+	ct= cs= cp= cg= cb= tsd= bd= sd= pd= gd= gf=
+	# tsup NAME PORT: start the tapswitch binary NAME ($work/NAME) with a
+	# container published on PORT; sets c (container) and d (daemon).
+	tsup() {
+		c=$(container)
+		pids+=("$c")
+		"${N[@]}" "$work/$1" run --control "$u/$1.sock" --mtu "$mtu" --host-loopback --dns=false --ipv6 --subnet6 fd42:90::/64 >"$work/$1-$mtu.log" 2>&1 &
+		d=$!
+		pids+=("$d")
+		for _ in $(seq 100); do "${N[@]}" "$work/$1" ports --control "$u/$1.sock" >/dev/null 2>&1 && break; sleep 0.05; done
+		"${N[@]}" "$work/$1" attach --pid "$c" -p "$2:5201" --control "$u/$1.sock" >/dev/null
+	}
+	if has tapswitch; then tsup tapswitch 5311; ct=$c tsd=$d; fi
+	if has base; then tsup base 5315; cb=$c bd=$d; fi
+
+	if has slirp4netns; then
 	cs=$(container)
-	cp=$(container)
-	cg=$(container)
-	pids+=("$ct" "$cs" "$cp" "$cg")
-
-	"${N[@]}" "$work/tapswitch" run --control "$u/ts.sock" --mtu "$mtu" --host-loopback --dns=false >"$work/tapswitch-$mtu.log" 2>&1 &
-	tsd=$!
-	pids+=("$tsd")
-	for _ in $(seq 100); do "${N[@]}" "$work/tapswitch" ports --control "$u/ts.sock" >/dev/null 2>&1 && break; sleep 0.05; done
-	"${N[@]}" "$work/tapswitch" attach --pid "$ct" -p 5311:5201 --control "$u/ts.sock" >/dev/null
-
+	pids+=("$cs")
 	"${N[@]}" slirp4netns --configure --mtu="$mtu" --api-socket "$u/slirp.sock" "$cs" tap0 >"$work/slirp-$mtu.log" 2>&1 &
 	sd=$!
 	pids+=("$sd")
 	for _ in $(seq 100); do [ -S "$u/slirp.sock" ] && break; sleep 0.05; done
 	echo '{"execute": "add_hostfwd", "arguments": {"proto": "tcp", "host_addr": "0.0.0.0", "host_port": 5312, "guest_port": 5201}}' |
 		"${N[@]}" socat - "UNIX-CONNECT:$u/slirp.sock" | grep -q '"return"' || { echo "slirp4netns add_hostfwd failed" >&2; exit 1; }
+	for _ in $(seq 100); do [ -n "$(nsenter -t "$cs" -n ip -o -4 addr show dev tap0 2>/dev/null)" ] && break; sleep 0.05; done
+	ifmtu[$mtu,slirp4netns]=$(linkmtu "$cs" tap0)
+	fi
 
-	"${N[@]}" pasta -4 --config-net --mtu "$mtu" -t 5313:5201 -u none -T none -U none -f -q "$cp" >"$work/pasta-$mtu.log" 2>&1 &
+	if has pasta; then
+	cp=$(container)
+	pids+=("$cp")
+	"${N[@]}" pasta --config-net --mtu "$mtu" -t 5313:5201 -u none -T none -U none -f -q "$cp" >"$work/pasta-$mtu.log" 2>&1 &
 	pd=$!
 	pids+=("$pd")
 	for _ in $(seq 100); do [ -n "$(nsenter -t "$cp" -n ip -o -4 addr show dev eth0 2>/dev/null)" ] && break; sleep 0.05; done
+	ifmtu[$mtu,pasta]=$(linkmtu "$cp" eth0)
+	fi
 
+	if has gvproxy; then
+	cg=$(container)
+	pids+=("$cg")
 	"${N[@]}" "$work/gvproxy" -listen "unix://$u/gv.sock" -mtu "$mtu" -ssh-port -1 >"$work/gvproxy-$mtu.log" 2>&1 &
 	gd=$!
 	pids+=("$gd")
@@ -210,18 +247,17 @@ for mtu in $mtus; do
 	pids+=("$gf")
 	"${N[@]}" curl -sS --fail --unix-socket "$u/gv.sock" -X POST -d '{"local": ":5314", "remote": "192.168.127.2:5201"}' http://gvproxy/services/forwarder/expose ||
 		{ echo "gvproxy expose failed" >&2; exit 1; }
-
-	for _ in $(seq 100); do [ -n "$(nsenter -t "$cs" -n ip -o -4 addr show dev tap0 2>/dev/null)" ] && break; sleep 0.05; done
-	ifmtu[$mtu,tapswitch]=$(linkmtu "$ct" eth0)
-	ifmtu[$mtu,slirp4netns]=$(linkmtu "$cs" tap0)
-	ifmtu[$mtu,pasta]=$(linkmtu "$cp" eth0)
 	ifmtu[$mtu,gvproxy]=$(linkmtu "$cg" tap0)
+	fi
+	[ -z "$ct" ] || ifmtu[$mtu,tapswitch]=$(linkmtu "$ct" eth0)
+	[ -z "$cb" ] || ifmtu[$mtu,base]=$(linkmtu "$cb" eth0)
 
 	for r in $(seq "$rounds"); do
 		echo "MTU $mtu: round $r/$rounds" >&2
 		for tool in $(printf '%s\n' $tools | shuf); do
 			case $tool in
 			tapswitch) c=$ct gw=10.90.0.1 port=5311 ;;
+			base) c=$cb gw=10.90.0.1 port=5315 ;;
 			slirp4netns) c=$cs gw=10.0.2.2 port=5312 ;;
 			pasta) c=$cp gw=203.0.113.254 port=5313 ;;
 			gvproxy) c=$cg gw=192.168.127.254 port=5314 ;;
@@ -230,6 +266,12 @@ for mtu in $mtus; do
 				case $test in
 				out) res[$mtu,$test,$tool]+="$(tcp host "$c" "$gw" 5201) " ;;
 				in-lo) res[$mtu,$test,$tool]+="$(tcp "$c" host 127.0.0.1 "$port") " ;;
+				in-lo6)
+					case $tool in
+					slirp4netns | gvproxy) ;;
+					*) res[$mtu,$test,$tool]+="$(tcp "$c" host ::1 "$port") " ;;
+					esac
+					;;
 				in-addr) res[$mtu,$test,$tool]+="$(tcp "$c" host 203.0.113.1 "$port") " ;;
 				esac
 			done
@@ -237,11 +279,14 @@ for mtu in $mtus; do
 	done
 
 	# Which path tapswitch's published port took (stats, host uplink).
-	echo "MTU $mtu: tapswitch's published port:" $("${N[@]}" "$work/tapswitch" stats --json --control "$u/ts.sock" |
-		grep -oE '"(publish_accepted|publish_spliced|splice_failed)": ?[0-9]+') >&2
-	for pid in "$tsd" "$sd" "$pd" "$gf" "$gd" "$ct" "$cs" "$cp" "$cg"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+	for ts in tapswitch base; do
+		has $ts || continue
+		echo "MTU $mtu: $ts's published port:" $("${N[@]}" "$work/$ts" stats --json --control "$u/$ts.sock" |
+			grep -oE '"(publish_accepted|publish_spliced|splice_failed)": ?[0-9]+') >&2
+	done
+	for pid in $tsd $bd $sd $pd $gf $gd $ct $cb $cs $cp $cg; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
 	pids=()
-	rm -f "$u/ts.sock" "$u/slirp.sock" "$u/gv.sock"
+	rm -f "$u/tapswitch.sock" "$u/base.sock" "$u/slirp.sock" "$u/gv.sock"
 done
 
 declare -A med
@@ -249,24 +294,25 @@ for mtu in $mtus; do
 	for test in $tests; do
 		for tool in $tools; do
 			# shellcheck disable=SC2086
-			med[$mtu,$test,$tool]=$(median ${res[$mtu,$test,$tool]})
+			med[$mtu,$test,$tool]=$(median ${res[$mtu,$test,$tool]:-})
 		done
 	done
 done
 
 echo
-printf '%-6s %-8s %10s %12s %8s %8s %9s %9s %9s\n' MTU test tapswitch slirp4netns pasta gvproxy "ts/slirp" "ts/pasta" "ts/gvp"
+printf '%-6s %-8s %10s %12s %8s %8s %8s %9s %9s %9s %8s\n' MTU test tapswitch slirp4netns pasta gvproxy base "ts/slirp" "ts/pasta" "ts/gvp" "ts/base"
 for mtu in $mtus; do
 	for test in $tests; do
-		printf '%-6s %-8s %10s %12s %8s %8s %9s %9s %9s\n' "$mtu" "$test" \
-			"${med[$mtu,$test,tapswitch]}" "${med[$mtu,$test,slirp4netns]}" "${med[$mtu,$test,pasta]}" "${med[$mtu,$test,gvproxy]}" \
-			"$(ratio "${med[$mtu,$test,tapswitch]}" "${med[$mtu,$test,slirp4netns]}")" \
-			"$(ratio "${med[$mtu,$test,tapswitch]}" "${med[$mtu,$test,pasta]}")" \
-			"$(ratio "${med[$mtu,$test,tapswitch]}" "${med[$mtu,$test,gvproxy]}")"
+		printf '%-6s %-8s %10s %12s %8s %8s %8s %9s %9s %9s %8s\n' "$mtu" "$test" \
+			"${med[$mtu,$test,tapswitch]:--}" "${med[$mtu,$test,slirp4netns]:--}" "${med[$mtu,$test,pasta]:--}" "${med[$mtu,$test,gvproxy]:--}" "${med[$mtu,$test,base]:--}" \
+			"$(ratio "${med[$mtu,$test,tapswitch]:-}" "${med[$mtu,$test,slirp4netns]:-}")" \
+			"$(ratio "${med[$mtu,$test,tapswitch]:-}" "${med[$mtu,$test,pasta]:-}")" \
+			"$(ratio "${med[$mtu,$test,tapswitch]:-}" "${med[$mtu,$test,gvproxy]:-}")" \
+			"$(ratio "${med[$mtu,$test,tapswitch]:-}" "${med[$mtu,$test,base]:-}")"
 	done
 done
-echo "(Gbit/s, iperf3 TCP 1 stream, medians of $rounds rounds of ${secs}s, run as nobody; interface MTUs seen in the containers:" \
-	"$(for mtu in $mtus; do printf '%s: tapswitch %s, slirp4netns %s, pasta %s, gvproxy %s; ' "$mtu" "${ifmtu[$mtu,tapswitch]}" "${ifmtu[$mtu,slirp4netns]}" "${ifmtu[$mtu,pasta]}" "${ifmtu[$mtu,gvproxy]}"; done))"
+echo "(Gbit/s, iperf3 TCP 1 stream, medians of $rounds rounds of ${secs}s, run as nobody; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); interface MTUs seen in the containers:" \
+	"$(for mtu in $mtus; do printf '%s:' "$mtu"; for tool in $tools; do printf ' %s %s' "$tool" "${ifmtu[$mtu,$tool]:-}"; done; printf '; '; done))"
 
 mkdir -p "$out"
 file=$out/rootless-$(date -u +%Y%m%dT%H%M%SZ).json
@@ -280,11 +326,11 @@ file=$out/rootless-$(date -u +%Y%m%dT%H%M%SZ).json
 	for mtu in $mtus; do
 		for test in $tests; do
 			for tool in $tools; do
-				runs=$(echo ${res[$mtu,$test,$tool]} | sed 's/fail/null/g; s/ /, /g')
+				runs=$(echo ${res[$mtu,$test,$tool]:-} | sed 's/fail/null/g; s/ /, /g')
 				m=${med[$mtu,$test,$tool]}
-				[ "$m" = fail ] && m=null
+				[ "$m" = fail ] || [ "$m" = - ] && m=null
 				printf '%s\n    {"mtu": %s, "if_mtu": %s, "test": "%s", "tool": "%s", "median": %s, "runs": [%s]}' \
-					"$sep" "$mtu" "${ifmtu[$mtu,$tool]}" "$test" "$tool" "$m" "$runs"
+					"$sep" "$mtu" "${ifmtu[$mtu,$tool]:-null}" "$test" "$tool" "$m" "$runs"
 				sep=,
 			done
 		done
