@@ -18,7 +18,8 @@ import (
 // Published ports reached from the host's loopback, spliced into the
 // container's namespace (uplink.LocalSplicer, the host uplink): the
 // daemon is the uplink's LocalDialer. It opens the connection inside the
-// container's network namespace to the container's address and the
+// container's network namespace to the container's address (its IPv6
+// address for a client of ::1, when the publish has one) and the
 // published port: a privileged daemon enters the namespace on a locked
 // thread (netnsutil.Do) for the connect; an unprivileged one cannot
 // (setns needs CAP_SYS_ADMIN in its own user namespace too), so a helper

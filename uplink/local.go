@@ -25,10 +25,10 @@ type LocalDialer func(ctx context.Context, hostPort uint16, v6 bool) (*net.TCPCo
 // TCP connection accepted from the host's own loopback to a connection
 // opened inside the container (LocalDialer) and move the bytes between the
 // two host sockets with splice(2), as pasta does for such clients: no
-// packets, no TCP stack of the switch's, no NAT in between. The container
-// sees the connection come from its own address (it cannot be shown a
-// loopback source anyway). Clients on other addresses keep their address
-// and the ordinary path.
+// packets, no TCP stack of the switch's, no NAT in between. Clients of
+// 127.0.0.0/8 and of ::1 alike. The container sees the connection come
+// from its own address (it cannot be shown a loopback source anyway).
+// Clients on other addresses keep their address and the ordinary path.
 type LocalSplicer interface {
 	// SetLocalDialer sets the dialer; nil turns the splice off. It may
 	// be called at any time; connections accepted before keep their

@@ -29,9 +29,11 @@ import (
 // and the netstack path 7.28 at 1500 (issue 15): pasta's lead was the
 // splice, which is what this path does.
 //
-// With a LocalDialer set, a connection accepted from 127.0.0.0/8 is joined
-// to a connection the dialer opens inside the container's namespace (to
-// the container's address and port, from the container's own address),
+// With a LocalDialer set, a connection accepted from 127.0.0.0/8 or ::1
+// is joined to a connection the dialer opens inside the container's
+// namespace (to the container's address and port, from the container's
+// own address; for ::1 to its IPv6 address where the published port has
+// one, to its IPv4 address otherwise, as the netstack path would),
 // and the two host sockets are spliced both ways: TCPConn.ReadFrom from
 // another *net.TCPConn moves the bytes with splice(2) through a pipe of 1
 // MiB (internal/poll), never into user memory. FIN is
