@@ -48,8 +48,8 @@
 # The script needs root only to set the stage: it creates a namespace that
 # stands for the host (its own loopback, and a veth link 203.0.113.1/24 and
 # 2001:db8:113::1/64 to a second namespace with default routes, which pasta
-# copies its addresses from; nothing is sent there), makes /dev/net/tun 0666 as ordinary
-# distributions ship it (put back on exit), and runs everything else as
+# copies its addresses from; nothing is sent there), makes /dev/net/tun
+# 0666 as ordinary distributions ship it (put back on exit), and runs everything else as
 # nobody (setpriv, uid/gid 65534) inside that namespace: the containers are
 # `unshare --user --map-root-user --net` processes of nobody's, and
 # tapswitch, slirp4netns and pasta run as nobody. Traffic stays on that
@@ -209,45 +209,45 @@ for mtu in $mtus; do
 	if has base; then tsup base 5315; cb=$c bd=$d; fi
 
 	if has slirp4netns; then
-	cs=$(container)
-	pids+=("$cs")
-	"${N[@]}" slirp4netns --configure --mtu="$mtu" --api-socket "$u/slirp.sock" "$cs" tap0 >"$work/slirp-$mtu.log" 2>&1 &
-	sd=$!
-	pids+=("$sd")
-	for _ in $(seq 100); do [ -S "$u/slirp.sock" ] && break; sleep 0.05; done
-	echo '{"execute": "add_hostfwd", "arguments": {"proto": "tcp", "host_addr": "0.0.0.0", "host_port": 5312, "guest_port": 5201}}' |
-		"${N[@]}" socat - "UNIX-CONNECT:$u/slirp.sock" | grep -q '"return"' || { echo "slirp4netns add_hostfwd failed" >&2; exit 1; }
-	for _ in $(seq 100); do [ -n "$(nsenter -t "$cs" -n ip -o -4 addr show dev tap0 2>/dev/null)" ] && break; sleep 0.05; done
-	ifmtu[$mtu,slirp4netns]=$(linkmtu "$cs" tap0)
+		cs=$(container)
+		pids+=("$cs")
+		"${N[@]}" slirp4netns --configure --mtu="$mtu" --api-socket "$u/slirp.sock" "$cs" tap0 >"$work/slirp-$mtu.log" 2>&1 &
+		sd=$!
+		pids+=("$sd")
+		for _ in $(seq 100); do [ -S "$u/slirp.sock" ] && break; sleep 0.05; done
+		echo '{"execute": "add_hostfwd", "arguments": {"proto": "tcp", "host_addr": "0.0.0.0", "host_port": 5312, "guest_port": 5201}}' |
+			"${N[@]}" socat - "UNIX-CONNECT:$u/slirp.sock" | grep -q '"return"' || { echo "slirp4netns add_hostfwd failed" >&2; exit 1; }
+		for _ in $(seq 100); do [ -n "$(nsenter -t "$cs" -n ip -o -4 addr show dev tap0 2>/dev/null)" ] && break; sleep 0.05; done
+		ifmtu[$mtu,slirp4netns]=$(linkmtu "$cs" tap0)
 	fi
 
 	if has pasta; then
-	cp=$(container)
-	pids+=("$cp")
-	"${N[@]}" pasta --config-net --mtu "$mtu" -t 5313:5201 -u none -T none -U none -f -q "$cp" >"$work/pasta-$mtu.log" 2>&1 &
-	pd=$!
-	pids+=("$pd")
-	for _ in $(seq 100); do [ -n "$(nsenter -t "$cp" -n ip -o -4 addr show dev eth0 2>/dev/null)" ] && break; sleep 0.05; done
-	ifmtu[$mtu,pasta]=$(linkmtu "$cp" eth0)
+		cp=$(container)
+		pids+=("$cp")
+		"${N[@]}" pasta --config-net --mtu "$mtu" -t 5313:5201 -u none -T none -U none -f -q "$cp" >"$work/pasta-$mtu.log" 2>&1 &
+		pd=$!
+		pids+=("$pd")
+		for _ in $(seq 100); do [ -n "$(nsenter -t "$cp" -n ip -o -4 addr show dev eth0 2>/dev/null)" ] && break; sleep 0.05; done
+		ifmtu[$mtu,pasta]=$(linkmtu "$cp" eth0)
 	fi
 
 	if has gvproxy; then
-	cg=$(container)
-	pids+=("$cg")
-	"${N[@]}" "$work/gvproxy" -listen "unix://$u/gv.sock" -mtu "$mtu" -ssh-port -1 >"$work/gvproxy-$mtu.log" 2>&1 &
-	gd=$!
-	pids+=("$gd")
-	for _ in $(seq 100); do [ -S "$u/gv.sock" ] && break; sleep 0.05; done
-	"${E[@]}" "$cg" ip tuntap add dev tap0 mode tap
-	"${E[@]}" "$cg" ip link set dev tap0 address 5a:94:ef:e4:0c:ee mtu "$mtu" up
-	"${E[@]}" "$cg" ip addr add 192.168.127.2/24 dev tap0
-	"${E[@]}" "$cg" ip route add default via 192.168.127.1
-	"${E[@]}" "$cg" "$work/gvforwarder" -url "unix://$u/gv.sock" -iface tap0 -preexisting -mtu "$mtu" -stop-if-exist "" >"$work/gvforwarder-$mtu.log" 2>&1 &
-	gf=$!
-	pids+=("$gf")
-	"${N[@]}" curl -sS --fail --unix-socket "$u/gv.sock" -X POST -d '{"local": ":5314", "remote": "192.168.127.2:5201"}' http://gvproxy/services/forwarder/expose ||
-		{ echo "gvproxy expose failed" >&2; exit 1; }
-	ifmtu[$mtu,gvproxy]=$(linkmtu "$cg" tap0)
+		cg=$(container)
+		pids+=("$cg")
+		"${N[@]}" "$work/gvproxy" -listen "unix://$u/gv.sock" -mtu "$mtu" -ssh-port -1 >"$work/gvproxy-$mtu.log" 2>&1 &
+		gd=$!
+		pids+=("$gd")
+		for _ in $(seq 100); do [ -S "$u/gv.sock" ] && break; sleep 0.05; done
+		"${E[@]}" "$cg" ip tuntap add dev tap0 mode tap
+		"${E[@]}" "$cg" ip link set dev tap0 address 5a:94:ef:e4:0c:ee mtu "$mtu" up
+		"${E[@]}" "$cg" ip addr add 192.168.127.2/24 dev tap0
+		"${E[@]}" "$cg" ip route add default via 192.168.127.1
+		"${E[@]}" "$cg" "$work/gvforwarder" -url "unix://$u/gv.sock" -iface tap0 -preexisting -mtu "$mtu" -stop-if-exist "" >"$work/gvforwarder-$mtu.log" 2>&1 &
+		gf=$!
+		pids+=("$gf")
+		"${N[@]}" curl -sS --fail --unix-socket "$u/gv.sock" -X POST -d '{"local": ":5314", "remote": "192.168.127.2:5201"}' http://gvproxy/services/forwarder/expose ||
+			{ echo "gvproxy expose failed" >&2; exit 1; }
+		ifmtu[$mtu,gvproxy]=$(linkmtu "$cg" tap0)
 	fi
 	[ -z "$ct" ] || ifmtu[$mtu,tapswitch]=$(linkmtu "$ct" eth0)
 	[ -z "$cb" ] || ifmtu[$mtu,base]=$(linkmtu "$cb" eth0)
