@@ -34,38 +34,42 @@ import (
 // namespace (to the container's address and port, from the container's
 // own address; for ::1 to its IPv6 address where the published port has
 // one, to its IPv4 address otherwise, as the netstack path would),
-// and the two host sockets are spliced both ways: TCPConn.ReadFrom from
-// another *net.TCPConn moves the bytes with splice(2) through a pipe of 1
-// MiB (internal/poll), never into user memory. FIN is
-// carried as FIN (half-close), a reset or error on one side resets the
-// other, as the netstack path does.
+// and the two host sockets are spliced both ways: spliceCopy
+// (splicepipe_linux.go) moves each direction's bytes with splice(2)
+// through a pipe of 1 MiB, never into user memory. FIN is carried as FIN
+// (half-close), a reset or error on one side resets the other, as the
+// netstack path does.
 //
-// Why internal/poll's loop and not pasta's (tcp_splice.c), measured on
-// 2026-12-03 (issue 15). Per 4 GB spliced from 127.0.0.1 (iperf3 -n 4G,
-// perf stat on the daemon, root, own namespaces): 12.7-19.6k splice
-// calls (about 0.5 MB moved per pair), 5-15k epoll_pwait, 2-3k futex,
-// 12-17k context switches, 78-94k TCP segments into the container (about
-// 50 KB each; a 64 KiB MSS makes 66k at least), and 1.4-1.5 s of daemon
-// CPU of which 0.13-0.16 s in user space: the bytes' cost is the kernel's
-// two TCP connections over lo, as it is pasta's, and the loop around the
-// splice calls is a tenth of it. pasta's ideas, each built into an own
-// loop (raw splice(2) with SPLICE_F_MOVE|NONBLOCK on a pooled pipe,
-// waiting through RawConn) and run against the unchanged binary in the
-// same run (bench/rootless-compare.sh BASE=, TESTS=in-lo, MTU 1500,
-// TOOLS="tapswitch pasta", 3 rounds; load average 8-15, ts/base):
+// How the bytes move, measured on 2026-12-03 (issue 15). Per 4 GB spliced
+// from 127.0.0.1 with the standard library's loop (TCPConn.ReadFrom,
+// internal/poll; iperf3 -n 4G, perf stat on the daemon, root, own
+// namespaces): 12.7-19.6k splice calls (about 0.5 MB moved per pair),
+// 5-15k epoll_pwait, 2-3k futex, 12-17k context switches, 78-94k TCP
+// segments into the container (about 50 KB each; a 64 KiB MSS makes 66k
+// at least), and 1.4-1.5 s of daemon CPU of which 0.13-0.16 s in user
+// space: the bytes' cost is the kernel's two TCP connections over lo, as
+// it is pasta's. pasta's ideas (tcp_splice.c), each built into an own loop
+// (raw splice(2) with SPLICE_F_MOVE|NONBLOCK on a pooled pipe, waiting
+// through RawConn) and run against the standard library's in the same run
+// (bench/rootless-compare.sh BASE=, TESTS=in-lo, MTU 1500, TOOLS="tapswitch
+// pasta", 3 rounds unless said; ts/base, load average in brackets):
 //
-//	own loop, read once then empty the pipe (Go's order)   0.91
-//	  + fill the pipe until EAGAIN before writing          1.31
-//	  + SPLICE_F_MORE after a read of >= 90 % of the pipe  1.12, 0.94, 0.91
-//	  + TCP_QUICKACK on the source                         1.09
-//	  + SO_RCVLOWAT pipe/4 after large reads (2 ms limit)  1.05, 1.01
-//	  Nagle on the destination + SPLICE_F_MORE             0.51, 1.30
-//	pipe of 256 KiB instead of 1 MiB                       1.17 (1.03 with fill)
+//	own loop, read once then empty the pipe (its order)  0.91 [7-12], 0.99 [6-7]
+//	fill the pipe until EAGAIN before writing (kept)      1.31 [12-15], 1.17 [6-7]
+//	                                          5 rounds:  1.40 [3-3.5], 1.30 [3.5-4.2]
+//	                               5 rounds, the source:  1.04 [3.1-3.3], 1.01 [3.3-4.9]
+//	                                     the same, ::1:  1.01, 1.04
+//	  + SPLICE_F_MORE after a read of >= 90 % of the pipe 1.12 [13-15], 0.94 [9.7], 0.91 [9-11]
+//	  + TCP_QUICKACK on the source                        1.09 [13-15], 1.05 [4.6-6.4]
+//	  + SO_RCVLOWAT pipe/4 after large reads (2 ms limit) 1.05 [9-11], 1.01 [9-12]
+//	  + a pipe of 256 KiB                                 1.03 [12]
+//	a pipe of 256 KiB, read once                          1.17 [12-15], 0.95 [3.6-4.6]
+//	Nagle on the destination + SPLICE_F_MORE              0.51 [8-10], 1.30 [11]
 //
-// None was ahead in both of its runs, the spread of one binary between
-// runs being as large; so the code stays on the standard library's loop,
-// which allocates nothing per chunk (TestSpliceAllocs). pasta at the same
-// time: ts/pasta 0.96-3.3 at these loads, 0.99-1.01 on a quiet machine.
+// Filling the pipe was never behind: the writes are larger and fewer; it
+// is what spliceCopy does. The rest were not ahead in both of their runs
+// and are left out. The kept loop against pasta in the same runs
+// (ts/pasta): 0.85-1.08 at load average 3-5, 1.38 and 3.24 at 6-15.
 
 // localSplices is the uplink's state for the splice path.
 type localSplices struct {
@@ -142,8 +146,7 @@ func (u *Uplink) spliceLocal(c *net.TCPConn, hostPort uint16, v6 bool) bool {
 // spliceHalf moves src to dst until src's EOF, then half-closes dst; an
 // error on either resets both.
 func (u *Uplink) spliceHalf(s *localSplice, dst, src *net.TCPConn) {
-	// splice(2) between the two sockets (net's spliceFrom).
-	if _, err := dst.ReadFrom(src); err != nil {
+	if err := spliceCopy(dst, src); err != nil {
 		if s.reset() {
 			u.stats.tcpResets.Add(1)
 		}

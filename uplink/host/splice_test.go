@@ -73,8 +73,8 @@ func dialTo(target netip.AddrPort, port uint16, v6 bool, calls *atomic.Int32) up
 // TestPublishedTCPSpliced: a client on 127.0.0.1 or ::1 of a published
 // port is joined to the LocalDialer's connection (asked for the
 // container's IPv6 address only when the client is on ::1 and the
-// container has one) and the bytes spliced both ways, 64 MiB with their
-// sha256 equal, half-close included (the echo server closes after the
+// container has one) and the bytes spliced both ways, 64 MiB, 1 MiB, one
+// byte and none with their sha256 equal, half-close included (the echo server closes after the
 // client's FIN); counted as spliced, never through the netstack; nothing
 // left after.
 func TestPublishedTCPSpliced(t *testing.T) {
@@ -97,7 +97,7 @@ func TestPublishedTCPSpliced(t *testing.T) {
 			addr := publishAt(t, r, tt.pub)
 			base := runtime.NumGoroutine()
 
-			for i, size := range []int{64 << 20, 1 << 20, 1} {
+			for i, size := range []int{64 << 20, 1 << 20, 1, 0} {
 				c, err := net.Dial(tt.network, addr)
 				if err != nil {
 					t.Fatal(err)
@@ -118,8 +118,8 @@ func TestPublishedTCPSpliced(t *testing.T) {
 			}
 			waitFor(t, "spliced connections ended", func() bool { return r.u.Stats().TCPActive == 0 })
 			s := r.u.Stats()
-			if s.PublishSpliced != 3 || s.TCPTotal != 3 || s.SpliceFailed != 0 || calls.Load() != 3 || s.TxPackets != 0 {
-				t.Errorf("publish_spliced %d, tcp_total %d, splice_failed %d, dials %d, packets to the netstack %d: want 3, 3, 0, 3, 0",
+			if s.PublishSpliced != 4 || s.TCPTotal != 4 || s.SpliceFailed != 0 || calls.Load() != 4 || s.TxPackets != 0 {
+				t.Errorf("publish_spliced %d, tcp_total %d, splice_failed %d, dials %d, packets to the netstack %d: want 4, 4, 0, 4, 0",
 					s.PublishSpliced, s.TCPTotal, s.SpliceFailed, calls.Load(), s.TxPackets)
 			}
 			waitFor(t, "goroutines back to the baseline", func() bool { return runtime.NumGoroutine() <= base+2 })
