@@ -38,9 +38,14 @@ func getPipe() (*splicePipe, error) {
 	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
 		return nil, err
 	}
-	p := &splicePipe{r: fds[0], w: fds[1], size: 64 << 10} // the default
-	// It fails past the user's pipe-user-pages-soft: then the default.
-	if n, err := unix.FcntlInt(uintptr(p.r), unix.F_SETPIPE_SZ, splicePipeSize); err == nil {
+	p := &splicePipe{r: fds[0], w: fds[1], size: 64 << 10}
+	n, err := unix.FcntlInt(uintptr(p.r), unix.F_SETPIPE_SZ, splicePipeSize)
+	if err != nil {
+		// Past the user's pipe-user-pages-soft, or a lower
+		// pipe-max-size: the pipe keeps the size it has.
+		n, err = unix.FcntlInt(uintptr(p.r), unix.F_GETPIPE_SZ, 0)
+	}
+	if err == nil && n > 0 {
 		p.size = n
 	}
 	return p, nil
