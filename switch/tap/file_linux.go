@@ -29,7 +29,11 @@ func (d *Device) File() *os.File { return d.f }
 // It takes ownership of fd: on error fd is closed, and with it (if it was
 // the last reference) the kernel deletes the TAP.
 func FromFD(fd int, name, netns string, offloads vswitch.Offloads) (*Device, error) {
-	if err := checkTap(fd); err != nil {
+	err := checkTap(fd)
+	if err == nil && tapIO != "" {
+		err = ErrBadTapIO
+	}
+	if err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("adopt tap %s: %w", name, err)
 	}
