@@ -45,7 +45,7 @@ func main() {
 	quick := flag.Bool("quick", os.Getenv("QUICK") != "" && os.Getenv("QUICK") != "0", "short tests, 1 round unless -rounds is given (env QUICK=1)")
 	out := flag.String("out", "bench/results", "directory for the JSON and SVG results")
 	only := flag.String("only", "", "comma-separated switches to run (default: all found)")
-	variants := flag.String("variants", os.Getenv("VARIANTS"), "comma-separated tapswitch variants to add: nooffload (TAPs without offloads), afpacket (veth pairs read through AF_PACKET rings, TAPSWITCH_TAP_IO) (env VARIANTS)")
+	variants := flag.String("variants", os.Getenv("VARIANTS"), "comma-separated tapswitch variants to add: nooffload (TAPs without offloads) (env VARIANTS)")
 	flag.Parse()
 	if *quick && os.Getenv("ROUNDS") == "" && !flagSet("rounds") {
 		*rounds = 1

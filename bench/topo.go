@@ -41,11 +41,9 @@ func available(bin, only, variants string) []topology {
 		switch v {
 		case "nooffload":
 			all = append(all, &tapsw{base: base{id: fmt.Sprintf("t%d", i)}, bin: bin, variant: v, env: []string{"TAPSWITCH_TAP_OFFLOADS=off"}})
-		case "afpacket":
-			all = append(all, &tapsw{base: base{id: fmt.Sprintf("t%d", i)}, bin: bin, variant: v, env: []string{"TAPSWITCH_TAP_IO=afpacket"}})
 		case "":
 		default:
-			progress("unknown variant %q (nooffload, afpacket): ignored", v)
+			progress("unknown variant %q (nooffload): ignored", v)
 		}
 	}
 	if have("ovs-vswitchd") && have("ovsdb-server") && have("ovs-vsctl") && have("ovsdb-tool") {
@@ -65,8 +63,7 @@ func available(bin, only, variants string) []topology {
 	var out []topology
 	for _, t := range all {
 		for _, n := range strings.Split(only, ",") {
-			// A variant asked for with -variants comes with tapswitch.
-			if ts, ok := t.(*tapsw); n == t.name() || ok && ts.variant != "" && n == "tapswitch" {
+			if n == t.name() {
 				out = append(out, t)
 			}
 		}

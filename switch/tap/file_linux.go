@@ -29,11 +29,7 @@ func (d *Device) File() *os.File { return d.f }
 // It takes ownership of fd: on error fd is closed, and with it (if it was
 // the last reference) the kernel deletes the TAP.
 func FromFD(fd int, name, netns string, offloads vswitch.Offloads) (*Device, error) {
-	err := checkTap(fd)
-	if err == nil && tapIO != "" {
-		err = ErrBadTapIO
-	}
-	if err != nil {
+	if err := checkTap(fd); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("adopt tap %s: %w", name, err)
 	}

@@ -25,9 +25,6 @@ var ErrNotOurs = errors.New("not the saved TAP")
 // is cleared is deleted by the kernel when its last file is closed, as
 // Create's TAPs are.
 func (d *Device) SetPersist(on bool) error {
-	if d.pk != nil {
-		return fmt.Errorf("persist %s: %w: a veth pair (afpacket) cannot persist", d.name, ErrBadTapIO)
-	}
 	v := 0
 	if on {
 		v = 1
@@ -77,9 +74,6 @@ func Adopt(path, name string, mac net.HardwareAddr, noOffloads bool) (*Device, e
 func AdoptOffloads(path, name string, mac net.HardwareAddr, want vswitch.Offloads) (*Device, error) {
 	if offloadsOff {
 		want = 0
-	}
-	if tapIO != "" {
-		return nil, fmt.Errorf("adopt tap %s in %s: %w", name, path, ErrBadTapIO)
 	}
 	var d *Device
 	err := withinNetns(path, func(h *netlink.Handle) error {

@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	vswitch "github.com/tapswitch/tapswitch/switch"
-	"github.com/tapswitch/tapswitch/switch/afpacket"
 )
 
 // ErrNetnsNotFound is returned (wrapped, with the path) by Create when
@@ -68,8 +67,6 @@ type Device struct {
 	name      string   // interface name inside the namespace
 	netns     string   // namespace path, "" for the caller's own
 	offloads  vswitch.Offloads
-	pk        *afpacket.Port // with TAPSWITCH_TAP_IO=afpacket (veth_linux.go): the veth's packet socket; f is nil
-	veth      string         // the switch's end of the veth pair, with pk
 	closeOnce sync.Once
 }
 
@@ -106,9 +103,6 @@ var (
 func Create(cfg Config) (*Device, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
-	}
-	if err := checkTapIO(); err != nil {
-		return nil, fmt.Errorf("create tap %s: %w", cfg.Name, err)
 	}
 	mtu := cfg.MTU
 	if mtu == 0 {
@@ -149,13 +143,6 @@ func Create(cfg Config) (*Device, error) {
 		return nil, fmt.Errorf("create tap %s: look up name in %s: %w", cfg.Name, where, err)
 	}
 
-	if tapIO == ioAFPacket {
-		d, err := createVeth(cfg, mtu, host, target, ns)
-		if err != nil {
-			return nil, fmt.Errorf("create veth %s in %s: %w", cfg.Name, where, err)
-		}
-		return d, nil
-	}
 	want := allOffloads
 	if cfg.Offloads != 0 {
 		want = cfg.Offloads
@@ -396,9 +383,6 @@ func tunOffloadFlags(o vswitch.Offloads) int {
 // means the device is gone, typically because its namespace was deleted (the
 // kernel reports EBADFD); the error wraps the errno.
 func (d *Device) Read(buf []byte, offset int) (int, error) {
-	if d.pk != nil {
-		return d.pk.Read(buf, offset)
-	}
 	n, err := d.f.Read(buf[offset:])
 	if err != nil {
 		return n, d.wrap("read", err)
@@ -415,9 +399,6 @@ func (d *Device) Write(buf []byte, offset int) (int, error) {
 	frame := buf[offset:]
 	if len(frame) > vswitch.MaxFrame {
 		return 0, fmt.Errorf("write tap %s: %d bytes: %w", d.name, len(frame), vswitch.ErrFrameTooBig)
-	}
-	if d.pk != nil {
-		return d.pk.Write(buf, offset)
 	}
 	n, err := d.f.Write(frame)
 	if err != nil {
@@ -444,13 +425,7 @@ func (d *Device) wrap(op string, err error) error {
 // the first return nil.
 func (d *Device) Close() error {
 	var err error
-	d.closeOnce.Do(func() {
-		if d.pk != nil {
-			err = d.closeVeth()
-			return
-		}
-		err = d.f.Close()
-	})
+	d.closeOnce.Do(func() { err = d.f.Close() })
 	if err != nil {
 		return fmt.Errorf("close tap %s: %w", d.name, err)
 	}
