@@ -79,9 +79,8 @@ func DoIn(target netns.NsHandle, name string, fn func() error) error {
 }
 
 // ServeTCP listens on addr of network (tcp4, tcp6) inside the named
-// namespace and runs handle on each connection it accepts, on a goroutine
-// of its own, closing the connection when handle returns. It serves until
-// the listener it returns is closed.
+// namespace and serves the listener (Serve) on a goroutine of its own,
+// until the listener it returns is closed.
 func ServeTCP(name, network, addr string, handle func(net.Conn)) (net.Listener, error) {
 	var ln net.Listener
 	if err := Do(Path(name), func() (err error) {
@@ -90,17 +89,22 @@ func ServeTCP(name, network, addr string, handle func(net.Conn)) (net.Listener, 
 	}); err != nil {
 		return nil, err
 	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				handle(c)
-			}()
-		}
-	}()
+	go Serve(ln, handle)
 	return ln, nil
+}
+
+// Serve accepts connections on ln, in whichever namespace it was made,
+// until ln is closed, and runs handle on each, on a goroutine of its own,
+// closing the connection when handle returns.
+func Serve(ln net.Listener, handle func(net.Conn)) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			handle(c)
+		}()
+	}
 }
