@@ -72,27 +72,37 @@ func (u *Uplink) newICMPFlow(key flowKey, v6 bool) *flow {
 // mapping, with the mapped identifier put back, until the socket is closed;
 // b is its buffer.
 func (u *Uplink) readICMP(f *flow, c *icmp.PacketConn, b []byte) {
-	for {
-		n, from, err := c.ReadFrom(b[ipHdrLen : maxPacket-ipHdrLen])
-		if err != nil {
-			return
-		}
-		ua, ok := from.(*net.UDPAddr)
-		if !ok || n < wire.ICMPLen || b[ipHdrLen] != wire.ICMPEchoReply {
-			continue
-		}
-		ip4 := ua.IP.To4()
+	u.receiveICMP(c, b, ipHdrLen, wire.ICMPEchoReply, func(m wire.ICMP, from net.IP) {
+		ip4 := from.To4()
 		if ip4 == nil {
-			continue
+			return
 		}
 		f.touch(u.clock())
 		src := [4]byte(ip4)
 		if src[0] == 127 {
 			src = u.loopback
 		}
-		m := wire.ICMP(b[ipHdrLen : ipHdrLen+n])
 		m.SetID(f.key.port)
 		m.UpdateChecksum4()
-		u.deliverIPv4(b, n, wire.ProtoICMP, src, u.addr)
+		u.deliverIPv4(b, len(m), wire.ProtoICMP, src, u.addr)
+	})
+}
+
+// receiveICMP is the read loop of readICMP and readICMP6: it reads each
+// message of the ping socket c into b behind hdr bytes of room for the
+// headers deliver puts in front (leaving as much room at the end), and
+// hands the echo replies (type reply) on with their sender, until the
+// socket is closed.
+func (u *Uplink) receiveICMP(c *icmp.PacketConn, b []byte, hdr int, reply uint8, deliver func(m wire.ICMP, from net.IP)) {
+	for {
+		n, from, err := c.ReadFrom(b[hdr : maxPacket-hdr])
+		if err != nil {
+			return
+		}
+		ua, ok := from.(*net.UDPAddr)
+		if !ok || n < wire.ICMPLen || b[hdr] != reply {
+			continue
+		}
+		deliver(wire.ICMP(b[hdr:hdr+n]), ua.IP)
 	}
 }
