@@ -146,9 +146,7 @@ func TestIPv4OnlyNoIPv6(t *testing.T) {
 func TestIPv6AttachHelper(t *testing.T) {
 	requireRoot(t, "ping", "nsenter")
 	d := startDaemon(t, "--attach-helper", "--ipv6", "--subnet6", "fd42:3::/64")
-	a, b := newNS(t), newNS(t)
-	d.attach(t, a, "a")
-	pb := d.attach(t, b, "b")
+	a, _, pb := d.attachAB(t)
 	ping6(t, a, "fd42:3::1")
 	ping6(t, a, ip6(pb))
 
@@ -168,9 +166,7 @@ func TestIPv6LiveRestore(t *testing.T) {
 	requireRoot(t, "ping")
 	d := startDaemon(t, "--ipv6", "--live-restore")
 	dir := filepath.Dir(d.sock)
-	a, b := newNS(t), newNS(t)
-	d.attach(t, a, "a")
-	pb := d.attach(t, b, "b")
+	a, _, pb := d.attachAB(t)
 	ping6(t, a, ip6(pb))
 	d.cmd.Process.Kill()
 	<-d.exited
