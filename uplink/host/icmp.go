@@ -3,6 +3,7 @@ package host
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 
 	"golang.org/x/net/icmp"
@@ -23,18 +24,23 @@ func (u *Uplink) sendICMP(pkt []byte, hl int) error {
 	if !ok {
 		return nil
 	}
-	key := flowKey{port: m.ID()}
+	u.sendEcho(flowKey{port: m.ID()}, false, m, addr)
+	return nil
+}
+
+// sendEcho sends the echo request m to addr from the ping socket of key,
+// opened when it has none (v6: an ICMPv6 one).
+func (u *Uplink) sendEcho(key flowKey, v6 bool, m wire.ICMP, addr netip.Addr) {
 	f := u.icmp.get(key)
 	if f == nil {
-		if f = u.newICMPFlow(key, false); f == nil {
-			return nil
+		if f = u.newICMPFlow(key, v6); f == nil {
+			return
 		}
 	}
 	f.touch(u.clock())
 	if _, err := f.conn.(*icmp.PacketConn).WriteTo(m, &net.UDPAddr{IP: addr.AsSlice()}); err != nil {
 		u.stats.icmpDropped.Add(1)
 	}
-	return nil
 }
 
 // newICMPFlow opens the ICMP socket of key (an identifier mapping, or for

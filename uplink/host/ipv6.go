@@ -165,17 +165,7 @@ func (u *Uplink) sendICMP6(ip wire.IPv6, off int) error {
 	if !ok {
 		return nil
 	}
-	key := flowKey{addr: ip.Src(), port: m.ID()}
-	f := u.icmp.get(key)
-	if f == nil {
-		if f = u.newICMPFlow(key, true); f == nil {
-			return nil
-		}
-	}
-	f.touch(u.clock())
-	if _, err := f.conn.(*icmp.PacketConn).WriteTo(m, &net.UDPAddr{IP: addr.AsSlice()}); err != nil {
-		u.stats.icmpDropped.Add(1)
-	}
+	u.sendEcho(flowKey{addr: ip.Src(), port: m.ID()}, true, m, addr)
 	return nil
 }
 
