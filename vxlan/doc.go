@@ -43,7 +43,14 @@
 // 3.78 / 2.62 and 2.84 / 1.63; load 7 to 10: 4.80 / 3.66 and 3.77 / 3.32.
 // Then the checksum (internal/checksum.Sum), the largest user-space cost
 // left (14 to 16 % of each daemon's profile): little-endian words, one
-// byte swap at the end, 15 to 25 % less CPU per sum.
+// byte swap at the end, 15 to 25 % less CPU per sum. Both together
+// against the build before, two runs of 5 rounds (load 6 to 10, then 8
+// to 13; the kernel pair 7.18 and 10.3): tapswitch <-> tapswitch 4.16 /
+// 3.31 and 3.99 / 3.78 (ahead in 9 of the 10 rounds), tapswitch -> kernel
+// 3.30 / 3.07 and 3.62 / 3.69 (7 of 10); the daemons' CPU per Gbit/s,
+// steadier than throughput on a shared machine, 23.1 / 28.1 % and
+// 21.6 / 26.8 % (tapswitch <-> tapswitch), 20.9 / 23.4 % and 17.4 /
+// 21.3 % (tapswitch -> kernel).
 //
 // What did not, and was removed: sendmsg and recvmsg as raw system calls
 // (unix.RawSyscall, no scheduler hand-off; the TAP's read and write too):
