@@ -54,8 +54,8 @@
 //
 // What did not, and was removed: sendmsg and recvmsg as raw system calls
 // (unix.RawSyscall, no scheduler hand-off; the TAP's read and write too):
-// 3.36 against 3.88 and 2.71 against 3.48 at load 11, the P held through
-// a long call costs more than the hand-off it saves; GOMAXPROCS=4 (4.14
+// 3.36 against 3.88 and 2.71 against 3.48 at load 11 (likely: the P held through
+// a long call costs more than the hand-off it saves); GOMAXPROCS=4 (4.14
 // against 4.42) and GOMAXPROCS=1 (3.88 against 4.41, and 4.83 against
 // 3.45: noise). What is left is the kernel's work (the copies in and out
 // of four system calls per super-frame and the underlay's path in the
