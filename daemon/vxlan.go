@@ -53,6 +53,20 @@ func vxlanMTU(spec api.VXLANSpec) (int, error) {
 	return min(mtu-over, 65535), nil
 }
 
+// tapGSOMaxSegs is the gso_max_segs of a container's TAP of MTU mtu: with
+// a VXLAN tunnel, as many segments as the tunnel sends in one sendmsg
+// (vxlan.SegmentsPerSend), so that a super-frame crosses whole; without,
+// 0 (no bound: the super-frames stay at the kernel's 64 KiB). A tunnel
+// added at runtime leaves the TAPs attached before it as they are.
+func (d *Daemon) tapGSOMaxSegs(mtu int) int {
+	d.vx.mu.Lock()
+	defer d.vx.mu.Unlock()
+	if len(d.vx.byVNI) == 0 {
+		return 0
+	}
+	return vxlan.SegmentsPerSend(mtu)
+}
+
 // AddVXLAN opens the tunnel of spec and adds it to the switch as a port of
 // spec.VLAN (the default VLAN if 0). Every tunnel after the first, and the
 // first when there are more, needs a VLAN of its own.

@@ -125,6 +125,10 @@ func TestVXLANOverlay(t *testing.T) {
 	if pa.MTU != 1450 {
 		t.Errorf("container MTU %d, want 1450 (the underlay's 1500 less 50)", pa.MTU)
 	}
+	// Super-frames of at most 44 segments: one sendmsg each (vxlan.SegmentsPerSend).
+	if out := nsRun(t, a1, "ip", "-d", "link", "show", "eth0"); !strings.Contains(out, " gso_max_segs 44 ") {
+		t.Errorf("container eth0 %q, want gso_max_segs 44", out)
+	}
 	addrs := map[string]string{a1: ip(pa), b1: ip(pb), k1: "10.80.3.2"}
 	for from := range addrs {
 		for to, addr := range addrs {
