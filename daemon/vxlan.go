@@ -14,8 +14,10 @@ import (
 
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/fdb"
+	"github.com/tapswitch/tapswitch/gateway"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/vxlan"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // tunnels are the daemon's VXLAN tunnels: ports of the switch like the
@@ -89,6 +91,7 @@ func (d *Daemon) AddVXLAN(spec api.VXLANSpec) (api.VXLAN, error) {
 		Table:      vxlan.TableConfig{Ageing: d.cfg.FDBAgeing},
 		Clock:      d.sw.Now,
 		GatewayMAC: d.gwMAC,
+		Suppress:   spec.SuppressOn(),
 	}
 	for _, r := range spec.Remotes {
 		cfg.Remotes = append(cfg.Remotes, netip.MustParseAddr(r))
@@ -121,6 +124,16 @@ func (d *Daemon) AddVXLAN(spec api.VXLANSpec) (api.VXLAN, error) {
 	d.vx.byVNI[spec.VNI] = tn
 	d.log.Info("vxlan tunnel", "name", cfg.Name, "spec", spec.String(), "underlay_mtu", t.MTU(), "inner_mtu", t.InnerMTU())
 	return d.describeTunnel(tn), nil
+}
+
+// gatewayIPs are the gateway's addresses: IPv4, and with IPv6 its global
+// and link-local ones.
+func gatewayIPs(gw *gateway.Gateway, mac fdb.MAC) []netip.Addr {
+	ips := []netip.Addr{gw.Addr().Addr()}
+	if a6 := gw.Addr6(); a6.IsValid() {
+		ips = append(ips, a6.Addr(), netip.AddrFrom16(wire.LinkLocal(mac)))
+	}
+	return ips
 }
 
 // tunnelName reports whether name is one a tunnel's port may have:
@@ -242,6 +255,8 @@ func (d *Daemon) describeTunnel(tn *tunnel) api.VXLAN {
 			RxMalformed: s.RxMalformed, RxBadVNI: s.RxBadVNI, RxDenied: s.RxDenied, RxClaimed: s.RxClaimed,
 			RxNoVTEP: s.RxNoVTEP, TxTooBig: s.TxTooBig, TxGateway: s.TxGateway, TxErrors: s.TxErrors,
 			MACs: s.Table.Entries, MACsLearned: s.Table.Learned, MACsMoved: s.Table.Moved, MACTableFull: s.Table.Full,
+			Suppress: cfg.Suppress, ARPSuppressed: s.ARPSuppressed, NDSuppressed: s.NDSuppressed,
+			Neighs: s.Neigh.Entries, NeighsLearned: s.Neigh.Learned, NeighsMoved: s.Neigh.Moved, NeighTableFull: s.Neigh.Full,
 		},
 	}
 	for _, p := range cfg.Allow {
@@ -336,13 +351,15 @@ var (
 	mVTEPDropped = desc("vxlan_vtep_tx_dropped_total", "Frames for a remote VTEP the socket refused.", "tunnel", "vtep")
 	mVXLANDrops  = desc("vxlan_dropped_total", "Datagrams and frames a tunnel dropped, by reason.", "tunnel", "reason")
 	mVXLANMACs   = desc("vxlan_macs", "MACs in a tunnel's MAC to VTEP table.", "tunnel")
+	mVXLANSupp   = desc("vxlan_suppressed_total", "Requests the switch answered instead of sending them through a tunnel (ARP and ND suppression), by protocol (arp, nd).", "tunnel", "proto")
+	mVXLANNeighs = desc("vxlan_neighs", "Addresses learned behind a tunnel for ARP and ND suppression.", "tunnel")
 )
 
 // vxlanCollector reads the tunnels' counters at scrape time.
 type vxlanCollector struct{ d *Daemon }
 
 func (c vxlanCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{mVTEPPackets, mVTEPBytes, mVTEPDropped, mVXLANDrops, mVXLANMACs} {
+	for _, d := range []*prometheus.Desc{mVTEPPackets, mVTEPBytes, mVTEPDropped, mVXLANDrops, mVXLANMACs, mVXLANSupp, mVXLANNeighs} {
 		ch <- d
 	}
 }
@@ -360,5 +377,7 @@ func (c vxlanCollector) Collect(ch chan<- prometheus.Metric) {
 			{"claimed_mac", s.RxClaimed}, {"no_vtep", s.RxNoVTEP}, {"too_big", s.TxTooBig}, {"gateway", s.TxGateway},
 			{"tx_error", s.TxErrors}}, v.Name)
 		sc.gauge(mVXLANMACs, float64(s.MACs), v.Name)
+		sc.counters(mVXLANSupp, []labelled{{"arp", s.ARPSuppressed}, {"nd", s.NDSuppressed}}, v.Name)
+		sc.gauge(mVXLANNeighs, float64(s.Neighs), v.Name)
 	}
 }

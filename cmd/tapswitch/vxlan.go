@@ -27,7 +27,7 @@ func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
 func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
 
 func (f *vxlanFlags) add(fs *flag.FlagSet) {
-	fs.Var(&f.specs, "vxlan", "a VXLAN tunnel `vni=N,local=ADDR,remote=ADDR[,remote=ADDR...][,port=4789][,mtu=N][,vlan=N]`; repeat with vlan= each for several VNIs")
+	fs.Var(&f.specs, "vxlan", "a VXLAN tunnel `vni=N,local=ADDR,remote=ADDR[,remote=ADDR...][,port=4789][,mtu=N][,vlan=N][,suppress=on|off]`; repeat with vlan= each for several VNIs")
 	fs.Var(&f.allow, "vxlan-allow", "accept VXLAN datagrams only from `CIDR` (repeatable; default: any source)")
 	fs.StringVar(&f.ipRange, "ip-range", "", "hand out addresses only from `CIDR`, a part of --subnet (one per host of an overlay)")
 }
@@ -132,11 +132,16 @@ func cmdVXLANDel(args []string, stdout io.Writer) error {
 // printVXLANs prints each tunnel, then its VTEPs with their counters.
 func printVXLANs(w io.Writer, list []api.VXLAN) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tVNI\tLOCAL\tPORT\tVLAN\tMTU\tINNER-MTU\tMACS\tDROPS")
+	fmt.Fprintln(tw, "NAME\tVNI\tLOCAL\tPORT\tVLAN\tMTU\tINNER-MTU\tMACS\tDROPS\tSUPPRESS\tNEIGHS\tARP-SUPPRESSED\tND-SUPPRESSED")
 	for _, v := range list {
 		s := v.Stats
 		drops := s.RxMalformed + s.RxBadVNI + s.RxDenied + s.RxClaimed + s.RxNoVTEP + s.TxTooBig + s.TxErrors
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\n", v.Name, v.Spec.VNI, v.Spec.Local, v.Port, v.VLAN, v.MTU, v.InnerMTU, s.MACs, drops)
+		supp := "off"
+		if s.Suppress {
+			supp = "on"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%d\t%d\t%d\n", v.Name, v.Spec.VNI, v.Spec.Local, v.Port, v.VLAN, v.MTU, v.InnerMTU, s.MACs, drops,
+			supp, s.Neighs, s.ARPSuppressed, s.NDSuppressed)
 	}
 	tw.Flush()
 	for _, v := range list {
