@@ -101,7 +101,7 @@ func cmdVXLANAdd(args []string, stdout io.Writer) error {
 	fs := newFlags("vxlan add")
 	asJSON := fs.Bool("json", false, "print JSON")
 	control := controlFlag(fs)
-	arg, err := parseOne(fs, args, "give one spec: vni=N,local=ADDR,remote=ADDR[,remote=ADDR...][,port=4789][,mtu=N][,vlan=N]")
+	arg, err := parseOne(fs, args, "give one spec: vni=N,local=ADDR,remote=ADDR[,remote=ADDR...][,port=4789][,mtu=N][,vlan=N][,suppress=on|off]")
 	if err != nil {
 		return err
 	}
