@@ -1,7 +1,6 @@
 package vxlan
 
 import (
-	"fmt"
 	"net/netip"
 	"slices"
 	"sync"
@@ -28,7 +27,7 @@ type NeighTable struct {
 	mu sync.RWMutex // guards m
 	m  map[[16]byte]*neighEntry
 
-	learned, moved, full atomic.Uint64
+	tableCounters
 }
 
 type neighEntry struct {
@@ -39,16 +38,11 @@ type neighEntry struct {
 // NewNeighTable returns an empty table with cfg's ageing and limit (the
 // defaults of TableConfig for zero values).
 func NewNeighTable(cfg TableConfig) (*NeighTable, error) {
-	if cfg.Ageing < 0 || cfg.MaxEntries < 0 {
-		return nil, fmt.Errorf("vxlan neighbour table: negative ageing %s or limit %d", cfg.Ageing, cfg.MaxEntries)
+	ageing, limit, err := cfg.limits("vxlan neighbour table")
+	if err != nil {
+		return nil, err
 	}
-	if cfg.Ageing == 0 {
-		cfg.Ageing = fdb.DefaultAgeing
-	}
-	if cfg.MaxEntries == 0 {
-		cfg.MaxEntries = DefaultMaxEntries
-	}
-	return &NeighTable{ageing: int64(cfg.Ageing), max: cfg.MaxEntries, m: map[[16]byte]*neighEntry{}}, nil
+	return &NeighTable{ageing: ageing, max: limit, m: map[[16]byte]*neighEntry{}}, nil
 }
 
 func (t *NeighTable) aged(e *neighEntry, now int64) bool { return now-e.seen.Load() > t.ageing }
@@ -121,14 +115,7 @@ func (t *NeighTable) Lookup(ip [16]byte, now int64) (fdb.MAC, bool) {
 func (t *NeighTable) Expire(now int64) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	n := 0
-	for ip, e := range t.m {
-		if t.aged(e, now) {
-			delete(t.m, ip)
-			n++
-		}
-	}
-	return n
+	return sweep(t.m, func(e *neighEntry) bool { return t.aged(e, now) })
 }
 
 // Neigh is one entry of a NeighTable, for listings.
@@ -158,5 +145,5 @@ func (t *NeighTable) Stats() TableStats {
 	t.mu.RLock()
 	n := len(t.m)
 	t.mu.RUnlock()
-	return TableStats{Entries: n, Learned: t.learned.Load(), Moved: t.moved.Load(), Full: t.full.Load()}
+	return t.stats(n)
 }
