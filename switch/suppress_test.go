@@ -345,3 +345,52 @@ func TestSuppressAllocs(t *testing.T) {
 		}
 	}
 }
+
+// FuzzSuppress runs arbitrary frames through a switch with a suppressing
+// port, from a container (with its source MAC, so that port security lets
+// them in) or from the suppressing port: nothing panics, and whatever the
+// container gets back is a well-formed ARP reply or NA from the MAC of
+// the address it asked for.
+func FuzzSuppress(f *testing.F) {
+	buf := make([]byte, BufSize)
+	seed := func(n int) []byte { return append([]byte(nil), buf[Headroom:Headroom+n]...) }
+	f.Add(false, seed(arpFrame(f, buf, bcast, sMacA, 1, sMacA, "10.0.0.2", "10.0.0.9")))
+	f.Add(false, seed(ndFrame(f, buf, fdb.MAC{0x33, 0x33, 0xff, 0, 0, 9}, sMacA, 135, "fd00::2", "ff02::1:ff00:9", "fd00::9")))
+	f.Add(true, seed(ndFrame(f, buf, sMacA, sMacR, 136, "fd00::9", "fd00::2", "fd00::9")))
+	f.Add(true, seed(arpFrame(f, buf, sMacA, sMacR, 2, sMacR, "10.0.0.9", "10.0.0.2")))
+	r := newSuppRig(f, true)
+	r.tun.neigh[mapped("10.0.0.9")] = sMacR
+	r.tun.neigh[mapped("fd00::9")] = sMacR
+	f.Fuzz(func(t *testing.T, fromTun bool, b []byte) {
+		if len(b) > BufSize-Headroom {
+			return
+		}
+		in := r.pa
+		if fromTun {
+			in = r.pt
+		} else if len(b) >= VnetHdrLen+12 {
+			copy(b[VnetHdrLen+6:], sMacA[:])
+		}
+		work := make([]byte, BufSize)
+		n := copy(work[Headroom:], b)
+		before := r.a.frames.Load()
+		r.s.forward(in, work, Headroom, n)
+		if fromTun || r.a.frames.Load() == before {
+			return
+		}
+		r.a.mu.Lock()
+		ans := append([]byte(nil), r.a.last...)
+		r.a.mu.Unlock()
+		p := gopacket.NewPacket(ans, layers.LayerTypeEthernet, gopacket.Default)
+		if a, ok := p.Layer(layers.LayerTypeARP).(*layers.ARP); ok {
+			if a.Operation != layers.ARPReply || fdb.MAC(a.SourceHwAddress) != sMacR && fdb.MAC(a.SourceHwAddress) != sMacB {
+				t.Fatalf("answer %x to %x", ans, b)
+			}
+			return
+		}
+		na, _ := p.Layer(layers.LayerTypeICMPv6NeighborAdvertisement).(*layers.ICMPv6NeighborAdvertisement)
+		if na == nil || p.ErrorLayer() != nil {
+			t.Fatalf("answer %x to %x is neither an ARP reply nor an NA", ans, b)
+		}
+	})
+}
