@@ -454,4 +454,7 @@ func TestVXLANSuppress(t *testing.T) {
 	if v := dA.vxlans(t)[0]; v.Stats.NDSuppressed == 0 || v.Stats.Neighs < 2 {
 		t.Errorf("A's tunnel: %d NS answered, %d addresses learned; want at least 1 and 2", v.Stats.NDSuppressed, v.Stats.Neighs)
 	}
+	if out, _, code := dA.cli(t, "vxlan", "list"); code != 0 || !strings.Contains(out, "ARP-SUPPRESSED") {
+		t.Errorf("vxlan list: exit %d, want the suppression columns:\n%s", code, out)
+	}
 }
