@@ -162,9 +162,9 @@ func suppressNS(f *Frame, sup []NeighSuppressor) bool {
 	if s.HasSourceLL {
 		reqMAC = s.SourceLL
 	}
-	f.buf = f.buf[:f.off+VnetHdrLen+wire.NAFrameLen]
-	f.Data = f.buf[f.off:]
-	n := wire.PutNAFrame(f.Data[VnetHdrLen:], reqMAC, mac, s.Target, s.Src, s.Target, wire.NAFlagSolicited|wire.NAFlagOverride)
+	// The NA may be longer than the NS (one without an option): it is
+	// written up to the buffer's capacity, checked above.
+	n := wire.PutNAFrame(f.buf[f.off+VnetHdrLen:cap(f.buf)], reqMAC, mac, s.Target, s.Src, s.Target, wire.NAFlagSolicited|wire.NAFlagOverride)
 	f.answerIn(n)
 	return true
 }
@@ -216,9 +216,10 @@ func resolveNeigh(f *Frame, sup []NeighSuppressor, ip [16]byte, nd bool) (fdb.MA
 }
 
 // answerIn writes the answer the suppression put in place of the frame
-// (an Ethernet frame of n bytes after the virtio_net_hdr) back to the
-// port the frame came in on, tagged as that port carries the VLAN. The
-// answer is complete: no offload is asked of the port.
+// (an Ethernet frame of n bytes after the virtio_net_hdr, within the
+// buffer's capacity) back to the port the frame came in on, tagged as
+// that port carries the VLAN. The answer is complete: no offload is asked
+// of the port.
 func (f *Frame) answerIn(n int) {
 	clear(f.Data[:VnetHdrLen])
 	f.buf = f.buf[:f.off+VnetHdrLen+n]

@@ -3,6 +3,7 @@ package vswitch
 import (
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -89,7 +90,8 @@ func arpFrame(t testing.TB, buf []byte, dst, src fdb.MAC, op uint16, sha fdb.MAC
 }
 
 // ndFrame builds an NS (typ 135) or NA (136) for target from src; an NS
-// carries a source link-layer option (unless from ::), an NA a target one.
+// carries a source link-layer option (unless from :: or for a target
+// fd00::aX), an NA a target one.
 func ndFrame(t testing.TB, buf []byte, dst, srcMAC fdb.MAC, typ uint8, src, dstIP, target string) int {
 	eth := &layers.Ethernet{DstMAC: net.HardwareAddr(dst[:]), SrcMAC: net.HardwareAddr(srcMAC[:]), EthernetType: layers.EthernetTypeIPv6}
 	ip := &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolICMPv6, HopLimit: 255,
@@ -99,7 +101,7 @@ func ndFrame(t testing.TB, buf []byte, dst, srcMAC fdb.MAC, typ uint8, src, dstI
 	var body gopacket.SerializableLayer
 	if typ == layers.ICMPv6TypeNeighborSolicitation {
 		ns := &layers.ICMPv6NeighborSolicitation{TargetAddress: netip.MustParseAddr(target).AsSlice()}
-		if src != "::" {
+		if src != "::" && !strings.HasPrefix(target, "fd00::a") {
 			ns.Options = layers.ICMPv6Options{{Type: layers.ICMPv6OptSourceAddress, Data: srcMAC[:]}}
 		}
 		body = ns
@@ -173,6 +175,7 @@ func TestSuppress(t *testing.T) {
 	if m, ok := r.tun.LookupNeigh(mapped("10.0.0.9"), 0); !ok || m != sMacR {
 		t.Fatalf("10.0.0.9 from the tunnel's ARP reply: %v %v, want %s", m, ok, sMacR)
 	}
+	r.tun.neigh[mapped("fd00::a9")] = sMacR // for an NS without a source option
 	if m, ok := r.tun.LookupNeigh(mapped("fd00::9"), 0); !ok || m != sMacR {
 		t.Fatalf("fd00::9 from the tunnel's NA: %v %v, want %s", m, ok, sMacR)
 	}
@@ -212,6 +215,8 @@ func TestSuppress(t *testing.T) {
 		{name: "unicast arp refresh", frame: func() int { return arpFrame(t, buf, sMacR, sMacA, 1, sMacA, "10.0.0.2", "10.0.0.9") },
 			want: [4]uint64{0, 0, 0, 1}},
 		{name: "ns remote", frame: func() int { return ndFrame(t, buf, smac("fd00::9"), sMacA, 135, "fd00::2", sol("fd00::9"), "fd00::9") },
+			want: [4]uint64{1, 0, 0, 0}, answer: sMacR, nd: true},
+		{name: "ns without option", frame: func() int { return ndFrame(t, buf, smac("fd00::a9"), sMacA, 135, "fd00::2", sol("fd00::a9"), "fd00::a9") },
 			want: [4]uint64{1, 0, 0, 0}, answer: sMacR, nd: true},
 		{name: "ns local", frame: func() int { return ndFrame(t, buf, smac("fd00::3"), sMacA, 135, "fd00::2", sol("fd00::3"), "fd00::3") },
 			want: [4]uint64{1, 0, 0, 0}, answer: sMacB, nd: true},
