@@ -216,7 +216,9 @@ func TestSuppress(t *testing.T) {
 			want: [4]uint64{0, 0, 0, 1}},
 		{name: "ns remote", frame: func() int { return ndFrame(t, buf, smac("fd00::9"), sMacA, 135, "fd00::2", sol("fd00::9"), "fd00::9") },
 			want: [4]uint64{1, 0, 0, 0}, answer: sMacR, nd: true},
-		{name: "ns without option", frame: func() int { return ndFrame(t, buf, smac("fd00::a9"), sMacA, 135, "fd00::2", sol("fd00::a9"), "fd00::a9") },
+		{name: "ns without option", frame: func() int {
+			return ndFrame(t, buf, smac("fd00::a9"), sMacA, 135, "fd00::2", sol("fd00::a9"), "fd00::a9")
+		},
 			want: [4]uint64{1, 0, 0, 0}, answer: sMacR, nd: true},
 		{name: "ns local", frame: func() int { return ndFrame(t, buf, smac("fd00::3"), sMacA, 135, "fd00::2", sol("fd00::3"), "fd00::3") },
 			want: [4]uint64{1, 0, 0, 0}, answer: sMacB, nd: true},
