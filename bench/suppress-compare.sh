@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # bench/suppress-compare.sh BIN: what ARP suppression on a VXLAN overlay
 # saves, tapswitch with suppress=on against suppress=off and against
-# kernel vxlan hosts (a Linux bridge with a vxlan device, which floods
-# every request: its neigh_suppress needs a control plane such as EVPN to
-# fill the bridge's neighbour table), in one run:
+# kernel vxlan hosts (a Linux bridge with a vxlan device), with and
+# without the vxlan port's neigh_suppress (which answers from the bridge's
+# neighbour table, filled by a control plane such as EVPN, not learned
+# from the data plane), in one run:
 #
 #   - underlay datagrams for new neighbours: from a cold start, each of
 #     the M containers of host 1 resolves each of the N containers of host
@@ -28,6 +29,7 @@ m=4 n=4
 [ "$(id -u)" -eq 0 ] || { echo "suppress-compare.sh: needs root (network namespaces)" >&2; exit 1; }
 for t in ip bridge arping; do command -v $t >/dev/null || { echo "suppress-compare.sh: needs $t (make deps)" >&2; exit 1; }; done
 . "$(dirname "$0")/lib.sh"
+setups="on off kernel kernel-ns"
 
 p=tswp$$
 dir=$(mktemp -d)
@@ -43,7 +45,8 @@ trap cleanup EXIT
 newns() { ip netns add "$1"; ip -n "$1" link set lo up; nss+=("$1"); }
 
 # setup NAME KIND: the underlay and hosts 1-3 of setup NAME, KIND one of
-# on, off (tapswitch with suppress=on|off) or kernel; m containers on host
+# on, off (tapswitch with suppress=on|off), kernel or kernel-ns (the
+# kernel's vxlan port with neigh_suppress on); m containers on host
 # 1 (NAME-a1..), n on host 2 (NAME-b1..), one on host 3 (NAME-c1).
 setup() {
 	local s=$1 kind=$2 i
@@ -62,13 +65,14 @@ setup() {
 		local remotes=() j
 		for j in 1 2 3; do [ $j -ne $i ] && remotes+=(198.51.100.$j); done
 		local h=${p}${s}h$i
-		if [ "$kind" = kernel ]; then
+		if [ "$kind" != on ] && [ "$kind" != off ]; then
 			ip netns exec $h ethtool -K u0 tx off >/dev/null 2>&1 || true
 			ip -n $h link add vx42 type vxlan id 42 local 198.51.100.$i dstport 4789 dev u0
 			ip -n $h link add br0 type bridge
 			ip -n $h link set vx42 master br0 up
 			ip -n $h link set br0 up
 			for r in "${remotes[@]}"; do ip netns exec $h bridge fdb append 00:00:00:00:00:00 dev vx42 dst "$r"; done
+			if [ "$kind" = kernel-ns ]; then ip netns exec $h bridge link set dev vx42 neigh_suppress on; fi
 		else
 			local spec="vni=42,local=198.51.100.$i,remote=${remotes[0]},remote=${remotes[1]},suppress=$kind"
 			ip netns exec $h "$bin" run --control "$dir/$s$i.sock" --state "$dir/$s$i.state" --uplink none --dns=false \
@@ -79,7 +83,7 @@ setup() {
 		for j in $(seq 1 "${counts[$((i - 1))]}"); do
 			local c=${p}${s}${names[$((i - 1))]}$j
 			newns $c
-			if [ "$kind" = kernel ]; then
+			if [ "$kind" != on ] && [ "$kind" != off ]; then
 				ip -n $h link add k$j mtu 1450 type veth peer name eth0 netns $c
 				ip -n $h link set k$j master br0 up
 				ip -n $c addr add 10.80.$i.$j/16 dev eth0
@@ -119,12 +123,12 @@ resolve() {
 pct() { sort -g | awk -v p="$1" '{a[NR]=$1} END {i = int((NR * p + 99) / 100); if (i < 1) i = 1; print a[i]}'; }
 
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-for s in on off kernel; do setup $s $s; done
+for s in $setups; do setup $s $s; done
 sleep 1
 declare -A nn
-for s in on off kernel; do nn[$s]=$(newneigh $s); done
+for s in $setups; do nn[$s]=$(newneigh $s); done
 printf '\n%-8s %28s %24s\n' setup "host 1 underlay tx (packets)" "host 3 underlay rx"
-for s in on off kernel; do
+for s in $setups; do
 	read -r tx rx <<<"${nn[$s]}"
 	printf '%-8s %28s %24s\n' "$s" "$tx" "$rx"
 done
@@ -132,10 +136,10 @@ echo "($m containers on host 1 each resolving $n containers of host 2: $((m * n)
 
 # Interleaved, so that a change of load falls on every setup alike.
 for _ in $(seq 1 "$count"); do
-	for s in on off kernel; do resolve $s >>"$dir/$s.times"; done
+	for s in $setups; do resolve $s >>"$dir/$s.times"; done
 done
 printf '\n%-8s %10s %10s %8s\n' setup "p50 (ms)" "p99 (ms)" replies
-for s in on off kernel; do
+for s in $setups; do
 	printf '%-8s %10s %10s %8s\n' "$s" "$(pct 50 <"$dir/$s.times")" "$(pct 99 <"$dir/$s.times")" "$(wc -l <"$dir/$s.times")/$count"
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
