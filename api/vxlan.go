@@ -209,6 +209,19 @@ type VTEPStats struct {
 	TxDropped uint64 `json:"tx_dropped"`
 }
 
+// VXLANNeigh is an address learned behind a tunnel, one the switch answers
+// ARP requests or neighbour solicitations for (suppression).
+type VXLANNeigh struct {
+	IP  string  `json:"ip"`
+	MAC string  `json:"mac"`
+	Age float64 `json:"age_seconds"` // since the last ARP or ND message that confirmed it
+}
+
+// VXLANNeighs lists the addresses learned behind the tunnel of vni.
+func (c *Client) VXLANNeighs(ctx context.Context, vni uint32) ([]VXLANNeigh, error) {
+	return call[[]VXLANNeigh](ctx, c, http.MethodGet, "/v1/vxlan/"+strconv.FormatUint(uint64(vni), 10)+"/neigh", nil)
+}
+
 // VXLANs lists the tunnels.
 func (c *Client) VXLANs(ctx context.Context) ([]VXLAN, error) {
 	return call[[]VXLAN](ctx, c, http.MethodGet, "/v1/vxlan", nil)

@@ -225,6 +225,21 @@ func (d *Daemon) DeleteVXLANStatic(vni uint32, mac string) error {
 	return nil
 }
 
+// VXLANNeighs lists the addresses learned behind the tunnel of vni (for
+// ARP and ND suppression), by address.
+func (d *Daemon) VXLANNeighs(vni uint32) ([]api.VXLANNeigh, error) {
+	tn, err := d.tunnelOf(vni)
+	if err != nil {
+		return nil, err
+	}
+	es := tn.t.Neigh().Entries(tn.t.Now())
+	out := make([]api.VXLANNeigh, 0, len(es))
+	for _, e := range es {
+		out = append(out, api.VXLANNeigh{IP: e.IP.String(), MAC: e.MAC.String(), Age: e.Age.Seconds()})
+	}
+	return out, nil
+}
+
 // VXLANs lists the tunnels by VNI.
 func (d *Daemon) VXLANs() []api.VXLAN {
 	list := d.tunnelList()
@@ -329,6 +344,11 @@ func (d *Daemon) vxlanRoutes(mux *http.ServeMux) {
 			return
 		}
 		replyNoContent(w, withVNI(r, func(vni uint32) error { return d.AddVXLANStatic(vni, s) }))
+	})
+	mux.HandleFunc("GET /v1/vxlan/{vni}/neigh", func(w http.ResponseWriter, r *http.Request) {
+		var out []api.VXLANNeigh
+		err := withVNI(r, func(vni uint32) (err error) { out, err = d.VXLANNeighs(vni); return err })
+		reply(w, http.StatusOK, out, err)
 	})
 	mux.HandleFunc("DELETE /v1/vxlan/{vni}/fdb/{mac}", func(w http.ResponseWriter, r *http.Request) {
 		replyNoContent(w, withVNI(r, func(vni uint32) error { return d.DeleteVXLANStatic(vni, r.PathValue("mac")) }))

@@ -57,6 +57,12 @@ func TestVXLANAPI(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+	if l, err := d.VXLANNeighs(42); err != nil || len(l) != 0 {
+		t.Errorf("addresses behind vni 42: %v, %v; want none yet", l, err)
+	}
+	if _, err := d.VXLANNeighs(7); !errors.Is(err, ErrNotFound) {
+		t.Errorf("addresses behind vni 7: %v, want ErrNotFound", err)
+	}
 	const mac = "02:42:0a:5a:07:07"
 	for _, bad := range []api.VXLANStatic{{MAC: "ff:ff:ff:ff:ff:ff", VTEP: "127.0.0.2"}, {MAC: mac, VTEP: "::1"}, {MAC: "x", VTEP: "127.0.0.2"}} {
 		if err := d.AddVXLANStatic(42, bad); !errors.Is(err, ErrInvalid) {

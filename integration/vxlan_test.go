@@ -457,4 +457,14 @@ func TestVXLANSuppress(t *testing.T) {
 	if out, _, code := dA.cli(t, "vxlan", "list"); code != 0 || !strings.Contains(out, "ARP-SUPPRESSED") {
 		t.Errorf("vxlan list: exit %d, want the suppression columns:\n%s", code, out)
 	}
+	// What A answers for: b1's addresses, at b1's MAC.
+	learned := map[string]string{}
+	for _, n := range cliJSON[[]api.VXLANNeigh](t, dA, "vxlan", "neigh", "42", "--json") {
+		learned[n.IP] = n.MAC
+	}
+	for _, a := range []string{ip(pb), "fd42:80::b1"} {
+		if learned[a] != pb.MAC {
+			t.Errorf("vxlan neigh 42 on A: %s at %q, want %s (all: %v)", a, learned[a], pb.MAC, learned)
+		}
+	}
 }

@@ -51,7 +51,7 @@ Usage:
   tapswitch rule del ID
   tapswitch pipeline [--json]
   tapswitch vxlan add vni=N,local=ADDR,remote=ADDR[,...] | vxlan list [--json] | vxlan del VNI
-  tapswitch vxlan fdb add VNI MAC VTEP | vxlan fdb del VNI MAC
+  tapswitch vxlan fdb add VNI MAC VTEP | vxlan fdb del VNI MAC | vxlan neigh VNI [--json]
   tapswitch version
   tapswitch demo
 

@@ -60,7 +60,7 @@ func (f *vxlanFlags) apply(cfg *daemon.Config) error {
 
 func cmdVXLAN(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return usagef("give a subcommand: add, list, del or fdb")
+		return usagef("give a subcommand: add, list, del, fdb or neigh")
 	}
 	switch args[0] {
 	case "add":
@@ -71,8 +71,37 @@ func cmdVXLAN(args []string, stdout io.Writer) error {
 		return cmdVXLANDel(args[1:], stdout)
 	case "fdb":
 		return cmdVXLANFDB(args[1:], stdout)
+	case "neigh":
+		return cmdVXLANNeigh(args[1:], stdout)
 	}
-	return usagef("unknown subcommand %q: add, list, del or fdb", args[0])
+	return usagef("unknown subcommand %q: add, list, del, fdb or neigh", args[0])
+}
+
+// cmdVXLANNeigh is `vxlan neigh VNI [--json]`: the addresses learned
+// behind a tunnel, which the switch answers ARP and ND for.
+func cmdVXLANNeigh(args []string, stdout io.Writer) error {
+	fs := newFlags("vxlan neigh")
+	asJSON := fs.Bool("json", false, "print JSON")
+	control := controlFlag(fs)
+	arg, err := parseOne(fs, args, "give one VNI")
+	if err != nil {
+		return err
+	}
+	vni, err := strconv.ParseUint(arg, 10, 24)
+	if err != nil {
+		return usagef("vni %q: not a number below 16777216", arg)
+	}
+	ctx, cancel := timeout()
+	defer cancel()
+	list, err := client(*control).VXLANNeighs(ctx, uint32(vni))
+	return show(stdout, *asJSON, list, err, func(w io.Writer, list []api.VXLANNeigh) {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "IP\tMAC\tAGE")
+		for _, n := range list {
+			fmt.Fprintf(tw, "%s\t%s\t%.0fs\n", n.IP, n.MAC, n.Age)
+		}
+		tw.Flush()
+	})
 }
 
 // cmdVXLANFDB is `vxlan fdb add VNI MAC VTEP` and `vxlan fdb del VNI MAC`:
