@@ -87,13 +87,13 @@ func cmdVXLANNeigh(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	vni, err := strconv.ParseUint(arg, 10, 24)
+	vni, err := parseVNI(arg)
 	if err != nil {
-		return usagef("vni %q: not a number below 16777216", arg)
+		return err
 	}
 	ctx, cancel := timeout()
 	defer cancel()
-	list, err := client(*control).VXLANNeighs(ctx, uint32(vni))
+	list, err := client(*control).VXLANNeighs(ctx, vni)
 	return show(stdout, *asJSON, list, err, func(w io.Writer, list []api.VXLANNeigh) {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "IP\tMAC\tAGE")
@@ -114,16 +114,25 @@ func cmdVXLANFDB(args []string, stdout io.Writer) error {
 	if len(pos) < 3 || (pos[0] == "add") != (len(pos) == 4) || (pos[0] != "add" && pos[0] != "del") {
 		return usagef("vxlan fdb add VNI MAC VTEP | vxlan fdb del VNI MAC")
 	}
-	vni, err := strconv.ParseUint(pos[1], 10, 24)
+	vni, err := parseVNI(pos[1])
 	if err != nil {
-		return usagef("vni %q: not a number below 16777216", pos[1])
+		return err
 	}
 	ctx, cancel := timeout()
 	defer cancel()
 	if pos[0] == "add" {
-		return client(control).AddVXLANStatic(ctx, uint32(vni), api.VXLANStatic{MAC: pos[2], VTEP: pos[3]})
+		return client(control).AddVXLANStatic(ctx, vni, api.VXLANStatic{MAC: pos[2], VTEP: pos[3]})
 	}
-	return client(control).DeleteVXLANStatic(ctx, uint32(vni), pos[2])
+	return client(control).DeleteVXLANStatic(ctx, vni, pos[2])
+}
+
+// parseVNI reads a VNI argument.
+func parseVNI(s string) (uint32, error) {
+	vni, err := strconv.ParseUint(s, 10, 24)
+	if err != nil {
+		return 0, usagef("vni %q: not a number below 16777216", s)
+	}
+	return uint32(vni), nil
 }
 
 func cmdVXLANAdd(args []string, stdout io.Writer) error {
@@ -149,13 +158,13 @@ func cmdVXLANDel(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	vni, err := strconv.ParseUint(arg, 10, 24)
+	vni, err := parseVNI(arg)
 	if err != nil {
-		return usagef("vni %q: not a number below 16777216", arg)
+		return err
 	}
 	ctx, cancel := timeout()
 	defer cancel()
-	return client(control).DeleteVXLAN(ctx, uint32(vni))
+	return client(control).DeleteVXLAN(ctx, vni)
 }
 
 // printVXLANs prints each tunnel, then its VTEPs with their counters.
