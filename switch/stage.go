@@ -197,7 +197,9 @@ func newPipeline(stages []PipelineStage) (*pipeline, error) {
 // SetPipeline replaces the pipeline with stages, in one atomic swap: a
 // frame goes through the old pipeline or the new one. The stages' counters
 // start from zero. Frames reach ports only through an output stage, which
-// is normally the last one.
+// is normally the last one; the one exception is the forward stage's
+// answer to an ARP request or NS under suppression (suppress.go), written
+// back to the ingress port.
 func (s *Switch) SetPipeline(stages []PipelineStage) error {
 	p, err := newPipeline(stages)
 	if err != nil {
