@@ -12,6 +12,12 @@
 // segmented once and sent with one sendmsg using UDP GSO (UDP_SEGMENT), and
 // datagrams are received coalesced with UDP_GRO.
 //
+// With Config.Suppress, the tunnel is a vswitch.NeighSuppressor: it keeps
+// the addresses learned from the ARP and ND messages that come out of it
+// (NeighTable, aged and bounded as the MAC table), and the switch answers
+// the requests of local containers for those addresses, and for its own
+// ports', instead of replicating them to every remote.
+//
 // # Speed: what was measured (issue 19)
 //
 // The overlay rows of make bench (bench/overlay.go: TCP, 1 stream,
