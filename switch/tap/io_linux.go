@@ -271,6 +271,15 @@ import "os"
 // a copy (a change of the Port contract), GRO on the switch's end (veth
 // NAPI), and a quiet machine.
 //
+// A vhost-net backend (the TAP's frames moved by the kernel's vhost worker
+// between the TAP and virtqueues in the switch's memory, as DPDK's
+// virtio-user exception path does) could not be tried on this machine: its
+// kernel (6.18.44-fc) has no vhost_net. There is no /dev/vhost-net, no
+// misc minor 238 in /proc/misc, no vhost_net_open or vhost_dev_init in
+// /proc/kallsyms (only the vhost_task helpers), and no /lib/modules to
+// load it from. On a kernel with it, it is the one backend left that
+// changes who copies, rather than how the switch waits.
+//
 // A CPU profile of the daemon under iperf3 (TAPSWITCH_CPUPROFILE) puts
 // 85 % of its time in the read(2) and write(2) system calls (a TAP write
 // runs the receiving container's network stack in the writer's context),
