@@ -15,7 +15,7 @@ import (
 
 // VXLANSpec describes a VXLAN tunnel of the switch: `--vxlan` and
 // `tapswitch vxlan add` give it as
-// vni=N,local=ADDR,remote=ADDR[,remote=ADDR...][,port=4789][,mtu=N][,vlan=N].
+// vni=N,local=ADDR,remote=ADDR[,remote=ADDR...][,port=4789][,mtu=N][,vlan=N][,suppress=on|off].
 type VXLANSpec struct {
 	VNI     uint32   `json:"vni"`
 	Local   string   `json:"local"`
@@ -28,6 +28,22 @@ type VXLANSpec struct {
 	// VLAN is the switch VLAN the VNI is mapped to; 0 means the default
 	// VLAN. Several tunnels need one VLAN each.
 	VLAN uint16 `json:"vlan,omitempty"`
+	// Suppress is "on" or "off": whether the switch answers ARP requests
+	// and neighbour solicitations for addresses it knows instead of
+	// replicating them to every remote VTEP; "" means
+	// DefaultVXLANSuppress.
+	Suppress string `json:"suppress,omitempty"`
+}
+
+// DefaultVXLANSuppress is what a VXLANSpec without suppress= gets.
+const DefaultVXLANSuppress = "on"
+
+// SuppressOn reports whether v has ARP and ND suppression on.
+func (v VXLANSpec) SuppressOn() bool {
+	if v.Suppress == "" {
+		return DefaultVXLANSuppress == "on"
+	}
+	return v.Suppress == "on"
 }
 
 // ErrBadVXLAN is wrapped by ParseVXLAN's errors.
@@ -73,6 +89,7 @@ func ParseVXLAN(s string) (VXLANSpec, error) {
 		}, func(n uint64) { v.Port = uint16(n) })},
 		options.Field{Key: "mtu", Set: num(16, accept, func(n uint64) { v.MTU = int(n) })},
 		options.Field{Key: "vlan", Set: num(12, func(n uint64) error { return ValidVLAN(int(n)) }, func(n uint64) { v.VLAN = uint16(n) })},
+		options.Field{Key: "suppress", Set: options.String(&v.Suppress)},
 	)
 	if err != nil {
 		return VXLANSpec{}, err
@@ -111,6 +128,9 @@ func (v VXLANSpec) Check() error {
 	if v.MTU != 0 && v.MTU < 576 {
 		return fmt.Errorf("%w: mtu %d below 576", ErrBadVXLAN, v.MTU)
 	}
+	if v.Suppress != "" && v.Suppress != "on" && v.Suppress != "off" {
+		return fmt.Errorf("%w: suppress=%q: on or off", ErrBadVXLAN, v.Suppress)
+	}
 	return nil
 }
 
@@ -129,6 +149,9 @@ func (v VXLANSpec) String() string {
 	}
 	if v.VLAN != 0 {
 		fmt.Fprintf(&b, ",vlan=%d", v.VLAN)
+	}
+	if v.Suppress != "" {
+		b.WriteString(",suppress=" + v.Suppress)
 	}
 	return b.String()
 }
@@ -163,6 +186,16 @@ type VXLANStats struct {
 	MACsLearned  uint64 `json:"macs_learned"`
 	MACsMoved    uint64 `json:"macs_moved"`
 	MACTableFull uint64 `json:"mac_table_full"`
+	// Suppress says whether ARP and ND suppression is on; ARPSuppressed
+	// and NDSuppressed count the requests answered instead of sent
+	// through the tunnel, Neighs the addresses learned behind it.
+	Suppress       bool   `json:"suppress"`
+	ARPSuppressed  uint64 `json:"arp_suppressed"`
+	NDSuppressed   uint64 `json:"nd_suppressed"`
+	Neighs         int    `json:"neighs"`
+	NeighsLearned  uint64 `json:"neighs_learned"`
+	NeighsMoved    uint64 `json:"neighs_moved"`
+	NeighTableFull uint64 `json:"neigh_table_full"`
 }
 
 // VTEPStats are the counters of one remote VTEP of a tunnel.
@@ -174,6 +207,19 @@ type VTEPStats struct {
 	TxPackets uint64 `json:"tx_packets"`
 	TxBytes   uint64 `json:"tx_bytes"`
 	TxDropped uint64 `json:"tx_dropped"`
+}
+
+// VXLANNeigh is an address learned behind a tunnel, one the switch answers
+// ARP requests or neighbour solicitations for (suppression).
+type VXLANNeigh struct {
+	IP  string  `json:"ip"`
+	MAC string  `json:"mac"`
+	Age float64 `json:"age_seconds"` // since the last ARP or ND message that confirmed it
+}
+
+// VXLANNeighs lists the addresses learned behind the tunnel of vni.
+func (c *Client) VXLANNeighs(ctx context.Context, vni uint32) ([]VXLANNeigh, error) {
+	return call[[]VXLANNeigh](ctx, c, http.MethodGet, "/v1/vxlan/"+strconv.FormatUint(uint64(vni), 10)+"/neigh", nil)
 }
 
 // VXLANs lists the tunnels.

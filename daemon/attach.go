@@ -47,6 +47,7 @@ func (d *Daemon) createTap(a *attachment, pid int) (*tap.Device, error) {
 		Addr:    netip.PrefixFrom(a.ip, d.cfg.Subnet.Bits()),
 		Gateway: d.cfg.Gateway,
 	}
+	cfg.GSOMaxSegs = d.tapGSOMaxSegs(a.mtu)
 	d.tapConfig6(a, &cfg)
 	if !d.useHelper() {
 		dev, err := tap.Create(cfg)

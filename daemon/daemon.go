@@ -197,8 +197,10 @@ func New(cfg Config) (_ *Daemon, err error) {
 		return nil, err
 	}
 	// The gateway routes, so it sends from any IP; its MAC is still checked.
-	// AddPortConfig closes the gateway if it fails.
-	if d.gwID, err = sw.AddPortConfig(gw, vswitch.PortConfig{VLAN: cfg.GatewayVLAN, MAC: d.gwMAC, Gateway: true}); err != nil {
+	// Its own addresses are given so that, with ARP and ND suppression
+	// on a VXLAN tunnel, a request for them goes to it alone (never
+	// across the overlay). AddPortConfig closes the gateway if it fails.
+	if d.gwID, err = sw.AddPortConfig(gw, vswitch.PortConfig{VLAN: cfg.GatewayVLAN, MAC: d.gwMAC, Gateway: true, IPs: gatewayIPs(gw, d.gwMAC)}); err != nil {
 		return nil, err
 	}
 	// The gateway never moves: pin its MAC, in its VLAN, so a container

@@ -14,8 +14,10 @@ import (
 
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/fdb"
+	"github.com/tapswitch/tapswitch/gateway"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/vxlan"
+	"github.com/tapswitch/tapswitch/wire"
 )
 
 // tunnels are the daemon's VXLAN tunnels: ports of the switch like the
@@ -51,6 +53,20 @@ func vxlanMTU(spec api.VXLANSpec) (int, error) {
 		over = vxlan.Overhead6
 	}
 	return min(mtu-over, 65535), nil
+}
+
+// tapGSOMaxSegs is the gso_max_segs of a container's TAP of MTU mtu: with
+// a VXLAN tunnel, as many segments as the tunnel sends in one sendmsg
+// (vxlan.SegmentsPerSend), so that a super-frame crosses whole; without,
+// 0 (no bound: the super-frames stay at the kernel's 64 KiB). A tunnel
+// added at runtime leaves the TAPs attached before it as they are.
+func (d *Daemon) tapGSOMaxSegs(mtu int) int {
+	d.vx.mu.Lock()
+	defer d.vx.mu.Unlock()
+	if len(d.vx.byVNI) == 0 {
+		return 0
+	}
+	return vxlan.SegmentsPerSend(mtu)
 }
 
 // AddVXLAN opens the tunnel of spec and adds it to the switch as a port of
@@ -89,6 +105,7 @@ func (d *Daemon) AddVXLAN(spec api.VXLANSpec) (api.VXLAN, error) {
 		Table:      vxlan.TableConfig{Ageing: d.cfg.FDBAgeing},
 		Clock:      d.sw.Now,
 		GatewayMAC: d.gwMAC,
+		Suppress:   spec.SuppressOn(),
 	}
 	for _, r := range spec.Remotes {
 		cfg.Remotes = append(cfg.Remotes, netip.MustParseAddr(r))
@@ -121,6 +138,16 @@ func (d *Daemon) AddVXLAN(spec api.VXLANSpec) (api.VXLAN, error) {
 	d.vx.byVNI[spec.VNI] = tn
 	d.log.Info("vxlan tunnel", "name", cfg.Name, "spec", spec.String(), "underlay_mtu", t.MTU(), "inner_mtu", t.InnerMTU())
 	return d.describeTunnel(tn), nil
+}
+
+// gatewayIPs are the gateway's addresses: IPv4, and with IPv6 its global
+// and link-local ones.
+func gatewayIPs(gw *gateway.Gateway, mac fdb.MAC) []netip.Addr {
+	ips := []netip.Addr{gw.Addr().Addr()}
+	if a6 := gw.Addr6(); a6.IsValid() {
+		ips = append(ips, a6.Addr(), netip.AddrFrom16(wire.LinkLocal(mac)))
+	}
+	return ips
 }
 
 // tunnelName reports whether name is one a tunnel's port may have:
@@ -212,6 +239,21 @@ func (d *Daemon) DeleteVXLANStatic(vni uint32, mac string) error {
 	return nil
 }
 
+// VXLANNeighs lists the addresses learned behind the tunnel of vni (for
+// ARP and ND suppression), by address.
+func (d *Daemon) VXLANNeighs(vni uint32) ([]api.VXLANNeigh, error) {
+	tn, err := d.tunnelOf(vni)
+	if err != nil {
+		return nil, err
+	}
+	es := tn.t.Neigh().Entries(tn.t.Now())
+	out := make([]api.VXLANNeigh, 0, len(es))
+	for _, e := range es {
+		out = append(out, api.VXLANNeigh{IP: e.IP.String(), MAC: e.MAC.String(), Age: e.Age.Seconds()})
+	}
+	return out, nil
+}
+
 // VXLANs lists the tunnels by VNI.
 func (d *Daemon) VXLANs() []api.VXLAN {
 	list := d.tunnelList()
@@ -242,6 +284,8 @@ func (d *Daemon) describeTunnel(tn *tunnel) api.VXLAN {
 			RxMalformed: s.RxMalformed, RxBadVNI: s.RxBadVNI, RxDenied: s.RxDenied, RxClaimed: s.RxClaimed,
 			RxNoVTEP: s.RxNoVTEP, TxTooBig: s.TxTooBig, TxGateway: s.TxGateway, TxErrors: s.TxErrors,
 			MACs: s.Table.Entries, MACsLearned: s.Table.Learned, MACsMoved: s.Table.Moved, MACTableFull: s.Table.Full,
+			Suppress: cfg.Suppress, ARPSuppressed: s.ARPSuppressed, NDSuppressed: s.NDSuppressed,
+			Neighs: s.Neigh.Entries, NeighsLearned: s.Neigh.Learned, NeighsMoved: s.Neigh.Moved, NeighTableFull: s.Neigh.Full,
 		},
 	}
 	for _, p := range cfg.Allow {
@@ -315,6 +359,11 @@ func (d *Daemon) vxlanRoutes(mux *http.ServeMux) {
 		}
 		replyNoContent(w, withVNI(r, func(vni uint32) error { return d.AddVXLANStatic(vni, s) }))
 	})
+	mux.HandleFunc("GET /v1/vxlan/{vni}/neigh", func(w http.ResponseWriter, r *http.Request) {
+		var out []api.VXLANNeigh
+		err := withVNI(r, func(vni uint32) (err error) { out, err = d.VXLANNeighs(vni); return err })
+		reply(w, http.StatusOK, out, err)
+	})
 	mux.HandleFunc("DELETE /v1/vxlan/{vni}/fdb/{mac}", func(w http.ResponseWriter, r *http.Request) {
 		replyNoContent(w, withVNI(r, func(vni uint32) error { return d.DeleteVXLANStatic(vni, r.PathValue("mac")) }))
 	})
@@ -336,13 +385,15 @@ var (
 	mVTEPDropped = desc("vxlan_vtep_tx_dropped_total", "Frames for a remote VTEP the socket refused.", "tunnel", "vtep")
 	mVXLANDrops  = desc("vxlan_dropped_total", "Datagrams and frames a tunnel dropped, by reason.", "tunnel", "reason")
 	mVXLANMACs   = desc("vxlan_macs", "MACs in a tunnel's MAC to VTEP table.", "tunnel")
+	mVXLANSupp   = desc("vxlan_suppressed_total", "Requests the switch answered instead of sending them through a tunnel (ARP and ND suppression), by protocol (arp, nd).", "tunnel", "proto")
+	mVXLANNeighs = desc("vxlan_neighs", "Addresses learned behind a tunnel for ARP and ND suppression.", "tunnel")
 )
 
 // vxlanCollector reads the tunnels' counters at scrape time.
 type vxlanCollector struct{ d *Daemon }
 
 func (c vxlanCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{mVTEPPackets, mVTEPBytes, mVTEPDropped, mVXLANDrops, mVXLANMACs} {
+	for _, d := range []*prometheus.Desc{mVTEPPackets, mVTEPBytes, mVTEPDropped, mVXLANDrops, mVXLANMACs, mVXLANSupp, mVXLANNeighs} {
 		ch <- d
 	}
 }
@@ -360,5 +411,7 @@ func (c vxlanCollector) Collect(ch chan<- prometheus.Metric) {
 			{"claimed_mac", s.RxClaimed}, {"no_vtep", s.RxNoVTEP}, {"too_big", s.TxTooBig}, {"gateway", s.TxGateway},
 			{"tx_error", s.TxErrors}}, v.Name)
 		sc.gauge(mVXLANMACs, float64(s.MACs), v.Name)
+		sc.counters(mVXLANSupp, []labelled{{"arp", s.ARPSuppressed}, {"nd", s.NDSuppressed}}, v.Name)
+		sc.gauge(mVXLANNeighs, float64(s.Neighs), v.Name)
 	}
 }

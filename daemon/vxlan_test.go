@@ -33,8 +33,8 @@ func TestVXLANAPI(t *testing.T) {
 		t.Errorf("MTU %d with an underlay of 1500, want 1450", d.cfg.MTU)
 	}
 	list := d.VXLANs()
-	if len(list) != 1 || list[0].Name != "vxlan42" || list[0].InnerMTU != 1450 || list[0].VLAN != 1 {
-		t.Fatalf("tunnels: %+v", list)
+	if len(list) != 1 || list[0].Name != "vxlan42" || list[0].InnerMTU != 1450 || list[0].VLAN != 1 || !list[0].Stats.Suppress {
+		t.Fatalf("tunnels: %+v (want suppression on by default)", list)
 	}
 	other := api.VXLANSpec{VNI: 43, Local: "127.0.0.1", Remotes: []string{"127.0.0.3"}, Port: spec.Port, VLAN: 10} // the same port, as vxlan devices share 4789
 	if _, err := d.AddVXLAN(other); !errors.Is(err, ErrInvalid) {
@@ -49,10 +49,19 @@ func TestVXLANAPI(t *testing.T) {
 		`tapswitch_vxlan_vtep_packets_total{dir="tx",tunnel="vxlan42",vtep="127.0.0.2"} 0`,
 		`tapswitch_vxlan_dropped_total{reason="claimed_mac",tunnel="vxlan42"} 0`,
 		`tapswitch_port_rx_packets_total{port="vxlan42"}`,
+		`tapswitch_vxlan_suppressed_total{proto="arp",tunnel="vxlan42"} 0`,
+		`tapswitch_vxlan_suppressed_total{proto="nd",tunnel="vxlan42"} 0`,
+		`tapswitch_vxlan_neighs{tunnel="vxlan42"} 0`,
 	} {
 		if !strings.Contains(rec.Body.String(), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+	if l, err := d.VXLANNeighs(42); err != nil || len(l) != 0 {
+		t.Errorf("addresses behind vni 42: %v, %v; want none yet", l, err)
+	}
+	if _, err := d.VXLANNeighs(7); !errors.Is(err, ErrNotFound) {
+		t.Errorf("addresses behind vni 7: %v, want ErrNotFound", err)
 	}
 	const mac = "02:42:0a:5a:07:07"
 	for _, bad := range []api.VXLANStatic{{MAC: "ff:ff:ff:ff:ff:ff", VTEP: "127.0.0.2"}, {MAC: mac, VTEP: "::1"}, {MAC: "x", VTEP: "127.0.0.2"}} {
@@ -95,12 +104,16 @@ func TestVXLANAPI(t *testing.T) {
 			t.Errorf("port %s left after DeleteVXLAN", p.Name)
 		}
 	}
-	// Now two tunnels, each with its VLAN.
+	// Now two tunnels, each with its VLAN, one without suppression.
 	spec.VLAN = 20
+	other.Suppress = "off"
 	for _, s := range []api.VXLANSpec{spec, other} {
 		if _, err := d.AddVXLAN(s); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if l := d.VXLANs(); !l[0].Stats.Suppress || l[1].Stats.Suppress || l[1].Spec.String() != other.String() {
+		t.Errorf("suppression of vni 42 and 43: %v and %v (%s), want on and off", l[0].Stats.Suppress, l[1].Stats.Suppress, l[1].Spec)
 	}
 	other.VNI = 44
 	if _, err := d.AddVXLAN(other); !errors.Is(err, ErrConflict) {

@@ -222,28 +222,34 @@ func (g *Gateway) handleTCP(v *ipv4View, ethSrc [6]byte) {
 		g.stats.inc(cntMalformed)
 		return
 	}
-	if transportChecksum(s, wire.ProtoTCP, v.src, v.dst) != 0 {
-		g.stats.inc(cntBadChecksum)
+	if !g.resetAllowed(s, transportChecksum(s, wire.ProtoTCP, v.src, v.dst), false) {
 		return
 	}
-	flags := s.Flags()
-	if flags&wire.TCPFlagRST != 0 {
-		g.stats.inc(cntIgnored)
-		return
-	}
-	if !g.limiter.allow(g.now()) {
-		g.stats.inc(cntRateLimited)
-		return
-	}
-	seq, ack, rflags := resetFor(s)
-
 	// The ECN field is not echoed.
 	buf, t := g.answer(ethSrc, v.src, v.ip.TOS()&^0x03, wire.ProtoTCP, wire.TCPMinLen)
-	putReset(t, s, seq, ack, rflags)
+	putReset(t, s)
 	binary.BigEndian.PutUint16(t[16:18], transportChecksum(t, wire.ProtoTCP, g.addr, v.src))
 	if g.enqueue(buf, wire.EthernetLen+wire.IPv4MinLen+wire.TCPMinLen) {
 		g.stats.inc(cntTCPResets)
 	}
+}
+
+// resetAllowed reports whether the gateway answers the segment s with a
+// reset, sum being s's checksum with its pseudo-header (0 when valid): not
+// when sum is wrong, when s is a reset itself or ignore is set, nor without
+// a token of the rate limiter. It counts the segments it turns down.
+func (g *Gateway) resetAllowed(s wire.TCP, sum uint16, ignore bool) bool {
+	switch {
+	case sum != 0:
+		g.stats.inc(cntBadChecksum)
+	case ignore || s.Flags()&wire.TCPFlagRST != 0:
+		g.stats.inc(cntIgnored)
+	case !g.limiter.allow(g.now()):
+		g.stats.inc(cntRateLimited)
+	default:
+		return true
+	}
+	return false
 }
 
 // resetFor returns the sequence and acknowledgment numbers and the flags
@@ -265,9 +271,10 @@ func resetFor(s wire.TCP) (seq, ack uint32, flags uint8) {
 	return 0, s.Seq() + segLen, wire.TCPFlagRST | wire.TCPFlagACK
 }
 
-// putReset writes into t (TCPMinLen bytes) the header of a reset answering
-// s, its checksum zero.
-func putReset(t []byte, s wire.TCP, seq, ack uint32, flags uint8) {
+// putReset writes into t (TCPMinLen bytes) the header of the reset
+// answering s (resetFor), its checksum zero.
+func putReset(t []byte, s wire.TCP) {
+	seq, ack, flags := resetFor(s)
 	copy(t[0:2], s[2:4]) // source port: the segment's destination port
 	copy(t[2:4], s[0:2])
 	binary.BigEndian.PutUint32(t[4:8], seq)

@@ -260,7 +260,7 @@ func (g *Gateway) echo6(ip wire.IPv6, m wire.ICMP, ethSrc [6]byte) {
 		g.stats.inc(cntIgnored)
 		return
 	}
-	buf, out := g.answer6(ethSrc, ip.Dst(), ip.Src(), hopLimit6, len(m))
+	buf, out := g.answer6(ethSrc, ip.Dst(), ip.Src(), wire.ProtoICMPv6, hopLimit6, len(m))
 	copy(out, m)
 	r := wire.ICMP(out)
 	r.SetType(wire.ICMPv6EchoReply, 0)
@@ -330,7 +330,7 @@ func (g *Gateway) handleRS(ip wire.IPv6, m wire.ICMP, ethSrc [6]byte) {
 // address, to dst at ethDst.
 func (g *Gateway) sendNA(ethDst [6]byte, dst, target [16]byte, flags uint8) {
 	n := wire.NALen + wire.NDLLOptLen
-	buf, out := g.answer6(ethDst, g.v6.ll, dst, wire.NDHopLimit, n)
+	buf, out := g.answer6(ethDst, g.v6.ll, dst, wire.ProtoICMPv6, wire.NDHopLimit, n)
 	wire.PutNA(out, target, flags, g.mac)
 	wire.ICMP(out).UpdateChecksum6(checksum.PseudoHeaderIPv6(g.v6.ll, dst, wire.ProtoICMPv6, uint32(n)))
 	if g.enqueue(buf, wire.EthernetLen+wire.IPv6Len+n) {
@@ -353,7 +353,7 @@ func (g *Gateway) sendRA(ethDst [6]byte, dst [16]byte) {
 		PreferredLifetime: raPrefixPreferred,
 	}
 	n := ra.Len()
-	buf, out := g.answer6(ethDst, g.v6.ll, dst, wire.NDHopLimit, n)
+	buf, out := g.answer6(ethDst, g.v6.ll, dst, wire.ProtoICMPv6, wire.NDHopLimit, n)
 	wire.PutRA(out, &ra)
 	wire.ICMP(out).UpdateChecksum6(checksum.PseudoHeaderIPv6(g.v6.ll, dst, wire.ProtoICMPv6, uint32(n)))
 	if g.enqueue(buf, wire.EthernetLen+wire.IPv6Len+n) {
@@ -380,7 +380,7 @@ func (g *Gateway) sendError6(ip wire.IPv6, ethSrc [6]byte, typ, code uint8, rest
 		quote = quote[:limit]
 	}
 	n := wire.ICMPLen + len(quote)
-	buf, out := g.answer6(ethSrc, g.v6.addr, src, hopLimit6, n)
+	buf, out := g.answer6(ethSrc, g.v6.addr, src, wire.ProtoICMPv6, hopLimit6, n)
 	e := wire.ICMP(out)
 	e.SetType(typ, code)
 	e.SetRest(rest)
@@ -410,13 +410,14 @@ func isICMPv6Error(ip wire.IPv6) bool {
 }
 
 // answer6 takes a buffer for a packet from src to dst (at MAC ethDst) with
-// hop limit hl, writes its Ethernet and IPv6 headers for an ICMPv6 payload
-// of n bytes, and returns the buffer and the payload to fill in.
-func (g *Gateway) answer6(ethDst [6]byte, src, dst [16]byte, hl uint8, n int) (*[]byte, []byte) {
+// hop limit hl, writes its Ethernet and IPv6 headers for a payload of
+// protocol proto and n bytes, and returns the buffer and the payload to
+// fill in.
+func (g *Gateway) answer6(ethDst [6]byte, src, dst [16]byte, proto, hl uint8, n int) (*[]byte, []byte) {
 	buf := g.getBuf()
 	out := *buf
 	wire.PutEthernet(out, ethDst, g.mac, wire.EtherTypeIPv6)
-	h := wire.IPv6Header{PayloadLen: uint16(n), NextHeader: wire.ProtoICMPv6, HopLimit: hl, Src: src, Dst: dst}
+	h := wire.IPv6Header{PayloadLen: uint16(n), NextHeader: proto, HopLimit: hl, Src: src, Dst: dst}
 	h.Put(out[wire.EthernetLen:])
 	off := wire.EthernetLen + wire.IPv6Len
 	return buf, out[off : off+n]
@@ -432,27 +433,13 @@ func (g *Gateway) reset6(ip wire.IPv6, off int, ethSrc [6]byte) {
 		g.stats.inc(cntMalformed)
 		return
 	}
-	if checksum.Checksum(s, ip.PseudoSum(wire.ProtoTCP, len(s))) != 0 {
-		g.stats.inc(cntBadChecksum)
+	// A segment from the unspecified address has nobody to answer.
+	if !g.resetAllowed(s, checksum.Checksum(s, ip.PseudoSum(wire.ProtoTCP, len(s))), ip.Src() == [16]byte{}) {
 		return
 	}
-	if s.Flags()&wire.TCPFlagRST != 0 || ip.Src() == [16]byte{} {
-		g.stats.inc(cntIgnored)
-		return
-	}
-	if !g.limiter.allow(g.now()) {
-		g.stats.inc(cntRateLimited)
-		return
-	}
-	seq, ack, flags := resetFor(s)
 	src, dst := ip.Dst(), ip.Src()
-	buf := g.getBuf()
-	out := *buf
-	wire.PutEthernet(out, ethSrc, g.mac, wire.EtherTypeIPv6)
-	h := wire.IPv6Header{PayloadLen: wire.TCPMinLen, NextHeader: wire.ProtoTCP, HopLimit: hopLimit6, Src: src, Dst: dst}
-	h.Put(out[wire.EthernetLen:])
-	t := out[wire.EthernetLen+wire.IPv6Len : wire.EthernetLen+wire.IPv6Len+wire.TCPMinLen]
-	putReset(t, s, seq, ack, flags)
+	buf, t := g.answer6(ethSrc, src, dst, wire.ProtoTCP, hopLimit6, wire.TCPMinLen)
+	putReset(t, s)
 	binary.BigEndian.PutUint16(t[16:18], checksum.Checksum(t, checksum.PseudoHeaderIPv6(src, dst, wire.ProtoTCP, wire.TCPMinLen)))
 	if g.enqueue(buf, wire.EthernetLen+wire.IPv6Len+wire.TCPMinLen) {
 		g.stats.inc(cntTCPResets)

@@ -67,7 +67,7 @@ func (g *Gateway) resolve6(dst [16]byte, q qframe) (mac [6]byte, ok bool) {
 func (g *Gateway) sendNS(target [16]byte) {
 	n := wire.NSLen + wire.NDLLOptLen
 	grp := wire.SolicitedNode(target)
-	buf, out := g.answer6(wire.MulticastMAC(grp), g.v6.addr, grp, wire.NDHopLimit, n)
+	buf, out := g.answer6(wire.MulticastMAC(grp), g.v6.addr, grp, wire.ProtoICMPv6, wire.NDHopLimit, n)
 	wire.PutNS(out, target, g.mac)
 	wire.ICMP(out).UpdateChecksum6(checksum.PseudoHeaderIPv6(g.v6.addr, grp, wire.ProtoICMPv6, uint32(n)))
 	if g.enqueue(buf, wire.EthernetLen+wire.IPv6Len+n) {

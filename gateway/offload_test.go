@@ -11,7 +11,6 @@ import (
 
 	"github.com/tapswitch/tapswitch/gateway"
 	"github.com/tapswitch/tapswitch/internal/checksum"
-	"github.com/tapswitch/tapswitch/nat"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/switch/gso"
 )
@@ -33,10 +32,7 @@ func (u *gsoUplink) SendGSO(buf []byte, off, mss int) error {
 
 func newGSORouter(t *testing.T, hostLo netip.Addr) (*gateway.Gateway, *gsoUplink) {
 	t.Helper()
-	tbl, err := nat.New(nat.Config{External: extIP, Internal: gwNet.Masked()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tbl := newNAT(t)
 	up := &gsoUplink{fakeUplink: fakeUplink{mtu: 1500, keep: true}}
 	g, _ := newGateway(t, func(c *gateway.Config) { c.NAT, c.Uplink, c.HostLoopback = tbl, up, hostLo })
 	return g, up

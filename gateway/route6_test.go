@@ -10,7 +10,6 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/tapswitch/tapswitch/gateway"
-	"github.com/tapswitch/tapswitch/nat"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 )
 
@@ -34,10 +33,7 @@ func (u *fakeUplink6) Loopback6() netip.Addr           { return lo6 }
 // carries IPv6, its start-up NAs and RA read; hostLo sets HostLoopback.
 func newRouter6(t *testing.T, mtu int, hostLo bool) (*gateway.Gateway, *fakeUplink6) {
 	t.Helper()
-	tbl, err := nat.New(nat.Config{External: extIP, Internal: gwNet.Masked()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tbl := newNAT(t)
 	up := &fakeUplink6{fakeUplink{mtu: mtu, keep: true}}
 	g := newGateway6(t, func(c *gateway.Config) {
 		c.NAT, c.Uplink = tbl, up
@@ -212,12 +208,9 @@ func TestRoute6HostLoopback(t *testing.T) {
 // TestRoute6Config: an uplink's Loopback6 inside the containers' /64 is
 // refused.
 func TestRoute6Config(t *testing.T) {
-	tbl, err := nat.New(nat.Config{External: extIP, Internal: gwNet.Masked()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tbl := newNAT(t)
 	up := &badLoopback6{fakeUplink6{fakeUplink{mtu: 1500}}}
-	_, err = gateway.New(gateway.Config{MAC: gwMAC, Addr: gwNet, Addr6: gwNet6, NAT: tbl, Uplink: up})
+	_, err := gateway.New(gateway.Config{MAC: gwMAC, Addr: gwNet, Addr6: gwNet6, NAT: tbl, Uplink: up})
 	if err == nil {
 		t.Fatal("New accepted an uplink whose Loopback6 is in the /64")
 	}
@@ -237,15 +230,7 @@ func TestRoute6NoAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(1000, func() { g.Write(buf, vswitch.Headroom) }); n != 0 {
 		t.Errorf("routing an IPv6 packet out: %v allocations, want 0", n)
 	}
-	in := append([]byte(nil), back...)
-	out := make([]byte, vswitch.BufSize)
-	if n := testing.AllocsPerRun(1000, func() {
-		copy(in, back)
-		g.FromUplink(in)
-		if _, err := g.Read(out, vswitch.Headroom); err != nil {
-			t.Fatal(err)
-		}
-	}); n != 0 {
+	if n := deliverAllocs(t, g, back); n != 0 {
 		t.Errorf("delivering an IPv6 packet from the uplink: %v allocations, want 0", n)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/tapswitch/tapswitch/gateway"
-	"github.com/tapswitch/tapswitch/nat"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 )
 
@@ -14,10 +13,7 @@ import (
 // packet costs the gateway, neighbour learning (out) and lookup (back)
 // included.
 func BenchmarkRouteEcho(b *testing.B) {
-	tbl, err := nat.New(nat.Config{External: extIP, Internal: gwNet.Masked()})
-	if err != nil {
-		b.Fatal(err)
-	}
+	tbl := newNAT(b)
 	up := &fakeUplink{mtu: 1500, keep: true}
 	g, _ := newGateway(b, func(c *gateway.Config) { c.NAT, c.Uplink = tbl, up })
 	in := withVnetHdr(toElsewhere(b, lanIP, 16))

@@ -53,14 +53,38 @@ func (u *fakeUplink) take() [][]byte {
 	return s
 }
 
-// newRouter returns a gateway routing through a NAT table to a fake uplink
-// of the given MTU.
-func newRouter(t *testing.T, mtu int) (*gateway.Gateway, *fakeUplink, *nat.Table) {
+// newNAT returns an IPv4 NAT table from the containers' subnet (gwNet) to
+// extIP.
+func newNAT(t testing.TB) *nat.Table {
 	t.Helper()
 	tbl, err := nat.New(nat.Config{External: extIP, Internal: gwNet.Masked()})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return tbl
+}
+
+// deliverAllocs returns the allocations of handing pkt to g from the
+// uplink and reading what g then sends the container; pkt is copied
+// before each run, as FromUplink rewrites in place.
+func deliverAllocs(t *testing.T, g *gateway.Gateway, pkt []byte) float64 {
+	t.Helper()
+	in := append([]byte(nil), pkt...)
+	out := make([]byte, vswitch.BufSize)
+	return testing.AllocsPerRun(1000, func() {
+		copy(in, pkt)
+		g.FromUplink(in)
+		if _, err := g.Read(out, vswitch.Headroom); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// newRouter returns a gateway routing through a NAT table to a fake uplink
+// of the given MTU.
+func newRouter(t *testing.T, mtu int) (*gateway.Gateway, *fakeUplink, *nat.Table) {
+	t.Helper()
+	tbl := newNAT(t)
 	up := &fakeUplink{mtu: mtu, keep: true}
 	g, _ := newGateway(t, func(c *gateway.Config) { c.NAT, c.Uplink = tbl, up })
 	return g, up, tbl
@@ -221,15 +245,7 @@ func TestRouteNoAllocs(t *testing.T) {
 	copy(r[16:20], extIP.AsSlice())
 	r[20] = 0 // echo reply; the identifier is already the mapped one
 	fixChecksums(reply)
-	in := append([]byte(nil), r...)
-	out := make([]byte, vswitch.BufSize)
-	if n := testing.AllocsPerRun(1000, func() {
-		copy(in, r) // FromUplink rewrites in place
-		g.FromUplink(in)
-		if _, err := g.Read(out, vswitch.Headroom); err != nil {
-			t.Fatal(err)
-		}
-	}); n != 0 {
+	if n := deliverAllocs(t, g, r); n != 0 {
 		t.Errorf("delivering a datagram of a known flow from the uplink: %v allocations, want 0", n)
 	}
 }
@@ -237,10 +253,7 @@ func TestRouteNoAllocs(t *testing.T) {
 // TestRoutePendingBounded: datagrams for containers that never answer ARP
 // are bounded, counted, and given up on after the timeout.
 func TestRoutePendingBounded(t *testing.T) {
-	tbl, err := nat.New(nat.Config{External: extIP, Internal: gwNet.Masked()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tbl := newNAT(t)
 	g, clk := newGateway(t, func(c *gateway.Config) { c.NAT, c.Uplink, c.QueueLen = tbl, &fakeUplink{mtu: 1500}, 4096 })
 	for i := range 300 {
 		dst := netip.AddrFrom4([4]byte{10, 90, 1, byte(i / 32)})
@@ -313,10 +326,7 @@ func ipChecksumOK(h []byte) error {
 // come back from the gateway's address; ICMP is still the gateway's.
 func TestRouteHostLoopback(t *testing.T) {
 	hostLo := netip.MustParseAddr("192.0.0.1")
-	tbl, err := nat.New(nat.Config{External: extIP, Internal: gwNet.Masked()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tbl := newNAT(t)
 	up := &fakeUplink{mtu: 1500, keep: true}
 	g, _ := newGateway(t, func(c *gateway.Config) { c.NAT, c.Uplink, c.HostLoopback = tbl, up, hostLo })
 	for _, tt := range []struct {

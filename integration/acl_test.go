@@ -246,9 +246,7 @@ func TestRulesSurviveRestart(t *testing.T) {
 	if strings.Join(rs[0].Missing, ",") != "a" {
 		t.Errorf("rule 1 names a port not attached yet: missing %v, want [a]", rs[0].Missing)
 	}
-	a, b := newNS(t), newNS(t)
-	d2.attach(t, a, "a")
-	pb := d2.attach(t, b, "b")
+	a, b, pb := d2.attachAB(t)
 	noPing(t, a, ip(pb))
 	if s := d2.portStats(t, "a"); s.RxDenied == 0 {
 		t.Errorf("a's rx_denied is 0 after pings a rule drops")

@@ -87,11 +87,16 @@ func rt(id, ns string, caps map[string]any) *libcni.RuntimeConf {
 	}
 }
 
+// ctx bounds one call to the plugin: a minute.
+func (n *cniNet) ctx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 func (n *cniNet) add(t *testing.T, r *libcni.RuntimeConf) (*current.Result, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	res, err := n.cfg.AddNetworkList(ctx, n.list, r)
+	res, err := n.cfg.AddNetworkList(n.ctx(t), n.list, r)
 	if err != nil {
 		return nil, err
 	}
@@ -107,18 +112,29 @@ func (n *cniNet) mustAdd(t *testing.T, r *libcni.RuntimeConf) *current.Result {
 	return res
 }
 
+// addNew ADDs container id in a new namespace and returns its runtime
+// configuration and the namespace.
+func (n *cniNet) addNew(t *testing.T, id string) (*libcni.RuntimeConf, string) {
+	t.Helper()
+	ns := newNS(t)
+	r := rt(id, ns, nil)
+	n.mustAdd(t, r)
+	return r, ns
+}
+
 func (n *cniNet) del(t *testing.T, r *libcni.RuntimeConf) error {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	return n.cfg.DelNetworkList(ctx, n.list, r)
+	return n.cfg.DelNetworkList(n.ctx(t), n.list, r)
 }
 
 func (n *cniNet) check(t *testing.T, r *libcni.RuntimeConf) error {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	return n.cfg.CheckNetworkList(ctx, n.list, r)
+	return n.cfg.CheckNetworkList(n.ctx(t), n.list, r)
+}
+
+func (n *cniNet) status(t *testing.T) error {
+	t.Helper()
+	return n.cfg.GetStatusNetworkList(n.ctx(t), n.list)
 }
 
 // portNamed returns the daemon's port called name.
@@ -237,9 +253,7 @@ func TestCNIDelGone(t *testing.T) {
 	requireRoot(t)
 	d := startDaemon(t)
 	n := newCNINet(t, d)
-	ns := newNS(t)
-	r := rt("gone1", ns, nil)
-	n.mustAdd(t, r)
+	r, ns := n.addNew(t, "gone1")
 	if err := netnsutil.Del(ns); err != nil {
 		t.Fatal(err)
 	}
@@ -264,12 +278,10 @@ func TestCNIGC(t *testing.T) {
 	d := startDaemon(t)
 	n := newCNINet(t, d)
 	for _, id := range []string{"gc1", "gc2", "gc3"} {
-		n.mustAdd(t, rt(id, newNS(t), nil))
+		n.addNew(t, id)
 	}
 	d.attach(t, newNS(t), "byhand")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	err := n.cfg.GCNetworkList(ctx, n.list, &libcni.GCArgs{ValidAttachments: []types.GCAttachment{{ContainerID: "gc2", IfName: "eth0"}}})
+	err := n.cfg.GCNetworkList(n.ctx(t), n.list, &libcni.GCArgs{ValidAttachments: []types.GCAttachment{{ContainerID: "gc2", IfName: "eth0"}}})
 	if err != nil {
 		t.Fatalf("GC: %v", err)
 	}
@@ -280,7 +292,7 @@ func TestCNIGC(t *testing.T) {
 	if want := []string{"byhand", "gateway", "gc2"}; !slices.Equal(sorted(names), want) {
 		t.Errorf("ports after GC = %v, want %v", names, want)
 	}
-	if err := n.cfg.GetStatusNetworkList(ctx, n.list); err != nil {
+	if err := n.status(t); err != nil {
 		t.Errorf("STATUS: %v", err)
 	}
 }
@@ -292,9 +304,7 @@ func TestCNIDaemonStopped(t *testing.T) {
 	requireRoot(t)
 	d := startDaemon(t)
 	n := newCNINet(t, d)
-	ns := newNS(t)
-	r := rt("stop1", ns, nil)
-	n.mustAdd(t, r)
+	r, ns := n.addNew(t, "stop1")
 	if err := d.stop(t); err != nil {
 		t.Fatalf("daemon exit: %v", err)
 	}
@@ -308,9 +318,7 @@ func TestCNIDaemonStopped(t *testing.T) {
 	if cniCode(err) != cni.ErrDaemonUnreachable || !strings.Contains(err.Error(), d.sock) {
 		t.Errorf("ADD with the daemon stopped = %v, want code %d naming %s", err, cni.ErrDaemonUnreachable, d.sock)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := n.cfg.GetStatusNetworkList(ctx, n.list); cniCode(err) != types.ErrPluginNotAvailable {
+	if err := n.status(t); cniCode(err) != types.ErrPluginNotAvailable {
 		t.Errorf("STATUS with the daemon stopped = %v, want code %d", err, types.ErrPluginNotAvailable)
 	}
 }
@@ -396,8 +404,7 @@ func TestCNISubnetFull(t *testing.T) {
 	requireRoot(t)
 	d := startDaemon(t, "--subnet", "10.99.0.0/30")
 	n := newCNINet(t, d)
-	r1 := rt("full1", newNS(t), nil)
-	n.mustAdd(t, r1)
+	r1, _ := n.addNew(t, "full1")
 	ns2 := newNS(t)
 	_, err := n.add(t, rt("full2", ns2, nil))
 	if cniCode(err) != cni.ErrSubnetFull || !strings.Contains(err.Error(), "subnet full") {
@@ -406,15 +413,13 @@ func TestCNISubnetFull(t *testing.T) {
 	if got := links(t, ns2); slices.Contains(got, "eth0") {
 		t.Errorf("links after the failed ADD = %v, want no eth0", got)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := n.cfg.GetStatusNetworkList(ctx, n.list); cniCode(err) != types.ErrPluginNotAvailable || !strings.Contains(err.Error(), "full") {
+	if err := n.status(t); cniCode(err) != types.ErrPluginNotAvailable || !strings.Contains(err.Error(), "full") {
 		t.Errorf("STATUS with the subnet full = %v, want code %d saying full", err, types.ErrPluginNotAvailable)
 	}
 	if err := n.del(t, r1); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.cfg.GetStatusNetworkList(ctx, n.list); err != nil {
+	if err := n.status(t); err != nil {
 		t.Errorf("STATUS after DEL: %v", err)
 	}
 	n.mustAdd(t, rt("full2", ns2, nil))

@@ -285,19 +285,7 @@ func TestHostUplinkDefaults(t *testing.T) {
 
 	t.Run("host loopback off", func(t *testing.T) {
 		var accepted atomic.Int32
-		var ln net.Listener
-		inNS(t, host, func() (err error) { ln, err = net.Listen("tcp4", "127.0.0.1:9000"); return err })
-		defer ln.Close()
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				accepted.Add(1)
-				c.Close()
-			}
-		}()
+		serveTCP(t, host, "127.0.0.1:9000", func(net.Conn) { accepted.Add(1) })
 		_, err := dialTCP(t, c1, gatewayIP+":9000", 5*time.Second)
 		if !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Errorf("connect to the gateway's 9000: %v, want connection refused", err)

@@ -15,16 +15,6 @@ import (
 // ip6 returns the IPv6 address of a port without its prefix length.
 func ip6(p api.Port) string { return strings.SplitN(p.IP6, "/", 2)[0] }
 
-// inNSOut runs a command inside ns and returns its combined output.
-func inNSOut(t *testing.T, ns string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("in %s: %v: %v\n%s", ns, args, err, out)
-	}
-	return string(out)
-}
-
 // ping6 runs ping -6 inside ns and fails the test if no reply comes back.
 func ping6(t *testing.T, ns, addr string) {
 	t.Helper()
@@ -59,7 +49,7 @@ func TestIPv6DualStack(t *testing.T) {
 	if out, _, _ := d.cli(t, "ports"); !strings.Contains(out, "fd42:1::99/64") {
 		t.Errorf("ports table lacks c's ip6:\n%s", out)
 	}
-	if out := inNSOut(t, a, "ip", "-6", "route", "show", "default"); !strings.Contains(out, "via fd42:1::1 dev eth0") {
+	if out := nsRun(t, a, "ip", "-6", "route", "show", "default"); !strings.Contains(out, "via fd42:1::1 dev eth0") {
 		t.Errorf("a's IPv6 default route: %q, want one via fd42:1::1", out)
 	}
 
@@ -90,11 +80,11 @@ func TestIPv6DualStack(t *testing.T) {
 	ll := netip.AddrFrom16([16]byte{0: 0xfe, 1: 0x80, 8: mac[0] ^ 2, 9: mac[1], 10: mac[2], 11: 0xff, 12: 0xfe, 13: mac[3], 14: mac[4], 15: mac[5]})
 	ping6(t, b, ll.String()+"%eth0")
 	eventually(t, 10*time.Second, "a default route learned from the gateway's RA", func() bool {
-		out := inNSOut(t, a, "ip", "-6", "route", "show", "default")
+		out := nsRun(t, a, "ip", "-6", "route", "show", "default")
 		return strings.Contains(out, "via "+ll.String()) && strings.Contains(out, "proto ra")
 	})
 	// The RA's prefix is on-link, without SLAAC: no second address.
-	if out := inNSOut(t, a, "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "global"); strings.Count(out, "inet6") != 1 {
+	if out := nsRun(t, a, "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "global"); strings.Count(out, "inet6") != 1 {
 		t.Errorf("a's global IPv6 addresses: want only fd42:1::2:\n%s", out)
 	}
 
@@ -129,10 +119,10 @@ func TestIPv4OnlyNoIPv6(t *testing.T) {
 	if p.IP6 != "" {
 		t.Errorf("ip6 %q on an IPv4-only network, want none", p.IP6)
 	}
-	if out := inNSOut(t, a, "cat", "/proc/sys/net/ipv6/conf/eth0/disable_ipv6"); strings.TrimSpace(out) != "1" {
+	if out := nsRun(t, a, "cat", "/proc/sys/net/ipv6/conf/eth0/disable_ipv6"); strings.TrimSpace(out) != "1" {
 		t.Errorf("disable_ipv6 of eth0: %q, want 1", out)
 	}
-	if out := inNSOut(t, a, "ip", "-6", "addr", "show", "dev", "eth0"); strings.TrimSpace(out) != "" {
+	if out := nsRun(t, a, "ip", "-6", "addr", "show", "dev", "eth0"); strings.TrimSpace(out) != "" {
 		t.Errorf("IPv6 addresses on eth0 of an IPv4-only network:\n%s", out)
 	}
 	ping(t, a, "10.90.0.1")
@@ -146,16 +136,14 @@ func TestIPv4OnlyNoIPv6(t *testing.T) {
 func TestIPv6AttachHelper(t *testing.T) {
 	requireRoot(t, "ping", "nsenter")
 	d := startDaemon(t, "--attach-helper", "--ipv6", "--subnet6", "fd42:3::/64")
-	a, b := newNS(t), newNS(t)
-	d.attach(t, a, "a")
-	pb := d.attach(t, b, "b")
+	a, _, pb := d.attachAB(t)
 	ping6(t, a, "fd42:3::1")
 	ping6(t, a, ip6(pb))
 
 	d4 := startDaemon(t, "--attach-helper", "--subnet", "10.91.0.0/16")
 	c := newNS(t)
 	d4.attach(t, c, "c")
-	if out := inNSOut(t, c, "cat", "/proc/sys/net/ipv6/conf/eth0/disable_ipv6"); strings.TrimSpace(out) != "1" {
+	if out := nsRun(t, c, "cat", "/proc/sys/net/ipv6/conf/eth0/disable_ipv6"); strings.TrimSpace(out) != "1" {
 		t.Errorf("disable_ipv6 through the helper: %q, want 1", out)
 	}
 }
@@ -168,9 +156,7 @@ func TestIPv6LiveRestore(t *testing.T) {
 	requireRoot(t, "ping")
 	d := startDaemon(t, "--ipv6", "--live-restore")
 	dir := filepath.Dir(d.sock)
-	a, b := newNS(t), newNS(t)
-	d.attach(t, a, "a")
-	pb := d.attach(t, b, "b")
+	a, _, pb := d.attachAB(t)
 	ping6(t, a, ip6(pb))
 	d.cmd.Process.Kill()
 	<-d.exited

@@ -94,9 +94,9 @@ func (f *forger) forge(t *testing.T, gw6, victim, spoofed netip.Addr, victimMAC 
 // the spoofed address.
 func poisoned(t *testing.T, ns string, f *forger, gw6, spoofed netip.Addr) (route, neigh, spoof bool) {
 	t.Helper()
-	routes := inNSOut(t, ns, "ip", "-6", "route", "show", "default")
-	gwNeigh := inNSOut(t, ns, "ip", "-6", "neigh", "show", gw6.String())
-	spoofNeigh := inNSOut(t, ns, "ip", "-6", "neigh", "show", spoofed.String())
+	routes := nsRun(t, ns, "ip", "-6", "route", "show", "default")
+	gwNeigh := nsRun(t, ns, "ip", "-6", "neigh", "show", gw6.String())
+	spoofNeigh := nsRun(t, ns, "ip", "-6", "neigh", "show", spoofed.String())
 	return strings.Contains(routes, "via "+f.ll.String()), strings.Contains(gwNeigh, f.mac.String()), strings.TrimSpace(spoofNeigh) != ""
 }
 

@@ -288,6 +288,15 @@ func (d *daemon) attach(t *testing.T, ns, name string, extra ...string) api.Port
 	return cliJSON[api.Port](t, d, append([]string{"attach", "--netns", netnsutil.Path(ns), "--name", name, "--json"}, extra...)...)
 }
 
+// attachAB attaches two new namespaces as ports a and b and returns the
+// namespaces and b's port.
+func (d *daemon) attachAB(t *testing.T) (a, b string, pb api.Port) {
+	t.Helper()
+	a, b = newNS(t), newNS(t)
+	d.attach(t, a, "a")
+	return a, b, d.attach(t, b, "b")
+}
+
 // attachN attaches n new namespaces as ports prefix1..prefixN.
 func (d *daemon) attachN(t *testing.T, n int, prefix string) ([]string, []api.Port) {
 	t.Helper()

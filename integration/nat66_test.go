@@ -116,7 +116,7 @@ func TestNAT66(t *testing.T) {
 		if after.FragNeeded == before.FragNeeded {
 			t.Errorf("the gateway sent no packet too big (frag_needed %d)", after.FragNeeded)
 		}
-		if out := inNSOut(t, c1, "ip", "-6", "route", "get", lanIP6Far); !strings.Contains(out, "mtu "+upMTU6) {
+		if out := nsRun(t, c1, "ip", "-6", "route", "get", lanIP6Far); !strings.Contains(out, "mtu "+upMTU6) {
 			t.Errorf("c1's route to %s: %q, want the path MTU %s learned from packet too big", lanIP6Far, out, upMTU6)
 		}
 		if after.Forwarded6 == before.Forwarded6 || after.ToContainer6 == before.ToContainer6 {

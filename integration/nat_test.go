@@ -76,21 +76,11 @@ func tcpServer(t *testing.T, ns, addr string) {
 // each connection, on a goroutine of its own, closing it after.
 func serveTCP(t *testing.T, ns, addr string, handle func(net.Conn)) {
 	t.Helper()
-	var ln net.Listener
-	inNS(t, ns, func() (err error) { ln, err = net.Listen(family("tcp", addr), addr); return err })
+	ln, err := netnsutil.ServeTCP(ns, family("tcp", addr), addr, handle)
+	if err != nil {
+		t.Fatalf("in %s: %v", ns, err)
+	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				handle(c)
-			}()
-		}
-	}()
 }
 
 // udpServer listens on addr in ns and answers every datagram with the

@@ -16,9 +16,7 @@ import (
 func TestTSOTransfer(t *testing.T) {
 	requireRoot(t)
 	d := startDaemon(t)
-	a, b := newNS(t), newNS(t)
-	d.attach(t, a, "a")
-	pb := d.attach(t, b, "b")
+	a, b, pb := d.attachAB(t)
 	sent, got := transfer(t, a, b, ip(pb), 64<<20, nil)
 	if sent != got {
 		t.Fatalf("sha256: sent %x, received %x", sent, got)

@@ -152,9 +152,7 @@ func (c counter) Write(p []byte) (int, error) { c.n.Add(int64(len(p))); return l
 func TestTCPTransfer(t *testing.T) {
 	requireRoot(t)
 	d := startDaemon(t)
-	a, b := newNS(t), newNS(t)
-	d.attach(t, a, "a")
-	pb := d.attach(t, b, "b")
+	a, b, pb := d.attachAB(t)
 	start := time.Now()
 	sent, got := transfer(t, a, b, ip(pb), 100<<20, nil)
 	if sent != got {
@@ -291,9 +289,7 @@ func TestDetachUnderTraffic(t *testing.T) {
 func TestNetnsDeleted(t *testing.T) {
 	requireRoot(t)
 	d := startDaemon(t)
-	a, b := newNS(t), newNS(t)
-	d.attach(t, a, "a")
-	pb := d.attach(t, b, "b")
+	a, b, pb := d.attachAB(t)
 	if err := netnsutil.Del(b); err != nil {
 		t.Fatal(err)
 	}
@@ -383,9 +379,7 @@ func TestAttachErrors(t *testing.T) {
 func TestSIGTERM(t *testing.T) {
 	requireRoot(t)
 	d := startDaemon(t)
-	a, b := newNS(t), newNS(t)
-	d.attach(t, a, "a")
-	d.attach(t, b, "b")
+	a, b, _ := d.attachAB(t)
 	if err := d.stop(t); err != nil {
 		t.Fatalf("daemon exit: %v, want status 0\n%s", err, d.log.String())
 	}

@@ -17,7 +17,8 @@ import (
 // Helpers for the tests of issue 8 (VLANs, isolation, port security, ACL
 // rules, hub mode): this file and acl_test.go.
 
-// nsRun runs a command inside ns and fails the test if it fails.
+// nsRun runs a command inside ns and returns its combined output; it fails
+// the test if the command fails.
 func nsRun(t *testing.T, ns string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()

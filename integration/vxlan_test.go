@@ -1,9 +1,11 @@
 package integration
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -124,6 +126,10 @@ func TestVXLANOverlay(t *testing.T) {
 	}
 	if pa.MTU != 1450 {
 		t.Errorf("container MTU %d, want 1450 (the underlay's 1500 less 50)", pa.MTU)
+	}
+	// Super-frames of at most 44 segments: one sendmsg each (vxlan.SegmentsPerSend).
+	if out := nsRun(t, a1, "ip", "-d", "link", "show", "eth0"); !strings.Contains(out, " gso_max_segs 44 ") {
+		t.Errorf("container eth0 %q, want gso_max_segs 44", out)
 	}
 	addrs := map[string]string{a1: ip(pa), b1: ip(pb), k1: "10.80.3.2"}
 	for from := range addrs {
@@ -344,4 +350,125 @@ func TestVXLANIPv6Underlay(t *testing.T) {
 	ping(t, b1, ip(pa))
 	hashServer(t, b1, ip(pb)+":7000")
 	upload(t, a1, ip(pb)+":7000", 8<<20)
+}
+
+// arpFrom captures ARP at d's tunnel port while fn runs and returns how
+// many ARP frames from mac came out of the tunnel.
+func (d *daemon) arpFrom(t *testing.T, mac string, fn func()) int {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "arp.pcapng")
+	c := d.startCapture(t, nil, "vxlan42", "-w", file, "arp")
+	fn()
+	c.stop(t)
+	n := 0
+	for _, p := range readPCAPNGFile(t, file, "vxlan42") {
+		if len(p.data) >= 12 && net.HardwareAddr(p.data[6:12]).String() == mac {
+			n++
+		}
+	}
+	return n
+}
+
+// arping runs iputils arping in ns on eth0 with args and returns its
+// output and exit code (1: no reply, or with -D a reply: a duplicate).
+func arping(t *testing.T, ns string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, "arping", "-I", "eth0"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatalf("arping %v in %s: %v\n%s", args, ns, err, out)
+	}
+	return string(out), cmd.ProcessState.ExitCode()
+}
+
+// TestVXLANSuppress joins two tapswitch hosts with ARP and ND suppression
+// on (the default): once host A has learned b1's addresses from what came
+// out of the tunnel, a1's broadcast ARP requests and multicast NSs for
+// them are answered by A with b1's MAC and not one crosses to B (a
+// capture at B's tunnel port), while pings work; a duplicate
+// address detection probe is never answered by the switch: it crosses,
+// and b1 defends its address.
+func TestVXLANSuppress(t *testing.T) {
+	requireRoot(t, "arping", "ping")
+	u := newUnderlay(t)
+	const ipA, ipB = "198.51.100.1", "198.51.100.2"
+	hA, hB := u.host(t, ipA), u.host(t, ipB)
+	dA := startDaemonIn(t, hA, "--subnet", "10.80.0.0/16", "--ip-range", "10.80.1.0/24", "--ipv6", "--subnet6", "fd42:80::/64",
+		"--vxlan", "vni=42,local="+ipA+",remote="+ipB)
+	dB := startDaemonIn(t, hB, "--subnet", "10.80.0.0/16", "--ip-range", "10.80.2.0/24", "--ipv6", "--subnet6", "fd42:80::/64",
+		"--vxlan", "vni=42,local="+ipB+",remote="+ipA+",suppress=on")
+	a1, b1 := newNS(t), newNS(t)
+	pa := dA.attach(t, a1, "a1", "--ip6", "fd42:80::a1")
+	pb := dB.attach(t, b1, "b1", "--ip6", "fd42:80::b1")
+	if v := dA.vxlans(t)[0]; !v.Stats.Suppress {
+		t.Fatalf("A's tunnel: suppression off, want on by default: %+v", v.Stats)
+	}
+	// b1 asks for a1 (flooded: A knows nothing of b1 yet): A learns b1's
+	// address from the request's sender, B a1's from the reply.
+	if out, code := arping(t, b1, "-c", "1", "-w", "5", ip(pa)); code != 0 {
+		t.Fatalf("arping a1 from b1: exit %d\n%s", code, out)
+	}
+	supp := dA.vxlans(t)[0].Stats.ARPSuppressed
+	// iputils arping broadcasts its first request only, and waits a
+	// second between requests: one arping per request.
+	const n = 5
+	crossed := dB.arpFrom(t, pa.MAC, func() {
+		for range n {
+			out, code := arping(t, a1, "-c", "1", "-w", "5", ip(pb))
+			if code != 0 || !strings.Contains(out, "reply from "+ip(pb)+" ["+strings.ToUpper(pb.MAC)+"]") {
+				t.Fatalf("arping b1 from a1: exit %d, want a reply with b1's MAC %s\n%s", code, pb.MAC, out)
+			}
+		}
+	})
+	if got := dA.vxlans(t)[0].Stats.ARPSuppressed - supp; got != n {
+		t.Errorf("A answered %d of %d ARP requests, want all", got, n)
+	}
+	if crossed != 0 {
+		t.Errorf("%d of a1's ARP requests reached B, want none", crossed)
+	}
+	// A probe for b1's address (RFC 5227, sender 0.0.0.0) is not
+	// answered by the switch: it crosses, and b1 defends its address.
+	supp = dA.vxlans(t)[0].Stats.ARPSuppressed
+	crossed = dB.arpFrom(t, pa.MAC, func() {
+		if out, code := arping(t, a1, "-D", "-c", "1", "-w", "5", ip(pb)); code != 1 || !strings.Contains(out, strings.ToUpper(pb.MAC)) {
+			t.Errorf("arping -D b1's address from a1: exit %d, want b1's reply (exit 1)\n%s", code, out)
+		}
+	})
+	if got := dA.vxlans(t)[0].Stats.ARPSuppressed; got != supp || crossed != 1 {
+		t.Errorf("the probe: answered by A %d times, reached B %d times; want 0 and 1", got-supp, crossed)
+	}
+	// The kernel's own resolution: a1 forgets b1, pings it, and A answers.
+	nsRun(t, a1, "ip", "neigh", "flush", "dev", "eth0")
+	ping(t, a1, ip(pb))
+	if out := nsRun(t, a1, "ip", "neigh", "show", ip(pb)); !strings.Contains(out, pb.MAC) {
+		t.Errorf("a1's neighbour entry for b1: %q, want %s", out, pb.MAC)
+	}
+	if dA.vxlans(t)[0].Stats.ARPSuppressed == supp {
+		t.Error("a1's kernel resolved b1 without A answering")
+	}
+	// IPv6: b1's solicitation for a1 teaches A b1's address; then a1's
+	// solicitation for b1 is answered by A with an NA.
+	ping(t, b1, "fd42:80::a1")
+	nsRun(t, a1, "ip", "-6", "neigh", "flush", "dev", "eth0")
+	ping(t, a1, "fd42:80::b1")
+	if out := nsRun(t, a1, "ip", "-6", "neigh", "show", "fd42:80::b1"); !strings.Contains(out, pb.MAC) {
+		t.Errorf("a1's neighbour entry for fd42:80::b1: %q, want %s", out, pb.MAC)
+	}
+	if v := dA.vxlans(t)[0]; v.Stats.NDSuppressed == 0 || v.Stats.Neighs < 2 {
+		t.Errorf("A's tunnel: %d NS answered, %d addresses learned; want at least 1 and 2", v.Stats.NDSuppressed, v.Stats.Neighs)
+	}
+	if out, _, code := dA.cli(t, "vxlan", "list"); code != 0 || !strings.Contains(out, "ARP-SUPPRESSED") {
+		t.Errorf("vxlan list: exit %d, want the suppression columns:\n%s", code, out)
+	}
+	// What A answers for: b1's addresses, at b1's MAC.
+	learned := map[string]string{}
+	for _, n := range cliJSON[[]api.VXLANNeigh](t, dA, "vxlan", "neigh", "42", "--json") {
+		learned[n.IP] = n.MAC
+	}
+	for _, a := range []string{ip(pb), "fd42:80::b1"} {
+		if learned[a] != pb.MAC {
+			t.Errorf("vxlan neigh 42 on A: %s at %q, want %s (all: %v)", a, learned[a], pb.MAC, learned)
+		}
+	}
 }

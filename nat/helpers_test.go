@@ -359,6 +359,15 @@ func want(t *testing.T, what string, r Result, action Action, pkt []byte) {
 	}
 }
 
+// translate hands pkt to tb at time 0 from inside (FromInternal) when
+// internal is set, else from outside (FromExternal).
+func translate(tb *Table, internal bool, pkt []byte) Result {
+	if internal {
+		return tb.FromInternal(pkt, false, 0)
+	}
+	return tb.FromExternal(pkt, false, 0)
+}
+
 func wantDrop(t *testing.T, what string, r Result, reason DropReason) {
 	t.Helper()
 	if r.Action != Drop || r.Reason != reason {

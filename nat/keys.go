@@ -26,27 +26,29 @@ type key6 [40]byte // 38 bytes used; 40 so the map hashes and compares it as fiv
 // keyOf returns the key of an IPv4 tuple t.
 func keyOf(t *Tuple, s side) key {
 	var k key
-	k[0], k[1] = byte(t.Proto), byte(s)
-	a := t.Src.Addr.As4()
-	copy(k[2:6], a[:])
-	binary.BigEndian.PutUint16(k[6:], t.Src.Port)
-	a = t.Dst.Addr.As4()
-	copy(k[8:12], a[:])
-	binary.BigEndian.PutUint16(k[12:], t.Dst.Port)
+	src, dst := t.Src.Addr.As4(), t.Dst.Addr.As4()
+	putKey(k[:], t, s, src[:], dst[:])
 	return k
 }
 
 // key6Of returns the key of an IPv6 tuple t.
 func key6Of(t *Tuple, s side) key6 {
 	var k key6
-	k[0], k[1] = byte(t.Proto), byte(s)
-	a := t.Src.Addr.As16()
-	copy(k[2:18], a[:])
-	binary.BigEndian.PutUint16(k[18:], t.Src.Port)
-	a = t.Dst.Addr.As16()
-	copy(k[20:36], a[:])
-	binary.BigEndian.PutUint16(k[36:], t.Dst.Port)
+	src, dst := t.Src.Addr.As16(), t.Dst.Addr.As16()
+	putKey(k[:], t, s, src[:], dst[:])
 	return k
+}
+
+// putKey writes the fields of a key or key6 into k: the protocol, the
+// side, then the source and destination, each an address (src and dst,
+// 4 or 16 bytes) and t's port.
+func putKey(k []byte, t *Tuple, s side, src, dst []byte) {
+	n := len(src)
+	k[0], k[1] = byte(t.Proto), byte(s)
+	copy(k[2:], src)
+	binary.BigEndian.PutUint16(k[2+n:], t.Src.Port)
+	copy(k[4+n:], dst)
+	binary.BigEndian.PutUint16(k[4+2*n:], t.Dst.Port)
 }
 
 // getLocked returns the connection of tuple t arriving on side s. t.mu is

@@ -201,13 +201,7 @@ func TestNAT66_Drops(t *testing.T) {
 				tb = newTable(t, nil)
 			}
 			before := append([]byte(nil), tt.pkt...)
-			var r Result
-			if tt.internal {
-				r = tb.FromInternal(tt.pkt, false, 0)
-			} else {
-				r = tb.FromExternal(tt.pkt, false, 0)
-			}
-			wantDrop(t, tt.name, r, tt.reason)
+			wantDrop(t, tt.name, translate(tb, tt.internal, tt.pkt), tt.reason)
 			if string(before) != string(tt.pkt) {
 				t.Fatalf("dropped packet changed")
 			}

@@ -88,13 +88,7 @@ func TestDropReasons(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := tb.Stats().Drops[tt.reason]
-			var r Result
-			if tt.internal {
-				r = tb.FromInternal(tt.pkt, false, 0)
-			} else {
-				r = tb.FromExternal(tt.pkt, false, 0)
-			}
-			wantDrop(t, tt.name, r, tt.reason)
+			wantDrop(t, tt.name, translate(tb, tt.internal, tt.pkt), tt.reason)
 			if got := tb.Stats().Drops[tt.reason]; got != before+1 {
 				t.Errorf("drop not counted")
 			}

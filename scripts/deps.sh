@@ -15,6 +15,8 @@ set -euo pipefail
 need=(
 	iproute2:ip
 	iputils-ping:ping
+	# The VXLAN suppression test resolves with arping (and -D probes).
+	iputils-arping:arping
 	iperf3:iperf3
 	tcpdump:tcpdump
 	curl:curl

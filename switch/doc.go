@@ -44,4 +44,9 @@
 // A port that implements Answerer (the gateway) may answer a frame written
 // to it at once; the switch forwards the answer on the writer's goroutine
 // (answer.go), not the port's own.
+//
+// A port that implements NeighSuppressor (a VXLAN tunnel with suppression
+// on) keeps address resolution off itself: the forward stage answers ARP
+// requests and neighbour solicitations for the addresses the switch knows
+// instead of flooding them (suppress.go).
 package vswitch

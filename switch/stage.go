@@ -80,7 +80,7 @@ var (
 	stageSecure = PipelineStage{"port-security", "source MAC, IPv4 source and ARP sender must be the port's (rx_spoofed)", securityStage{}}
 	stageVLAN   = PipelineStage{"vlan", "classify into the access/native VLAN or the trunk's tag and strip it; bad tags dropped (rx_vlan_errors)", vlanStage{}}
 	stageLearn  = PipelineStage{"learn", "learn the source MAC in the frame's VLAN", learnStage{}}
-	stageFwd    = PipelineStage{"forward", "known unicast to its port (same port: rx_filtered), else flood the VLAN", forwardStage{}}
+	stageFwd    = PipelineStage{"forward", "known unicast to its port (same port: rx_filtered), else flood the VLAN; ARP/ND for a known address answered when a port suppresses (vxlan suppress=on)", forwardStage{}}
 	stageACL    = PipelineStage{"acl", "rules in ID order and isolation (icc=false) per output port (rx_denied); count and mirror", aclStage{}}
 	stageHub    = PipelineStage{"hub", "every other port, as vde_switch -x", hubStage{}}
 	stageOutput = PipelineStage{"output", "per output port: tag or untag for its VLAN, segment or complete checksums if it lacks offloads, write", outputStage{}}
@@ -197,7 +197,9 @@ func newPipeline(stages []PipelineStage) (*pipeline, error) {
 // SetPipeline replaces the pipeline with stages, in one atomic swap: a
 // frame goes through the old pipeline or the new one. The stages' counters
 // start from zero. Frames reach ports only through an output stage, which
-// is normally the last one.
+// is normally the last one; the one exception is the forward stage's
+// answer to an ARP request or NS under suppression (suppress.go), written
+// back to the ingress port.
 func (s *Switch) SetPipeline(stages []PipelineStage) error {
 	p, err := newPipeline(stages)
 	if err != nil {

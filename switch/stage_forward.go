@@ -13,10 +13,18 @@ import (
 // VLAN, except what only routers listen to (routerOnly). The gateway is an
 // ordinary port here: the daemon adds its MAC as a static entry,
 // fdb.Key{MAC: gatewayMAC, VLAN: the gateway port's VLAN} (DefaultVLAN
-// unless its PortConfig says otherwise).
+// unless its PortConfig says otherwise). With a NeighSuppressor port in
+// the VLAN, an ARP request or NS for an address the switch knows is
+// answered here instead of flooded, and ARP and ND from that port teach
+// it addresses (suppress.go).
 type forwardStage struct{}
 
 func (forwardStage) Process(f *Frame) Verdict {
+	if f.in.suppressor != nil {
+		learnNeigh(f)
+	} else if f.Dst.IsMulticast() && suppressNeigh(f) {
+		return Continue // answered, or sent to the gateway alone
+	}
 	var members bitset
 	if int(f.VLAN) < len(f.t.members) {
 		members = f.t.members[f.VLAN]

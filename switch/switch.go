@@ -106,6 +106,11 @@ type portTable struct {
 	pipe     *pipeline
 	// macs are the ports attached with a MAC (PortConfig.MAC), by MAC.
 	macs map[fdb.MAC]fdb.PortID
+	// local are the addresses of the ports attached with a MAC and IPs,
+	// by VLAN and address; suppress the ports with neighbour suppression
+	// on, by VLAN (suppress.go).
+	local    map[neighKey]localNeigh
+	suppress [][]NeighSuppressor
 }
 
 // placement is a port's view of a snapshot: the table and the port's
@@ -126,8 +131,11 @@ type port struct {
 	trunk    *[64]uint64 // cfg.Trunk as a bit per VLAN; nil for an access port
 	offloads Offloads    // what p accepts on Write (Offloader), fixed at AddPort
 	answerer Answerer    // p if it is one, fixed at AddPort
-	stats    counters
-	done     chan struct{} // closed when the ingress loop has returned
+	// suppressor is p if it is a NeighSuppressor with suppression on,
+	// fixed at AddPort.
+	suppressor NeighSuppressor
+	stats      counters
+	done       chan struct{} // closed when the ingress loop has returned
 
 	// where is the snapshot the port's ingress loop uses; nil once the
 	// port is detached.
@@ -192,6 +200,10 @@ func (s *Switch) publishLocked() {
 		member(pt.cfg.VLAN, i)
 		for _, v := range pt.cfg.Trunk {
 			member(v, i)
+		}
+		t.addLocalNeigh(pt)
+		if pt.suppressor != nil {
+			t.addSuppressor(pt)
 		}
 	}
 	t.acl = compileRules(s.rules, t.list)
@@ -314,7 +326,7 @@ func (s *Switch) AddPortConfig(p Port, pc PortConfig) (fdb.PortID, error) {
 		p.Close()
 		return fdb.NoPort, fmt.Errorf("add port %s: switch closed", p.Name())
 	}
-	np := &port{id: s.nextID, p: p, cfg: pc, offloads: offloadsOf(p), answerer: answererOf(p), done: make(chan struct{})}
+	np := &port{id: s.nextID, p: p, cfg: pc, offloads: offloadsOf(p), answerer: answererOf(p), suppressor: suppressorOf(p), done: make(chan struct{})}
 	for _, ip := range pc.IPs {
 		if ip.Is4() {
 			np.ip4 = append(np.ip4, ip.As4())

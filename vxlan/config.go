@@ -56,6 +56,12 @@ type Config struct {
 	// received frame and must be allocation-free and safe for concurrent
 	// use.
 	LocalMAC func(mac fdb.MAC) bool
+	// Suppress turns ARP and ND suppression on (vswitch.NeighSuppressor,
+	// as `bridge link set dev vxlan42 neigh_suppress on`): the switch
+	// answers a container's request for an address it knows instead of
+	// replicating the request to every remote, and learns addresses
+	// from the ARP and ND messages that come out of the tunnel.
+	Suppress bool
 	// Sockets is how many UDP sockets the tunnel sends from; the flow hash
 	// of a frame picks one, so its source port gives the underlay's ECMP
 	// some entropy (RFC 7348 section 5). 0 means DefaultSockets.

@@ -42,7 +42,44 @@ type Table struct {
 	mu sync.RWMutex // guards m
 	m  map[fdb.MAC]*entry
 
+	tableCounters
+}
+
+// tableCounters are the counters of a Table or a NeighTable.
+type tableCounters struct {
 	learned, moved, full atomic.Uint64
+}
+
+func (c *tableCounters) stats(entries int) TableStats {
+	return TableStats{Entries: entries, Learned: c.learned.Load(), Moved: c.moved.Load(), Full: c.full.Load()}
+}
+
+// limits returns cfg's ageing (nanoseconds) and bound, the defaults for
+// zero values; what names the table in the error.
+func (cfg TableConfig) limits(what string) (int64, int, error) {
+	if cfg.Ageing < 0 || cfg.MaxEntries < 0 {
+		return 0, 0, fmt.Errorf("%s: negative ageing %s or limit %d", what, cfg.Ageing, cfg.MaxEntries)
+	}
+	if cfg.Ageing == 0 {
+		cfg.Ageing = fdb.DefaultAgeing
+	}
+	if cfg.MaxEntries == 0 {
+		cfg.MaxEntries = DefaultMaxEntries
+	}
+	return int64(cfg.Ageing), cfg.MaxEntries, nil
+}
+
+// sweep deletes the entries of m that aged reports and returns how many;
+// the caller holds the write lock of m.
+func sweep[K comparable, E any](m map[K]E, aged func(E) bool) int {
+	n := 0
+	for k, e := range m {
+		if aged(e) {
+			delete(m, k)
+			n++
+		}
+	}
+	return n
 }
 
 type entry struct {
@@ -57,16 +94,11 @@ const refreshGran = int64(time.Second)
 
 // NewTable returns an empty table.
 func NewTable(cfg TableConfig) (*Table, error) {
-	if cfg.Ageing < 0 || cfg.MaxEntries < 0 {
-		return nil, fmt.Errorf("vxlan table: negative ageing %s or limit %d", cfg.Ageing, cfg.MaxEntries)
+	ageing, limit, err := cfg.limits("vxlan table")
+	if err != nil {
+		return nil, err
 	}
-	if cfg.Ageing == 0 {
-		cfg.Ageing = fdb.DefaultAgeing
-	}
-	if cfg.MaxEntries == 0 {
-		cfg.MaxEntries = DefaultMaxEntries
-	}
-	return &Table{ageing: int64(cfg.Ageing), max: cfg.MaxEntries, m: map[fdb.MAC]*entry{}}, nil
+	return &Table{ageing: ageing, max: limit, m: map[fdb.MAC]*entry{}}, nil
 }
 
 func (t *Table) aged(e *entry, now int64) bool {
@@ -157,14 +189,7 @@ func (t *Table) Delete(mac fdb.MAC) bool {
 func (t *Table) Expire(now int64) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	n := 0
-	for mac, e := range t.m {
-		if t.aged(e, now) {
-			delete(t.m, mac)
-			n++
-		}
-	}
-	return n
+	return sweep(t.m, func(e *entry) bool { return t.aged(e, now) })
 }
 
 // Entry is one entry of a Table, for listings.
@@ -210,5 +235,5 @@ func (t *Table) Stats() TableStats {
 	t.mu.RLock()
 	n := len(t.m)
 	t.mu.RUnlock()
-	return TableStats{Entries: n, Learned: t.learned.Load(), Moved: t.moved.Load(), Full: t.full.Load()}
+	return t.stats(n)
 }

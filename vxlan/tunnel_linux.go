@@ -29,7 +29,8 @@ type Tunnel struct {
 	hdr   [HeaderLen]byte // the header of every datagram sent
 	clock func() int64
 	table *Table
-	mtu   int // underlay MTU
+	neigh *NeighTable // addresses behind the tunnel, for suppression
+	mtu   int         // underlay MTU
 
 	rx     *net.UDPConn
 	rxc    syscall.RawConn
@@ -71,6 +72,7 @@ type counters struct {
 	rxMalformed, rxBadVNI, rxDenied, rxClaimed atomic.Uint64
 	rxNoVTEP                                   atomic.Uint64
 	txTooBig, txGateway, txErrors              atomic.Uint64
+	arpSuppressed, ndSuppressed                atomic.Uint64
 }
 
 // Stats are a tunnel's counters.
@@ -96,8 +98,15 @@ type Stats struct {
 	TxGateway uint64 `json:"tx_gateway"`
 	// TxErrors counts frames that could not be encapsulated (a malformed
 	// super-frame).
-	TxErrors uint64     `json:"tx_errors"`
-	Table    TableStats `json:"table"`
+	TxErrors uint64 `json:"tx_errors"`
+	// ARPSuppressed and NDSuppressed count the ARP requests and
+	// neighbour solicitations the switch answered instead of sending
+	// them through the tunnel (Config.Suppress).
+	ARPSuppressed uint64     `json:"arp_suppressed"`
+	NDSuppressed  uint64     `json:"nd_suppressed"`
+	Table         TableStats `json:"table"`
+	// Neigh counts the addresses learned behind the tunnel.
+	Neigh TableStats `json:"neigh"`
 }
 
 // New opens the tunnel's sockets: one bound to Local:Port that receives,
@@ -118,6 +127,9 @@ func New(cfg Config) (_ *Tunnel, err error) {
 		t.clock = func() int64 { return int64(time.Since(epoch)) }
 	}
 	if t.table, err = NewTable(cfg.Table); err != nil {
+		return nil, err
+	}
+	if t.neigh, err = NewNeighTable(cfg.Table); err != nil {
 		return nil, err
 	}
 	PutHeader(t.hdr[:], cfg.VNI)
@@ -237,7 +249,9 @@ func (t *Tunnel) ageLoop() {
 		case <-t.stop:
 			return
 		case <-tk.C:
-			t.table.Expire(t.clock())
+			now := t.clock()
+			t.table.Expire(now)
+			t.neigh.Expire(now)
 		}
 	}
 }
@@ -295,7 +309,11 @@ func (t *Tunnel) Stats() Stats {
 		TxTooBig:    c.txTooBig.Load(),
 		TxGateway:   c.txGateway.Load(),
 		TxErrors:    c.txErrors.Load(),
-		Table:       t.table.Stats(),
+
+		ARPSuppressed: c.arpSuppressed.Load(),
+		NDSuppressed:  c.ndSuppressed.Load(),
+		Table:         t.table.Stats(),
+		Neigh:         t.neigh.Stats(),
 	}
 }
 

@@ -1,6 +1,10 @@
 package wire
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/tapswitch/tapswitch/internal/checksum"
+)
 
 // Neighbor Discovery (RFC 4861): the messages' fixed parts and options.
 const (
@@ -224,3 +228,94 @@ var AllNodes = [16]byte{0: 0xff, 1: 0x02, 15: 0x01}
 
 // AllRouters is ff02::2, the link-local all-routers multicast address.
 var AllRouters = [16]byte{0: 0xff, 1: 0x02, 15: 0x02}
+
+// ParseNDPacket reads the ND message (RS, RA, NS, NA or redirect) that the
+// IPv6 packet ip carries, as ParseND, with the IPv6 layer's checks of RFC
+// 4861 6.1.1, 7.1.1 and 7.1.2 that need no state: ICMPv6 right after the
+// fixed header (no extension header) and hop limit 255. The checksum is
+// not verified (a message from a TAP may have it left to the device).
+func ParseNDPacket(ip IPv6) (ND, error) {
+	if ip.NextHeader() != ProtoICMPv6 || ip.HopLimit() != NDHopLimit {
+		return ND{}, ErrBadHeader
+	}
+	m := ICMP(ip.Payload())
+	if len(m) < ICMPLen {
+		return ND{}, ErrTooShort
+	}
+	return ParseND(m)
+}
+
+// Solicitation is what NeighborSolicitation found in a Neighbor
+// Solicitation.
+type Solicitation struct {
+	// Src and Dst are the IPv6 source and destination: Src is the
+	// unspecified address for duplicate address detection (RFC 4862
+	// 5.4.2).
+	Src, Dst [16]byte
+	// ND holds the target and the source link-layer address option.
+	ND
+}
+
+// DAD reports whether s is a duplicate address detection probe (from the
+// unspecified address), which only the target's owner may answer, by
+// defending its address.
+func (s *Solicitation) DAD() bool { return s.Src == [16]byte{} }
+
+// NeighborSolicitation reads the Neighbor Solicitation that the IPv6
+// packet ip carries, with the checks of ParseNDPacket and those of RFC
+// 4861 7.1.1 on a solicitation: a target that is not multicast and, from
+// the unspecified address, a solicited-node destination and no source
+// link-layer address option. It returns ErrBadHeader for anything else,
+// ErrTooShort for a cut message.
+func NeighborSolicitation(ip IPv6) (Solicitation, error) {
+	var s Solicitation
+	nd, err := ParseNDPacket(ip)
+	if err != nil {
+		return s, err
+	}
+	if nd.Type != ICMPv6NeighborSolicitation {
+		return s, ErrBadHeader
+	}
+	s.Src, s.Dst, s.ND = ip.Src(), ip.Dst(), nd
+	if nd.Target[0] == 0xff {
+		return s, ErrBadHeader
+	}
+	if s.DAD() && (nd.HasSourceLL || s.Dst != SolicitedNode(nd.Target)) {
+		return s, ErrBadHeader
+	}
+	return s, nil
+}
+
+// NAFrameLen is the length of the frame PutNAFrame writes.
+const NAFrameLen = EthernetLen + IPv6Len + NALen + NDLLOptLen
+
+// PutNAFrame writes into b[:NAFrameLen] an Ethernet frame from ethSrc to
+// ethDst carrying a Neighbor Advertisement from src to dst (hop limit
+// 255) for target, with flags (NAFlag*) and a target link-layer address
+// option for ethSrc, its checksum complete, and returns NAFrameLen. It is
+// the answer to a solicitation that a node answers for target, as
+// ndisc_send_na builds it (and the Linux bridge's br_nd_send for an
+// address it knows).
+func PutNAFrame(b []byte, ethDst, ethSrc [6]byte, src, dst, target [16]byte, flags uint8) int {
+	_ = b[NAFrameLen-1]
+	PutEthernet(b, ethDst, ethSrc, EtherTypeIPv6)
+	n := NALen + NDLLOptLen
+	h := IPv6Header{PayloadLen: uint16(n), NextHeader: ProtoICMPv6, HopLimit: NDHopLimit, Src: src, Dst: dst}
+	h.Put(b[EthernetLen:])
+	m := ICMP(b[EthernetLen+IPv6Len : NAFrameLen])
+	PutNA(m, target, flags, ethSrc)
+	m.UpdateChecksum6(checksum.PseudoHeaderIPv6(src, dst, ProtoICMPv6, uint32(n)))
+	return NAFrameLen
+}
+
+// PutARPReply writes into b[:EthernetLen+ARPLen] the ARP reply (RFC 826)
+// that mac, the hardware address of ip, sends to the requester at
+// reqMAC/reqIP, in an Ethernet frame from mac to reqMAC, and returns its
+// length. b may hold the request itself: every field is written after the
+// request's fields it needs were passed in.
+func PutARPReply(b []byte, mac [6]byte, ip [4]byte, reqMAC [6]byte, reqIP [4]byte) int {
+	_ = b[EthernetLen+ARPLen-1]
+	PutEthernet(b, reqMAC, mac, EtherTypeARP)
+	PutARP(b[EthernetLen:], ARPReply, mac, ip, reqMAC, reqIP)
+	return EthernetLen + ARPLen
+}

@@ -177,3 +177,130 @@ func FuzzParseND(f *testing.F) {
 		}
 	})
 }
+
+// nsPacket is an IPv6 NS from src to dst for target, hop limit hl, with
+// a source link-layer option for mac unless mac is zero, checksum zero.
+func nsPacket(src, dst, target string, hl uint8, mac [6]byte) []byte {
+	b := make([]byte, IPv6Len+NSLen+NDLLOptLen)
+	n := PutNS(b[IPv6Len:], netip.MustParseAddr(target).As16(), mac)
+	if mac == [6]byte{} {
+		n = NSLen
+	}
+	h := IPv6Header{PayloadLen: uint16(n), NextHeader: ProtoICMPv6, HopLimit: hl,
+		Src: netip.MustParseAddr(src).As16(), Dst: netip.MustParseAddr(dst).As16()}
+	h.Put(b)
+	return b[:IPv6Len+n]
+}
+
+func TestNeighborSolicitation(t *testing.T) {
+	mac := [6]byte{0x02, 0x42, 0x0a, 0x5a, 0x00, 0x02}
+	for _, tc := range []struct {
+		name string
+		pkt  []byte
+		err  error
+		dad  bool
+	}{
+		{"multicast", nsPacket("fd42:1::2", "ff02::1:ff00:9", "fd42:1::9", 255, mac), nil, false},
+		{"unicast", nsPacket("fd42:1::2", "fd42:1::9", "fd42:1::9", 255, mac), nil, false},
+		{"dad", nsPacket("::", "ff02::1:ff00:9", "fd42:1::9", 255, [6]byte{}), nil, true},
+		{"dad with source option", nsPacket("::", "ff02::1:ff00:9", "fd42:1::9", 255, mac), ErrBadHeader, true},
+		{"dad not to the solicited-node group", nsPacket("::", "ff02::1", "fd42:1::9", 255, [6]byte{}), ErrBadHeader, true},
+		{"hop limit 64", nsPacket("fd42:1::2", "ff02::1:ff00:9", "fd42:1::9", 64, mac), ErrBadHeader, false},
+		{"multicast target", nsPacket("fd42:1::2", "ff02::1:ff00:9", "ff02::1", 255, mac), ErrBadHeader, false},
+		{"cut", func() []byte {
+			b := nsPacket("fd42:1::2", "ff02::1:ff00:9", "fd42:1::9", 255, mac)[:IPv6Len+NSLen-1]
+			IPv6(b).SetPayloadLen(NSLen - 1)
+			return b
+		}(), ErrTooShort, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ip, err := ParseIPv6(tc.pkt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := NeighborSolicitation(ip)
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("err %v, want %v", err, tc.err)
+			}
+			if err != nil {
+				return
+			}
+			if s.DAD() != tc.dad || s.Target != netip.MustParseAddr("fd42:1::9").As16() || s.Src != ip.Src() || s.Dst != ip.Dst() {
+				t.Errorf("got %+v (dad %v), want target fd42:1::9, dad %v", s, s.DAD(), tc.dad)
+			}
+			if !tc.dad && (!s.HasSourceLL || s.SourceLL != mac) {
+				t.Errorf("source link-layer %x (%v), want %x", s.SourceLL, s.HasSourceLL, mac)
+			}
+		})
+	}
+}
+
+// TestPutNAFrame checks the frame against gopacket: an NA from the
+// target with S and O, a complete checksum and the target's MAC.
+func TestPutNAFrame(t *testing.T) {
+	src, dst := [6]byte{2, 0, 0, 0, 0, 9}, [6]byte{2, 0, 0, 0, 0, 2}
+	target, asker := netip.MustParseAddr("fd42:1::9").As16(), netip.MustParseAddr("fd42:1::2").As16()
+	b := make([]byte, NAFrameLen)
+	if n := PutNAFrame(b, dst, src, target, asker, target, NAFlagSolicited|NAFlagOverride); n != NAFrameLen {
+		t.Fatalf("length %d, want %d", n, NAFrameLen)
+	}
+	p := gopacket.NewPacket(b, layers.LayerTypeEthernet, gopacket.Default)
+	na, _ := p.Layer(layers.LayerTypeICMPv6NeighborAdvertisement).(*layers.ICMPv6NeighborAdvertisement)
+	ip, _ := p.Layer(layers.LayerTypeIPv6).(*layers.IPv6)
+	if na == nil || ip == nil || p.ErrorLayer() != nil {
+		t.Fatalf("not an NA: %v", p)
+	}
+	if !na.Solicited() || !na.Override() || na.Router() || ip.HopLimit != NDHopLimit || [16]byte(ip.SrcIP) != target || [16]byte(ip.DstIP) != asker {
+		t.Errorf("NA %v in %v", na, ip)
+	}
+	if len(na.Options) != 1 || [6]byte(na.Options[0].Data) != src {
+		t.Errorf("options %v, want the target link-layer address %x", na.Options, src)
+	}
+	m := ICMP(b[EthernetLen+IPv6Len:])
+	if got := checksum.Checksum(m, checksum.PseudoHeaderIPv6(target, asker, ProtoICMPv6, uint32(len(m)))); got != 0 {
+		t.Errorf("checksum does not verify: %#04x", got)
+	}
+	// PutARPReply over the request it answers.
+	req := make([]byte, EthernetLen+ARPLen)
+	PutEthernet(req, BroadcastMAC, dst, EtherTypeARP)
+	PutARP(req[EthernetLen:], ARPRequest, dst, [4]byte{10, 0, 0, 2}, [6]byte{}, [4]byte{10, 0, 0, 9})
+	a, _ := ParseARP(req[EthernetLen:])
+	PutARPReply(req, src, a.TargetIP(), a.SenderMAC(), a.SenderIP())
+	r, err := ParseARP(req[EthernetLen:])
+	if err != nil || r.Op() != ARPReply || r.SenderMAC() != src || r.SenderIP() != [4]byte{10, 0, 0, 9} ||
+		r.TargetMAC() != dst || r.TargetIP() != [4]byte{10, 0, 0, 2} || Ethernet(req).Dst() != dst || Ethernet(req).Src() != src {
+		t.Errorf("ARP reply %x", req)
+	}
+}
+
+// FuzzNeighborSolicitation checks that NeighborSolicitation never reads
+// out of bounds, that what it accepts is an NS with hop limit 255 whose
+// DAD form has no source option, and that the NA answering it is read
+// back by ParseNDPacket.
+func FuzzNeighborSolicitation(f *testing.F) {
+	f.Add(nsPacket("fd42:1::2", "ff02::1:ff00:9", "fd42:1::9", 255, [6]byte{2, 0, 0, 0, 0, 2}))
+	f.Add(nsPacket("::", "ff02::1:ff00:9", "fd42:1::9", 255, [6]byte{}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ip, err := ParseIPv6(b)
+		if err != nil {
+			return
+		}
+		s, err := NeighborSolicitation(ip)
+		if err != nil {
+			return
+		}
+		if ip.HopLimit() != NDHopLimit || s.Type != ICMPv6NeighborSolicitation || s.DAD() && s.HasSourceLL || s.Target[0] == 0xff {
+			t.Fatalf("accepted %+v from %x", s, b)
+		}
+		out := make([]byte, NAFrameLen)
+		PutNAFrame(out, s.SourceLL, [6]byte{2}, s.Target, s.Src, s.Target, NAFlagSolicited)
+		back, err := ParseIPv6(out[EthernetLen:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		nd, err := ParseNDPacket(back)
+		if err != nil || nd.Type != ICMPv6NeighborAdvertisement || nd.Target != s.Target || nd.TargetLL != [6]byte{2} {
+			t.Fatalf("answer %+v, %v", nd, err)
+		}
+	})
+}

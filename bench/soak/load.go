@@ -112,27 +112,11 @@ func (r *rig) start(ctx context.Context) error {
 
 // serveWeb answers every connection to web's port 80 with a line.
 func (r *rig) serveWeb() error {
-	var ln net.Listener
-	if err := netnsutil.Do(netnsutil.Path(r.web), func() (err error) {
-		ln, err = net.Listen("tcp4", ":80")
-		return err
-	}); err != nil {
-		return err
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				c.Write([]byte("soak\n"))
-			}()
-		}
-	}()
-	return nil
+	_, err := netnsutil.ServeTCP(r.web, "tcp4", ":80", func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c.Write([]byte("soak\n"))
+	})
+	return err
 }
 
 // close stops the daemon and removes the namespaces and files.

@@ -28,7 +28,7 @@ Usage:
                 [--ct-udp-unreplied-timeout D] [--ct-icmp-timeout D] [--ct-tcp-pressure-timeout D]
                 [--ct-endpoint-independent-filtering]
                 [--mode learning|hub] [--icc=true|false] [--gateway-vlan N] [--state PATH] [--live-restore]
-                [--vxlan vni=N,local=ADDR,remote=ADDR[,remote=ADDR...][,port=4789][,mtu=N][,vlan=N]]...
+                [--vxlan vni=N,local=ADDR,remote=ADDR[,remote=ADDR...][,port=4789][,mtu=N][,vlan=N][,suppress=on|off]]...
                 [--vxlan-allow CIDR]... [--ip-range CIDR]
                 [--dns=true|false] [--dns-domain tapswitch] [--dns-upstream ADDR[:PORT]]... [--dns-rate N]
   tapswitch attach (--netns PATH | --pid PID) [--name NAME] [--ifname eth0] [--ip IP] [--ip6 IP6] [--mac MAC] [--mtu N]
@@ -51,7 +51,7 @@ Usage:
   tapswitch rule del ID
   tapswitch pipeline [--json]
   tapswitch vxlan add vni=N,local=ADDR,remote=ADDR[,...] | vxlan list [--json] | vxlan del VNI
-  tapswitch vxlan fdb add VNI MAC VTEP | vxlan fdb del VNI MAC
+  tapswitch vxlan fdb add VNI MAC VTEP | vxlan fdb del VNI MAC | vxlan neigh VNI [--json]
   tapswitch version
   tapswitch demo
 

@@ -137,7 +137,7 @@ func TestGlobalFlags(t *testing.T) {
 		{[]string{"--control", before, "rule"}, 2, "give a subcommand: add, list or del"},
 		{[]string{"--control", before, "vxlan", "list"}, 1, "cannot reach the tapswitch daemon at " + before},
 		{[]string{"--control", before, "vxlan", "fdb", "del", "42", "02:00:00:00:00:01"}, 1, "cannot reach the tapswitch daemon at " + before},
-		{[]string{"--control", before, "vxlan"}, 2, "give a subcommand: add, list, del or fdb"},
+		{[]string{"--control", before, "vxlan"}, 2, "give a subcommand: add, list, del, fdb or neigh"},
 		{[]string{"--control", before, "ports", "x"}, 2, `unexpected argument "x"`},
 		{[]string{"--control", before, "demo"}, 2, "demo runs a daemon of its own"},
 		{[]string{"--control", before}, 2, "Usage:"},

@@ -27,7 +27,7 @@ func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
 func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
 
 func (f *vxlanFlags) add(fs *flag.FlagSet) {
-	fs.Var(&f.specs, "vxlan", "a VXLAN tunnel `vni=N,local=ADDR,remote=ADDR[,remote=ADDR...][,port=4789][,mtu=N][,vlan=N]`; repeat with vlan= each for several VNIs")
+	fs.Var(&f.specs, "vxlan", "a VXLAN tunnel `vni=N,local=ADDR,remote=ADDR[,remote=ADDR...][,port=4789][,mtu=N][,vlan=N][,suppress=on|off]`; repeat with vlan= each for several VNIs")
 	fs.Var(&f.allow, "vxlan-allow", "accept VXLAN datagrams only from `CIDR` (repeatable; default: any source)")
 	fs.StringVar(&f.ipRange, "ip-range", "", "hand out addresses only from `CIDR`, a part of --subnet (one per host of an overlay)")
 }
@@ -60,7 +60,7 @@ func (f *vxlanFlags) apply(cfg *daemon.Config) error {
 
 func cmdVXLAN(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return usagef("give a subcommand: add, list, del or fdb")
+		return usagef("give a subcommand: add, list, del, fdb or neigh")
 	}
 	switch args[0] {
 	case "add":
@@ -71,8 +71,37 @@ func cmdVXLAN(args []string, stdout io.Writer) error {
 		return cmdVXLANDel(args[1:], stdout)
 	case "fdb":
 		return cmdVXLANFDB(args[1:], stdout)
+	case "neigh":
+		return cmdVXLANNeigh(args[1:], stdout)
 	}
-	return usagef("unknown subcommand %q: add, list, del or fdb", args[0])
+	return usagef("unknown subcommand %q: add, list, del, fdb or neigh", args[0])
+}
+
+// cmdVXLANNeigh is `vxlan neigh VNI [--json]`: the addresses learned
+// behind a tunnel, which the switch answers ARP and ND for.
+func cmdVXLANNeigh(args []string, stdout io.Writer) error {
+	fs := newFlags("vxlan neigh")
+	asJSON := fs.Bool("json", false, "print JSON")
+	control := controlFlag(fs)
+	arg, err := parseOne(fs, args, "give one VNI")
+	if err != nil {
+		return err
+	}
+	vni, err := parseVNI(arg)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := timeout()
+	defer cancel()
+	list, err := client(*control).VXLANNeighs(ctx, vni)
+	return show(stdout, *asJSON, list, err, func(w io.Writer, list []api.VXLANNeigh) {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "IP\tMAC\tAGE")
+		for _, n := range list {
+			fmt.Fprintf(tw, "%s\t%s\t%.0fs\n", n.IP, n.MAC, n.Age)
+		}
+		tw.Flush()
+	})
 }
 
 // cmdVXLANFDB is `vxlan fdb add VNI MAC VTEP` and `vxlan fdb del VNI MAC`:
@@ -85,23 +114,32 @@ func cmdVXLANFDB(args []string, stdout io.Writer) error {
 	if len(pos) < 3 || (pos[0] == "add") != (len(pos) == 4) || (pos[0] != "add" && pos[0] != "del") {
 		return usagef("vxlan fdb add VNI MAC VTEP | vxlan fdb del VNI MAC")
 	}
-	vni, err := strconv.ParseUint(pos[1], 10, 24)
+	vni, err := parseVNI(pos[1])
 	if err != nil {
-		return usagef("vni %q: not a number below 16777216", pos[1])
+		return err
 	}
 	ctx, cancel := timeout()
 	defer cancel()
 	if pos[0] == "add" {
-		return client(control).AddVXLANStatic(ctx, uint32(vni), api.VXLANStatic{MAC: pos[2], VTEP: pos[3]})
+		return client(control).AddVXLANStatic(ctx, vni, api.VXLANStatic{MAC: pos[2], VTEP: pos[3]})
 	}
-	return client(control).DeleteVXLANStatic(ctx, uint32(vni), pos[2])
+	return client(control).DeleteVXLANStatic(ctx, vni, pos[2])
+}
+
+// parseVNI reads a VNI argument.
+func parseVNI(s string) (uint32, error) {
+	vni, err := strconv.ParseUint(s, 10, 24)
+	if err != nil {
+		return 0, usagef("vni %q: not a number below 16777216", s)
+	}
+	return uint32(vni), nil
 }
 
 func cmdVXLANAdd(args []string, stdout io.Writer) error {
 	fs := newFlags("vxlan add")
 	asJSON := fs.Bool("json", false, "print JSON")
 	control := controlFlag(fs)
-	arg, err := parseOne(fs, args, "give one spec: vni=N,local=ADDR,remote=ADDR[,remote=ADDR...][,port=4789][,mtu=N][,vlan=N]")
+	arg, err := parseOne(fs, args, "give one spec: vni=N,local=ADDR,remote=ADDR[,remote=ADDR...][,port=4789][,mtu=N][,vlan=N][,suppress=on|off]")
 	if err != nil {
 		return err
 	}
@@ -120,23 +158,28 @@ func cmdVXLANDel(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	vni, err := strconv.ParseUint(arg, 10, 24)
+	vni, err := parseVNI(arg)
 	if err != nil {
-		return usagef("vni %q: not a number below 16777216", arg)
+		return err
 	}
 	ctx, cancel := timeout()
 	defer cancel()
-	return client(control).DeleteVXLAN(ctx, uint32(vni))
+	return client(control).DeleteVXLAN(ctx, vni)
 }
 
 // printVXLANs prints each tunnel, then its VTEPs with their counters.
 func printVXLANs(w io.Writer, list []api.VXLAN) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tVNI\tLOCAL\tPORT\tVLAN\tMTU\tINNER-MTU\tMACS\tDROPS")
+	fmt.Fprintln(tw, "NAME\tVNI\tLOCAL\tPORT\tVLAN\tMTU\tINNER-MTU\tMACS\tDROPS\tSUPPRESS\tNEIGHS\tARP-SUPPRESSED\tND-SUPPRESSED")
 	for _, v := range list {
 		s := v.Stats
 		drops := s.RxMalformed + s.RxBadVNI + s.RxDenied + s.RxClaimed + s.RxNoVTEP + s.TxTooBig + s.TxErrors
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\n", v.Name, v.Spec.VNI, v.Spec.Local, v.Port, v.VLAN, v.MTU, v.InnerMTU, s.MACs, drops)
+		supp := "off"
+		if s.Suppress {
+			supp = "on"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%d\t%d\t%d\n", v.Name, v.Spec.VNI, v.Spec.Local, v.Port, v.VLAN, v.MTU, v.InnerMTU, s.MACs, drops,
+			supp, s.Neighs, s.ARPSuppressed, s.NDSuppressed)
 	}
 	tw.Flush()
 	for _, v := range list {

@@ -25,41 +25,55 @@ import (
 // odd byte is padded with zero (RFC 1071 section 4.1).
 //
 // It adds 64-bit words with carry (RFC 1071 section 2 (B): a one's
-// complement sum over wider words, folded, is the same sum), 32 bytes a
-// loop: about 3x the speed of adding 32-bit words into a 64-bit
-// accumulator, which the VXLAN tunnel felt (it checks every segment it
-// coalesces and checksums every segment it sends).
+// complement sum over wider words, folded, is the same sum), 64 bytes a
+// loop, and reads them little-endian: the sum of byte-swapped words is
+// the byte-swapped sum (section 2 (B) again), so one swap at the end
+// replaces one per word (the VXLAN tunnel checks every segment it
+// coalesces and checksums every segment it sends). Adding 64-bit
+// big-endian words 32 bytes a loop was about 3x the speed of adding
+// 32-bit words into a 64-bit accumulator; reading them little-endian 64
+// bytes a loop took 15-25 % less CPU time again (BenchmarkSum, 10^7 sums
+// of 1398 bytes, user time 0.71-0.81 s against 0.84-1.06 s, alternated,
+// 2026-12-03 on the shared 2-core machine).
 func Sum(b []byte, initial uint32) uint32 {
-	acc, c := uint64(initial), uint64(0)
-	for len(b) >= 32 {
-		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b), c)
-		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b[8:]), c)
-		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b[16:]), c)
-		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b[24:]), c)
-		b = b[32:]
+	acc, c := uint64(0), uint64(0)
+	for len(b) >= 64 {
+		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b), c)
+		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b[8:]), c)
+		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b[16:]), c)
+		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b[24:]), c)
+		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b[32:]), c)
+		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b[40:]), c)
+		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b[48:]), c)
+		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b[56:]), c)
+		b = b[64:]
 	}
 	for len(b) >= 8 {
-		acc, c = bits.Add64(acc, binary.BigEndian.Uint64(b), c)
+		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b), c)
 		b = b[8:]
 	}
 	if len(b) >= 4 {
-		acc, c = bits.Add64(acc, uint64(binary.BigEndian.Uint32(b))<<32, c)
+		acc, c = bits.Add64(acc, uint64(binary.LittleEndian.Uint32(b)), c)
 		b = b[4:]
 	}
 	if len(b) >= 2 {
-		acc, c = bits.Add64(acc, uint64(binary.BigEndian.Uint16(b))<<16, c)
+		acc, c = bits.Add64(acc, uint64(binary.LittleEndian.Uint16(b)), c)
 		b = b[2:]
 	}
 	if len(b) == 1 {
-		acc, c = bits.Add64(acc, uint64(b[0])<<8, c)
+		acc, c = bits.Add64(acc, uint64(b[0]), c) // the pad byte is on its right
 	}
 	// The carry out of the top goes back in at the bottom (2^64 is 1 in
 	// one's complement arithmetic); after that add it cannot carry again.
 	acc, c = bits.Add64(acc, 0, c)
 	acc += c
-	// Fold 64 -> 32 bits twice (the first fold can carry once more), then
-	// leave one 16-bit fold to Fold.
+	// Fold to 16 bits (each fold can carry once more), swap the bytes
+	// back, add initial, and fold to at most 17 bits.
 	acc = (acc >> 32) + (acc & 0xffffffff)
+	acc = (acc >> 32) + (acc & 0xffffffff)
+	acc = (acc >> 16) + (acc & 0xffff)
+	acc = (acc >> 16) + (acc & 0xffff)
+	acc = uint64(bits.ReverseBytes16(uint16(acc))) + uint64(initial)
 	acc = (acc >> 32) + (acc & 0xffffffff)
 	return uint32(acc>>16) + uint32(acc&0xffff)
 }

@@ -1,10 +1,11 @@
-// Package netnsutil runs code inside named network namespaces, for the demo
-// and the integration tests.
+// Package netnsutil runs code and TCP servers inside named network
+// namespaces, for the demo, the integration tests and the soak benchmark.
 package netnsutil
 
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os/exec"
 	"runtime"
 	"strings"
@@ -75,4 +76,35 @@ func DoIn(target netns.NsHandle, name string, fn func() error) error {
 		errc <- ferr
 	}()
 	return <-errc
+}
+
+// ServeTCP listens on addr of network (tcp4, tcp6) inside the named
+// namespace and serves the listener (Serve) on a goroutine of its own,
+// until the listener it returns is closed.
+func ServeTCP(name, network, addr string, handle func(net.Conn)) (net.Listener, error) {
+	var ln net.Listener
+	if err := Do(Path(name), func() (err error) {
+		ln, err = net.Listen(network, addr)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	go Serve(ln, handle)
+	return ln, nil
+}
+
+// Serve accepts connections on ln, in whichever namespace it was made,
+// until ln is closed, and runs handle on each, on a goroutine of its own,
+// closing the connection when handle returns.
+func Serve(ln net.Listener, handle func(net.Conn)) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			handle(c)
+		}()
+	}
 }

@@ -82,6 +82,7 @@ type request struct {
 	Name       string `json:"name"`
 	MAC        string `json:"mac"`
 	MTU        int    `json:"mtu,omitempty"`
+	GSOMaxSegs int    `json:"gso_max_segs,omitempty"`
 	Addr       string `json:"addr,omitempty"`
 	Gateway    string `json:"gateway,omitempty"`
 	NoOffloads bool   `json:"no_offloads,omitempty"`
@@ -122,7 +123,7 @@ func Create(ctx context.Context, exe string, cfg tap.Config, privileged bool) (*
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	req := request{Name: cfg.Name, MAC: cfg.MAC.String(), MTU: cfg.MTU, NoOffloads: cfg.NoOffloads, NoIPv6: cfg.DisableIPv6}
+	req := request{Name: cfg.Name, MAC: cfg.MAC.String(), MTU: cfg.MTU, GSOMaxSegs: cfg.GSOMaxSegs, NoOffloads: cfg.NoOffloads, NoIPv6: cfg.DisableIPv6}
 	req.Addr, req.Gateway = text(cfg.Addr), text(cfg.Gateway)
 	req.Addr6, req.Gateway6 = text(cfg.Addr6), text(cfg.Gateway6)
 	return run(ctx, exe, cfg.Netns, req, privileged)
@@ -428,7 +429,7 @@ func adopt(req request) (reply, *tap.Device) {
 // create creates the TAP of req in the current namespace.
 func create(req request) (reply, *tap.Device) {
 	var err error
-	cfg := tap.Config{Name: req.Name, MTU: req.MTU, NoOffloads: req.NoOffloads, DisableIPv6: req.NoIPv6}
+	cfg := tap.Config{Name: req.Name, MTU: req.MTU, GSOMaxSegs: req.GSOMaxSegs, NoOffloads: req.NoOffloads, DisableIPv6: req.NoIPv6}
 	if cfg.MAC, err = net.ParseMAC(req.MAC); err != nil {
 		return reply{Err: err.Error(), Kind: "invalid"}, nil
 	}

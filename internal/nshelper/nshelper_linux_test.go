@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tapswitch/tapswitch/internal/netnsutil"
 	"github.com/tapswitch/tapswitch/switch/tap"
 )
 
@@ -184,16 +185,7 @@ func TestDialProtocol(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte(c.RemoteAddr().String()))
-			c.Close()
-		}
-	}()
+	go netnsutil.Serve(ln, func(c net.Conn) { c.Write([]byte(c.RemoteAddr().String())) })
 	target := ln.Addr().(*net.TCPAddr).AddrPort()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

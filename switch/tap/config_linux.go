@@ -21,6 +21,9 @@ const (
 	MaxMTU = 65535 - 14
 )
 
+// MaxGSOSegs bounds Config.GSOMaxSegs: the kernel's GSO_MAX_SEGS.
+const MaxGSOSegs = 65535
+
 // ifNameSize is IFNAMSIZ (include/uapi/linux/if.h): an interface name has at
 // most ifNameSize-1 bytes.
 const ifNameSize = 16
@@ -49,6 +52,13 @@ type Config struct {
 
 	// MTU is the device's MTU, MinMTU..MaxMTU; 0 means DefaultMTU.
 	MTU int
+	// GSOMaxSegs, when not 0, bounds the segments of the super-frames
+	// the container's stack sends (the device's gso_max_segs,
+	// 1..MaxGSOSegs): a reader that sends each super-frame on in pieces
+	// of a fixed number of segments (a VXLAN tunnel, one sendmsg per 44
+	// at MTU 1450) gets super-frames it sends whole. 0 leaves the
+	// kernel's default (65535, no bound).
+	GSOMaxSegs int
 
 	// Addr is an optional IPv4 address with its prefix length, e.g.
 	// 10.90.0.2/16. The zero Prefix means no address.
@@ -97,6 +107,9 @@ func (c Config) Validate() error {
 	}
 	if c.MTU != 0 && (c.MTU < MinMTU || c.MTU > MaxMTU) {
 		return fmt.Errorf("%w: MTU %d: out of range %d..%d", ErrInvalidConfig, c.MTU, MinMTU, MaxMTU)
+	}
+	if c.GSOMaxSegs < 0 || c.GSOMaxSegs > MaxGSOSegs {
+		return fmt.Errorf("%w: GSOMaxSegs %d: out of range 0..%d", ErrInvalidConfig, c.GSOMaxSegs, MaxGSOSegs)
 	}
 	if err := validAddr(c.Addr); err != nil {
 		return err

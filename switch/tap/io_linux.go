@@ -190,6 +190,96 @@ import "os"
 // port, cause not found. The runs above lost no port as far as their
 // figures show (every round delivered frames, every ping was answered).
 //
+// A veth pair read through an AF_PACKET ring was measured too (issue
+// 15), and is not used. The experiment (commit 31a83af on branch
+// afpacket, package switch/afpacket; the bench variant afpacket and an
+// integration test in e889b28) gave a container a veth pair instead of a
+// TAP when TAPSWITCH_TAP_IO=afpacket: the container's end configured as
+// the TAP is (name, MAC, MTU, addresses, routes; a veth has every offload
+// on), the switch's end left in the daemon's namespace (IPv6 off, MTU
+// 65535, up), under an AF_PACKET socket with PACKET_VNET_HDR,
+// PACKET_QDISC_BYPASS and PACKET_IGNORE_OUTGOING in the netpoller
+// (RawConn.Read). Receive: a TPACKET_V2 ring of 1024 slots of 2 KiB; a
+// frame that does not fit a slot (a TSO super-frame) the kernel also
+// queues whole on the socket (PACKET_COPY_THRESH, TP_STATUS_COPY) and Read
+// took it with one recv(2); an 802.1Q tag the veth's receive path had
+// moved into the skb was put back. Send: one write(2) per frame
+// (packet_snd). Zero allocations per Read and Write, the Device tests that
+// apply passed on it, ping and iperf3 worked through a daemon on it.
+//
+// Not TPACKET_V3, from reading net/packet/af_packet.c: tpacket_rcv calls
+// sk_data_ready for every frame only for V1/V2; for V3 a reader is woken
+// when the kernel retires a block (full, or its timer, at least 1 ms), so
+// every ping would wait up to a millisecond per hop. Not a TX ring: frames
+// come to Port.Write one at a time from the other ports' ingress
+// goroutines, so a ring would batch only by holding frames back, and
+// tpacket_snd serializes its callers on a mutex (pg_vec_lock) anyway.
+// Rootless, the switch's end would have to live in a namespace the
+// daemon's user namespace owns and the veth be made by the helper there;
+// the experiment was root only.
+//
+// Measured on 2026-12-03, machine shared (load average 6 to 16 on the 2
+// cores). bin/tsbench -quick -only linux-bridge,tapswitch -variants
+// afpacket, three runs (rounds, load average at start), medians (bridge
+// / TAP / afpacket):
+//
+//	                     run 1, 3 rounds, 9.3    run 2, 3 rounds, 13.7   run 3, 5 rounds, 9.5
+//	TCP 1 stream Gbit/s  8.13 / 5.89 / 6.38      9.68 / 7.46 / 5.94      12.2 / 8.76 / 7.31
+//	TCP 2 streams        6.67 / 4.36 / 6.41      10.7 / 7.26 / 6.18      12.0 / 7.85 / 8.71
+//	TCP over IPv6        4.12 / 7.83 / 6.23      8.77 / 6.18 / 6.50      10.7 / 6.91 / 7.53
+//	UDP 64 B kpps        28.9 / 27.6 / 34.9      66.6 / 31.5 / 40.1      75.0 / 54.7 / 54.3
+//	UDP loss-free kpps   62.9 / 19.9 / 16.2      72.0 / 24.3 / 39.8      75.1 / 39.8 / 39.7
+//	ping avg µs          63 / 1000 / 1659        82 / 1025 / 175         45 / 231 / 282
+//	CPU % per Gbit/s     - / 6.3 / 7.8           - / 7.5 / 9.5           - / 6.9 / 8.9
+//
+// Then two daemons side by side (TAP, afpacket), each in its own
+// namespace with two containers, interleaved in 3 rounds of iperf3 -t 4
+// (the daemon's CPU time from /proc per GB received), iperf3 -u -l 64 -b
+// 0 -t 3 (CPU per frame delivered; perf stat -e raw_syscalls:sys_enter -p
+// on the daemon, every thread) and 100 pings 10 ms apart, load 5.8 to 7.7
+// (TAP / afpacket, rounds 1, 2, 3):
+//
+//	TCP 1 stream Gbit/s     6.52/7.18  7.87/7.52  7.48/6.58
+//	daemon CPU s per GB     .668/.753  .632/.737  .616/.662
+//	UDP 64 B kpps           18.1/27.4  14.3/37.5  26.0/22.3
+//	CPU µs per frame        15.4/16.3  30.9/11.8  13.1/16.6
+//	system calls per frame  4.57/2.98  10.2/2.05  3.84/3.21
+//	ping avg µs             182/289    370/1551   238/401
+//
+// and once more with slots of 128 KiB (128 of them), so that super-frames
+// came from the ring too, load 3.6 to 5.0: TCP 7.51/6.54, 8.45/7.27,
+// 8.00/7.61 Gbit/s; CPU .718/.773, .712/.672, .779/.694 s per GB; UDP
+// 30.7/32.6, 34.0/35.0, 38.7/31.0 kpps; ping 290/422, 317/345, 335/448 µs.
+//
+// So the ring does what it promises, fewer system calls per frame under
+// load (a busy reader takes frame after frame from the ring), and
+// delivered more small datagrams in 6 of the 9 comparisons, but it lost
+// what must not get worse: CPU per Gbit/s in all three bench runs and in
+// every round with 2 KiB slots, TCP 1 stream in two of three bench runs
+// and in every round with large slots, and ping in two of three bench
+// runs and in all six interleaved rounds. What the kernel does explains
+// it: a veth's transmit from the container queues the skb on the
+// backlog (netif_rx) and the NET_RX softirq delivers it to the packet
+// socket, where tun_net_xmit only puts the skb in the TAP's ptr_ring; the
+// ring then holds a copy the switch must copy again into the caller's
+// buffer (the Port contract), and a super-frame costs an skb_clone, a
+// 2 KiB copy into its slot and a recv(2) that copies it whole, more than
+// the TAP's one read(2); the frame also goes on to the switch end's own IP
+// stack (ip_rcv drops it as PACKET_OTHERHOST) after the packet socket.
+// Sending is a write(2) per frame either way (packet_snd builds the skb as
+// tun_get_user does). Not tried: a Port that lends the ring slot instead of
+// a copy (a change of the Port contract), GRO on the switch's end (veth
+// NAPI), and a quiet machine.
+//
+// A vhost-net backend (the TAP's frames moved by the kernel's vhost worker
+// between the TAP and virtqueues in the switch's memory, as DPDK's
+// virtio-user exception path does) could not be tried on this machine: its
+// kernel (6.18.44-fc) has no vhost_net. There is no /dev/vhost-net, no
+// misc minor 238 in /proc/misc, no vhost_net_open or vhost_dev_init in
+// /proc/kallsyms (only the vhost_task helpers), and no /lib/modules to
+// load it from. On a kernel with it, it is the one backend left that
+// changes who copies, rather than how the switch waits.
+//
 // A CPU profile of the daemon under iperf3 (TAPSWITCH_CPUPROFILE) puts
 // 85 % of its time in the read(2) and write(2) system calls (a TAP write
 // runs the receiving container's network stack in the writer's context),

@@ -92,7 +92,7 @@ var (
 //     IFF_VNET_HDR, a 10-byte little-endian vnet header and the best
 //     offloads of offloadSets the kernel accepts (none with
 //     Config.NoOffloads);
-//  4. set the MAC and MTU, move the TAP into the namespace, rename it to
+//  4. set the MAC and MTU (and gso_max_segs), move the TAP into the namespace, rename it to
 //     cfg.Name, add the address, set it up, add the default route.
 //
 // The tun file is opened in the caller's namespace (see the package doc):
@@ -192,6 +192,11 @@ func (d *Device) configure(cfg Config, mtu int, tmp string, host, target *netlin
 	}
 	if err := step("set MTU", host.LinkSetMTU(link, mtu)); err != nil {
 		return err
+	}
+	if cfg.GSOMaxSegs > 0 {
+		if err := step("set gso_max_segs", host.LinkSetGSOMaxSegs(link, cfg.GSOMaxSegs)); err != nil {
+			return err
+		}
 	}
 	if cfg.Netns != "" {
 		if err := step("move to netns", host.LinkSetNsFd(link, int(ns))); err != nil {

@@ -333,6 +333,27 @@ func TestCreate(t *testing.T) {
 	}
 }
 
+// TestCreateGSOMaxSegs checks that Config.GSOMaxSegs becomes the device's
+// gso_max_segs, and that without it the kernel's default stays.
+func TestCreateGSOMaxSegs(t *testing.T) {
+	requireRoot(t)
+	for _, tt := range []struct{ set, want int }{{44, 44}, {0, 65535}} {
+		_, path := newNetns(t)
+		cfg := testConfig(path)
+		cfg.GSOMaxSegs = tt.set
+		create(t, cfg)
+		withHandle(t, path, func(h *netlink.Handle) {
+			link, err := h.LinkByName("eth0")
+			if err != nil {
+				t.Fatalf("eth0 in %s: %v", path, err)
+			}
+			if got := int(link.Attrs().GSOMaxSegs); got != tt.want {
+				t.Errorf("GSOMaxSegs %d: gso_max_segs = %d, want %d", tt.set, got, tt.want)
+			}
+		})
+	}
+}
+
 // TestCreateProcPath creates a TAP in the namespace of a process, named by
 // /proc/PID/ns/net.
 func TestCreateProcPath(t *testing.T) {

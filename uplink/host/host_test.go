@@ -22,6 +22,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 
 	"github.com/tapswitch/tapswitch/internal/checksum"
+	"github.com/tapswitch/tapswitch/internal/netnsutil"
 	"github.com/tapswitch/tapswitch/nat"
 	"github.com/tapswitch/tapswitch/wire"
 )
@@ -83,18 +84,7 @@ func echoServerAt(t *testing.T, network, addr string) netip.AddrPort {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-			}()
-		}
-	}()
+	go netnsutil.Serve(ln, func(c net.Conn) { io.Copy(c, c) })
 	return ln.Addr().(*net.TCPAddr).AddrPort()
 }
 
@@ -277,18 +267,28 @@ func udpEchoes(t *testing.T, c net.Conn) {
 	}
 }
 
-func TestUDPEcho(t *testing.T) {
-	r := newRig(t, Config{HostLoopback: true})
-	dst := r.full(udpEchoServer(t, "udp4", "127.0.0.1:0"))
-	c, err := gonet.DialUDP(r.peer, nil, &dst, ipv4.ProtocolNumber)
+// udpEchoThrough dials the echo server at dst from the container over
+// proto, wants udpEchoes through it and all of them through one socket
+// (one per mapping), and returns the connection, closed when the test
+// ends.
+func udpEchoThrough(t *testing.T, r *rig, dst tcpip.FullAddress, proto tcpip.NetworkProtocolNumber) net.Conn {
+	t.Helper()
+	c, err := gonet.DialUDP(r.peer, nil, &dst, proto)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	udpEchoes(t, c)
 	if s := r.u.Stats(); s.UDPSockets != 1 || s.UDPTotal != 1 {
 		t.Errorf("udp sockets %d, total %d: want 1 and 1 (one per mapping)", s.UDPSockets, s.UDPTotal)
 	}
+	return c
+}
+
+func TestUDPEcho(t *testing.T) {
+	r := newRig(t, Config{HostLoopback: true})
+	dst := r.full(udpEchoServer(t, "udp4", "127.0.0.1:0"))
+	c := udpEchoThrough(t, r, dst, ipv4.ProtocolNumber)
 	// A datagram the container fragments is reassembled, and its echo
 	// fragmented on the way back.
 	big := make([]byte, 3000)
@@ -313,13 +313,7 @@ func TestUDPPortUnreachable(t *testing.T) {
 	pc.Close()
 	// Watch the uplink's output directly: the error must quote the
 	// datagram as the mapping sent it.
-	got := make(chan []byte, 4)
-	r.u.handle.Store(ptr(func(p []byte) {
-		select {
-		case got <- append([]byte(nil), p...):
-		default:
-		}
-	}))
+	got := r.watch()
 	pkt := make([]byte, 28+7)
 	binary.BigEndian.PutUint16(pkt[20:], 40000)
 	binary.BigEndian.PutUint16(pkt[22:], closed.Port())
@@ -403,13 +397,7 @@ func TestICMPEchoOrDenied(t *testing.T) {
 	copy(m[8:], "pingpong")
 	putIPv4(pkt, len(pkt), wire.ProtoICMP, r.u.addr, r.u.loopback, 1, 0)
 	// The peer stack does not speak ICMP: watch the uplink's output.
-	got := make(chan []byte, 1)
-	r.u.handle.Store(ptr(func(p []byte) {
-		select {
-		case got <- append([]byte(nil), p...):
-		default:
-		}
-	}))
+	got := r.watch()
 	allowed := pingAllowed()
 	r.u.Send(pkt, 0)
 	if !allowed {

@@ -3,6 +3,7 @@ package host
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 
 	"golang.org/x/net/icmp"
@@ -23,18 +24,23 @@ func (u *Uplink) sendICMP(pkt []byte, hl int) error {
 	if !ok {
 		return nil
 	}
-	key := flowKey{port: m.ID()}
+	u.sendEcho(flowKey{port: m.ID()}, false, m, addr)
+	return nil
+}
+
+// sendEcho sends the echo request m to addr from the ping socket of key,
+// opened when it has none (v6: an ICMPv6 one).
+func (u *Uplink) sendEcho(key flowKey, v6 bool, m wire.ICMP, addr netip.Addr) {
 	f := u.icmp.get(key)
 	if f == nil {
-		if f = u.newICMPFlow(key, false); f == nil {
-			return nil
+		if f = u.newICMPFlow(key, v6); f == nil {
+			return
 		}
 	}
 	f.touch(u.clock())
 	if _, err := f.conn.(*icmp.PacketConn).WriteTo(m, &net.UDPAddr{IP: addr.AsSlice()}); err != nil {
 		u.stats.icmpDropped.Add(1)
 	}
-	return nil
 }
 
 // newICMPFlow opens the ICMP socket of key (an identifier mapping, or for
@@ -72,27 +78,37 @@ func (u *Uplink) newICMPFlow(key flowKey, v6 bool) *flow {
 // mapping, with the mapped identifier put back, until the socket is closed;
 // b is its buffer.
 func (u *Uplink) readICMP(f *flow, c *icmp.PacketConn, b []byte) {
-	for {
-		n, from, err := c.ReadFrom(b[ipHdrLen : maxPacket-ipHdrLen])
-		if err != nil {
-			return
-		}
-		ua, ok := from.(*net.UDPAddr)
-		if !ok || n < wire.ICMPLen || b[ipHdrLen] != wire.ICMPEchoReply {
-			continue
-		}
-		ip4 := ua.IP.To4()
+	u.receiveICMP(c, b, ipHdrLen, wire.ICMPEchoReply, func(m wire.ICMP, from net.IP) {
+		ip4 := from.To4()
 		if ip4 == nil {
-			continue
+			return
 		}
 		f.touch(u.clock())
 		src := [4]byte(ip4)
 		if src[0] == 127 {
 			src = u.loopback
 		}
-		m := wire.ICMP(b[ipHdrLen : ipHdrLen+n])
 		m.SetID(f.key.port)
 		m.UpdateChecksum4()
-		u.deliverIPv4(b, n, wire.ProtoICMP, src, u.addr)
+		u.deliverIPv4(b, len(m), wire.ProtoICMP, src, u.addr)
+	})
+}
+
+// receiveICMP is the read loop of readICMP and readICMP6: it reads each
+// message of the ping socket c into b behind hdr bytes of room for the
+// headers deliver puts in front (leaving as much room at the end), and
+// hands the echo replies (type reply) on with their sender, until the
+// socket is closed.
+func (u *Uplink) receiveICMP(c *icmp.PacketConn, b []byte, hdr int, reply uint8, deliver func(m wire.ICMP, from net.IP)) {
+	for {
+		n, from, err := c.ReadFrom(b[hdr : maxPacket-hdr])
+		if err != nil {
+			return
+		}
+		ua, ok := from.(*net.UDPAddr)
+		if !ok || n < wire.ICMPLen || b[hdr] != reply {
+			continue
+		}
+		deliver(wire.ICMP(b[hdr:hdr+n]), ua.IP)
 	}
 }

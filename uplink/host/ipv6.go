@@ -165,17 +165,7 @@ func (u *Uplink) sendICMP6(ip wire.IPv6, off int) error {
 	if !ok {
 		return nil
 	}
-	key := flowKey{addr: ip.Src(), port: m.ID()}
-	f := u.icmp.get(key)
-	if f == nil {
-		if f = u.newICMPFlow(key, true); f == nil {
-			return nil
-		}
-	}
-	f.touch(u.clock())
-	if _, err := f.conn.(*icmp.PacketConn).WriteTo(m, &net.UDPAddr{IP: addr.AsSlice()}); err != nil {
-		u.stats.icmpDropped.Add(1)
-	}
+	u.sendEcho(flowKey{addr: ip.Src(), port: m.ID()}, true, m, addr)
 	return nil
 }
 
@@ -183,29 +173,20 @@ func (u *Uplink) sendICMP6(ip wire.IPv6, off int) error {
 // container, with its identifier put back, until the socket is closed; b
 // is its buffer.
 func (u *Uplink) readICMP6(f *flow, c *icmp.PacketConn, b []byte) {
-	for {
-		n, from, err := c.ReadFrom(b[ip6HdrLen : maxPacket-ip6HdrLen])
-		if err != nil {
-			return
-		}
-		ua, ok := from.(*net.UDPAddr)
-		if !ok || n < wire.ICMPLen || b[ip6HdrLen] != wire.ICMPv6EchoReply {
-			continue
-		}
-		a, ok := netip.AddrFromSlice(ua.IP)
+	u.receiveICMP(c, b, ip6HdrLen, wire.ICMPv6EchoReply, func(m wire.ICMP, from net.IP) {
+		a, ok := netip.AddrFromSlice(from)
 		if !ok {
-			continue
+			return
 		}
 		src, ok := u.clientAddr6(a)
 		if !ok {
-			continue
+			return
 		}
 		f.touch(u.clock())
-		m := wire.ICMP(b[ip6HdrLen : ip6HdrLen+n])
 		m.SetID(f.key.port)
-		m.UpdateChecksum6(checksum.PseudoHeaderIPv6(src, f.key.addr, wire.ProtoICMPv6, uint32(n)))
-		u.deliverIPv6(b, n, wire.ProtoICMPv6, src, f.key.addr)
-	}
+		m.UpdateChecksum6(checksum.PseudoHeaderIPv6(src, f.key.addr, wire.ProtoICMPv6, uint32(len(m))))
+		u.deliverIPv6(b, len(m), wire.ProtoICMPv6, src, f.key.addr)
+	})
 }
 
 // deliverUDP6 builds a UDP datagram from src to dst around the payload at

@@ -80,15 +80,7 @@ func TestLoopback6Refused(t *testing.T) {
 func TestUDP6Echo(t *testing.T) {
 	r := newRig(t, Config{HostLoopback: true})
 	dst := r.full6(udpEchoServer(t, "udp6", "[::1]:0"))
-	c, err := gonet.DialUDP(r.peer, nil, &dst, ipv6.ProtocolNumber)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	udpEchoes(t, c)
-	if s := r.u.Stats(); s.UDPSockets != 1 || s.UDPTotal != 1 {
-		t.Errorf("udp sockets %d, total %d: want 1 and 1", s.UDPSockets, s.UDPTotal)
-	}
+	udpEchoThrough(t, r, dst, ipv6.ProtocolNumber)
 }
 
 // TestPublishedTCP6KeepsClientAddress: a port published on [::1] reaches
@@ -197,13 +189,7 @@ func freePort(t *testing.T, network string) uint16 {
 func TestUDP6PortUnreachable(t *testing.T) {
 	r := newRig(t, Config{HostLoopback: true})
 	port := freePort(t, "udp6")
-	got := make(chan []byte, 4)
-	r.u.handle.Store(ptr(func(p []byte) {
-		select {
-		case got <- append([]byte(nil), p...):
-		default:
-		}
-	}))
+	got := r.watch()
 	lo6, src := r.u.Config().Loopback6.As16(), peer6.As16()
 	pkt := make([]byte, 48+7)
 	copy(pkt[48:], "anyone?")

@@ -163,6 +163,21 @@ func (r *rig) full6(ap netip.AddrPort) tcpip.FullAddress {
 	return tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFrom16(a.As16()), Port: ap.Port()}
 }
 
+// watch replaces the container's side of the uplink's output with a
+// channel of copies of the packets it hands over (four are kept; later ones
+// are dropped while those are unread), for tests that read them whole
+// rather than through the peer stack.
+func (r *rig) watch() <-chan []byte {
+	got := make(chan []byte, 4)
+	r.u.handle.Store(ptr(func(p []byte) {
+		select {
+		case got <- append([]byte(nil), p...):
+		default:
+		}
+	}))
+	return got
+}
+
 // waitFor polls cond every 10 ms for up to 10 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()

@@ -47,22 +47,29 @@ func TestParseSpec(t *testing.T) {
 		{"tap,netns", "want key=value", false},
 	}
 	for _, tt := range tests {
-		t.Run(tt.spec, func(t *testing.T) {
-			c, err := ParseSpec(tt.spec)
-			if !tt.ok {
-				if err == nil || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, ErrInvalidSpec) {
-					t.Fatalf("ParseSpec(%q) = %v, want an ErrInvalidSpec containing %q", tt.spec, err, tt.want)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("ParseSpec(%q): %v", tt.spec, err)
-			}
-			if got := c.String(); !strings.Contains(got, tt.want) {
-				t.Errorf("ParseSpec(%q).String() = %q, want it to contain %q", tt.spec, got, tt.want)
-			}
-		})
+		t.Run(tt.spec, func(t *testing.T) { parseSpecCase(t, tt.spec, tt.want, tt.ok) })
 	}
+}
+
+// parseSpecCase wants ParseSpec(spec) to fail with an ErrInvalidSpec
+// containing want when ok is false, and else to succeed with a Config whose
+// String() contains want; it returns the Config (nil after a failure).
+func parseSpecCase(t *testing.T, spec, want string, ok bool) *Config {
+	t.Helper()
+	c, err := ParseSpec(spec)
+	if !ok {
+		if err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, ErrInvalidSpec) {
+			t.Fatalf("ParseSpec(%q) = %v, want an ErrInvalidSpec containing %q", spec, err, want)
+		}
+		return nil
+	}
+	if err != nil {
+		t.Fatalf("ParseSpec(%q): %v", spec, err)
+	}
+	if got := c.String(); !strings.Contains(got, want) {
+		t.Errorf("ParseSpec(%q).String() = %q, want it to contain %q", spec, got, want)
+	}
+	return c
 }
 
 // fakeDev is an in-memory device: Write records frames, Read returns what
