@@ -68,8 +68,8 @@ func mapped4(ip [4]byte) [16]byte {
 	return [16]byte{10: 0xff, 11: 0xff, 12: ip[0], 13: ip[1], 14: ip[2], 15: ip[3]}
 }
 
-// addLocalNeigh records the addresses of pt, a port of position i, in t's
-// table of local addresses (PortConfig.IPs, in the port's untagged VLAN).
+// addLocalNeigh records the addresses of pt in t's table of local
+// addresses (PortConfig.IPs, in the port's untagged VLAN).
 func (t *portTable) addLocalNeigh(pt *port) {
 	if pt.cfg.MAC.IsZero() || len(pt.cfg.IPs) == 0 {
 		return
