@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/tapswitch/tapswitch/fdb"
@@ -33,25 +31,10 @@ type TableConfig struct {
 // as the Linux vxlan device's FDB does (`bridge fdb show dev vxlan42`).
 // Lookups take a read lock; Learn takes the write lock only for a new or
 // moved MAC, and refreshes an entry with an atomic store at most once per
-// second. The clock is passed in (nanoseconds). All methods are safe for
-// concurrent use.
+// second (agedMap). The clock is passed in (nanoseconds). All methods are
+// safe for concurrent use.
 type Table struct {
-	ageing int64
-	max    int
-
-	mu sync.RWMutex // guards m
-	m  map[fdb.MAC]*entry
-
-	tableCounters
-}
-
-// tableCounters are the counters of a Table or a NeighTable.
-type tableCounters struct {
-	learned, moved, full atomic.Uint64
-}
-
-func (c *tableCounters) stats(entries int) TableStats {
-	return TableStats{Entries: entries, Learned: c.learned.Load(), Moved: c.moved.Load(), Full: c.full.Load()}
+	agedMap[fdb.MAC, *VTEP]
 }
 
 // limits returns cfg's ageing (nanoseconds) and bound, the defaults for
@@ -69,40 +52,13 @@ func (cfg TableConfig) limits(what string) (int64, int, error) {
 	return int64(cfg.Ageing), cfg.MaxEntries, nil
 }
 
-// sweep deletes the entries of m that aged reports and returns how many;
-// the caller holds the write lock of m.
-func sweep[K comparable, E any](m map[K]E, aged func(E) bool) int {
-	n := 0
-	for k, e := range m {
-		if aged(e) {
-			delete(m, k)
-			n++
-		}
-	}
-	return n
-}
-
-type entry struct {
-	vtep   *VTEP
-	static bool
-	seen   atomic.Int64
-}
-
-// refreshGran is how stale an entry's last-seen time may get before a
-// frame refreshes it: one store a second, not one per frame.
-const refreshGran = int64(time.Second)
-
 // NewTable returns an empty table.
 func NewTable(cfg TableConfig) (*Table, error) {
-	ageing, limit, err := cfg.limits("vxlan table")
-	if err != nil {
+	t := &Table{}
+	if err := t.init(cfg, "vxlan table"); err != nil {
 		return nil, err
 	}
-	return &Table{ageing: ageing, max: limit, m: map[fdb.MAC]*entry{}}, nil
-}
-
-func (t *Table) aged(e *entry, now int64) bool {
-	return !e.static && now-e.seen.Load() > t.ageing
+	return t, nil
 }
 
 // Learn records that mac is behind v at time now. A multicast or zero MAC
@@ -112,50 +68,12 @@ func (t *Table) Learn(mac fdb.MAC, v *VTEP, now int64) {
 	if mac.IsMulticast() || mac.IsZero() {
 		return
 	}
-	t.mu.RLock()
-	e := t.m[mac]
-	if e != nil && (e.vtep == v || e.static) && !t.aged(e, now) {
-		if !e.static && now-e.seen.Load() > refreshGran {
-			e.seen.Store(now)
-		}
-		t.mu.RUnlock()
-		return
-	}
-	t.mu.RUnlock()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	e = t.m[mac]
-	switch {
-	case e != nil && e.static:
-		return
-	case e != nil:
-		switch {
-		case t.aged(e, now):
-			t.learned.Add(1) // gone in effect: learned again
-		case e.vtep != v:
-			t.moved.Add(1)
-		}
-		e.vtep = v
-	case len(t.m) >= t.max:
-		t.full.Add(1)
-		return
-	default:
-		e = &entry{vtep: v}
-		t.m[mac] = e
-		t.learned.Add(1)
-	}
-	e.seen.Store(now)
+	t.learn(mac, v, now)
 }
 
 // Lookup returns the VTEP mac is behind, if known and not aged.
 func (t *Table) Lookup(mac fdb.MAC, now int64) (*VTEP, bool) {
-	t.mu.RLock()
-	e := t.m[mac]
-	var v *VTEP
-	if e != nil && !t.aged(e, now) {
-		v = e.vtep
-	}
-	t.mu.RUnlock()
+	v, _ := t.lookup(mac, now)
 	return v, v != nil
 }
 
@@ -170,8 +88,7 @@ func (t *Table) AddStatic(mac fdb.MAC, v *VTEP) error {
 	if _, ok := t.m[mac]; !ok && len(t.m) >= t.max {
 		return fmt.Errorf("static entry %s: %w", mac, ErrFull)
 	}
-	e := &entry{vtep: v, static: true}
-	t.m[mac] = e
+	t.m[mac] = &agedEntry[*VTEP]{val: v, static: true}
 	return nil
 }
 
@@ -183,13 +100,6 @@ func (t *Table) Delete(mac fdb.MAC) bool {
 	_, ok := t.m[mac]
 	delete(t.m, mac)
 	return ok
-}
-
-// Expire removes the learned entries aged at now and returns how many.
-func (t *Table) Expire(now int64) int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return sweep(t.m, func(e *entry) bool { return t.aged(e, now) })
 }
 
 // Entry is one entry of a Table, for listings.
@@ -204,19 +114,9 @@ type Entry struct {
 
 // Entries lists the entries not aged at now, by MAC.
 func (t *Table) Entries(now int64) []Entry {
-	t.mu.RLock()
-	out := make([]Entry, 0, len(t.m))
-	for mac, e := range t.m {
-		if t.aged(e, now) {
-			continue
-		}
-		en := Entry{MAC: mac, VTEP: e.vtep, Static: e.static}
-		if !e.static {
-			en.Age = time.Duration(now - e.seen.Load())
-		}
-		out = append(out, en)
-	}
-	t.mu.RUnlock()
+	out := list(&t.agedMap, now, func(mac fdb.MAC, e *agedEntry[*VTEP], age time.Duration) Entry {
+		return Entry{MAC: mac, VTEP: e.val, Static: e.static, Age: age}
+	})
 	slices.SortFunc(out, func(a, b Entry) int { return slices.Compare(a.MAC[:], b.MAC[:]) })
 	return out
 }
@@ -228,12 +128,4 @@ type TableStats struct {
 	Moved   uint64 `json:"moved"`
 	// Full counts MACs not learned because the table was full.
 	Full uint64 `json:"full"`
-}
-
-// Stats returns t's counters.
-func (t *Table) Stats() TableStats {
-	t.mu.RLock()
-	n := len(t.m)
-	t.mu.RUnlock()
-	return t.stats(n)
 }
