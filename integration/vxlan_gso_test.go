@@ -2,12 +2,15 @@ package integration
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/tapswitch/tapswitch/vxlan"
 )
@@ -54,6 +57,64 @@ func pidGSOMaxSegs(t *testing.T, pid int) int {
 	return gsoMaxSegsOf(t, string(out))
 }
 
+// checkSuperFrames captures what c1 sends (port c1) over a new TCP
+// connection of 16 MiB to c2 at ip2 and wants super-frames among it, none
+// of a TCP payload over maxSegs segments of the largest MSS at mtu.
+func checkSuperFrames(t *testing.T, d *daemon, c1, c2, ip2 string, maxSegs, mtu int) {
+	t.Helper()
+	serveTCP(t, c2, ":5302", func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(time.Minute))
+		io.Copy(io.Discard, c)
+	})
+	file := filepath.Join(t.TempDir(), "c1.pcapng")
+	capt := d.startCapture(t, nil, "c1", "-w", file, "tcp")
+	c, err := dialTCP(t, c1, net.JoinHostPort(ip2, "5302"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(time.Minute))
+	buf := make([]byte, 1<<20)
+	for range 16 {
+		if _, err := c.Write(buf); err != nil {
+			t.Fatalf("send to c2: %v", err)
+		}
+	}
+	c.Close()
+	capt.stop(t)
+	mss := mtu - 40 // IPv4 and TCP headers without options: the largest segment
+	var supers, largest int
+	for _, p := range readPCAPNGFile(t, file, "c1") {
+		n, ok := tcpPayload4(p.data)
+		if !ok || n <= mss {
+			continue
+		}
+		supers++
+		largest = max(largest, n)
+	}
+	if supers == 0 {
+		t.Fatalf("no super-frame from c1 among the captured frames: the check would say nothing")
+	}
+	if largest > maxSegs*mss {
+		t.Errorf("a super-frame from c1 carries %d bytes, over %d segments of %d", largest, maxSegs, mss)
+	}
+	t.Logf("%d super-frames from c1, the largest %d bytes (%d segments of %d at most)", supers, largest, maxSegs, mss)
+}
+
+// tcpPayload4 returns the TCP payload length of an IPv4 frame by its
+// headers (an untagged Ethernet frame), whatever part of it was captured.
+func tcpPayload4(f []byte) (int, bool) {
+	if len(f) < 14+20 || f[12] != 0x08 || f[13] != 0x00 || f[14+9] != 6 {
+		return 0, false
+	}
+	ihl := int(f[14]&0x0f) * 4
+	if len(f) < 14+ihl+13 {
+		return 0, false
+	}
+	total := int(f[16])<<8 | int(f[17])
+	doff := int(f[14+ihl+12]>>4) * 4
+	return total - ihl - doff, true
+}
+
 // noBound is the kernel's gso_max_segs of a device nobody bounded
 // (GSO_MAX_SEGS).
 const noBound = 65535
@@ -84,10 +145,13 @@ func TestVXLANGSOCapRuntime(t *testing.T) {
 		t.Errorf("c1 after vxlan add: gso_max_segs %d, want %d", n, want)
 	}
 	c2 := newNS(t)
-	d.attach(t, c2, "c2")
+	p2 := d.attach(t, c2, "c2")
 	if n := nsGSOMaxSegs(t, c2); n != want {
 		t.Errorf("c2 attached with the tunnel: gso_max_segs %d, want %d", n, want)
 	}
+	// A connection made now follows the bound: no super-frame from c1
+	// carries more than want segments.
+	checkSuperFrames(t, d, c1, c2, ip(p2), want, 1450)
 	if _, errOut, code := d.cli(t, "vxlan", "del", "42"); code != 0 {
 		t.Fatalf("vxlan del 42: exit %d: %s", code, errOut)
 	}
