@@ -105,11 +105,11 @@ func (a *attachment) unpersist() {
 // Restore is called once the daemon holds its control socket (so that no
 // other daemon uses the TAPs): with LiveRestore it adopts the ports the
 // state file lists, as they were, with their publishes, and forgets (and
-// reports) those whose namespace or interface is gone (an adopted TAP
-// gets the gso_max_segs of the tunnels of this daemon, which the last may
-// not have had: attachReserved, gsocap.go); without it, it
+// reports) those whose namespace or interface is gone; without it, it
 // removes the TAPs a live-restore daemon left there and says so. It returns
-// the names of the ports restored (or removed) and of those gone.
+// the names of the ports restored (or removed) and of those gone. An
+// adopted TAP gets the gso_max_segs of this daemon's tunnels (--vxlan),
+// which the last daemon's may not have had (attachReserved, gsocap.go).
 func (d *Daemon) Restore() (done, gone []string, err error) {
 	if d.rules.path == "" {
 		return nil, nil, nil
