@@ -27,8 +27,9 @@ import (
 // gsoCaps is the daemon's state for syncGSOCaps.
 type gsoCaps struct {
 	// mu serializes syncs, and guards the gso fields of every attachment
-	// (gsoSegs, gsoWarned) once it is attached. Never held on the
-	// datapath, nor with d.mu or d.vx.mu held across a system call.
+	// (gsoSegs, gsoWarned) once it is attached. The datapath never takes
+	// it; it is taken before d.mu and d.vx.mu, which are released before
+	// any TAP is changed.
 	mu sync.Mutex
 	// set sets the bound of a's TAP; nil means setTapGSO. Tests only.
 	set func(a *attachment, n int) error
