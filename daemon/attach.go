@@ -48,6 +48,10 @@ func (d *Daemon) createTap(a *attachment, pid int) (*tap.Device, error) {
 		Gateway: d.cfg.Gateway,
 	}
 	cfg.GSOMaxSegs = d.tapGSOMaxSegs(a.mtu)
+	a.gsoSegs = cfg.GSOMaxSegs
+	if a.gsoSegs == 0 {
+		a.gsoSegs = tap.MaxGSOSegs // the kernel's default
+	}
 	d.tapConfig6(a, &cfg)
 	if !d.useHelper() {
 		dev, err := tap.Create(cfg)
@@ -304,7 +308,7 @@ var errShuttingDown = errors.New("daemon is shutting down")
 // (creating or adopting it), without the lock, and adds it to the switch
 // and to the ports, with the lock. With LiveRestore the TAP is made
 // persistent. On error the caller withdraws the reservation.
-func (d *Daemon) attachReserved(ctx context.Context, a *attachment, pubs []nat.Publish, open func() (*tap.Device, error)) (api.Port, error) {
+func (d *Daemon) attachReserved(ctx context.Context, a *attachment, pubs []nat.Publish, open func() (*tap.Device, error)) (_ api.Port, err error) {
 	if err := ctx.Err(); err != nil {
 		return api.Port{}, fmt.Errorf("attach %s: client gave up: %w", a.name, err)
 	}
@@ -312,6 +316,14 @@ func (d *Daemon) attachReserved(ctx context.Context, a *attachment, pubs []nat.P
 	if err != nil {
 		return api.Port{}, err
 	}
+	// Once attached, and d.mu released: a tunnel added or removed while
+	// the TAP was made (or before the daemon that made an adopted one
+	// died) changes its bound (gsocap.go).
+	defer func() {
+		if err == nil {
+			d.syncGSO(a)
+		}
+	}()
 	fail := func() {
 		dev.Close()
 		a.stopWatch()

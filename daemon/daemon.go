@@ -62,6 +62,7 @@ type Daemon struct {
 	subnet6State string
 
 	vx  tunnels      // VXLAN tunnels (vxlan.go)
+	gso gsoCaps      // the TAPs' gso_max_segs as the tunnels want it (gsocap.go)
 	dns *dns.Server  // nil when the DNS server is off (dns.go)
 	ctl controlStats // the control socket's connections (limits.go)
 
@@ -92,6 +93,11 @@ type attachment struct {
 	proc *nshelper.Process
 	// helper is whether the TAP was made by the namespace helper.
 	helper bool
+	// gsoSegs is the gso_max_segs the TAP is known to have (0: not
+	// known, as for an adopted one); gsoWarned whether a failure to set
+	// it was logged. Guarded by d.gso.mu once attached (gsocap.go).
+	gsoSegs   int
+	gsoWarned bool
 	// vlan is the access VLAN, or the trunk's native one; trunk the VLANs
 	// carried tagged.
 	vlan       uint16

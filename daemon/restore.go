@@ -107,7 +107,9 @@ func (a *attachment) unpersist() {
 // state file lists, as they were, with their publishes, and forgets (and
 // reports) those whose namespace or interface is gone; without it, it
 // removes the TAPs a live-restore daemon left there and says so. It returns
-// the names of the ports restored (or removed) and of those gone.
+// the names of the ports restored (or removed) and of those gone. An
+// adopted TAP gets the gso_max_segs of this daemon's tunnels (--vxlan),
+// which the last daemon's may not have had (attachReserved, gsocap.go).
 func (d *Daemon) Restore() (done, gone []string, err error) {
 	if d.rules.path == "" {
 		return nil, nil, nil

@@ -58,8 +58,10 @@ func vxlanMTU(spec api.VXLANSpec) (int, error) {
 // tapGSOMaxSegs is the gso_max_segs of a container's TAP of MTU mtu: with
 // a VXLAN tunnel, as many segments as the tunnel sends in one sendmsg
 // (vxlan.SegmentsPerSend), so that a super-frame crosses whole; without,
-// 0 (no bound: the super-frames stay at the kernel's 64 KiB). A tunnel
-// added at runtime leaves the TAPs attached before it as they are.
+// 0 (no bound: the super-frames stay at the kernel's 64 KiB). Attach
+// sets it on a new TAP; AddVXLAN and DeleteVXLAN bring the TAPs attached
+// before them to the new value, and restore the TAPs it adopts
+// (syncGSOCaps, gsocap.go), for the TCP connections made afterwards.
 func (d *Daemon) tapGSOMaxSegs(mtu int) int {
 	d.vx.mu.Lock()
 	defer d.vx.mu.Unlock()
@@ -71,8 +73,18 @@ func (d *Daemon) tapGSOMaxSegs(mtu int) int {
 
 // AddVXLAN opens the tunnel of spec and adds it to the switch as a port of
 // spec.VLAN (the default VLAN if 0). Every tunnel after the first, and the
-// first when there are more, needs a VLAN of its own.
+// first when there are more, needs a VLAN of its own. The first tunnel
+// bounds the super-frames of the containers attached before it
+// (syncGSOCaps).
 func (d *Daemon) AddVXLAN(spec api.VXLANSpec) (api.VXLAN, error) {
+	v, err := d.addVXLAN(spec)
+	if err == nil {
+		d.syncGSOCaps()
+	}
+	return v, err
+}
+
+func (d *Daemon) addVXLAN(spec api.VXLANSpec) (api.VXLAN, error) {
 	if err := spec.Check(); err != nil {
 		return api.VXLAN{}, invalid("%v", err)
 	}
@@ -169,6 +181,8 @@ func vlanWord(v uint16) string {
 }
 
 // DeleteVXLAN removes the tunnel of vni and forgets the MACs behind it.
+// The last tunnel takes the bound off the containers' super-frames
+// (syncGSOCaps).
 func (d *Daemon) DeleteVXLAN(vni uint32) error {
 	d.vx.mu.Lock()
 	tn, ok := d.vx.byVNI[vni]
@@ -177,6 +191,7 @@ func (d *Daemon) DeleteVXLAN(vni uint32) error {
 	if !ok {
 		return notFound("no tunnel for vni %d", vni)
 	}
+	defer d.syncGSOCaps()
 	if err := d.sw.RemovePort(tn.id); err != nil && !errors.Is(err, vswitch.ErrNoPort) {
 		return err
 	}

@@ -75,9 +75,10 @@ var ErrNotOwned = errors.New("namespace of another user")
 // request is what the daemon asks the helper for, JSON on its stdin: a
 // TAP to create (a tap.Config without Netns, the helper's own namespace
 // being the target), or, with Op, one a previous daemon left to adopt or
-// remove (Name and MAC only).
+// remove (Name and MAC only), or an attached one whose gso_max_segs to
+// set (Name, MAC and GSOMaxSegs).
 type request struct {
-	// Op is "" (create), "adopt" or "remove".
+	// Op is "" (create), "adopt", "remove" or "gso".
 	Op         string `json:"op,omitempty"`
 	Name       string `json:"name"`
 	MAC        string `json:"mac"`
@@ -95,7 +96,11 @@ type request struct {
 const (
 	opAdopt  = "adopt"
 	opRemove = "remove"
+	opGSO    = "gso"
 )
+
+// sendsTAP reports whether the helper answers op with a TAP.
+func sendsTAP(op string) bool { return op != opRemove && op != opGSO }
 
 // reply is the helper's one message on the socket; a successful one carries
 // the TAP's descriptor.
@@ -147,8 +152,17 @@ func Remove(ctx context.Context, exe, path, name string, mac net.HardwareAddr, p
 	return err
 }
 
+// SetGSOMaxSegs sets the gso_max_segs of the TAP called name, with the
+// MAC mac, in the network namespace at path to n through a helper
+// process: tap.SetGSOMaxSegs for a daemon without CAP_NET_ADMIN there (a
+// TAP the helper made, whose file the daemon holds). Errors are Adopt's.
+func SetGSOMaxSegs(ctx context.Context, exe, path, name string, mac net.HardwareAddr, n int, privileged bool) error {
+	_, err := run(ctx, exe, path, request{Op: opGSO, Name: name, MAC: mac.String(), GSOMaxSegs: n}, privileged)
+	return err
+}
+
 // run has the helper carry out req in the network namespace at path and
-// returns the TAP it sends back (nil for opRemove).
+// returns the TAP it sends back (nil for opRemove and opGSO).
 func run(ctx context.Context, exe, path string, req request, privileged bool) (*tap.Device, error) {
 	in, err := json.Marshal(req)
 	if err != nil {
@@ -162,7 +176,7 @@ func run(ctx context.Context, exe, path string, req request, privileged bool) (*
 
 	rep, fd, rerr := receive(ctx, h.conn)
 	werr := h.cmd.Wait()
-	if rerr == nil && fd < 0 && rep.Err == "" && req.Op != opRemove {
+	if rerr == nil && fd < 0 && rep.Err == "" && sendsTAP(req.Op) {
 		rerr = errors.New("helper replied without a TAP")
 	}
 	if rerr != nil {
@@ -197,7 +211,7 @@ func run(ctx context.Context, exe, path string, req request, privileged bool) (*
 		}
 		return nil, fmt.Errorf("in %s: %w", path, err)
 	}
-	if req.Op == opRemove {
+	if !sendsTAP(req.Op) {
 		if fd >= 0 {
 			unix.Close(fd)
 		}
@@ -391,13 +405,14 @@ func serve(stdin io.Reader) (reply, *tap.Device) {
 	switch req.Op {
 	case "":
 		return create(req)
-	case opAdopt, opRemove:
+	case opAdopt, opRemove, opGSO:
 		return adopt(req)
 	}
 	return reply{Err: fmt.Sprintf("unknown operation %q", req.Op), Kind: "invalid"}, nil
 }
 
-// adopt adopts or removes the TAP of req in the current namespace.
+// adopt adopts or removes the TAP of req in the current namespace, or sets
+// its gso_max_segs.
 func adopt(req request) (reply, *tap.Device) {
 	mac, err := net.ParseMAC(req.MAC)
 	if err != nil {
@@ -407,16 +422,22 @@ func adopt(req request) (reply, *tap.Device) {
 	// setns to where it is already.
 	const self = "/proc/self/ns/net"
 	var d *tap.Device
-	if req.Op == opRemove {
+	switch req.Op {
+	case opRemove:
 		err = tap.Remove(self, req.Name, mac)
-	} else {
+	case opGSO:
+		err = tap.SetGSOMaxSegs(self, req.Name, mac, req.GSOMaxSegs)
+	default:
 		d, err = tap.Adopt(self, req.Name, mac, req.NoOffloads)
 	}
 	if err != nil {
 		rep := reply{Err: strings.ReplaceAll(err.Error(), " in "+self, "")}
 		var nf netlink.LinkNotFoundError
-		if errors.As(err, &nf) || errors.Is(err, tap.ErrNotOurs) {
+		switch {
+		case errors.As(err, &nf) || errors.Is(err, tap.ErrNotOurs):
 			rep.Kind = "gone"
+		case errors.Is(err, tap.ErrInvalidConfig):
+			rep.Kind = "invalid"
 		}
 		return rep, nil
 	}

@@ -227,3 +227,39 @@ func TestDialProtocol(t *testing.T) {
 		t.Errorf("dial after the helper went: %v, want ErrHelperGone", err)
 	}
 }
+
+// TestServeGSO checks the helper's side of a gso request, in this
+// process's own namespace (nothing there is changed): a bound out of
+// range and a bad MAC are "invalid", an interface that is not there is
+// "gone" (ErrGone for the daemon), and none of them sends a TAP.
+func TestServeGSO(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("needs root (entering a namespace) in CI")
+		}
+		t.Skip("needs root: the helper enters its namespace (setns)")
+	}
+	missing := fmt.Sprintf("tswgso%d", os.Getpid())
+	tests := []struct {
+		req  string
+		kind string
+	}{
+		{`{"op":"gso","name":"eth0","mac":"02:00:00:00:00:01","gso_max_segs":0}`, "invalid"},
+		{`{"op":"gso","name":"eth0","mac":"02:00:00:00:00:01","gso_max_segs":65536}`, "invalid"},
+		{`{"op":"gso","name":"eth0","mac":"nope","gso_max_segs":44}`, "invalid"},
+		{`{"op":"gso","name":"` + missing + `","mac":"02:00:00:00:00:01","gso_max_segs":44}`, "gone"},
+	}
+	for _, tt := range tests {
+		rep, d := serve(strings.NewReader(tt.req))
+		if d != nil {
+			d.Close()
+			t.Errorf("serve(%s) sent a TAP", tt.req)
+		}
+		if rep.Err == "" || rep.Kind != tt.kind {
+			t.Errorf("serve(%s) = %+v, want an error of kind %q", tt.req, rep, tt.kind)
+		}
+	}
+	if sendsTAP(opGSO) || sendsTAP(opRemove) || !sendsTAP(opAdopt) || !sendsTAP("") {
+		t.Error("sendsTAP: only create and adopt answer with a TAP")
+	}
+}
