@@ -112,6 +112,12 @@
 // 14.1 / 10.7 and 8.81, IPv6 9.48 and 9.94 / 9.74 and 10.1, UDP 64 B 101
 // and 98.9 / 62.9 and 61.4 kpps, ping 152 and 167 / 216 and 272 µs.
 //
+// Tried again on one P and not kept: sendmsg as a raw system call (no P
+// to hand off while the kernel sends), against the --procs build as
+// BASE_BIN, 5 rounds, load 1.9 to 3.3: tapswitch <-> tapswitch 5.80 /
+// 5.75 Gbit/s and 22.0 / 22.9 % CPU per Gbit/s, tapswitch -> kernel 5.24
+// / 5.99 and 16.4 / 16.1 %: a draw.
+//
 // Left as they were, and why: socket buffers and the TAP's txqueuelen
 // (no drop on any link or qdisc of either host during a run: nothing to
 // cure); copies (neither side copies the payload in userspace any more;
