@@ -93,16 +93,16 @@
 // system calls, and a second P was an idle P for the scheduler to spin
 // and poll on. Per super-frame, epoll_pwait fell from 0.67 to 0.25 and
 // context switches from 1.00 to 0.81 (sender); 0.55 to 0.36 and 1.05 to
-// 0.96 (receiver). Four runs of make bench-overlay ROUNDS=5 with main's
+// 0.96 (receiver). Five runs of make bench-overlay ROUNDS=5 with main's
 // build as BASE_BIN (load 1 to 5 in the first, 4 to 7 after; the kernel
-// pair 14.8, 9.32, 12.4, 10.7 Gbit/s), medians, new / old:
+// pair 14.8, 9.32, 12.4, 10.7, 13.1 Gbit/s), medians, new / old:
 //
-//	tapswitch <-> tapswitch  5.67 / 5.28  5.37 / 5.17  5.80 / 4.57  5.10 / 4.09
-//	  ratio                  x0.38/0.36   x0.58/0.55   x0.47/0.37   x0.48/0.38
-//	  CPU % per Gbit/s       20.8 / 22.8  22.0 / 25.0  21.2 / 23.1  21.6 / 23.2
-//	tapswitch -> kernel      4.63 / 4.85  4.95 / 4.39  4.43 / 4.48  4.75 / 4.57
-//	  ratio                  x0.31/0.33   x0.53/0.47   x0.36/0.36   x0.44/0.43
-//	  CPU % per Gbit/s       15.1 / 18.1  16.2 / 20.5  14.9 / 18.3  16.2 / 19.7
+//	tapswitch <-> tapswitch  5.67/5.28  5.37/5.17  5.80/4.57  5.10/4.09  5.35/4.53
+//	  ratio                  .38/.36    .58/.55    .47/.37    .48/.38    .41/.35
+//	  CPU % per Gbit/s       20.8/22.8  22.0/25.0  21.2/23.1  21.6/23.2  23.0/25.3
+//	tapswitch -> kernel      4.63/4.85  4.95/4.39  4.43/4.48  4.75/4.57  4.76/4.73
+//	  ratio                  .31/.33    .53/.47    .36/.36    .44/.43    .36/.36
+//	  CPU % per Gbit/s       15.1/18.1  16.2/20.5  14.9/18.3  16.2/19.7  16.9/20.0
 //
 // Throughput moved by up to 2x between rounds of one build, so the
 // tapswitch -> kernel medians are a draw; the daemons' CPU per Gbit/s is
