@@ -13,10 +13,14 @@ func TestSetProcs(t *testing.T) {
 		t.Errorf("setProcs(3) = %d, GOMAXPROCS %d; want 3, 3", got, runtime.GOMAXPROCS(0))
 	}
 
+	// Without $GOMAXPROCS: the runtime's default less one, whatever was
+	// set before (3 above).
 	t.Setenv("GOMAXPROCS", "")
-	want := max(1, runtime.NumCPU()-1)
+	runtime.SetDefaultGOMAXPROCS()
+	want := max(1, runtime.GOMAXPROCS(0)-1)
+	runtime.GOMAXPROCS(3)
 	if got := setProcs(0); got != want || runtime.GOMAXPROCS(0) != want {
-		t.Errorf("setProcs(0) without $GOMAXPROCS = %d, GOMAXPROCS %d; want %d (the CPUs less one)", got, runtime.GOMAXPROCS(0), want)
+		t.Errorf("setProcs(0) without $GOMAXPROCS = %d, GOMAXPROCS %d; want %d (the runtime's default less one)", got, runtime.GOMAXPROCS(0), want)
 	}
 
 	// $GOMAXPROCS set: the runtime applied it at start; setProcs keeps
