@@ -93,21 +93,23 @@
 // system calls, and a second P was an idle P for the scheduler to spin
 // and poll on. Per super-frame, epoll_pwait fell from 0.67 to 0.25 and
 // context switches from 1.00 to 0.81 (sender); 0.55 to 0.36 and 1.05 to
-// 0.96 (receiver). Five runs of make bench-overlay ROUNDS=5 with main's
-// build as BASE_BIN (load 1 to 5 in the first, 4 to 7 after; the kernel
-// pair 14.8, 9.32, 12.4, 10.7, 13.1 Gbit/s), medians, new / old:
+// 0.96 (receiver). Six runs of make bench-overlay ROUNDS=5 with main's
+// build as BASE_BIN (the last with the final build), medians, new / old,
+// CPU the daemons' per Gbit/s:
 //
-//	tapswitch <-> tapswitch  5.67/5.28  5.37/5.17  5.80/4.57  5.10/4.09  5.35/4.53
-//	  ratio                  .38/.36    .58/.55    .47/.37    .48/.38    .41/.35
-//	  CPU % per Gbit/s       20.8/22.8  22.0/25.0  21.2/23.1  21.6/23.2  23.0/25.3
-//	tapswitch -> kernel      4.63/4.85  4.95/4.39  4.43/4.48  4.75/4.57  4.76/4.73
-//	  ratio                  .31/.33    .53/.47    .36/.36    .44/.43    .36/.36
-//	  CPU % per Gbit/s       15.1/18.1  16.2/20.5  14.9/18.3  16.2/19.7  16.9/20.0
+//	load   kernel  tapswitch <-> tapswitch       tapswitch -> kernel
+//	               Gbit/s     ratio    CPU %     Gbit/s     ratio    CPU %
+//	1-5    14.8    5.67/5.28  .38/.36  20.8/22.8 4.63/4.85  .31/.33  15.1/18.1
+//	6-7    9.32    5.37/5.17  .58/.55  22.0/25.0 4.95/4.39  .53/.47  16.2/20.5
+//	4-7    12.4    5.80/4.57  .47/.37  21.2/23.1 4.43/4.48  .36/.36  14.9/18.3
+//	5-6    10.7    5.10/4.09  .48/.38  21.6/23.2 4.75/4.57  .44/.43  16.2/19.7
+//	5      13.1    5.35/4.53  .41/.35  23.0/25.3 4.76/4.73  .36/.36  16.9/20.0
+//	2-5    12.4    5.70/5.10  .46/.41  20.6/22.5 5.89/4.52  .47/.36  14.4/19.9
 //
 // Throughput moved by up to 2x between rounds of one build, so the
-// tapswitch -> kernel medians are a draw; the daemons' CPU per Gbit/s is
-// steadier, and 7 to 21 % lower in every run. The L2 rows (tsbench
-// -quick, new and old alternated twice, load 4.5 to 6.4) did not suffer:
+// tapswitch -> kernel medians are close to a draw (ahead in 4 of 6, one
+// of them by 0.03); the daemons' CPU per Gbit/s is steadier, and 7 to
+// 28 % lower in every run. The L2 rows (tsbench -quick, new and old alternated twice, load 4.5 to 6.4) did not suffer:
 // TCP 1 stream 7.77 and 11.8 / 7.40 and 8.91 Gbit/s, 2 streams 14.3 and
 // 14.1 / 10.7 and 8.81, IPv6 9.48 and 9.94 / 9.74 and 10.1, UDP 64 B 101
 // and 98.9 / 62.9 and 61.4 kpps, ping 152 and 167 / 216 and 272 µs.
