@@ -109,10 +109,11 @@
 // Throughput moved by up to 2x between rounds of one build, so the
 // tapswitch -> kernel medians are close to a draw (ahead in 4 of 6, one
 // of them by 0.03); the daemons' CPU per Gbit/s is steadier, and 7 to
-// 28 % lower in every run. The L2 rows (tsbench -quick, new and old alternated twice, load 4.5 to 6.4) did not suffer:
-// TCP 1 stream 7.77 and 11.8 / 7.40 and 8.91 Gbit/s, 2 streams 14.3 and
-// 14.1 / 10.7 and 8.81, IPv6 9.48 and 9.94 / 9.74 and 10.1, UDP 64 B 101
-// and 98.9 / 62.9 and 61.4 kpps, ping 152 and 167 / 216 and 272 µs.
+// 28 % lower in every run. The L2 rows (tsbench -quick, new and old
+// alternated twice, load 4.5 to 6.4) did not suffer: TCP 1 stream 7.77
+// and 11.8 / 7.40 and 8.91 Gbit/s, 2 streams 14.3 and 14.1 / 10.7 and
+// 8.81, IPv6 9.48 and 9.94 / 9.74 and 10.1, UDP 64 B 101 and 98.9 / 62.9
+// and 61.4 kpps, ping 152 and 167 / 216 and 272 µs.
 //
 // Tried again on one P and not kept: sendmsg as a raw system call (no P
 // to hand off while the kernel sends), against the --procs build as
