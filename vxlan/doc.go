@@ -73,4 +73,69 @@
 // context switches are costly here. Socket buffers were not changed (no
 // drop to cure); recvmmsg was not tried (one read is one GSO batch, now
 // one super-frame, and Read returns one frame).
+//
+// 2026-12-04, the next pass (load average 1 to 7: other tests ran on
+// the two cores, one of them 38 % of the machine). Where the CPU goes,
+// perf record -a over a tapswitch <-> tapswitch run (5.5 Gbit/s), in
+// percent of the machine's samples: the daemons 47, the iperf3s 12.
+// Most of the daemons' is the kernel's: the UDP sendmsg 11 (its copy 4;
+// the receiving host's IP and UDP input and the wake-up run in the
+// sender's softirq), the TAP write 8 (it carries the receiving
+// container's TCP input), the TAP read 5, recvmsg 3. The checksums are
+// 5 (10 % of the sender's Go profile, 15 % of the receiver's; each byte
+// is summed once a side, as it must be). The Go scheduler: sysmon 3,
+// findRunnable 2.4, usleep 1.8, futex 1.5, epoll 1.3. On this guest 11
+// of the daemons' 47 land on pvm_irq_enable, that is on wake-ups
+// (sock_def_readable) and context switches, which cost much here. Per
+// super-frame (perf stat, 1.5 s of the sender, 13.4k sendmsgs): 1.09 TAP
+// reads, 1 sendmsg, 0.63 recvmsgs and 0.57 TAP writes for the ACKs.
+//
+// What won: GOMAXPROCS at the CPUs less one (run --procs, 1 here; the
+// default when $GOMAXPROCS is unset). The datapath goroutines live in
+// system calls, and a second P was an idle P for the scheduler to spin
+// and poll on. Per super-frame, epoll_pwait fell from 0.67 to 0.25 and
+// context switches from 1.00 to 0.81 (sender); 0.55 to 0.36 and 1.05 to
+// 0.96 (receiver). Six runs of make bench-overlay ROUNDS=5 with main's
+// build as BASE_BIN (the last with the final build), medians, new / old,
+// CPU the daemons' per Gbit/s:
+//
+//	load   kernel  tapswitch <-> tapswitch       tapswitch -> kernel
+//	               Gbit/s     ratio    CPU %     Gbit/s     ratio    CPU %
+//	1-5    14.8    5.67/5.28  .38/.36  20.8/22.8 4.63/4.85  .31/.33  15.1/18.1
+//	6-7    9.32    5.37/5.17  .58/.55  22.0/25.0 4.95/4.39  .53/.47  16.2/20.5
+//	4-7    12.4    5.80/4.57  .47/.37  21.2/23.1 4.43/4.48  .36/.36  14.9/18.3
+//	5-6    10.7    5.10/4.09  .48/.38  21.6/23.2 4.75/4.57  .44/.43  16.2/19.7
+//	5      13.1    5.35/4.53  .41/.35  23.0/25.3 4.76/4.73  .36/.36  16.9/20.0
+//	2-5    12.4    5.70/5.10  .46/.41  20.6/22.5 5.89/4.52  .47/.36  14.4/19.9
+//
+// Throughput moved by up to 2x between rounds of one build, so the
+// tapswitch -> kernel medians are close to a draw (ahead in 4 of 6, one
+// of them by 0.03); the daemons' CPU per Gbit/s is steadier, and 7 to
+// 28 % lower in every run. The L2 rows (tsbench -quick, new and old
+// alternated twice, load 4.5 to 6.4) did not suffer: TCP 1 stream 7.77
+// and 11.8 / 7.40 and 8.91 Gbit/s, 2 streams 14.3 and 14.1 / 10.7 and
+// 8.81, IPv6 9.48 and 9.94 / 9.74 and 10.1, UDP 64 B 101 and 98.9 / 62.9
+// and 61.4 kpps, ping 152 and 167 / 216 and 272 µs.
+//
+// Tried again on one P and not kept: sendmsg as a raw system call (no P
+// to hand off while the kernel sends), against the --procs build as
+// BASE_BIN, 5 rounds, load 1.9 to 3.3: tapswitch <-> tapswitch 5.80 /
+// 5.75 Gbit/s and 22.0 / 22.9 % CPU per Gbit/s, tapswitch -> kernel 5.24
+// / 5.99 and 16.4 / 16.1 %: a draw.
+//
+// Left as they were, and why: socket buffers and the TAP's txqueuelen
+// (no drop on any link or qdisc of either host during a run: nothing to
+// cure); copies (neither side copies the payload in userspace any more;
+// MSG_ZEROCOPY was not tried: over a veth underlay the receiving stack
+// copies zero-copy frags anyway, skb_orphan_frags_rx); sendmmsg
+// (one Write is one super-frame, which one sendmsg carries); taking a
+// coalesced batch without checking each segment's checksum (a corrupt
+// segment would then be blessed by the super-frame's recomputed
+// checksum). An earlier attempt, whose branch was lost, reported
+// spin-polling for 20 and 50 µs, a noqueue qdisc on the containers' TAPs
+// and GOMAXPROCS 3 and 4 as losses; they were not measured again here.
+// Not measured on a quiet machine: no run of this pass
+// started below load 1. What is left is the kernel's work in the four
+// system calls a super-frame needs, and the wake-ups and context
+// switches between them.
 package vxlan

@@ -42,10 +42,15 @@ func cmdRun(args []string, stdout io.Writer) error {
 	vf.add(fs)
 	var df dnsFlags
 	df.add(fs)
+	procs := procsFlag(fs)
 	err := parseNone(fs, args)
 	if err != nil {
 		return err
 	}
+	if *procs < 0 {
+		return usagef("--procs %d: must be at least 1 (0: the default)", *procs)
+	}
+	nprocs := setProcs(*procs)
 	cfg := daemon.Config{MTU: *mtu, FDBAgeing: *ageing, FDBMax: *fdbMax, AttachHelper: *helper}
 	if cfg.Subnet, err = netip.ParsePrefix(*subnet); err != nil {
 		return usagef("--subnet %q: not a CIDR prefix such as 10.90.0.0/16", *subnet)
@@ -141,7 +146,7 @@ func cmdRun(args []string, stdout io.Writer) error {
 	defer stopProfile()
 	info := d.Info()
 	log.Info("tapswitch running", "version", api.Version, "control", path, "subnet", info.Subnet, "gateway", info.Gateway, "uplink", info.Uplink,
-		"mode", info.Mode, "icc", !info.Isolate, "gateway_vlan", info.GatewayVLAN, "state", info.StateFile, "pid", info.PID)
+		"mode", info.Mode, "icc", !info.Isolate, "gateway_vlan", info.GatewayVLAN, "state", info.StateFile, "pid", info.PID, "procs", nprocs)
 	go watchdog(ctx, log, shutdownGrace)
 	settleMemory()
 	if err := notifyReady(); err != nil {
