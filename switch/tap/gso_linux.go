@@ -32,10 +32,7 @@ func SetGSOMaxSegs(path, name string, mac net.HardwareAddr, n int) error {
 		return fmt.Errorf("%w: gso_max_segs %d: out of range 1..%d", ErrInvalidConfig, n, MaxGSOSegs)
 	}
 	err := withinNetns(path, func(h *netlink.Handle) error {
-		if err := checkSaved(h, name, mac); err != nil {
-			return err
-		}
-		link, err := h.LinkByName(name)
+		link, err := savedLink(h, name, mac)
 		if err != nil {
 			return err
 		}

@@ -77,7 +77,7 @@ func AdoptOffloads(path, name string, mac net.HardwareAddr, want vswitch.Offload
 	}
 	var d *Device
 	err := withinNetns(path, func(h *netlink.Handle) error {
-		if err := checkSaved(h, name, mac); err != nil {
+		if _, err := savedLink(h, name, mac); err != nil {
 			return err
 		}
 		fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
@@ -117,10 +117,7 @@ func AdoptOffloads(path, name string, mac net.HardwareAddr, want vswitch.Offload
 // TAPs a live-restore daemon left. Errors are those of Adopt.
 func Remove(path, name string, mac net.HardwareAddr) error {
 	err := withinNetns(path, func(h *netlink.Handle) error {
-		if err := checkSaved(h, name, mac); err != nil {
-			return err
-		}
-		link, err := h.LinkByName(name)
+		link, err := savedLink(h, name, mac)
 		if err != nil {
 			return err
 		}
@@ -132,19 +129,20 @@ func Remove(path, name string, mac net.HardwareAddr) error {
 	return nil
 }
 
-// checkSaved checks that the link name of h is a tun/tap device with mac.
-func checkSaved(h *netlink.Handle, name string, mac net.HardwareAddr) error {
+// savedLink returns the link name of h, checked to be a tun/tap device
+// with mac: the TAP a daemon saved, not another device of that name.
+func savedLink(h *netlink.Handle, name string, mac net.HardwareAddr) (netlink.Link, error) {
 	link, err := h.LinkByName(name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if _, ok := link.(*netlink.Tuntap); !ok || link.Type() != "tuntap" {
-		return fmt.Errorf("%w: %s is a %s link", ErrNotOurs, name, link.Type())
+		return nil, fmt.Errorf("%w: %s is a %s link", ErrNotOurs, name, link.Type())
 	}
 	if !bytes.Equal(link.Attrs().HardwareAddr, mac) {
-		return fmt.Errorf("%w: %s has MAC %s, not %s", ErrNotOurs, name, link.Attrs().HardwareAddr, mac)
+		return nil, fmt.Errorf("%w: %s has MAC %s, not %s", ErrNotOurs, name, link.Attrs().HardwareAddr, mac)
 	}
-	return nil
+	return link, nil
 }
 
 // withinNetns runs fn on an OS thread inside the namespace at path (opened
