@@ -129,12 +129,8 @@ func (d *Daemon) watch(a *attachment) {
 	a.stopWatch()
 	a.unpersist()
 	d.sw.RemovePort(a.id)
-	d.gw.Forget(a.ip)
-	d.gw.Forget(a.ip6)
-	d.forgetNAT(a.ip)
-	d.forgetNAT(a.ip6)
+	d.forgetAddrs(a)
 	d.savePorts()
-	d.dnsDetached(a)
 	d.log.Info("port gone: its process exited", "port", a.name, "ip", a.ip)
 }
 
@@ -192,12 +188,8 @@ func (d *Daemon) portGone(id fdb.PortID, name string, err error) {
 		return
 	}
 	gone.stopWatch()
-	d.gw.Forget(gone.ip)
-	d.gw.Forget(gone.ip6)
-	d.forgetNAT(gone.ip)
-	d.forgetNAT(gone.ip6)
+	d.forgetAddrs(gone)
 	d.savePorts()
-	d.dnsDetached(gone)
 	d.log.Info("port gone: its interface or namespace was deleted", "port", gone.name, "ip", gone.ip, "err", err)
 }
 
@@ -555,6 +547,16 @@ func (d *Daemon) nextFree(used map[netip.Addr]string) (netip.Addr, error) {
 	return netip.Addr{}, conflict("no free address left in %s", pool)
 }
 
+// forgetAddrs forgets what the gateway, NAT and DNS hold for the
+// addresses of a, a port that has left.
+func (d *Daemon) forgetAddrs(a *attachment) {
+	d.gw.Forget(a.ip)
+	d.gw.Forget(a.ip6)
+	d.forgetNAT(a.ip)
+	d.forgetNAT(a.ip6)
+	d.dnsDetached(a)
+}
+
 // Detach removes the port called name; its TAP disappears from its namespace.
 func (d *Daemon) Detach(name string) error {
 	d.mu.Lock()
@@ -569,11 +571,7 @@ func (d *Daemon) Detach(name string) error {
 	a.stopWatch()
 	a.unpersist()
 	err := d.sw.RemovePort(a.id)
-	d.gw.Forget(a.ip)
-	d.gw.Forget(a.ip6)
-	d.forgetNAT(a.ip)
-	d.forgetNAT(a.ip6)
-	d.dnsDetached(a)
+	d.forgetAddrs(a)
 	if err != nil && !errors.Is(err, vswitch.ErrNoPort) {
 		return err
 	}
