@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tapswitch/tapswitch/fdb"
+	"github.com/tapswitch/tapswitch/internal/testutil"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/switch/gso"
 	"golang.org/x/sys/unix"
@@ -24,17 +25,6 @@ var (
 	macB  = fdb.MAC{0x02, 0x42, 10, 80, 2, 1}
 )
 
-// freePort returns a UDP port free on loopback now.
-func freePort(t testing.TB) uint16 {
-	t.Helper()
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return uint16(c.LocalAddr().(*net.UDPAddr).Port)
-}
-
 // pair opens two tunnels of VNI 42 on loopback, A (127.0.0.1) and B
 // (127.0.0.2), each the other's remote, plus any extra remotes for A.
 func pair(t *testing.T, mutate func(a, b *Config), extra ...netip.Addr) (*Tunnel, *Tunnel) {
@@ -47,7 +37,7 @@ func pairF(f *testing.F) (*Tunnel, *Tunnel) { return pairTB(f, nil) }
 
 func pairTB(t testing.TB, mutate func(a, b *Config), extra ...netip.Addr) (*Tunnel, *Tunnel) {
 	t.Helper()
-	port := freePort(t)
+	port := testutil.FreePort(t, "udp", "127.0.0.1")
 	ca := Config{VNI: 42, Local: addrA, Remotes: append([]netip.Addr{addrB}, extra...), Port: port, MTU: 1500, GatewayMAC: gwMAC}
 	cb := Config{VNI: 42, Local: addrB, Remotes: []netip.Addr{addrA}, Port: port, MTU: 1500, GatewayMAC: gwMAC}
 	if mutate != nil {
@@ -457,7 +447,7 @@ func TestTunnelScatter(t *testing.T) {
 // on both sides, as Linux vxlan devices share 4789: each tunnel gets its
 // own VNI's frames only, also after the other side's set changes.
 func TestTunnelsSharePort(t *testing.T) {
-	port := freePort(t)
+	port := testutil.FreePort(t, "udp", "127.0.0.1")
 	open := func(vni uint32, local, remote netip.Addr) *Tunnel {
 		tn, err := New(Config{VNI: vni, Local: local, Remotes: []netip.Addr{remote}, Port: port, MTU: 1500})
 		if err != nil {
@@ -499,7 +489,7 @@ func TestTunnelsSharePort(t *testing.T) {
 // flow (the same for every frame of a flow), and different flows use
 // several ports.
 func TestTunnelSourcePortPerFlow(t *testing.T) {
-	port := freePort(t)
+	port := testutil.FreePort(t, "udp", "127.0.0.1")
 	a, err := New(Config{VNI: 42, Local: addrA, Remotes: []netip.Addr{addrC}, Port: port, MTU: 1500})
 	if err != nil {
 		t.Fatal(err)

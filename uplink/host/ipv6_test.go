@@ -18,6 +18,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 
 	"github.com/tapswitch/tapswitch/internal/checksum"
+	"github.com/tapswitch/tapswitch/internal/testutil"
 	"github.com/tapswitch/tapswitch/nat"
 	"github.com/tapswitch/tapswitch/wire"
 )
@@ -93,7 +94,7 @@ func TestPublishedTCP6KeepsClientAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer inner.Close()
-	port := freePort(t, "tcp6")
+	port := testutil.FreePort(t, "tcp6", "::1")
 	p := nat.Publish{Proto: nat.TCP, HostIP: netip.IPv6Loopback(), HostPort: port, HostPortEnd: port, TargetPort: 80, Target6: peer6}
 	if err := r.u.Publish(p); err != nil {
 		t.Fatal(err)
@@ -120,7 +121,7 @@ func TestPublishedUDP6(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer inner.Close()
-	port := freePort(t, "udp6")
+	port := testutil.FreePort(t, "udp6", "::1")
 	p := nat.Publish{Proto: nat.UDP, HostIP: netip.IPv6Loopback(), HostPort: port, HostPortEnd: port, TargetPort: 53, Target6: peer6}
 	if err := r.u.Publish(p); err != nil {
 		t.Fatal(err)
@@ -148,7 +149,7 @@ func TestPublishedUDP6(t *testing.T) {
 	if n, err := client.Read(b); err != nil || string(b[:n]) != "a" {
 		t.Fatalf("client read %q, %v", b[:n], err)
 	}
-	port2 := freePort(t, "udp6")
+	port2 := testutil.FreePort(t, "udp6", "::1")
 	q := p
 	q.HostPort, q.HostPortEnd = port2, port2
 	if err := r.u.Publish(q); !errors.Is(err, nat.ErrPublishOverlap) {
@@ -162,33 +163,12 @@ func TestPublishedUDP6(t *testing.T) {
 	waitFor(t, "listener closed", func() bool { return r.u.Stats().Listeners == 0 })
 }
 
-// freePort returns a port of network free on the loopback now.
-func freePort(t *testing.T, network string) uint16 {
-	t.Helper()
-	switch network {
-	case "tcp6":
-		ln, err := net.Listen(network, "[::1]:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		return ln.Addr().(*net.TCPAddr).AddrPort().Port()
-	default:
-		c, err := net.ListenPacket(network, "[::1]:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).AddrPort().Port()
-	}
-}
-
 // TestUDP6PortUnreachable: the host's ICMPv6 port unreachable about a
 // container's datagram (IPV6_RECVERR) is handed back quoting the datagram
 // as the container sent it, so that its kernel finds the socket.
 func TestUDP6PortUnreachable(t *testing.T) {
 	r := newRig(t, Config{HostLoopback: true})
-	port := freePort(t, "udp6")
+	port := testutil.FreePort(t, "udp6", "::1")
 	got := r.watch()
 	lo6, src := r.u.Config().Loopback6.As16(), peer6.As16()
 	pkt := make([]byte, 48+7)

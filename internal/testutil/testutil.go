@@ -1,0 +1,32 @@
+// Package testutil holds helpers that the tests of several packages share.
+// It is imported by _test.go files only.
+package testutil
+
+import (
+	"net"
+	"strings"
+	"testing"
+)
+
+// FreePort returns a port of network ("tcp", "tcp4", "tcp6", "udp", "udp4"
+// or "udp6") that nothing is bound to on host (an IP address such as
+// "127.0.0.1" or "::1") at the time of the call. Another process may take
+// it before the caller binds it; tests use it on the loopback only.
+func FreePort(t testing.TB, network, host string) uint16 {
+	t.Helper()
+	addr := net.JoinHostPort(host, "0")
+	if strings.HasPrefix(network, "tcp") {
+		ln, err := net.Listen(network, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().(*net.TCPAddr).AddrPort().Port()
+	}
+	c, err := net.ListenPacket(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).AddrPort().Port()
+}
