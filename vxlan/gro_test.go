@@ -45,24 +45,7 @@ func coalesceAll(segs [][]byte) ([]byte, int) {
 }
 
 // tcpSuperFrame6 is tcpSuperFrame over IPv6 (GSO_TCPV6).
-func tcpSuperFrame6(payload, mss int) []byte {
-	f := ethFrame(macB, macA, 40+20+payload)
-	binary.BigEndian.PutUint16(f[22:], 0x86dd)
-	ip := f[24:]
-	clear(ip[:60])
-	ip[0] = 0x60
-	binary.BigEndian.PutUint16(ip[4:], uint16(20+payload))
-	ip[6], ip[7] = 6, 64
-	copy(ip[8:], []byte{0xfd, 0, 8: 1})
-	copy(ip[24:], []byte{0xfd, 0, 8: 2})
-	tcp := ip[40:]
-	binary.BigEndian.PutUint16(tcp[0:], 40000)
-	binary.BigEndian.PutUint16(tcp[2:], 5201)
-	binary.BigEndian.PutUint32(tcp[4:], 1000)
-	tcp[12], tcp[13] = 5<<4, 0x18
-	gso.Hdr{Flags: gso.FlagNeedsCsum, GSOType: gso.TypeTCPv6, HdrLen: 74, GSOSize: uint16(mss), CsumStart: 54, CsumOffset: 16}.Put(f)
-	return f
-}
+func tcpSuperFrame6(payload, mss int) []byte { return tcpSuperFrameIP(true, payload, mss) }
 
 func TestGRO(t *testing.T) {
 	for _, fam := range []struct {

@@ -227,21 +227,38 @@ func TestTunnelVNIAndAllow(t *testing.T) {
 
 // tcpSuperFrame returns a TSO super-frame (GSO_TCPV4) of payload bytes in
 // segments of mss, with a partial checksum as a TAP hands it over.
-func tcpSuperFrame(payload, mss int) []byte {
-	f := ethFrame(macB, macA, 20+20+payload)
-	binary.BigEndian.PutUint16(f[22:], 0x0800)
+func tcpSuperFrame(payload, mss int) []byte { return tcpSuperFrameIP(false, payload, mss) }
+
+// tcpSuperFrameIP builds tcpSuperFrame, over IPv6 (GSO_TCPV6, fd00::1 to
+// fd00::2) when v6, else over IPv4 (10.80.1.1 to 10.80.2.1).
+func tcpSuperFrameIP(v6 bool, payload, mss int) []byte {
+	ipLen, etherType, gsoType := 20, uint16(0x0800), uint8(gso.TypeTCPv4)
+	if v6 {
+		ipLen, etherType, gsoType = 40, 0x86dd, gso.TypeTCPv6
+	}
+	f := ethFrame(macB, macA, ipLen+20+payload)
+	binary.BigEndian.PutUint16(f[22:], etherType)
 	ip := f[24:]
-	clear(ip[:40])
-	ip[0] = 0x45
-	binary.BigEndian.PutUint16(ip[2:], uint16(40+payload))
-	ip[8], ip[9] = 64, 6
-	copy(ip[12:], []byte{10, 80, 1, 1, 10, 80, 2, 1})
-	tcp := ip[20:]
+	clear(ip[:ipLen+20])
+	if v6 {
+		ip[0] = 0x60
+		binary.BigEndian.PutUint16(ip[4:], uint16(20+payload))
+		ip[6], ip[7] = 6, 64
+		copy(ip[8:], []byte{0xfd, 0, 8: 1})
+		copy(ip[24:], []byte{0xfd, 0, 8: 2})
+	} else {
+		ip[0] = 0x45
+		binary.BigEndian.PutUint16(ip[2:], uint16(40+payload))
+		ip[8], ip[9] = 64, 6
+		copy(ip[12:], []byte{10, 80, 1, 1, 10, 80, 2, 1})
+	}
+	tcp := ip[ipLen:]
 	binary.BigEndian.PutUint16(tcp[0:], 40000)
 	binary.BigEndian.PutUint16(tcp[2:], 5201)
 	binary.BigEndian.PutUint32(tcp[4:], 1000)
 	tcp[12], tcp[13] = 5<<4, 0x18
-	gso.Hdr{Flags: gso.FlagNeedsCsum, GSOType: gso.TypeTCPv4, HdrLen: 54, GSOSize: uint16(mss), CsumStart: 34, CsumOffset: 16}.Put(f)
+	// HdrLen and CsumStart count from the Ethernet header (virtio_net_hdr).
+	gso.Hdr{Flags: gso.FlagNeedsCsum, GSOType: gsoType, HdrLen: uint16(14 + ipLen + 20), GSOSize: uint16(mss), CsumStart: uint16(14 + ipLen), CsumOffset: 16}.Put(f)
 	return f
 }
 
