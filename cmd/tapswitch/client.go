@@ -136,11 +136,20 @@ func show[T any](w io.Writer, asJSON bool, v T, err error, table func(io.Writer,
 	return nil
 }
 
+// printTable prints rows under the tab-separated header as an aligned
+// table, each row written by row as tab-separated fields ending in a newline.
+func printTable[T any](w io.Writer, header string, rows []T, row func(w io.Writer, r T)) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		row(tw, r)
+	}
+	tw.Flush()
+}
+
 // printPorts prints ports as an aligned table.
 func printPorts(w io.Writer, ports []api.Port) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tIFNAME\tMAC\tIP\tVLAN\tRX-PKTS\tRX-BYTES\tTX-PKTS\tTX-BYTES\tDROPS\tPUBLISH\tIP6")
-	for _, p := range ports {
+	printTable(w, "NAME\tIFNAME\tMAC\tIP\tVLAN\tRX-PKTS\tRX-BYTES\tTX-PKTS\tTX-BYTES\tDROPS\tPUBLISH\tIP6", ports, func(tw io.Writer, p api.Port) {
 		ifname := p.IfName
 		if ifname == "" {
 			ifname = "-"
@@ -162,8 +171,7 @@ func printPorts(w io.Writer, ports []api.Port) {
 		// (VLAN is the fifth) still work.
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", p.Name, ifname, mac, p.IP, p.VLANs(),
 			s.RxPackets, s.RxBytes, s.TxPackets, s.TxBytes, s.Drops(), pub, ip6)
-	}
-	tw.Flush()
+	})
 }
 
 func cmdFDB(args []string, stdout io.Writer) error {
@@ -173,9 +181,7 @@ func cmdFDB(args []string, stdout io.Writer) error {
 // printFDB prints the MAC table as an aligned table, one entry a line as
 // `bridge fdb show` does.
 func printFDB(w io.Writer, entries []api.FDBEntry) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "MAC\tPORT\tVLAN\tAGE\tTYPE\tVTEP")
-	for _, e := range entries {
+	printTable(w, "MAC\tPORT\tVLAN\tAGE\tTYPE\tVTEP", entries, func(tw io.Writer, e api.FDBEntry) {
 		age, typ := (time.Duration(e.Age * float64(time.Second))).Round(time.Second).String(), "learned"
 		if e.Static {
 			age, typ = "-", "static"
@@ -189,8 +195,7 @@ func printFDB(w io.Writer, entries []api.FDBEntry) {
 			vtep = "-"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.MAC, e.Port, vlan, age, typ, vtep)
-	}
-	tw.Flush()
+	})
 }
 
 func cmdVersion(args []string, stdout io.Writer) error {

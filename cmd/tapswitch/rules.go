@@ -5,7 +5,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/tapswitch/tapswitch/api"
 )
@@ -165,9 +164,7 @@ func cmdRuleDel(args []string, stdout io.Writer) error {
 // printRules prints the rules as an aligned table, in the order the switch
 // evaluates them.
 func printRules(w io.Writer, rules []api.RuleStats) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tMATCH\tACTION\tPACKETS\tBYTES\tNOTE")
-	for _, r := range rules {
+	printTable(w, "ID\tMATCH\tACTION\tPACKETS\tBYTES\tNOTE", rules, func(tw io.Writer, r api.RuleStats) {
 		act := r.Action
 		if r.MirrorTo != "" {
 			act += " " + r.MirrorTo
@@ -177,8 +174,7 @@ func printRules(w io.Writer, rules []api.RuleStats) {
 			note = "not attached: " + strings.Join(r.Missing, ",")
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%s\n", r.ID, r.Match(), act, r.Packets, r.Bytes, note)
-	}
-	tw.Flush()
+	})
 }
 
 func cmdPipeline(args []string, stdout io.Writer) error {
@@ -197,10 +193,9 @@ func printPipeline(w io.Writer, p api.Pipeline) {
 		fmt.Fprintln(w, "rules: kept, but a hub applies none (nor VLANs or isolation)")
 	}
 	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "#\tSTAGE\tHITS\tDROPS\tWHAT IT DOES")
-	for i, s := range p.Stages {
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%s\n", i+1, s.Name, s.Hits, s.Drops, s.Doc)
-	}
-	tw.Flush()
+	n := 0
+	printTable(w, "#\tSTAGE\tHITS\tDROPS\tWHAT IT DOES", p.Stages, func(tw io.Writer, s api.Stage) {
+		n++
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%s\n", n, s.Name, s.Hits, s.Drops, s.Doc)
+	})
 }
