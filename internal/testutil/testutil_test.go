@@ -37,3 +37,19 @@ func TestFreePort(t *testing.T) {
 		})
 	}
 }
+
+// TestFrames: Add copies, Take returns in order and empties.
+func TestFrames(t *testing.T) {
+	var f Frames
+	b := []byte{1, 2}
+	f.Add(b)
+	b[0] = 9
+	f.Add(b)
+	got := f.Take()
+	if len(got) != 2 || got[0][0] != 1 || got[1][0] != 9 {
+		t.Fatalf("Take() = %v, want [[1 2] [9 2]]", got)
+	}
+	if got := f.Take(); got != nil {
+		t.Fatalf("second Take() = %v, want nil", got)
+	}
+}
