@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -134,6 +135,35 @@ func show[T any](w io.Writer, asJSON bool, v T, err error, table func(io.Writer,
 	}
 	table(w, v)
 	return nil
+}
+
+// subcmd is a subcommand of a command: the names it answers to (usage
+// messages list the first) and what runs it on the arguments after them.
+type subcmd struct {
+	names []string
+	run   func(args []string, stdout io.Writer) error
+}
+
+// subcommand runs the one of subs that args[0] names on the rest of args,
+// or returns a usage error listing them.
+func subcommand(args []string, stdout io.Writer, subs []subcmd) error {
+	names := make([]string, len(subs))
+	for i, s := range subs {
+		names[i] = s.names[0]
+	}
+	list := names[0]
+	if n := len(names); n > 1 {
+		list = strings.Join(names[:n-1], ", ") + " or " + names[n-1]
+	}
+	if len(args) == 0 {
+		return usagef("give a subcommand: %s", list)
+	}
+	for _, s := range subs {
+		if slices.Contains(s.names, args[0]) {
+			return s.run(args[1:], stdout)
+		}
+	}
+	return usagef("unknown subcommand %q: %s", args[0], list)
 }
 
 // printTable prints rows under the tab-separated header as an aligned

@@ -31,18 +31,13 @@ func parseVLANList(s string) ([]uint16, error) {
 }
 
 func cmdRule(args []string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return usagef("give a subcommand: add, list or del")
-	}
-	switch args[0] {
-	case "add":
-		return cmdRuleAdd(args[1:], stdout)
-	case "list", "ls":
-		return listing(args[1:], stdout, "rule list", (*api.Client).Rules, printRules)
-	case "del", "delete", "rm":
-		return cmdRuleDel(args[1:], stdout)
-	}
-	return usagef("unknown subcommand %q: add, list or del", args[0])
+	return subcommand(args, stdout, []subcmd{
+		{[]string{"add"}, cmdRuleAdd},
+		{[]string{"list", "ls"}, func(args []string, stdout io.Writer) error {
+			return listing(args, stdout, "rule list", (*api.Client).Rules, printRules)
+		}},
+		{[]string{"del", "delete", "rm"}, cmdRuleDel},
+	})
 }
 
 // ruleFlags are the match flags of `rule add`, as given.

@@ -58,22 +58,15 @@ func (f *vxlanFlags) apply(cfg *daemon.Config) error {
 }
 
 func cmdVXLAN(args []string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return usagef("give a subcommand: add, list, del, fdb or neigh")
-	}
-	switch args[0] {
-	case "add":
-		return cmdVXLANAdd(args[1:], stdout)
-	case "list", "ls":
-		return listing(args[1:], stdout, "vxlan list", (*api.Client).VXLANs, printVXLANs)
-	case "del", "delete", "rm":
-		return cmdVXLANDel(args[1:], stdout)
-	case "fdb":
-		return cmdVXLANFDB(args[1:], stdout)
-	case "neigh":
-		return cmdVXLANNeigh(args[1:], stdout)
-	}
-	return usagef("unknown subcommand %q: add, list, del, fdb or neigh", args[0])
+	return subcommand(args, stdout, []subcmd{
+		{[]string{"add"}, cmdVXLANAdd},
+		{[]string{"list", "ls"}, func(args []string, stdout io.Writer) error {
+			return listing(args, stdout, "vxlan list", (*api.Client).VXLANs, printVXLANs)
+		}},
+		{[]string{"del", "delete", "rm"}, cmdVXLANDel},
+		{[]string{"fdb"}, cmdVXLANFDB},
+		{[]string{"neigh"}, cmdVXLANNeigh},
+	})
 }
 
 // cmdVXLANNeigh is `vxlan neigh VNI [--json]`: the addresses learned
