@@ -30,3 +30,15 @@ func FreePort(t testing.TB, network, host string) uint16 {
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).AddrPort().Port()
 }
+
+// Listen listens on network and addr, failing the test if it cannot, and
+// closes the listener when the test ends.
+func Listen(t testing.TB, network, addr string) net.Listener {
+	t.Helper()
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/tapswitch/tapswitch/internal/checksum"
 	"github.com/tapswitch/tapswitch/internal/netnsutil"
+	"github.com/tapswitch/tapswitch/internal/testutil"
 	"github.com/tapswitch/tapswitch/nat"
 	"github.com/tapswitch/tapswitch/wire"
 )
@@ -79,11 +80,7 @@ func echoServer(t *testing.T) netip.AddrPort {
 // echoServerAt is echoServer on addr of network.
 func echoServerAt(t *testing.T, network, addr string) netip.AddrPort {
 	t.Helper()
-	ln, err := net.Listen(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
+	ln := testutil.Listen(t, network, addr)
 	go netnsutil.Serve(ln, func(c net.Conn) { io.Copy(c, c) })
 	return ln.Addr().(*net.TCPAddr).AddrPort()
 }
@@ -135,10 +132,8 @@ func TestTCPSuperSegmentsToTheContainer(t *testing.T) {
 
 func TestTCPRefusedIsReset(t *testing.T) {
 	r := newRig(t, Config{HostLoopback: true})
-	// A port nobody listens on: listen, note it, close.
-	ln, _ := net.Listen("tcp4", "127.0.0.1:0")
-	ap := ln.Addr().(*net.TCPAddr).AddrPort()
-	ln.Close()
+	// A port nobody listens on.
+	ap := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), testutil.FreePort(t, "tcp4", "127.0.0.1"))
 	_, err := gonet.DialTCP(r.peer, r.full(ap), ipv4.ProtocolNumber)
 	if err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Fatalf("dial a closed host port: got %v, want connection refused", err)
@@ -187,11 +182,7 @@ func TestLoopbackAddressesNeverReached(t *testing.T) {
 
 func TestHostResetIsReset(t *testing.T) {
 	r := newRig(t, Config{HostLoopback: true})
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := testutil.Listen(t, "tcp4", "127.0.0.1:0")
 	go func() {
 		c, err := ln.Accept()
 		if err != nil {
@@ -425,12 +416,7 @@ func ptr[T any](v T) *T { return &v }
 func TestPublishedTCPKeepsClientAddress(t *testing.T) {
 	r := newRig(t, Config{})
 	// The "container" listens on the host port itself (no NAT here).
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).AddrPort().Port()
-	ln.Close()
+	port := testutil.FreePort(t, "tcp4", "127.0.0.1")
 	inner, err := gonet.ListenTCP(r.peer, r.full(netip.AddrPortFrom(r.u.Addr(), port)), ipv4.ProtocolNumber)
 	if err != nil {
 		t.Fatal(err)
@@ -491,15 +477,11 @@ func publishedExchange(t *testing.T, r *rig, p nat.Publish, client, sc net.Conn,
 
 func TestPublishPortInUse(t *testing.T) {
 	r := newRig(t, Config{})
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := testutil.Listen(t, "tcp4", "127.0.0.1:0")
 	port := ln.Addr().(*net.TCPAddr).AddrPort().Port()
 	// A range whose last port is taken: nothing stays open.
 	p := nat.Publish{Proto: nat.TCP, HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: port - 2, HostPortEnd: port, TargetPort: 80}
-	err = r.u.Publish(p)
+	err := r.u.Publish(p)
 	if !errors.Is(err, ErrHostPortInUse) || !strings.Contains(err.Error(), "127.0.0.1:") {
 		t.Fatalf("got %v, want ErrHostPortInUse naming the address", err)
 	}

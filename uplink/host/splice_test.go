@@ -163,26 +163,14 @@ func TestPublishedTCPSpliceFallback(t *testing.T) {
 // the client, counted once; Close resets a spliced connection still open.
 func TestPublishedTCPSplicedReset(t *testing.T) {
 	r := newRig(t, Config{})
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := testutil.Listen(t, "tcp4", "127.0.0.1:0")
 	port := testutil.FreePort(t, "tcp4", "127.0.0.1")
 	var calls atomic.Int32
 	r.u.SetLocalDialer(dialTo(ln.Addr().(*net.TCPAddr).AddrPort(), port, false, &calls))
 	addr := publishLoopback(t, r, port)
 
-	c, err := net.Dial("tcp4", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, sc := dialAccept(t, "tcp4", addr, ln)
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	sc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Reset only once the splice holds the connection: a reset that
 	// reaches the dialer's connect first fails the dial, and the client
 	// goes through the netstack instead (splice_failed, not a reset).
@@ -197,17 +185,8 @@ func TestPublishedTCPSplicedReset(t *testing.T) {
 		t.Errorf("tcp_resets %d, want 1", s.TCPResets)
 	}
 
-	c2, err := net.Dial("tcp4", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c2.Close()
+	c2, _ := dialAccept(t, "tcp4", addr, ln)
 	c2.SetDeadline(time.Now().Add(10 * time.Second))
-	sc2, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc2.Close()
 	waitFor(t, "the connection spliced", func() bool { return r.u.Stats().TCPActive == 1 })
 	r.close()
 	if _, err := io.ReadAll(c2); !errors.Is(err, syscall.ECONNRESET) {
