@@ -84,6 +84,22 @@ func TestUDP6Echo(t *testing.T) {
 	udpEchoThrough(t, r, dst, ipv6.ProtocolNumber)
 }
 
+// publishLoopback6 publishes a free port of proto on [::1] to port target
+// of the container's IPv6 address (peer6), and returns the publish.
+func publishLoopback6(t *testing.T, r *rig, proto nat.Proto, target uint16) nat.Publish {
+	t.Helper()
+	network := "tcp6"
+	if proto == nat.UDP {
+		network = "udp6"
+	}
+	port := testutil.FreePort(t, network, "::1")
+	p := nat.Publish{Proto: proto, HostIP: netip.IPv6Loopback(), HostPort: port, HostPortEnd: port, TargetPort: target, Target6: peer6}
+	if err := r.u.Publish(p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // TestPublishedTCP6KeepsClientAddress: a port published on [::1] reaches
 // the container's IPv6 address from the client's (::1 shown as
 // Loopback6), and listens on ::1 only.
@@ -94,11 +110,8 @@ func TestPublishedTCP6KeepsClientAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer inner.Close()
-	port := testutil.FreePort(t, "tcp6", "::1")
-	p := nat.Publish{Proto: nat.TCP, HostIP: netip.IPv6Loopback(), HostPort: port, HostPortEnd: port, TargetPort: 80, Target6: peer6}
-	if err := r.u.Publish(p); err != nil {
-		t.Fatal(err)
-	}
+	p := publishLoopback6(t, r, nat.TCP, 80)
+	port := p.HostPort
 	if ip, ok := r.u.HostIP(nat.TCP, port); !ok || ip != netip.IPv6Loopback() {
 		t.Errorf("HostIP: %s %v, want ::1", ip, ok)
 	}
@@ -121,12 +134,8 @@ func TestPublishedUDP6(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer inner.Close()
-	port := testutil.FreePort(t, "udp6", "::1")
-	p := nat.Publish{Proto: nat.UDP, HostIP: netip.IPv6Loopback(), HostPort: port, HostPortEnd: port, TargetPort: 53, Target6: peer6}
-	if err := r.u.Publish(p); err != nil {
-		t.Fatal(err)
-	}
-	client, err := net.Dial("udp6", netip.AddrPortFrom(netip.IPv6Loopback(), port).String())
+	p := publishLoopback6(t, r, nat.UDP, 53)
+	client, err := net.Dial("udp6", netip.AddrPortFrom(netip.IPv6Loopback(), p.HostPort).String())
 	if err != nil {
 		t.Fatal(err)
 	}
