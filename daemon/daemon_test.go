@@ -26,6 +26,27 @@ func newTestDaemon(t *testing.T, cfg Config) *Daemon {
 	return d
 }
 
+// serveAPI serves d's control API over HTTP on the loopback until the test
+// ends, and returns its base URL.
+func serveAPI(t *testing.T, d *Daemon) string {
+	t.Helper()
+	srv := httptest.NewServer(d.Handler())
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// httpGet GETs url, failing the test if no response comes; the body is
+// closed when the test ends.
+func httpGet(t *testing.T, url string) *http.Response {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
 func TestConfig(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -96,9 +117,7 @@ func TestMACFor(t *testing.T) {
 // TestAPIErrors drives the control API with requests that fail before any
 // TAP is created, so it needs no privileges.
 func TestAPIErrors(t *testing.T) {
-	d := newTestDaemon(t, Config{})
-	srv := httptest.NewServer(d.Handler())
-	defer srv.Close()
+	url := serveAPI(t, newTestDaemon(t, Config{}))
 	tests := []struct {
 		name, method, path, body string
 		status                   int
@@ -141,7 +160,7 @@ func TestAPIErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req, _ := http.NewRequest(tt.method, srv.URL+tt.path, strings.NewReader(tt.body))
+			req, _ := http.NewRequest(tt.method, url+tt.path, strings.NewReader(tt.body))
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)
@@ -158,15 +177,10 @@ func TestAPIErrors(t *testing.T) {
 
 func TestAPIListings(t *testing.T) {
 	d := newTestDaemon(t, Config{})
-	srv := httptest.NewServer(d.Handler())
-	defer srv.Close()
+	url := serveAPI(t, d)
 	get := func(path string, v any) {
 		t.Helper()
-		resp, err := http.Get(srv.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
+		resp := httpGet(t, url+path)
 		if resp.StatusCode != 200 {
 			t.Fatalf("GET %s: %s", path, resp.Status)
 		}
