@@ -87,15 +87,7 @@ func TestGRO(t *testing.T) {
 					}
 					return
 				}
-				back := segmentsOf(t, got)
-				if len(back) != joined {
-					t.Fatalf("super-frame of %d segments, want %d", len(back), joined)
-				}
-				for i := range back {
-					if !bytes.Equal(back[i], segs[i]) {
-						t.Errorf("segment %d: got %x, want %x", i, back[i][:80], segs[i][:80])
-					}
-				}
+				wantResegmented(t, got, joined, segs)
 			})
 		}
 	}
@@ -119,14 +111,21 @@ func fuzzGRO(f *testing.F, segs [][]byte) {
 		if joined < 2 {
 			return
 		}
-		back := segmentsOf(t, got)
-		if len(back) != joined {
-			t.Fatalf("%d segments back, %d joined", len(back), joined)
-		}
-		for i := range back {
-			if !bytes.Equal(back[i], in[i]) {
-				t.Fatalf("segment %d changed: %x, want %x", i, back[i], in[i])
-			}
-		}
+		wantResegmented(t, got, joined, in)
 	})
+}
+
+// wantResegmented fails t unless segmenting the super-frame got, which
+// joined segments, gives back exactly the first joined frames of in.
+func wantResegmented(t testing.TB, got []byte, joined int, in [][]byte) {
+	t.Helper()
+	back := segmentsOf(t, got)
+	if len(back) != joined {
+		t.Fatalf("super-frame of %d segments, %d joined", len(back), joined)
+	}
+	for i := range back {
+		if !bytes.Equal(back[i], in[i]) {
+			t.Errorf("segment %d: got %x, want %x", i, back[i], in[i])
+		}
+	}
 }
