@@ -86,13 +86,26 @@ func cmdAttach(args []string, stdout io.Writer) error {
 }
 
 func cmdDetach(args []string, stdout io.Writer) error {
-	control, arg, err := oneArg("detach", args, "give exactly one port name")
+	return deleteOne("detach", args, "give exactly one port name",
+		func(name string) (string, error) { return name, nil }, (*api.Client).Detach)
+}
+
+// deleteOne runs a subcommand that removes the one thing its argument
+// names: it parses --control and the argument (what tells what to give
+// instead), reads it with parse and has the daemon remove it with del.
+func deleteOne[T any](name string, args []string, what string, parse func(string) (T, error),
+	del func(*api.Client, context.Context, T) error) error {
+	control, arg, err := oneArg(name, args, what)
+	if err != nil {
+		return err
+	}
+	v, err := parse(arg)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := timeout()
 	defer cancel()
-	return client(control).Detach(ctx, arg)
+	return del(client(control), ctx, v)
 }
 
 func cmdShutdown(args []string, stdout io.Writer) error {

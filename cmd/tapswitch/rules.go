@@ -143,17 +143,13 @@ func cmdRuleAdd(args []string, stdout io.Writer) error {
 }
 
 func cmdRuleDel(args []string, stdout io.Writer) error {
-	control, arg, err := oneArg("rule del", args, "give exactly one rule ID (see tapswitch rule list)")
-	if err != nil {
-		return err
-	}
-	id, err := strconv.Atoi(arg)
-	if err != nil || id < 1 {
-		return usagef("rule ID %q: a positive number expected", arg)
-	}
-	ctx, cancel := timeout()
-	defer cancel()
-	return client(control).DeleteRule(ctx, id)
+	return deleteOne("rule del", args, "give exactly one rule ID (see tapswitch rule list)", func(arg string) (int, error) {
+		id, err := strconv.Atoi(arg)
+		if err != nil || id < 1 {
+			return 0, usagef("rule ID %q: a positive number expected", arg)
+		}
+		return id, nil
+	}, (*api.Client).DeleteRule)
 }
 
 // printRules prints the rules as an aligned table, in the order the switch

@@ -143,14 +143,8 @@ func cmdVXLANAdd(args []string, stdout io.Writer) error {
 }
 
 func cmdVXLANDel(args []string, stdout io.Writer) error {
-	control, arg, err := oneArg("vxlan del", args, "give the VNI of the tunnel to remove")
-	vni, err := parseVNI(arg, err)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := timeout()
-	defer cancel()
-	return client(control).DeleteVXLAN(ctx, vni)
+	return deleteOne("vxlan del", args, "give the VNI of the tunnel to remove",
+		func(arg string) (uint32, error) { return parseVNI(arg, nil) }, (*api.Client).DeleteVXLAN)
 }
 
 // printVXLANs prints each tunnel, then its VTEPs with their counters.
