@@ -4,6 +4,7 @@ package testutil
 
 import (
 	"net"
+	"os"
 	"strings"
 	"testing"
 )
@@ -41,4 +42,17 @@ func Listen(t testing.TB, network, addr string) net.Listener {
 	}
 	t.Cleanup(func() { ln.Close() })
 	return ln
+}
+
+// WantMode fails the test unless the file at path exists with permission
+// bits perm (0o600 for a private file); what names the file in the message.
+func WantMode(t testing.TB, what, path string, perm os.FileMode) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fi.Mode().Perm(); got != perm {
+		t.Errorf("%s mode: got %o, want %o", what, got, perm)
+	}
 }
