@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/tapswitch/tapswitch/api"
+	"github.com/tapswitch/tapswitch/internal/testutil"
 	"github.com/tapswitch/tapswitch/uplink/host"
 )
 
@@ -67,15 +68,8 @@ func TestConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := tt.cfg
-			err := cfg.fill()
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, ErrInvalid) {
-					t.Fatalf("got %v, want an ErrInvalid containing %q", err, tt.wantErr)
-				}
+			if testutil.WantErr(t, cfg.fill(), ErrInvalid, tt.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if cfg.Gateway.String() != tt.gw {
 				t.Errorf("gateway: got %s, want %s", cfg.Gateway, tt.gw)

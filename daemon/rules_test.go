@@ -233,14 +233,8 @@ func TestParseAttachVLAN(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			a, err := d.parseAttach(tt.req)
-			if tt.want != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, ErrInvalid) {
-					t.Fatalf("got %v, want an ErrInvalid containing %q", err, tt.want)
-				}
+			if testutil.WantErr(t, err, ErrInvalid, tt.want) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if a.vlan != tt.vlan || fmt.Sprint(a.trunk) != tt.trunk {
 				t.Errorf("vlan %d trunk %v, want %d %s", a.vlan, a.trunk, tt.vlan, tt.trunk)

@@ -3,6 +3,7 @@
 package testutil
 
 import (
+	"errors"
 	"net"
 	"os"
 	"strings"
@@ -55,4 +56,22 @@ func WantMode(t testing.TB, what, path string, perm os.FileMode) {
 	if got := fi.Mode().Perm(); got != perm {
 		t.Errorf("%s mode: got %o, want %o", what, got, perm)
 	}
+}
+
+// WantErr checks the error of a table test's case. With want empty the
+// case must succeed: a non-nil err fails the test at once. Otherwise err
+// must wrap target and its message contain want. It reports whether an
+// error was wanted, after which the caller has nothing more to check.
+func WantErr(t testing.TB, err, target error, want string) bool {
+	t.Helper()
+	if want == "" {
+		if err != nil {
+			t.Fatal(err)
+		}
+		return false
+	}
+	if err == nil || !errors.Is(err, target) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("got %v, want an error wrapping %q and containing %q", err, target, want)
+	}
+	return true
 }

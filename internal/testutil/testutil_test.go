@@ -1,6 +1,8 @@
 package testutil
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"testing"
@@ -51,5 +53,16 @@ func TestFrames(t *testing.T) {
 	}
 	if got := f.Take(); got != nil {
 		t.Fatalf("second Take() = %v, want nil", got)
+	}
+}
+
+// TestWantErr: the two passing outcomes (the failing ones end the test).
+func TestWantErr(t *testing.T) {
+	sentinel := errors.New("sentinel")
+	if WantErr(t, nil, sentinel, "") {
+		t.Error("WantErr(nil, want nothing) = true")
+	}
+	if !WantErr(t, fmt.Errorf("field x: %w", sentinel), sentinel, "field x") {
+		t.Error("WantErr(a wrapped error, want it) = false")
 	}
 }

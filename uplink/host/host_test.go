@@ -54,14 +54,12 @@ func TestParseSpec(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.spec, func(t *testing.T) {
 			c, err := ParseSpec(tt.spec)
+			wantErr := ""
 			if !tt.ok {
-				if err == nil || !errors.Is(err, ErrInvalidSpec) || !strings.Contains(err.Error(), tt.want) {
-					t.Fatalf("got %v, want an ErrInvalidSpec containing %q", err, tt.want)
-				}
-				return
+				wantErr = tt.want
 			}
-			if err != nil {
-				t.Fatal(err)
+			if testutil.WantErr(t, err, ErrInvalidSpec, wantErr) {
+				return
 			}
 			if got := c.String(); got != tt.want {
 				t.Errorf("got %q, want %q", got, tt.want)
