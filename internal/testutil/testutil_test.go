@@ -5,33 +5,33 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"testing"
 )
 
 // TestFreePort binds each kind of port FreePort hands out, which fails if
 // the port was not free or not of that network and host.
 func TestFreePort(t *testing.T) {
-	for _, tc := range []struct{ network, host string }{
-		{"tcp4", "127.0.0.1"},
-		{"tcp6", "::1"},
-		{"udp", "127.0.0.1"},
-		{"udp6", "::1"},
-	} {
-		t.Run(tc.network, func(t *testing.T) {
-			p := FreePort(t, tc.network, tc.host)
+	for _, network := range []string{"tcp4", "tcp6", "udp", "udp6"} {
+		host := "127.0.0.1"
+		if strings.HasSuffix(network, "6") {
+			host = "::1"
+		}
+		t.Run(network, func(t *testing.T) {
+			p := FreePort(t, network, host)
 			if p == 0 {
 				t.Fatal("port 0")
 			}
-			addr := net.JoinHostPort(tc.host, strconv.Itoa(int(p)))
-			if tc.network[0] == 't' {
-				ln, err := net.Listen(tc.network, addr)
+			addr := net.JoinHostPort(host, strconv.Itoa(int(p)))
+			if network[0] == 't' {
+				ln, err := net.Listen(network, addr)
 				if err != nil {
 					t.Fatal(err)
 				}
 				ln.Close()
 				return
 			}
-			c, err := net.ListenPacket(tc.network, addr)
+			c, err := net.ListenPacket(network, addr)
 			if err != nil {
 				t.Fatal(err)
 			}
