@@ -75,3 +75,19 @@ func WantErr(t testing.TB, err, target error, want string) bool {
 	}
 	return true
 }
+
+// ServeUDP answers each datagram read from pc with what reply returns for
+// it (nothing when that is nil), sent back to its sender, until pc is
+// closed. b is only valid during the call.
+func ServeUDP(pc net.PacketConn, reply func(b []byte, from net.Addr) []byte) {
+	buf := make([]byte, 65536)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		if r := reply(buf[:n], from); r != nil {
+			pc.WriteTo(r, from)
+		}
+	}
+}

@@ -214,22 +214,13 @@ func udpEchoServer(t *testing.T, network, addr string) netip.AddrPort {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pc.Close() })
-	c := pc.(*net.UDPConn)
-	go func() {
-		b := make([]byte, 65536)
-		for {
-			n, from, err := c.ReadFromUDPAddrPort(b)
-			if err != nil {
-				return
-			}
-			if string(b[:n]) == "big" {
-				c.WriteToUDPAddrPort(bytes.Repeat([]byte("b"), 4000), from)
-				continue
-			}
-			c.WriteToUDPAddrPort(b[:n], from)
+	go testutil.ServeUDP(pc, func(b []byte, _ net.Addr) []byte {
+		if string(b) == "big" {
+			return bytes.Repeat([]byte("b"), 4000)
 		}
-	}()
-	return c.LocalAddr().(*net.UDPAddr).AddrPort()
+		return b
+	})
+	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
 // udpEchoes sends a datagram of 1 byte, one of 1400 and "big" on c and
