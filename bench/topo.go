@@ -104,6 +104,15 @@ func (b *base) addNS(side string) (string, error) {
 	return n, sh("ip", "-n", n, "link", "set", "lo", "up")
 }
 
+// switchNS makes the temporary directory and the namespace of the switch
+// itself, and returns the namespace's name.
+func (b *base) switchNS() (string, error) {
+	if err := b.tempDir(); err != nil {
+		return "", err
+	}
+	return b.addNS("s")
+}
+
 func (b *base) tempDir() error {
 	d, err := os.MkdirTemp("", prefix+b.id)
 	b.dir = d
@@ -242,10 +251,7 @@ func (t *tapsw) serverIP() string  { return t.ip }
 func (t *tapsw) serverIP6() string { return t.ip6 }
 
 func (t *tapsw) setup(ctx context.Context) error {
-	if err := t.tempDir(); err != nil {
-		return err
-	}
-	sw, err := t.addNS("s")
+	sw, err := t.switchNS()
 	if err != nil {
 		return err
 	}
@@ -286,10 +292,7 @@ func (t *ovs) name() string {
 }
 
 func (t *ovs) setup(ctx context.Context) error {
-	if err := t.tempDir(); err != nil {
-		return err
-	}
-	sw, err := t.addNS("s")
+	sw, err := t.switchNS()
 	if err != nil {
 		return err
 	}
@@ -355,10 +358,7 @@ type vde struct{ base }
 func (t *vde) name() string { return "vde2" }
 
 func (t *vde) setup(ctx context.Context) error {
-	if err := t.tempDir(); err != nil {
-		return err
-	}
-	sw, err := t.addNS("s")
+	sw, err := t.switchNS()
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/tapswitch/tapswitch/api"
+	"github.com/tapswitch/tapswitch/internal/testutil"
 	"github.com/tapswitch/tapswitch/uplink/host"
 )
 
@@ -24,6 +25,27 @@ func newTestDaemon(t *testing.T, cfg Config) *Daemon {
 	}
 	t.Cleanup(func() { d.Close() })
 	return d
+}
+
+// serveAPI serves d's control API over HTTP on the loopback until the test
+// ends, and returns its base URL.
+func serveAPI(t *testing.T, d *Daemon) string {
+	t.Helper()
+	srv := httptest.NewServer(d.Handler())
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// httpGet GETs url, failing the test if no response comes; the body is
+// closed when the test ends.
+func httpGet(t *testing.T, url string) *http.Response {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
 }
 
 func TestConfig(t *testing.T) {
@@ -46,15 +68,8 @@ func TestConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := tt.cfg
-			err := cfg.fill()
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, ErrInvalid) {
-					t.Fatalf("got %v, want an ErrInvalid containing %q", err, tt.wantErr)
-				}
+			if testutil.WantErr(t, cfg.fill(), ErrInvalid, tt.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if cfg.Gateway.String() != tt.gw {
 				t.Errorf("gateway: got %s, want %s", cfg.Gateway, tt.gw)
@@ -96,9 +111,7 @@ func TestMACFor(t *testing.T) {
 // TestAPIErrors drives the control API with requests that fail before any
 // TAP is created, so it needs no privileges.
 func TestAPIErrors(t *testing.T) {
-	d := newTestDaemon(t, Config{})
-	srv := httptest.NewServer(d.Handler())
-	defer srv.Close()
+	url := serveAPI(t, newTestDaemon(t, Config{}))
 	tests := []struct {
 		name, method, path, body string
 		status                   int
@@ -141,7 +154,7 @@ func TestAPIErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req, _ := http.NewRequest(tt.method, srv.URL+tt.path, strings.NewReader(tt.body))
+			req, _ := http.NewRequest(tt.method, url+tt.path, strings.NewReader(tt.body))
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)
@@ -158,15 +171,10 @@ func TestAPIErrors(t *testing.T) {
 
 func TestAPIListings(t *testing.T) {
 	d := newTestDaemon(t, Config{})
-	srv := httptest.NewServer(d.Handler())
-	defer srv.Close()
+	url := serveAPI(t, d)
 	get := func(path string, v any) {
 		t.Helper()
-		resp, err := http.Get(srv.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
+		resp := httpGet(t, url+path)
 		if resp.StatusCode != 200 {
 			t.Fatalf("GET %s: %s", path, resp.Status)
 		}

@@ -56,14 +56,7 @@ func testPort(t *testing.T, d *Daemon) *memport.Port {
 func TestCaptureStream(t *testing.T) {
 	d := newTestDaemon(t, Config{})
 	mp := testPort(t, d)
-	srv := httptest.NewServer(d.Handler())
-	defer srv.Close()
-
-	resp, err := http.Get(srv.URL + "/v1/capture?all=1&count=3&filter=arp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp := httpGet(t, serveAPI(t, d)+"/v1/capture?all=1&count=3&filter=arp")
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/x-pcapng" || resp.Header.Get(api.CaptureIDHeader) == "" {
 		t.Fatalf("status %s, headers %v", resp.Status, resp.Header)
 	}
@@ -112,15 +105,10 @@ func TestCaptureStream(t *testing.T) {
 
 func TestCaptureStop(t *testing.T) {
 	d := newTestDaemon(t, Config{})
-	srv := httptest.NewServer(d.Handler())
-	defer srv.Close()
-	resp, err := http.Get(srv.URL + "/v1/capture?port=gateway&format=pcap")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	url := serveAPI(t, d)
+	resp := httpGet(t, url+"/v1/capture?port=gateway&format=pcap")
 	id := resp.Header.Get(api.CaptureIDHeader)
-	req, _ := http.NewRequest(http.MethodDelete, srv.URL+"/v1/captures/"+id, nil)
+	req, _ := http.NewRequest(http.MethodDelete, url+"/v1/captures/"+id, nil)
 	dr, err := http.DefaultClient.Do(req)
 	if err != nil || dr.StatusCode != http.StatusNoContent {
 		t.Fatalf("DELETE: %v %v", dr, err)
@@ -141,9 +129,7 @@ func TestCaptureStop(t *testing.T) {
 }
 
 func TestCaptureErrors(t *testing.T) {
-	d := newTestDaemon(t, Config{})
-	srv := httptest.NewServer(d.Handler())
-	defer srv.Close()
+	url := serveAPI(t, newTestDaemon(t, Config{}))
 	for _, tt := range []struct {
 		query string
 		code  int
@@ -156,7 +142,7 @@ func TestCaptureErrors(t *testing.T) {
 		{"port=gateway&count=-1", 400},
 		{"port=gateway&duration=soon", 400},
 	} {
-		resp, err := http.Get(srv.URL + "/v1/capture?" + tt.query)
+		resp, err := http.Get(url + "/v1/capture?" + tt.query)
 		if err != nil {
 			t.Fatal(err)
 		}

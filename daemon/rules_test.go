@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tapswitch/tapswitch/api"
+	"github.com/tapswitch/tapswitch/internal/testutil"
 )
 
 func TestStatePath(t *testing.T) {
@@ -58,13 +59,7 @@ func TestRulesPersist(t *testing.T) {
 	if err := d.DeleteRule(2); !errors.Is(err, ErrNotFound) {
 		t.Errorf("second delete of rule 2: got %v, want ErrNotFound", err)
 	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("state file mode: got %o, want 600", fi.Mode().Perm())
-	}
+	testutil.WantMode(t, "state file", path, 0o600)
 	b, _ := os.ReadFile(path)
 	var st state
 	if err := json.Unmarshal(b, &st); err != nil {
@@ -238,14 +233,8 @@ func TestParseAttachVLAN(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			a, err := d.parseAttach(tt.req)
-			if tt.want != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, ErrInvalid) {
-					t.Fatalf("got %v, want an ErrInvalid containing %q", err, tt.want)
-				}
+			if testutil.WantErr(t, err, ErrInvalid, tt.want) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if a.vlan != tt.vlan || fmt.Sprint(a.trunk) != tt.trunk {
 				t.Errorf("vlan %d trunk %v, want %d %s", a.vlan, a.trunk, tt.vlan, tt.trunk)

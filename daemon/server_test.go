@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tapswitch/tapswitch/api"
+	"github.com/tapswitch/tapswitch/internal/testutil"
 )
 
 func TestListen(t *testing.T) {
@@ -23,16 +24,8 @@ func TestListen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if mode := fi.Mode().Perm(); mode != 0o600 {
-		t.Errorf("socket mode: got %o, want 600", mode)
-	}
-	if di, _ := os.Stat(dir); di.Mode().Perm() != 0o700 {
-		t.Errorf("directory mode: got %o, want 700", di.Mode().Perm())
-	}
+	testutil.WantMode(t, "socket", path, 0o600)
+	testutil.WantMode(t, "directory", dir, 0o700)
 	if _, err := Listen(path); !errors.Is(err, ErrRunning) {
 		t.Errorf("second Listen: got %v, want ErrRunning", err)
 	}

@@ -2,32 +2,21 @@ package daemon
 
 import (
 	"errors"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/tapswitch/tapswitch/api"
+	"github.com/tapswitch/tapswitch/internal/testutil"
 )
-
-// freeUDPPort returns a UDP port free on 127.0.0.1 now.
-func freeUDPPort(t *testing.T) uint16 {
-	t.Helper()
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return uint16(c.LocalAddr().(*net.UDPAddr).Port)
-}
 
 // TestVXLANAPI opens tunnels on loopback (no privilege needed): the
 // default MTU leaves room for the encapsulation, several tunnels need a
 // VLAN each, static entries show in the FDB with their VTEP, and a removed
 // tunnel leaves nothing behind.
 func TestVXLANAPI(t *testing.T) {
-	spec := api.VXLANSpec{VNI: 42, Local: "127.0.0.1", Remotes: []string{"127.0.0.2"}, Port: freeUDPPort(t), MTU: 1500}
+	spec := api.VXLANSpec{VNI: 42, Local: "127.0.0.1", Remotes: []string{"127.0.0.2"}, Port: testutil.FreePort(t, "udp", "127.0.0.1"), MTU: 1500}
 	d := newTestDaemon(t, Config{VXLAN: []api.VXLANSpec{spec}})
 	if d.cfg.MTU != 1450 {
 		t.Errorf("MTU %d with an underlay of 1500, want 1450", d.cfg.MTU)

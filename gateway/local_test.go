@@ -2,24 +2,22 @@ package gateway_test
 
 import (
 	"bytes"
-	"sync"
 	"testing"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/tapswitch/tapswitch/gateway"
+	"github.com/tapswitch/tapswitch/internal/testutil"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 )
 
 // fakeLocal is a LocalService that claims one UDP port and keeps copies
 // of what it is given.
 type fakeLocal struct {
-	port uint16
-	keep bool
-
-	mu  sync.Mutex // guards got
-	got [][]byte
+	port            uint16
+	keep            bool
+	testutil.Frames // what it was given, when keep
 }
 
 func (f *fakeLocal) Claims(proto uint8, port uint16) bool { return proto == 17 && port == f.port }
@@ -28,9 +26,7 @@ func (f *fakeLocal) Deliver(d, _ []byte) int {
 	if !f.keep {
 		return 0
 	}
-	f.mu.Lock()
-	f.got = append(f.got, append([]byte(nil), d...))
-	f.mu.Unlock()
+	f.Add(d)
 	return 0
 }
 
@@ -42,8 +38,8 @@ func TestLocalService(t *testing.T) {
 	in := udpToGateway(t)
 	write(t, g, in)
 	expectNoReply(t, g)
-	if len(loc.got) != 1 || !bytes.Equal(loc.got[0], in[14:]) {
-		t.Fatalf("delivered %x, want the datagram %x", loc.got, in[14:])
+	if got := loc.Take(); len(got) != 1 || !bytes.Equal(got[0], in[14:]) {
+		t.Fatalf("delivered %x, want the datagram %x", got, in[14:])
 	}
 	// TCP to a port it does not claim: the usual reset.
 	write(t, g, tcpSYN(t))
@@ -112,8 +108,8 @@ func TestLocalService6(t *testing.T) {
 	in := udp6ToGateway(t)
 	write(t, g, in)
 	expectNoReply(t, g) // no port unreachable
-	if len(loc.got) != 1 || !bytes.Equal(loc.got[0], in[14:]) {
-		t.Fatalf("delivered %x, want the packet %x", loc.got, in[14:])
+	if got := loc.Take(); len(got) != 1 || !bytes.Equal(got[0], in[14:]) {
+		t.Fatalf("delivered %x, want the packet %x", got, in[14:])
 	}
 
 	out := append([]byte(nil), in[14:]...)

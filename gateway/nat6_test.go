@@ -92,7 +92,7 @@ func parse6(b []byte) (*layers.Ethernet, *layers.IPv6, gopacket.Packet, error) {
 func TestNAT6OutAndBack(t *testing.T) {
 	g, up := newNATRouter6(t, 1500)
 	write(t, g, udp6(t, aMAC, gwMAC, aIP6, farIP6, 64, 40000, 53, 32))
-	sent := up.take()
+	sent := up.Take()
 	if len(sent) != 1 {
 		t.Fatalf("uplink got %d packets, want 1", len(sent))
 	}
@@ -131,7 +131,7 @@ func TestNAT6PacketTooBig(t *testing.T) {
 	if _, _, _, ic := reply6(t, g); ic.TypeCode.Type() != layers.ICMPv6TypeTimeExceeded {
 		t.Errorf("hop limit 1: %v, want time exceeded", ic.TypeCode)
 	}
-	if n := len(up.take()); n != 0 {
+	if n := len(up.Take()); n != 0 {
 		t.Errorf("uplink got %d packets, want 0", n)
 	}
 	if s := g.Stats(); s.FragNeeded != 1 {
@@ -144,7 +144,7 @@ func TestNAT6PacketTooBig(t *testing.T) {
 func TestNAT6SolicitsUnknownContainer(t *testing.T) {
 	g, up := newNATRouter6(t, 1500)
 	write(t, g, udp6(t, bMAC, gwMAC, bIP6, farIP6, 64, 40001, 53, 8))
-	up.take()
+	up.Take()
 	g.Forget(bIP6) // as if its entry had expired
 	g.FromUplink(udp6(t, bMAC, bMAC, farIP6, extIP6, 60, 53, 40001, 8)[14:])
 	p, eth, ip, ic := reply6(t, g)
@@ -177,14 +177,14 @@ func TestNAT6Hairpin(t *testing.T) {
 	g := newGateway6(t, func(c *gateway.Config) { c.NAT, c.Uplink = tbl, up })
 	drainStart(t, g)
 	write(t, g, udp6(t, bMAC, gwMAC, bIP6, farIP6, 64, 3478, 3478, 8))
-	up.take()
+	up.Take()
 	write(t, g, udp6(t, aMAC, gwMAC, aIP6, extIP6, 64, 5000, 3478, 8))
 	eth, ip, p := decode6(t, read(t, g))
 	u := p.Layer(layers.LayerTypeUDP).(*layers.UDP)
 	if eth.DstMAC.String() != bMAC.String() || ip.SrcIP.String() != extIP6.String() || ip.DstIP.String() != bIP6.String() || u.DstPort != 3478 {
 		t.Errorf("hairpin delivered %s [%s] -> [%s]:%d, want to %s from %s", eth.DstMAC, ip.SrcIP, ip.DstIP, u.DstPort, bMAC, extIP6)
 	}
-	if n := len(up.take()); n != 0 {
+	if n := len(up.Take()); n != 0 {
 		t.Errorf("a hairpinned packet went to the uplink")
 	}
 }
@@ -214,7 +214,7 @@ func FuzzRouteNAT6(f *testing.F) {
 		} else {
 			g.Write(withVnetHdr(b), vswitch.Headroom)
 		}
-		for _, d := range up.take() {
+		for _, d := range up.Take() {
 			if len(d) > 1280 {
 				t.Fatalf("sent %d bytes over a 1280-byte uplink", len(d))
 			}

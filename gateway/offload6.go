@@ -44,19 +44,8 @@ func (g *Gateway) forwardGSO6(h gso.Hdr, eth []byte) bool {
 		len(ip) < u.Offset+wire.TCPMinLen {
 		return false
 	}
-	mss := 0
-	switch h.GSOType {
-	case gso.TypeNone:
-		if len(ip) > r.mtu {
-			return false
-		}
-	case gso.TypeTCPv6:
-		thl := wire.TCP(ip[u.Offset:]).HeaderLen()
-		if h.GSOSize == 0 || u.Offset+thl+int(h.GSOSize) > r.mtu {
-			return false
-		}
-		mss = int(h.GSOSize)
-	default:
+	mss, ok := wholeMSS(h, gso.TypeTCPv6, len(ip), u.Offset, ip[u.Offset:], r.mtu)
+	if !ok {
 		return false
 	}
 	g.learn6(ip.Src(), src)
@@ -69,11 +58,7 @@ func (g *Gateway) forwardGSO6(h gso.Hdr, eth []byte) bool {
 		g.stats.inc(cntNATDrops)
 		return true
 	}
-	if err := r.gso.SendGSO((*bp)[:UplinkHeadroom+len(pkt)], UplinkHeadroom, mss); err != nil {
-		g.stats.inc(cntUplinkErrors)
-		return true
-	}
-	g.stats.inc(cntForwarded6)
+	g.sendWhole(r, bp, len(pkt), mss, cntForwarded6)
 	return true
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
+	"sync"
 	"testing"
 
 	"github.com/gopacket/gopacket/layers"
@@ -18,6 +19,7 @@ import (
 // gsoUplink is a fakeUplink that takes super-segments.
 type gsoUplink struct {
 	fakeUplink
+	mu  sync.Mutex // guards gso and mss
 	gso [][]byte
 	mss []int
 }
@@ -102,12 +104,12 @@ func TestGSOForwardedWhole(t *testing.T) {
 				t.Fatalf("Offloads: got %s, want csum,tso4", got)
 			}
 			openTCP(t, g, tt.dst)
-			up.take()
+			up.Take()
 			up.gso = nil
 			if _, err := g.Write(tsoFrame(tt.dst, 20000, 1460), vswitch.Headroom); err != nil {
 				t.Fatal(err)
 			}
-			if n := len(up.take()); n != 0 {
+			if n := len(up.Take()); n != 0 {
 				t.Fatalf("%d ordinary datagrams sent, want the super-segment whole", n)
 			}
 			if len(up.gso) != 1 {
@@ -145,7 +147,7 @@ func TestGSOToGatewaySegmented(t *testing.T) {
 	if _, err := g.Write(tsoFrame(gwIP, 3000, 1000), vswitch.Headroom); err != nil {
 		t.Fatal(err)
 	}
-	if len(up.gso) != 0 || len(up.take()) != 0 {
+	if len(up.gso) != 0 || len(up.Take()) != 0 {
 		t.Fatalf("a frame to the gateway went to the uplink")
 	}
 	for i := range 3 {
@@ -174,7 +176,7 @@ func TestNoOffloadsWithoutGSOUplink(t *testing.T) {
 func TestFromUplinkGSO(t *testing.T) {
 	g, up := newGSORouter(t, netip.Addr{})
 	openTCP(t, g, lanIP) // also teaches the gateway A's MAC
-	sent := up.take()
+	sent := up.Take()
 	if len(sent) != 1 {
 		t.Fatalf("SYN: %d datagrams sent", len(sent))
 	}
@@ -267,7 +269,7 @@ func FuzzWriteOffloaded(f *testing.F) {
 		for _, hostLo := range []netip.Addr{{}, netip.MustParseAddr("192.0.0.1")} {
 			g, up := newGSORouter(t, hostLo)
 			openTCP(t, g, lanIP)
-			up.take()
+			up.Take()
 			orig := append([]byte(nil), in...)
 			if _, err := g.Write(in, 0); err != nil && !errors.Is(err, vswitch.ErrFrameTooBig) {
 				t.Fatalf("Write: %v", err)
@@ -275,7 +277,7 @@ func FuzzWriteOffloaded(f *testing.F) {
 			if !bytes.Equal(in, orig) {
 				t.Fatalf("Write modified its input")
 			}
-			for _, p := range append(up.take(), up.gso...) {
+			for _, p := range append(up.Take(), up.gso...) {
 				if len(p) < 20 || checksum.Checksum(p[:int(p[0]&0x0f)*4], 0) != 0 || netip.AddrFrom4([4]byte(p[12:16])) != extIP {
 					t.Fatalf("sent %x: want IPv4 from %s with a valid header checksum", p, extIP)
 				}
@@ -297,7 +299,7 @@ func FuzzFromUplinkGSO(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte, mss int) {
 		g, up := newGSORouter(t, netip.MustParseAddr("192.0.0.1"))
 		openTCP(t, g, lanIP)
-		sent := up.take()
+		sent := up.Take()
 		if len(sent) == 1 && len(in) >= 40 {
 			// Aim at the mapping half of the time.
 			copy(in[12:16], lanIP.AsSlice())

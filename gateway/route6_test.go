@@ -88,7 +88,7 @@ func check6(t testing.TB, b []byte) (*layers.Ethernet, *layers.IPv6) {
 // sent6 takes the one packet the uplink got and checks it.
 func sent6(t *testing.T, up *fakeUplink6) *layers.IPv6 {
 	t.Helper()
-	sent := up.take()
+	sent := up.Take()
 	if len(sent) != 1 {
 		t.Fatalf("uplink got %d packets, want 1", len(sent))
 	}
@@ -121,7 +121,7 @@ func TestRoute6OutAndBack(t *testing.T) {
 	expectNoReply(t, g)
 	up.keep = true
 	write(t, g, tcp6(t, aMAC, aIP6, farIP6, 40000, 80, 0))
-	back := swap(up.take()[0])
+	back := swap(up.Take()[0])
 	g.FromUplink(back)
 	eth, ip := check6(t, read(t, g))
 	if eth.DstMAC.String() != aMAC.String() || ip.DstIP.String() != aIP6.String() || ip.HopLimit != 62 {
@@ -164,7 +164,7 @@ func TestRoute6SolicitsUnknownContainer(t *testing.T) {
 func TestRoute6PacketTooBig(t *testing.T) {
 	g, up := newRouter6(t, 1280, false)
 	write(t, g, tcp6(t, aMAC, aIP6, farIP6, 40000, 80, 1300))
-	if n := len(up.take()); n != 0 {
+	if n := len(up.Take()); n != 0 {
 		t.Fatalf("uplink got %d packets, want none", n)
 	}
 	_, _, ip, ic := reply6(t, g)
@@ -189,7 +189,7 @@ func TestRoute6HostLoopback(t *testing.T) {
 	}
 	up.keep = true
 	write(t, g, tcp6(t, aMAC, aIP6, gwNet6.Addr(), 40000, 9000, 10))
-	g.FromUplink(swap(up.take()[0]))
+	g.FromUplink(swap(up.Take()[0]))
 	_, back := check6(t, read(t, g))
 	if back.SrcIP.String() != gwNet6.Addr().String() || back.DstIP.String() != aIP6.String() {
 		t.Errorf("delivered %s -> %s, want %s -> %s", back.SrcIP, back.DstIP, gwNet6.Addr(), aIP6)
@@ -197,7 +197,7 @@ func TestRoute6HostLoopback(t *testing.T) {
 
 	g2, up2 := newRouter6(t, 1500, false)
 	write(t, g2, tcp6(t, aMAC, aIP6, gwNet6.Addr(), 40000, 9000, 0))
-	if n := len(up2.take()); n != 0 {
+	if n := len(up2.Take()); n != 0 {
 		t.Errorf("without HostLoopback the uplink got %d packets", n)
 	}
 	if s := g2.Stats(); s.TCPResets != 1 {
@@ -225,7 +225,7 @@ func TestRoute6NoAllocs(t *testing.T) {
 	g, up := newRouter6(t, 1500, false)
 	buf := withVnetHdr(tcp6(t, aMAC, aIP6, farIP6, 40000, 80, 56))
 	write(t, g, buf[vswitch.Headroom+vswitch.VnetHdrLen:])
-	back := swap(up.take()[0])
+	back := swap(up.Take()[0])
 	up.keep = false
 	if n := testing.AllocsPerRun(1000, func() { g.Write(buf, vswitch.Headroom) }); n != 0 {
 		t.Errorf("routing an IPv6 packet out: %v allocations, want 0", n)
@@ -253,14 +253,14 @@ func FuzzRoute6(f *testing.F) {
 		if na {
 			// aIP6's MAC known first, so that delivery goes out.
 			write(t, g, tcp6(t, aMAC, aIP6, farIP6, 1, 2, 0))
-			up.take()
+			up.Take()
 		}
 		if inbound {
 			g.FromUplink(ip)
 		} else {
 			g.Write(withVnetHdr(eth), vswitch.Headroom)
 		}
-		for _, d := range up.take() {
+		for _, d := range up.Take() {
 			if len(d) > 1280 || len(d) < 40 || d[0]>>4 != 6 {
 				t.Fatalf("sent %d bytes, not an IPv6 packet within a 1280-byte uplink: %x", len(d), d)
 			}

@@ -20,7 +20,7 @@ func BenchmarkRouteEcho(b *testing.B) {
 	if _, err := g.Write(in, vswitch.Headroom); err != nil {
 		b.Fatal(err)
 	}
-	sent := up.take()
+	sent := up.Take()
 	if len(sent) != 1 {
 		b.Fatalf("uplink got %d datagrams", len(sent))
 	}

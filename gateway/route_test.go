@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/tapswitch/tapswitch/gateway"
+	"github.com/tapswitch/tapswitch/internal/testutil"
 	"github.com/tapswitch/tapswitch/nat"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 )
@@ -23,35 +23,22 @@ var (
 
 // fakeUplink records what the gateway sends.
 type fakeUplink struct {
-	mtu   int
-	mu    sync.Mutex
-	count int
-	keep  bool
-	sent  [][]byte // IPv4 datagrams
+	mtu             int
+	keep            bool // keep copies of the IPv4 datagrams sent
+	testutil.Frames      // the datagrams kept
 }
 
 func (u *fakeUplink) Send(buf []byte, off int) error {
 	if off < gateway.UplinkHeadroom {
 		panic("no headroom")
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.count++
 	if u.keep {
-		u.sent = append(u.sent, append([]byte(nil), buf[off:]...))
+		u.Add(buf[off:])
 	}
 	return nil
 }
 func (u *fakeUplink) Addr() netip.Addr { return extIP }
 func (u *fakeUplink) MTU() int         { return u.mtu }
-
-func (u *fakeUplink) take() [][]byte {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	s := u.sent
-	u.sent = nil
-	return s
-}
 
 // newNAT returns an IPv4 NAT table from the containers' subnet (gwNet) to
 // extIP.
@@ -98,7 +85,7 @@ func withEth(p []byte) []byte {
 func TestRouteEchoOutAndBack(t *testing.T) {
 	g, up, _ := newRouter(t, 1500)
 	write(t, g, toElsewhere(t, lanIP, 16))
-	sent := up.take()
+	sent := up.Take()
 	if len(sent) != 1 {
 		t.Fatalf("uplink got %d datagrams, want 1", len(sent))
 	}
@@ -135,7 +122,7 @@ func TestRouteTTLExceeded(t *testing.T) {
 	f := toElsewhere(t, lanIP, 8)
 	f[14+8] = 1
 	write(t, g, fixChecksums(f))
-	if n := len(up.take()); n != 0 {
+	if n := len(up.Take()); n != 0 {
 		t.Fatalf("a datagram with TTL 1 went out (%d)", n)
 	}
 	p := decode(t, read(t, g))
@@ -151,7 +138,7 @@ func TestRouteFragNeeded(t *testing.T) {
 	f := toElsewhere(t, lanIP, 600)
 	f[14+6] = 0x40 // DF
 	write(t, g, fixChecksums(f))
-	if n := len(up.take()); n != 0 {
+	if n := len(up.Take()); n != 0 {
 		t.Fatalf("a DF datagram over the MTU went out")
 	}
 	p := decode(t, read(t, g))
@@ -164,7 +151,7 @@ func TestRouteFragNeeded(t *testing.T) {
 func TestRouteFragments(t *testing.T) {
 	g, up, _ := newRouter(t, 576)
 	write(t, g, toElsewhere(t, lanIP, 1000))
-	frags := up.take()
+	frags := up.Take()
 	if len(frags) < 2 {
 		t.Fatalf("%d datagrams, want fragments", len(frags))
 	}
@@ -238,7 +225,7 @@ func TestRouteNoAllocs(t *testing.T) {
 	// through Read.
 	up.keep = true
 	g.Write(buf, vswitch.Headroom)
-	sent := up.take()[0]
+	sent := up.Take()[0]
 	reply := withEth(append([]byte(nil), sent...))
 	r := reply[14:]
 	copy(r[12:16], lanIP.AsSlice())
@@ -299,7 +286,7 @@ func FuzzRoute(f *testing.F) {
 		} else {
 			g.Write(withVnetHdr(b), vswitch.Headroom)
 		}
-		for _, d := range up.take() {
+		for _, d := range up.Take() {
 			if len(d) > 576 || len(d) < 20 {
 				t.Fatalf("sent %d bytes over a 576-byte uplink", len(d))
 			}
@@ -336,7 +323,7 @@ func TestRouteHostLoopback(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			write(t, g, tt.frame)
 			expectNoReply(t, g)
-			sent := up.take()
+			sent := up.Take()
 			if len(sent) != 1 {
 				t.Fatalf("uplink got %d datagrams, want 1", len(sent))
 			}
@@ -375,7 +362,7 @@ func TestRouteHostLoopback(t *testing.T) {
 	t.Run("icmp stays the gateway's", func(t *testing.T) {
 		write(t, g, echoRequest(t))
 		read(t, g)
-		if n := len(up.take()); n != 0 {
+		if n := len(up.Take()); n != 0 {
 			t.Errorf("a ping to the gateway went to the uplink")
 		}
 	})

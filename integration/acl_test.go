@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tapswitch/tapswitch/api"
+	"github.com/tapswitch/tapswitch/internal/testutil"
 )
 
 // TestICCOff runs with --icc=false: two containers reach the gateway but
@@ -282,13 +283,7 @@ func TestDefaultStateFile(t *testing.T) {
 		t.Fatalf("state file: %q, want %q", info.StateFile, want)
 	}
 	d.addRule(t, "--proto", "tcp", "--dport", "23", "drop")
-	fi, err := os.Stat(want)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("state file mode %o, want 600", fi.Mode().Perm())
-	}
+	testutil.WantMode(t, "state file", want, 0o600)
 	b, _ := os.ReadFile(want)
 	if !strings.Contains(string(b), `"next_rule_id": `+strconv.Itoa(2)) {
 		t.Errorf("state file:\n%s\nwant next_rule_id 2", b)

@@ -59,6 +59,15 @@ type cniNet struct {
 	d    *daemon
 }
 
+// startCNI starts a daemon (as root) with args and returns it with the
+// network of newCNINet on it.
+func startCNI(t *testing.T, args ...string) (*daemon, *cniNet) {
+	t.Helper()
+	requireRoot(t)
+	d := startDaemon(t, args...)
+	return d, newCNINet(t, d)
+}
+
 // newCNINet returns the network "tsnet" (CNI version 1.1.0) on d, with the
 // capabilities portMappings and ips.
 func newCNINet(t *testing.T, d *daemon) *cniNet {
@@ -250,9 +259,7 @@ func TestCNI(t *testing.T) {
 // TestCNIDelGone: DEL succeeds after the namespace is gone (the daemon has
 // already dropped the port, the kernel having deleted its TAP).
 func TestCNIDelGone(t *testing.T) {
-	requireRoot(t)
-	d := startDaemon(t)
-	n := newCNINet(t, d)
+	d, n := startCNI(t)
 	r, ns := n.addNew(t, "gone1")
 	if err := netnsutil.Del(ns); err != nil {
 		t.Fatal(err)
@@ -274,9 +281,7 @@ func TestCNIDelGone(t *testing.T) {
 // TestCNIGC: GC detaches this network's ports whose attachment is not
 // valid, and leaves the valid one and a port attached by hand.
 func TestCNIGC(t *testing.T) {
-	requireRoot(t)
-	d := startDaemon(t)
-	n := newCNINet(t, d)
+	d, n := startCNI(t)
 	for _, id := range []string{"gc1", "gc2", "gc3"} {
 		n.addNew(t, id)
 	}
@@ -301,9 +306,7 @@ func TestCNIGC(t *testing.T) {
 // it made), DEL succeeds, as the CNI spec asks of a DEL whose resources
 // are gone; ADD and STATUS fail naming the socket.
 func TestCNIDaemonStopped(t *testing.T) {
-	requireRoot(t)
-	d := startDaemon(t)
-	n := newCNINet(t, d)
+	d, n := startCNI(t)
 	r, ns := n.addNew(t, "stop1")
 	if err := d.stop(t); err != nil {
 		t.Fatalf("daemon exit: %v", err)
@@ -401,9 +404,7 @@ func mustJSON(t *testing.T, v any) string {
 // container, ADD fails saying the subnet is full (leaving nothing) and so
 // does STATUS; after a DEL both succeed again.
 func TestCNISubnetFull(t *testing.T) {
-	requireRoot(t)
-	d := startDaemon(t, "--subnet", "10.99.0.0/30")
-	n := newCNINet(t, d)
+	_, n := startCNI(t, "--subnet", "10.99.0.0/30")
 	r1, _ := n.addNew(t, "full1")
 	ns2 := newNS(t)
 	_, err := n.add(t, rt("full2", ns2, nil))

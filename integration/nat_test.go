@@ -16,6 +16,7 @@ import (
 
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/internal/netnsutil"
+	"github.com/tapswitch/tapswitch/internal/testutil"
 )
 
 // The outside world of the NAT tests: a "lan" namespace on the uplink's
@@ -90,16 +91,7 @@ func udpServer(t *testing.T, ns, addr string) {
 	var pc net.PacketConn
 	inNS(t, ns, func() (err error) { pc, err = net.ListenPacket(family("udp", addr), addr); return err })
 	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 65536)
-		for {
-			_, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo([]byte(from.String()), from)
-		}
-	}()
+	go testutil.ServeUDP(pc, func(_ []byte, from net.Addr) []byte { return []byte(from.String()) })
 }
 
 // family returns proto ("tcp", "udp") for the family of addr's host:

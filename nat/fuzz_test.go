@@ -167,23 +167,19 @@ func fuzzPacket(t *testing.T, tb *Table, fromInternal bool, pkt []byte, partial,
 	}
 }
 
-func FuzzFromInternal(f *testing.F) {
-	for _, s := range seeds() {
-		f.Add(s, false, false, false)
-		f.Add(s, true, true, true)
-	}
-	f.Fuzz(func(t *testing.T, pkt []byte, partial, fix, eif bool) {
-		fuzzPacket(t, fuzzTable(t, eif), true, pkt, partial, fix)
-	})
-}
+func FuzzFromInternal(f *testing.F) { fuzzDirection(f, true) }
 
-func FuzzFromExternal(f *testing.F) {
+func FuzzFromExternal(f *testing.F) { fuzzDirection(f, false) }
+
+// fuzzDirection feeds arbitrary packets to FromInternal (fromInternal) or
+// FromExternal, seeded with seeds() both plain and with every option.
+func fuzzDirection(f *testing.F, fromInternal bool) {
 	for _, s := range seeds() {
 		f.Add(s, false, false, false)
 		f.Add(s, true, true, true)
 	}
 	f.Fuzz(func(t *testing.T, pkt []byte, partial, fix, eif bool) {
-		fuzzPacket(t, fuzzTable(t, eif), false, pkt, partial, fix)
+		fuzzPacket(t, fuzzTable(t, eif), fromInternal, pkt, partial, fix)
 	})
 }
 

@@ -2,7 +2,6 @@ package nat
 
 import (
 	"errors"
-	"fmt"
 	"net/netip"
 	"testing"
 
@@ -67,30 +66,6 @@ func TestNAT66_RFC4787_REQ3_PortPreservation(t *testing.T) {
 	v4 := out(t, tb, udp(c1+":40000", remote+":53"), 0)
 	if v4.Port != 40000 {
 		t.Fatalf("IPv4 port %d: the IPv6 mapping of 40000 took it", v4.Port)
-	}
-}
-
-func TestNAT66_RFC4787_REQ8_Filtering(t *testing.T) {
-	for _, eif := range []bool{false, true} {
-		t.Run(fmt.Sprintf("eif=%v", eif), func(t *testing.T) {
-			tb := newTable6(t, func(c *Config) { c.EndpointIndependentFiltering = eif })
-			m := out(t, tb, udp(ap(c16, 40000), ap(remote6, 3478)), 0)
-			pkt := udp(ap(remote6, 3478), m.String())
-			want(t, "reply", tb.FromExternal(pkt, false, sec), ToInternal, pkt)
-			wantHdr(t, "reply", pkt, ap(remote6, 3478), ap(c16, 40000))
-			for _, src := range []string{ap(remote6, 3479), ap(remote26, 3478)} {
-				pkt := udp(src, m.String())
-				r := tb.FromExternal(pkt, false, sec)
-				if !eif {
-					wantDrop(t, src, r, DropFiltered)
-					continue
-				}
-				want(t, src, r, ToInternal, pkt)
-				wantHdr(t, src, pkt, src, ap(c16, 40000))
-			}
-			pkt = udp(ap(remote6, 3478), ap(extIP6, 40001))
-			wantDrop(t, "unmapped port", tb.FromExternal(pkt, false, sec), DropNoFlow)
-		})
 	}
 }
 

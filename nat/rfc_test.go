@@ -147,34 +147,45 @@ func TestRFC4787_REQ3a_NoPortOverloading(t *testing.T) {
 }
 
 // TestRFC4787_REQ8_Filtering: address and port dependent by default,
-// endpoint independent with the option.
+// endpoint independent with the option; for IPv4 and, on a dual-stack
+// table, for NAT66.
 func TestRFC4787_REQ8_Filtering(t *testing.T) {
-	for _, eif := range []bool{false, true} {
-		t.Run(fmt.Sprintf("eif=%v", eif), func(t *testing.T) {
-			tb := newTable(t, func(c *Config) { c.EndpointIndependentFiltering = eif })
-			m := out(t, tb, udp(c1+":40000", remote+":3478"), 0)
-			// The reply from the destination always passes.
-			pkt := udp(remote+":3478", m.String())
-			want(t, "reply", tb.FromExternal(pkt, false, sec), ToInternal, pkt)
-			wantHdr(t, "reply", pkt, remote+":3478", c1+":40000")
-			for _, src := range []string{remote + ":3479", remote2 + ":3478"} {
-				pkt := udp(src, m.String())
-				r := tb.FromExternal(pkt, false, sec)
-				if !eif {
-					wantDrop(t, src, r, DropFiltered)
-					continue
+	for _, fam := range []struct {
+		name                         string
+		newTable                     func(testing.TB, func(*Config)) *Table
+		client, remote, remote2, ext string
+	}{
+		{"ipv4", newTable, c1, remote, remote2, extIP},
+		{"ipv6", newTable6, c16, remote6, remote26, extIP6},
+	} {
+		for _, eif := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/eif=%v", fam.name, eif), func(t *testing.T) {
+				tb := fam.newTable(t, func(c *Config) { c.EndpointIndependentFiltering = eif })
+				client := ap(fam.client, 40000)
+				m := out(t, tb, udp(client, ap(fam.remote, 3478)), 0)
+				// The reply from the destination always passes.
+				pkt := udp(ap(fam.remote, 3478), m.String())
+				want(t, "reply", tb.FromExternal(pkt, false, sec), ToInternal, pkt)
+				wantHdr(t, "reply", pkt, ap(fam.remote, 3478), client)
+				for _, src := range []string{ap(fam.remote, 3479), ap(fam.remote2, 3478)} {
+					pkt := udp(src, m.String())
+					r := tb.FromExternal(pkt, false, sec)
+					if !eif {
+						wantDrop(t, src, r, DropFiltered)
+						continue
+					}
+					want(t, src, r, ToInternal, pkt)
+					wantHdr(t, src, pkt, src, client)
+					// The container's answer goes out from the same mapping.
+					back := udp(client, src)
+					want(t, "answer", tb.FromInternal(back, false, sec), ToExternal, back)
+					wantHdr(t, "answer", back, m.String(), src)
 				}
-				want(t, src, r, ToInternal, pkt)
-				wantHdr(t, src, pkt, src, c1+":40000")
-				// The container's answer goes out from the same mapping.
-				back := udp(c1+":40000", src)
-				want(t, "answer", tb.FromInternal(back, false, sec), ToExternal, back)
-				wantHdr(t, "answer", back, m.String(), src)
-			}
-			// No mapping at all: nothing passes.
-			pkt = udp(remote+":3478", extIP+":40001")
-			wantDrop(t, "unmapped port", tb.FromExternal(pkt, false, sec), DropNoFlow)
-		})
+				// No mapping at all: nothing passes.
+				pkt = udp(ap(fam.remote, 3478), ap(fam.ext, 40001))
+				wantDrop(t, "unmapped port", tb.FromExternal(pkt, false, sec), DropNoFlow)
+			})
+		}
 	}
 }
 

@@ -123,7 +123,7 @@ func TestACLStage(t *testing.T) {
 					t.Errorf("rule %d: got %d packets, want %d", rs.ID, rs.Packets, want)
 				}
 			}
-			if n := len(r.rec["m"].take()); n != tt.mirror {
+			if n := len(r.rec["m"].Take()); n != tt.mirror {
 				t.Errorf("mirror port got %d frames, want %d", n, tt.mirror)
 			}
 		})

@@ -5,10 +5,10 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"slices"
-	"sync"
 	"testing"
 
 	"github.com/tapswitch/tapswitch/fdb"
+	"github.com/tapswitch/tapswitch/internal/testutil"
 	"github.com/tapswitch/tapswitch/switch/gso"
 	"github.com/tapswitch/tapswitch/wire"
 )
@@ -30,25 +30,14 @@ var (
 // Read blocks until Close.
 type recPort struct {
 	*sinkPort
-	mu  sync.Mutex
-	got [][]byte
+	testutil.Frames
 }
 
 func newRec(name string) *recPort { return &recPort{sinkPort: newSink(name)} }
 
 func (p *recPort) Write(buf []byte, off int) (int, error) {
-	p.mu.Lock()
-	p.got = append(p.got, slices.Clone(buf[off:]))
-	p.mu.Unlock()
+	p.Add(buf[off:])
 	return len(buf) - off, nil
-}
-
-func (p *recPort) take() [][]byte {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	g := p.got
-	p.got = nil
-	return g
 }
 
 // sp names a port of a stage rig and its configuration.
@@ -129,7 +118,7 @@ func (r *stageRig) outs(f *Frame) []string {
 func (r *stageRig) received() (names []string, frames map[string][][]byte) {
 	frames = map[string][][]byte{}
 	for _, n := range r.names {
-		if g := r.rec[n].take(); len(g) > 0 {
+		if g := r.rec[n].Take(); len(g) > 0 {
 			names = append(names, n)
 			frames[n] = g
 		}

@@ -45,24 +45,7 @@ func coalesceAll(segs [][]byte) ([]byte, int) {
 }
 
 // tcpSuperFrame6 is tcpSuperFrame over IPv6 (GSO_TCPV6).
-func tcpSuperFrame6(payload, mss int) []byte {
-	f := ethFrame(macB, macA, 40+20+payload)
-	binary.BigEndian.PutUint16(f[22:], 0x86dd)
-	ip := f[24:]
-	clear(ip[:60])
-	ip[0] = 0x60
-	binary.BigEndian.PutUint16(ip[4:], uint16(20+payload))
-	ip[6], ip[7] = 6, 64
-	copy(ip[8:], []byte{0xfd, 0, 8: 1})
-	copy(ip[24:], []byte{0xfd, 0, 8: 2})
-	tcp := ip[40:]
-	binary.BigEndian.PutUint16(tcp[0:], 40000)
-	binary.BigEndian.PutUint16(tcp[2:], 5201)
-	binary.BigEndian.PutUint32(tcp[4:], 1000)
-	tcp[12], tcp[13] = 5<<4, 0x18
-	gso.Hdr{Flags: gso.FlagNeedsCsum, GSOType: gso.TypeTCPv6, HdrLen: 74, GSOSize: uint16(mss), CsumStart: 54, CsumOffset: 16}.Put(f)
-	return f
-}
+func tcpSuperFrame6(payload, mss int) []byte { return tcpSuperFrameIP(true, payload, mss) }
 
 func TestGRO(t *testing.T) {
 	for _, fam := range []struct {
@@ -104,15 +87,7 @@ func TestGRO(t *testing.T) {
 					}
 					return
 				}
-				back := segmentsOf(t, got)
-				if len(back) != joined {
-					t.Fatalf("super-frame of %d segments, want %d", len(back), joined)
-				}
-				for i := range back {
-					if !bytes.Equal(back[i], segs[i]) {
-						t.Errorf("segment %d: got %x, want %x", i, back[i][:80], segs[i][:80])
-					}
-				}
+				wantResegmented(t, got, joined, segs)
 			})
 		}
 	}
@@ -136,14 +111,21 @@ func fuzzGRO(f *testing.F, segs [][]byte) {
 		if joined < 2 {
 			return
 		}
-		back := segmentsOf(t, got)
-		if len(back) != joined {
-			t.Fatalf("%d segments back, %d joined", len(back), joined)
-		}
-		for i := range back {
-			if !bytes.Equal(back[i], in[i]) {
-				t.Fatalf("segment %d changed: %x, want %x", i, back[i], in[i])
-			}
-		}
+		wantResegmented(t, got, joined, in)
 	})
+}
+
+// wantResegmented fails t unless segmenting the super-frame got, which
+// joined segments, gives back exactly the first joined frames of in.
+func wantResegmented(t testing.TB, got []byte, joined int, in [][]byte) {
+	t.Helper()
+	back := segmentsOf(t, got)
+	if len(back) != joined {
+		t.Fatalf("super-frame of %d segments, %d joined", len(back), joined)
+	}
+	for i := range back {
+		if !bytes.Equal(back[i], in[i]) {
+			t.Errorf("segment %d: got %x, want %x", i, back[i], in[i])
+		}
+	}
 }

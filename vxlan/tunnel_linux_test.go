@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tapswitch/tapswitch/fdb"
+	"github.com/tapswitch/tapswitch/internal/testutil"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/switch/gso"
 	"golang.org/x/sys/unix"
@@ -24,17 +25,6 @@ var (
 	macB  = fdb.MAC{0x02, 0x42, 10, 80, 2, 1}
 )
 
-// freePort returns a UDP port free on loopback now.
-func freePort(t testing.TB) uint16 {
-	t.Helper()
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return uint16(c.LocalAddr().(*net.UDPAddr).Port)
-}
-
 // pair opens two tunnels of VNI 42 on loopback, A (127.0.0.1) and B
 // (127.0.0.2), each the other's remote, plus any extra remotes for A.
 func pair(t *testing.T, mutate func(a, b *Config), extra ...netip.Addr) (*Tunnel, *Tunnel) {
@@ -47,7 +37,7 @@ func pairF(f *testing.F) (*Tunnel, *Tunnel) { return pairTB(f, nil) }
 
 func pairTB(t testing.TB, mutate func(a, b *Config), extra ...netip.Addr) (*Tunnel, *Tunnel) {
 	t.Helper()
-	port := freePort(t)
+	port := testutil.FreePort(t, "udp", "127.0.0.1")
 	ca := Config{VNI: 42, Local: addrA, Remotes: append([]netip.Addr{addrB}, extra...), Port: port, MTU: 1500, GatewayMAC: gwMAC}
 	cb := Config{VNI: 42, Local: addrB, Remotes: []netip.Addr{addrA}, Port: port, MTU: 1500, GatewayMAC: gwMAC}
 	if mutate != nil {
@@ -237,21 +227,38 @@ func TestTunnelVNIAndAllow(t *testing.T) {
 
 // tcpSuperFrame returns a TSO super-frame (GSO_TCPV4) of payload bytes in
 // segments of mss, with a partial checksum as a TAP hands it over.
-func tcpSuperFrame(payload, mss int) []byte {
-	f := ethFrame(macB, macA, 20+20+payload)
-	binary.BigEndian.PutUint16(f[22:], 0x0800)
+func tcpSuperFrame(payload, mss int) []byte { return tcpSuperFrameIP(false, payload, mss) }
+
+// tcpSuperFrameIP builds tcpSuperFrame, over IPv6 (GSO_TCPV6, fd00::1 to
+// fd00::2) when v6, else over IPv4 (10.80.1.1 to 10.80.2.1).
+func tcpSuperFrameIP(v6 bool, payload, mss int) []byte {
+	ipLen, etherType, gsoType := 20, uint16(0x0800), uint8(gso.TypeTCPv4)
+	if v6 {
+		ipLen, etherType, gsoType = 40, 0x86dd, gso.TypeTCPv6
+	}
+	f := ethFrame(macB, macA, ipLen+20+payload)
+	binary.BigEndian.PutUint16(f[22:], etherType)
 	ip := f[24:]
-	clear(ip[:40])
-	ip[0] = 0x45
-	binary.BigEndian.PutUint16(ip[2:], uint16(40+payload))
-	ip[8], ip[9] = 64, 6
-	copy(ip[12:], []byte{10, 80, 1, 1, 10, 80, 2, 1})
-	tcp := ip[20:]
+	clear(ip[:ipLen+20])
+	if v6 {
+		ip[0] = 0x60
+		binary.BigEndian.PutUint16(ip[4:], uint16(20+payload))
+		ip[6], ip[7] = 6, 64
+		copy(ip[8:], []byte{0xfd, 0, 8: 1})
+		copy(ip[24:], []byte{0xfd, 0, 8: 2})
+	} else {
+		ip[0] = 0x45
+		binary.BigEndian.PutUint16(ip[2:], uint16(40+payload))
+		ip[8], ip[9] = 64, 6
+		copy(ip[12:], []byte{10, 80, 1, 1, 10, 80, 2, 1})
+	}
+	tcp := ip[ipLen:]
 	binary.BigEndian.PutUint16(tcp[0:], 40000)
 	binary.BigEndian.PutUint16(tcp[2:], 5201)
 	binary.BigEndian.PutUint32(tcp[4:], 1000)
 	tcp[12], tcp[13] = 5<<4, 0x18
-	gso.Hdr{Flags: gso.FlagNeedsCsum, GSOType: gso.TypeTCPv4, HdrLen: 54, GSOSize: uint16(mss), CsumStart: 34, CsumOffset: 16}.Put(f)
+	// HdrLen and CsumStart count from the Ethernet header (virtio_net_hdr).
+	gso.Hdr{Flags: gso.FlagNeedsCsum, GSOType: gsoType, HdrLen: uint16(14 + ipLen + 20), GSOSize: uint16(mss), CsumStart: uint16(14 + ipLen), CsumOffset: 16}.Put(f)
 	return f
 }
 
@@ -457,7 +464,7 @@ func TestTunnelScatter(t *testing.T) {
 // on both sides, as Linux vxlan devices share 4789: each tunnel gets its
 // own VNI's frames only, also after the other side's set changes.
 func TestTunnelsSharePort(t *testing.T) {
-	port := freePort(t)
+	port := testutil.FreePort(t, "udp", "127.0.0.1")
 	open := func(vni uint32, local, remote netip.Addr) *Tunnel {
 		tn, err := New(Config{VNI: vni, Local: local, Remotes: []netip.Addr{remote}, Port: port, MTU: 1500})
 		if err != nil {
@@ -499,7 +506,7 @@ func TestTunnelsSharePort(t *testing.T) {
 // flow (the same for every frame of a flow), and different flows use
 // several ports.
 func TestTunnelSourcePortPerFlow(t *testing.T) {
-	port := freePort(t)
+	port := testutil.FreePort(t, "udp", "127.0.0.1")
 	a, err := New(Config{VNI: 42, Local: addrA, Remotes: []netip.Addr{addrC}, Port: port, MTU: 1500})
 	if err != nil {
 		t.Fatal(err)

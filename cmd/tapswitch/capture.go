@@ -11,7 +11,6 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/tapswitch/tapswitch/api"
@@ -239,14 +238,11 @@ func cmdStats(args []string, stdout io.Writer) error {
 
 // printStats prints the counters as aligned tables.
 func printStats(w io.Writer, s api.Stats) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PORT\tKIND\tRX-PKTS\tRX-BYTES\tRX-INVALID\tRX-SAMEPORT\tRX-SPOOFED\tRX-VLANERR\tRX-DENIED\tTX-PKTS\tTX-BYTES\tTX-DROPPED\tCAPTURED\tCAPTURE-DROPPED")
-	for _, p := range s.Ports {
+	printTable(w, "PORT\tKIND\tRX-PKTS\tRX-BYTES\tRX-INVALID\tRX-SAMEPORT\tRX-SPOOFED\tRX-VLANERR\tRX-DENIED\tTX-PKTS\tTX-BYTES\tTX-DROPPED\tCAPTURED\tCAPTURE-DROPPED", s.Ports, func(tw io.Writer, p api.PortCounters) {
 		st := p.Stats
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", p.Name, p.Kind, st.RxPackets, st.RxBytes, st.RxErrors, st.RxFiltered,
 			st.RxSpoofed, st.RxVLANErrors, st.RxDenied, st.TxPackets, st.TxBytes, st.TxDropped, p.Capture.Captured, p.Capture.Dropped)
-	}
-	tw.Flush()
+	})
 	f := s.FDB
 	fmt.Fprintf(w, "\nfdb: %d entries (%d static); learned %d, moved %d, aged %d, flushed %d, evicted %d; not learned: %d ignored, %d port limit, %d table limit, %d static conflicts\n",
 		f.Entries, f.Static, f.Learned, f.Moved, f.Aged, f.Flushed, f.Evicted, f.Ignored, f.LimitPort, f.LimitTotal, f.StaticConflicts)
@@ -275,16 +271,13 @@ func printStats(w io.Writer, s api.Stats) {
 		s.Control.Connections, s.Control.IdleClosed, s.Control.Refused)
 	if len(s.Captures) > 0 {
 		fmt.Fprintln(w)
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "CAPTURE\tSINCE\tFORMAT\tCAPTURED\tINTERFACES (received/dropped)\tFILTER")
-		for _, c := range s.Captures {
+		printTable(w, "CAPTURE\tSINCE\tFORMAT\tCAPTURED\tINTERFACES (received/dropped)\tFILTER", s.Captures, func(tw io.Writer, c api.CaptureInfo) {
 			var ifs []string
 			for _, i := range c.Interfaces {
 				ifs = append(ifs, fmt.Sprintf("%s %d/%d", i.Name, i.Received, i.Dropped))
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", c.ID, c.Started.Format(time.TimeOnly), c.Format, c.Captured, strings.Join(ifs, ", "), c.Filter)
-		}
-		tw.Flush()
+		})
 	}
 	if len(s.VXLAN) > 0 {
 		fmt.Fprintln(w)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -85,13 +86,26 @@ func cmdAttach(args []string, stdout io.Writer) error {
 }
 
 func cmdDetach(args []string, stdout io.Writer) error {
-	control, arg, err := oneArg("detach", args, "give exactly one port name")
+	return deleteOne("detach", args, "give exactly one port name",
+		func(name string) (string, error) { return name, nil }, (*api.Client).Detach)
+}
+
+// deleteOne runs a subcommand that removes the one thing its argument
+// names: it parses --control and the argument (what tells what to give
+// instead), reads it with parse and has the daemon remove it with del.
+func deleteOne[T any](name string, args []string, what string, parse func(string) (T, error),
+	del func(*api.Client, context.Context, T) error) error {
+	control, arg, err := oneArg(name, args, what)
+	if err != nil {
+		return err
+	}
+	v, err := parse(arg)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := timeout()
 	defer cancel()
-	return client(control).Detach(ctx, arg)
+	return del(client(control), ctx, v)
 }
 
 func cmdShutdown(args []string, stdout io.Writer) error {
@@ -136,11 +150,49 @@ func show[T any](w io.Writer, asJSON bool, v T, err error, table func(io.Writer,
 	return nil
 }
 
+// subcmd is a subcommand of a command: the names it answers to (usage
+// messages list the first) and what runs it on the arguments after them.
+type subcmd struct {
+	names []string
+	run   func(args []string, stdout io.Writer) error
+}
+
+// subcommand runs the one of subs that args[0] names on the rest of args,
+// or returns a usage error listing them.
+func subcommand(args []string, stdout io.Writer, subs []subcmd) error {
+	names := make([]string, len(subs))
+	for i, s := range subs {
+		names[i] = s.names[0]
+	}
+	list := names[0]
+	if n := len(names); n > 1 {
+		list = strings.Join(names[:n-1], ", ") + " or " + names[n-1]
+	}
+	if len(args) == 0 {
+		return usagef("give a subcommand: %s", list)
+	}
+	for _, s := range subs {
+		if slices.Contains(s.names, args[0]) {
+			return s.run(args[1:], stdout)
+		}
+	}
+	return usagef("unknown subcommand %q: %s", args[0], list)
+}
+
+// printTable prints rows under the tab-separated header as an aligned
+// table, each row written by row as tab-separated fields ending in a newline.
+func printTable[T any](w io.Writer, header string, rows []T, row func(w io.Writer, r T)) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		row(tw, r)
+	}
+	tw.Flush()
+}
+
 // printPorts prints ports as an aligned table.
 func printPorts(w io.Writer, ports []api.Port) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tIFNAME\tMAC\tIP\tVLAN\tRX-PKTS\tRX-BYTES\tTX-PKTS\tTX-BYTES\tDROPS\tPUBLISH\tIP6")
-	for _, p := range ports {
+	printTable(w, "NAME\tIFNAME\tMAC\tIP\tVLAN\tRX-PKTS\tRX-BYTES\tTX-PKTS\tTX-BYTES\tDROPS\tPUBLISH\tIP6", ports, func(tw io.Writer, p api.Port) {
 		ifname := p.IfName
 		if ifname == "" {
 			ifname = "-"
@@ -162,8 +214,7 @@ func printPorts(w io.Writer, ports []api.Port) {
 		// (VLAN is the fifth) still work.
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", p.Name, ifname, mac, p.IP, p.VLANs(),
 			s.RxPackets, s.RxBytes, s.TxPackets, s.TxBytes, s.Drops(), pub, ip6)
-	}
-	tw.Flush()
+	})
 }
 
 func cmdFDB(args []string, stdout io.Writer) error {
@@ -173,9 +224,7 @@ func cmdFDB(args []string, stdout io.Writer) error {
 // printFDB prints the MAC table as an aligned table, one entry a line as
 // `bridge fdb show` does.
 func printFDB(w io.Writer, entries []api.FDBEntry) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "MAC\tPORT\tVLAN\tAGE\tTYPE\tVTEP")
-	for _, e := range entries {
+	printTable(w, "MAC\tPORT\tVLAN\tAGE\tTYPE\tVTEP", entries, func(tw io.Writer, e api.FDBEntry) {
 		age, typ := (time.Duration(e.Age * float64(time.Second))).Round(time.Second).String(), "learned"
 		if e.Static {
 			age, typ = "-", "static"
@@ -189,8 +238,7 @@ func printFDB(w io.Writer, entries []api.FDBEntry) {
 			vtep = "-"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.MAC, e.Port, vlan, age, typ, vtep)
-	}
-	tw.Flush()
+	})
 }
 
 func cmdVersion(args []string, stdout io.Writer) error {

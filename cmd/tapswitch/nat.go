@@ -7,7 +7,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/tapswitch/tapswitch/api"
@@ -127,12 +126,9 @@ func cmdPublish(args []string, stdout io.Writer) error {
 }
 
 func printPublishes(w io.Writer, ps []api.Published) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PUBLISH\tPORT\tTARGET")
-	for _, p := range ps {
+	printTable(w, "PUBLISH\tPORT\tTARGET", ps, func(tw io.Writer, p api.Published) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", p.Spec, p.Port, p.Target)
-	}
-	tw.Flush()
+	})
 }
 
 func cmdUnpublish(args []string, stdout io.Writer) error {

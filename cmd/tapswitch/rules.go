@@ -5,7 +5,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/tapswitch/tapswitch/api"
 )
@@ -32,18 +31,13 @@ func parseVLANList(s string) ([]uint16, error) {
 }
 
 func cmdRule(args []string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return usagef("give a subcommand: add, list or del")
-	}
-	switch args[0] {
-	case "add":
-		return cmdRuleAdd(args[1:], stdout)
-	case "list", "ls":
-		return listing(args[1:], stdout, "rule list", (*api.Client).Rules, printRules)
-	case "del", "delete", "rm":
-		return cmdRuleDel(args[1:], stdout)
-	}
-	return usagef("unknown subcommand %q: add, list or del", args[0])
+	return subcommand(args, stdout, []subcmd{
+		{[]string{"add"}, cmdRuleAdd},
+		{[]string{"list", "ls"}, func(args []string, stdout io.Writer) error {
+			return listing(args, stdout, "rule list", (*api.Client).Rules, printRules)
+		}},
+		{[]string{"del", "delete", "rm"}, cmdRuleDel},
+	})
 }
 
 // ruleFlags are the match flags of `rule add`, as given.
@@ -149,25 +143,19 @@ func cmdRuleAdd(args []string, stdout io.Writer) error {
 }
 
 func cmdRuleDel(args []string, stdout io.Writer) error {
-	control, arg, err := oneArg("rule del", args, "give exactly one rule ID (see tapswitch rule list)")
-	if err != nil {
-		return err
-	}
-	id, err := strconv.Atoi(arg)
-	if err != nil || id < 1 {
-		return usagef("rule ID %q: a positive number expected", arg)
-	}
-	ctx, cancel := timeout()
-	defer cancel()
-	return client(control).DeleteRule(ctx, id)
+	return deleteOne("rule del", args, "give exactly one rule ID (see tapswitch rule list)", func(arg string) (int, error) {
+		id, err := strconv.Atoi(arg)
+		if err != nil || id < 1 {
+			return 0, usagef("rule ID %q: a positive number expected", arg)
+		}
+		return id, nil
+	}, (*api.Client).DeleteRule)
 }
 
 // printRules prints the rules as an aligned table, in the order the switch
 // evaluates them.
 func printRules(w io.Writer, rules []api.RuleStats) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tMATCH\tACTION\tPACKETS\tBYTES\tNOTE")
-	for _, r := range rules {
+	printTable(w, "ID\tMATCH\tACTION\tPACKETS\tBYTES\tNOTE", rules, func(tw io.Writer, r api.RuleStats) {
 		act := r.Action
 		if r.MirrorTo != "" {
 			act += " " + r.MirrorTo
@@ -177,8 +165,7 @@ func printRules(w io.Writer, rules []api.RuleStats) {
 			note = "not attached: " + strings.Join(r.Missing, ",")
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%s\n", r.ID, r.Match(), act, r.Packets, r.Bytes, note)
-	}
-	tw.Flush()
+	})
 }
 
 func cmdPipeline(args []string, stdout io.Writer) error {
@@ -197,10 +184,9 @@ func printPipeline(w io.Writer, p api.Pipeline) {
 		fmt.Fprintln(w, "rules: kept, but a hub applies none (nor VLANs or isolation)")
 	}
 	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "#\tSTAGE\tHITS\tDROPS\tWHAT IT DOES")
-	for i, s := range p.Stages {
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%s\n", i+1, s.Name, s.Hits, s.Drops, s.Doc)
-	}
-	tw.Flush()
+	n := 0
+	printTable(w, "#\tSTAGE\tHITS\tDROPS\tWHAT IT DOES", p.Stages, func(tw io.Writer, s api.Stage) {
+		n++
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%s\n", n, s.Name, s.Hits, s.Drops, s.Doc)
+	})
 }

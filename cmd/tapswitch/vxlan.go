@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/tapswitch/tapswitch/api"
 	"github.com/tapswitch/tapswitch/daemon"
@@ -59,22 +58,15 @@ func (f *vxlanFlags) apply(cfg *daemon.Config) error {
 }
 
 func cmdVXLAN(args []string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return usagef("give a subcommand: add, list, del, fdb or neigh")
-	}
-	switch args[0] {
-	case "add":
-		return cmdVXLANAdd(args[1:], stdout)
-	case "list", "ls":
-		return listing(args[1:], stdout, "vxlan list", (*api.Client).VXLANs, printVXLANs)
-	case "del", "delete", "rm":
-		return cmdVXLANDel(args[1:], stdout)
-	case "fdb":
-		return cmdVXLANFDB(args[1:], stdout)
-	case "neigh":
-		return cmdVXLANNeigh(args[1:], stdout)
-	}
-	return usagef("unknown subcommand %q: add, list, del, fdb or neigh", args[0])
+	return subcommand(args, stdout, []subcmd{
+		{[]string{"add"}, cmdVXLANAdd},
+		{[]string{"list", "ls"}, func(args []string, stdout io.Writer) error {
+			return listing(args, stdout, "vxlan list", (*api.Client).VXLANs, printVXLANs)
+		}},
+		{[]string{"del", "delete", "rm"}, cmdVXLANDel},
+		{[]string{"fdb"}, cmdVXLANFDB},
+		{[]string{"neigh"}, cmdVXLANNeigh},
+	})
 }
 
 // cmdVXLANNeigh is `vxlan neigh VNI [--json]`: the addresses learned
@@ -83,11 +75,7 @@ func cmdVXLANNeigh(args []string, stdout io.Writer) error {
 	fs := newFlags("vxlan neigh")
 	asJSON := fs.Bool("json", false, "print JSON")
 	control := controlFlag(fs)
-	arg, err := parseOne(fs, args, "give one VNI")
-	if err != nil {
-		return err
-	}
-	vni, err := parseVNI(arg)
+	vni, err := parseVNI(parseOne(fs, args, "give one VNI"))
 	if err != nil {
 		return err
 	}
@@ -95,12 +83,9 @@ func cmdVXLANNeigh(args []string, stdout io.Writer) error {
 	defer cancel()
 	list, err := client(*control).VXLANNeighs(ctx, vni)
 	return show(stdout, *asJSON, list, err, func(w io.Writer, list []api.VXLANNeigh) {
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "IP\tMAC\tAGE")
-		for _, n := range list {
+		printTable(w, "IP\tMAC\tAGE", list, func(tw io.Writer, n api.VXLANNeigh) {
 			fmt.Fprintf(tw, "%s\t%s\t%.0fs\n", n.IP, n.MAC, n.Age)
-		}
-		tw.Flush()
+		})
 	})
 }
 
@@ -114,7 +99,7 @@ func cmdVXLANFDB(args []string, stdout io.Writer) error {
 	if len(pos) < 3 || (pos[0] == "add") != (len(pos) == 4) || (pos[0] != "add" && pos[0] != "del") {
 		return usagef("vxlan fdb add VNI MAC VTEP | vxlan fdb del VNI MAC")
 	}
-	vni, err := parseVNI(pos[1])
+	vni, err := parseVNI(pos[1], nil)
 	if err != nil {
 		return err
 	}
@@ -126,8 +111,12 @@ func cmdVXLANFDB(args []string, stdout io.Writer) error {
 	return client(control).DeleteVXLANStatic(ctx, vni, pos[2])
 }
 
-// parseVNI reads a VNI argument.
-func parseVNI(s string) (uint32, error) {
+// parseVNI reads a VNI argument. A non-nil err, from parsing the
+// arguments that held s, is returned as it is, so that callers check once.
+func parseVNI(s string, err error) (uint32, error) {
+	if err != nil {
+		return 0, err
+	}
 	vni, err := strconv.ParseUint(s, 10, 24)
 	if err != nil {
 		return 0, usagef("vni %q: not a number below 16777216", s)
@@ -154,24 +143,13 @@ func cmdVXLANAdd(args []string, stdout io.Writer) error {
 }
 
 func cmdVXLANDel(args []string, stdout io.Writer) error {
-	control, arg, err := oneArg("vxlan del", args, "give the VNI of the tunnel to remove")
-	if err != nil {
-		return err
-	}
-	vni, err := parseVNI(arg)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := timeout()
-	defer cancel()
-	return client(control).DeleteVXLAN(ctx, vni)
+	return deleteOne("vxlan del", args, "give the VNI of the tunnel to remove",
+		func(arg string) (uint32, error) { return parseVNI(arg, nil) }, (*api.Client).DeleteVXLAN)
 }
 
 // printVXLANs prints each tunnel, then its VTEPs with their counters.
 func printVXLANs(w io.Writer, list []api.VXLAN) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tVNI\tLOCAL\tPORT\tVLAN\tMTU\tINNER-MTU\tMACS\tDROPS\tSUPPRESS\tNEIGHS\tARP-SUPPRESSED\tND-SUPPRESSED")
-	for _, v := range list {
+	printTable(w, "NAME\tVNI\tLOCAL\tPORT\tVLAN\tMTU\tINNER-MTU\tMACS\tDROPS\tSUPPRESS\tNEIGHS\tARP-SUPPRESSED\tND-SUPPRESSED", list, func(tw io.Writer, v api.VXLAN) {
 		s := v.Stats
 		drops := s.RxMalformed + s.RxBadVNI + s.RxDenied + s.RxClaimed + s.RxNoVTEP + s.TxTooBig + s.TxErrors
 		supp := "off"
@@ -180,19 +158,15 @@ func printVXLANs(w io.Writer, list []api.VXLAN) {
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%d\t%d\t%d\n", v.Name, v.Spec.VNI, v.Spec.Local, v.Port, v.VLAN, v.MTU, v.InnerMTU, s.MACs, drops,
 			supp, s.Neighs, s.ARPSuppressed, s.NDSuppressed)
-	}
-	tw.Flush()
+	})
 	for _, v := range list {
 		fmt.Fprintf(w, "\n%s VTEPs:\n", v.Name)
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "VTEP\tKIND\tRX-PKTS\tRX-BYTES\tTX-PKTS\tTX-BYTES\tTX-DROPPED")
-		for _, e := range v.VTEPs {
+		printTable(w, "VTEP\tKIND\tRX-PKTS\tRX-BYTES\tTX-PKTS\tTX-BYTES\tTX-DROPPED", v.VTEPs, func(tw io.Writer, e api.VTEPStats) {
 			kind := "known" // learned from a datagram, or named by a static entry
 			if e.Remote {
 				kind = "remote" // flooded to
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\n", e.Addr, kind, e.RxPackets, e.RxBytes, e.TxPackets, e.TxBytes, e.TxDropped)
-		}
-		tw.Flush()
+		})
 	}
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/tapswitch/tapswitch/internal/checksum"
 	"github.com/tapswitch/tapswitch/internal/netnsutil"
+	"github.com/tapswitch/tapswitch/internal/testutil"
 	"github.com/tapswitch/tapswitch/nat"
 	"github.com/tapswitch/tapswitch/wire"
 )
@@ -53,14 +54,12 @@ func TestParseSpec(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.spec, func(t *testing.T) {
 			c, err := ParseSpec(tt.spec)
+			wantErr := ""
 			if !tt.ok {
-				if err == nil || !errors.Is(err, ErrInvalidSpec) || !strings.Contains(err.Error(), tt.want) {
-					t.Fatalf("got %v, want an ErrInvalidSpec containing %q", err, tt.want)
-				}
-				return
+				wantErr = tt.want
 			}
-			if err != nil {
-				t.Fatal(err)
+			if testutil.WantErr(t, err, ErrInvalidSpec, wantErr) {
+				return
 			}
 			if got := c.String(); got != tt.want {
 				t.Errorf("got %q, want %q", got, tt.want)
@@ -79,11 +78,7 @@ func echoServer(t *testing.T) netip.AddrPort {
 // echoServerAt is echoServer on addr of network.
 func echoServerAt(t *testing.T, network, addr string) netip.AddrPort {
 	t.Helper()
-	ln, err := net.Listen(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
+	ln := testutil.Listen(t, network, addr)
 	go netnsutil.Serve(ln, func(c net.Conn) { io.Copy(c, c) })
 	return ln.Addr().(*net.TCPAddr).AddrPort()
 }
@@ -135,10 +130,8 @@ func TestTCPSuperSegmentsToTheContainer(t *testing.T) {
 
 func TestTCPRefusedIsReset(t *testing.T) {
 	r := newRig(t, Config{HostLoopback: true})
-	// A port nobody listens on: listen, note it, close.
-	ln, _ := net.Listen("tcp4", "127.0.0.1:0")
-	ap := ln.Addr().(*net.TCPAddr).AddrPort()
-	ln.Close()
+	// A port nobody listens on.
+	ap := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), testutil.FreePort(t, "tcp4", "127.0.0.1"))
 	_, err := gonet.DialTCP(r.peer, r.full(ap), ipv4.ProtocolNumber)
 	if err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Fatalf("dial a closed host port: got %v, want connection refused", err)
@@ -187,11 +180,7 @@ func TestLoopbackAddressesNeverReached(t *testing.T) {
 
 func TestHostResetIsReset(t *testing.T) {
 	r := newRig(t, Config{HostLoopback: true})
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := testutil.Listen(t, "tcp4", "127.0.0.1:0")
 	go func() {
 		c, err := ln.Accept()
 		if err != nil {
@@ -225,22 +214,13 @@ func udpEchoServer(t *testing.T, network, addr string) netip.AddrPort {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pc.Close() })
-	c := pc.(*net.UDPConn)
-	go func() {
-		b := make([]byte, 65536)
-		for {
-			n, from, err := c.ReadFromUDPAddrPort(b)
-			if err != nil {
-				return
-			}
-			if string(b[:n]) == "big" {
-				c.WriteToUDPAddrPort(bytes.Repeat([]byte("b"), 4000), from)
-				continue
-			}
-			c.WriteToUDPAddrPort(b[:n], from)
+	go testutil.ServeUDP(pc, func(b []byte, _ net.Addr) []byte {
+		if string(b) == "big" {
+			return bytes.Repeat([]byte("b"), 4000)
 		}
-	}()
-	return c.LocalAddr().(*net.UDPAddr).AddrPort()
+		return b
+	})
+	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
 // udpEchoes sends a datagram of 1 byte, one of 1400 and "big" on c and
@@ -425,12 +405,7 @@ func ptr[T any](v T) *T { return &v }
 func TestPublishedTCPKeepsClientAddress(t *testing.T) {
 	r := newRig(t, Config{})
 	// The "container" listens on the host port itself (no NAT here).
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).AddrPort().Port()
-	ln.Close()
+	port := testutil.FreePort(t, "tcp4", "127.0.0.1")
 	inner, err := gonet.ListenTCP(r.peer, r.full(netip.AddrPortFrom(r.u.Addr(), port)), ipv4.ProtocolNumber)
 	if err != nil {
 		t.Fatal(err)
@@ -491,15 +466,11 @@ func publishedExchange(t *testing.T, r *rig, p nat.Publish, client, sc net.Conn,
 
 func TestPublishPortInUse(t *testing.T) {
 	r := newRig(t, Config{})
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := testutil.Listen(t, "tcp4", "127.0.0.1:0")
 	port := ln.Addr().(*net.TCPAddr).AddrPort().Port()
 	// A range whose last port is taken: nothing stays open.
 	p := nat.Publish{Proto: nat.TCP, HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: port - 2, HostPortEnd: port, TargetPort: 80}
-	err = r.u.Publish(p)
+	err := r.u.Publish(p)
 	if !errors.Is(err, ErrHostPortInUse) || !strings.Contains(err.Error(), "127.0.0.1:") {
 		t.Fatalf("got %v, want ErrHostPortInUse naming the address", err)
 	}

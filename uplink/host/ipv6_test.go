@@ -18,6 +18,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 
 	"github.com/tapswitch/tapswitch/internal/checksum"
+	"github.com/tapswitch/tapswitch/internal/testutil"
 	"github.com/tapswitch/tapswitch/nat"
 	"github.com/tapswitch/tapswitch/wire"
 )
@@ -83,6 +84,22 @@ func TestUDP6Echo(t *testing.T) {
 	udpEchoThrough(t, r, dst, ipv6.ProtocolNumber)
 }
 
+// publishLoopback6 publishes a free port of proto on [::1] to port target
+// of the container's IPv6 address (peer6), and returns the publish.
+func publishLoopback6(t *testing.T, r *rig, proto nat.Proto, target uint16) nat.Publish {
+	t.Helper()
+	network := "tcp6"
+	if proto == nat.UDP {
+		network = "udp6"
+	}
+	port := testutil.FreePort(t, network, "::1")
+	p := nat.Publish{Proto: proto, HostIP: netip.IPv6Loopback(), HostPort: port, HostPortEnd: port, TargetPort: target, Target6: peer6}
+	if err := r.u.Publish(p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // TestPublishedTCP6KeepsClientAddress: a port published on [::1] reaches
 // the container's IPv6 address from the client's (::1 shown as
 // Loopback6), and listens on ::1 only.
@@ -93,11 +110,8 @@ func TestPublishedTCP6KeepsClientAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer inner.Close()
-	port := freePort(t, "tcp6")
-	p := nat.Publish{Proto: nat.TCP, HostIP: netip.IPv6Loopback(), HostPort: port, HostPortEnd: port, TargetPort: 80, Target6: peer6}
-	if err := r.u.Publish(p); err != nil {
-		t.Fatal(err)
-	}
+	p := publishLoopback6(t, r, nat.TCP, 80)
+	port := p.HostPort
 	if ip, ok := r.u.HostIP(nat.TCP, port); !ok || ip != netip.IPv6Loopback() {
 		t.Errorf("HostIP: %s %v, want ::1", ip, ok)
 	}
@@ -120,12 +134,8 @@ func TestPublishedUDP6(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer inner.Close()
-	port := freePort(t, "udp6")
-	p := nat.Publish{Proto: nat.UDP, HostIP: netip.IPv6Loopback(), HostPort: port, HostPortEnd: port, TargetPort: 53, Target6: peer6}
-	if err := r.u.Publish(p); err != nil {
-		t.Fatal(err)
-	}
-	client, err := net.Dial("udp6", netip.AddrPortFrom(netip.IPv6Loopback(), port).String())
+	p := publishLoopback6(t, r, nat.UDP, 53)
+	client, err := net.Dial("udp6", netip.AddrPortFrom(netip.IPv6Loopback(), p.HostPort).String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +158,7 @@ func TestPublishedUDP6(t *testing.T) {
 	if n, err := client.Read(b); err != nil || string(b[:n]) != "a" {
 		t.Fatalf("client read %q, %v", b[:n], err)
 	}
-	port2 := freePort(t, "udp6")
+	port2 := testutil.FreePort(t, "udp6", "::1")
 	q := p
 	q.HostPort, q.HostPortEnd = port2, port2
 	if err := r.u.Publish(q); !errors.Is(err, nat.ErrPublishOverlap) {
@@ -162,33 +172,12 @@ func TestPublishedUDP6(t *testing.T) {
 	waitFor(t, "listener closed", func() bool { return r.u.Stats().Listeners == 0 })
 }
 
-// freePort returns a port of network free on the loopback now.
-func freePort(t *testing.T, network string) uint16 {
-	t.Helper()
-	switch network {
-	case "tcp6":
-		ln, err := net.Listen(network, "[::1]:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		return ln.Addr().(*net.TCPAddr).AddrPort().Port()
-	default:
-		c, err := net.ListenPacket(network, "[::1]:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).AddrPort().Port()
-	}
-}
-
 // TestUDP6PortUnreachable: the host's ICMPv6 port unreachable about a
 // container's datagram (IPV6_RECVERR) is handed back quoting the datagram
 // as the container sent it, so that its kernel finds the socket.
 func TestUDP6PortUnreachable(t *testing.T) {
 	r := newRig(t, Config{HostLoopback: true})
-	port := freePort(t, "udp6")
+	port := testutil.FreePort(t, "udp6", "::1")
 	got := r.watch()
 	lo6, src := r.u.Config().Loopback6.As16(), peer6.As16()
 	pkt := make([]byte, 48+7)

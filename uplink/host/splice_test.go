@@ -20,20 +20,10 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 
+	"github.com/tapswitch/tapswitch/internal/testutil"
 	"github.com/tapswitch/tapswitch/nat"
 	"github.com/tapswitch/tapswitch/uplink"
 )
-
-// freePort4 returns a TCP port of 127.0.0.1 that nothing listens on.
-func freePort4(t *testing.T) uint16 {
-	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).AddrPort().Port()
-}
 
 // publishLoopback publishes port on 127.0.0.1 and returns the address to
 // dial.
@@ -92,7 +82,7 @@ func TestPublishedTCPSpliced(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newRig(t, Config{})
 			srv := echoServerAt(t, tt.network, netip.AddrPortFrom(tt.pub.HostIP, 0).String())
-			tt.pub.HostPort = freePort4(t)
+			tt.pub.HostPort = testutil.FreePort(t, "tcp4", "127.0.0.1")
 			var calls atomic.Int32
 			r.u.SetLocalDialer(dialTo(srv, tt.pub.HostPort, tt.wantV6, &calls))
 			addr := publishAt(t, r, tt.pub)
@@ -152,7 +142,7 @@ func TestPublishedTCPSpliceFallback(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newRig(t, tt.cfg)
 			r.u.SetLocalDialer(tt.dial)
-			port := freePort4(t)
+			port := testutil.FreePort(t, "tcp4", "127.0.0.1")
 			inner, err := gonet.ListenTCP(r.peer, r.full(netip.AddrPortFrom(r.u.Addr(), port)), ipv4.ProtocolNumber)
 			if err != nil {
 				t.Fatal(err)
@@ -173,26 +163,14 @@ func TestPublishedTCPSpliceFallback(t *testing.T) {
 // the client, counted once; Close resets a spliced connection still open.
 func TestPublishedTCPSplicedReset(t *testing.T) {
 	r := newRig(t, Config{})
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	port := freePort4(t)
+	ln := testutil.Listen(t, "tcp4", "127.0.0.1:0")
+	port := testutil.FreePort(t, "tcp4", "127.0.0.1")
 	var calls atomic.Int32
 	r.u.SetLocalDialer(dialTo(ln.Addr().(*net.TCPAddr).AddrPort(), port, false, &calls))
 	addr := publishLoopback(t, r, port)
 
-	c, err := net.Dial("tcp4", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, sc := dialAccept(t, "tcp4", addr, ln)
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	sc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Reset only once the splice holds the connection: a reset that
 	// reaches the dialer's connect first fails the dial, and the client
 	// goes through the netstack instead (splice_failed, not a reset).
@@ -207,17 +185,8 @@ func TestPublishedTCPSplicedReset(t *testing.T) {
 		t.Errorf("tcp_resets %d, want 1", s.TCPResets)
 	}
 
-	c2, err := net.Dial("tcp4", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c2.Close()
+	c2, _ := dialAccept(t, "tcp4", addr, ln)
 	c2.SetDeadline(time.Now().Add(10 * time.Second))
-	sc2, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc2.Close()
 	waitFor(t, "the connection spliced", func() bool { return r.u.Stats().TCPActive == 1 })
 	r.close()
 	if _, err := io.ReadAll(c2); !errors.Is(err, syscall.ECONNRESET) {
@@ -231,7 +200,7 @@ func TestPublishedTCPSplicedReset(t *testing.T) {
 func TestSpliceAllocs(t *testing.T) {
 	r := newRig(t, Config{})
 	srv := echoServer(t)
-	port := freePort4(t)
+	port := testutil.FreePort(t, "tcp4", "127.0.0.1")
 	var calls atomic.Int32
 	r.u.SetLocalDialer(dialTo(srv, port, false, &calls))
 	c, err := net.Dial("tcp4", publishLoopback(t, r, port))

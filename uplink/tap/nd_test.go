@@ -113,7 +113,7 @@ func TestResolve6QueueAndSend(t *testing.T) {
 	if err := u.Send(pkt, Headroom); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
-	fs := dev.take()
+	fs := dev.Take()
 	if len(fs) != 1 {
 		t.Fatalf("%d frames after Send to an unresolved hop, want one NS", len(fs))
 	}
@@ -127,7 +127,7 @@ func TestResolve6QueueAndSend(t *testing.T) {
 	na := make([]byte, wire.NALen+wire.NDLLOptLen)
 	wire.PutNA(na, lanIP6.As16(), wire.NAFlagSolicited|wire.NAFlagRouter, lanMAC)
 	u.input(icmp6TestFrame(u.mac, lanMAC, lanIP6, upIP6, 255, na), nil)
-	fs = dev.take()
+	fs = dev.Take()
 	if len(fs) != 1 || [6]byte(fs[0][vswitch.VnetHdrLen:]) != lanMAC || !bytes.Equal(fs[0][Headroom:], pkt[Headroom:]) ||
 		wire.Ethernet(fs[0][vswitch.VnetHdrLen:]).Type() != wire.EtherTypeIPv6 {
 		t.Fatalf("after the NA: frames %x, want the queued packet to %x", fs, lanMAC)
@@ -158,7 +158,7 @@ func TestAnswersNSAndEcho6(t *testing.T) {
 	wire.PutNS(ns, upIP6.As16(), lanMAC)
 	sn := wire.SolicitedNode(upIP6.As16())
 	u.input(icmp6TestFrame(wire.MulticastMAC(sn), lanMAC, lanIP6, netip.AddrFrom16(sn), 255, ns), nil)
-	fs := dev.take()
+	fs := dev.Take()
 	if len(fs) != 1 {
 		t.Fatalf("%d frames after an NS for the uplink's address, want an NA", len(fs))
 	}
@@ -169,7 +169,7 @@ func TestAnswersNSAndEcho6(t *testing.T) {
 		t.Fatalf("NA %+v (%v)", nd, err)
 	}
 	// The solicitor was learned: a packet to it goes out at once.
-	if err := u.Send(udp6Packet(upIP6, lanIP6), Headroom); err != nil || len(dev.take()) != 1 {
+	if err := u.Send(udp6Packet(upIP6, lanIP6), Headroom); err != nil || len(dev.Take()) != 1 {
 		t.Errorf("Send to the learned solicitor: %v", err)
 	}
 	// Another target, a wrong hop limit: nothing.
@@ -177,7 +177,7 @@ func TestAnswersNSAndEcho6(t *testing.T) {
 	u.input(icmp6TestFrame(wire.MulticastMAC(wire.SolicitedNode(otherIP6.As16())), lanMAC, lanIP6, netip.AddrFrom16(wire.SolicitedNode(otherIP6.As16())), 255, ns), nil)
 	wire.PutNS(ns, upIP6.As16(), lanMAC)
 	u.input(icmp6TestFrame(u.mac, lanMAC, lanIP6, upIP6, 64, ns), nil)
-	if n := len(dev.take()); n != 0 {
+	if n := len(dev.Take()); n != 0 {
 		t.Errorf("%d frames after NSs for another host or from off-link, want 0", n)
 	}
 	// An unsolicited NA does not create an entry.
@@ -192,7 +192,7 @@ func TestAnswersNSAndEcho6(t *testing.T) {
 
 	echo := []byte{wire.ICMPv6EchoRequest, 0, 0, 0, 0, 7, 0, 1, 'h', 'i'}
 	u.input(icmp6TestFrame(u.mac, lanMAC, lanIP6, upIP6, 64, echo), nil)
-	fs = dev.take()
+	fs = dev.Take()
 	if len(fs) != 1 {
 		t.Fatalf("%d frames after an echo request, want a reply", len(fs))
 	}
@@ -226,7 +226,7 @@ func TestNoIPv6(t *testing.T) {
 	frame := udp6Packet(lanIP6, upIP6)
 	wire.PutEthernet(frame[vswitch.VnetHdrLen:], u.mac, lanMAC, wire.EtherTypeIPv6)
 	u.input(frame, func([]byte) { t.Error("IPv6 reached the handler without ip6") })
-	if u.Addr6().IsValid() || len(dev.take()) != 0 {
+	if u.Addr6().IsValid() || len(dev.Take()) != 0 {
 		t.Errorf("Addr6 %v, or frames written", u.Addr6())
 	}
 }

@@ -45,7 +45,7 @@ func resolved(t *testing.T) (*TAP, *fakeDev) {
 	t.Helper()
 	u, dev, _ := newTestTAP(t)
 	u.input(arpFrame(t, arp.OperationRequest, lanMAC, lanIP, u.Addr(), wire.BroadcastMAC), nil)
-	dev.take()
+	dev.Take()
 	return u, dev
 }
 
@@ -78,7 +78,7 @@ func TestSendGSO(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			fs := dev.take()
+			fs := dev.Take()
 			if len(fs) != 1 {
 				t.Fatalf("%d frames written, want 1", len(fs))
 			}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mdlayher/arp"
 
+	"github.com/tapswitch/tapswitch/internal/testutil"
 	vswitch "github.com/tapswitch/tapswitch/switch"
 	"github.com/tapswitch/tapswitch/wire"
 )
@@ -57,14 +58,12 @@ func TestParseSpec(t *testing.T) {
 func parseSpecCase(t *testing.T, spec, want string, ok bool) *Config {
 	t.Helper()
 	c, err := ParseSpec(spec)
+	wantErr := ""
 	if !ok {
-		if err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, ErrInvalidSpec) {
-			t.Fatalf("ParseSpec(%q) = %v, want an ErrInvalidSpec containing %q", spec, err, want)
-		}
-		return nil
+		wantErr = want
 	}
-	if err != nil {
-		t.Fatalf("ParseSpec(%q): %v", spec, err)
+	if testutil.WantErr(t, err, ErrInvalidSpec, wantErr) {
+		return nil
 	}
 	if got := c.String(); !strings.Contains(got, want) {
 		t.Errorf("ParseSpec(%q).String() = %q, want it to contain %q", spec, got, want)
@@ -75,14 +74,13 @@ func parseSpecCase(t *testing.T, spec, want string, ok bool) *Config {
 // fakeDev is an in-memory device: Write records frames, Read returns what
 // the test injects.
 type fakeDev struct {
-	mu     sync.Mutex
-	frames [][]byte
-	in     chan []byte
-	closed chan struct{}
-	once   sync.Once
-	// discard makes Write count frames instead of keeping them.
+	testutil.Frames // what Write was given, unless discard
+	in              chan []byte
+	closed          chan struct{}
+	once            sync.Once
+	mu              sync.Mutex // guards discard
+	// discard makes Write drop frames instead of keeping them.
 	discard bool
-	count   int
 }
 
 func newFakeDev() *fakeDev { return &fakeDev{in: make(chan []byte, 16), closed: make(chan struct{})} }
@@ -98,23 +96,15 @@ func (d *fakeDev) Read(buf []byte, off int) (int, error) {
 
 func (d *fakeDev) Write(buf []byte, off int) (int, error) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.count++
-	if !d.discard {
-		d.frames = append(d.frames, append([]byte(nil), buf[off:]...))
+	discard := d.discard
+	d.mu.Unlock()
+	if !discard {
+		d.Add(buf[off:])
 	}
 	return len(buf) - off, nil
 }
 
 func (d *fakeDev) Close() error { d.once.Do(func() { close(d.closed) }); return nil }
-
-func (d *fakeDev) take() [][]byte {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	f := d.frames
-	d.frames = nil
-	return f
-}
 
 var (
 	lanMAC = [6]byte{0x02, 0, 0, 0, 0, 0x01}
@@ -169,7 +159,7 @@ func TestResolveQueueAndSend(t *testing.T) {
 	if err := u.Send(pkt, Headroom); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
-	fs := dev.take()
+	fs := dev.Take()
 	if len(fs) != 1 || binary.BigEndian.Uint16(fs[0][vswitch.VnetHdrLen+12:]) != wire.EtherTypeARP {
 		t.Fatalf("after Send to an unresolved hop: %d frames, want one ARP request", len(fs))
 	}
@@ -182,7 +172,7 @@ func TestResolveQueueAndSend(t *testing.T) {
 	}
 	// The reply releases the queued packet, addressed to the gateway's MAC.
 	u.input(arpFrame(t, arp.OperationReply, lanMAC, lanIP, u.Addr(), u.mac), nil)
-	fs = dev.take()
+	fs = dev.Take()
 	if len(fs) != 1 || [6]byte(fs[0][vswitch.VnetHdrLen:]) != lanMAC || !bytes.Equal(fs[0][Headroom:], pkt[Headroom:]) {
 		t.Fatalf("after the ARP reply: frames %x, want the queued packet to %x", fs, lanMAC)
 	}
@@ -195,7 +185,7 @@ func TestResolveQueueAndSend(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	dev.take()
+	dev.Take()
 	if allocs != 0 {
 		t.Errorf("Send to a resolved hop: %v allocations, want 0", allocs)
 	}
@@ -210,7 +200,7 @@ func TestQueueBoundAndExpiry(t *testing.T) {
 	if s := u.Stats(); s.PendingQueued != PendingPerHop || s.PendingDropped != 5 {
 		t.Errorf("queued %d dropped %d, want %d and 5", s.PendingQueued, s.PendingDropped, PendingPerHop)
 	}
-	if n := len(dev.take()); n != 1 {
+	if n := len(dev.Take()); n != 1 {
 		t.Errorf("%d ARP requests for a burst, want 1 (at most one a second)", n)
 	}
 	*now += int64(ResolveTimeout)
@@ -223,7 +213,7 @@ func TestQueueBoundAndExpiry(t *testing.T) {
 func TestAnswersARPAndDeliversIPv4(t *testing.T) {
 	u, dev, _ := newTestTAP(t)
 	u.input(arpFrame(t, arp.OperationRequest, lanMAC, lanIP, u.Addr(), wire.BroadcastMAC), nil)
-	fs := dev.take()
+	fs := dev.Take()
 	if len(fs) != 1 {
 		t.Fatalf("%d frames after an ARP request for our address, want a reply", len(fs))
 	}
@@ -233,12 +223,12 @@ func TestAnswersARPAndDeliversIPv4(t *testing.T) {
 		t.Fatalf("reply %+v (%v)", rep, err)
 	}
 	// The requester was learned: a packet to it goes out at once.
-	if err := u.Send(ipPacket(lanIP), Headroom); err != nil || len(dev.take()) != 1 {
+	if err := u.Send(ipPacket(lanIP), Headroom); err != nil || len(dev.Take()) != 1 {
 		t.Errorf("Send to the learned requester: %v", err)
 	}
 	// A request for another address is not answered.
 	u.input(arpFrame(t, arp.OperationRequest, lanMAC, lanIP, netip.MustParseAddr("198.51.100.77"), wire.BroadcastMAC), nil)
-	if n := len(dev.take()); n != 0 {
+	if n := len(dev.Take()); n != 0 {
 		t.Errorf("%d frames after an ARP request for another host, want 0", n)
 	}
 
