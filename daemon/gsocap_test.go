@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/tapswitch/tapswitch/api"
+	"github.com/tapswitch/tapswitch/internal/testutil"
 	"github.com/tapswitch/tapswitch/switch/tap"
 	"github.com/tapswitch/tapswitch/vxlan"
 )
@@ -73,7 +74,7 @@ func TestSyncGSOCaps(t *testing.T) {
 	}
 	d.mu.Unlock()
 
-	port := freeUDPPort(t)
+	port := testutil.FreePort(t, "udp", "127.0.0.1")
 	spec := api.VXLANSpec{VNI: 42, Local: "127.0.0.1", Remotes: []string{"127.0.0.2"}, Port: port, MTU: 1500, VLAN: 10}
 	if _, err := d.AddVXLAN(spec); err != nil {
 		t.Fatal(err)
