@@ -48,10 +48,6 @@ func (d *Daemon) createTap(a *attachment, pid int) (*tap.Device, error) {
 		Gateway: d.cfg.Gateway,
 	}
 	cfg.GSOMaxSegs = d.tapGSOMaxSegs(a.mtu)
-	a.gsoSegs = cfg.GSOMaxSegs
-	if a.gsoSegs == 0 {
-		a.gsoSegs = tap.MaxGSOSegs // the kernel's default
-	}
 	d.tapConfig6(a, &cfg)
 	if !d.useHelper() {
 		dev, err := tap.Create(cfg)
@@ -308,6 +304,7 @@ func (d *Daemon) attachReserved(ctx context.Context, a *attachment, pubs []nat.P
 	if err != nil {
 		return api.Port{}, err
 	}
+	a.gsoSegs = dev.GSOMaxSegs()
 	// Once attached, and d.mu released: a tunnel added or removed while
 	// the TAP was made (or before the daemon that made an adopted one
 	// died) changes its bound (gsocap.go).

@@ -94,7 +94,7 @@ type attachment struct {
 	// helper is whether the TAP was made by the namespace helper.
 	helper bool
 	// gsoSegs is the gso_max_segs the TAP is known to have (0: not
-	// known, as for an adopted one); gsoWarned whether a failure to set
+	// known); gsoWarned whether a failure to set
 	// it was logged. Guarded by d.gso.mu once attached (gsocap.go).
 	gsoSegs   int
 	gsoWarned bool

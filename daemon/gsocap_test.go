@@ -68,7 +68,7 @@ func TestSyncGSOCaps(t *testing.T) {
 	for _, a := range []*attachment{
 		{name: "p1", mtu: 1450, gsoSegs: tap.MaxGSOSegs},
 		{name: "p2", mtu: 9000, gsoSegs: tap.MaxGSOSegs},
-		{name: "p3", mtu: 1450}, // adopted: not known
+		{name: "p3", mtu: 1450}, // not known (0)
 	} {
 		d.ports[a.name] = a
 	}

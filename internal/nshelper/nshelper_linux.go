@@ -106,7 +106,9 @@ func sendsTAP(op string) bool { return op != opRemove && op != opGSO }
 // the TAP's descriptor.
 type reply struct {
 	Offloads vswitch.Offloads `json:"offloads"`
-	Err      string           `json:"error,omitempty"`
+	// GSOMaxSegs is the TAP's Device.GSOMaxSegs.
+	GSOMaxSegs int    `json:"gso_max_segs,omitempty"`
+	Err        string `json:"error,omitempty"`
 	// Kind says which sentinel Err stood for: "exists" or "invalid" (of
 	// package tap), "gone" (ErrGone) or "".
 	Kind string `json:"kind,omitempty"`
@@ -217,7 +219,7 @@ func run(ctx context.Context, exe, path string, req request, privileged bool) (*
 		}
 		return nil, nil
 	}
-	return tap.FromFD(fd, req.Name, path, rep.Offloads)
+	return tap.FromFD(fd, req.Name, path, rep.Offloads, rep.GSOMaxSegs)
 }
 
 // ErrGone is returned (wrapped) by Adopt and Remove when the namespace has
@@ -444,7 +446,7 @@ func adopt(req request) (reply, *tap.Device) {
 	if d == nil {
 		return reply{}, nil
 	}
-	return reply{Offloads: d.Offloads()}, d
+	return reply{Offloads: d.Offloads(), GSOMaxSegs: d.GSOMaxSegs()}, d
 }
 
 // create creates the TAP of req in the current namespace.
@@ -487,7 +489,7 @@ func create(req request) (reply, *tap.Device) {
 		}
 		return rep, nil
 	}
-	return reply{Offloads: d.Offloads()}, d
+	return reply{Offloads: d.Offloads(), GSOMaxSegs: d.GSOMaxSegs()}, d
 }
 
 // text is v's text form, "" for its zero value (an invalid prefix or

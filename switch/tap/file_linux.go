@@ -22,13 +22,14 @@ func (d *Device) File() *os.File { return d.f }
 // inside the container's namespaces that passed the descriptor back over a
 // unix socket. name and netns are what Name and Netns report; offloads are
 // those the creator's TUNSETOFFLOAD accepted (Device.Offloads there), as the
-// kernel has no call to read them back.
+// kernel has no call to read them back; gsoMaxSegs is what GSOMaxSegs
+// reports (the creator's, 0 if not known).
 //
 // FromFD checks with TUNGETIFF that fd is a TAP with IFF_VNET_HDR and
 // without packet information, and makes it non-blocking and close-on-exec.
 // It takes ownership of fd: on error fd is closed, and with it (if it was
 // the last reference) the kernel deletes the TAP.
-func FromFD(fd int, name, netns string, offloads vswitch.Offloads) (*Device, error) {
+func FromFD(fd int, name, netns string, offloads vswitch.Offloads, gsoMaxSegs int) (*Device, error) {
 	if err := checkTap(fd); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("adopt tap %s: %w", name, err)
@@ -37,7 +38,7 @@ func FromFD(fd int, name, netns string, offloads vswitch.Offloads) (*Device, err
 	// os.NewFile sees O_NONBLOCK and puts the file in the netpoller, as
 	// Create does (io_linux.go).
 	f := os.NewFile(uintptr(fd), "/dev/net/tun")
-	return &Device{f: f, name: name, netns: netns, offloads: offloads}, nil
+	return &Device{f: f, name: name, netns: netns, offloads: offloads, gsoMaxSegs: gsoMaxSegs}, nil
 }
 
 // checkTap checks that fd is a TAP of the kind Create makes and sets it

@@ -23,13 +23,13 @@ func TestFromFD(t *testing.T) {
 		}
 	})
 	orig.Close()
-	d, err := FromFD(dup, "eth0", path, orig.Offloads())
+	d, err := FromFD(dup, "eth0", path, orig.Offloads(), orig.GSOMaxSegs())
 	if err != nil {
 		t.Fatalf("FromFD: %v", err)
 	}
 	t.Cleanup(func() { d.Close() })
-	if d.Name() != "eth0" || d.Netns() != path || d.Offloads() != orig.Offloads() {
-		t.Errorf("got name %q netns %q offloads %s, want eth0, %s, %s", d.Name(), d.Netns(), d.Offloads(), path, orig.Offloads())
+	if d.Name() != "eth0" || d.Netns() != path || d.Offloads() != orig.Offloads() || d.GSOMaxSegs() != MaxGSOSegs {
+		t.Errorf("got name %q netns %q offloads %s gso_max_segs %d, want eth0, %s, %s, %d", d.Name(), d.Netns(), d.Offloads(), d.GSOMaxSegs(), path, orig.Offloads(), MaxGSOSegs)
 	}
 	if got := linkNames(t, path); !slices.Contains(got, "eth0") {
 		t.Fatalf("links after the first file closed: %v, want eth0 kept by the adopted one", got)
@@ -62,7 +62,7 @@ func TestFromFDNotTap(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(p[1])
-	if _, err := FromFD(p[0], "eth0", "", 0); err == nil {
+	if _, err := FromFD(p[0], "eth0", "", 0, 0); err == nil {
 		t.Fatal("FromFD(pipe) = nil error, want one")
 	}
 	if _, err := unix.FcntlInt(uintptr(p[0]), unix.F_GETFD, 0); err != unix.EBADF {

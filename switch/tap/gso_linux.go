@@ -7,6 +7,12 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
+// GSOMaxSegs returns the gso_max_segs the TAP had when Create made it
+// (Config.GSOMaxSegs, or the kernel's default MaxGSOSegs) or Adopt took it
+// over (read from the kernel), 0 if not known. SetGSOMaxSegs does not
+// change it: its caller knows what it set.
+func (d *Device) GSOMaxSegs() int { return d.gsoMaxSegs }
+
 // SetGSOMaxSegs sets the gso_max_segs of the TAP named name, with the MAC
 // mac, in the namespace at path (checked as OpenNetns does) to n,
 // 1..MaxGSOSegs (MaxGSOSegs is the kernel's default, no bound): what

@@ -30,6 +30,9 @@ func TestSetGSOMaxSegs(t *testing.T) {
 	_, path := newNetns(t)
 	d := create(t, testConfig(path))
 	defer d.Close()
+	if n := d.GSOMaxSegs(); n != MaxGSOSegs {
+		t.Errorf("GSOMaxSegs() = %d after Create without GSOMaxSegs, want %d", n, MaxGSOSegs)
+	}
 	if n := gsoMaxSegs(t, path); n != MaxGSOSegs {
 		t.Fatalf("gso_max_segs %d after Create without GSOMaxSegs, want %d", n, MaxGSOSegs)
 	}

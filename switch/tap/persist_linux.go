@@ -77,7 +77,8 @@ func AdoptOffloads(path, name string, mac net.HardwareAddr, want vswitch.Offload
 	}
 	var d *Device
 	err := withinNetns(path, func(h *netlink.Handle) error {
-		if _, err := savedLink(h, name, mac); err != nil {
+		link, err := savedLink(h, name, mac)
+		if err != nil {
 			return err
 		}
 		fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
@@ -103,7 +104,7 @@ func AdoptOffloads(path, name string, mac net.HardwareAddr, want vswitch.Offload
 			unix.Close(fd)
 			return err
 		}
-		d = &Device{f: os.NewFile(uintptr(fd), "/dev/net/tun"), name: name, netns: path, offloads: o}
+		d = &Device{f: os.NewFile(uintptr(fd), "/dev/net/tun"), name: name, netns: path, offloads: o, gsoMaxSegs: int(link.Attrs().GSOMaxSegs)}
 		return nil
 	})
 	if err != nil {

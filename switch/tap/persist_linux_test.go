@@ -25,11 +25,20 @@ func linkExists(t *testing.T, path string) bool {
 func TestPersistAdopt(t *testing.T) {
 	requireRoot(t)
 	_, path := newNetns(t)
-	d := create(t, testConfig(path))
+	cfg := testConfig(path)
+	cfg.GSOMaxSegs = 44
+	d := create(t, cfg)
+	if n := d.GSOMaxSegs(); n != 44 {
+		t.Errorf("GSOMaxSegs() = %d after Create with 44", n)
+	}
 	if err := d.SetPersist(true); err != nil {
 		t.Fatal(err)
 	}
 	d.Close()
+	// Changed behind the device's back: Adopt must read it, not assume.
+	if err := SetGSOMaxSegs(path, "eth0", testMAC, 45); err != nil {
+		t.Fatal(err)
+	}
 	if !linkExists(t, path) {
 		t.Fatal("persistent TAP deleted when its file was closed")
 	}
@@ -44,6 +53,9 @@ func TestPersistAdopt(t *testing.T) {
 	a, err := Adopt(path, "eth0", testMAC, false)
 	if err != nil {
 		t.Fatalf("Adopt: %v", err)
+	}
+	if n := a.GSOMaxSegs(); n != 45 {
+		t.Errorf("GSOMaxSegs() = %d after Adopt, want 45, the kernel's", n)
 	}
 	if _, err := Adopt(path, "eth0", testMAC, false); err == nil {
 		t.Error("second Adopt of an attached TAP succeeded")

@@ -1,6 +1,7 @@
 package tap
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -63,11 +64,14 @@ var testHook func(step string) error
 // called by one goroutine at a time; Write, Close, Name and Netns are safe for
 // concurrent use.
 type Device struct {
-	f         *os.File // the /dev/net/tun file, non-blocking, in Go's netpoller (io_linux.go)
-	name      string   // interface name inside the namespace
-	netns     string   // namespace path, "" for the caller's own
-	offloads  vswitch.Offloads
-	closeOnce sync.Once
+	f        *os.File // the /dev/net/tun file, non-blocking, in Go's netpoller (io_linux.go)
+	name     string   // interface name inside the namespace
+	netns    string   // namespace path, "" for the caller's own
+	offloads vswitch.Offloads
+	// gsoMaxSegs is the gso_max_segs the TAP had when it was made or
+	// adopted, 0 if not known (GSOMaxSegs).
+	gsoMaxSegs int
+	closeOnce  sync.Once
 }
 
 var (
@@ -158,7 +162,7 @@ func Create(cfg Config) (*Device, error) {
 	// netpoller: a Read parks its goroutine instead of a thread, and
 	// Close wakes it (io_linux.go says why this strategy).
 	f := os.NewFile(uintptr(fd), "/dev/net/tun")
-	d := &Device{f: f, name: cfg.Name, netns: cfg.Netns, offloads: offloads}
+	d := &Device{f: f, name: cfg.Name, netns: cfg.Netns, offloads: offloads, gsoMaxSegs: cmp.Or(cfg.GSOMaxSegs, MaxGSOSegs)}
 	if err := d.configure(cfg, mtu, tmp, host, target, ns); err != nil {
 		// Closing the only file of a non-persistent TAP deletes it,
 		// in the caller's namespace or in the target one.
