@@ -35,8 +35,20 @@ import (
 // bytes a loop took 15-25 % less CPU time again (BenchmarkSum, 10^7 sums
 // of 1398 bytes, user time 0.71-0.81 s against 0.84-1.06 s, alternated,
 // 2026-12-03 on the shared 2-core machine).
+//
+// On amd64 with AVX2, a piece of 128 bytes or more is summed 64 bytes at
+// a time in vector registers first (sum_amd64.s: 32-bit words added into
+// 64-bit lanes, no carry to chase), the rest as above: 23 ns against 67
+// ns for 1398 bytes (BenchmarkSum, go and wide), and, where it counts,
+// 4 to 5 % more throughput on both tapswitch rows of the VXLAN overlay
+// benchmark (see package vxlan's doc).
 func Sum(b []byte, initial uint32) uint32 {
 	acc, c := uint64(0), uint64(0)
+	if len(b) >= 128 {
+		var n int
+		acc, n = sumWide(b)
+		b = b[n:]
+	}
 	for len(b) >= 64 {
 		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b), c)
 		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b[8:]), c)

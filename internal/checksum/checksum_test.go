@@ -188,6 +188,14 @@ func sumBE(b []byte, initial uint32) uint32 {
 	return uint32(acc>>16) + uint32(acc&0xffff)
 }
 
+// sumGo is Sum without the wide (AVX2) prefix.
+func sumGo(b []byte, initial uint32) uint32 {
+	saved := hasAVX2
+	hasAVX2 = false
+	defer func() { hasAVX2 = saved }()
+	return Sum(b, initial)
+}
+
 func BenchmarkSum(b *testing.B) {
 	buf := make([]byte, 1398) // a TCP segment's payload over VXLAN
 	for i := range buf {
@@ -199,7 +207,7 @@ func BenchmarkSum(b *testing.B) {
 	for _, f := range []struct {
 		name string
 		sum  func([]byte, uint32) uint32
-	}{{"le64", Sum}, {"be32", sumBE}} {
+	}{{"wide", Sum}, {"go", sumGo}, {"be32", sumBE}} {
 		b.Run(f.name, func(b *testing.B) {
 			b.SetBytes(int64(len(buf)))
 			for b.Loop() {
@@ -309,4 +317,42 @@ func allZero(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// TestSumPaths checks Sum against the reference with and without the
+// wide (AVX2) prefix, for every length up to 700 bytes (the prefix's
+// threshold, loop end and Go tail all move across it) at every alignment
+// of an 8-byte word, and over a 64 KiB super-frame's worth of 0xff.
+func TestSumPaths(t *testing.T) {
+	buf := make([]byte, 700+8)
+	for i := range buf {
+		buf[i] = byte(i*131 + i>>3)
+	}
+	big := make([]byte, 1<<16)
+	for i := range big {
+		big[i] = 0xff
+	}
+	paths := []bool{false}
+	if hasAVX2 {
+		paths = append(paths, true)
+	}
+	saved := hasAVX2
+	defer func() { hasAVX2 = saved }()
+	for _, wide := range paths {
+		hasAVX2 = wide
+		for off := range 8 {
+			for n := 0; n <= 700; n++ {
+				b := buf[off : off+n]
+				if got, want := Fold(Sum(b, 0x1234)), refSum(b, 0x1234); got != want {
+					t.Fatalf("wide %v, offset %d, %d bytes: got %#x, want %#x", wide, off, n, got, want)
+				}
+			}
+		}
+		if got, want := Fold(Sum(big, 0xffff)), refSum(big, 0xffff); got != want {
+			t.Fatalf("wide %v, 64 KiB of 0xff: got %#x, want %#x", wide, got, want)
+		}
+	}
+	if !hasAVX2 {
+		t.Log("no AVX2 here: only the Go path was checked")
+	}
 }
