@@ -3,7 +3,8 @@
 #   make test   formatting, vet, staticcheck, unit and integration tests
 #   make deps   install missing tools (apt-get, as root) and Go modules
 #   make bench  tapswitch against the Linux bridge (and OVS, vde2), root;
-#               ROUNDS=n (default 5), QUICK=1 (one short round), VARIANTS=nooffload
+#               ROUNDS=n (default 5), QUICK=1 (one short round), VARIANTS=nooffload,
+#               TCP_CC=cubic (the TCP rows' congestion control; default the machine's)
 #   make bench-rootless  tapswitch against slirp4netns, pasta and gvproxy, run as nobody
 #   make fuzz   every fuzz target in turn, FUZZTIME each (default 1m); ONLY=regexp
 #   make soak   attach/detach, connections, a MAC flood and captures for
@@ -117,7 +118,8 @@ bench-suppress: deps build
 # The overlay rows of make bench alone: TCP 1 stream across two hosts
 # joined by VXLAN, tapswitch <-> tapswitch and tapswitch -> kernel against
 # kernel vxlan <-> kernel vxlan, interleaved (bench/overlay.go). ROUNDS=n,
-# QUICK=1; BASE_BIN=path adds the tapswitch pairs run with another build.
+# QUICK=1, TCP_CC=name; BASE_BIN=path adds the tapswitch pairs run with
+# another build.
 OVERLAYS = vxlan-kernel,vxlan-tapswitch,vxlan-tapswitch-kernel,vxlan-tapswitch-base,vxlan-tapswitch-kernel-base
 bench-overlay: deps build
 	$(GO) build -o bin/tsbench ./bench

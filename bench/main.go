@@ -46,6 +46,7 @@ func main() {
 	out := flag.String("out", "bench/results", "directory for the JSON and SVG results")
 	only := flag.String("only", "", "comma-separated switches to run (default: all found)")
 	variants := flag.String("variants", os.Getenv("VARIANTS"), "comma-separated tapswitch variants to add: nooffload (TAPs without offloads) (env VARIANTS)")
+	flag.StringVar(&tcpCC, "cc", os.Getenv("TCP_CC"), "TCP congestion control of every namespace the bench makes, e.g. cubic (env TCP_CC; default: the machine's, which new namespaces inherit)")
 	flag.Parse()
 	if *quick && os.Getenv("ROUNDS") == "" && !flagSet("rounds") {
 		*rounds = 1
@@ -86,6 +87,9 @@ func run(bin string, rounds int, quick bool, outDir, only, variants string) erro
 		if !have(t) {
 			return fmt.Errorf("needs %s (make deps)", t)
 		}
+	}
+	if err := checkCC(tcpCC); err != nil {
+		return err
 	}
 	p := params{tcpSecs: 5, sweepSecs: 2, sweepStep: 5, pings: 200}
 	if quick {

@@ -101,6 +101,11 @@ func (b *base) addNS(side string) (string, error) {
 		return "", err
 	}
 	b.nss = append(b.nss, n)
+	if tcpCC != "" {
+		if err := sh("ip", "netns", "exec", n, "sysctl", "-qw", "net.ipv4.tcp_congestion_control="+tcpCC); err != nil {
+			return n, err
+		}
+	}
 	return n, sh("ip", "-n", n, "link", "set", "lo", "up")
 }
 
