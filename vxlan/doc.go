@@ -140,4 +140,52 @@
 // 6.61 (x0.48 / x0.45), ahead in every round. What is left is the kernel's work in the four
 // system calls a super-frame needs, and the wake-ups and context
 // switches between them.
+//
+// 2026-12-04, afternoon. The congestion control: the machine's default
+// is bbr, and the containers inherit it. With cubic (make bench-overlay
+// TCP_CC=cubic) the kernel pair makes 30 to 32 Gbit/s, not 14 to 16:
+// bbr's pacing holds the kernel pair, far less ours (medians of today's
+// runs: tapswitch <-> tapswitch 7.3 to 7.9 with cubic against 6.0 to 7.8
+// with bbr, tapswitch -> kernel 6.2 to 6.8 against 6.2 to 9.1). So the
+// ratios under bbr, x0.44 to x0.58 today, are x0.21 to x0.26 under
+// cubic.
+//
+// Where tapswitch -> kernel goes (perf record -a, 4 s, bbr, 7 Gbit/s):
+// the daemon runs on one thread, 96 % of a core, and the machine is 23 %
+// idle, so the thread is the bottleneck. 26 of its 48 points of the
+// machine are the receiving host's kernel, run in the softirq of our
+// sendmsg (both hosts share the two cores): the 44 datagrams are cut
+// apart again (__udp_gso_segment), decapsulated one by one, coalesced,
+// their inner checksums checked in software (2.6), bridged, received by
+// the container's TCP. Ours: the TAP read 4.6, the sendmsg's copy 5.5,
+// the ACKs (recvmsg, TAP write) 5, the checksums 2.8. The kernel pair
+// sends one UDP-tunnel GSO packet that nothing cuts or checksums on the
+// way; a UDP socket cannot send one.
+//
+// Kept: checksum.Sum with AVX2 (21 against 73 ns for 1398 bytes). Make
+// bench-overlay with BASE_BIN the build before, new / old Gbit/s,
+// tapswitch <-> tapswitch and tapswitch -> kernel: cubic, 4 rounds, 7.90
+// / 7.49 and 6.82 / 6.53, then 7.57 / 7.32 and 6.71 / 6.24; bbr, 6 and 5
+// rounds, 6.87 / 6.79 and 7.17 / 7.12, then 7.41 / 7.84 and 8.73 / 9.05
+// (bbr's rounds spread by a third, so only cubic shows the gain).
+//
+// Tried and not kept (BASE_BIN main's build unless said):
+//   - Sending from a goroutine of its own, the super-frame copied to it
+//     (4 in flight), so that the next TAP read overlaps the sendmsg: with
+//     GOMAXPROCS 2, 5.63 / 6.48 and 5.56 / 7.11, and the daemon's CPU up
+//     from 97 to 115 % (a futex wake-up each way per frame); with one P,
+//     6.80 / 7.12 (the P stays with the goroutine in sendmsg: no overlap).
+//   - The TAP's read and write and the tunnel's sendmsg and recvmsg as raw
+//     system calls (no entersyscall: sysmon sleeps, the datapath stays on
+//     one thread, and each daemon's context switches fall from about 13k
+//     to 3k-7k a second; sysmon alone had 5k a second and 7 % of a core):
+//     cubic 8.21 / 7.57 and 6.60 / 6.60; bbr 6.32 / 6.02 and 6.54 /
+//     6.18, then 6.64 / 6.95 and 6.86 / 6.84. Not kept: no gain under
+//     bbr, and with one P that is never handed off a port whose queue
+//     never empties keeps it until the 10 ms preemption, while the other
+//     ports' goroutines wait. With GOMAXPROCS 2 as well: 7.76 / 7.99 and
+//     6.16 / 6.37 (cubic, against the raw build).
+//   - No check of the coalesced segments' checksums at all, as an upper
+//     bound for any cheaper check (trusting a verified outer UDP checksum,
+//     say): 7.08 / 6.90 (bbr, tapswitch <-> tapswitch, 4 rounds).
 package vxlan
