@@ -180,11 +180,16 @@
 //     one thread, and each daemon's context switches fall from about 13k
 //     to 3k-7k a second; sysmon alone had 5k a second and 7 % of a core):
 //     cubic 8.21 / 7.57 and 6.60 / 6.60; bbr 6.32 / 6.02 and 6.54 /
-//     6.18, then 6.64 / 6.95 and 6.86 / 6.84. Not kept: no gain under
-//     bbr, and with one P that is never handed off a port whose queue
-//     never empties keeps it until the 10 ms preemption, while the other
-//     ports' goroutines wait. With GOMAXPROCS 2 as well: 7.76 / 7.99 and
-//     6.16 / 6.37 (cubic, against the raw build).
+//     6.18, then 6.64 / 6.95 and 6.86 / 6.84. On L2 (tsbench -only
+//     tapswitch -quick, twice each) ping fell to 104 and 119 from 163 and
+//     154 µs, TCP was mixed. Not kept: no gain under bbr, and with one P
+//     never handed off, a port whose queue does not empty keeps it while
+//     the other ports wait: with a bulk TCP stream a -> b on one switch,
+//     c's 10 ms pings to d took 0.62, 0.74, 0.80 ms on average (max 4.2,
+//     4.6, 3.5) against 0.41, 0.50, 0.58 (max 3.6, 2.2, 2.5), and the
+//     stream made 10.8, 9.65, 9.73 against 11.3, 10.8, 10.0 Gbit/s. With
+//     GOMAXPROCS 2 as well: 7.76 / 7.99 and 6.16 / 6.37 (cubic, against
+//     the raw build).
 //   - No check of the coalesced segments' checksums at all, as an upper
 //     bound for any cheaper check (trusting a verified outer UDP checksum,
 //     say): 7.08 / 6.90 (bbr, tapswitch <-> tapswitch, 4 rounds).
