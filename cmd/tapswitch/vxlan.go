@@ -75,7 +75,11 @@ func cmdVXLANNeigh(args []string, stdout io.Writer) error {
 	fs := newFlags("vxlan neigh")
 	asJSON := fs.Bool("json", false, "print JSON")
 	control := controlFlag(fs)
-	vni, err := parseVNI(parseOne(fs, args, "give one VNI"))
+	arg, err := parseOne(fs, args, "give one VNI")
+	if err != nil {
+		return err
+	}
+	vni, err := parseVNI(arg)
 	if err != nil {
 		return err
 	}
@@ -99,7 +103,7 @@ func cmdVXLANFDB(args []string, stdout io.Writer) error {
 	if len(pos) < 3 || (pos[0] == "add") != (len(pos) == 4) || (pos[0] != "add" && pos[0] != "del") {
 		return usagef("vxlan fdb add VNI MAC VTEP | vxlan fdb del VNI MAC")
 	}
-	vni, err := parseVNI(pos[1], nil)
+	vni, err := parseVNI(pos[1])
 	if err != nil {
 		return err
 	}
@@ -111,12 +115,8 @@ func cmdVXLANFDB(args []string, stdout io.Writer) error {
 	return client(control).DeleteVXLANStatic(ctx, vni, pos[2])
 }
 
-// parseVNI reads a VNI argument. A non-nil err, from parsing the
-// arguments that held s, is returned as it is, so that callers check once.
-func parseVNI(s string, err error) (uint32, error) {
-	if err != nil {
-		return 0, err
-	}
+// parseVNI reads a VNI argument.
+func parseVNI(s string) (uint32, error) {
 	vni, err := strconv.ParseUint(s, 10, 24)
 	if err != nil {
 		return 0, usagef("vni %q: not a number below 16777216", s)
@@ -144,7 +144,7 @@ func cmdVXLANAdd(args []string, stdout io.Writer) error {
 
 func cmdVXLANDel(args []string, stdout io.Writer) error {
 	return deleteOne("vxlan del", args, "give the VNI of the tunnel to remove",
-		func(arg string) (uint32, error) { return parseVNI(arg, nil) }, (*api.Client).DeleteVXLAN)
+		parseVNI, (*api.Client).DeleteVXLAN)
 }
 
 // printVXLANs prints each tunnel, then its VTEPs with their counters.
